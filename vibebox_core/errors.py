@@ -1,0 +1,56 @@
+"""One error root for vibebox, with one subclass per area.
+
+Everything that can go wrong inside ``vibebox_core`` surfaces as a :class:`VibeboxError`
+whose message a person can act on; libvirt, asyncssh and OS errors are translated at the
+boundary where they happen, so the CLI and the dashboard never see a foreign exception.
+"""
+
+from __future__ import annotations
+
+
+class VibeboxError(Exception):
+    """Root of every error vibebox raises on purpose.
+
+    Attributes:
+        hint: the next step a user can take, shown under the message (may be empty).
+    """
+
+    def __init__(self, message: str, *, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(VibeboxError):
+    """``vibebox.toml`` is missing a value, has a wrong one, or cannot be read."""
+
+
+class SessionIndexError(VibeboxError):
+    """``sessions.toml`` is damaged, locked away, or names an unknown session."""
+
+
+class SessionNotFoundError(SessionIndexError):
+    """No session matches the given id or directory."""
+
+
+class ImageError(VibeboxError):
+    """The base image store cannot build, find or verify an image."""
+
+
+class VMError(VibeboxError):
+    """libvirt refused or failed to define, start, stop or inspect a VM or its network."""
+
+
+class SSHError(VibeboxError):
+    """The guest's SSH server cannot be reached, or its host key is not the pinned one."""
+
+
+class SupervisorError(VibeboxError):
+    """The per-session supervisor cannot be started, reached or stopped."""
+
+
+class NetworkPolicyError(VibeboxError):
+    """The network policy is invalid, unapproved, or cannot be enforced."""

@@ -1,0 +1,169 @@
+"""Every file name vibebox uses, in one place.
+
+Global state lives under ``~/.vibebox`` (``VIBEBOX_HOME`` moves it; the tests always set it).
+Per-project state lives in ``<project>/vibebox.toml`` (meant to be committed) and the
+``<project>/.vibebox/`` cache (never committed; deleting it deletes the session).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+HOME_ENV = "VIBEBOX_HOME"
+DEFAULT_HOME_NAME = ".vibebox"
+
+# Under the global home.
+SESSIONS_INDEX = "sessions.toml"
+SESSIONS_LOCK = "sessions.lock"
+IMAGES_DIR = "images"
+RUN_DIR = "run"
+
+# Inside one image directory, ``images/<name>/``.
+IMAGE_KERNEL = "vmlinuz"
+IMAGE_INITRD = "initrd.img"
+IMAGE_BASE_DISK = "base.qcow2"
+IMAGE_METADATA = "image.toml"
+DEFAULT_IMAGE_NAME = "debian-12"
+
+# In a project directory.
+PROJECT_CONFIG = "vibebox.toml"
+PROJECT_CACHE = ".vibebox"
+
+# Inside the project cache, ``<project>/.vibebox/``.
+CACHE_SESSION_ID = "session-id"
+CACHE_DISK = "disk.qcow2"
+CACHE_CLIENT_KEY = "id_ed25519"
+CACHE_CLIENT_PUBKEY = "id_ed25519.pub"
+CACHE_HOST_KEY = "ssh_host_ed25519_key"
+CACHE_HOST_PUBKEY = "ssh_host_ed25519_key.pub"
+CACHE_KNOWN_HOSTS = "known_hosts"
+CACHE_SEED_DIR = "seed"
+CACHE_IPV4 = "ipv4"
+CACHE_CONSOLE_LOG = "console.log"
+CACHE_SUPERVISOR_LOG = "supervisor.log"
+CACHE_SUPERVISOR_PID = "supervisor.pid"
+CACHE_SUPERVISOR_LOCK = "supervisor.lock"
+CACHE_NETWORK_LOG = "network.log"
+CACHE_GITIGNORE = ".gitignore"
+
+
+def vibebox_home() -> Path:
+    """Return the global vibebox directory (``$VIBEBOX_HOME`` or ``~/.vibebox``)."""
+    override = os.environ.get(HOME_ENV)
+    if override:
+        return Path(override).expanduser().absolute()
+    return Path.home() / DEFAULT_HOME_NAME
+
+
+def sessions_index_path() -> Path:
+    """Return the path of the global session index."""
+    return vibebox_home() / SESSIONS_INDEX
+
+
+def sessions_lock_path() -> Path:
+    """Return the lock file that serialises writers of the session index."""
+    return vibebox_home() / SESSIONS_LOCK
+
+
+def images_dir() -> Path:
+    """Return the directory that holds one sub-directory per base image."""
+    return vibebox_home() / IMAGES_DIR
+
+
+def image_dir(name: str = DEFAULT_IMAGE_NAME) -> Path:
+    """Return the directory of one base image."""
+    return images_dir() / name
+
+
+def run_dir() -> Path:
+    """Return the directory for supervisor sockets (short paths: UNIX sockets max 107 bytes)."""
+    return vibebox_home() / RUN_DIR
+
+
+def supervisor_socket_path(session_id: str) -> Path:
+    """Return the UNIX socket of one session's supervisor."""
+    return run_dir() / f"{session_id}.sock"
+
+
+@dataclass(frozen=True)
+class ProjectPaths:
+    """The files of one project directory."""
+
+    root: Path
+
+    @classmethod
+    def for_directory(cls, directory: str | os.PathLike[str]) -> ProjectPaths:
+        """Build the paths for ``directory``, made absolute and resolved."""
+        return cls(Path(directory).expanduser().resolve())
+
+    @property
+    def name(self) -> str:
+        """The project's name: the last component of its directory."""
+        return self.root.name
+
+    @property
+    def config(self) -> Path:
+        return self.root / PROJECT_CONFIG
+
+    @property
+    def cache(self) -> Path:
+        return self.root / PROJECT_CACHE
+
+    @property
+    def session_id(self) -> Path:
+        return self.cache / CACHE_SESSION_ID
+
+    @property
+    def disk(self) -> Path:
+        return self.cache / CACHE_DISK
+
+    @property
+    def client_key(self) -> Path:
+        return self.cache / CACHE_CLIENT_KEY
+
+    @property
+    def client_pubkey(self) -> Path:
+        return self.cache / CACHE_CLIENT_PUBKEY
+
+    @property
+    def host_key(self) -> Path:
+        return self.cache / CACHE_HOST_KEY
+
+    @property
+    def host_pubkey(self) -> Path:
+        return self.cache / CACHE_HOST_PUBKEY
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.cache / CACHE_KNOWN_HOSTS
+
+    @property
+    def seed_dir(self) -> Path:
+        """Read-only share that hands the guest its keys and settings at boot."""
+        return self.cache / CACHE_SEED_DIR
+
+    @property
+    def ipv4(self) -> Path:
+        return self.cache / CACHE_IPV4
+
+    @property
+    def console_log(self) -> Path:
+        return self.cache / CACHE_CONSOLE_LOG
+
+    @property
+    def supervisor_log(self) -> Path:
+        return self.cache / CACHE_SUPERVISOR_LOG
+
+    @property
+    def supervisor_pid(self) -> Path:
+        return self.cache / CACHE_SUPERVISOR_PID
+
+    @property
+    def supervisor_lock(self) -> Path:
+        return self.cache / CACHE_SUPERVISOR_LOCK
+
+    @property
+    def network_log(self) -> Path:
+        return self.cache / CACHE_NETWORK_LOG
