@@ -19,6 +19,8 @@ SESSIONS_INDEX = "sessions.toml"
 SESSIONS_LOCK = "sessions.lock"
 IMAGES_DIR = "images"
 RUN_DIR = "run"
+BIN_DIR = "bin"
+VIRTIOFSD_READONLY = "virtiofsd-ro"  # under BIN_DIR: serves read-only virtiofs shares
 
 # Inside one image directory, ``images/<name>/``.
 IMAGE_KERNEL = "vmlinuz"
@@ -80,6 +82,11 @@ def image_dir(name: str = DEFAULT_IMAGE_NAME) -> Path:
 def run_dir() -> Path:
     """Return the directory for supervisor sockets (short paths: UNIX sockets max 107 bytes)."""
     return vibebox_home() / RUN_DIR
+
+
+def virtiofsd_readonly_path() -> Path:
+    """Return the wrapper libvirt runs (as root) to serve a virtiofs share read-only."""
+    return vibebox_home() / BIN_DIR / VIRTIOFSD_READONLY
 
 
 def supervisor_socket_path(session_id: str) -> Path:
