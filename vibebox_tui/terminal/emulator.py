@@ -1,0 +1,432 @@
+"""Bytes in, screen state out: the escape-sequence parser and the terminal's modes.
+
+pyte's ``ByteStream``/``Stream`` walks the input one character at a time through a generator;
+that is its hot path and runs at well under 1 MB/s. This parser tokenises whole chunks with one
+regular expression (runs of printable text, ``\\r\\n`` pairs, CSI/OSC/DCS/ESC sequences, single
+controls), so text is drawn a run at a time. UTF-8 is decoded incrementally, and an escape
+sequence cut at the end of a read is held until the next one.
+
+Anything the parser does not understand is skipped as a whole sequence: private SGR forms
+(``CSI ? ... m``, ``CSI > ... m``), unknown CSI finals, DCS strings. Queries the program makes
+(DSR, CPR, DA, DECRQM, OSC 10/11 colours) are answered through :attr:`Emulator.replies`; window
+titles and vibebox commands (OSC 7777) are collected in :attr:`Emulator.events`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from dataclasses import dataclass
+
+from pyte.charsets import VT100_MAP
+
+from vibebox_tui.terminal.screen import Screen
+
+VIBEBOX_OSC = "7777"
+VIBEBOX_COMMAND_PREFIX = "vibebox-command="
+MAX_PENDING = 1 << 16  # an unterminated OSC/DCS longer than this is dropped
+
+_TOKEN = re.compile(
+    r"(?P<text>[^\x00-\x1f\x7f-\x9f]+)"
+    r"|(?P<crlf>\r\n)"
+    r"|\x1b\[(?P<cp>[\x30-\x3f]*)(?P<ci>[\x20-\x2f]*)(?P<csi>[\x40-\x7e])"
+    r"|\x1b\](?P<osc>[^\x07\x1b]*)(?:\x07|\x1b\\)"
+    r"|\x1b[P^_X](?P<dcs>[\s\S]*?)\x1b\\"
+    r"|\x1b(?P<ei>[\x20-\x2f]*)(?P<esc>[\x30-\x7e])"
+    r"|(?P<ctl>[\s\S])"
+)
+# A tail that may still become a complete sequence with more input.
+_PARTIAL = re.compile(
+    r"\x1b(?:\[[\x30-\x3f]*[\x20-\x2f]*|\][^\x07\x1b]*\x1b?|[P^_X][\s\S]*|[\x20-\x2f]*)\Z"
+)
+_DEC_GRAPHICS = {i: c for i, c in enumerate(VT100_MAP) if chr(i) != c}  # as pyte
+
+# xterm's private modes we track (DECSET/DECRST); the rest are acknowledged and ignored.
+DECCKM, DECOM, DECAWM, DECTCEM = 1, 6, 7, 25
+ALT_47, ALT_1047, SAVE_1048, ALT_1049 = 47, 1047, 1048, 1049
+BRACKETED_PASTE, FOCUS_EVENTS = 2004, 1004
+MOUSE_MODES = (9, 1000, 1002, 1003, 1005, 1006, 1015)
+
+
+@dataclass(frozen=True)
+class TitleEvent:
+    title: str
+
+
+@dataclass(frozen=True)
+class CommandEvent:
+    name: str
+
+
+@dataclass(frozen=True)
+class BellEvent:
+    pass
+
+
+Event = TitleEvent | CommandEvent | BellEvent
+
+
+def _ints(params: str, default: int = 0) -> list[int]:
+    """CSI parameters as ints; empty ones get ``default``; sub-parameters are dropped."""
+    out = []
+    for part in params.split(";"):
+        head = part.split(":", 1)[0]
+        out.append(int(head) if head.isdigit() else default)
+    return out
+
+
+class Emulator:
+    """Feed it program output; read :attr:`screen`, :attr:`replies` and :attr:`events`."""
+
+    def __init__(self, columns: int = 80, lines: int = 24) -> None:
+        self.screen = Screen(columns, lines)
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._pending = ""
+        self.replies: list[bytes] = []
+        self.events: list[Event] = []
+        self.title = ""
+        self.app_cursor = False
+        self.app_keypad = False
+        self.bracketed_paste = False
+        self.cursor_visible = True
+        self.focus_events = False
+        self.mouse_modes: set[int] = set()
+        self._g = ["B", "B"]  # designated G0/G1 charsets ("0" = DEC special graphics)
+        self._shift = 0
+        self._saved: dict[bool, tuple[int, int, int, bool, bool, tuple[str, str]]] = {}
+
+    # -- feeding -------------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        """Parse a chunk of program output (any size; may end mid-character or mid-sequence)."""
+        text = self._decoder.decode(data)
+        if self._pending:
+            text = self._pending + text
+            self._pending = ""
+        cut = text.rfind("\x1b")
+        if cut >= 0 and _PARTIAL.match(text, cut):
+            # The last escape sequence is cut short: keep it for the next read.
+            tail = text[cut:]
+            self._pending = tail if len(tail) < MAX_PENDING else ""
+            text = text[:cut]
+        self.feed_text(text)
+
+    def feed_text(self, text: str) -> None:
+        """Parse already-decoded text that holds no cut sequence at its end."""
+        screen = self.screen
+        draw = self._draw
+        for match in _TOKEN.finditer(text):
+            kind = match.lastgroup
+            if kind == "text":
+                draw(match.group(kind))
+            elif kind == "crlf":
+                screen.cursor.x = 0
+                screen.index()
+            elif kind == "csi":
+                self._csi(match.group("cp"), match.group("ci"), match.group("csi"))
+            elif kind == "ctl":
+                self._control(match.group(kind))
+            elif kind == "esc":
+                self._esc(match.group("ei"), match.group("esc"))
+            elif kind == "osc":
+                self._osc(match.group(kind))
+            # dcs: swallowed whole
+
+    def _draw(self, text: str) -> None:
+        if self._g[self._shift] == "0":
+            text = text.translate(_DEC_GRAPHICS)
+        self.screen.draw(text)
+
+    # -- C0 controls ---------------------------------------------------------------------
+
+    def _control(self, char: str) -> None:
+        screen = self.screen
+        if char == "\n" or char == "\x0b" or char == "\x0c":
+            screen.index()
+        elif char == "\r":
+            screen.carriage_return()
+        elif char == "\x08":
+            screen.backspace()
+        elif char == "\t":
+            screen.tab()
+        elif char == "\x07":
+            self.events.append(BellEvent())
+        elif char == "\x0e":
+            self._shift = 1
+        elif char == "\x0f":
+            self._shift = 0
+        # everything else (NUL, a stray ESC, C1 controls) is ignored
+
+    # -- ESC sequences -------------------------------------------------------------------
+
+    def _esc(self, inter: str, final: str) -> None:
+        screen = self.screen
+        if inter in ("(", ")"):
+            self._g[0 if inter == "(" else 1] = final
+        elif inter == "#":
+            if final == "8":
+                screen.alignment_test()
+        elif inter:
+            return
+        elif final == "7":
+            self._save_cursor()
+        elif final == "8":
+            self._restore_cursor()
+        elif final == "D":
+            screen.index()
+        elif final == "E":
+            screen.cursor.x = 0
+            screen.index()
+        elif final == "M":
+            screen.reverse_index()
+        elif final == "H":
+            screen.tabstops.add(screen.cursor.x)
+        elif final == "c":
+            self.__init__(screen.columns, screen.lines)  # type: ignore[misc]
+        elif final == "=":
+            self.app_keypad = True
+        elif final == ">":
+            self.app_keypad = False
+
+    def _save_cursor(self) -> None:
+        s = self.screen
+        c = s.cursor
+        self._saved[s.in_alt] = (c.x, c.y, c.attr, s.origin, s.autowrap, (self._g[0], self._g[1]))
+
+    def _restore_cursor(self) -> None:
+        s = self.screen
+        saved = self._saved.get(s.in_alt)
+        if saved is None:
+            s.origin = False
+            s.move_to(0, 0)
+            s.cursor.attr = 0
+            return
+        x, y, attr, s.origin, s.autowrap, charsets = saved
+        self._g = list(charsets)
+        s.cursor.attr = attr
+        s.cursor.x = min(x, s.columns - 1)
+        s.cursor.y = min(y, s.lines - 1)
+
+    # -- OSC -----------------------------------------------------------------------------
+
+    def _osc(self, body: str) -> None:
+        code, _, arg = body.partition(";")
+        if code in ("0", "2"):
+            self.title = arg
+            self.events.append(TitleEvent(arg))
+        elif code == VIBEBOX_OSC:
+            if arg.startswith(VIBEBOX_COMMAND_PREFIX):
+                self.events.append(CommandEvent(arg[len(VIBEBOX_COMMAND_PREFIX) :]))
+        elif code in ("10", "11") and arg == "?":
+            rgb = "ffff/ffff/ffff" if code == "10" else "0000/0000/0000"
+            self.replies.append(f"\x1b]{code};rgb:{rgb}\x1b\\".encode())
+
+    # -- CSI -----------------------------------------------------------------------------
+
+    def _csi(self, params: str, inter: str, final: str) -> None:
+        screen = self.screen
+        if final == "m":
+            if not inter and (not params or params[0] not in "<=>?"):
+                screen.cursor.attr = screen.table.sgr(screen.cursor.attr, params)
+            return
+        private = params[:1] if params[:1] in ("?", ">", "<", "=") else ""
+        if private:
+            params = params[1:]
+        if inter:
+            self._csi_intermediate(private, params, inter, final)
+            return
+        if private and final not in "hlnc":
+            return
+        try:
+            args = _ints(params)
+        except ValueError:
+            return
+        first = args[0]
+        count = max(1, first)
+        if final == "H" or final == "f":
+            row = args[0] if args[0] else 1
+            col = args[1] if len(args) > 1 and args[1] else 1
+            screen.move_to(col - 1, row - 1)
+        elif final == "A":
+            screen.up(count)
+        elif final == "B" or final == "e":
+            screen.down(count)
+        elif final == "C" or final == "a":
+            screen.forward(count)
+        elif final == "D":
+            screen.back(count)
+        elif final == "E":
+            screen.down(count)
+            screen.cursor.x = 0
+        elif final == "F":
+            screen.up(count)
+            screen.cursor.x = 0
+        elif final == "G" or final == "`":
+            screen.move_x(count - 1)
+        elif final == "d":
+            screen.move_y(count - 1)
+        elif final == "K":
+            screen.erase_in_line(first)
+        elif final == "J":
+            screen.erase_in_display(first)
+        elif final == "h" or final == "l":
+            self._set_modes(private, args, final == "h")
+        elif final == "r":
+            bottom = args[1] if len(args) > 1 and args[1] else screen.lines
+            screen.set_margins(count - 1, bottom - 1)
+        elif final == "L":
+            screen.insert_lines(count)
+        elif final == "M":
+            screen.delete_lines(count)
+        elif final == "P":
+            screen.delete_chars(count)
+        elif final == "@":
+            screen.insert_chars(count)
+        elif final == "X":
+            screen.erase_chars(count)
+        elif final == "S":
+            screen.scroll_up(count)
+        elif final == "T" and len(args) == 1:
+            screen.scroll_down(count)
+        elif final == "I":
+            screen.tab(count)
+        elif final == "Z":
+            screen.back_tab(count)
+        elif final == "g":
+            if first == 0:
+                screen.tabstops.discard(screen.cursor.x)
+            elif first == 3:
+                screen.tabstops.clear()
+        elif final == "b":
+            self._repeat(count)
+        elif final == "s":
+            self._save_cursor()
+        elif final == "u":
+            self._restore_cursor()
+        elif final == "n":
+            self._status_report(private, first)
+        elif final == "c":
+            self._device_attributes(private, first)
+        elif final == "t":
+            if first == 18:
+                self.replies.append(f"\x1b[8;{screen.lines};{screen.columns}t".encode())
+
+    def _csi_intermediate(self, private: str, params: str, inter: str, final: str) -> None:
+        if inter == "!" and final == "p":  # DECSTR soft reset
+            s = self.screen
+            s.origin, s.autowrap, s.insert = False, True, False
+            s.top, s.bottom = 0, s.lines - 1
+            s.cursor.attr = 0
+            self.app_cursor = self.app_keypad = self.bracketed_paste = False
+            self.cursor_visible = True
+        elif inter == "$" and final == "p":  # DECRQM: report a mode's state
+            mode = int(params) if params.isdigit() else 0
+            state = self._mode_state(private, mode)
+            self.replies.append(f"\x1b[{private}{mode};{state}$y".encode())
+
+    def _mode_state(self, private: str, mode: int) -> int:
+        s = self.screen
+        if not private:
+            return {4: 1 if s.insert else 2, 20: 2}.get(mode, 0)
+        states = {
+            DECCKM: self.app_cursor,
+            DECOM: s.origin,
+            DECAWM: s.autowrap,
+            DECTCEM: self.cursor_visible,
+            ALT_1049: s.in_alt,
+            ALT_1047: s.in_alt,
+            ALT_47: s.in_alt,
+            BRACKETED_PASTE: self.bracketed_paste,
+            FOCUS_EVENTS: self.focus_events,
+        }
+        if mode in states:
+            return 1 if states[mode] else 2
+        if mode in MOUSE_MODES:
+            return 1 if mode in self.mouse_modes else 2
+        return 0
+
+    def _repeat(self, count: int) -> None:
+        screen = self.screen
+        x = min(screen.cursor.x, screen.columns) - 1
+        if x >= 0:
+            char = screen.buffer[screen.cursor.y].chars[x]
+            if char:
+                screen.draw(char * min(count, 65535))
+
+    def _status_report(self, private: str, what: int) -> None:
+        screen = self.screen
+        if what == 5 and not private:
+            self.replies.append(b"\x1b[0n")
+        elif what == 6:
+            y = screen.cursor.y - (screen.top if screen.origin else 0)
+            x = min(screen.cursor.x, screen.columns - 1)
+            self.replies.append(f"\x1b[{private}{y + 1};{x + 1}R".encode())
+
+    def _device_attributes(self, private: str, what: int) -> None:
+        if what != 0:
+            return
+        if not private:
+            self.replies.append(b"\x1b[?62;22c")  # VT220 with ANSI colour
+        elif private == ">":
+            self.replies.append(b"\x1b[>1;10;0c")
+
+    def _set_modes(self, private: str, modes: list[int], on: bool) -> None:
+        screen = self.screen
+        if not private:
+            for mode in modes:
+                if mode == 4:
+                    screen.insert = on
+            return
+        if private != "?":
+            return
+        for mode in modes:
+            if mode == DECCKM:
+                self.app_cursor = on
+            elif mode == DECOM:
+                screen.origin = on
+                screen.move_to(0, 0)
+            elif mode == DECAWM:
+                screen.autowrap = on
+            elif mode == DECTCEM:
+                self.cursor_visible = on
+            elif mode == ALT_1049:
+                if on and not screen.in_alt:
+                    self._save_cursor()
+                    screen.use_alt(True, clear=True)
+                elif not on and screen.in_alt:
+                    screen.use_alt(False, clear=False)
+                    self._restore_cursor()
+            elif mode in (ALT_47, ALT_1047):
+                if on != screen.in_alt:
+                    screen.use_alt(on, clear=mode == ALT_1047 and not on)
+            elif mode == SAVE_1048:
+                if on:
+                    self._save_cursor()
+                else:
+                    self._restore_cursor()
+            elif mode == BRACKETED_PASTE:
+                self.bracketed_paste = on
+            elif mode == FOCUS_EVENTS:
+                self.focus_events = on
+            elif mode in MOUSE_MODES:
+                if on:
+                    self.mouse_modes.add(mode)
+                else:
+                    self.mouse_modes.discard(mode)
+            elif mode == 3:  # DECCOLM: xterm clears the screen; the size stays the widget's
+                screen.erase_in_display(2)
+                screen.move_to(0, 0)
+
+    # -- size ----------------------------------------------------------------------------
+
+    def resize(self, columns: int, lines: int) -> None:
+        self.screen.resize(columns, lines)
+
+    def take_replies(self) -> bytes:
+        data = b"".join(self.replies)
+        self.replies.clear()
+        return data
+
+    def take_events(self) -> list[Event]:
+        events, self.events = self.events, []
+        return events
