@@ -7,8 +7,14 @@ enforcement (proxy, DNS, nwfilter) is built on top of it.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import json
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
@@ -63,3 +69,416 @@ def matches(host: str, entries: tuple[str, ...] | list[str]) -> bool:
     """
     name = host.strip().lower().rstrip(".")
     return any(name == entry or name.endswith("." + entry) for entry in entries)
+
+
+# ---------------------------------------------------------------------------------------------
+# Decisions
+
+Mode = Literal["allowlist", "blocklist"]
+MODES: tuple[Mode, ...] = ("allowlist", "blocklist")
+
+# Where the enforcement listens on the session network's gateway (the host side of the bridge).
+# Each session has its own gateway address, so fixed ports never collide between sessions.
+PROXY_PORT = 3128
+DNS_FILTER_PORT = 5400  # away from dnsmasq (53) and mDNS (5353)
+GUEST_SSH_PORT = 22
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the policy says about one host.
+
+    Attributes:
+        verdict: ``"allowed"`` or ``"blocked"``.
+        reason: one short sentence a person can read in the log, e.g.
+            ``"not in the allowlist"``.
+    """
+
+    verdict: Literal["allowed", "blocked"]
+    reason: str
+
+    @property
+    def allowed(self) -> bool:
+        """True when the host may be reached."""
+        return self.verdict == "allowed"
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _valid_host(name: str) -> bool:
+    if not name or len(name) > 253:
+        return False
+    return all(_LABEL.match(label) or _UNDERSCORE_LABEL.match(label) for label in name.split("."))
+
+
+# Real names sometimes carry underscores (SRV-style labels); they are harmless to match.
+_UNDERSCORE_LABEL = re.compile(r"^[a-z0-9_-]{1,63}$")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A session's network policy: a mode and normalised domain entries.
+
+    Args:
+        mode: ``"allowlist"`` (only listed domains) or ``"blocklist"`` (all but listed domains).
+        entries: domain entries; each is normalised with :func:`normalize_entry`.
+
+    Raises:
+        ValueError: an unknown mode or an invalid entry.
+    """
+
+    mode: Mode = "blocklist"
+    entries: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"network mode must be 'allowlist' or 'blocklist', got {self.mode!r}")
+        normalised = tuple(dict.fromkeys(normalize_entry(entry) for entry in self.entries))
+        object.__setattr__(self, "entries", normalised)
+
+    def matching_entry(self, host: str) -> str | None:
+        """Return the entry that ``host`` falls under (the most specific one), or None."""
+        name = host.strip().lower().rstrip(".")
+        hits = [e for e in self.entries if name == e or name.endswith("." + e)]
+        return max(hits, key=len) if hits else None
+
+    def decide(self, host: str) -> Verdict:
+        """Judge one host name as asked for by the guest.
+
+        IP addresses cannot be judged by name: an allowlist refuses them, a blocklist lets
+        them through (the proxy still refuses the host's own loopback). Malformed names are
+        always refused.
+        """
+        name = host.strip().lower().rstrip(".")
+        if _is_ip(name):
+            if self.mode == "allowlist":
+                return Verdict("blocked", "IP addresses are not allowed in allowlist mode")
+            return Verdict("allowed", "IP address; the blocklist only names domains")
+        if not _valid_host(name):
+            return Verdict("blocked", "not a valid host name")
+        entry = self.matching_entry(name)
+        if self.mode == "allowlist":
+            if entry is None:
+                return Verdict("blocked", "not in the allowlist")
+            return Verdict("allowed", f"allowlist entry {entry}")
+        if entry is not None:
+            return Verdict("blocked", f"blocklist entry {entry}")
+        return Verdict("allowed", "not in the blocklist")
+
+
+# ---------------------------------------------------------------------------------------------
+# Enforcement on the VM's interface (allowlist mode)
+
+
+def nwfilter_name(session_id: str) -> str:
+    """Return the libvirt nwfilter name of one session."""
+    return f"vibebox-{session_id[:8]}"
+
+
+def nwfilter_xml(
+    name: str,
+    gateway_ip: str,
+    proxy_port: int = PROXY_PORT,
+    dns: bool = True,
+    *,
+    ssh_port: int = GUEST_SSH_PORT,
+) -> str:
+    """Build the libvirt nwfilter that fences an allowlist session's interface.
+
+    The guest may send only DHCP, DNS to its gateway (``dns``), TCP to the proxy port on its
+    gateway, ARP, and the replies of the host's SSH connection to the guest (vibebox itself
+    drives the guest over SSH from the gateway address). Everything else, in both directions,
+    is dropped, including IPv6, traffic to other host ports or addresses and to other
+    sessions' guests. The rules are layer-2 (ebtables) rules matched on exact addresses and
+    ports, so they do not depend on ``br_netfilter`` and hold however the guest routes.
+
+    Args:
+        name: the filter's name (see :func:`nwfilter_name`).
+        gateway_ip: the IPv4 address of the host on the session's network.
+        proxy_port: the filtering proxy's TCP port on the gateway.
+        dns: allow DNS (UDP and TCP port 53) to the gateway.
+        ssh_port: the guest's SSH port the host connects to.
+
+    Returns:
+        The ``<filter>`` document for ``virNWFilterDefineXML``; reference it from the domain's
+        ``<interface>`` with ``<filterref filter='NAME'/>``.
+
+    Raises:
+        ValueError: ``gateway_ip`` is not an IPv4 address, or a port is out of range.
+    """
+    gateway = str(ipaddress.IPv4Address(gateway_ip))
+    for port in (proxy_port, ssh_port):
+        if not 0 < port < 65536:
+            raise ValueError(f"port out of range: {port}")
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]+", name):
+        raise ValueError(f"invalid nwfilter name {name!r}")
+
+    def tcp_to_gateway(port: int, priority: int) -> list[str]:
+        return [
+            f"  <rule action='accept' direction='out' priority='{priority}'>",
+            f"    <ip protocol='tcp' dstipaddr='{gateway}' dstportstart='{port}'/>",
+            "  </rule>",
+            f"  <rule action='accept' direction='in' priority='{priority}'>",
+            f"    <ip protocol='tcp' srcipaddr='{gateway}' srcportstart='{port}'/>",
+            "  </rule>",
+        ]
+
+    lines = [
+        f"<filter name='{name}' chain='root'>",
+        "  <!-- vibebox allowlist fence: DHCP, DNS and the proxy on the gateway; nothing else -->",
+        "  <filterref filter='no-mac-spoofing'/>",
+        "  <rule action='accept' direction='inout' priority='-500'>",
+        "    <mac protocolid='arp'/>",
+        "  </rule>",
+        "  <rule action='accept' direction='out' priority='100'>",
+        "    <ip protocol='udp' srcportstart='68' dstportstart='67'/>",
+        "  </rule>",
+        "  <rule action='accept' direction='in' priority='100'>",
+        "    <ip protocol='udp' srcportstart='67' dstportstart='68'/>",
+        "  </rule>",
+    ]
+    if dns:
+        for proto in ("udp", "tcp"):
+            lines += [
+                "  <rule action='accept' direction='out' priority='200'>",
+                f"    <ip protocol='{proto}' dstipaddr='{gateway}' dstportstart='53'/>",
+                "  </rule>",
+                "  <rule action='accept' direction='in' priority='200'>",
+                f"    <ip protocol='{proto}' srcipaddr='{gateway}' srcportstart='53'/>",
+                "  </rule>",
+            ]
+    lines += tcp_to_gateway(proxy_port, 300)
+    # The host's SSH session to the guest: the host connects from the gateway address.
+    lines += [
+        "  <rule action='accept' direction='in' priority='400'>",
+        f"    <ip protocol='tcp' srcipaddr='{gateway}' dstportstart='{ssh_port}'/>",
+        "  </rule>",
+        "  <rule action='accept' direction='out' priority='400'>",
+        f"    <ip protocol='tcp' dstipaddr='{gateway}' srcportstart='{ssh_port}'/>",
+        "  </rule>",
+        "  <rule action='drop' direction='inout' priority='1000'/>",
+        "</filter>",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Pointing the guest at the proxy
+
+
+def guest_proxy_env(gateway_ip: str, port: int = PROXY_PORT) -> dict[str, str]:
+    """Return the proxy environment for the guest (``guest.json`` "env").
+
+    Both spellings are set because tools disagree on which one they read (curl ignores
+    upper-case ``HTTP_PROXY``; others only read upper case).
+    """
+    url = f"http://{ipaddress.IPv4Address(gateway_ip)}:{port}"
+    no_proxy = "localhost,127.0.0.1,::1"
+    return {
+        "http_proxy": url,
+        "https_proxy": url,
+        "HTTP_PROXY": url,
+        "HTTPS_PROXY": url,
+        "no_proxy": no_proxy,
+        "NO_PROXY": no_proxy,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Approval: a digest of what the guest may reach (mounts + network)
+
+
+class _MountLike(Protocol):
+    @property
+    def host(self) -> Path: ...
+    @property
+    def guest(self) -> str: ...
+    @property
+    def read_only(self) -> bool: ...
+
+
+class _PortLike(Protocol):
+    @property
+    def host_port(self) -> int: ...
+    @property
+    def guest_port(self) -> int: ...
+
+
+class _NetworkLike(Protocol):
+    @property
+    def mode(self) -> str: ...
+    @property
+    def entries(self) -> tuple[str, ...]: ...
+    @property
+    def ports(self) -> tuple[_PortLike, ...]: ...
+
+
+class _BoxLike(Protocol):
+    @property
+    def mounts(self) -> tuple[_MountLike, ...]: ...
+
+
+class PolicyConfig(Protocol):
+    """The parts of ``config.Config`` the approval digest covers."""
+
+    @property
+    def box(self) -> _BoxLike: ...
+    @property
+    def network(self) -> _NetworkLike: ...
+
+
+POLICY_VERSION = 1
+APPROVED_DIGEST_KEY = "approved_policy"
+APPROVED_POLICY_KEY = "approved_policy_json"
+
+
+def canonical_policy(config: PolicyConfig) -> dict[str, Any]:
+    """Return the approvable part of a config as plain JSON data.
+
+    Covers the extra mounts (the project mount is always the same) and the whole
+    ``[network]`` table. Entries are sorted and de-duplicated (order means nothing); mounts
+    keep their order (a later mount may shadow an earlier one).
+    """
+    return {
+        "version": POLICY_VERSION,
+        "mounts": [
+            {"host": str(m.host), "guest": m.guest, "read_only": bool(m.read_only)}
+            for m in config.box.mounts
+        ],
+        "network": {
+            "mode": config.network.mode,
+            "entries": sorted(set(config.network.entries)),
+            "ports": [[p.host_port, p.guest_port] for p in config.network.ports],
+        },
+    }
+
+
+def canonical_json(policy: Mapping[str, Any]) -> str:
+    """Serialise a canonical policy the one way the digest is computed over."""
+    return json.dumps(policy, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def policy_digest(config: PolicyConfig | Mapping[str, Any]) -> str:
+    """Return ``sha256:<hex>`` over the canonical mounts + network of a config.
+
+    Args:
+        config: a ``Config`` or an already canonical policy dict.
+    """
+    policy = config if isinstance(config, Mapping) else canonical_policy(config)
+    return "sha256:" + hashlib.sha256(canonical_json(policy).encode()).hexdigest()
+
+
+def _mount_text(mount: Mapping[str, Any]) -> str:
+    access = "ro" if mount.get("read_only") else "rw"
+    return f"{mount.get('host')} → {mount.get('guest')} ({access})"
+
+
+def policy_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """Describe, one line each, how ``new`` differs from ``old`` (both canonical policies).
+
+    Lines start with ``+`` (added or widened), ``-`` (removed) or ``~`` (changed), e.g.
+    ``"+ network entry: evil.example"``; the approval dialog shows them as they are.
+    """
+    lines: list[str] = []
+    old_mounts = {m.get("guest"): m for m in old.get("mounts", [])}
+    new_mounts = {m.get("guest"): m for m in new.get("mounts", [])}
+    for guest, mount in new_mounts.items():
+        before = old_mounts.get(guest)
+        if before is None:
+            lines.append(f"+ mount: {_mount_text(mount)}")
+        elif before != mount:
+            lines.append(f"~ mount: {_mount_text(before)} is now {_mount_text(mount)}")
+    for guest, mount in old_mounts.items():
+        if guest not in new_mounts:
+            lines.append(f"- mount: {_mount_text(mount)}")
+
+    old_net: Mapping[str, Any] = old.get("network", {})
+    new_net: Mapping[str, Any] = new.get("network", {})
+    if old_net.get("mode") != new_net.get("mode"):
+        lines.append(f"~ network mode: {old_net.get('mode')} → {new_net.get('mode')}")
+    old_entries = set(old_net.get("entries", []))
+    new_entries = set(new_net.get("entries", []))
+    for entry in sorted(new_entries - old_entries):
+        lines.append(f"+ network entry: {entry}")
+    for entry in sorted(old_entries - new_entries):
+        lines.append(f"- network entry: {entry}")
+    old_ports = [tuple(p) for p in old_net.get("ports", [])]
+    new_ports = [tuple(p) for p in new_net.get("ports", [])]
+    for host_port, guest_port in (p for p in new_ports if p not in old_ports):
+        lines.append(f"+ port forward: host 127.0.0.1:{host_port} → guest {guest_port}")
+    for host_port, guest_port in (p for p in old_ports if p not in new_ports):
+        lines.append(f"- port forward: host 127.0.0.1:{host_port} → guest {guest_port}")
+    if not lines and canonical_json(old) != canonical_json(new):
+        lines.append("~ policy format changed")
+    return lines
+
+
+@dataclass(frozen=True)
+class ApprovalCheck:
+    """How a config's mounts + network compare with what the user last approved.
+
+    Attributes:
+        status: ``"new"`` (nothing approved yet), ``"approved"`` or ``"changed"``.
+        digest: digest of the config as it is now.
+        diff: lines from :func:`policy_diff` (empty unless ``"changed"``).
+    """
+
+    status: Literal["new", "approved", "changed"]
+    digest: str
+    diff: tuple[str, ...] = ()
+
+    @property
+    def needs_approval(self) -> bool:
+        """True when the user must confirm before the session may start with this config."""
+        return self.status == "changed"
+
+
+def check_approval(extra: Mapping[str, Any], config: PolicyConfig) -> ApprovalCheck:
+    """Compare a config with the approval stored in a session index entry's ``extra``.
+
+    Args:
+        extra: ``SessionEntry.extra`` (keys :data:`APPROVED_DIGEST_KEY` and
+            :data:`APPROVED_POLICY_KEY`).
+        config: the project's config as it is now.
+    """
+    policy = canonical_policy(config)
+    digest = policy_digest(policy)
+    approved = extra.get(APPROVED_DIGEST_KEY)
+    if not approved:
+        return ApprovalCheck("new", digest)
+    if approved == digest:
+        return ApprovalCheck("approved", digest)
+    old: Mapping[str, Any] = {}
+    stored = extra.get(APPROVED_POLICY_KEY)
+    if isinstance(stored, str):
+        try:
+            loaded = json.loads(stored)
+        except ValueError:
+            loaded = None
+        if isinstance(loaded, dict) and policy_digest(loaded) == approved:
+            old = loaded
+    diff = policy_diff(old, policy) if old else ["~ the previously approved policy is unknown"]
+    return ApprovalCheck("changed", digest, tuple(diff))
+
+
+class _ExtraWriter(Protocol):
+    def set_extra(self, session_id: str, key: str, value: Any) -> None: ...
+
+
+def record_approval(index: _ExtraWriter, session_id: str, config: PolicyConfig) -> str:
+    """Store a config's mounts + network as approved for a session; return the digest.
+
+    Both the digest and the canonical JSON are kept (as strings, so any TOML writer can
+    hold them) so the next change can be shown as a difference.
+    """
+    policy = canonical_policy(config)
+    digest = policy_digest(policy)
+    index.set_extra(session_id, APPROVED_POLICY_KEY, canonical_json(policy))
+    index.set_extra(session_id, APPROVED_DIGEST_KEY, digest)
+    return digest

@@ -1,0 +1,234 @@
+"""The filtering proxy, on loopback only: a tiny upstream server and an injected resolver."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from vibebox_core import netlog
+from vibebox_core.netpolicy import Policy
+from vibebox_core.proxy import FilteringProxy, start_proxy
+
+
+@dataclass
+class Upstream:
+    port: int
+    heads: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[Upstream]:
+    """An HTTP server on 127.0.0.1 that answers every request with its request line."""
+    state = Upstream(0)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = (await reader.readuntil(b"\r\n\r\n")).decode()
+        except asyncio.IncompleteReadError:
+            writer.close()
+            return
+        state.heads.append(head)
+        body = f"hello {head.splitlines()[0]}".encode()
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body
+        )
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    state.port = server.sockets[0].getsockname()[1]
+    async with server:
+        yield state
+
+
+async def fake_resolver(host: str, port: int) -> list[str]:
+    if host == "allowed.test" or host.endswith(".allowed.test") or host == "other.test":
+        return ["127.0.0.1"]
+    raise OSError(f"{host}: no such name")
+
+
+@dataclass
+class Proxy:
+    port: int
+    log: Path
+    proxy: FilteringProxy
+
+
+async def _start(tmp_path: Path, policy: Policy, **kwargs: object) -> tuple[asyncio.Server, Proxy]:
+    log = tmp_path / "network.log"
+    options: dict[str, object] = {"resolver": fake_resolver, "allow_host_local": True} | kwargs
+    proxy = FilteringProxy(policy, log, **options)  # type: ignore[arg-type]
+    server = await proxy.start("127.0.0.1", 0)
+    return server, Proxy(server.sockets[0].getsockname()[1], log, proxy)
+
+
+@pytest.fixture
+async def proxy(tmp_path: Path) -> AsyncIterator[Proxy]:
+    server, state = await _start(tmp_path, Policy("allowlist", ("allowed.test",)))
+    async with server:
+        yield state
+
+
+async def exchange(port: int, data: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    await writer.drain()
+    reply = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    return reply
+
+
+async def status_line(port: int, data: bytes) -> bytes:
+    """Send a request, return the reply's head (for tunnels that stay open)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    writer.close()
+    return head
+
+
+def logged(log: Path) -> list[tuple[str, str, int | None, str]]:
+    return [(e.source, e.host, e.port, e.verdict) for e in netlog.tail(log, 100)]
+
+
+async def test_allowed_http_is_forwarded_in_origin_form(proxy: Proxy, upstream: Upstream) -> None:
+    target = f"allowed.test:{upstream.port}"
+    reply = await exchange(
+        proxy.port,
+        f"GET http://{target}/path?q=1 HTTP/1.1\r\nHost: {target}\r\n"
+        "Proxy-Connection: keep-alive\r\nUser-Agent: t\r\n\r\n".encode(),
+    )
+    assert reply.startswith(b"HTTP/1.1 200 OK")
+    assert reply.endswith(b"hello GET /path?q=1 HTTP/1.1")
+    head = upstream.heads[0]
+    assert f"Host: {target}\r\n" in head
+    assert "User-Agent: t\r\n" in head
+    assert "Connection: close\r\n" in head
+    assert "Proxy-Connection" not in head
+    assert logged(proxy.log) == [("proxy", "allowed.test", upstream.port, "allowed")]
+
+
+async def test_http_without_host_header_gets_one(proxy: Proxy, upstream: Upstream) -> None:
+    target = f"www.allowed.test:{upstream.port}"
+    reply = await exchange(proxy.port, f"GET http://{target}/ HTTP/1.0\r\n\r\n".encode())
+    assert reply.startswith(b"HTTP/1.1 200 OK")
+    assert f"Host: {target}\r\n" in upstream.heads[0]
+
+
+async def test_allowed_connect_tunnels(proxy: Proxy, upstream: Upstream) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    target = f"allowed.test:{upstream.port}"
+    writer.write(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+    status = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert status == b"HTTP/1.1 200 Connection established\r\n\r\n"
+    writer.write(b"GET /tunnelled HTTP/1.1\r\nHost: allowed.test\r\n\r\n")
+    reply = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    assert reply.endswith(b"hello GET /tunnelled HTTP/1.1")
+    assert logged(proxy.log) == [("proxy", "allowed.test", upstream.port, "allowed")]
+
+
+@pytest.mark.parametrize("method", ["GET", "CONNECT"])
+async def test_unlisted_host_is_refused_403(proxy: Proxy, upstream: Upstream, method: str) -> None:
+    target = f"unlisted.test:{upstream.port}"
+    line = f"GET http://{target}/ HTTP/1.1" if method == "GET" else f"CONNECT {target} HTTP/1.1"
+    reply = await exchange(proxy.port, f"{line}\r\nHost: {target}\r\n\r\n".encode())
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 403 Forbidden")
+    assert body == b"vibebox: unlisted.test is blocked: not in the allowlist\n"
+    assert upstream.heads == []
+    assert logged(proxy.log) == [("proxy", "unlisted.test", upstream.port, "blocked")]
+
+
+async def test_host_header_must_agree_with_target(proxy: Proxy, upstream: Upstream) -> None:
+    target = f"allowed.test:{upstream.port}"
+    reply = await exchange(
+        proxy.port, f"GET http://{target}/ HTTP/1.1\r\nHost: other.test\r\n\r\n".encode()
+    )
+    assert reply.startswith(b"HTTP/1.1 400 Bad Request")
+    assert b"disagrees" in reply
+    reply = await exchange(
+        proxy.port,
+        f"CONNECT {target} HTTP/1.1\r\nHost: other.test:{upstream.port}\r\n\r\n".encode(),
+    )
+    assert reply.startswith(b"HTTP/1.1 400 Bad Request")
+    assert upstream.heads == []
+    assert logged(proxy.log) == [
+        ("proxy", "allowed.test", upstream.port, "blocked"),
+        ("proxy", "allowed.test", upstream.port, "blocked"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("request_head", "status"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: allowed.test\r\n\r\n", b"400"),
+        (b"GET https://allowed.test/ HTTP/1.1\r\n\r\n", b"400"),
+        (b"CONNECT allowed.test HTTP/1.1\r\n\r\n", b"400"),
+        (b"GET http://allowed.test/ HTTP/2\r\n\r\n", b"400"),
+        (b"GET http://allowed.test/ HTTP/1.1\r\n bad: fold\r\n\r\n", b"400"),
+        (b"GET http://allowed.test/ HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", b"400"),
+        (b"GET http://u:p@allowed.test/ HTTP/1.1\r\n\r\n", b"400"),
+        (b"GET http://allowed.test/ HTTP/1.1\r\nX: " + b"a" * 40000 + b"\r\n\r\n", b"431"),
+    ],
+)
+async def test_malformed_requests(proxy: Proxy, request_head: bytes, status: bytes) -> None:
+    reply = await exchange(proxy.port, request_head)
+    assert reply.split(b" ")[1] == status, reply[:200]
+
+
+async def test_unresolvable_allowed_name_is_502(proxy: Proxy, upstream: Upstream) -> None:
+    proxy.proxy.policy = Policy("allowlist", ("allowed.test", "gone.test"))
+    reply = await exchange(
+        proxy.port, f"CONNECT gone.test:{upstream.port} HTTP/1.1\r\n\r\n".encode()
+    )
+    assert reply.startswith(b"HTTP/1.1 502 Bad Gateway")
+    assert b"does not resolve" in reply
+
+
+async def test_policy_can_be_swapped_while_running(proxy: Proxy, upstream: Upstream) -> None:
+    request = f"CONNECT other.test:{upstream.port} HTTP/1.1\r\n\r\n".encode()
+    assert (await status_line(proxy.port, request)).startswith(b"HTTP/1.1 403")
+    proxy.proxy.policy = Policy("allowlist", ("other.test",))
+    assert (await status_line(proxy.port, request)).startswith(b"HTTP/1.1 200")
+
+
+async def test_blocklist_refuses_entry_and_subdomain(tmp_path: Path, upstream: Upstream) -> None:
+    server, state = await _start(tmp_path, Policy("blocklist", ("allowed.test",)))
+    async with server:
+        for host in ("allowed.test", "sub.allowed.test"):
+            reply = await exchange(
+                state.port, f"GET http://{host}:{upstream.port}/ HTTP/1.1\r\n\r\n".encode()
+            )
+            assert reply.startswith(b"HTTP/1.1 403"), reply
+            assert b"blocklist entry allowed.test" in reply
+        reply = await exchange(
+            state.port, f"GET http://other.test:{upstream.port}/ HTTP/1.1\r\n\r\n".encode()
+        )
+        assert reply.startswith(b"HTTP/1.1 200")
+    assert [v for *_, v in logged(state.log)] == ["blocked", "blocked", "allowed"]
+
+
+async def test_names_resolving_to_host_loopback_are_refused(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    log = tmp_path / "network.log"
+    server = await start_proxy("127.0.0.1", 0, Policy("blocklist", ()), log, resolver=fake_resolver)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        for target in (f"allowed.test:{upstream.port}", f"127.0.0.1:{upstream.port}"):
+            reply = await exchange(port, f"CONNECT {target} HTTP/1.1\r\n\r\n".encode())
+            assert reply.startswith(b"HTTP/1.1 403"), reply
+            assert b"loopback" in reply
+    assert upstream.heads == []
+
+
+async def test_slow_client_gets_408(tmp_path: Path) -> None:
+    server, state = await _start(tmp_path, Policy("allowlist", ()), head_timeout=0.2)
+    async with server:
+        reply = await exchange(state.port, b"GET http://allowed.test/ HTTP/1.1\r\n")
+    assert reply.startswith(b"HTTP/1.1 408")
