@@ -11,6 +11,7 @@ two reads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
@@ -226,9 +227,7 @@ class SSHPtyStream:
             return
         self._closed = True
         self._process.close()
-        try:
+        with contextlib.suppress(asyncssh.Error, OSError):
             await self._process.wait_closed()
-        except (asyncssh.Error, OSError):
-            pass
         if not self.end_reason:
             self.end_reason = "Session closed"

@@ -307,9 +307,8 @@ class Emulator:
             self._status_report(private, first)
         elif final == "c":
             self._device_attributes(private, first)
-        elif final == "t":
-            if first == 18:
-                self.replies.append(f"\x1b[8;{screen.lines};{screen.columns}t".encode())
+        elif final == "t" and first == 18:
+            self.replies.append(f"\x1b[8;{screen.lines};{screen.columns}t".encode())
 
     def _csi_intermediate(self, private: str, params: str, inter: str, final: str) -> None:
         if inter == "!" and final == "p":  # DECSTR soft reset

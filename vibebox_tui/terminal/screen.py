@@ -428,9 +428,7 @@ class Screen:
     def use_alt(self, alt: bool, clear: bool) -> None:
         """Switch between main and alternate buffers; the alternate one never scrolls back."""
         target = self.alt if alt else self.main
-        if alt and clear:
-            self.alt[:] = [Line(self.columns) for _ in range(self.lines)]
-        elif not alt and clear and self.in_alt:
+        if clear and (alt or self.in_alt):
             self.alt[:] = [Line(self.columns) for _ in range(self.lines)]
         self.buffer = target
         for line in self.buffer:
@@ -447,9 +445,7 @@ class Screen:
             is_current = buffer is self.buffer
             while len(buffer) > lines:
                 # Drop blank rows below the cursor first, then push rows above it away.
-                if is_current and cursor.y < len(buffer) - 1:
-                    buffer.pop()
-                elif not is_current and len(buffer) > lines:
+                if not is_current or cursor.y < len(buffer) - 1:
                     buffer.pop()
                 else:
                     line = buffer.pop(0)

@@ -11,6 +11,7 @@ and carry on, which is what they do on a terminal that never replies.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -150,10 +151,8 @@ def record(name: str) -> None:
         if alive:
             alive = pump(wait)
         marks.append({"name": mark, "offset": len(out), "input": data.decode()})
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, 9)
-    except ProcessLookupError:
-        pass
     os.waitpid(pid, 0)
     (HERE / f"{name}.bin").write_bytes(bytes(out))
     meta = {"cols": COLS, "rows": ROWS, "argv": argv, "marks": marks, "length": len(out)}

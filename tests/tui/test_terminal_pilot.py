@@ -1,0 +1,150 @@
+"""Pilot tests: the terminal widget wired to an in-memory PTY inside a real Textual app."""
+
+from __future__ import annotations
+
+from textual.app import App, ComposeResult
+from textual.widgets import Button
+
+from vibebox_core.pty import MemoryStream
+from vibebox_tui.terminal import FOCUS_OUT_KEY, TerminalView
+
+
+class TermApp(App[None]):
+    def __init__(self, stream: MemoryStream) -> None:
+        super().__init__()
+        self.stream = stream
+        self.messages: list[object] = []
+
+    def compose(self) -> ComposeResult:
+        yield TerminalView(self.stream, id="term")
+        yield Button("other", id="other")
+
+    def on_mount(self) -> None:
+        self.query_one(TerminalView).focus()
+
+    def on_terminal_view_title_changed(self, message: TerminalView.TitleChanged) -> None:
+        self.messages.append(("title", message.title))
+
+    def on_terminal_view_vibebox_command(self, message: TerminalView.VibeboxCommand) -> None:
+        self.messages.append(("command", message.name))
+
+    def on_terminal_view_disconnected(self, message: TerminalView.Disconnected) -> None:
+        self.messages.append(("disconnected", message.reason))
+
+    def on_terminal_view_reconnect_requested(
+        self, message: TerminalView.ReconnectRequested
+    ) -> None:
+        self.messages.append(("reconnect",))
+
+
+def screen_text(term: TerminalView) -> str:
+    return "\n".join(term.emulator.screen.display)
+
+
+def rendered_row(term: TerminalView, y: int) -> str:
+    return term.render_line(y).text
+
+
+async def test_typing_reaches_the_stream() -> None:
+    stream = MemoryStream()
+    app = TermApp(stream)
+    async with app.run_test(size=(60, 20)) as pilot:
+        await pilot.press("l", "s", "enter", "ctrl+c", "up", "tab", "f5")
+        await stream.wait_for(lambda: stream.written.endswith(b"\x1b[15~"))
+        assert bytes(stream.written) == b"ls\r\x03\x1b[A\t\x1b[15~"
+
+
+async def test_output_appears_on_screen_and_is_rendered() -> None:
+    stream = MemoryStream()
+    app = TermApp(stream)
+    async with app.run_test(size=(60, 20)) as pilot:
+        term = app.query_one(TerminalView)
+        stream.feed(b"hello \x1b[31mred\x1b[0m world\r\n$ ")
+        await pilot.pause()
+        while "world" not in screen_text(term):
+            await pilot.pause()
+        assert rendered_row(term, 0).startswith("hello red world")
+        strip = term.render_line(0)
+        red = [seg for seg in strip if seg.text == "red"]
+        assert red and red[0].style is not None and red[0].style.color is not None
+
+
+async def test_resizing_the_app_resizes_the_stream() -> None:
+    stream = MemoryStream()
+    app = TermApp(stream)
+    async with app.run_test(size=(60, 20)) as pilot:
+        term = app.query_one(TerminalView)
+        await stream.wait_for(lambda: bool(stream.resizes))
+        first = stream.resizes[-1]
+        assert first == (term.size.width, term.size.height)
+        await pilot.resize_terminal(100, 30)
+        await stream.wait_for(lambda: stream.resizes[-1] != first)
+        assert stream.resizes[-1] == (term.size.width, term.size.height)
+        assert term.emulator.screen.columns == term.size.width == 100
+        assert term.emulator.screen.lines == term.size.height
+
+
+async def test_queries_are_answered_and_messages_posted() -> None:
+    stream = MemoryStream()
+    app = TermApp(stream)
+    async with app.run_test(size=(60, 20)) as pilot:
+        stream.feed(b"\x1b]2;my title\x07ab\x1b[6n\x1b]7777;vibebox-command=new\x07")
+        await stream.wait_for(lambda: b"R" in stream.written)
+        assert bytes(stream.written) == b"\x1b[1;3R"
+        while len(app.messages) < 2:
+            await pilot.pause()
+        assert ("title", "my title") in app.messages
+        assert ("command", "new") in app.messages
+        assert "vibebox-command" not in screen_text(app.query_one(TerminalView))
+
+
+async def test_disconnect_shows_state_and_enter_requests_reconnect() -> None:
+    stream = MemoryStream()
+    app = TermApp(stream)
+    async with app.run_test(size=(60, 20)) as pilot:
+        term = app.query_one(TerminalView)
+        stream.feed(b"bye\r\n")
+        stream.feed_eof("Session exited with status 0")
+        while not any(m[0] == "disconnected" for m in app.messages):  # type: ignore[index]
+            await pilot.pause()
+        assert ("disconnected", "Session exited with status 0") in app.messages
+        assert "press Enter to reconnect" in rendered_row(term, term.size.height - 1)
+        await pilot.press("x", "enter")
+        while ("reconnect",) not in app.messages:
+            await pilot.pause()
+        assert bytes(stream.written) == b""
+        fresh = MemoryStream()
+        term.attach(fresh)
+        await pilot.press("y")
+        await fresh.wait_for(lambda: fresh.written == b"y")
+        assert term.disconnect_reason is None
+
+
+async def test_focus_out_key_leaves_the_terminal() -> None:
+    stream = MemoryStream()
+    app = TermApp(stream)
+    async with app.run_test(size=(60, 20)) as pilot:
+        assert app.focused is app.query_one(TerminalView)
+        await pilot.press(FOCUS_OUT_KEY)
+        assert app.focused is app.query_one(Button)
+        assert bytes(stream.written) == b""
+
+
+async def test_scrollback_pages_and_returns() -> None:
+    stream = MemoryStream()
+    app = TermApp(stream)
+    async with app.run_test(size=(60, 20)) as pilot:
+        term = app.query_one(TerminalView)
+        stream.feed(b"".join(b"line %d\r\n" % i for i in range(100)))
+        while "line 99" not in screen_text(term):
+            await pilot.pause()
+        await pilot.press("shift+pageup")
+        assert term.history_offset == term.size.height - 1
+        # live top row shows line 101 - height; one page back is height - 1 lines earlier
+        top = 101 - term.size.height - (term.size.height - 1)
+        assert rendered_row(term, 0).startswith("line %d " % top)
+        await pilot.press("shift+pagedown")
+        assert term.history_offset == 0
+        await pilot.press("shift+pageup", "a")
+        assert term.history_offset == 0  # typing returns to the live screen
+        await stream.wait_for(lambda: stream.written == b"a")

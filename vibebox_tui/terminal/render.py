@@ -1,0 +1,155 @@
+"""Screen lines to Textual strips, cached per line and per attribute.
+
+A line's strip is built once after the line changes and kept on the line itself
+(:attr:`Line.cache`); rich ``Style`` objects are built once per attribute id. During a flood
+only the lines that scrolled into view are rendered again.
+"""
+
+from __future__ import annotations
+
+from itertools import groupby
+
+from rich.cells import cell_len
+from rich.color import Color
+from rich.segment import Segment
+from rich.style import Style
+from textual.strip import Strip
+
+from vibebox_tui.terminal.attrs import (
+    BLINK,
+    BOLD,
+    CONCEAL,
+    DEFAULT,
+    DIM,
+    ITALIC,
+    OVERLINE,
+    REVERSE,
+    STRIKE,
+    TRUECOLOR,
+    UNDERLINE,
+    AttrTable,
+)
+from vibebox_tui.terminal.screen import Line
+
+# Zero-width joiners and emoji presentation selectors are kept in the model (so text can be
+# copied intact) but not sent to the outer terminal: there they could merge cells or widen a
+# glyph and push the rest of the line out of place.
+_HIDDEN = str.maketrans({"\u200d": None, "\ufe0f": None})
+
+
+def _color(value: int) -> Color | None:
+    if value == DEFAULT:
+        return None
+    if value & TRUECOLOR:
+        return Color.from_rgb((value >> 16) & 0xFF, (value >> 8) & 0xFF, value & 0xFF)
+    return Color.from_ansi(value)
+
+
+class Renderer:
+    """Builds (and caches) strips for lines of one screen."""
+
+    def __init__(self, table: AttrTable, base: Style | None = None) -> None:
+        self.table = table
+        self.base = base or Style()
+        self._styles: dict[int, Style] = {}
+        self.generation = 0
+
+    def set_table(self, table: AttrTable) -> None:
+        if table is not self.table:
+            self.table = table
+            self._styles.clear()
+            self.generation += 1
+
+    def set_base(self, base: Style) -> None:
+        """Use ``base`` (the widget's colours) under every cell; drops the caches if it changed."""
+        if base != self.base:
+            self.base = base
+            self._styles.clear()
+            self.generation += 1
+
+    def style(self, attr_id: int) -> Style:
+        found = self._styles.get(attr_id)
+        if found is None:
+            fg, bg, flags = self.table.attrs[attr_id]
+            found = self.base + Style(
+                color=_color(fg),
+                bgcolor=_color(bg),
+                bold=bool(flags & BOLD) or None,
+                dim=bool(flags & DIM) or None,
+                italic=bool(flags & ITALIC) or None,
+                underline=bool(flags & UNDERLINE) or None,
+                blink=bool(flags & BLINK) or None,
+                reverse=bool(flags & REVERSE) or None,
+                conceal=bool(flags & CONCEAL) or None,
+                strike=bool(flags & STRIKE) or None,
+                overline=bool(flags & OVERLINE) or None,
+            )
+            self._styles[attr_id] = found
+        return found
+
+    def line(self, line: Line, width: int) -> Strip:
+        """The strip for ``line``, exactly ``width`` cells wide."""
+        cached = line.cache
+        if (
+            isinstance(cached, tuple)
+            and cached[0] == self.generation
+            and cached[1] == width
+            and isinstance(cached[2], Strip)
+        ):
+            return cached[2]
+        strip = self._build(line, width)
+        line.cache = (self.generation, width, strip)
+        return strip
+
+    def _build(self, line: Line, width: int) -> Strip:
+        chars = line.chars
+        segments: list[Segment] = []
+        x = 0
+        style = self.style
+        for attr, run in groupby(line.attrs[:width]):
+            count = sum(1 for _ in run)
+            text = "".join(chars[x : x + count])
+            if not text.isascii():
+                text = _fit(chars[x : x + count])
+            segments.append(Segment(text, style(attr)))
+            x += count
+        if x < width:
+            segments.append(Segment(" " * (width - x), self.base))
+        return Strip(segments, width)
+
+    def cursor_strip(self, strip: Strip, line: Line, x: int) -> Strip:
+        """``strip`` with the cell at ``x`` drawn as a block cursor (reversed)."""
+        if not 0 <= x < len(line.chars):
+            return strip
+        cell = line.chars[x] or " "
+        span = 2 if x + 1 < len(line.chars) and line.chars[x + 1] == "" else 1
+        cursor_style = self.style(line.attrs[x]) + Style(reverse=True)
+        text = _fit([cell] + [""] * (span - 1)) if not cell.isascii() else cell
+        return Strip.join(
+            [
+                strip.crop(0, x),
+                Strip([Segment(text, cursor_style)], span),
+                strip.crop(x + span, strip.cell_length),
+            ]
+        )
+
+
+def _fit(cells: list[str]) -> str:
+    """Join cells so the result is exactly one column per cell, whatever Rich thinks of
+    emoji widths: a cell Rich measures differently is replaced by spaces."""
+    out: list[str] = []
+    index = 0
+    count = len(cells)
+    while index < count:
+        cell = cells[index].translate(_HIDDEN)
+        if cell == "":
+            index += 1
+            continue  # right half of a wide character: drawn by its left half
+        span = 2 if index + 1 < count and cells[index + 1] == "" else 1
+        if cell_len(cell) != span:
+            cell = "?" if span == 1 else "? "
+            if cell_len(cell) != span:
+                cell = " " * span
+        out.append(cell)
+        index += 1
+    return "".join(out)

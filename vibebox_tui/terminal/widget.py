@@ -1,0 +1,396 @@
+"""``TerminalView``: the embedded terminal widget.
+
+It reads a :class:`~vibebox_core.pty.ByteStream` in a worker, feeds the emulator in slices
+(yielding to the event loop between them so keys stay responsive during a flood), and repaints
+only the rows that changed, from strips cached per line. Keys, pastes and focus changes go back
+to the stream, encoded as xterm does. The widget's size is the terminal's size: a resize
+resizes the emulator and the PTY together.
+
+Two keys are the widget's own rather than the guest's:
+
+* :data:`FOCUS_OUT_KEY` (``ctrl+backslash``) moves focus to the next widget.
+* :data:`SCROLLBACK_UP_KEY` / :data:`SCROLLBACK_DOWN_KEY` (``shift+pageup`` /
+  ``shift+pagedown``) page through the scrollback, as in xterm -- but only on the main screen;
+  in a full-screen program (alternate screen, which has no scrollback) they reach the guest.
+  Any key sent to the guest returns the view to the bottom.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
+from textual.geometry import Region
+from textual.message import Message
+from textual.strip import Strip
+from textual.widget import Widget
+from textual.worker import Worker
+
+from vibebox_core.pty import ByteStream, end_reason
+from vibebox_tui.terminal.emulator import BellEvent, CommandEvent, Emulator, TitleEvent
+from vibebox_tui.terminal.keys import encode_key, encode_paste
+from vibebox_tui.terminal.render import Renderer
+from vibebox_tui.terminal.screen import Line
+
+FOCUS_OUT_KEY = "ctrl+backslash"
+"""The one key that never reaches the guest: it moves focus out of the terminal."""
+SCROLLBACK_UP_KEY = "shift+pageup"
+SCROLLBACK_DOWN_KEY = "shift+pagedown"
+FEED_SLICE = 32 * 1024
+"""Bytes parsed before yielding to the event loop (keeps key latency low under floods)."""
+WHEEL_LINES = 3
+RECONNECT_HINT = "press Enter to reconnect"
+
+
+class TerminalView(Widget, can_focus=True):
+    """A terminal attached to a :class:`ByteStream` (or to nothing yet).
+
+    Args:
+        stream: the stream to attach at once; see :meth:`attach`.
+    """
+
+    DEFAULT_CSS = """
+    TerminalView {
+        width: 1fr;
+        height: 1fr;
+        background: $background;
+        color: $foreground;
+    }
+    """
+
+    class TitleChanged(Message):
+        """The program set the window title (OSC 0 or 2)."""
+
+        def __init__(self, terminal: TerminalView, title: str) -> None:
+            super().__init__()
+            self.terminal = terminal
+            self.title = title
+
+        @property
+        def control(self) -> TerminalView:
+            return self.terminal
+
+    class VibeboxCommand(Message):
+        """The guest shell ran a vibebox command (``:new``, ``:exit``, ...; OSC 7777)."""
+
+        def __init__(self, terminal: TerminalView, name: str) -> None:
+            super().__init__()
+            self.terminal = terminal
+            self.name = name
+
+        @property
+        def control(self) -> TerminalView:
+            return self.terminal
+
+    class Disconnected(Message):
+        """The stream ended: the guest program exited or the connection dropped."""
+
+        def __init__(self, terminal: TerminalView, reason: str) -> None:
+            super().__init__()
+            self.terminal = terminal
+            self.reason = reason
+
+        @property
+        def control(self) -> TerminalView:
+            return self.terminal
+
+    class ReconnectRequested(Message):
+        """The user pressed Enter on a disconnected terminal."""
+
+        def __init__(self, terminal: TerminalView) -> None:
+            super().__init__()
+            self.terminal = terminal
+
+        @property
+        def control(self) -> TerminalView:
+            return self.terminal
+
+    class Bell(Message):
+        """The program rang the bell."""
+
+    def __init__(
+        self,
+        stream: ByteStream | None = None,
+        *,
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self.emulator = Emulator(80, 24)
+        self._renderer = Renderer(self.emulator.screen.table)
+        self._stream: ByteStream | None = None
+        self._worker: Worker[None] | None = None
+        self._pending_stream = stream
+        self.history_offset = 0
+        """Lines scrolled back from the live screen (0 = live)."""
+        self.disconnect_reason: str | None = None
+        """Why the stream ended, while the terminal is disconnected; else None."""
+        self._cursor_row = 0
+
+    # -- public API ----------------------------------------------------------------------
+
+    @property
+    def stream(self) -> ByteStream | None:
+        return self._stream
+
+    @property
+    def title(self) -> str:
+        return self.emulator.title
+
+    def attach(self, stream: ByteStream, *, reset: bool = True) -> None:
+        """Show ``stream`` in this terminal (replacing any attached one, which is not closed).
+
+        Args:
+            stream: the byte stream to read from and write keys to.
+            reset: start from a blank screen (default); False keeps the old contents.
+        """
+        self.detach()
+        if reset:
+            columns, lines = self.emulator.screen.columns, self.emulator.screen.lines
+            self.emulator = Emulator(columns, lines)
+            self._renderer.set_table(self.emulator.screen.table)
+        self._stream = stream
+        self.disconnect_reason = None
+        self.history_offset = 0
+        if self.is_mounted:
+            self._start(stream)
+        else:
+            self._pending_stream = stream
+        self.refresh()
+
+    def detach(self) -> ByteStream | None:
+        """Stop reading the attached stream and return it (still open) to the caller."""
+        stream, self._stream = self._stream, None
+        self._pending_stream = None
+        if self._worker is not None:
+            self._worker.cancel()
+            self._worker = None
+        return stream
+
+    async def send(self, data: bytes) -> None:
+        """Write bytes to the guest (as if typed); ignored while disconnected."""
+        if self._stream is not None and self.disconnect_reason is None and data:
+            try:
+                await self._stream.write(data)
+            except Exception as exc:  # a dropped connection: show it, never a traceback
+                self._disconnected(str(exc) or type(exc).__name__)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        self._apply_size()
+        if self._pending_stream is not None:
+            stream, self._pending_stream = self._pending_stream, None
+            self._stream = stream
+            self._start(stream)
+
+    def on_unmount(self) -> None:
+        self.detach()
+
+    def _start(self, stream: ByteStream) -> None:
+        self._worker = self.run_worker(
+            self._pump(stream), group="terminal-read", exit_on_error=False
+        )
+        screen = self.emulator.screen
+        self.run_worker(self._resize_stream(stream, screen.columns, screen.lines))
+
+    async def _resize_stream(self, stream: ByteStream, columns: int, lines: int) -> None:
+        try:
+            await stream.resize(columns, lines)
+        except Exception as exc:
+            if stream is self._stream:
+                self._disconnected(str(exc) or type(exc).__name__)
+
+    async def _pump(self, stream: ByteStream) -> None:
+        """Read, parse in slices, answer queries, post events, repaint what changed."""
+        reason = ""
+        while True:
+            try:
+                data = await stream.read()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                reason = str(exc) or type(exc).__name__
+                break
+            if stream is not self._stream:
+                return
+            if not data:
+                reason = end_reason(stream)
+                break
+            for start in range(0, len(data), FEED_SLICE):
+                if start:
+                    await asyncio.sleep(0)  # let keys and repaints through
+                    if stream is not self._stream:
+                        return
+                emulator = self.emulator
+                emulator.feed(data[start : start + FEED_SLICE])
+                if emulator.replies:
+                    await self.send(emulator.take_replies())
+                if emulator.events:
+                    self._post_events()
+            self._output_changed()
+        if stream is self._stream:
+            self._output_changed()
+            self._disconnected(reason)
+
+    def _post_events(self) -> None:
+        for event in self.emulator.take_events():
+            if isinstance(event, TitleEvent):
+                self.post_message(self.TitleChanged(self, event.title))
+            elif isinstance(event, CommandEvent):
+                self.post_message(self.VibeboxCommand(self, event.name))
+            elif isinstance(event, BellEvent):
+                self.post_message(self.Bell())
+
+    def _disconnected(self, reason: str) -> None:
+        if self.disconnect_reason is not None:
+            return
+        self.disconnect_reason = reason
+        self.post_message(self.Disconnected(self, reason))
+        self.refresh()
+
+    # -- painting ------------------------------------------------------------------------
+
+    def _output_changed(self) -> None:
+        screen = self.emulator.screen
+        if screen.scrolled:
+            if self.history_offset:
+                self.history_offset = min(
+                    self.history_offset + screen.scrolled, len(screen.scrollback)
+                )
+            screen.scrolled = 0
+        dirty = screen.dirty
+        cursor_row = screen.cursor.y
+        if cursor_row != self._cursor_row:
+            dirty.add(self._cursor_row)
+            dirty.add(cursor_row)
+            self._cursor_row = cursor_row
+        if not dirty:
+            return
+        if self.history_offset or len(dirty) > screen.lines // 2:
+            self.refresh()
+        else:
+            for row in dirty:
+                self._refresh_row(row)
+        dirty.clear()
+        screen.dirty = dirty
+
+    def _refresh_row(self, row: int) -> None:
+        self.refresh(Region(0, row, self.size.width, 1))
+
+    def _visible_line(self, y: int) -> Line | None:
+        screen = self.emulator.screen
+        if self.history_offset and not screen.in_alt:
+            history = screen.scrollback
+            index = len(history) - self.history_offset + y
+            if index < len(history):
+                return history[index] if index >= 0 else None
+            y = index - len(history)
+        return screen.buffer[y] if 0 <= y < len(screen.buffer) else None
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        renderer = self._renderer
+        renderer.set_base(self.rich_style)
+        screen = self.emulator.screen
+        if self.disconnect_reason is not None and y == self.size.height - 1:
+            text = f" {self.disconnect_reason} — {RECONNECT_HINT} "[:width]
+            return Strip([Segment(text.ljust(width), renderer.base + Style(reverse=True))], width)
+        line = self._visible_line(y)
+        if line is None:
+            return Strip.blank(width, renderer.base)
+        strip = renderer.line(line, width)
+        if (
+            y == screen.cursor.y
+            and not self.history_offset
+            and self.emulator.cursor_visible
+            and self.has_focus
+            and self.disconnect_reason is None
+        ):
+            strip = renderer.cursor_strip(strip, line, min(screen.cursor.x, screen.columns - 1))
+        return strip
+
+    # -- size ----------------------------------------------------------------------------
+
+    def _apply_size(self) -> bool:
+        columns, lines = max(1, self.size.width), max(1, self.size.height)
+        screen = self.emulator.screen
+        if (columns, lines) == (screen.columns, screen.lines) or not self.size.area:
+            return False
+        self.emulator.resize(columns, lines)
+        self.history_offset = min(self.history_offset, len(self.emulator.screen.scrollback))
+        self.refresh()
+        return True
+
+    async def on_resize(self, event: events.Resize) -> None:
+        if self._apply_size() and self._stream is not None and self.disconnect_reason is None:
+            screen = self.emulator.screen
+            await self._resize_stream(self._stream, screen.columns, screen.lines)
+
+    # -- input ---------------------------------------------------------------------------
+
+    async def on_key(self, event: events.Key) -> None:
+        event.stop()
+        event.prevent_default()
+        key = event.key
+        if key == FOCUS_OUT_KEY:
+            self.screen.focus_next()
+            return
+        if self.disconnect_reason is not None:
+            if key == "enter":
+                self.post_message(self.ReconnectRequested(self))
+            return
+        if not self.emulator.screen.in_alt:
+            if key == SCROLLBACK_UP_KEY:
+                self.scroll_lines(self.emulator.screen.lines - 1)
+                return
+            if key == SCROLLBACK_DOWN_KEY:
+                self.scroll_lines(-(self.emulator.screen.lines - 1))
+                return
+        data = encode_key(key, event.character, app_cursor=self.emulator.app_cursor)
+        if data:
+            self.scroll_lines(-self.history_offset)
+            await self.send(data)
+
+    def scroll_lines(self, count: int) -> None:
+        """Move the view ``count`` lines back into the scrollback (negative: forward)."""
+        limit = len(self.emulator.screen.scrollback)
+        offset = max(0, min(limit, self.history_offset + count))
+        if offset != self.history_offset:
+            self.history_offset = offset
+            self.refresh()
+
+    async def on_paste(self, event: events.Paste) -> None:
+        event.stop()
+        if self.disconnect_reason is None:
+            self.scroll_lines(-self.history_offset)
+            await self.send(encode_paste(event.text, bracketed=self.emulator.bracketed_paste))
+
+    async def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
+        event.stop()
+        await self._wheel(WHEEL_LINES)
+
+    async def on_mouse_scroll_down(self, event: events.MouseScrollDown) -> None:
+        event.stop()
+        await self._wheel(-WHEEL_LINES)
+
+    async def _wheel(self, lines: int) -> None:
+        if self.emulator.screen.in_alt:
+            # Full-screen programs get arrow keys, like xterm's alternateScroll.
+            key = "up" if lines > 0 else "down"
+            await self.send(encode_key(key, app_cursor=self.emulator.app_cursor) * abs(lines))
+        else:
+            self.scroll_lines(lines)
+
+    async def on_focus(self, event: events.Focus) -> None:
+        self._refresh_row(self.emulator.screen.cursor.y)
+        if self.emulator.focus_events:
+            await self.send(b"\x1b[I")
+
+    async def on_blur(self, event: events.Blur) -> None:
+        self._refresh_row(self.emulator.screen.cursor.y)
+        if self.emulator.focus_events:
+            await self.send(b"\x1b[O")
