@@ -1,0 +1,793 @@
+"""The hypervisor boundary: a small protocol, and its libvirt implementation.
+
+The rest of vibebox drives VMs only through :class:`Hypervisor`, so the dashboard and its tests
+can run on :class:`vibebox_core.fake.FakeHypervisor`. :class:`LibvirtHypervisor` sends the XML
+built by :mod:`vibebox_core.vm` through libvirt-python and turns every ``libvirtError`` into a
+:class:`~vibebox_core.errors.VMError` whose message and hint a user can act on.
+
+Every method blocks; callers run them in threads (``asyncio.to_thread`` in core,
+``@work(thread=True)`` in the TUI). Removal is tolerant: destroying, shutting down or undefining
+something that is already gone is not an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
+
+from vibebox_core import vm
+from vibebox_core.errors import VMError
+
+if TYPE_CHECKING:
+    import libvirt
+
+VMState = Literal["running", "shut off", "starting", "stopping", "missing", "broken"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class VMStatus:
+    """A session's VM as the hypervisor sees it.
+
+    Attributes:
+        state: one of :data:`VMState`. libvirt itself never reports ``starting`` except for a
+            domain paused while starting up; "booting until SSH answers" is the runtime's to say.
+        reason: why it is ``broken`` (or a note such as ``crashed`` for ``shut off``).
+        name: the libvirt domain name, when there is a domain.
+    """
+
+    state: VMState
+    reason: str = ""
+    name: str | None = None
+
+
+@runtime_checkable
+class Hypervisor(Protocol):
+    """What vibebox needs from a hypervisor. Domains are addressed by session id (= UUID)."""
+
+    uri: str
+
+    def kvm_available(self) -> bool:
+        """True when the hypervisor can run KVM guests (see :func:`vm.resolve_accel`)."""
+        ...
+
+    def state(self, session_id: str) -> VMState:
+        """The session VM's state (``missing`` when there is no domain)."""
+        ...
+
+    def status(self, session_id: str) -> VMStatus:
+        """The state with its reason; per-VM problems are ``broken``, never raised."""
+        ...
+
+    def statuses(self) -> dict[str, VMStatus]:
+        """The status of every vibebox domain, by session id (one call for a listing)."""
+        ...
+
+    def exists(self, session_id: str) -> bool:
+        """True when a domain is defined for the session."""
+        ...
+
+    def used_subnets(self, *, exclude_session: str | None = None) -> set[ipaddress.IPv4Network]:
+        """Subnets of every network, except the given session's own (for vm.pick_subnet)."""
+        ...
+
+    def network_subnet(self, session_id: str) -> ipaddress.IPv4Network | None:
+        """The subnet of the session's network if it is defined (to keep it on redefine)."""
+        ...
+
+    def define_network(self, network_xml: str) -> None:
+        """Define (or update the persistent definition of) a network."""
+        ...
+
+    def start_network(self, session_id: str, *, restart: bool = False) -> None:
+        """Make the session's network active; ``restart`` re-creates an active one."""
+        ...
+
+    def define_domain(self, domain_xml: str) -> None:
+        """Define (or update) a domain; a renamed project's inactive domain is renamed."""
+        ...
+
+    def define(self, domain_xml: str, network_xml: str) -> None:
+        """Define the session's network, then its domain."""
+        ...
+
+    def start(self, session_id: str) -> None:
+        """Start the network if needed, then the domain (no-op if it runs)."""
+        ...
+
+    def shutdown(self, session_id: str) -> None:
+        """Ask the guest to power off (ACPI power button); no-op if it is not running."""
+        ...
+
+    def destroy(self, session_id: str) -> None:
+        """Power the VM off at once; no-op if it is not running."""
+        ...
+
+    def stop(self, session_id: str, *, timeout: float = 30.0) -> bool:
+        """ACPI shutdown, forced after ``timeout`` s; True if the guest stopped by itself."""
+        ...
+
+    def undefine(self, session_id: str) -> None:
+        """Destroy and remove the domain and the session's network; missing ones are fine."""
+        ...
+
+    def undefine_network(self, session_id: str) -> None:
+        """Destroy and remove the session's network only; missing is fine."""
+        ...
+
+    def lease_ipv4(self, session_id: str) -> str | None:
+        """The guest's IPv4 from the network's DHCP leases for the domain's MAC, or None.
+
+        A lease may be left from the previous boot (DESIGN §6): it does not prove the guest is up.
+        """
+        ...
+
+    def console_tail(self, session_id: str, max_lines: int = 40) -> str:
+        """The last lines of the serial console log (printable text only), or ``""``."""
+        ...
+
+    def define_nwfilter(self, nwfilter_xml: str) -> None:
+        """Define (or update) a libvirt nwfilter (network policy)."""
+        ...
+
+    def undefine_nwfilter(self, name: str) -> None:
+        """Remove an nwfilter; missing is fine."""
+        ...
+
+    def close(self) -> None:
+        """Drop the connection (reopened on the next call)."""
+        ...
+
+
+# --------------------------------------------------------------------------- error translation
+
+# libvirt error codes (stable ABI numbers; kept here so this module imports without libvirt).
+ERR_INTERNAL_ERROR = 1
+ERR_NO_SUPPORT = 3
+ERR_NO_CONNECT = 5
+ERR_INVALID_ARG = 8
+ERR_OPERATION_FAILED = 9
+ERR_XML_ERROR = 27
+ERR_SYSTEM_ERROR = 38
+ERR_RPC = 39
+ERR_NO_DOMAIN = 42
+ERR_NO_NETWORK = 43
+ERR_AUTH_FAILED = 45
+ERR_OPERATION_INVALID = 55
+ERR_NO_NWFILTER = 62
+ERR_CONFIG_UNSUPPORTED = 67
+ERR_OPERATION_TIMEOUT = 68
+ERR_ACCESS_DENIED = 88
+
+# libvirt quotes paths with ASCII or typographic quotes, depending on the message.
+_QUOTED_PATH = re.compile("['\u2018\"](/[^'\u2019\"]+)['\u2019\"]")
+
+
+def _permission_hint(message: str) -> str:
+    match = _QUOTED_PATH.search(message)
+    if match is None:
+        return (
+            "QEMU runs as libvirt-qemu and must be able to enter every directory above the "
+            "disk, kernel and initrd; grant it with `setfacl -m u:libvirt-qemu:x DIR`"
+        )
+    path = Path(match.group(1))
+    blocked = vm.qemu_blocked_dirs([path])
+    if blocked:
+        return (
+            f"QEMU runs as libvirt-qemu and cannot enter {', '.join(map(str, blocked))}; "
+            f"allow it with `{vm.setfacl_command(blocked)}` (what virt-manager offers), or keep "
+            "the project and VIBEBOX_HOME where that user can reach them"
+        )
+    return (
+        f"QEMU runs as libvirt-qemu and cannot open {path}; check the file's permissions and "
+        "that every directory above it allows libvirt-qemu in (`setfacl -m u:libvirt-qemu:x DIR`)"
+    )
+
+
+def translate_error(code: int, message: str, *, action: str, uri: str) -> VMError:
+    """Turn one libvirt error into a :class:`VMError` with a hint a user can act on.
+
+    Args:
+        code: ``libvirtError.get_error_code()``.
+        message: ``libvirtError.get_error_message()``.
+        action: what vibebox was doing, as a verb phrase ("start the VM of session 0192…").
+        uri: the libvirt connection URI.
+    """
+    text = message.strip() or "unknown libvirt error"
+    low = text.lower()
+    base = f"could not {action}: {text}"
+
+    connect_words = ("failed to connect socket", "cannot connect", "connection refused")
+    if code in (ERR_NO_CONNECT, ERR_AUTH_FAILED, ERR_ACCESS_DENIED) or any(
+        word in low for word in connect_words
+    ):
+        if "permission denied" in low or code in (ERR_AUTH_FAILED, ERR_ACCESS_DENIED):
+            hint = (
+                f"your user may not use {uri}: add it to the libvirt group "
+                "(`sudo adduser $USER libvirt`, then log in again) or set libvirt_uri in "
+                "vibebox.toml"
+            )
+        elif code == ERR_NO_CONNECT and "no connection driver" in low:
+            hint = (
+                f"libvirt has no driver for {uri}: install libvirt-daemon-driver-qemu, or fix "
+                "libvirt_uri under [box] in vibebox.toml"
+            )
+        else:
+            hint = (
+                f"is libvirtd running? start it (`sudo systemctl start libvirtd`, or "
+                f"`libvirtd -d`) and check libvirt_uri under [box] in vibebox.toml (now {uri})"
+            )
+        return VMError(f"cannot reach libvirt at {uri}: {text}", hint=hint)
+
+    if "permission denied" in low and ("uid:" in low or "could not open" in low or "/" in low):
+        return VMError(base, hint=_permission_hint(text))
+
+    if "already exists with uuid" in low or "is already defined with uuid" in low:
+        names = re.findall(r"'([^']+)'", text)
+        name = names[0] if names else "?"
+        return VMError(
+            base,
+            hint=f"another libvirt domain uses the name {name!r}; if it is stale remove it with "
+            f"`virsh -c {uri} undefine {name}` (or `vibebox delete` its session), or rename "
+            "this project directory",
+        )
+
+    if "already in use by interface" in low or "network is already in use" in low:
+        return VMError(
+            base,
+            hint="the session network's subnet collides with another interface on the host; "
+            "delete the session network (`vibebox delete` or "
+            f"`virsh -c {uri} net-undefine NAME`) so a free subnet is picked next time",
+        )
+
+    kvm_words = ("domaintype=kvm", "kvm is not available", "/dev/kvm", "kvm_create_vm")
+    if any(word in low for word in kvm_words):
+        return VMError(
+            base,
+            hint=vm.boot_stalled_hint("kvm")
+            if "hang" in low
+            else 'KVM is not usable here: set accel = "tcg" under [box] in vibebox.toml '
+            "(or export VIBEBOX_ACCEL=tcg)",
+        )
+
+    if "virtiofs" in low:
+        return VMError(
+            base,
+            hint="virtiofs shares need /usr/lib/qemu/virtiofsd (Debian package qemu-system-x86) "
+            "and a shared-memory backing; check that every mounted host directory exists",
+        )
+
+    if "dnsmasq" in low:
+        return VMError(
+            base, hint="libvirt networks need dnsmasq: install dnsmasq-base, then try again"
+        )
+
+    if "iptables" in low or "firewall" in low or "nftables" in low:
+        return VMError(
+            base,
+            hint="libvirt could not set up the network's firewall rules: install iptables and "
+            "check that the kernel has netfilter (NAT) support",
+        )
+
+    if "cannot allocate memory" in low or "out of memory" in low:
+        return VMError(
+            base, hint="the host is short of memory: lower memory_mb under [box] in vibebox.toml"
+        )
+
+    if code == ERR_OPERATION_TIMEOUT or "state change lock" in low:
+        return VMError(
+            base,
+            hint=f"libvirt is busy with this VM; try again, or force it off with "
+            f"`virsh -c {uri} destroy NAME`",
+        )
+
+    if code in (ERR_XML_ERROR, ERR_CONFIG_UNSUPPORTED, ERR_INVALID_ARG):
+        return VMError(
+            base,
+            hint="vibebox built a definition this libvirt refuses; please report it with "
+            "`virsh version` output",
+        )
+
+    return VMError(base, hint=f"check libvirt's log and `virsh -c {uri} list --all`")
+
+
+# --------------------------------------------------------------------------- console log
+
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
+
+
+def read_console_tail(path: Path, max_lines: int = 40, max_bytes: int = 64 * 1024) -> str:
+    """Return the last ``max_lines`` printable lines of a console log, or ``""``."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, 2)
+            size = handle.tell()
+            handle.seek(max(0, size - max_bytes))
+            data = handle.read()
+    except OSError:
+        return ""
+    text = _ANSI.sub("", data.decode("utf-8", "replace").replace("\r\n", "\n"))
+    lines = [
+        "".join(ch for ch in line if ch.isprintable() or ch == "\t").rstrip()
+        for line in text.replace("\r", "\n").split("\n")
+    ]
+    lines = [line for line in lines if line]
+    return "\n".join(lines[-max_lines:])
+
+
+# --------------------------------------------------------------------------- libvirt
+
+# virDomainState values.
+_NOSTATE, _RUNNING, _BLOCKED, _PAUSED, _SHUTDOWN, _SHUTOFF, _CRASHED, _PMSUSPENDED = range(8)
+_PAUSED_REASONS = {
+    1: "paused by a user (`virsh resume` continues it)",
+    2: "paused for migration",
+    3: "paused while saving",
+    4: "paused for a core dump",
+    5: "paused after a disk I/O error (is the host disk full?)",
+    6: "paused by the watchdog",
+    7: "paused after a snapshot restore",
+    9: "paused for a snapshot",
+    10: "paused after a guest crash",
+    12: "paused in post-copy migration",
+    13: "paused: post-copy migration failed",
+    14: "paused after an API error",
+}
+_PAUSED_STARTING_UP = 11
+_PAUSED_SHUTTING_DOWN = 8
+_SHUTOFF_REASONS = {3: "crashed", 6: "failed to start", 8: "libvirtd stopped it"}
+_IPV4 = 0
+_UNDEFINE_FLAGS = 1 | 2 | 4 | 16  # managed save, snapshot + checkpoint metadata, nvram
+_ACPI_POWER_BTN = 1
+_XML_INACTIVE = 2
+
+_silenced = False
+_silence_lock = threading.Lock()
+
+
+def _silence_libvirt() -> None:
+    """Stop libvirt from printing every error on stderr; vibebox reports them itself."""
+    global _silenced
+    with _silence_lock:
+        if _silenced:
+            return
+        import libvirt
+
+        def _ignore(_ctx: object, _err: object) -> None:
+            return None
+
+        libvirt.registerErrorHandler(_ignore, None)
+        _silenced = True
+
+
+def _status_from(state: int, reason: int, name: str) -> VMStatus:
+    if state in (_RUNNING, _BLOCKED):
+        return VMStatus("running", name=name)
+    if state == _SHUTOFF:
+        return VMStatus("shut off", _SHUTOFF_REASONS.get(reason, ""), name=name)
+    if state == _SHUTDOWN:
+        return VMStatus("stopping", name=name)
+    if state == _PAUSED:
+        if reason == _PAUSED_STARTING_UP:
+            return VMStatus("starting", name=name)
+        if reason == _PAUSED_SHUTTING_DOWN:
+            return VMStatus("stopping", name=name)
+        return VMStatus("broken", _PAUSED_REASONS.get(reason, "paused"), name=name)
+    if state == _CRASHED:
+        return VMStatus("broken", "the guest crashed (`vibebox stop` then start again)", name)
+    if state == _PMSUSPENDED:
+        return VMStatus("broken", "suspended by the guest's power management", name=name)
+    return VMStatus("starting", name=name)
+
+
+class LibvirtHypervisor:
+    """:class:`Hypervisor` on libvirt-python. Thread-safe; the connection opens lazily.
+
+    Args:
+        uri: libvirt connection URI, e.g. ``qemu:///system`` or ``qemu+ssh://host/system``.
+        poll_interval: seconds between state checks in :meth:`stop`.
+    """
+
+    def __init__(self, uri: str = "qemu:///system", *, poll_interval: float = 0.2) -> None:
+        self.uri = uri
+        self.poll_interval = poll_interval
+        self._conn: libvirt.virConnect | None = None
+        self._lock = threading.Lock()
+
+    # ---------------------------------------------------------------- plumbing
+
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        import libvirt
+
+        try:
+            yield
+        except libvirt.libvirtError as exc:
+            code = exc.get_error_code() or 0
+            message = exc.get_error_message() or str(exc)
+            raise translate_error(code, message, action=action, uri=self.uri) from exc
+
+    def _connection(self) -> libvirt.virConnect:
+        import libvirt
+
+        _silence_libvirt()
+        with self._lock:
+            conn = self._conn
+            if conn is not None:
+                try:
+                    if conn.isAlive():
+                        return conn
+                except libvirt.libvirtError:
+                    pass
+                self._conn = None
+            with self._errors(f"connect to {self.uri}"):
+                conn = libvirt.open(self.uri)
+            if conn is None:  # pragma: no cover - old bindings returned None
+                raise VMError(f"cannot reach libvirt at {self.uri}")
+            self._conn = conn
+            return conn
+
+    def close(self) -> None:
+        """Drop the connection (reopened on the next call)."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):  # closing a dead connection must not raise
+                conn.close()
+
+    @staticmethod
+    def _code(exc: Any) -> int:
+        return int(exc.get_error_code() or 0)
+
+    def _lookup(self, session_id: str) -> libvirt.virDomain | None:
+        """The session's domain, or None when there is none."""
+        import libvirt
+
+        conn = self._connection()
+        sid = vm.canonical_session_id(session_id)
+        try:
+            return conn.lookupByUUIDString(sid)
+        except libvirt.libvirtError as exc:
+            if self._code(exc) == ERR_NO_DOMAIN:
+                return None
+            code, message = self._code(exc), exc.get_error_message() or str(exc)
+            raise translate_error(
+                code, message, action=f"look up the VM of session {sid}", uri=self.uri
+            ) from exc
+
+    def _network(self, session_id: str) -> libvirt.virNetwork | None:
+        return self._network_by_name(vm.network_name(session_id))
+
+    def _network_by_name(self, name: str) -> libvirt.virNetwork | None:
+        import libvirt
+
+        conn = self._connection()
+        try:
+            return conn.networkLookupByName(name)
+        except libvirt.libvirtError as exc:
+            if self._code(exc) == ERR_NO_NETWORK:
+                return None
+            code, message = self._code(exc), exc.get_error_message() or str(exc)
+            raise translate_error(
+                code, message, action=f"look up network {name}", uri=self.uri
+            ) from exc
+
+    def _tolerant(self, action: str, call: Callable[[], T], *ignore: int) -> T | None:
+        """Run ``call``; return None for the ``ignore`` error codes, translate the others."""
+        import libvirt
+
+        try:
+            return call()
+        except libvirt.libvirtError as exc:
+            if self._code(exc) in ignore:
+                return None
+            code, message = self._code(exc), exc.get_error_message() or str(exc)
+            raise translate_error(code, message, action=action, uri=self.uri) from exc
+
+    # ---------------------------------------------------------------- queries
+
+    def kvm_available(self) -> bool:
+        """True when libvirt reports KVM domain capabilities for x86_64."""
+        import libvirt
+
+        conn = self._connection()
+        try:
+            conn.getDomainCapabilities(None, "x86_64", None, "kvm", 0)
+        except libvirt.libvirtError:
+            return False
+        return True
+
+    def state(self, session_id: str) -> VMState:
+        """The session VM's state (``missing`` when there is no domain)."""
+        return self.status(session_id).state
+
+    def status(self, session_id: str) -> VMStatus:
+        """The state with its reason; a domain whose network is gone is ``broken``."""
+        dom = self._lookup(session_id)
+        if dom is None:
+            return VMStatus("missing")
+        return self._domain_status(dom, session_id, None)
+
+    def _domain_status(
+        self, dom: libvirt.virDomain, session_id: str, networks: set[str] | None
+    ) -> VMStatus:
+        import libvirt
+
+        try:
+            name = dom.name()
+            state, reason = dom.state()
+            status = _status_from(state, reason, name)
+            if status.state == "shut off":
+                _, net_name = vm.parse_domain_interface(dom.XMLDesc(_XML_INACTIVE))
+                if net_name is not None:
+                    present = (
+                        net_name in networks
+                        if networks is not None
+                        else self._network_by_name(net_name) is not None
+                    )
+                    if not present:
+                        return VMStatus(
+                            "broken",
+                            f"its network {net_name} is missing (recreate the session: `:new`, "
+                            "or `vibebox delete` and start again)",
+                            name,
+                        )
+            return status
+        except libvirt.libvirtError as exc:
+            if self._code(exc) == ERR_NO_DOMAIN:
+                return VMStatus("missing")
+            return VMStatus("broken", exc.get_error_message() or str(exc))
+
+    def statuses(self) -> dict[str, VMStatus]:
+        """The status of every domain named ``vibebox-*``, by session id."""
+        conn = self._connection()
+        with self._errors("list VMs"):
+            domains = conn.listAllDomains(0)
+            networks = {net.name() for net in conn.listAllNetworks(0)}
+        result: dict[str, VMStatus] = {}
+        for dom in domains:
+            try:
+                name = dom.name()
+                sid = dom.UUIDString()
+            except Exception:  # a domain vanishing mid-listing is not an error
+                continue
+            if name.startswith("vibebox-"):
+                result[sid] = self._domain_status(dom, sid, networks)
+        return result
+
+    def exists(self, session_id: str) -> bool:
+        """True when a domain is defined for the session."""
+        return self._lookup(session_id) is not None
+
+    def used_subnets(self, *, exclude_session: str | None = None) -> set[ipaddress.IPv4Network]:
+        """IPv4 subnets of every libvirt network (active or not), minus one session's own."""
+        conn = self._connection()
+        skip = vm.network_name(exclude_session) if exclude_session else None
+        used: set[ipaddress.IPv4Network] = set()
+        with self._errors("list networks"):
+            networks = conn.listAllNetworks(0)
+        for net in networks:
+            try:
+                if net.name() == skip:
+                    continue
+                used.update(vm.parse_network_subnets(net.XMLDesc(0)))
+            except Exception:  # a network vanishing mid-listing is not an error
+                continue
+        return used
+
+    def network_subnet(self, session_id: str) -> ipaddress.IPv4Network | None:
+        """The subnet of the session's network if it is defined."""
+        net = self._network(session_id)
+        if net is None:
+            return None
+        with self._errors(f"read network {vm.network_name(session_id)}"):
+            subnets = vm.parse_network_subnets(net.XMLDesc(0))
+        return subnets[0] if subnets else None
+
+    def _mac(self, session_id: str) -> str:
+        dom = self._lookup(session_id)
+        if dom is not None:
+            with self._errors(f"read the VM of session {session_id}"):
+                mac, _ = vm.parse_domain_interface(dom.XMLDesc(_XML_INACTIVE))
+            if mac:
+                return mac.lower()
+        return vm.mac_address(session_id)
+
+    def lease_ipv4(self, session_id: str) -> str | None:
+        """The newest IPv4 DHCP lease of the session network for the domain's MAC."""
+        net = self._network(session_id)
+        if net is None:
+            return None
+        mac = self._mac(session_id)
+        leases = self._tolerant(
+            f"read the DHCP leases of {vm.network_name(session_id)}",
+            lambda: net.DHCPLeases(mac, 0),
+            ERR_NO_NETWORK,
+            ERR_OPERATION_INVALID,  # network not active
+        )
+        v4 = [lease for lease in leases or [] if lease.get("type") == _IPV4]
+        if not v4:
+            return None
+        newest = max(v4, key=lambda lease: int(lease.get("expirytime") or 0))
+        address = newest.get("ipaddr")
+        return str(address) if address else None
+
+    def console_tail(self, session_id: str, max_lines: int = 40) -> str:
+        """The end of the console log named in the domain's serial ``<log>``."""
+        dom = self._lookup(session_id)
+        if dom is None:
+            return ""
+        with self._errors(f"read the VM of session {session_id}"):
+            path = vm.parse_console_log(dom.XMLDesc(_XML_INACTIVE))
+        return read_console_tail(path, max_lines) if path is not None else ""
+
+    # ---------------------------------------------------------------- definitions
+
+    def define_network(self, network_xml: str) -> None:
+        """Define a network, or update the persistent definition of an existing one."""
+        conn = self._connection()
+        with self._errors("define the session network"):
+            conn.networkDefineXML(network_xml)
+
+    def start_network(self, session_id: str, *, restart: bool = False) -> None:
+        """Make the session's network active (re-create it first when ``restart``)."""
+        name = vm.network_name(session_id)
+        net = self._network(session_id)
+        if net is None:
+            raise VMError(
+                f"the network {name} of session {session_id} is not defined",
+                hint="recreate the session (`:new`), or delete it with `vibebox delete`",
+            )
+        with self._errors(f"start network {name}"):
+            active = bool(net.isActive())
+        if active and restart:
+            self._tolerant(f"stop network {name}", net.destroy, ERR_OPERATION_INVALID)
+            active = False
+        if not active:
+            # OPERATION_INVALID: another thread or process started it meanwhile.
+            self._tolerant(f"start network {name}", net.create, ERR_OPERATION_INVALID)
+
+    def define_domain(self, domain_xml: str) -> None:
+        """Define a domain (or update it). Handles a project renamed since the last define:
+        an inactive domain is renamed, a running one keeps its old name until it stops."""
+        import xml.etree.ElementTree as ET
+
+        root = ET.fromstring(domain_xml)
+        uuid_el, name_el = root.find("uuid"), root.find("name")
+        if uuid_el is None or name_el is None or not uuid_el.text or not name_el.text:
+            raise VMError("domain XML without <uuid> or <name> (a vibebox bug)")
+        sid, wanted = uuid_el.text, name_el.text
+        dom = self._lookup(sid)
+        conn = self._connection()
+        with self._errors(f"define VM {wanted}"):
+            if dom is not None and dom.name() != wanted:
+                if dom.isActive():
+                    name_el.text = dom.name()
+                    domain_xml = ET.tostring(root, encoding="unicode")
+                else:
+                    dom.rename(wanted, 0)
+            conn.defineXML(domain_xml)
+
+    def define(self, domain_xml: str, network_xml: str) -> None:
+        """Define the session's network, then its domain."""
+        self.define_network(network_xml)
+        self.define_domain(domain_xml)
+
+    def define_nwfilter(self, nwfilter_xml: str) -> None:
+        """Define (or update) an nwfilter."""
+        conn = self._connection()
+        with self._errors("define the network filter"):
+            conn.nwfilterDefineXML(nwfilter_xml)
+
+    def undefine_nwfilter(self, name: str) -> None:
+        """Remove an nwfilter; missing is fine."""
+        import libvirt
+
+        conn = self._connection()
+        try:
+            nwfilter = conn.nwfilterLookupByName(name)
+        except libvirt.libvirtError as exc:
+            if self._code(exc) == ERR_NO_NWFILTER:
+                return
+            raise translate_error(
+                self._code(exc),
+                exc.get_error_message() or "",
+                action=f"find filter {name}",
+                uri=self.uri,
+            ) from exc
+        self._tolerant(f"remove filter {name}", nwfilter.undefine, ERR_NO_NWFILTER)
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def _require(self, session_id: str, action: str) -> libvirt.virDomain:
+        dom = self._lookup(session_id)
+        if dom is None:
+            raise VMError(
+                f"cannot {action}: session {session_id} has no VM defined",
+                hint="`vibebox` in the project directory defines it again",
+            )
+        return dom
+
+    def start(self, session_id: str) -> None:
+        """Start the network if needed, then the domain (no-op if it runs)."""
+        dom = self._require(session_id, "start the VM")
+        with self._errors(f"start VM {dom.name()}"):
+            if dom.isActive():
+                return
+            _, net_name = vm.parse_domain_interface(dom.XMLDesc(_XML_INACTIVE))
+        if net_name is not None and net_name == vm.network_name(session_id):
+            self.start_network(session_id)
+        self._tolerant(f"start VM {dom.name()}", dom.create, ERR_OPERATION_INVALID)
+
+    def shutdown(self, session_id: str) -> None:
+        """Press the ACPI power button; no-op if the VM is missing or not running."""
+        dom = self._lookup(session_id)
+        if dom is None:
+            return
+        self._tolerant(
+            f"shut down VM {session_id}",
+            lambda: dom.shutdownFlags(_ACPI_POWER_BTN),
+            ERR_OPERATION_INVALID,
+            ERR_NO_DOMAIN,
+        )
+
+    def destroy(self, session_id: str) -> None:
+        """Power off at once; no-op if the VM is missing or not running."""
+        dom = self._lookup(session_id)
+        if dom is None:
+            return
+        self._tolerant(
+            f"force off VM {session_id}", dom.destroy, ERR_OPERATION_INVALID, ERR_NO_DOMAIN
+        )
+
+    def stop(self, session_id: str, *, timeout: float = 30.0) -> bool:
+        """ACPI shutdown, forced after ``timeout`` seconds; True if the guest stopped itself."""
+        if self.state(session_id) in ("missing", "shut off"):
+            return True
+        self.shutdown(session_id)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.state(session_id) in ("missing", "shut off"):
+                return True
+            time.sleep(self.poll_interval)
+        self.destroy(session_id)
+        return False
+
+    def undefine(self, session_id: str) -> None:
+        """Destroy and remove the domain, then the session's network; missing ones are fine."""
+        dom = self._lookup(session_id)
+        if dom is not None:
+            self._tolerant(
+                f"force off VM {session_id}", dom.destroy, ERR_OPERATION_INVALID, ERR_NO_DOMAIN
+            )
+            self._tolerant(
+                f"remove VM {session_id}",
+                lambda: dom.undefineFlags(_UNDEFINE_FLAGS),
+                ERR_NO_DOMAIN,
+                ERR_OPERATION_INVALID,  # transient: gone with destroy
+            )
+        self.undefine_network(session_id)
+
+    def undefine_network(self, session_id: str) -> None:
+        """Destroy and remove the session's network; missing is fine."""
+        net = self._network(session_id)
+        if net is None:
+            return
+        name = vm.network_name(session_id)
+        self._tolerant(f"stop network {name}", net.destroy, ERR_OPERATION_INVALID, ERR_NO_NETWORK)
+        self._tolerant(
+            f"remove network {name}", net.undefine, ERR_NO_NETWORK, ERR_OPERATION_INVALID
+        )
+
+
+if TYPE_CHECKING:
+    _conforms: Hypervisor = LibvirtHypervisor()
