@@ -210,10 +210,19 @@ class DnsFilter(asyncio.DatagramProtocol):
         policy: the session's policy; replace :attr:`policy` to apply an approved change.
         log_path: the session's network log.
         upstream: where admitted queries are resolved (default :class:`SystemUpstream`).
+        clients: only answer queries from this network (the session's subnet: its dnsmasq
+            on the gateway); None answers anyone.
     """
 
-    def __init__(self, policy: Policy, log_path: Path, upstream: Upstream | None = None) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        log_path: Path,
+        upstream: Upstream | None = None,
+        clients: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None,
+    ) -> None:
         self.policy = policy
+        self.clients = clients
         self.log_path = log_path
         self.upstream: Upstream = upstream or SystemUpstream()
         self.transport: asyncio.DatagramTransport | None = None
@@ -232,7 +241,13 @@ class DnsFilter(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         if len(self._pending) >= MAX_PENDING:
-            return  # overloaded: dropping lets the client retry, as with any busy resolver
+            return
+        if self.clients is not None:
+            try:
+                if ipaddress.ip_address(str(addr[0])) not in self.clients:
+                    return  # not this session's resolver: stay silent
+            except ValueError:
+                return  # overloaded: dropping lets the client retry, as with any busy resolver
         task = asyncio.get_running_loop().create_task(self._answer(data, addr))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
@@ -296,10 +311,11 @@ async def start_dns_filter(
     log_path: Path,
     *,
     upstream: Upstream | None = None,
+    clients: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None,
 ) -> DnsFilter:
     """Start a :class:`DnsFilter` on UDP ``host:port`` (0: a free port); ``close()`` stops it."""
     loop = asyncio.get_running_loop()
     _, protocol = await loop.create_datagram_endpoint(
-        lambda: DnsFilter(policy, log_path, upstream), local_addr=(host, port)
+        lambda: DnsFilter(policy, log_path, upstream, clients), local_addr=(host, port)
     )
     return protocol

@@ -142,6 +142,16 @@ class Policy:
         normalised = tuple(dict.fromkeys(normalize_entry(entry) for entry in self.entries))
         object.__setattr__(self, "entries", normalised)
 
+    @classmethod
+    def from_network(cls, network: _NetworkLike) -> Policy:
+        """Build the policy of a ``config.NetworkConfig``."""
+        if network.mode not in MODES:
+            raise ValueError(
+                f"network mode must be 'allowlist' or 'blocklist', got {network.mode!r}"
+            )
+        mode: Mode = "allowlist" if network.mode == "allowlist" else "blocklist"
+        return cls(mode, tuple(network.entries))
+
     def matching_entry(self, host: str) -> str | None:
         """Return the entry that ``host`` falls under (the most specific one), or None."""
         name = host.strip().lower().rstrip(".")

@@ -176,6 +176,8 @@ class FilteringProxy:
         log_path: the session's network log (``ProjectPaths.network_log``).
         resolver: name resolution for admitted hosts (default: the host's resolver).
         allow_host_local: also connect to loopback/link-local addresses (tests only).
+        clients: only serve clients from this network (the session's subnet), so another
+            session's guest cannot use this session's proxy; None serves anyone.
         connect_timeout, head_timeout, idle_timeout: seconds.
     """
 
@@ -186,6 +188,7 @@ class FilteringProxy:
         *,
         resolver: Resolver | None = None,
         allow_host_local: bool = False,
+        clients: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None,
         connect_timeout: float = CONNECT_TIMEOUT,
         head_timeout: float = HEAD_TIMEOUT,
         idle_timeout: float = IDLE_TIMEOUT,
@@ -194,6 +197,7 @@ class FilteringProxy:
         self.log_path = log_path
         self.resolver: Resolver = resolver or system_resolver
         self.allow_host_local = allow_host_local
+        self.clients = clients
         self.connect_timeout = connect_timeout
         self.head_timeout = head_timeout
         self.idle_timeout = idle_timeout
@@ -211,6 +215,15 @@ class FilteringProxy:
                 self.log_path,
                 netlog.NetEvent("proxy", host, port, verdict.verdict, verdict.reason),
             )
+
+    def _client_allowed(self, writer: asyncio.StreamWriter) -> bool:
+        if self.clients is None:
+            return True
+        peer = writer.get_extra_info("peername")
+        try:
+            return ipaddress.ip_address(peer[0]) in self.clients
+        except (TypeError, ValueError, IndexError):
+            return False
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -237,6 +250,8 @@ class FilteringProxy:
             return  # the client went away before sending a request
         except TimeoutError as exc:
             raise _Refusal(408, "no complete request head in time") from exc
+        if not self._client_allowed(writer):
+            raise _Refusal(403, "this proxy serves only its own session's guest")
         request = _parse_head(head)
         if request.method == "CONNECT":
             host, port = self._connect_target(request)
@@ -388,10 +403,13 @@ async def start_proxy(
     *,
     resolver: Resolver | None = None,
     allow_host_local: bool = False,
+    clients: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None,
 ) -> asyncio.Server:
     """Start a :class:`FilteringProxy` on ``host:port`` and return its server.
 
     Use :class:`FilteringProxy` directly to swap the policy of a running proxy.
     """
-    proxy = FilteringProxy(policy, log_path, resolver=resolver, allow_host_local=allow_host_local)
+    proxy = FilteringProxy(
+        policy, log_path, resolver=resolver, allow_host_local=allow_host_local, clients=clients
+    )
     return await proxy.start(host, port)

@@ -279,3 +279,10 @@ def test_approval_cycle() -> None:
     assert check_approval(tampered, widened).diff == (
         "~ the previously approved policy is unknown",
     )
+
+
+def test_policy_from_network_config() -> None:
+    policy = Policy.from_network(_Network("allowlist", ("*.A.test",)))
+    assert (policy.mode, policy.entries) == ("allowlist", ("a.test",))
+    with pytest.raises(ValueError, match="network mode"):
+        Policy.from_network(_Network("open", ()))

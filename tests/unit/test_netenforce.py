@@ -1,0 +1,156 @@
+"""The session glue: network plan, enforcer lifecycle (loopback), live policy changes."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from pathlib import Path
+
+import pytest
+
+from vibebox_core import netlog
+from vibebox_core.dnsfilter import RCODE_NXDOMAIN, DnsFilter, Question, build_response
+from vibebox_core.errors import NetworkPolicyError
+from vibebox_core.netenforce import NetworkEnforcer, change_applies, plan_network
+from vibebox_core.netpolicy import Policy
+
+SESSION = "019bf290-cccc-7c23-ba1d-dce7e6d40693"
+
+
+async def fake_resolver(host: str, port: int) -> list[str]:
+    return ["127.0.0.1"]
+
+
+class StubUpstream:
+    async def query(self, packet: bytes, question: Question) -> bytes:
+        return build_response(question, 0)
+
+
+def query(name: str) -> bytes:
+    labels = b"".join(bytes([len(p)]) + p.encode() for p in name.split("."))
+    return struct.pack("!HHHHHH", 1, 0x0100, 1, 0, 0, 0) + labels + b"\0\0\1\0\1"
+
+
+def rcode(reply: bytes) -> int:
+    return reply[3] & 0xF
+
+
+async def ask(port: int, packet: bytes) -> bytes:
+    loop = asyncio.get_running_loop()
+    received: asyncio.Future[bytes] = loop.create_future()
+
+    class Client(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: object) -> None:
+            if not received.done():
+                received.set_result(data)
+
+    transport, _ = await loop.create_datagram_endpoint(Client, remote_addr=("127.0.0.1", port))
+    try:
+        transport.sendto(packet)
+        return await asyncio.wait_for(received, 5)
+    finally:
+        transport.close()
+
+
+async def exchange(port: int, data: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    reply = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    return reply
+
+
+def test_plan_allowlist_is_isolated_and_fenced() -> None:
+    plan = plan_network(SESSION, Policy("allowlist", ("a.test",)), "10.213.5.1")
+    assert plan.isolated
+    assert plan.nwfilter == "vibebox-019bf290"
+    assert plan.nwfilter_xml is not None and "dstipaddr='10.213.5.1'" in plan.nwfilter_xml
+    assert plan.dns_forwarder == "10.213.5.1#5400"
+    assert plan.guest_env["https_proxy"] == "http://10.213.5.1:3128"
+    assert plan.proxy == ("10.213.5.1", 3128)
+
+
+def test_plan_blocklist_is_nat_without_filter() -> None:
+    plan = plan_network(SESSION, Policy("blocklist", ()), "10.213.5.1")
+    assert not plan.isolated
+    assert plan.nwfilter is None and plan.nwfilter_xml is None
+    assert plan.dns_forwarder == "10.213.5.1#5400"
+    assert plan.guest_env["http_proxy"] == "http://10.213.5.1:3128"
+
+
+def test_change_applies() -> None:
+    base = {"mounts": [], "network": {"mode": "allowlist", "entries": ["a"], "ports": []}}
+    entries = {"mounts": [], "network": {"mode": "allowlist", "entries": ["b"], "ports": []}}
+    mode = {"mounts": [], "network": {"mode": "blocklist", "entries": ["a"], "ports": []}}
+    mounts = {
+        "mounts": [{"host": "/", "guest": "/h", "read_only": False}],
+        "network": base["network"],
+    }
+    assert change_applies(base, entries) == "live"
+    assert change_applies(base, mode) == "next start"
+    assert change_applies(base, mounts) == "next start"
+
+
+async def test_enforcer_runs_proxy_and_dns_and_takes_new_policy(tmp_path: Path) -> None:
+    stub = StubUpstream()
+    enforcer = NetworkEnforcer(
+        Policy("allowlist", ("allowed.test",)),
+        tmp_path / "network.log",
+        "127.0.0.1",
+        "127.0.0.0/8",
+        proxy_port=0,
+        dns_port=0,
+        resolver=fake_resolver,
+        upstream=stub,
+    )
+    await enforcer.start()
+    try:
+        assert rcode(await ask(enforcer.dns_port, query("other.test"))) == RCODE_NXDOMAIN
+        reply = await exchange(enforcer.proxy_port, b"CONNECT other.test:1 HTTP/1.1\r\n\r\n")
+        assert reply.startswith(b"HTTP/1.1 403")
+        enforcer.set_policy(Policy("allowlist", ("other.test",)))
+        assert rcode(await ask(enforcer.dns_port, query("other.test"))) == 0
+        assert enforcer.policy.entries == ("other.test",)
+    finally:
+        await enforcer.close()
+    hosts = [(e.source, e.host, e.verdict) for e in netlog.tail(tmp_path / "network.log", 10)]
+    assert hosts == [
+        ("dns", "other.test", "blocked"),
+        ("proxy", "other.test", "blocked"),
+        ("dns", "other.test", "allowed"),
+    ]
+
+
+async def test_other_sessions_are_not_served(tmp_path: Path) -> None:
+    """A client outside the session subnet gets neither proxy nor DNS answers."""
+    enforcer = NetworkEnforcer(
+        Policy("blocklist", ()),
+        tmp_path / "network.log",
+        "127.0.0.1",
+        "10.213.9.0/24",
+        proxy_port=0,
+        dns_port=0,
+        resolver=fake_resolver,
+        upstream=StubUpstream(),
+    )
+    await enforcer.start()
+    try:
+        reply = await exchange(enforcer.proxy_port, b"CONNECT allowed.test:1 HTTP/1.1\r\n\r\n")
+        assert reply.startswith(b"HTTP/1.1 403")
+        assert b"only its own session" in reply
+        dns = enforcer.dns
+        assert isinstance(dns, DnsFilter)
+        dns.datagram_received(query("allowed.test"), ("127.0.0.1", 5555))
+        assert not dns._pending  # dropped before any work
+        dns.datagram_received(query("allowed.test"), ("10.213.9.1", 5555))
+        assert dns._pending
+        await asyncio.gather(*dns._pending)
+    finally:
+        await enforcer.close()
+
+
+async def test_enforcer_without_its_network_is_a_clear_error(tmp_path: Path) -> None:
+    # 192.0.2.1 (TEST-NET-1) is not an address of this host: binding fails, nothing is sent.
+    enforcer = NetworkEnforcer(Policy(), tmp_path / "n.log", "192.0.2.1", proxy_port=0, dns_port=0)
+    with pytest.raises(NetworkPolicyError, match="is the session's network up"):
+        await enforcer.start()
