@@ -27,14 +27,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import pyte  # noqa: E402
-from textual import events  # noqa: E402
-from textual.app import App, ComposeResult  # noqa: E402
-from textual.strip import Strip  # noqa: E402
+import pyte
+from textual import events
+from textual.app import App, ComposeResult
+from textual.strip import Strip
 
-from vibebox_tui.terminal import TerminalView  # noqa: E402
-from vibebox_tui.terminal.emulator import Emulator  # noqa: E402
-from vibebox_tui.terminal.widget import FEED_SLICE  # noqa: E402
+from vibebox_tui.terminal import TerminalView
+from vibebox_tui.terminal.emulator import Emulator
+from vibebox_tui.terminal.widget import FEED_SLICE
 
 COLUMNS, LINES = 120, 40
 CHUNK = 64 * 1024
@@ -43,10 +43,27 @@ CHUNK = 64 * 1024
 def make_stream(size: int, seed: int = 42) -> bytes:
     """Log-like lines: plain text, 16-colour, bold, 256-colour and truecolor spans."""
     rnd = random.Random(seed)
-    words = (
-        "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor "
-        "incididunt ut labore et dolore magna aliqua"
-    ).split()
+    words = [
+        "lorem",
+        "ipsum",
+        "dolor",
+        "sit",
+        "amet",
+        "consectetur",
+        "adipiscing",
+        "elit",
+        "sed",
+        "do",
+        "eiusmod",
+        "tempor",
+        "incididunt",
+        "ut",
+        "labore",
+        "et",
+        "dolore",
+        "magna",
+        "aliqua",
+    ]
     parts: list[bytes] = []
     total = 0
     n = 0

@@ -142,7 +142,7 @@ async def test_scrollback_pages_and_returns() -> None:
         assert term.history_offset == term.size.height - 1
         # live top row shows line 101 - height; one page back is height - 1 lines earlier
         top = 101 - term.size.height - (term.size.height - 1)
-        assert rendered_row(term, 0).startswith("line %d " % top)
+        assert rendered_row(term, 0).startswith(f"line {top} ")
         await pilot.press("shift+pagedown")
         assert term.history_offset == 0
         await pilot.press("shift+pageup", "a")
