@@ -346,7 +346,7 @@ _PAUSED_STARTING_UP = 11
 _PAUSED_SHUTTING_DOWN = 8
 _SHUTOFF_REASONS = {3: "crashed", 6: "failed to start", 8: "libvirtd stopped it"}
 _IPV4 = 0
-_UNDEFINE_FLAGS = 1 | 2 | 4 | 16  # managed save, snapshot + checkpoint metadata, nvram
+_UNDEFINE_FLAGS = 1 | 2  # also drop a managed save image and snapshot metadata
 _ACPI_POWER_BTN = 1
 _XML_INACTIVE = 2
 
@@ -733,17 +733,32 @@ class LibvirtHypervisor:
         dom = self._lookup(session_id)
         if dom is None:
             return
-        self._tolerant(
-            f"shut down VM {session_id}",
-            lambda: dom.shutdownFlags(_ACPI_POWER_BTN),
-            ERR_OPERATION_INVALID,
-            ERR_NO_DOMAIN,
-        )
+        import libvirt
+
+        action = f"shut down VM {session_id}"
+        active = self._tolerant(action, dom.isActive, ERR_NO_DOMAIN)
+        if not active:
+            return
+        try:
+            dom.shutdownFlags(_ACPI_POWER_BTN)
+            return
+        except libvirt.libvirtError as exc:
+            code = self._code(exc)
+            if code in (ERR_OPERATION_INVALID, ERR_NO_DOMAIN):
+                return
+            if code not in (ERR_INVALID_ARG, ERR_NO_SUPPORT):
+                raise translate_error(
+                    code, exc.get_error_message() or str(exc), action=action, uri=self.uri
+                ) from exc
+        # A driver without the ACPI flag: its default shutdown method.
+        self._tolerant(action, dom.shutdown, ERR_OPERATION_INVALID, ERR_NO_DOMAIN)
 
     def destroy(self, session_id: str) -> None:
         """Power off at once; no-op if the VM is missing or not running."""
         dom = self._lookup(session_id)
         if dom is None:
+            return
+        if not self._tolerant(f"force off VM {session_id}", dom.isActive, ERR_NO_DOMAIN):
             return
         self._tolerant(
             f"force off VM {session_id}", dom.destroy, ERR_OPERATION_INVALID, ERR_NO_DOMAIN
@@ -766,16 +781,28 @@ class LibvirtHypervisor:
         """Destroy and remove the domain, then the session's network; missing ones are fine."""
         dom = self._lookup(session_id)
         if dom is not None:
-            self._tolerant(
-                f"force off VM {session_id}", dom.destroy, ERR_OPERATION_INVALID, ERR_NO_DOMAIN
-            )
-            self._tolerant(
-                f"remove VM {session_id}",
-                lambda: dom.undefineFlags(_UNDEFINE_FLAGS),
-                ERR_NO_DOMAIN,
-                ERR_OPERATION_INVALID,  # transient: gone with destroy
-            )
+            self.destroy(session_id)
+            self._undefine_domain(dom, session_id)
         self.undefine_network(session_id)
+
+    def _undefine_domain(self, dom: libvirt.virDomain, session_id: str) -> None:
+        import libvirt
+
+        action = f"remove VM {session_id}"
+        # NO_DOMAIN: gone already; OPERATION_INVALID: transient, so gone with destroy.
+        ignore = (ERR_NO_DOMAIN, ERR_OPERATION_INVALID)
+        try:
+            dom.undefineFlags(_UNDEFINE_FLAGS)
+            return
+        except libvirt.libvirtError as exc:
+            code = self._code(exc)
+            if code in ignore:
+                return
+            if code not in (ERR_INVALID_ARG, ERR_NO_SUPPORT):
+                raise translate_error(
+                    code, exc.get_error_message() or str(exc), action=action, uri=self.uri
+                ) from exc
+        self._tolerant(action, dom.undefine, *ignore)  # a driver without those flags
 
     def undefine_network(self, session_id: str) -> None:
         """Destroy and remove the session's network; missing is fine."""

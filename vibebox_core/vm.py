@@ -119,6 +119,15 @@ def network_name(session_id: str) -> str:
     return f"vibebox-{canonical_session_id(session_id)}"
 
 
+def network_uuid(session_id: str) -> str:
+    """Return the network's UUID, derived from the session id.
+
+    libvirt refuses to redefine a network whose definition carries another UUID (and makes up
+    a random one when none is given), so the XML always names this stable one.
+    """
+    return str(uuid.uuid5(uuid.UUID(canonical_session_id(session_id)), "vibebox-network"))
+
+
 def bridge_name(session_id: str) -> str:
     """Return the session network's bridge: ``vbx`` + 12 hex digits (15 characters)."""
     return "vbx" + _digest(session_id, "bridge").hex()[: MAX_BRIDGE_NAME - 3]
@@ -345,6 +354,7 @@ def network_xml(spec: NetworkSpec) -> str:
     ET.register_namespace("dnsmasq", DNSMASQ_XMLNS)
     net = ET.Element("network")
     ET.SubElement(net, "name").text = spec.name
+    ET.SubElement(net, "uuid").text = network_uuid(spec.session_id)
     if not spec.isolated:
         # NAT out through the host; libvirt's rules still keep sessions from reaching each other.
         forward = ET.SubElement(net, "forward", mode="nat")
