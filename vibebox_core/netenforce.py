@@ -174,10 +174,11 @@ class NetworkEnforcer:
             self.dns.policy = policy
 
     async def close(self) -> None:
-        """Stop listening (open tunnels are cut when the loop ends)."""
+        """Stop listening and cut open connections."""
         if self.dns is not None:
             self.dns.close()
             self.dns = None
         if self._server is not None:
             self._server.close()
             self._server = None
+        self.proxy.close_connections()

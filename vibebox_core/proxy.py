@@ -193,7 +193,8 @@ class FilteringProxy:
         head_timeout: float = HEAD_TIMEOUT,
         idle_timeout: float = IDLE_TIMEOUT,
     ) -> None:
-        self.policy = policy
+        self._policy = policy
+        self._active: dict[asyncio.StreamWriter, str] = {}
         self.log_path = log_path
         self.resolver: Resolver = resolver or system_resolver
         self.allow_host_local = allow_host_local
@@ -201,6 +202,24 @@ class FilteringProxy:
         self.connect_timeout = connect_timeout
         self.head_timeout = head_timeout
         self.idle_timeout = idle_timeout
+
+    @property
+    def policy(self) -> Policy:
+        """The policy new requests are judged by."""
+        return self._policy
+
+    @policy.setter
+    def policy(self, policy: Policy) -> None:
+        """Apply a new policy: new requests follow it, open tunnels it blocks are cut."""
+        self._policy = policy
+        for writer, host in list(self._active.items()):
+            if not policy.decide(host).allowed:
+                writer.close()
+
+    def close_connections(self) -> None:
+        """Cut every open connection (the server itself is closed by its owner)."""
+        for writer in list(self._active):
+            writer.close()
 
     async def start(self, host: str, port: int) -> asyncio.Server:
         """Listen on ``host:port`` (port 0 picks a free one) and return the server."""
@@ -236,7 +255,10 @@ class FilteringProxy:
                 await writer.drain()
         except (TimeoutError, OSError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            pass  # the server is shutting down; this task ends here either way
         finally:
+            self._active.pop(writer, None)
             writer.close()
             with contextlib.suppress(OSError, asyncio.TimeoutError):
                 await asyncio.wait_for(writer.wait_closed(), 5)
@@ -256,12 +278,19 @@ class FilteringProxy:
         if request.method == "CONNECT":
             host, port = self._connect_target(request)
             upstream = await self._admit(host, port)
-            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-            await writer.drain()
+            first = b"HTTP/1.1 200 Connection established\r\n\r\n"
+            target = writer
         else:
-            host, port, forwarded = self._http_target(request)
+            host, port, first = self._http_target(request)
             upstream = await self._admit(host, port)
-            upstream[1].write(forwarded)
+            target = upstream[1]
+        self._active[writer] = host
+        try:
+            target.write(first)
+            await target.drain()
+        except OSError:
+            upstream[1].close()
+            raise
         await self._relay(reader, writer, *upstream)
 
     def _host_header(self, request: _Request, default_port: int | None) -> tuple[str, int] | None:

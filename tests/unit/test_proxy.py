@@ -232,3 +232,12 @@ async def test_slow_client_gets_408(tmp_path: Path) -> None:
     async with server:
         reply = await exchange(state.port, b"GET http://allowed.test/ HTTP/1.1\r\n")
     assert reply.startswith(b"HTTP/1.1 408")
+
+
+async def test_narrowed_policy_cuts_open_tunnels(proxy: Proxy, upstream: Upstream) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    writer.write(f"CONNECT allowed.test:{upstream.port} HTTP/1.1\r\n\r\n".encode())
+    assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)).startswith(b"HTTP/1.1 200")
+    proxy.proxy.policy = Policy("allowlist", ("other.test",))
+    assert await asyncio.wait_for(reader.read(), 10) == b""  # the proxy hung up
+    writer.close()
