@@ -1,0 +1,466 @@
+"""The vibebox dashboard: session browser, terminal, inspector, wired to a backend.
+
+The app only wires: widgets draw, the :class:`~vibebox_tui.backend.Backend` does the work in
+workers (threads for blocking calls, an async worker for attaching), and results come back as
+messages (:mod:`vibebox_tui.messages`). :meth:`VibeboxApp.on_failed` is the one place that
+decides between an error dialog and a notification.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Hashable, Iterable
+from dataclasses import replace
+from pathlib import Path
+
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import ContentSwitcher, Footer, Static
+
+from vibebox_core.progress import ProgressEvent
+from vibebox_tui import messages as msg
+from vibebox_tui.backend import Attachment, Backend, SessionStatus
+from vibebox_tui.screens import ConfirmScreen, ErrorScreen, HelpScreen
+from vibebox_tui.screens.error import describe_error
+from vibebox_tui.terminal import FOCUS_OUT_KEY, TerminalView
+from vibebox_tui.widgets import BootProgress, Inspector, SessionBrowser, SessionHeader
+
+SESSION_POLL_SECONDS = 1.0
+INSPECTOR_POLL_SECONDS = 0.5
+CONSOLE_POLL_SECONDS = 1.0
+
+# Actions bound to plain letters work only outside the terminal (the terminal takes every key
+# but FOCUS_OUT_KEY), so the footer hides them while the terminal has the focus.
+LETTER_ACTIONS = {"toggle_inspector", "new_session", "help", "quit_app", "focus_browser"}
+
+
+class VibeboxApp(App[int], inherit_bindings=False):
+    """The dashboard. ``run()`` returns the exit status (non-zero only for a fatal start-up)."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "vibebox"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
+    BINDINGS = [
+        Binding(FOCUS_OUT_KEY, "leave_terminal", "Leave terminal", key_display="^\\"),
+        Binding("i", "toggle_inspector", "Inspector"),
+        Binding("n", "new_session", "New session"),
+        Binding("t", "focus_terminal", "Terminal"),
+        Binding("s", "focus_browser", "Sessions", show=False),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("f1", "help", "Help", show=False),
+        Binding("q", "quit_app", "Exit"),
+        Binding("ctrl+q", "quit_app", "Exit", show=False),
+    ]
+
+    def __init__(self, backend: Backend, *, live_clock: bool = True) -> None:
+        super().__init__()
+        # The palette's key is a priority binding by default; make it an ordinary one so that
+        # ctrl+p reaches the guest shell while the terminal has the focus.
+        for key, bindings in self._bindings.key_to_bindings.items():
+            if key == self.COMMAND_PALETTE_BINDING:
+                bindings[:] = [replace(b, priority=False) for b in bindings]
+        self.backend = backend
+        self.live_clock = live_clock
+        self.directory: Path | None = backend.project
+        self.attachment: Attachment | None = None
+        self.sessions: list[SessionStatus] = []
+        self._inspector_fingerprint: Hashable = object()
+        self._list_error = ""
+
+    # -- layout ----------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield SessionHeader(id="header")
+        with Horizontal(id="main"):
+            yield SessionBrowser(id="browser")
+            with ContentSwitcher(id="centre", initial="idle"):
+                yield Static(
+                    "No session attached.\n\nPick one in the session list and press Enter.",
+                    id="idle",
+                )
+                yield BootProgress(id="progress", live_clock=self.live_clock)
+                yield TerminalView(id="terminal")
+            yield Inspector(id="inspector")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#inspector").display = False
+        self._update_header()
+        self.refresh_sessions()
+        self.set_interval(SESSION_POLL_SECONDS, self.refresh_sessions)
+        self.set_interval(INSPECTOR_POLL_SECONDS, self._poll_inspector)
+        self.set_interval(CONSOLE_POLL_SECONDS, self._poll_console)
+        if self.directory is not None:
+            self.attach_directory(self.directory, startup=True)
+        else:
+            self.query_one(SessionBrowser).focus()
+
+    @property
+    def terminal(self) -> TerminalView:
+        return self.query_one(TerminalView)
+
+    @property
+    def current_session(self) -> SessionStatus | None:
+        if self.attachment is not None:
+            sid = self.attachment.session.id
+            return next((s for s in self.sessions if s.id == sid), self.attachment.session)
+        if self.directory is not None:
+            return next((s for s in self.sessions if s.directory == self.directory), None)
+        return None
+
+    def _update_header(self) -> None:
+        header = self.query_one(SessionHeader)
+        session = self.current_session
+        header.project = self.directory.name if self.directory else ""
+        header.session_id = session.id if session else ""
+        header.state = session.state if session else ""
+
+    def _show(self, view: str) -> None:
+        self.query_one(ContentSwitcher).current = view
+
+    # -- session list ----------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="sessions")
+    def refresh_sessions(self) -> None:
+        try:
+            sessions = self.backend.list_sessions()
+        except Exception as exc:
+            self.post_message(msg.Failed("Listing sessions", exc, dialog=False))
+            return
+        self.post_message(msg.SessionsListed(sessions))
+
+    def on_sessions_listed(self, message: msg.SessionsListed) -> None:
+        self._list_error = ""
+        self.sessions = message.sessions
+        current = self.attachment.session.id if self.attachment else None
+        self.query_one(SessionBrowser).show_sessions(self.sessions, current)
+        self._update_header()
+
+    @on(SessionBrowser.AttachRequested)
+    def _attach_requested(self, message: SessionBrowser.AttachRequested) -> None:
+        session = message.session
+        if self.attachment is not None and self.attachment.session.id == session.id:
+            self.terminal.focus()
+            return
+        if session.state == "broken":
+            self.push_screen(
+                ErrorScreen(
+                    f"Session {session.short_id} is broken",
+                    session.reason or "The session cannot be started.",
+                    f"Delete it (d, or `vibebox delete {session.short_id}`) and start again.",
+                )
+            )
+            return
+        self.attach_directory(session.directory, startup=False)
+
+    @on(SessionBrowser.DeleteRequested)
+    def _delete_requested(self, message: SessionBrowser.DeleteRequested) -> None:
+        session = message.session
+        body = (
+            f"Session {session.short_id} of {session.directory}\n\n"
+            "The VM is stopped and removed together with its disk (.vibebox/). "
+            "The project files and vibebox.toml stay."
+        )
+
+        def answered(confirmed: bool | None) -> None:
+            if confirmed:
+                self.delete_session(session)
+
+        self.push_screen(ConfirmScreen("Delete this session?", body), answered)
+
+    @work(exclusive=True, exit_on_error=False, group="delete")
+    async def delete_session(self, session: SessionStatus) -> None:
+        if self.attachment is not None and self.attachment.session.id == session.id:
+            await self._release()
+            self._show("idle")
+        try:
+            await asyncio.to_thread(self.backend.delete, session.id)
+        except Exception as exc:
+            self.post_message(msg.Failed(f"Deleting session {session.short_id}", exc))
+            return
+        self.post_message(msg.Done("delete", f"Deleted session {session.short_id}."))
+
+    # -- attaching -------------------------------------------------------------------------
+
+    def attach_directory(self, directory: Path, *, startup: bool) -> None:
+        """Attach the terminal to the session of ``directory``, starting it if needed."""
+        self.directory = directory
+        self._inspector_fingerprint = object()
+        self._start_attach(directory, startup)
+
+    def _terminal_size(self) -> tuple[int, int]:
+        size = self.query_one("#centre").size
+        return max(20, size.width), max(5, size.height)
+
+    def _progress(self, event: ProgressEvent) -> None:
+        # May be called from a core thread; post_message is thread-safe.
+        self.post_message(msg.Progress(event))
+
+    @work(exclusive=True, exit_on_error=False, group="attach")
+    async def _start_attach(self, directory: Path, startup: bool) -> None:
+        await self._release()
+        progress = self.query_one(BootProgress)
+        progress.begin(f"Starting the session of {directory}")
+        self._show("progress")
+        self._update_header()
+        cols, rows = self._terminal_size()
+        try:
+            attachment = await self.backend.attach(directory, cols, rows, self._progress)
+        except Exception as exc:
+            self._show("idle")
+            self.post_message(msg.Failed(f"Could not start {directory.name}", exc, fatal=startup))
+            return
+        self.post_message(msg.Attached(attachment))
+
+    def on_progress(self, message: msg.Progress) -> None:
+        self.query_one(BootProgress).add_event(message.event)
+
+    def on_attached(self, message: msg.Attached) -> None:
+        self.attachment = message.attachment
+        self.directory = message.attachment.session.directory
+        self.terminal.attach(message.attachment.stream)
+        self._show("terminal")
+        self.terminal.focus()
+        self._update_header()
+        self.refresh_sessions()
+
+    async def _release(self) -> None:
+        attachment, self.attachment = self.attachment, None
+        if attachment is None:
+            return
+        self.terminal.detach()
+        try:
+            await attachment.close()
+        except Exception as exc:
+            self.post_message(msg.Failed("Detaching", exc, dialog=False))
+
+    @on(TerminalView.ReconnectRequested)
+    def _reconnect(self) -> None:
+        if self.directory is not None:
+            self.attach_directory(self.directory, startup=False)
+
+    @on(TerminalView.Disconnected)
+    def _disconnected(self, message: TerminalView.Disconnected) -> None:
+        self.notify(f"{message.reason}. Press Enter in the terminal to reconnect.", timeout=6)
+
+    @on(TerminalView.TitleChanged)
+    def _title_changed(self, message: TerminalView.TitleChanged) -> None:
+        self.query_one(SessionHeader).title = message.title
+
+    # -- vibebox commands (typed at the guest prompt) --------------------------------------
+
+    @on(TerminalView.VibeboxCommand)
+    def _vibebox_command(self, message: TerminalView.VibeboxCommand) -> None:
+        name = message.name
+        if name == "new":
+            self.action_new_session()
+        elif name == "exit":
+            self.run_worker(self.action_quit_app(), group="exit")
+        elif name == "explain":
+            self.action_explain()
+        elif name == "help":
+            self.action_help()
+        else:
+            self.notify(f"Unknown vibebox command :{name}", severity="warning")
+
+    def action_new_session(self) -> None:
+        session = self.current_session
+        if session is None or self.directory is None:
+            self.notify("No session to recreate here.", severity="warning")
+            return
+        directory = self.directory
+        body = (
+            f"Session {session.short_id} of {directory}\n\n"
+            "Its VM and disk are deleted and a fresh session starts in the same directory. "
+            "Project files and vibebox.toml stay."
+        )
+
+        def answered(confirmed: bool | None) -> None:
+            if confirmed:
+                self.recreate_session(session, directory)
+
+        self.push_screen(
+            ConfirmScreen("Start a fresh session?", body, confirm_label="Recreate"), answered
+        )
+
+    @work(exclusive=True, exit_on_error=False, group="attach")
+    async def recreate_session(self, session: SessionStatus, directory: Path) -> None:
+        await self._release()
+        progress = self.query_one(BootProgress)
+        progress.begin(f"Recreating the session of {directory}")
+        self._show("progress")
+        try:
+            await asyncio.to_thread(self.backend.recreate, session.id, self._progress)
+        except Exception as exc:
+            self._show("idle")
+            self.post_message(msg.Failed(f"Recreating session {session.short_id}", exc))
+            return
+        self.attach_directory(directory, startup=False)
+
+    async def action_quit_app(self) -> None:
+        """Leave vibebox; the session stays up for its grace period."""
+        await self._release()
+        self.exit(0)
+
+    def action_explain(self) -> None:
+        inspector = self.query_one(Inspector)
+        self._set_inspector(True)
+        inspector.focus()
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    # -- inspector -------------------------------------------------------------------------
+
+    def _set_inspector(self, shown: bool) -> None:
+        inspector = self.query_one(Inspector)
+        if inspector.display == shown:
+            return
+        inspector.display = shown
+        self.query_one("#main").set_class(shown, "-inspector")
+        if shown:
+            self._inspector_fingerprint = object()
+            self._poll_inspector()
+        elif inspector.has_focus:
+            self.action_focus_terminal()
+
+    def action_toggle_inspector(self) -> None:
+        self._set_inspector(not self.query_one(Inspector).display)
+
+    def _poll_inspector(self) -> None:
+        if self.directory is not None and self.query_one(Inspector).display:
+            self.refresh_inspector(self.directory, self._inspector_fingerprint)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="inspector")
+    def refresh_inspector(self, directory: Path, last: Hashable) -> None:
+        try:
+            fingerprint = self.backend.fingerprint(directory)
+            if fingerprint == last:
+                return
+            data = self.backend.inspect(directory)
+        except Exception as exc:
+            self.post_message(msg.Failed("Inspecting the session", exc, dialog=False))
+            return
+        self._inspector_fingerprint = fingerprint
+        self.post_message(msg.InspectorUpdated(data))
+
+    def on_inspector_updated(self, message: msg.InspectorUpdated) -> None:
+        if self.directory == message.data.project:
+            self.query_one(Inspector).show_data(message.data)
+
+    # -- console tail while booting --------------------------------------------------------
+
+    @on(BootProgress.ConsoleToggled)
+    def _console_toggled(self, message: BootProgress.ConsoleToggled) -> None:
+        if message.shown:
+            self._poll_console()
+
+    def _poll_console(self) -> None:
+        progress = self.query_one(BootProgress)
+        if self.directory is not None and progress.console_shown and progress.display:
+            self.fetch_console(self.directory)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="console")
+    def fetch_console(self, directory: Path) -> None:
+        try:
+            lines = self.backend.console_tail(directory)
+        except Exception as exc:
+            self.post_message(msg.Failed("Reading the console log", exc, dialog=False))
+            return
+        self.post_message(msg.ConsoleTail(lines))
+
+    def on_console_tail(self, message: msg.ConsoleTail) -> None:
+        self.query_one(BootProgress).show_console(message.lines)
+
+    # -- outcomes --------------------------------------------------------------------------
+
+    def on_done(self, message: msg.Done) -> None:
+        self.notify(message.text)
+        self.refresh_sessions()
+
+    def on_failed(self, message: msg.Failed) -> None:
+        """The one place that decides how a failure is shown."""
+        text, hint = describe_error(message.error)
+        if message.fatal:
+
+            def leave(_: None) -> None:
+                self.exit(1, return_code=1)
+
+            self.push_screen(ErrorScreen.for_error(message.action, message.error), leave)
+        elif message.dialog:
+            self.push_screen(ErrorScreen.for_error(message.action, message.error))
+        else:
+            line = f"{message.action}: {text}"
+            if line == self._list_error:
+                return  # a poll that keeps failing says so once
+            self._list_error = line
+            self.notify(f"{line}\n{hint}" if hint else line, severity="error", timeout=8)
+
+    # -- focus and bindings ----------------------------------------------------------------
+
+    def action_focus_terminal(self) -> None:
+        if self.query_one(ContentSwitcher).current == "terminal":
+            self.terminal.focus()
+        else:
+            self.query_one(SessionBrowser).focus()
+
+    def action_focus_browser(self) -> None:
+        self.query_one(SessionBrowser).focus()
+
+    def action_leave_terminal(self) -> None:
+        self.screen.focus_next()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        terminal_focused = isinstance(self.focused, TerminalView)
+        if action == "leave_terminal":
+            return terminal_focused
+        return not (action in LETTER_ACTIONS and terminal_focused)
+
+    def on_descendant_focus(self) -> None:
+        self.refresh_bindings()
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        yield SystemCommand(
+            "Attach to the selected session", "Enter in the session list", self._palette_attach
+        )
+        yield SystemCommand("Delete the selected session", "Asks first (d)", self._palette_delete)
+        yield SystemCommand(
+            "New session (:new)",
+            "Delete this session and start a fresh one",
+            self.action_new_session,
+        )
+        yield SystemCommand("Explain (:explain)", "Show the inspector", self.action_explain)
+        yield SystemCommand(
+            "Toggle inspector", "Show or hide the inspector (i)", self.action_toggle_inspector
+        )
+        yield SystemCommand("Help (:help)", "List the vibebox commands", self.action_help)
+        yield SystemCommand(
+            "Focus terminal", "Move the focus to the terminal", self.action_focus_terminal
+        )
+        yield SystemCommand(
+            "Focus sessions", "Move the focus to the session list", self.action_focus_browser
+        )
+        yield SystemCommand(
+            "Console log", "While booting: show or hide the console tail", self._palette_console
+        )
+        yield SystemCommand(
+            "Exit (:exit)",
+            "Leave vibebox; the VM stays up for the grace period",
+            self.action_quit_app,
+        )
+        yield from super().get_system_commands(screen)
+
+    def _palette_attach(self) -> None:
+        session = self.query_one(SessionBrowser).selected_session
+        if session is not None:
+            self.query_one(SessionBrowser).post_message(SessionBrowser.AttachRequested(session))
+
+    def _palette_delete(self) -> None:
+        self.query_one(SessionBrowser).action_delete_session()
+
+    def _palette_console(self) -> None:
+        self.query_one(BootProgress).action_toggle_console()

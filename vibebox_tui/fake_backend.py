@@ -1,0 +1,270 @@
+"""An in-memory :class:`~vibebox_tui.backend.Backend` for tests, snapshots and demos.
+
+Everything is deterministic: fixed session ids, fixed timestamps, fixed progress steps with
+fixed elapsed times, so a snapshot taken today matches one taken tomorrow. Terminals are
+:class:`~vibebox_core.pty.MemoryStream` objects the caller feeds by hand
+(``backend.streams[session_id].feed(b"...")``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Hashable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from vibebox_core.errors import SessionNotFoundError, VibeboxError
+from vibebox_core.progress import ProgressCallback, ProgressEvent
+from vibebox_core.pty import MemoryStream
+from vibebox_tui.backend import Attachment, InspectorData, MountRow, SessionStatus
+
+FIXED_NOW = datetime(2026, 11, 27, 10, 15, tzinfo=UTC)
+GUEST_HOME = "/home/vibecoder"
+
+#: Steps a fake start reports, with their fixed elapsed seconds.
+BOOT_STEPS: tuple[ProgressEvent, ...] = (
+    ProgressEvent("preparing session", "keys, seed share, instance disk", 0.4, True),
+    ProgressEvent("starting VM", "libvirt domain defined, booting under TCG", 1.2, False),
+    ProgressEvent("waiting for SSH", "lease 192.168.122.57, waiting for sshd", 14.8, False),
+)
+
+CONSOLE_LINES = (
+    "[    0.000000] Linux version 6.1.0-27-cloud-amd64 (debian-kernel@lists.debian.org)",
+    "[    1.204511] virtiofs virtio1: discovered new tag: vibebox-project",
+    "[    2.918340] systemd[1]: Starting vibebox-setup.service - vibebox guest setup...",
+    "[    3.551202] systemd[1]: Finished vibebox-setup.service - vibebox guest setup.",
+    "[    4.120007] systemd[1]: Started ssh.service - OpenBSD Secure Shell server.",
+    "Debian GNU/Linux 12 vibebox ttyS0",
+)
+
+
+def fake_id(n: int) -> str:
+    """A fixed, valid-looking UUIDv7 for the ``n``-th fake session."""
+    return f"019bf290-{n:04x}-7c23-ba1d-dce7e6d40693"
+
+
+def demo_sessions(root: Path = Path("/home/me/src")) -> list[SessionStatus]:
+    """Four sessions in every interesting state, one of them broken."""
+    return [
+        SessionStatus(fake_id(1), root / "webshop", "running", 1, FIXED_NOW),
+        SessionStatus(
+            fake_id(2), root / "ml-notebooks", "shut off", 0, FIXED_NOW - timedelta(hours=5)
+        ),
+        SessionStatus(
+            fake_id(3),
+            root / "old-api",
+            "broken",
+            None,
+            FIXED_NOW - timedelta(days=12),
+            reason="disk.qcow2 is missing; run `vibebox delete` and start again",
+        ),
+        SessionStatus(
+            fake_id(4), root / "dotfiles", "shut off", 0, FIXED_NOW - timedelta(days=2, hours=3)
+        ),
+    ]
+
+
+class FakeBackend:
+    """A backend whose sessions, VMs and terminals live in memory.
+
+    Args:
+        sessions: the initial index.
+        project: the directory vibebox was "started" in.
+        fail_attach: raise this from :meth:`attach` (after the first progress step).
+        hold_boot: when set, :meth:`attach` stops after the boot steps until the event is set
+            (lets a test or snapshot look at the progress view).
+        prompt: bytes fed to every new terminal.
+    """
+
+    def __init__(
+        self,
+        sessions: list[SessionStatus] | None = None,
+        project: Path | None = None,
+        *,
+        fail_attach: VibeboxError | None = None,
+        hold_boot: asyncio.Event | None = None,
+        prompt: bytes = b"vibecoder@vibebox:~$ ",
+    ) -> None:
+        self._lock = threading.Lock()
+        self._sessions: dict[str, SessionStatus] = {s.id: s for s in sessions or []}
+        self._project = project
+        self._next = len(self._sessions) + 1
+        self.fail_attach = fail_attach
+        self.hold_boot = hold_boot
+        self.prompt = prompt
+        self.streams: dict[str, MemoryStream] = {}
+        self.deleted: list[str] = []
+        self.recreated: list[str] = []
+        self.config_revision: dict[Path, int] = {}
+        self.network_mode: dict[Path, str] = {}
+        self.network_entries: dict[Path, tuple[str, ...]] = {}
+        self.network_log: dict[Path, tuple[str, ...]] = {}
+        self.fail_list = False
+
+    # -- knobs for tests -------------------------------------------------------------------
+
+    def set_state(self, session_id: str, state: str, reason: str = "") -> None:
+        """Change a session's VM state, as a hypervisor event would."""
+        with self._lock:
+            self._sessions[session_id] = replace(
+                self._sessions[session_id], state=state, reason=reason
+            )
+
+    def edit_config(
+        self,
+        directory: Path,
+        *,
+        mode: str | None = None,
+        entries: tuple[str, ...] | None = None,
+    ) -> None:
+        """Simulate a saved edit of ``vibebox.toml``."""
+        with self._lock:
+            if mode is not None:
+                self.network_mode[directory] = mode
+            if entries is not None:
+                self.network_entries[directory] = entries
+            self.config_revision[directory] = self.config_revision.get(directory, 0) + 1
+
+    def log_network(self, directory: Path, line: str) -> None:
+        """Append one allowed/blocked line to the session's network log."""
+        with self._lock:
+            self.network_log[directory] = (*self.network_log.get(directory, ()), line)
+
+    def session_for(self, directory: Path) -> SessionStatus | None:
+        with self._lock:
+            return self._find(directory)
+
+    # -- Backend ---------------------------------------------------------------------------
+
+    @property
+    def project(self) -> Path | None:
+        return self._project
+
+    def list_sessions(self) -> list[SessionStatus]:
+        with self._lock:
+            if self.fail_list:
+                raise VibeboxError(
+                    "The session index is damaged: sessions.toml line 3",
+                    hint="Fix or remove the file.",
+                )
+            return sorted(
+                self._sessions.values(),
+                key=lambda s: s.last_active or FIXED_NOW,
+                reverse=True,
+            )
+
+    def _find(self, directory: Path) -> SessionStatus | None:
+        for session in self._sessions.values():
+            if session.directory == directory:
+                return session
+        return None
+
+    async def attach(
+        self, directory: Path, cols: int, rows: int, progress: ProgressCallback
+    ) -> Attachment:
+        with self._lock:
+            session = self._find(directory)
+            if session is None:
+                session = SessionStatus(fake_id(self._next), directory, "shut off", 0, FIXED_NOW)
+                self._next += 1
+                self._sessions[session.id] = session
+        if session.state == "broken":
+            raise VibeboxError(
+                f"Session {session.short_id} is broken: {session.reason}",
+                hint=f"Delete it (`vibebox delete {session.short_id}`) and start again.",
+            )
+        if session.state != "running":
+            progress(BOOT_STEPS[0])
+            if self.fail_attach is not None:
+                raise self.fail_attach
+            for event in BOOT_STEPS[1:]:
+                progress(event)
+            if self.hold_boot is not None:
+                await self.hold_boot.wait()
+        elif self.fail_attach is not None:
+            raise self.fail_attach
+        stream = MemoryStream()
+        stream.feed(self.prompt)
+        await stream.resize(cols, rows)
+        with self._lock:
+            current = self._sessions[session.id]
+            attached = (current.attached or 0) + 1
+            session = replace(current, state="running", attached=attached, last_active=FIXED_NOW)
+            self._sessions[session.id] = session
+            self.streams[session.id] = stream
+        session_id = session.id
+
+        async def release() -> None:
+            with self._lock:
+                now = self._sessions.get(session_id)
+                if now is not None:
+                    self._sessions[session_id] = replace(
+                        now, attached=max(0, (now.attached or 1) - 1)
+                    )
+
+        return Attachment(session, stream, release)
+
+    def delete(self, session_id: str) -> None:
+        with self._lock:
+            if session_id not in self._sessions:
+                raise SessionNotFoundError(f"No session {session_id[:8]} in the index.")
+            del self._sessions[session_id]
+            self.deleted.append(session_id)
+
+    def recreate(self, session_id: str, progress: ProgressCallback) -> SessionStatus:
+        with self._lock:
+            old = self._sessions.pop(session_id, None)
+            if old is None:
+                raise SessionNotFoundError(f"No session {session_id[:8]} in the index.")
+            self.recreated.append(session_id)
+            new = SessionStatus(fake_id(self._next), old.directory, "shut off", 0, FIXED_NOW)
+            self._next += 1
+            self._sessions[new.id] = new
+        progress(ProgressEvent("deleting session", old.short_id, 0.3, True))
+        return new
+
+    def inspect(self, directory: Path) -> InspectorData:
+        with self._lock:
+            session = self._find(directory)
+            running = session is not None and session.state == "running"
+            name = directory.name
+            return InspectorData(
+                project=directory,
+                session_id=session.id if session else None,
+                mounts=(
+                    MountRow(str(directory), f"{GUEST_HOME}/{name}", False, True),
+                    MountRow(str(Path.home() / ".gitconfig"), f"{GUEST_HOME}/.gitconfig", True),
+                ),
+                network_mode=self.network_mode.get(directory, "allowlist"),
+                network_entries=self.network_entries.get(
+                    directory, ("pypi.org", "files.pythonhosted.org", "github.com")
+                ),
+                ports=("8000 → 8000",),
+                recent_network=self.network_log.get(directory, ()),
+                storage=(
+                    ("config", "vibebox.toml"),
+                    ("cache", ".vibebox/"),
+                    ("disk", ".vibebox/disk.qcow2"),
+                    ("console log", ".vibebox/console.log"),
+                ),
+                vm_state=session.state if session else "missing",
+                ipv4="192.168.122.57" if running else None,
+                cpus=2,
+                memory_mb=2048,
+                attached=session.attached if session else None,
+            )
+
+    def fingerprint(self, directory: Path) -> Hashable:
+        with self._lock:
+            session = self._find(directory)
+            return (
+                self.config_revision.get(directory, 0),
+                session.state if session else None,
+                session.attached if session else None,
+                len(self.network_log.get(directory, ())),
+            )
+
+    def console_tail(self, directory: Path, lines: int = 15) -> list[str]:
+        return list(CONSOLE_LINES[-lines:])

@@ -1,0 +1,95 @@
+"""A failure, told as a message and the next step to take (never a traceback)."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Label, Static
+
+from vibebox_core.errors import VibeboxError
+
+BUG_HINT = (
+    "This is a bug in vibebox. Please report it with the message above and the logs in "
+    ".vibebox/ (supervisor.log, console.log)."
+)
+
+
+def describe_error(error: BaseException) -> tuple[str, str]:
+    """The message and the hint to show for ``error``."""
+    if isinstance(error, VibeboxError):
+        return error.message, error.hint
+    text = str(error) or type(error).__name__
+    return f"Unexpected error ({type(error).__name__}): {text}", BUG_HINT
+
+
+class ErrorScreen(ModalScreen[None]):
+    """Shows what went wrong and what to do next; Enter or Escape closes it."""
+
+    DEFAULT_CSS = """
+    ErrorScreen {
+        align: center middle;
+        background: $background 60%;
+    }
+    ErrorScreen > #dialog {
+        width: 72;
+        max-width: 95%;
+        height: auto;
+        max-height: 90%;
+        border: thick $error;
+        background: $surface;
+        padding: 1 2;
+    }
+    ErrorScreen #title {
+        color: $text-error;
+        text-style: bold;
+        margin-bottom: 1;
+    }
+    ErrorScreen #message {
+        margin-bottom: 1;
+    }
+    ErrorScreen #hint {
+        color: $text-muted;
+        margin-bottom: 1;
+    }
+    ErrorScreen #buttons {
+        height: auto;
+        align-horizontal: right;
+    }
+    """
+
+    BINDINGS = [
+        Binding("escape", "close", "Close"),
+        Binding("enter", "close", "Close", show=False),
+    ]
+
+    def __init__(self, title: str, message: str, hint: str = "") -> None:
+        super().__init__()
+        self.title_text = title
+        self.message = message
+        self.hint = hint
+
+    @classmethod
+    def for_error(cls, title: str, error: BaseException) -> ErrorScreen:
+        message, hint = describe_error(error)
+        return cls(title, message, hint)
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label(self.title_text, id="title")
+            yield Static(self.message, id="message", markup=False)
+            if self.hint:
+                yield Static(f"Next step: {self.hint}", id="hint", markup=False)
+            with Horizontal(id="buttons"):
+                yield Button("Close", variant="primary", id="close")
+
+    def on_mount(self) -> None:
+        self.query_one("#close", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(None)
+
+    def action_close(self) -> None:
+        self.dismiss(None)

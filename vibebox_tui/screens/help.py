@@ -1,0 +1,87 @@
+"""The list of vibebox commands (typed at the guest prompt) and the dashboard's keys."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Label, Static
+
+#: Every vibebox command with what it does; the guest's shell integration defines the same names.
+VIBEBOX_COMMANDS: tuple[tuple[str, str], ...] = (
+    (":new", "Delete this session and start a fresh one (asks first; the project stays)."),
+    (":exit", "Leave vibebox. The VM stays up for the grace period, then shuts down."),
+    (":explain", "Show the inspector: mounts, network policy, storage, VM state."),
+    (":help", "Show this list."),
+)
+
+#: Dashboard keys shown under the commands (the terminal itself gets every other key).
+DASHBOARD_KEYS: tuple[tuple[str, str], ...] = (
+    ("ctrl+p", "Command palette: every dashboard action"),
+    ("tab / shift+tab", "Move focus between sessions, terminal and inspector"),
+    ("enter", "In the session list: attach the terminal to the session (starts it)"),
+    ("d / delete", "In the session list: delete the session (asks first)"),
+    ("i", "Show or hide the inspector"),
+    ("c", "While a VM boots: show or hide the console log"),
+    ("?", "This help"),
+    ("q", "Leave vibebox (outside the terminal)"),
+)
+
+
+class HelpScreen(ModalScreen[None]):
+    """Lists the vibebox commands, each with a description."""
+
+    DEFAULT_CSS = """
+    HelpScreen {
+        align: center middle;
+        background: $background 60%;
+    }
+    HelpScreen > #dialog {
+        width: 84;
+        max-width: 95%;
+        height: auto;
+        max-height: 90%;
+        border: thick $primary;
+        background: $surface;
+        padding: 0 2;
+    }
+    HelpScreen .heading {
+        text-style: bold;
+        color: $text-primary;
+        margin-top: 1;
+    }
+    HelpScreen .row {
+        height: auto;
+    }
+    HelpScreen #close {
+        margin-top: 1;
+        margin-bottom: 1;
+    }
+    """
+
+    BINDINGS = [
+        Binding("escape", "close", "Close"),
+        Binding("q", "close", "Close", show=False),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            with VerticalScroll():
+                yield Label("vibebox commands (type them at the guest prompt)", classes="heading")
+                for name, text in VIBEBOX_COMMANDS:
+                    yield Static(f"[b]{name:<10}[/b] {text}", classes="row command")
+                yield Label("Dashboard keys", classes="heading")
+                for key, text in DASHBOARD_KEYS:
+                    yield Static(f"[b]{key:<16}[/b] {text}", classes="row key", markup=True)
+            yield Button("Close", variant="primary", id="close")
+
+    def on_mount(self) -> None:
+        self.query_one("#close", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(None)
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,8 @@
+"""The dashboard's regions: header, session browser, boot progress, inspector."""
+
+from vibebox_tui.widgets.browser import SessionBrowser
+from vibebox_tui.widgets.header import SessionHeader
+from vibebox_tui.widgets.inspector import Inspector
+from vibebox_tui.widgets.progress import BootProgress
+
+__all__ = ["BootProgress", "Inspector", "SessionBrowser", "SessionHeader"]

@@ -1,0 +1,115 @@
+"""The inspector (``:explain``): what this session can see and reach, live.
+
+It only draws an :class:`~vibebox_tui.backend.InspectorData`; the app polls the backend for a
+changed fingerprint (config mtime, VM state, network log) and hands a new one over.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+from vibebox_tui.backend import InspectorData
+from vibebox_tui.widgets.browser import short_directory
+from vibebox_tui.widgets.states import state_style, state_symbol
+
+RECENT_NETWORK_LINES = 8
+
+
+def _heading(text: Text, title: str, extra: str = "") -> None:
+    if text:
+        text.append("\n\n")
+    text.append(title, style="bold underline")
+    if extra:
+        text.append(f"  {extra}", style="bold")
+
+
+def render_inspector(data: InspectorData) -> Text:
+    """The inspector's text for ``data``."""
+    text = Text()
+    _heading(text, "Session")
+    text.append(f"\n  {data.session_id[:8] if data.session_id else 'none yet'}", style="cyan")
+    text.append(f"  {data.project.name}", style="bold")
+    if data.problem:
+        text.append(f"\n  {data.problem}", style="red")
+
+    _heading(text, "VM")
+    state = data.vm_state or "unknown"
+    text.append(f"\n  {state_symbol(state)} {state}", style=state_style(state))
+    text.append(f"\n  IPv4    {data.ipv4 or '—'}")
+    text.append(f"\n  cpus    {data.cpus if data.cpus is not None else '—'}")
+    memory = f"{data.memory_mb} MB" if data.memory_mb is not None else "—"
+    text.append(f"\n  memory  {memory}")
+    if data.attached is not None:
+        text.append(f"\n  attached {data.attached}")
+
+    _heading(text, "Mounts")
+    if not data.mounts:
+        text.append("\n  none", style="dim")
+    for mount in data.mounts:
+        text.append(f"\n  {short_directory_str(mount.host)}")
+        text.append("\n    → ", style="dim")
+        text.append(mount.guest)
+        text.append("  ")
+        text.append(
+            "ro" if mount.read_only else "rw", style="yellow" if mount.read_only else "green"
+        )
+        if mount.default:
+            text.append("  default", style="dim")
+
+    _heading(text, "Network", data.network_mode)
+    if data.network_entries:
+        for entry in data.network_entries:
+            text.append(f"\n  {entry}")
+    else:
+        empty = "nothing allowed" if data.network_mode == "allowlist" else "nothing blocked"
+        text.append(f"\n  {empty}", style="dim")
+    for port in data.ports:
+        text.append(f"\n  port {port}", style="dim")
+    text.append("\n  recent connections", style="italic")
+    recent = data.recent_network[-RECENT_NETWORK_LINES:]
+    if not recent:
+        text.append("\n    none logged yet", style="dim")
+    for line in recent:
+        style = "red" if " blocked " in f" {line} " else "green"
+        text.append(f"\n    {line}", style=style)
+
+    _heading(text, "Storage")
+    for label, path in data.storage:
+        text.append(f"\n  {label:<12}", style="dim")
+        text.append(path)
+    return text
+
+
+def short_directory_str(path: str) -> str:
+    return short_directory(Path(path))
+
+
+class Inspector(VerticalScroll, can_focus=True):
+    """A scrollable panel showing one session's explain model."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.data: InspectorData | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text("Loading…", style="dim"), id="inspector-body")
+
+    def on_mount(self) -> None:
+        self.border_title = "Inspector"
+
+    def show_data(self, data: InspectorData) -> None:
+        """Draw ``data`` (no-op when unchanged)."""
+        if data == self.data:
+            return
+        self.data = data
+        self.query_one("#inspector-body", Static).update(render_inspector(data))
+
+    @property
+    def text(self) -> str:
+        """The plain text shown (for tests)."""
+        return render_inspector(self.data).plain if self.data else ""

@@ -1,0 +1,111 @@
+"""What the terminal area shows while an image builds or a VM boots.
+
+Each :class:`~vibebox_core.progress.ProgressEvent` becomes a line: done steps get a tick, the
+current one an arrow, each with the elapsed time core reported. ``c`` shows the tail of the
+VM's serial console (the app fetches it), which is where a boot that hangs tells why.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.message import Message
+from textual.widgets import Static
+
+from vibebox_core.progress import ProgressEvent
+
+
+@dataclass
+class _Step:
+    detail: str
+    elapsed: float
+    done: bool
+
+
+class BootProgress(Vertical, can_focus=True):
+    """Steps of a start-up, with elapsed time and an optional console tail."""
+
+    BINDINGS = [Binding("c", "toggle_console", "Console log")]
+
+    class ConsoleToggled(Message):
+        """The console tail was shown (``shown``) or hidden."""
+
+        def __init__(self, shown: bool) -> None:
+            super().__init__()
+            self.shown = shown
+
+    def __init__(self, *, id: str | None = None, live_clock: bool = True) -> None:
+        super().__init__(id=id)
+        self.live_clock = live_clock
+        self.heading = ""
+        self.steps: dict[str, _Step] = {}
+        self.console_shown = False
+        self._started = time.monotonic()
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="progress-steps")
+        yield Static(id="progress-console")
+
+    def on_mount(self) -> None:
+        self.border_title = "Starting"
+        self.query_one("#progress-console").display = False
+        if self.live_clock:
+            self.set_interval(1.0, self._redraw)
+
+    def begin(self, heading: str) -> None:
+        """Start a fresh list of steps under ``heading``."""
+        self.heading = heading
+        self.steps.clear()
+        self._started = time.monotonic()
+        self._redraw()
+
+    def add_event(self, event: ProgressEvent) -> None:
+        """Record one progress event and redraw."""
+        if event.step not in self.steps:
+            for step in self.steps.values():
+                step.done = True  # a new step means the earlier ones are over
+        self.steps[event.step] = _Step(event.detail, event.elapsed, event.done)
+        self._redraw()
+
+    @property
+    def elapsed(self) -> float:
+        reported = max((s.elapsed for s in self.steps.values()), default=0.0)
+        if not self.live_clock:
+            return reported
+        return max(reported, time.monotonic() - self._started)
+
+    def render_steps(self) -> Text:
+        text = Text(self.heading, style="bold")
+        text.append("\n")
+        for name, step in self.steps.items():
+            mark, style = ("✓", "green") if step.done else ("▸", "bold yellow")
+            text.append(f"\n  {mark} ", style=style)
+            text.append(f"{name:<22}", style="" if step.done else "bold")
+            text.append(f"{step.elapsed:7.1f}s", style="dim")
+            if step.detail:
+                text.append(f"  {step.detail}", style="dim")
+        text.append(f"\n\n  elapsed {self.elapsed:.0f}s", style="dim")
+        hint = "c hides the console log" if self.console_shown else "c shows the console log"
+        text.append(f"  ·  {hint}", style="dim italic")
+        return text
+
+    def _redraw(self) -> None:
+        if self.is_mounted:
+            self.query_one("#progress-steps", Static).update(self.render_steps())
+
+    def show_console(self, lines: list[str]) -> None:
+        """Replace the console tail with ``lines``."""
+        body = Text("console log (tail)\n", style="bold")
+        body.append("\n".join(lines) if lines else "(nothing logged yet)", style="dim")
+        self.query_one("#progress-console", Static).update(body)
+
+    def action_toggle_console(self) -> None:
+        self.console_shown = not self.console_shown
+        self.query_one("#progress-console").display = self.console_shown
+        self._redraw()
+        self.post_message(self.ConsoleToggled(self.console_shown))
