@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from vibebox_core.errors import NetworkPolicyError
+
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 
@@ -492,3 +494,52 @@ def record_approval(index: _ExtraWriter, session_id: str, config: PolicyConfig) 
     index.set_extra(session_id, APPROVED_POLICY_KEY, canonical_json(policy))
     index.set_extra(session_id, APPROVED_DIGEST_KEY, digest)
     return digest
+
+
+class PolicyNotApprovedError(NetworkPolicyError):
+    """The project's mounts or network changed since the user last approved them.
+
+    Attributes:
+        check: the comparison, with the difference to show (``check.diff``).
+    """
+
+    def __init__(self, check: ApprovalCheck, *, project: str = "") -> None:
+        where = f" in {project}" if project else ""
+        lines = "\n".join(f"  {line}" for line in check.diff)
+        super().__init__(
+            "vibebox.toml changed the session's mounts or network since you approved them "
+            f"(a program in the guest can edit it):\n{lines}",
+            hint=f"review the change, then run `vibebox approve`{where} to apply it",
+        )
+        self.check = check
+
+
+class _ApprovalIndex(_ExtraWriter, Protocol):
+    def get(self, session_id: str) -> Any: ...
+
+
+def require_approval(
+    index: _ApprovalIndex, session_id: str, config: PolicyConfig, *, project: str = ""
+) -> ApprovalCheck:
+    """Gate a start on the user's approval of the config's mounts + network.
+
+    The first start of a session approves what it finds (the user just created it on the
+    host); later starts must match the approved digest.
+
+    Args:
+        index: the session index (``SessionIndex``).
+        session_id: the session.
+        config: the project's config as it is now.
+        project: the project directory, named in the error's hint.
+
+    Raises:
+        PolicyNotApprovedError: the policy changed; ``.check.diff`` says how. After the user
+            agrees, call :func:`record_approval` and start again.
+    """
+    check = check_approval(index.get(session_id).extra, config)
+    if check.status == "new":
+        record_approval(index, session_id, config)
+        return check
+    if check.needs_approval:
+        raise PolicyNotApprovedError(check, project=project)
+    return check

@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 
+from vibebox_core.errors import NetworkPolicyError
 from vibebox_core.netpolicy import (
     APPROVED_DIGEST_KEY,
     APPROVED_POLICY_KEY,
     Policy,
+    PolicyNotApprovedError,
     canonical_policy,
     check_approval,
     guest_proxy_env,
@@ -24,6 +26,7 @@ from vibebox_core.netpolicy import (
     policy_diff,
     policy_digest,
     record_approval,
+    require_approval,
 )
 
 
@@ -249,12 +252,20 @@ def test_diff_lists_every_change() -> None:
     assert policy_diff(old, old) == []
 
 
+@dataclass
+class _Entry:
+    extra: dict[str, Any]
+
+
 class _Index:
     def __init__(self) -> None:
         self.extra: dict[str, dict[str, Any]] = {}
 
     def set_extra(self, session_id: str, key: str, value: Any) -> None:
         self.extra.setdefault(session_id, {})[key] = value
+
+    def get(self, session_id: str) -> _Entry:
+        return _Entry(dict(self.extra.get(session_id, {})))
 
 
 def test_approval_cycle() -> None:
@@ -286,3 +297,19 @@ def test_policy_from_network_config() -> None:
     assert (policy.mode, policy.entries) == ("allowlist", ("a.test",))
     with pytest.raises(ValueError, match="network mode"):
         Policy.from_network(_Network("open", ()))
+
+
+def test_require_approval_gates_a_changed_policy() -> None:
+    index = _Index()
+    config = _Config(box=_Box((_Mount(Path("/data"), "/data", True),)))
+    assert require_approval(index, "s1", config).status == "new"  # first start approves
+    assert require_approval(index, "s1", config).status == "approved"
+    widened = _Config(box=_Box((_Mount(Path("/data"), "/data", False),)))
+    with pytest.raises(PolicyNotApprovedError) as err:
+        require_approval(index, "s1", widened, project="/p")
+    assert isinstance(err.value, NetworkPolicyError)
+    assert "~ mount: /data → /data (ro) is now /data → /data (rw)" in err.value.message
+    assert "vibebox approve` in /p" in err.value.hint
+    assert err.value.check.diff == ("~ mount: /data → /data (ro) is now /data → /data (rw)",)
+    record_approval(index, "s1", widened)  # the user said yes
+    assert require_approval(index, "s1", widened).status == "approved"
