@@ -109,6 +109,7 @@ def _ext_color(parts: list[str], rest: list[list[str]]) -> int | None:
     if kind == 2 and len(rest) >= 3:
         r, g, b = (min(255, _num(rest.pop(0)[0])) for _ in range(3))
         return TRUECOLOR | (r << 16) | (g << 8) | b
+    rest.clear()  # truncated colour: what follows cannot be told apart from its arguments
     return None
 
 
