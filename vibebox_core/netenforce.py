@@ -12,19 +12,23 @@ from __future__ import annotations
 import asyncio
 import errno
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from vibebox_core.dnsfilter import DnsFilter, Upstream, start_dns_filter
-from vibebox_core.errors import NetworkPolicyError
+from vibebox_core.errors import NetworkPolicyError, VibeboxError
 from vibebox_core.netpolicy import (
     DNS_FILTER_PORT,
     PROXY_PORT,
     Policy,
+    PolicyConfig,
+    canonical_policy,
     guest_proxy_env,
     nwfilter_name,
     nwfilter_xml,
+    policy_digest,
 )
 from vibebox_core.proxy import FilteringProxy, Resolver
 
@@ -182,3 +186,80 @@ class NetworkEnforcer:
             self._server.close()
             self._server = None
         self.proxy.close_connections()
+
+
+class ApprovalFollower:
+    """Decides what to do with the approved policy while a session runs.
+
+    Args:
+        enforcer: the running proxy and DNS filter.
+        config: the (approved) config the session started with; None takes the first
+            approved config seen.
+    """
+
+    def __init__(self, enforcer: NetworkEnforcer, config: PolicyConfig | None = None) -> None:
+        self.enforcer = enforcer
+        self.applied: dict[str, Any] | None = None
+        self.digest: str | None = None
+        if config is not None:
+            self.applied = canonical_policy(config)
+            self.digest = policy_digest(self.applied)
+        self.pending_restart = False
+
+    def update(
+        self, digest: str | None, config: PolicyConfig | None
+    ) -> Literal["live", "next start"] | None:
+        """Look at the approved digest and the config; apply a newly approved policy.
+
+        Returns:
+            ``"live"`` when the whole change took effect (entries), ``"next start"`` when
+            part of it needs a restart (mode or mounts; new entries still apply at once when
+            the mode is unchanged), None when nothing new was approved. A config
+            that does not match the approved digest (edited, not approved) is ignored.
+        """
+        if digest is None or config is None or digest == self.digest:
+            return None
+        if policy_digest(config) != digest:
+            return None  # edited after (or without) approval: never applied
+        new = canonical_policy(config)
+        old, self.applied, self.digest = self.applied, new, digest
+        if old is None:
+            return None  # the session's own start: nothing changed yet
+        policy = Policy.from_network(config.network)
+        if policy.mode == self.enforcer.policy.mode:
+            self.enforcer.set_policy(policy)
+        if change_applies(old, new) == "live":
+            return "live"
+        self.pending_restart = True
+        return "next start"
+
+
+async def follow_approvals(
+    follower: ApprovalFollower,
+    approved: Callable[[], tuple[str | None, PolicyConfig]],
+    *,
+    interval: float = 2.0,
+    on_change: Callable[[str], None] | None = None,
+) -> None:
+    """Apply policy changes the user approves while the session runs (a supervisor task).
+
+    Every ``interval`` seconds, ``approved()`` (run in a thread) returns the approved digest
+    from the session index and the config as it is now; see :meth:`ApprovalFollower.update`.
+    Mount changes always wait for the next start (the VM's devices are fixed while it runs).
+
+    Args:
+        follower: holds the enforcer and the policy the session started with.
+        approved: reads ``(approved digest, current config)``; a VibeboxError, OSError or
+            ValueError skips the round.
+        interval: seconds between checks.
+        on_change: told ``"live"`` or ``"next start"`` for each newly approved policy.
+    """
+    while True:
+        try:
+            digest, config = await asyncio.to_thread(approved)
+        except (VibeboxError, OSError, ValueError):
+            digest, config = None, None
+        outcome = follower.update(digest, config)
+        if outcome is not None and on_change is not None:
+            on_change(outcome)
+        await asyncio.sleep(interval)

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from vibebox_core import netlog
 from vibebox_core.dnsfilter import RCODE_NXDOMAIN, DnsFilter, Question, build_response
 from vibebox_core.errors import NetworkPolicyError
-from vibebox_core.netenforce import NetworkEnforcer, change_applies, plan_network
-from vibebox_core.netpolicy import Policy
+from vibebox_core.netenforce import (
+    ApprovalFollower,
+    NetworkEnforcer,
+    change_applies,
+    follow_approvals,
+    plan_network,
+)
+from vibebox_core.netpolicy import Policy, policy_digest
 
 SESSION = "019bf290-cccc-7c23-ba1d-dce7e6d40693"
 
@@ -154,3 +162,63 @@ async def test_enforcer_without_its_network_is_a_clear_error(tmp_path: Path) -> 
     enforcer = NetworkEnforcer(Policy(), tmp_path / "n.log", "192.0.2.1", proxy_port=0, dns_port=0)
     with pytest.raises(NetworkPolicyError, match="is the session's network up"):
         await enforcer.start()
+
+
+@dataclass(frozen=True)
+class _Network:
+    mode: str = "allowlist"
+    entries: tuple[str, ...] = ()
+    ports: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Box:
+    mounts: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Config:
+    network: _Network
+    box: _Box = _Box()
+
+
+def test_follower_applies_only_approved_changes(tmp_path: Path) -> None:
+    start = _Config(_Network("allowlist", ("a.test",)))
+    enforcer = NetworkEnforcer(Policy.from_network(start.network), tmp_path / "n.log", "127.0.0.1")
+    follower = ApprovalFollower(enforcer, start)
+    assert follower.update(policy_digest(start), start) is None  # nothing new
+
+    widened = _Config(_Network("allowlist", ("a.test", "b.test")))
+    # Edited in the guest but not approved: the approved digest is still the old one.
+    assert follower.update(policy_digest(start), widened) is None
+    assert enforcer.policy.entries == ("a.test",)
+    # Approved on the host: applied at once.
+    assert follower.update(policy_digest(widened), widened) == "live"
+    assert enforcer.policy.entries == ("a.test", "b.test")
+    assert enforcer.proxy.policy is enforcer.policy
+    # Approved digest that does not match the file (edited after approval): ignored.
+    assert follower.update("sha256:other", widened) is None
+
+    mode = _Config(_Network("blocklist", ()))
+    assert follower.update(policy_digest(mode), mode) == "next start"
+    assert enforcer.policy.mode == "allowlist" and follower.pending_restart
+
+
+async def test_follow_approvals_task_polls_in_a_thread(tmp_path: Path) -> None:
+    start = _Config(_Network("allowlist", ("a.test",)))
+    widened = _Config(_Network("allowlist", ("b.test",)))
+    enforcer = NetworkEnforcer(Policy.from_network(start.network), tmp_path / "n.log", "127.0.0.1")
+    changes: asyncio.Queue[str] = asyncio.Queue()
+    task = asyncio.create_task(
+        follow_approvals(
+            ApprovalFollower(enforcer, start),
+            lambda: (policy_digest(widened), widened),
+            interval=0.01,
+            on_change=changes.put_nowait,
+        )
+    )
+    try:
+        assert await asyncio.wait_for(changes.get(), 5) == "live"
+        assert enforcer.policy.entries == ("b.test",)
+    finally:
+        task.cancel()
