@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from textual import events
 from textual.app import App, ComposeResult
 from textual.widgets import Button
 
@@ -148,3 +149,46 @@ async def test_scrollback_pages_and_returns() -> None:
         await pilot.press("shift+pageup", "a")
         assert term.history_offset == 0  # typing returns to the live screen
         await stream.wait_for(lambda: stream.written == b"a")
+
+
+async def test_cursor_keys_follow_the_programs_mode() -> None:
+    stream = MemoryStream()
+    app = TermApp(stream)
+    async with app.run_test(size=(60, 20)) as pilot:
+        term = app.query_one(TerminalView)
+        await pilot.press("up")
+        await stream.wait_for(lambda: stream.written == b"\x1b[A")
+        stream.feed(b"\x1b[?1h")
+        while not term.emulator.app_cursor:
+            await pilot.pause()
+        await pilot.press("up", "ctrl+right")
+        await stream.wait_for(lambda: stream.written.endswith(b"\x1b[1;5C"))
+        assert bytes(stream.written) == b"\x1b[A\x1bOA\x1b[1;5C"
+
+
+async def test_paste_is_bracketed_only_when_asked() -> None:
+    stream = MemoryStream()
+    app = TermApp(stream)
+    async with app.run_test(size=(60, 20)) as pilot:
+        term = app.query_one(TerminalView)
+        term.post_message(events.Paste("one\ntwo"))
+        await stream.wait_for(lambda: stream.written == b"one\rtwo")
+        stream.feed(b"\x1b[?2004h")
+        while not term.emulator.bracketed_paste:
+            await pilot.pause()
+        term.post_message(events.Paste("x"))
+        await stream.wait_for(lambda: stream.written.endswith(b"\x1b[201~"))
+        assert bytes(stream.written) == b"one\rtwo\x1b[200~x\x1b[201~"
+
+
+async def test_scrollback_keys_reach_full_screen_programs() -> None:
+    stream = MemoryStream()
+    app = TermApp(stream)
+    async with app.run_test(size=(60, 20)) as pilot:
+        term = app.query_one(TerminalView)
+        stream.feed(b"".join(b"%d\r\n" % i for i in range(50)) + b"\x1b[?1049h")
+        while not term.emulator.screen.in_alt:
+            await pilot.pause()
+        await pilot.press("shift+pageup")
+        await stream.wait_for(lambda: stream.written == b"\x1b[5;2~")
+        assert term.history_offset == 0
