@@ -21,6 +21,7 @@ IMAGES_DIR = "images"
 RUN_DIR = "run"
 BIN_DIR = "bin"
 VIRTIOFSD_READONLY = "virtiofsd-ro"  # under BIN_DIR: serves read-only virtiofs shares
+VIRTIOFSD_READWRITE = "virtiofsd-rw"  # under BIN_DIR: serves read-write shares, .vibebox/ hidden
 
 # Inside one image directory, ``images/<name>/``.
 IMAGE_KERNEL = "vmlinuz"
@@ -87,6 +88,11 @@ def run_dir() -> Path:
 def virtiofsd_readonly_path() -> Path:
     """Return the wrapper libvirt runs (as root) to serve a virtiofs share read-only."""
     return vibebox_home() / BIN_DIR / VIRTIOFSD_READONLY
+
+
+def virtiofsd_readwrite_path() -> Path:
+    """Return the wrapper libvirt runs (as root) to serve a read-write share, .vibebox/ hidden."""
+    return vibebox_home() / BIN_DIR / VIRTIOFSD_READWRITE
 
 
 def supervisor_socket_path(session_id: str) -> Path:

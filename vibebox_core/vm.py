@@ -13,10 +13,12 @@ Decisions worth knowing:
   free /24 of ``10.213.0.0/16``, with a fixed DHCP host entry for the domain's MAC, so the guest
   always receives the same address.
 * libvirt 9.0 refuses ``<readonly/>`` on virtiofs shares ("virtiofs does not yet support
-  read-only mode") and bookworm's virtiofsd has no read-only option. A read-only share is
-  therefore served by a small wrapper (:func:`readonly_virtiofsd_script`) that runs virtiofsd in
-  a private mount namespace on a read-only bind mount of the source: the host kernel refuses
-  writes, so root in the guest cannot undo it.
+  read-only mode") and bookworm's virtiofsd has no read-only option. Shares are therefore
+  served through small wrappers (:func:`virtiofsd_wrapper_script`) that run virtiofsd in a
+  private mount namespace on a bind mount of the source — read-only for read-only shares — with
+  ``.vibebox/`` covered by an empty tmpfs. The host kernel enforces both, so root in the guest
+  cannot undo them (a guest-side mask alone could be unmounted by guest root, who could then
+  swap the instance disk or console log for symlinks that libvirt follows as root).
 """
 
 from __future__ import annotations
@@ -408,8 +410,10 @@ class DomainSpec:
         mac: the NIC's MAC (:func:`mac_address`), matching the network's DHCP host entry.
         cmdline: kernel command line.
         filesystems: virtiofs shares; the first one of each tag only.
-        virtiofsd: virtiofsd binary for read-write shares.
-        virtiofsd_readonly: wrapper for read-only shares (:func:`install_readonly_virtiofsd`);
+        virtiofsd: virtiofsd for read-write shares: pass
+            ``install_virtiofsd_wrappers().readwrite`` so ``.vibebox/`` is hidden on the host
+            side; the bare binary (the default) shares the directory as it is.
+        virtiofsd_readonly: for read-only shares: ``install_virtiofsd_wrappers().readonly``;
             required when any share is read-only.
         nwfilter: a libvirt nwfilter to attach to the NIC (network policy), or None.
         nwfilter_params: ``<parameter>`` values for that filter (e.g. ``GATEWAY``).
@@ -458,7 +462,7 @@ def _validate_share(spec: DomainSpec, share: Share, seen: set[str]) -> None:
         if spec.virtiofsd_readonly is None:
             raise VMError(
                 f"share {tag!r} is read-only but no read-only virtiofsd wrapper was given",
-                hint="call vm.install_readonly_virtiofsd() and pass its path",
+                hint="pass vm.install_virtiofsd_wrappers().readonly",
             )
         if "," in str(share.source):
             # libvirt passes the source inside `-o source=...` with commas doubled; the wrapper
@@ -571,23 +575,38 @@ def domain_xml(spec: DomainSpec) -> str:
     return ET.tostring(dom, encoding="unicode") + "\n"
 
 
-# --------------------------------------------------------------------------- read-only virtiofsd
+# --------------------------------------------------------------------------- virtiofsd wrappers
 
 
-def readonly_virtiofsd_script(real: Path = VIRTIOFSD) -> str:
-    """Return the wrapper that serves a virtiofs share read-only (libvirt 9.0 cannot).
+class VirtiofsdWrappers(NamedTuple):
+    """The two wrappers libvirt runs instead of virtiofsd (see :func:`virtiofsd_wrapper_script`)."""
+
+    readwrite: Path
+    readonly: Path
+
+
+def virtiofsd_wrapper_script(*, read_only: bool, real: Path = VIRTIOFSD) -> str:
+    """Return a wrapper that serves a virtiofs share with the session cache hidden.
 
     libvirtd runs it as root with virtiofsd's arguments (``--fd=N -o source=DIR,...``). It
-    enters a private mount namespace, bind-mounts DIR onto itself read-only and execs the real
-    virtiofsd there (same pid, so libvirt's pid file stays right). virtiofsd's own sandbox
-    inherits the read-only mount, so every write from the guest fails with EROFS on the host.
+    enters a private mount namespace, bind-mounts DIR onto itself, covers ``DIR/.vibebox`` with
+    an empty read-only tmpfs, makes DIR read-only when ``read_only`` and execs the real virtiofsd
+    there (same pid, so libvirt's pid file stays right). virtiofsd's sandbox inherits these
+    mounts, so the guest, even as root, can neither write a read-only share nor reach
+    ``.vibebox/``: the instance disk, keys and console log there are opened by libvirt, QEMU and
+    virtlogd on the host, and a guest able to swap them for symlinks could make root on the host
+    write or share any file.
     """
+    mode = "read-only, " if read_only else ""
+    remount = 'mount -o remount,bind,ro -- "$src"\n' if read_only else ""
     return f"""#!/bin/sh
-# vibebox: run virtiofsd on a read-only view of its shared directory.
+# vibebox: run virtiofsd on a {mode}view of its shared directory with .vibebox/ hidden.
 # Written by vibebox (vibebox_core/vm.py); libvirt 9.0 refuses <readonly/> on virtiofs.
 set -eu
-if [ "${{1:-}}" != "--vibebox-ro-stage2" ]; then
-    exec unshare --mount --propagation private -- "$0" --vibebox-ro-stage2 "$@"
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
+export PATH
+if [ "${{1:-}}" != "--vibebox-stage2" ]; then
+    exec unshare --mount --propagation private -- "$0" --vibebox-stage2 "$@"
 fi
 shift
 src=""
@@ -597,45 +616,63 @@ for arg in "$@"; do
     esac
 done
 if [ -z "$src" ] || [ ! -d "$src" ]; then
-    echo "virtiofsd-ro: no source directory in: $*" >&2
+    echo "vibebox virtiofsd wrapper: no source directory in: $*" >&2
     exit 1
 fi
 mount --bind -- "$src" "$src"
-mount -o remount,bind,ro -- "$src"
-exec {real} "$@"
+if [ -d "$src/{paths.PROJECT_CACHE}" ] && [ ! -L "$src/{paths.PROJECT_CACHE}" ]; then
+    mount -t tmpfs -o ro,nosuid,nodev,noexec,mode=0555,size=4k vibebox-masked \
+        "$src/{paths.PROJECT_CACHE}"
+fi
+{remount}exec {real} "$@"
 """
 
 
-def install_readonly_virtiofsd(path: Path | None = None, real: Path = VIRTIOFSD) -> Path:
-    """Write the read-only virtiofsd wrapper (mode 0755) if it is missing or outdated.
-
-    Args:
-        path: where to put it; default ``$VIBEBOX_HOME/bin/virtiofsd-ro``.
-        real: the virtiofsd it runs.
-
-    Returns:
-        The wrapper's path, for :attr:`DomainSpec.virtiofsd_readonly`.
-    """
-    target = path if path is not None else paths.virtiofsd_readonly_path()
-    content = readonly_virtiofsd_script(real)
+def _install_script(target: Path, content: str) -> None:
     try:
         if target.read_text() == content and os.access(target, os.X_OK):
-            return target
+            return
     except OSError:
         pass
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".virtiofsd-ro.", dir=target.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
         with os.fdopen(fd, "w") as handle:
             handle.write(content)
         os.chmod(tmp, stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
         os.replace(tmp, target)
     except OSError as exc:
         raise VMError(
-            f"cannot write the read-only virtiofs helper {target}: {exc.strerror or exc}",
+            f"cannot write the virtiofs helper {target}: {exc.strerror or exc}",
             hint=f"check that {target.parent} is writable",
         ) from exc
-    return target
+
+
+def install_virtiofsd_wrappers(
+    directory: Path | None = None, real: Path = VIRTIOFSD
+) -> VirtiofsdWrappers:
+    """Write both virtiofsd wrappers (mode 0755) where missing or outdated.
+
+    Args:
+        directory: where; default ``$VIBEBOX_HOME/bin``.
+        real: the virtiofsd they run.
+
+    Returns:
+        Their paths, for :attr:`DomainSpec.virtiofsd` and :attr:`DomainSpec.virtiofsd_readonly`.
+    """
+    rw = (
+        paths.virtiofsd_readwrite_path()
+        if directory is None
+        else directory / paths.VIRTIOFSD_READWRITE
+    )
+    ro = (
+        paths.virtiofsd_readonly_path()
+        if directory is None
+        else directory / paths.VIRTIOFSD_READONLY
+    )
+    _install_script(rw, virtiofsd_wrapper_script(read_only=False, real=real))
+    _install_script(ro, virtiofsd_wrapper_script(read_only=True, real=real))
+    return VirtiofsdWrappers(readwrite=rw, readonly=ro)
 
 
 # --------------------------------------------------------------------------- reading XML back

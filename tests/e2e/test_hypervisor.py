@@ -188,6 +188,7 @@ def test_domain_define_shows_in_virsh_and_undefines(
     net = vm.NetworkSpec.for_session(sid, hv.used_subnets(exclude_session=sid))
     qcow2(workdir / "disk.qcow2")
     (workdir / "seed").mkdir()
+    wrappers = vm.install_virtiofsd_wrappers(workdir / "bin")
     spec = domain_spec(
         sid,
         net,
@@ -196,7 +197,8 @@ def test_domain_define_shows_in_virsh_and_undefines(
             vm.Share(workdir, "vibebox-project", False),
             vm.Share(workdir / "seed", "vibebox-seed", True),
         ),
-        virtiofsd_readonly=vm.install_readonly_virtiofsd(workdir / "bin" / "virtiofsd-ro"),
+        virtiofsd=wrappers.readwrite,
+        virtiofsd_readonly=wrappers.readonly,
     )
     hv.define(vm.domain_xml(spec), vm.network_xml(net))
 
@@ -248,6 +250,46 @@ def test_missing_domain_and_errors(hv: LibvirtHypervisor) -> None:
         hv.start(sid)
 
 
+@pytest.mark.parametrize("read_only", [False, True])
+def test_virtiofsd_wrapper_view(workdir: Path, read_only: bool) -> None:
+    """The wrapper's view of a share, seen by a stand-in for virtiofsd (needs root)."""
+    if os.geteuid() != 0:
+        pytest.skip("the wrapper mounts in a private namespace: needs root")
+    share = workdir / "share"
+    (share / ".vibebox" / "seed").mkdir(parents=True)
+    (share / ".vibebox" / "disk.qcow2").write_text("disk")
+    (share / "file.txt").write_text("hello")
+    probe = workdir / "probe.sh"
+    probe.write_text(
+        "#!/bin/sh\n"
+        'src=$(printf "%s" "$3" | sed "s/^source=//; s/,.*//")\n'
+        'echo "args: $*"\n'
+        'echo "cache: $(ls -A "$src/.vibebox" | tr "\\n" " ")"\n'
+        'if echo x > "$src/new.txt" 2>/dev/null; then echo write: ok; '
+        "else echo write: refused; fi\n"
+        'if touch "$src/.vibebox/x" 2>/dev/null; then echo cache-write: ok; '
+        "else echo cache-write: refused; fi\n"
+    )
+    probe.chmod(0o755)
+    wrappers = vm.install_virtiofsd_wrappers(workdir / "bin", real=probe)
+    wrapper = wrappers.readonly if read_only else wrappers.readwrite
+    result = subprocess.run(
+        [str(wrapper), "--fd=3", "-o", f"source={share},xattr"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"args: --fd=3 -o source={share},xattr"  # passed through unchanged
+    assert lines[1] == "cache: "  # .vibebox/ is empty in the view
+    assert lines[2] == ("write: refused" if read_only else "write: ok")
+    assert lines[3] == "cache-write: refused"
+    # Nothing leaked into the host's mount namespace; the host's files are untouched.
+    assert str(share) not in Path("/proc/self/mountinfo").read_text()
+    assert sorted(p.name for p in (share / ".vibebox").iterdir()) == ["disk.qcow2", "seed"]
+    assert (share / "new.txt").exists() is not read_only
+
+
 # --------------------------------------------------------------------------- with the base image
 
 
@@ -259,10 +301,10 @@ def _image_files() -> tuple[Path, Path, Path]:
 
 
 def _write_seed(seed: Path, project: Path, extra: Path) -> None:
-    seed.mkdir()
+    seed.mkdir(parents=True)
     key = seed / "ssh_host_ed25519_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    client = seed.parent / "client"
+    client = seed.parent / "id_client"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(client)], check=True)
     (seed / "authorized_keys").write_text(Path(f"{client}.pub").read_text())
     guest = {
@@ -313,7 +355,11 @@ def test_boot_lease_readonly_share_and_acpi_shutdown(
     project.mkdir()
     extra.mkdir()
     (extra / "keep.txt").write_text("read only\n")
-    _write_seed(workdir / "seed", project, extra)
+    cache = project / ".vibebox"
+    cache.mkdir()
+    (cache / "id_ed25519").write_text("secret")
+    _write_seed(cache / "seed", project, extra)
+    wrappers = vm.install_virtiofsd_wrappers(workdir / "bin")
     qcow2(workdir / "disk.qcow2", "4G", backing=base)
 
     net = vm.NetworkSpec.for_session(sid, hv.used_subnets(exclude_session=sid))
@@ -327,10 +373,11 @@ def test_boot_lease_readonly_share_and_acpi_shutdown(
         memory_mb=1024,
         filesystems=(
             vm.Share(project, "vibebox-project", False),
-            vm.Share(workdir / "seed", "vibebox-seed", True),
+            vm.Share(cache / "seed", "vibebox-seed", True),
             vm.Share(extra, "vibebox-m1", True),
         ),
-        virtiofsd_readonly=vm.install_readonly_virtiofsd(workdir / "bin" / "virtiofsd-ro"),
+        virtiofsd=wrappers.readwrite,
+        virtiofsd_readonly=wrappers.readonly,
     )
     assert vm.qemu_blocked_dirs([kernel, initrd, base, spec.disk]) == [], (
         "the image store is not reachable by libvirt-qemu"
@@ -356,8 +403,10 @@ def test_boot_lease_readonly_share_and_acpi_shutdown(
     assert sorted(p.name for p in extra.iterdir()) == ["keep.txt"]
     rw_pids = _virtiofsd_pids(project)
     assert rw_pids
-    (Path(f"/proc/{rw_pids[-1]}/root") / "host-probe").write_text("x")
+    view = Path(f"/proc/{rw_pids[-1]}/root")
+    (view / "host-probe").write_text("x")
     assert (project / "host-probe").read_text() == "x"
+    assert list((view / ".vibebox").iterdir()) == []  # the session cache is hidden
 
     wait_for(lambda: hv.lease_ipv4(sid) is not None, BOOT_TIMEOUT, "the DHCP lease")
     lease_seconds = time.monotonic() - started

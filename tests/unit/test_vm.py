@@ -394,25 +394,32 @@ def test_kvm_device_usable(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- read-only helper
 
 
-def test_install_readonly_virtiofsd(tmp_path: Path) -> None:
-    target = tmp_path / "bin" / "virtiofsd-ro"
-    assert vm.install_readonly_virtiofsd(target, Path("/opt/virtiofsd")) == target
-    text = target.read_text()
-    assert text.startswith("#!/bin/sh")
-    assert "exec /opt/virtiofsd" in text
-    assert "remount,bind,ro" in text
-    assert os.access(target, os.X_OK)
-    mtime = target.stat().st_mtime_ns
-    vm.install_readonly_virtiofsd(target, Path("/opt/virtiofsd"))
-    assert target.stat().st_mtime_ns == mtime  # unchanged content is not rewritten
-    subprocess.run(["sh", "-n", str(target)], check=True)  # valid shell
+def test_install_virtiofsd_wrappers(tmp_path: Path) -> None:
+    wrappers = vm.install_virtiofsd_wrappers(tmp_path / "bin", Path("/opt/virtiofsd"))
+    assert wrappers == (tmp_path / "bin" / "virtiofsd-rw", tmp_path / "bin" / "virtiofsd-ro")
+    rw, ro = wrappers.readwrite.read_text(), wrappers.readonly.read_text()
+    for text in (rw, ro):
+        assert text.startswith("#!/bin/sh")
+        assert "exec /opt/virtiofsd" in text
+        assert '"$src/.vibebox"' in text  # the session cache is hidden in both
+    assert "remount,bind,ro" in ro
+    assert "remount,bind,ro" not in rw
+    for path in wrappers:
+        assert os.access(path, os.X_OK)
+        subprocess.run(["sh", "-n", str(path)], check=True)  # valid shell
+    mtime = wrappers.readonly.stat().st_mtime_ns
+    vm.install_virtiofsd_wrappers(tmp_path / "bin", Path("/opt/virtiofsd"))
+    assert wrappers.readonly.stat().st_mtime_ns == mtime  # unchanged content is not rewritten
 
 
-def test_install_readonly_virtiofsd_default_path(
+def test_install_virtiofsd_wrappers_default_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("VIBEBOX_HOME", str(tmp_path))
-    assert vm.install_readonly_virtiofsd() == tmp_path / "bin" / "virtiofsd-ro"
+    assert vm.install_virtiofsd_wrappers() == (
+        tmp_path / "bin" / "virtiofsd-rw",
+        tmp_path / "bin" / "virtiofsd-ro",
+    )
 
 
 # --------------------------------------------------------------------------- QEMU file access
