@@ -10,9 +10,11 @@ gateway) and hands it an approved policy change with :meth:`NetworkEnforcer.set_
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import ipaddress
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -20,11 +22,11 @@ from typing import Any, Literal
 from vibebox_core.dnsfilter import DnsFilter, Upstream, start_dns_filter
 from vibebox_core.errors import NetworkPolicyError, VibeboxError
 from vibebox_core.netpolicy import (
+    APPROVED_DIGEST_KEY,
+    APPROVED_POLICY_KEY,
     DNS_FILTER_PORT,
     PROXY_PORT,
     Policy,
-    PolicyConfig,
-    canonical_policy,
     guest_proxy_env,
     nwfilter_name,
     nwfilter_xml,
@@ -188,47 +190,73 @@ class NetworkEnforcer:
         self.proxy.close_connections()
 
 
+def policy_from_canonical(data: Mapping[str, Any]) -> Policy:
+    """Build the :class:`Policy` of a canonical policy dict (the approved one in the index).
+
+    Raises:
+        ValueError: the dict is not a canonical policy.
+    """
+    network = data.get("network")
+    if not isinstance(network, Mapping):
+        raise ValueError("canonical policy without a network table")
+    mode, entries = network.get("mode"), network.get("entries", [])
+    if mode not in ("allowlist", "blocklist") or not isinstance(entries, list):
+        raise ValueError("canonical policy with a bad network table")
+    return Policy("allowlist" if mode == "allowlist" else "blocklist", tuple(map(str, entries)))
+
+
+def read_approved(extra: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Return the approved canonical policy of a session index entry's ``extra``.
+
+    None when nothing was approved yet or when the stored policy does not match the stored
+    digest (a damaged or hand-edited index is not trusted).
+    """
+    digest, stored = extra.get(APPROVED_DIGEST_KEY), extra.get(APPROVED_POLICY_KEY)
+    if not isinstance(digest, str) or not isinstance(stored, str):
+        return None
+    try:
+        data = json.loads(stored)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or policy_digest(data) != digest:
+        return None
+    return data
+
+
 class ApprovalFollower:
-    """Decides what to do with the approved policy while a session runs.
+    """Applies the policy the user approves while a session runs.
+
+    The running session enforces the *approved* policy from the session index, never the
+    file: the guest can edit ``vibebox.toml`` but not the index on the host.
 
     Args:
         enforcer: the running proxy and DNS filter.
-        config: the (approved) config the session started with; None takes the first
-            approved config seen.
+        applied: the approved canonical policy the session started with (None: it started
+            fail-closed, and the first approval seen is applied).
     """
 
-    def __init__(self, enforcer: NetworkEnforcer, config: PolicyConfig | None = None) -> None:
+    def __init__(self, enforcer: NetworkEnforcer, applied: dict[str, Any] | None = None) -> None:
         self.enforcer = enforcer
-        self.applied: dict[str, Any] | None = None
-        self.digest: str | None = None
-        if config is not None:
-            self.applied = canonical_policy(config)
-            self.digest = policy_digest(self.applied)
+        self.applied = applied
         self.pending_restart = False
 
-    def update(
-        self, digest: str | None, config: PolicyConfig | None
-    ) -> Literal["live", "next start"] | None:
-        """Look at the approved digest and the config; apply a newly approved policy.
+    def update(self, approved: dict[str, Any] | None) -> Literal["live", "next start"] | None:
+        """Take the approved canonical policy as it is now; apply it when it is new.
 
         Returns:
             ``"live"`` when the whole change took effect (entries), ``"next start"`` when
             part of it needs a restart (mode or mounts; new entries still apply at once when
-            the mode is unchanged), None when nothing new was approved. A config
-            that does not match the approved digest (edited, not approved) is ignored.
+            the mode is unchanged), None when nothing new was approved.
         """
-        if digest is None or config is None or digest == self.digest:
+        if approved is None or approved == self.applied:
             return None
-        if policy_digest(config) != digest:
-            return None  # edited after (or without) approval: never applied
-        new = canonical_policy(config)
-        old, self.applied, self.digest = self.applied, new, digest
-        if old is None:
-            return None  # the session's own start: nothing changed yet
-        policy = Policy.from_network(config.network)
+        policy = policy_from_canonical(approved)
+        old, self.applied = self.applied, approved
         if policy.mode == self.enforcer.policy.mode:
             self.enforcer.set_policy(policy)
-        if change_applies(old, new) == "live":
+        if old is None and policy.mode == self.enforcer.policy.mode:
+            return "live"  # first approval of a session that started fail-closed
+        if old is not None and change_applies(old, approved) == "live":
             return "live"
         self.pending_restart = True
         return "next start"
@@ -236,30 +264,121 @@ class ApprovalFollower:
 
 async def follow_approvals(
     follower: ApprovalFollower,
-    approved: Callable[[], tuple[str | None, PolicyConfig]],
+    approved: Callable[[], dict[str, Any] | None],
     *,
     interval: float = 2.0,
     on_change: Callable[[str], None] | None = None,
 ) -> None:
     """Apply policy changes the user approves while the session runs (a supervisor task).
 
-    Every ``interval`` seconds, ``approved()`` (run in a thread) returns the approved digest
-    from the session index and the config as it is now; see :meth:`ApprovalFollower.update`.
-    Mount changes always wait for the next start (the VM's devices are fixed while it runs).
+    Every ``interval`` seconds ``approved()`` (run in a thread) reads the approved canonical
+    policy from the session index (see :func:`read_approved`); a new one goes to
+    :meth:`ApprovalFollower.update`. Mount changes always wait for the next start.
 
     Args:
         follower: holds the enforcer and the policy the session started with.
-        approved: reads ``(approved digest, current config)``; a VibeboxError, OSError or
+        approved: reads the approved canonical policy; a VibeboxError, OSError or
             ValueError skips the round.
         interval: seconds between checks.
         on_change: told ``"live"`` or ``"next start"`` for each newly approved policy.
     """
     while True:
         try:
-            digest, config = await asyncio.to_thread(approved)
+            data = await asyncio.to_thread(approved)
+            outcome = follower.update(data)
         except (VibeboxError, OSError, ValueError):
-            digest, config = None, None
-        outcome = follower.update(digest, config)
+            outcome = None
         if outcome is not None and on_change is not None:
             on_change(outcome)
         await asyncio.sleep(interval)
+
+
+#: Until the user approved anything, nothing gets out: an empty allowlist.
+FAIL_CLOSED = Policy("allowlist", ())
+
+
+@dataclass
+class SessionNetwork:
+    """The running network services of one session (what the supervisor keeps).
+
+    Attributes:
+        enforcer: the proxy and the DNS filter.
+        follower: applies approvals; ``follower.pending_restart`` says an approved change
+            waits for the next start (for the inspector).
+    """
+
+    enforcer: NetworkEnforcer
+    follower: ApprovalFollower
+    task: asyncio.Task[None] | None = None
+
+    async def stop(self) -> None:
+        """Stop following approvals and close the proxy and the DNS filter."""
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+            self.task = None
+        await self.enforcer.close()
+
+
+async def start_session_network(
+    log_path: Path,
+    subnet: str | ipaddress.IPv4Network,
+    approved: Callable[[], dict[str, Any] | None],
+    *,
+    interval: float = 2.0,
+    on_change: Callable[[str], None] | None = None,
+    bind_timeout: float = 10.0,
+    proxy_port: int = PROXY_PORT,
+    dns_port: int = DNS_FILTER_PORT,
+) -> SessionNetwork:
+    """Start a session's proxy and DNS filter on its gateway, enforcing the approved policy.
+
+    For the supervisor, once the VM (and so its network) runs.
+
+    Args:
+        log_path: the session's network log.
+        subnet: the session network (``Hypervisor.network_subnet``); the gateway is its
+            first address.
+        approved: reads the approved canonical policy from the session index, e.g.
+            ``lambda: read_approved(SessionIndex().get(session_id).extra)``; None (nothing
+            approved, or unreadable) enforces :data:`FAIL_CLOSED`.
+        interval: seconds between checks for newly approved policies.
+        on_change: told ``"live"`` / ``"next start"`` when an approved change arrives.
+        bind_timeout: seconds to retry while the gateway address is not up yet.
+
+    Raises:
+        NetworkPolicyError: the services cannot listen on the gateway.
+    """
+    network = ipaddress.IPv4Network(str(subnet))
+    gateway = str(network.network_address + 1)
+    try:
+        current = await asyncio.to_thread(approved)
+    except (VibeboxError, OSError, ValueError):
+        current = None
+    policy = FAIL_CLOSED
+    if current is not None:
+        try:
+            policy = policy_from_canonical(current)
+        except ValueError:
+            current = None
+    enforcer = NetworkEnforcer(
+        policy, log_path, gateway, network, proxy_port=proxy_port, dns_port=dns_port
+    )
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + bind_timeout
+    while True:
+        try:
+            await enforcer.start()
+            break
+        except NetworkPolicyError as exc:
+            cause = exc.__cause__
+            not_yet = isinstance(cause, OSError) and cause.errno == errno.EADDRNOTAVAIL
+            if not not_yet or loop.time() >= deadline:
+                raise
+            await asyncio.sleep(0.25)  # the bridge's address appears with the network
+    session = SessionNetwork(enforcer, ApprovalFollower(enforcer, current))
+    session.task = asyncio.create_task(
+        follow_approvals(session.follower, approved, interval=interval, on_change=on_change)
+    )
+    return session

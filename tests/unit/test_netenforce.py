@@ -14,13 +14,24 @@ from vibebox_core import netlog
 from vibebox_core.dnsfilter import RCODE_NXDOMAIN, DnsFilter, Question, build_response
 from vibebox_core.errors import NetworkPolicyError
 from vibebox_core.netenforce import (
+    FAIL_CLOSED,
     ApprovalFollower,
     NetworkEnforcer,
     change_applies,
     follow_approvals,
     plan_network,
+    policy_from_canonical,
+    read_approved,
+    start_session_network,
 )
-from vibebox_core.netpolicy import Policy, policy_digest
+from vibebox_core.netpolicy import (
+    APPROVED_DIGEST_KEY,
+    APPROVED_POLICY_KEY,
+    Policy,
+    canonical_json,
+    canonical_policy,
+    policy_digest,
+)
 
 SESSION = "019bf290-cccc-7c23-ba1d-dce7e6d40693"
 
@@ -182,37 +193,48 @@ class _Config:
     box: _Box = _Box()
 
 
-def test_follower_applies_only_approved_changes(tmp_path: Path) -> None:
-    start = _Config(_Network("allowlist", ("a.test",)))
-    enforcer = NetworkEnforcer(Policy.from_network(start.network), tmp_path / "n.log", "127.0.0.1")
-    follower = ApprovalFollower(enforcer, start)
-    assert follower.update(policy_digest(start), start) is None  # nothing new
+def _canon(mode: str, *entries: str) -> dict[str, Any]:
+    return canonical_policy(_Config(_Network(mode, entries)))
 
-    widened = _Config(_Network("allowlist", ("a.test", "b.test")))
-    # Edited in the guest but not approved: the approved digest is still the old one.
-    assert follower.update(policy_digest(start), widened) is None
-    assert enforcer.policy.entries == ("a.test",)
-    # Approved on the host: applied at once.
-    assert follower.update(policy_digest(widened), widened) == "live"
+
+def test_read_approved_trusts_only_a_matching_digest() -> None:
+    data = _canon("allowlist", "a.test")
+    extra = {APPROVED_DIGEST_KEY: policy_digest(data), APPROVED_POLICY_KEY: canonical_json(data)}
+    assert read_approved(extra) == data
+    assert read_approved({}) is None
+    assert read_approved({**extra, APPROVED_DIGEST_KEY: "sha256:x"}) is None
+    assert read_approved({**extra, APPROVED_POLICY_KEY: "{not json"}) is None
+    assert policy_from_canonical(data) == Policy("allowlist", ("a.test",))
+    with pytest.raises(ValueError):
+        policy_from_canonical({"network": {"mode": "open"}})
+
+
+def test_follower_applies_newly_approved_policies(tmp_path: Path) -> None:
+    start = _canon("allowlist", "a.test")
+    enforcer = NetworkEnforcer(policy_from_canonical(start), tmp_path / "n.log", "127.0.0.1")
+    follower = ApprovalFollower(enforcer, start)
+    assert follower.update(start) is None  # nothing new
+    assert follower.update(None) is None  # unreadable index: keep what runs
+
+    widened = _canon("allowlist", "a.test", "b.test")
+    assert follower.update(widened) == "live"
     assert enforcer.policy.entries == ("a.test", "b.test")
     assert enforcer.proxy.policy is enforcer.policy
-    # Approved digest that does not match the file (edited after approval): ignored.
-    assert follower.update("sha256:other", widened) is None
 
-    mode = _Config(_Network("blocklist", ()))
-    assert follower.update(policy_digest(mode), mode) == "next start"
+    mode = _canon("blocklist")
+    assert follower.update(mode) == "next start"
     assert enforcer.policy.mode == "allowlist" and follower.pending_restart
 
 
 async def test_follow_approvals_task_polls_in_a_thread(tmp_path: Path) -> None:
-    start = _Config(_Network("allowlist", ("a.test",)))
-    widened = _Config(_Network("allowlist", ("b.test",)))
-    enforcer = NetworkEnforcer(Policy.from_network(start.network), tmp_path / "n.log", "127.0.0.1")
+    start = _canon("allowlist", "a.test")
+    widened = _canon("allowlist", "b.test")
+    enforcer = NetworkEnforcer(policy_from_canonical(start), tmp_path / "n.log", "127.0.0.1")
     changes: asyncio.Queue[str] = asyncio.Queue()
     task = asyncio.create_task(
         follow_approvals(
             ApprovalFollower(enforcer, start),
-            lambda: (policy_digest(widened), widened),
+            lambda: widened,
             interval=0.01,
             on_change=changes.put_nowait,
         )
@@ -222,3 +244,28 @@ async def test_follow_approvals_task_polls_in_a_thread(tmp_path: Path) -> None:
         assert enforcer.policy.entries == ("b.test",)
     finally:
         task.cancel()
+
+
+async def test_start_session_network_enforces_the_approved_policy(tmp_path: Path) -> None:
+    approved: list[dict[str, Any] | None] = [None]
+    changes: asyncio.Queue[str] = asyncio.Queue()
+    session = await start_session_network(
+        tmp_path / "network.log",
+        "127.0.0.0/8",
+        lambda: approved[0],
+        interval=0.01,
+        on_change=changes.put_nowait,
+        proxy_port=0,
+        dns_port=0,
+    )
+    try:
+        enforcer = session.enforcer
+        assert enforcer.gateway_ip == "127.0.0.1"
+        assert enforcer.policy == FAIL_CLOSED  # nothing approved: nothing gets out
+        assert rcode(await ask(enforcer.dns_port, query("localhost"))) == RCODE_NXDOMAIN
+        approved[0] = _canon("allowlist", "localhost")
+        assert await asyncio.wait_for(changes.get(), 5) == "live"
+        assert rcode(await ask(enforcer.dns_port, query("localhost"))) == 0
+    finally:
+        await session.stop()
+    assert session.task is None
