@@ -69,25 +69,33 @@ class VibeboxApp(App[int], inherit_bindings=False):
         self.sessions: list[SessionStatus] = []
         self._inspector_fingerprint: Hashable = object()
         self._list_error = ""
+        self.header = SessionHeader(id="header")
+        self.browser = SessionBrowser(id="browser")
+        self.centre = ContentSwitcher(id="centre", initial="idle")
+        self.progress = BootProgress(id="progress", live_clock=live_clock)
+        self.terminal = TerminalView(id="terminal")
+        self.inspector = Inspector(id="inspector")
+        self.main = Horizontal(id="main")
 
     # -- layout ----------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield SessionHeader(id="header")
-        with Horizontal(id="main"):
-            yield SessionBrowser(id="browser")
-            with ContentSwitcher(id="centre", initial="idle"):
+        # Widgets are kept as attributes: a query would search a dialog on top instead.
+        yield self.header
+        with self.main:
+            yield self.browser
+            with self.centre:
                 yield Static(
                     "No session attached.\n\nPick one in the session list and press Enter.",
                     id="idle",
                 )
-                yield BootProgress(id="progress", live_clock=self.live_clock)
-                yield TerminalView(id="terminal")
-            yield Inspector(id="inspector")
+                yield self.progress
+                yield self.terminal
+            yield self.inspector
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#inspector").display = False
+        self.inspector.display = False
         self._update_header()
         self.refresh_sessions()
         self.set_interval(SESSION_POLL_SECONDS, self.refresh_sessions)
@@ -96,11 +104,7 @@ class VibeboxApp(App[int], inherit_bindings=False):
         if self.directory is not None:
             self.attach_directory(self.directory, startup=True)
         else:
-            self.query_one(SessionBrowser).focus()
-
-    @property
-    def terminal(self) -> TerminalView:
-        return self.query_one(TerminalView)
+            self.browser.focus()
 
     @property
     def current_session(self) -> SessionStatus | None:
@@ -112,14 +116,14 @@ class VibeboxApp(App[int], inherit_bindings=False):
         return None
 
     def _update_header(self) -> None:
-        header = self.query_one(SessionHeader)
+        header = self.header
         session = self.current_session
         header.project = self.directory.name if self.directory else ""
         header.session_id = session.id if session else ""
         header.state = session.state if session else ""
 
     def _show(self, view: str) -> None:
-        self.query_one(ContentSwitcher).current = view
+        self.centre.current = view
 
     # -- session list ----------------------------------------------------------------------
 
@@ -136,7 +140,7 @@ class VibeboxApp(App[int], inherit_bindings=False):
         self._list_error = ""
         self.sessions = message.sessions
         current = self.attachment.session.id if self.attachment else None
-        self.query_one(SessionBrowser).show_sessions(self.sessions, current)
+        self.browser.show_sessions(self.sessions, current)
         self._update_header()
 
     @on(SessionBrowser.AttachRequested)
@@ -192,7 +196,7 @@ class VibeboxApp(App[int], inherit_bindings=False):
         self._start_attach(directory, startup)
 
     def _terminal_size(self) -> tuple[int, int]:
-        size = self.query_one("#centre").size
+        size = self.centre.size
         return max(20, size.width), max(5, size.height)
 
     def _progress(self, event: ProgressEvent) -> None:
@@ -202,7 +206,7 @@ class VibeboxApp(App[int], inherit_bindings=False):
     @work(exclusive=True, exit_on_error=False, group="attach")
     async def _start_attach(self, directory: Path, startup: bool) -> None:
         await self._release()
-        progress = self.query_one(BootProgress)
+        progress = self.progress
         progress.begin(f"Starting the session of {directory}")
         self._show("progress")
         self._update_header()
@@ -216,7 +220,7 @@ class VibeboxApp(App[int], inherit_bindings=False):
         self.post_message(msg.Attached(attachment))
 
     def on_progress(self, message: msg.Progress) -> None:
-        self.query_one(BootProgress).add_event(message.event)
+        self.progress.add_event(message.event)
 
     def on_attached(self, message: msg.Attached) -> None:
         self.attachment = message.attachment
@@ -248,7 +252,7 @@ class VibeboxApp(App[int], inherit_bindings=False):
 
     @on(TerminalView.TitleChanged)
     def _title_changed(self, message: TerminalView.TitleChanged) -> None:
-        self.query_one(SessionHeader).title = message.title
+        self.header.title = message.title
 
     # -- vibebox commands (typed at the guest prompt) --------------------------------------
 
@@ -289,7 +293,7 @@ class VibeboxApp(App[int], inherit_bindings=False):
     @work(exclusive=True, exit_on_error=False, group="attach")
     async def recreate_session(self, session: SessionStatus, directory: Path) -> None:
         await self._release()
-        progress = self.query_one(BootProgress)
+        progress = self.progress
         progress.begin(f"Recreating the session of {directory}")
         self._show("progress")
         try:
@@ -306,7 +310,7 @@ class VibeboxApp(App[int], inherit_bindings=False):
         self.exit(0)
 
     def action_explain(self) -> None:
-        inspector = self.query_one(Inspector)
+        inspector = self.inspector
         self._set_inspector(True)
         inspector.focus()
 
@@ -317,11 +321,11 @@ class VibeboxApp(App[int], inherit_bindings=False):
     # -- inspector -------------------------------------------------------------------------
 
     def _set_inspector(self, shown: bool) -> None:
-        inspector = self.query_one(Inspector)
+        inspector = self.inspector
         if inspector.display == shown:
             return
         inspector.display = shown
-        self.query_one("#main").set_class(shown, "-inspector")
+        self.main.set_class(shown, "-inspector")
         if shown:
             self._inspector_fingerprint = object()
             self._poll_inspector()
@@ -329,10 +333,10 @@ class VibeboxApp(App[int], inherit_bindings=False):
             self.action_focus_terminal()
 
     def action_toggle_inspector(self) -> None:
-        self._set_inspector(not self.query_one(Inspector).display)
+        self._set_inspector(not self.inspector.display)
 
     def _poll_inspector(self) -> None:
-        if self.directory is not None and self.query_one(Inspector).display:
+        if self.directory is not None and self.inspector.display:
             self.refresh_inspector(self.directory, self._inspector_fingerprint)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="inspector")
@@ -350,7 +354,7 @@ class VibeboxApp(App[int], inherit_bindings=False):
 
     def on_inspector_updated(self, message: msg.InspectorUpdated) -> None:
         if self.directory == message.data.project:
-            self.query_one(Inspector).show_data(message.data)
+            self.inspector.show_data(message.data)
 
     # -- console tail while booting --------------------------------------------------------
 
@@ -360,7 +364,7 @@ class VibeboxApp(App[int], inherit_bindings=False):
             self._poll_console()
 
     def _poll_console(self) -> None:
-        progress = self.query_one(BootProgress)
+        progress = self.progress
         if self.directory is not None and progress.console_shown and progress.display:
             self.fetch_console(self.directory)
 
@@ -374,7 +378,7 @@ class VibeboxApp(App[int], inherit_bindings=False):
         self.post_message(msg.ConsoleTail(lines))
 
     def on_console_tail(self, message: msg.ConsoleTail) -> None:
-        self.query_one(BootProgress).show_console(message.lines)
+        self.progress.show_console(message.lines)
 
     # -- outcomes --------------------------------------------------------------------------
 
@@ -403,13 +407,13 @@ class VibeboxApp(App[int], inherit_bindings=False):
     # -- focus and bindings ----------------------------------------------------------------
 
     def action_focus_terminal(self) -> None:
-        if self.query_one(ContentSwitcher).current == "terminal":
+        if self.centre.current == "terminal":
             self.terminal.focus()
         else:
-            self.query_one(SessionBrowser).focus()
+            self.browser.focus()
 
     def action_focus_browser(self) -> None:
-        self.query_one(SessionBrowser).focus()
+        self.browser.focus()
 
     def action_leave_terminal(self) -> None:
         self.screen.focus_next()
@@ -455,12 +459,12 @@ class VibeboxApp(App[int], inherit_bindings=False):
         yield from super().get_system_commands(screen)
 
     def _palette_attach(self) -> None:
-        session = self.query_one(SessionBrowser).selected_session
+        session = self.browser.selected_session
         if session is not None:
-            self.query_one(SessionBrowser).post_message(SessionBrowser.AttachRequested(session))
+            self.browser.post_message(SessionBrowser.AttachRequested(session))
 
     def _palette_delete(self) -> None:
-        self.query_one(SessionBrowser).action_delete_session()
+        self.browser.action_delete_session()
 
     def _palette_console(self) -> None:
-        self.query_one(BootProgress).action_toggle_console()
+        self.progress.action_toggle_console()

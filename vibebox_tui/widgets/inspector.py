@@ -51,15 +51,13 @@ def render_inspector(data: InspectorData) -> Text:
     if not data.mounts:
         text.append("\n  none", style="dim")
     for mount in data.mounts:
-        text.append(f"\n  {short_directory_str(mount.host)}")
+        text.append(f"\n  {short_directory_str(mount.host)}  ")
+        mode, colour = ("ro", "yellow") if mount.read_only else ("rw", "green")
+        text.append(mode, style=colour)
+        if mount.default:
+            text.append(" default", style="dim")
         text.append("\n    → ", style="dim")
         text.append(mount.guest)
-        text.append("  ")
-        text.append(
-            "ro" if mount.read_only else "rw", style="yellow" if mount.read_only else "green"
-        )
-        if mount.default:
-            text.append("  default", style="dim")
 
     _heading(text, "Network", data.network_mode)
     if data.network_entries:

@@ -1,0 +1,496 @@
+"""Pilot tests of the dashboard on the fake backend: every binding, command and dialog."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from textual.command import CommandPalette
+from textual.pilot import Pilot
+from textual.widgets import ContentSwitcher, OptionList
+
+from vibebox_core.errors import VMError
+from vibebox_tui import app as app_module
+from vibebox_tui.app import VibeboxApp
+from vibebox_tui.fake_backend import FakeBackend, demo_sessions, fake_id
+from vibebox_tui.screens import ConfirmScreen, ErrorScreen, HelpScreen
+from vibebox_tui.terminal import TerminalView
+from vibebox_tui.widgets import BootProgress, Inspector, SessionBrowser, SessionHeader
+
+SIZE = (100, 30)
+
+
+def osc_command(name: str) -> bytes:
+    return f"\x1b]7777;vibebox-command={name}\x07".encode()
+
+
+@pytest.fixture(autouse=True)
+def fast_polls(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(app_module, "SESSION_POLL_SECONDS", 0.05)
+    monkeypatch.setattr(app_module, "INSPECTOR_POLL_SECONDS", 0.05)
+    monkeypatch.setattr(app_module, "CONSOLE_POLL_SECONDS", 0.05)
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    os.environ.pop("TZ", None)
+    time.tzset()
+
+
+async def wait_for(
+    pilot: Pilot[int], condition: Callable[[], object], timeout: float = 5.0
+) -> None:
+    """Let the app run until ``condition()`` holds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await pilot.pause(0.02)
+
+
+def browser_text(app: VibeboxApp) -> str:
+    browser = app.query_one(SessionBrowser)
+    return "\n".join(
+        str(browser.get_option_at_index(i).prompt) for i in range(browser.option_count)
+    )
+
+
+def centre(app: VibeboxApp) -> str | None:
+    return app.query_one(ContentSwitcher).current
+
+
+def attached_app(**kwargs: object) -> tuple[VibeboxApp, FakeBackend]:
+    sessions = demo_sessions()
+    backend = FakeBackend(sessions, project=sessions[0].directory, **kwargs)  # type: ignore[arg-type]
+    return VibeboxApp(backend, live_clock=False), backend
+
+
+async def until_attached(pilot: Pilot[int], app: VibeboxApp) -> None:
+    await wait_for(pilot, lambda: app.attachment is not None and centre(app) == "terminal")
+
+
+# -- start-up --------------------------------------------------------------------------------
+
+
+async def test_startup_attaches_to_the_project_session() -> None:
+    app, backend = attached_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until_attached(pilot, app)
+        sid = fake_id(1)
+        assert app.focused is app.query_one(TerminalView)
+        header = app.query_one(SessionHeader)
+        assert (header.project, header.session_id, header.state) == ("webshop", sid, "running")
+        stream = backend.streams[sid]
+        await pilot.press("l", "s", "enter")
+        await stream.wait_for(lambda: bytes(stream.written).endswith(b"ls\r"))
+        # Letter keys reach the guest, not the app's bindings.
+        await pilot.press("i")
+        await stream.wait_for(lambda: bytes(stream.written).endswith(b"i"))
+        assert not app.query_one(Inspector).display
+        # The PTY got the terminal's size.
+        await stream.wait_for(lambda: bool(stream.resizes))
+        assert stream.resizes[-1][0] < SIZE[0]
+
+
+async def test_startup_creates_a_session_for_a_new_directory(tmp_path: Path) -> None:
+    backend = FakeBackend([], project=tmp_path / "fresh")
+    app = VibeboxApp(backend, live_clock=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await until_attached(pilot, app)
+        assert backend.session_for(tmp_path / "fresh") is not None
+        await wait_for(pilot, lambda: "fresh" in browser_text(app))
+
+
+async def test_boot_progress_shows_steps_and_console_tail() -> None:
+    hold = asyncio.Event()
+    sessions = demo_sessions()
+    backend = FakeBackend(sessions, project=sessions[1].directory, hold_boot=hold)
+    app = VibeboxApp(backend, live_clock=False)
+    async with app.run_test(size=SIZE) as pilot:
+        progress = app.query_one(BootProgress)
+        await wait_for(pilot, lambda: "waiting for SSH" in progress.steps)
+        assert centre(app) == "progress"
+        text = progress.render_steps().plain
+        assert "✓ preparing session" in text and "▸ waiting for SSH" in text
+        assert "14.8s" in text
+        progress.focus()
+        await pilot.press("c")
+        await wait_for(
+            pilot,
+            lambda: "Debian GNU/Linux 12" in str(progress.query_one("#progress-console").render()),
+        )
+        await pilot.press("c")
+        assert not progress.console_shown
+        hold.set()
+        await until_attached(pilot, app)
+
+
+async def test_fatal_startup_error_shows_dialog_then_exits_1() -> None:
+    app, _ = attached_app()
+    backend = app.backend
+    assert isinstance(backend, FakeBackend)
+    backend.set_state(fake_id(1), "shut off")
+    backend.fail_attach = VMError(
+        "The VM did not boot within 120 s", hint='Set accel = "tcg" in vibebox.toml'
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen))
+        screen = app.screen
+        assert isinstance(screen, ErrorScreen)
+        assert "did not boot" in screen.message and "accel" in screen.hint
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.return_code is not None)
+    assert app.return_code == 1
+
+
+async def test_error_after_startup_is_a_dialog_not_an_exit() -> None:
+    app, backend = attached_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until_attached(pilot, app)
+        backend.fail_attach = VMError("libvirt refused to start the VM", hint="Check libvirtd")
+        browser = app.query_one(SessionBrowser)
+        browser.focus()
+        browser.highlighted = 1  # ml-notebooks (shut off)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen))
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, ErrorScreen))
+        assert app.return_code is None
+        assert centre(app) == "idle"
+
+
+# -- session browser -------------------------------------------------------------------------
+
+
+async def test_empty_index_shows_a_hint() -> None:
+    app = VibeboxApp(FakeBackend([]), live_clock=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert "No sessions yet" in browser_text(app)
+        assert centre(app) == "idle"
+        assert app.focused is app.query_one(SessionBrowser)
+
+
+async def test_browser_lists_every_session_with_state_and_reason() -> None:
+    app, backend = attached_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until_attached(pilot, app)
+        await wait_for(pilot, lambda: "old-api" in browser_text(app))
+        text = browser_text(app)
+        for name in ("webshop", "ml-notebooks", "old-api", "dotfiles"):
+            assert name in text
+        assert "broken" in text and "disk.qcow2 is missing" in text
+        assert "shut off" in text and "1 att." in text
+        assert "019bf290" in text and "2026-11-27 10:15" in text
+        # Live: a state change shows without a restart.
+        backend.set_state(fake_id(4), "running")
+        await wait_for(
+            pilot,
+            lambda: "dotfiles" in browser_text(app) and browser_text(app).count("running") == 2,
+        )
+
+
+async def test_enter_on_another_session_switches_the_terminal() -> None:
+    app, backend = attached_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until_attached(pilot, app)
+        await pilot.press("ctrl+backslash")
+        assert isinstance(app.focused, SessionBrowser)
+        await pilot.press("down")  # ml-notebooks
+        await pilot.press("enter")
+        await wait_for(
+            pilot, lambda: app.attachment is not None and app.attachment.session.id == fake_id(2)
+        )
+        await until_attached(pilot, app)
+        first = next(s for s in backend.list_sessions() if s.id == fake_id(1))
+        assert first.attached == 1  # ours was released; the demo's other vibebox remains
+        assert app.query_one(SessionHeader).project == "ml-notebooks"
+
+
+async def test_enter_on_a_broken_session_explains_why() -> None:
+    app, _ = attached_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until_attached(pilot, app)
+        browser = app.query_one(SessionBrowser)
+        browser.focus()
+        await wait_for(pilot, lambda: browser.option_count == 4)
+        browser.highlighted = 3  # old-api, sorted by last active
+        assert browser.selected_session is not None
+        assert browser.selected_session.state == "broken"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen))
+        assert "disk.qcow2" in app.screen.message  # type: ignore[attr-defined]
+        await pilot.press("escape")
+        assert app.attachment is not None and app.attachment.session.id == fake_id(1)
+
+
+@pytest.mark.parametrize("key", ["d", "delete"])
+async def test_delete_asks_and_deletes(key: str) -> None:
+    app, backend = attached_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until_attached(pilot, app)
+        browser = app.query_one(SessionBrowser)
+        browser.focus()
+        await wait_for(pilot, lambda: browser.option_count == 4)
+        browser.highlighted = 2  # dotfiles
+        await pilot.press(key)
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("n")
+        await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
+        assert backend.deleted == []
+        await pilot.press(key)
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: backend.deleted == [fake_id(4)])
+        await wait_for(pilot, lambda: "dotfiles" not in browser_text(app))
+
+
+async def test_delete_confirm_enter_defaults_to_cancel() -> None:
+    app, backend = attached_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until_attached(pilot, app)
+        app.query_one(SessionBrowser).focus()
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
+        assert backend.deleted == []
+
+
+async def test_deleting_the_attached_session_detaches_first() -> None:
+    app, backend = attached_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until_attached(pilot, app)
+        app.query_one(SessionBrowser).focus()
+        await pilot.press("d")  # the highlighted one is the attached session
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.click("#confirm")
+        await wait_for(pilot, lambda: backend.deleted == [fake_id(1)])
+        assert app.attachment is None and centre(app) == "idle"
+        assert backend.streams[fake_id(1)].closed
+
+
+async def test_a_failing_index_is_a_notification_and_recovers() -> None:
+    app, backend = attached_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until_attached(pilot, app)
+        backend.fail_list = True
+        await wait_for(pilot, lambda: any("damaged" in n.message for n in app._notifications))
+        assert not isinstance(app.screen, ErrorScreen)
+        backend.fail_list = False
+        backend.set_state(fake_id(2), "running")
+        await wait_for(pilot, lambda: browser_text(app).count("running") == 2)
+
+
+# -- vibebox commands ------------------------------------------------------------------------
+
+
+async def test_command_explain_shows_and_focuses_the_inspector() -> None:
+    app, backend = attached_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until_attached(pilot, app)
+        backend.streams[fake_id(1)].feed(osc_command("explain"))
+        inspector = app.query_one(Inspector)
+        await wait_for(pilot, lambda: inspector.display and inspector.data is not None)
+        assert app.focused is inspector
+        text = inspector.text
+        assert "/home/vibecoder/webshop" in text and "rw default" in text
+        assert "allowlist" in text and "pypi.org" in text
+        assert "192.168.122.57" in text and "2048 MB" in text
+        assert "vibebox.toml" in text and ".vibebox/" in text
+
+
+async def test_inspector_is_live() -> None:
+    app, backend = attached_app()
+    directory = demo_sessions()[0].directory
+    async with app.run_test(size=SIZE) as pilot:
+        await until_attached(pilot, app)
+        await pilot.press("ctrl+backslash", "i")
+        inspector = app.query_one(Inspector)
+        await wait_for(pilot, lambda: inspector.data is not None)
+        backend.edit_config(directory, mode="blocklist", entries=("evil.example",))
+        await wait_for(pilot, lambda: "evil.example" in inspector.text)
+        assert "blocklist" in inspector.text
+        backend.set_state(fake_id(1), "stopping")
+        await wait_for(pilot, lambda: "◑ stopping" in inspector.text)
+        backend.log_network(directory, "10:15:03 blocked proxy evil.example:443 (listed)")
+        await wait_for(pilot, lambda: "blocked proxy evil.example" in inspector.text)
+        await pilot.press("i")
+        assert not inspector.display
+
+
+async def test_command_help_lists_every_command() -> None:
+    app, backend = attached_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until_attached(pilot, app)
+        backend.streams[fake_id(1)].feed(osc_command("help"))
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        text = "\n".join(str(w.render()) for w in app.screen.query(".command"))
+        for name in (":new", ":exit", ":explain", ":help"):
+            assert name in text
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, HelpScreen))
+
+
+async def test_command_new_confirms_recreates_and_reattaches() -> None:
+    app, backend = attached_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until_attached(pilot, app)
+        old_stream = backend.streams[fake_id(1)]
+        old_stream.feed(osc_command("new"))
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
+        assert backend.recreated == []
+        old_stream.feed(osc_command("new"))
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: backend.recreated == [fake_id(1)])
+        await wait_for(
+            pilot, lambda: app.attachment is not None and app.attachment.session.id == fake_id(5)
+        )
+        await until_attached(pilot, app)
+        assert old_stream.closed
+        assert app.query_one(SessionHeader).session_id == fake_id(5)
+
+
+async def test_command_exit_leaves_with_status_0_and_detaches() -> None:
+    app, backend = attached_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until_attached(pilot, app)
+        stream = backend.streams[fake_id(1)]
+        stream.feed(osc_command("exit"))
+        await wait_for(pilot, lambda: app.return_code is not None)
+    assert app.return_code == 0
+    assert stream.closed
+    session = next(s for s in backend.list_sessions() if s.id == fake_id(1))
+    # Ours was released (the demo's other vibebox remains); the VM stays up.
+    assert session.attached == 1 and session.state == "running"
+
+
+async def test_command_text_merely_displayed_does_nothing() -> None:
+    app, backend = attached_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until_attached(pilot, app)
+        stream = backend.streams[fake_id(1)]
+        stream.feed(b"$ cat notes.txt\r\n:exit :new :explain :help\r\n$ ")
+        await wait_for(pilot, lambda: ":exit" in "".join(app.terminal.emulator.screen.display))
+        await pilot.pause(0.1)
+        assert app.return_code is None and app.screen is app.screen_stack[0]
+        assert not app.query_one(Inspector).display
+
+
+async def test_unknown_command_is_a_warning() -> None:
+    app, backend = attached_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until_attached(pilot, app)
+        backend.streams[fake_id(1)].feed(osc_command("frobnicate"))
+        await wait_for(pilot, lambda: any("frobnicate" in n.message for n in app._notifications))
+
+
+# -- bindings --------------------------------------------------------------------------------
+
+
+async def test_bindings_outside_the_terminal() -> None:
+    app, backend = attached_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until_attached(pilot, app)
+        await pilot.press("ctrl+backslash")
+        assert isinstance(app.focused, OptionList | Inspector)
+        await pilot.press("i")
+        assert app.query_one(Inspector).display
+        await pilot.press("i")
+        assert not app.query_one(Inspector).display
+        # On a narrow screen the inspector took the browser's place (and the focus); hiding
+        # it returns to the terminal.
+        assert app.focused is app.terminal
+        await pilot.press("ctrl+backslash", "question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, HelpScreen))
+        await pilot.press("f1")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        await pilot.click("#close")
+        await wait_for(pilot, lambda: not isinstance(app.screen, HelpScreen))
+        await pilot.press("t")
+        assert app.focused is app.terminal
+        await pilot.press("ctrl+backslash", "s")
+        assert isinstance(app.focused, SessionBrowser)
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("n")
+        await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
+        await pilot.press("q")
+        await wait_for(pilot, lambda: app.return_code is not None)
+    assert app.return_code == 0
+    assert backend.recreated == []
+
+
+async def test_footer_hides_letter_bindings_inside_the_terminal() -> None:
+    app, _ = attached_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until_attached(pilot, app)
+        assert app.check_action("toggle_inspector", ()) is False
+        assert app.check_action("leave_terminal", ()) is True
+        await pilot.press("ctrl+backslash")
+        assert app.check_action("toggle_inspector", ()) is True
+        assert app.check_action("leave_terminal", ()) is False
+
+
+async def test_ctrl_p_goes_to_the_guest_in_the_terminal_and_opens_the_palette_outside() -> None:
+    app, backend = attached_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until_attached(pilot, app)
+        stream = backend.streams[fake_id(1)]
+        await pilot.press("ctrl+p")
+        await stream.wait_for(lambda: bytes(stream.written).endswith(b"\x10"))
+        assert not isinstance(app.screen, CommandPalette)
+        await pilot.press("ctrl+backslash", "ctrl+p")
+        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette))
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        for title in (
+            "New session (:new)",
+            "Explain (:explain)",
+            "Help (:help)",
+            "Exit (:exit)",
+            "Delete the selected session",
+            "Attach to the selected session",
+            "Toggle inspector",
+            "Console log",
+            "Focus terminal",
+            "Focus sessions",
+        ):
+            assert title in titles
+        await pilot.press(*"explain")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.query_one(Inspector).display)
+
+
+async def test_disconnect_then_enter_reconnects() -> None:
+    app, backend = attached_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until_attached(pilot, app)
+        first = backend.streams[fake_id(1)]
+        first.feed_eof("Session exited with status 0")
+        await wait_for(pilot, lambda: app.terminal.disconnect_reason is not None)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: backend.streams[fake_id(1)] is not first)
+        await until_attached(pilot, app)
+
+
+async def test_usable_at_80x24() -> None:
+    app, _ = attached_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until_attached(pilot, app)
+        assert app.terminal.size.width >= 40
+        await pilot.press("ctrl+backslash", "i")
+        await pilot.pause()
+        assert app.query_one(Inspector).display
+        assert (
+            not app.query_one(SessionBrowser).display
+            or app.query_one(SessionBrowser).size.width == 0
+        )
+        assert app.terminal.size.width >= 30
