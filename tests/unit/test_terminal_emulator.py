@@ -251,3 +251,12 @@ def test_renderer_caches_strips_until_the_line_changes() -> None:
     assert segment.style.color is not None and segment.style.color.number == 1
     emulator.feed(b"\x1b[1;1Hx")
     assert renderer.line(line, 20) is not first
+
+
+def test_full_reset_keeps_pending_replies_and_events() -> None:
+    emulator = term("\x1b]2;t\x07\x1b[5n\x1b[31mx\x1bcy")
+    assert rows(emulator)[0] == "y"
+    assert emulator.take_replies() == b"\x1b[0n"
+    assert emulator.take_events() == [TitleEvent("t")]
+    table = emulator.screen.table
+    assert table.attrs[emulator.screen.buffer[0].attrs[0]] == Attr()

@@ -15,64 +15,34 @@ titles and vibebox commands (OSC 7777) are collected in :attr:`Emulator.events`.
 from __future__ import annotations
 
 import codecs
-import re
-from dataclasses import dataclass
-
-from pyte.charsets import VT100_MAP
 
 from vibebox_tui.terminal.screen import Screen
-
-VIBEBOX_OSC = "7777"
-VIBEBOX_COMMAND_PREFIX = "vibebox-command="
-MAX_PENDING = 1 << 16  # an unterminated OSC/DCS longer than this is dropped
-
-_TOKEN = re.compile(
-    r"(?P<text>[^\x00-\x1f\x7f-\x9f]+)"
-    r"|(?P<crlf>\r\n)"
-    r"|\x1b\[(?P<cp>[\x30-\x3f]*)(?P<ci>[\x20-\x2f]*)(?P<csi>[\x40-\x7e])"
-    r"|\x1b\](?P<osc>[^\x07\x1b]*)(?:\x07|\x1b\\)"
-    r"|\x1b[P^_X](?P<dcs>[\s\S]*?)\x1b\\"
-    r"|\x1b(?P<ei>[\x20-\x2f]*)(?P<esc>[\x30-\x7e])"
-    r"|(?P<ctl>[\s\S])"
+from vibebox_tui.terminal.sequences import (
+    ALT_47,
+    ALT_1047,
+    ALT_1049,
+    BRACKETED_PASTE,
+    DEC_GRAPHICS,
+    DECAWM,
+    DECCKM,
+    DECOM,
+    DECTCEM,
+    FOCUS_EVENTS,
+    MAX_PENDING,
+    MOUSE_MODES,
+    PARTIAL,
+    SAVE_1048,
+    TOKEN,
+    VIBEBOX_COMMAND_PREFIX,
+    VIBEBOX_OSC,
+    BellEvent,
+    CommandEvent,
+    Event,
+    TitleEvent,
+    csi_ints,
 )
-# A tail that may still become a complete sequence with more input.
-_PARTIAL = re.compile(
-    r"\x1b(?:\[[\x30-\x3f]*[\x20-\x2f]*|\][^\x07\x1b]*\x1b?|[P^_X][\s\S]*|[\x20-\x2f]*)\Z"
-)
-_DEC_GRAPHICS = {i: c for i, c in enumerate(VT100_MAP) if chr(i) != c}  # as pyte
 
-# xterm's private modes we track (DECSET/DECRST); the rest are acknowledged and ignored.
-DECCKM, DECOM, DECAWM, DECTCEM = 1, 6, 7, 25
-ALT_47, ALT_1047, SAVE_1048, ALT_1049 = 47, 1047, 1048, 1049
-BRACKETED_PASTE, FOCUS_EVENTS = 2004, 1004
-MOUSE_MODES = (9, 1000, 1002, 1003, 1005, 1006, 1015)
-
-
-@dataclass(frozen=True)
-class TitleEvent:
-    title: str
-
-
-@dataclass(frozen=True)
-class CommandEvent:
-    name: str
-
-
-@dataclass(frozen=True)
-class BellEvent:
-    pass
-
-
-Event = TitleEvent | CommandEvent | BellEvent
-
-
-def _ints(params: str, default: int = 0) -> list[int]:
-    """CSI parameters as ints; empty ones get ``default``; sub-parameters are dropped."""
-    out = []
-    for part in params.split(";"):
-        head = part.split(":", 1)[0]
-        out.append(int(head) if head.isdigit() else default)
-    return out
+__all__ = ["BellEvent", "CommandEvent", "Emulator", "Event", "TitleEvent"]
 
 
 class Emulator:
@@ -104,7 +74,7 @@ class Emulator:
             text = self._pending + text
             self._pending = ""
         cut = text.rfind("\x1b")
-        if cut >= 0 and _PARTIAL.match(text, cut):
+        if cut >= 0 and PARTIAL.match(text, cut):
             # The last escape sequence is cut short: keep it for the next read.
             tail = text[cut:]
             self._pending = tail if len(tail) < MAX_PENDING else ""
@@ -115,7 +85,7 @@ class Emulator:
         """Parse already-decoded text that holds no cut sequence at its end."""
         screen = self.screen
         draw = self._draw
-        for match in _TOKEN.finditer(text):
+        for match in TOKEN.finditer(text):
             kind = match.lastgroup
             if kind == "text":
                 draw(match.group(kind))
@@ -134,7 +104,7 @@ class Emulator:
 
     def _draw(self, text: str) -> None:
         if self._g[self._shift] == "0":
-            text = text.translate(_DEC_GRAPHICS)
+            text = text.translate(DEC_GRAPHICS)
         self.screen.draw(text)
 
     # -- C0 controls ---------------------------------------------------------------------
@@ -182,7 +152,9 @@ class Emulator:
         elif final == "H":
             screen.tabstops.add(screen.cursor.x)
         elif final == "c":
+            replies, events = self.replies, self.events  # RIS: all but what is still to deliver
             self.__init__(screen.columns, screen.lines)  # type: ignore[misc]
+            self.replies, self.events = replies, events
         elif final == "=":
             self.app_keypad = True
         elif final == ">":
@@ -238,7 +210,7 @@ class Emulator:
         if private and final not in "hlnc":
             return
         try:
-            args = _ints(params)
+            args = csi_ints(params)
         except ValueError:
             return
         first = args[0]

@@ -262,6 +262,7 @@ class TerminalView(Widget, can_focus=True):
                     self.history_offset + screen.scrolled, len(screen.scrollback)
                 )
             screen.scrolled = 0
+        self.history_offset = min(self.history_offset, len(screen.scrollback))
         dirty = screen.dirty
         cursor_row = screen.cursor.y
         if cursor_row != self._cursor_row:
@@ -296,6 +297,7 @@ class TerminalView(Widget, can_focus=True):
         renderer = self._renderer
         renderer.set_base(self.rich_style)
         screen = self.emulator.screen
+        renderer.set_table(screen.table)  # a reset (RIS) brings a new attribute table
         if self.disconnect_reason is not None and y == self.size.height - 1:
             text = f" {self.disconnect_reason} — {RECONNECT_HINT} "[:width]
             return Strip([Segment(text.ljust(width), renderer.base + Style(reverse=True))], width)
