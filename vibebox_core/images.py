@@ -71,6 +71,7 @@ BASE_PACKAGES: tuple[str, ...] = (
     "systemd",
     "systemd-sysv",
     "systemd-resolved",
+    "dbus",  # systemd-resolved needs a system bus; debootstrap does not pick virtual packages
     "udev",
     "kmod",
     "initramfs-tools",
@@ -1065,6 +1066,11 @@ def build_image(
             kept = store / f".failed-{name}.log"
             try:
                 shutil.copyfile(log, kept)
+                inner = rootfs / "debootstrap" / "debootstrap.log"
+                if inner.is_file():
+                    with kept.open("a", encoding="utf-8") as handle:
+                        handle.write(f"\n--- {inner}\n")
+                        handle.write(inner.read_text(encoding="utf-8", errors="replace"))
             except OSError:
                 raise exc from None
             raise ImageError(exc.message, hint=f"the full build log is {kept}") from None
