@@ -25,7 +25,7 @@ class ConfirmScreen(ModalScreen[bool]):
         width: 64;
         max-width: 90%;
         height: auto;
-        border: thick $error 70%;
+        border: round $error;
         background: $surface;
         padding: 1 2;
     }

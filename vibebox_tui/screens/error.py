@@ -37,7 +37,7 @@ class ErrorScreen(ModalScreen[None]):
         max-width: 95%;
         height: auto;
         max-height: 90%;
-        border: thick $error;
+        border: round $error;
         background: $surface;
         padding: 1 2;
     }

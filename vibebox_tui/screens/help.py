@@ -42,7 +42,7 @@ class HelpScreen(ModalScreen[None]):
         max-width: 95%;
         height: auto;
         max-height: 90%;
-        border: thick $primary;
+        border: round $primary;
         background: $surface;
         padding: 0 2;
     }
