@@ -136,7 +136,7 @@ class Renderer:
 
 def _fit(cells: list[str]) -> str:
     """Join cells so the result is exactly one column per cell, whatever Rich thinks of
-    emoji widths: a cell Rich measures differently is replaced by spaces."""
+    emoji widths: a cell Rich finds narrower is padded, one it finds wider becomes ``?``."""
     out: list[str] = []
     index = 0
     count = len(cells)
@@ -146,10 +146,11 @@ def _fit(cells: list[str]) -> str:
             index += 1
             continue  # right half of a wide character: drawn by its left half
         span = 2 if index + 1 < count and cells[index + 1] == "" else 1
-        if cell_len(cell) != span:
-            cell = "?" if span == 1 else "? "
-            if cell_len(cell) != span:
-                cell = " " * span
+        width = cell_len(cell)
+        if width < span:
+            cell += " " * (span - width)  # e.g. a regional indicator: keep it, pad it
+        elif width > span:
+            cell = "?" + " " * (span - 1)
         out.append(cell)
         index += 1
     return "".join(out)

@@ -8,7 +8,8 @@ resizes the emulator and the PTY together.
 
 Two keys are the widget's own rather than the guest's:
 
-* :data:`FOCUS_OUT_KEY` (``ctrl+backslash``) moves focus to the next widget.
+* :data:`FOCUS_OUT_KEY` (``ctrl+backslash``) moves focus out: the event bubbles so an app
+  binding for it can choose the target; without one, focus moves to the next widget.
 * :data:`SCROLLBACK_UP_KEY` / :data:`SCROLLBACK_DOWN_KEY` (``shift+pageup`` /
   ``shift+pagedown``) page through the scrollback, as in xterm -- but only on the main screen;
   in a full-screen program (alternate screen, which has no scrollback) they reach the guest.
@@ -335,12 +336,14 @@ class TerminalView(Widget, can_focus=True):
     # -- input ---------------------------------------------------------------------------
 
     async def on_key(self, event: events.Key) -> None:
-        event.stop()
-        event.prevent_default()
         key = event.key
         if key == FOCUS_OUT_KEY:
-            self.screen.focus_next()
+            # Let the app's own binding for this key (if any) decide where focus goes; if
+            # nothing moved it by the next refresh, move it to the next widget.
+            self.call_after_refresh(self._focus_out_fallback)
             return
+        event.stop()
+        event.prevent_default()
         if self.disconnect_reason is not None:
             if key == "enter":
                 self.post_message(self.ReconnectRequested(self))
@@ -356,6 +359,10 @@ class TerminalView(Widget, can_focus=True):
         if data:
             self.scroll_lines(-self.history_offset)
             await self.send(data)
+
+    def _focus_out_fallback(self) -> None:
+        if self.has_focus:
+            self.screen.focus_next()
 
     def scroll_lines(self, count: int) -> None:
         """Move the view ``count`` lines back into the scrollback (negative: forward)."""
