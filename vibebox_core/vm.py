@@ -410,9 +410,10 @@ class DomainSpec:
         mac: the NIC's MAC (:func:`mac_address`), matching the network's DHCP host entry.
         cmdline: kernel command line.
         filesystems: virtiofs shares; the first one of each tag only.
-        virtiofsd: virtiofsd for read-write shares: pass
-            ``install_virtiofsd_wrappers().readwrite`` so ``.vibebox/`` is hidden on the host
-            side; the bare binary (the default) shares the directory as it is.
+        virtiofsd: virtiofsd for read-write shares: ``install_virtiofsd_wrappers().readwrite``
+            hides ``.vibebox/`` on the host side. Left at the default (the bare binary) while
+            ``virtiofsd_readonly`` is a wrapper, the read-write wrapper beside it is used, so
+            the session cache is never shared by accident.
         virtiofsd_readonly: for read-only shares: ``install_virtiofsd_wrappers().readonly``;
             required when any share is read-only.
         nwfilter: a libvirt nwfilter to attach to the NIC (network policy), or None.
@@ -471,6 +472,12 @@ def _validate_share(spec: DomainSpec, share: Share, seen: set[str]) -> None:
                 f"read-only mount {str(share.source)!r} contains a comma",
                 hint="rename the directory or mount it read-write",
             )
+
+
+def _readwrite_virtiofsd(spec: DomainSpec) -> Path:
+    if spec.virtiofsd == VIRTIOFSD and spec.virtiofsd_readonly is not None:
+        return spec.virtiofsd_readonly.parent / paths.VIRTIOFSD_READWRITE
+    return spec.virtiofsd
 
 
 def domain_xml(spec: DomainSpec) -> str:
@@ -550,7 +557,7 @@ def domain_xml(spec: DomainSpec) -> str:
     for share in spec.filesystems:
         fs = ET.SubElement(devices, "filesystem", type="mount", accessmode="passthrough")
         ET.SubElement(fs, "driver", type="virtiofs", queue="1024")
-        binary = spec.virtiofsd_readonly if share.read_only else spec.virtiofsd
+        binary = spec.virtiofsd_readonly if share.read_only else _readwrite_virtiofsd(spec)
         assert binary is not None  # checked in _validate_share
         ET.SubElement(fs, "binary", path=_require_absolute("virtiofsd", binary))
         ET.SubElement(fs, "source", dir=_require_absolute("share", share.source))
@@ -673,6 +680,16 @@ def install_virtiofsd_wrappers(
     _install_script(rw, virtiofsd_wrapper_script(read_only=False, real=real))
     _install_script(ro, virtiofsd_wrapper_script(read_only=True, real=real))
     return VirtiofsdWrappers(readwrite=rw, readonly=ro)
+
+
+def install_readonly_virtiofsd(path: Path | None = None, real: Path = VIRTIOFSD) -> Path:
+    """Install both wrappers (in ``path``'s directory) and return the read-only one.
+
+    Kept for callers written before :func:`install_virtiofsd_wrappers`; given this path as
+    :attr:`DomainSpec.virtiofsd_readonly`, read-write shares use the read-write wrapper next to
+    it as well.
+    """
+    return install_virtiofsd_wrappers(path.parent if path is not None else None, real).readonly
 
 
 # --------------------------------------------------------------------------- reading XML back

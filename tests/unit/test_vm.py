@@ -310,10 +310,29 @@ def test_domain_xml_virtiofs_shares() -> None:
         # libvirt 9.0 refuses <readonly/> on virtiofs; the wrapper enforces it instead.
         assert fs.find("readonly") is None
         by_tag[target.get("dir")] = (src.get("dir"), binary.get("path"))
+    # With the wrappers in use, read-write shares take the one that hides .vibebox/ too.
     assert by_tag == {
-        "vibebox-project": ("/p", "/usr/lib/qemu/virtiofsd"),
+        "vibebox-project": ("/p", "/h/bin/virtiofsd-rw"),
         "vibebox-seed": ("/p/.vibebox/seed", "/h/bin/virtiofsd-ro"),
     }
+
+
+def test_domain_xml_virtiofsd_choice() -> None:
+    def binaries(spec: vm.DomainSpec) -> list[str | None]:
+        root = parse(vm.domain_xml(spec))
+        return [b.get("path") for b in root.iter("binary")]
+
+    rw_only = (vm.Share(Path("/p"), "vibebox-project", False),)
+    bare = make_domain(filesystems=rw_only, virtiofsd_readonly=None)
+    assert binaries(bare) == ["/usr/lib/qemu/virtiofsd"]
+    explicit = make_domain(filesystems=rw_only, virtiofsd=Path("/w/virtiofsd-rw"))
+    assert binaries(explicit) == ["/w/virtiofsd-rw"]
+
+
+def test_install_readonly_virtiofsd_compat(tmp_path: Path) -> None:
+    path = vm.install_readonly_virtiofsd(tmp_path / "virtiofsd-ro")
+    assert path == tmp_path / "virtiofsd-ro"
+    assert (tmp_path / "virtiofsd-rw").exists()
 
 
 def test_domain_xml_without_shares_has_no_shared_memory() -> None:
