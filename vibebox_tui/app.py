@@ -42,7 +42,7 @@ class VibeboxApp(App[int], inherit_bindings=False):
 
     CSS_PATH = "app.tcss"
     TITLE = "vibebox"
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-tiny"), (90, "-narrow"), (110, "-wide")]
     BINDINGS = [
         Binding(FOCUS_OUT_KEY, "leave_terminal", "Leave terminal", key_display="^\\"),
         Binding("i", "toggle_inspector", "Inspector"),

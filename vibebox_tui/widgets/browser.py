@@ -59,7 +59,7 @@ def session_prompt(session: SessionStatus, *, current: bool, width: int = 30) ->
     text.append(session.state, style=state_style(session.state))
     if session.state == "running" or session.attached:
         attached = "?" if session.attached is None else str(session.attached)
-        text.append(f" · {attached} att.", style="dim")
+        text.append(f" · {attached} att." if width >= 28 else f" ·{attached}", style="dim")
     text.append(f"\n  {format_last_active(session.last_active)}", style="dim")
     if session.reason:
         text.append(f"\n  {session.reason}", style="red")
