@@ -39,7 +39,7 @@ FOCUS_OUT_KEY = "ctrl+backslash"
 """The one key that never reaches the guest: it moves focus out of the terminal."""
 SCROLLBACK_UP_KEY = "shift+pageup"
 SCROLLBACK_DOWN_KEY = "shift+pagedown"
-FEED_SLICE = 32 * 1024
+FEED_SLICE = 8 * 1024
 """Bytes parsed before yielding to the event loop (keeps key latency low under floods)."""
 WHEEL_LINES = 3
 RECONNECT_HINT = "press Enter to reconnect"
