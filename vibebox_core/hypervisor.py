@@ -395,11 +395,19 @@ class LibvirtHypervisor:
     Args:
         uri: libvirt connection URI, e.g. ``qemu:///system`` or ``qemu+ssh://host/system``.
         poll_interval: seconds between state checks in :meth:`stop`.
+        repress_interval: seconds between ACPI power-button presses in :meth:`stop`.
     """
 
-    def __init__(self, uri: str = "qemu:///system", *, poll_interval: float = 0.2) -> None:
+    def __init__(
+        self,
+        uri: str = "qemu:///system",
+        *,
+        poll_interval: float = 0.2,
+        repress_interval: float = 5.0,
+    ) -> None:
         self.uri = uri
         self.poll_interval = poll_interval
+        self.repress_interval = repress_interval
         self._conn: libvirt.virConnect | None = None
         self._lock = threading.Lock()
 
@@ -765,15 +773,23 @@ class LibvirtHypervisor:
         )
 
     def stop(self, session_id: str, *, timeout: float = 30.0) -> bool:
-        """ACPI shutdown, forced after ``timeout`` seconds; True if the guest stopped itself."""
+        """ACPI shutdown, forced after ``timeout`` seconds; True if the guest stopped itself.
+
+        The power button is pressed again every :attr:`repress_interval` seconds: a press that
+        comes before the guest's systemd-logind listens (early in boot) is lost otherwise.
+        """
         if self.state(session_id) in ("missing", "shut off"):
             return True
-        self.shutdown(session_id)
-        deadline = time.monotonic() + timeout
+        start = time.monotonic()
+        deadline = start + timeout
+        next_press = start
         while time.monotonic() < deadline:
+            if time.monotonic() >= next_press:
+                self.shutdown(session_id)
+                next_press = time.monotonic() + self.repress_interval
+            time.sleep(self.poll_interval)
             if self.state(session_id) in ("missing", "shut off"):
                 return True
-            time.sleep(self.poll_interval)
         self.destroy(session_id)
         return False
 

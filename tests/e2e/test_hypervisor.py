@@ -217,6 +217,29 @@ def test_domain_define_shows_in_virsh_and_undefines(
     assert net.name not in virsh("net-list", "--all", "--name").split()
 
 
+def test_nwfilter_define_reference_undefine(
+    hv: LibvirtHypervisor, sessions: list[str], workdir: Path
+) -> None:
+    from vibebox_core.netpolicy import nwfilter_xml
+
+    sid = new_session(sessions)
+    net = vm.NetworkSpec.for_session(sid, hv.used_subnets(exclude_session=sid), isolated=True)
+    name = f"vibebox-e2e-{sid}"
+    hv.define_nwfilter(nwfilter_xml(name, str(net.gateway)))
+    try:
+        assert name in virsh("nwfilter-list")
+        qcow2(workdir / "disk.qcow2")
+        spec = domain_spec(sid, net, workdir, nwfilter=name, nwfilter_params={"VIBEBOX": "1"})
+        hv.define(vm.domain_xml(spec), vm.network_xml(net))
+        dumped = virsh("dumpxml", sid)
+        assert f"<filterref filter='{name}'>" in dumped
+        hv.undefine(sid)
+    finally:
+        hv.undefine_nwfilter(name)
+    assert name not in virsh("nwfilter-list")
+    hv.undefine_nwfilter(name)  # tolerant of missing
+
+
 def test_unreachable_disk_names_setfacl(
     hv: LibvirtHypervisor, sessions: list[str], workdir: Path
 ) -> None:
@@ -434,15 +457,11 @@ def test_boot_lease_readonly_share_and_acpi_shutdown(
     assert hv.console_tail(sid, max_lines=5)
     print(f"lease after {lease_seconds:.1f} s")
 
-    # ACPI: the guest powers itself off. The button is pressed again while it runs, in case the
-    # first press came before systemd-logind listened.
-    def stopped() -> bool:
-        if hv.state(sid) == "shut off":
-            return True
-        hv.shutdown(sid)
-        return False
-
-    wait_for(stopped, 120, "the ACPI shutdown")
+    # ACPI: the guest powers itself off (stop() presses the button again while it runs, in
+    # case the first press came before systemd-logind listened); no forced power-off.
+    stopping = time.monotonic()
+    assert hv.stop(sid, timeout=120) is True
+    print(f"ACPI shutdown took {time.monotonic() - stopping:.1f} s")
     assert "Reached target" in Path(spec.console_log).read_text(errors="replace")
     assert "State:          shut off" in virsh("dominfo", sid)
     assert not _virtiofsd_pids(extra)
