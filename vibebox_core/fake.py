@@ -328,8 +328,12 @@ class FakeHypervisor:
     def undefine(self, session_id: str) -> None:
         with self._lock:
             self._enter("undefine", session_id)
-            self.domains.pop(vm.canonical_session_id(session_id), None)
+            dom = self.domains.pop(vm.canonical_session_id(session_id), None)
             self.networks.pop(vm.network_name(session_id), None)
+            nwfilter = vm.parse_domain_filter(dom.xml) if dom is not None else None
+            in_use = any(vm.parse_domain_filter(d.xml) == nwfilter for d in self.domains.values())
+            if nwfilter is not None and nwfilter.startswith("vibebox-") and not in_use:
+                self.nwfilters.pop(nwfilter, None)
 
     def undefine_network(self, session_id: str) -> None:
         with self._lock:

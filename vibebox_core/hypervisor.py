@@ -117,7 +117,8 @@ class Hypervisor(Protocol):
         ...
 
     def undefine(self, session_id: str) -> None:
-        """Destroy and remove the domain and the session's network; missing ones are fine."""
+        """Destroy and remove the domain, the session's network and the domain's ``vibebox-*``
+        nwfilter (unless another domain uses it); missing ones are fine."""
         ...
 
     def undefine_network(self, session_id: str) -> None:
@@ -794,12 +795,50 @@ class LibvirtHypervisor:
         return False
 
     def undefine(self, session_id: str) -> None:
-        """Destroy and remove the domain, then the session's network; missing ones are fine."""
+        """Destroy and remove the domain, then the session's network and the domain's
+        ``vibebox-*`` nwfilter (kept while another domain uses it); missing ones are fine."""
+        import libvirt
+
         dom = self._lookup(session_id)
+        nwfilter = None
         if dom is not None:
             self.destroy(session_id)
+            with self._errors(f"read the VM of session {session_id}"):
+                nwfilter = vm.parse_domain_filter(dom.XMLDesc(_XML_INACTIVE))
             self._undefine_domain(dom, session_id)
         self.undefine_network(session_id)
+        if nwfilter is not None and nwfilter.startswith("vibebox-"):
+            if self._filter_users(nwfilter):
+                return
+            try:
+                self.undefine_nwfilter(nwfilter)
+            except VMError as exc:
+                cause = exc.__cause__
+                in_use = isinstance(cause, libvirt.libvirtError) and (
+                    self._code(cause) == ERR_OPERATION_INVALID
+                )
+                if not in_use:
+                    raise
+
+    def _filter_users(self, nwfilter: str) -> list[str]:
+        """Names of the defined domains whose interface references ``nwfilter``.
+
+        libvirt refuses to remove a filter only while a *running* domain uses it; an inactive
+        domain left pointing at a removed filter would fail to start.
+        """
+        import libvirt
+
+        conn = self._connection()
+        with self._errors("list VMs"):
+            domains = conn.listAllDomains(0)
+        users = []
+        for dom in domains:
+            try:
+                if vm.parse_domain_filter(dom.XMLDesc(_XML_INACTIVE)) == nwfilter:
+                    users.append(dom.name())
+            except libvirt.libvirtError:  # a domain vanishing mid-listing is not a user
+                continue
+        return users
 
     def _undefine_domain(self, dom: libvirt.virDomain, session_id: str) -> None:
         import libvirt

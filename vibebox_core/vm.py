@@ -726,6 +726,15 @@ def parse_domain_interface(xml: str) -> tuple[str | None, str | None]:
     return None, None
 
 
+def parse_domain_filter(xml: str) -> str | None:
+    """Return the nwfilter a domain's first network interface references, if any."""
+    root = ET.fromstring(xml)
+    for iface in root.iter("interface"):
+        ref = iface.find("filterref")
+        return ref.get("filter") if ref is not None else None
+    return None
+
+
 def parse_console_log(xml: str) -> Path | None:
     """Return the file a domain's serial console is logged to, if any."""
     root = ET.fromstring(xml)

@@ -233,11 +233,17 @@ def test_nwfilter_define_reference_undefine(
         hv.define(vm.domain_xml(spec), vm.network_xml(net))
         dumped = virsh("dumpxml", sid)
         assert f"<filterref filter='{name}'>" in dumped
+        # A second domain using the same filter keeps it alive through the first undefine.
+        other = new_session(sessions)
+        other_net = vm.NetworkSpec.for_session(other, hv.used_subnets(exclude_session=other))
+        other_spec = domain_spec(other, other_net, workdir, nwfilter=name)
+        hv.define(vm.domain_xml(other_spec), vm.network_xml(other_net))
         hv.undefine(sid)
+        assert name in virsh("nwfilter-list")
+        hv.undefine(other)  # the last user: the session's filter goes with the domain
+        assert name not in virsh("nwfilter-list")
     finally:
-        hv.undefine_nwfilter(name)
-    assert name not in virsh("nwfilter-list")
-    hv.undefine_nwfilter(name)  # tolerant of missing
+        hv.undefine_nwfilter(name)  # tolerant of missing
 
 
 def test_unreachable_disk_names_setfacl(

@@ -343,6 +343,8 @@ def test_domain_xml_without_shares_has_no_shared_memory() -> None:
 
 def test_domain_xml_nwfilter_and_metadata() -> None:
     spec = make_domain(nwfilter="vibebox-allow", nwfilter_params={"GATEWAY": "10.213.4.1"})
+    assert vm.parse_domain_filter(vm.domain_xml(spec)) == "vibebox-allow"
+    assert vm.parse_domain_filter(vm.domain_xml(make_domain())) is None
     root = parse(vm.domain_xml(spec))
     ref = root.find("devices/interface/filterref")
     assert ref is not None and ref.get("filter") == "vibebox-allow"
@@ -566,3 +568,22 @@ def test_fake_start_without_definition_and_console() -> None:
     hv.set_console(SID, "a\nb\nc")
     assert hv.console_tail(SID, max_lines=2) == "b\nc"
     assert hv.stop(SID) is True
+
+
+def test_fake_undefine_removes_the_session_filter() -> None:
+    hv = FakeHypervisor()
+    net = vm.NetworkSpec.for_session(SID, set(), isolated=True)
+    hv.define_nwfilter("<filter name='vibebox-f1' chain='root'/>")
+    hv.define_nwfilter("<filter name='shared' chain='root'/>")
+    for sid, name in ((SID, "vibebox-f1"), (SID2, "shared")):
+        spec = make_domain(
+            session_id=sid,
+            name=vm.domain_name(sid, sid),
+            nwfilter=name,
+            mac=net.mac,
+            network=net.name,
+        )
+        hv.define_domain(vm.domain_xml(spec))
+    hv.undefine(SID)
+    hv.undefine(SID2)
+    assert set(hv.nwfilters) == {"shared"}  # only vibebox-* filters are vibebox's to remove
