@@ -1,0 +1,159 @@
+"""Benchmark: how fast the dashboard paints and gives a usable prompt (prints numbers).
+
+Launches the dashboard in a pseudo-terminal (120x40, as a user's terminal would be) and
+measures, from process start:
+
+* first paint: the first frame holding the header;
+* usable prompt: the guest's shell prompt drawn in the terminal area;
+
+next to a raw asyncssh connect + command (``true``) to the same, already running session in
+the same run. Targets: first paint <= 0.8 s; prompt <= 1.3x raw.
+
+    # real stack, inside the lab, on a project whose session already runs:
+    ip netns exec vbxlab .venv/bin/python tests/bench/bench_dashboard.py /tmp/my-project
+    # UI only (in-memory backend; no VM, no raw SSH number):
+    .venv/bin/python tests/bench/bench_dashboard.py --demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fcntl
+import os
+import re
+import select
+import signal
+import statistics
+import struct
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+COLS, ROWS = 120, 40
+ESCAPES = re.compile(rb"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+HEADER = b"vibebox"
+PROMPT = re.compile(rb"vibecoder@vibebox[^\r\n]*[$#]")
+
+LAUNCH = """
+import argparse, sys, time
+from vibebox_tui.commands.attach import run
+sys.exit(run(argparse.Namespace(directory={directory!r}, browse=False, demo={demo!r})))
+"""
+
+
+def visible(data: bytes) -> bytes:
+    """Output with escape sequences removed (the text Textual drew)."""
+    return ESCAPES.sub(b"", data)
+
+
+def launch_once(directory: str, demo: bool, timeout: float) -> tuple[float, float]:
+    """Start the dashboard in a PTY; return (first paint, prompt) in seconds from start."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
+    env = dict(os.environ, TERM="xterm-256color", COLORTERM="truecolor")
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    code = LAUNCH.format(directory=directory, demo=demo)
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        cwd=directory if not demo else str(REPO),
+        env=env,
+        start_new_session=True,
+    )
+    os.close(slave)
+    seen = b""
+    first_paint = prompt = float("nan")
+    try:
+        while time.monotonic() - start < timeout:
+            ready, _, _ = select.select([master], [], [], 0.05)
+            if not ready:
+                if proc.poll() is not None:
+                    break
+                continue
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            seen += visible(chunk)
+            now = time.monotonic() - start
+            if first_paint != first_paint and HEADER in seen:
+                first_paint = now
+            if PROMPT.search(seen):
+                prompt = now
+                break
+        # Leave as a user would: focus out of the terminal, then q (detaches; the VM stays up).
+        os.write(master, b"\x1c")
+        time.sleep(0.2)
+        os.write(master, b"q")
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=10)
+    finally:
+        os.close(master)
+    return first_paint, prompt
+
+
+async def raw_ssh(directory: str) -> float:
+    """asyncssh connect + ``true`` on the session, with vibebox's keys (seconds)."""
+    from vibebox_core import ssh
+    from vibebox_core.paths import ProjectPaths
+
+    project = ProjectPaths.for_directory(directory)
+    ipv4 = project.ipv4.read_text().strip()
+    start = time.monotonic()
+    conn = await ssh.connect(project, ipv4)
+    try:
+        await conn.run("true", check=True)
+    finally:
+        conn.close()
+    return time.monotonic() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("directory", nargs="?", help="project whose session already runs")
+    parser.add_argument("--demo", action="store_true", help="fake backend: UI numbers only")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--timeout", type=float, default=60.0)
+    args = parser.parse_args()
+    if not args.demo and not args.directory:
+        parser.error("give a project directory whose session runs, or --demo")
+    directory = str(Path(args.directory or REPO).resolve())
+    paints, prompts, raws = [], [], []
+    for _ in range(args.runs):
+        paint, prompt = launch_once(directory, args.demo, args.timeout)
+        paints.append(paint)
+        prompts.append(prompt)
+        if not args.demo:
+            raws.append(asyncio.run(raw_ssh(directory)))
+    med = statistics.median
+    print(
+        f"dashboard ({'fake backend' if args.demo else directory}), {COLS}x{ROWS}, "
+        f"{args.runs} runs, median (all runs)"
+    )
+    fmt = ", ".join
+    print(
+        f"  first paint      {med(paints):6.3f} s  ({fmt(f'{p:.3f}' for p in paints)})"
+        f"  target <= 0.8 s"
+    )
+    print(f"  usable prompt    {med(prompts):6.3f} s  ({fmt(f'{p:.3f}' for p in prompts)})")
+    if raws:
+        print(
+            f"  raw asyncssh     {med(raws):6.3f} s  ({fmt(f'{r:.3f}' for r in raws)})"
+            "  connect + `true`"
+        )
+        print(f"  prompt / raw     {med(prompts) / med(raws):6.2f} x   target <= 1.3 x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
