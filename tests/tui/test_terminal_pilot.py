@@ -192,3 +192,25 @@ async def test_scrollback_keys_reach_full_screen_programs() -> None:
         await pilot.press("shift+pageup")
         await stream.wait_for(lambda: stream.written == b"\x1b[5;2~")
         assert term.history_offset == 0
+
+
+async def test_mouse_goes_to_programs_that_track_it_else_scrolls_back() -> None:
+    stream = MemoryStream()
+    app = TermApp(stream)
+    async with app.run_test(size=(60, 20)) as pilot:
+        term = app.query_one(TerminalView)
+        stream.feed(b"".join(b"%d\r\n" % i for i in range(50)))
+        while "49" not in screen_text(term):
+            await pilot.pause()
+        term.post_message(events.MouseScrollUp(term, 1, 1, 0, 0, 0, False, False, False))
+        await pilot.pause()
+        assert term.history_offset == 3
+        term.post_message(events.MouseScrollDown(term, 1, 1, 0, 0, 0, False, False, False))
+        await pilot.pause()
+        assert term.history_offset == 0
+        stream.feed(b"\x1b[?1000h\x1b[?1006h")
+        while 1000 not in term.emulator.mouse_modes or 1006 not in term.emulator.mouse_modes:
+            await pilot.pause()
+        await pilot.click(TerminalView, offset=(3, 2))
+        await stream.wait_for(lambda: stream.written.endswith(b"m"))
+        assert bytes(stream.written) == b"\x1b[<0;4;3M\x1b[<0;4;3m"

@@ -32,6 +32,7 @@ from textual.worker import Worker
 from vibebox_core.pty import ByteStream, end_reason
 from vibebox_tui.terminal.emulator import BellEvent, CommandEvent, Emulator, TitleEvent
 from vibebox_tui.terminal.keys import encode_key, encode_paste
+from vibebox_tui.terminal.mouse import MouseKind, MouseState
 from vibebox_tui.terminal.render import Renderer
 from vibebox_tui.terminal.screen import Line
 
@@ -43,6 +44,18 @@ FEED_SLICE = 8 * 1024
 """Bytes parsed before yielding to the event loop (keeps key latency low under floods)."""
 WHEEL_LINES = 3
 RECONNECT_HINT = "press Enter to reconnect"
+
+
+class TerminalMessage(Message):
+    """Base of the messages a :class:`TerminalView` posts; ``control`` is the terminal."""
+
+    def __init__(self, terminal: TerminalView) -> None:
+        super().__init__()
+        self.terminal = terminal
+
+    @property
+    def control(self) -> TerminalView:
+        return self.terminal
 
 
 class TerminalView(Widget, can_focus=True):
@@ -61,54 +74,31 @@ class TerminalView(Widget, can_focus=True):
     }
     """
 
-    class TitleChanged(Message):
+    class TitleChanged(TerminalMessage):
         """The program set the window title (OSC 0 or 2)."""
 
         def __init__(self, terminal: TerminalView, title: str) -> None:
-            super().__init__()
-            self.terminal = terminal
+            super().__init__(terminal)
             self.title = title
 
-        @property
-        def control(self) -> TerminalView:
-            return self.terminal
-
-    class VibeboxCommand(Message):
+    class VibeboxCommand(TerminalMessage):
         """The guest shell ran a vibebox command (``:new``, ``:exit``, ...; OSC 7777)."""
 
         def __init__(self, terminal: TerminalView, name: str) -> None:
-            super().__init__()
-            self.terminal = terminal
+            super().__init__(terminal)
             self.name = name
 
-        @property
-        def control(self) -> TerminalView:
-            return self.terminal
-
-    class Disconnected(Message):
+    class Disconnected(TerminalMessage):
         """The stream ended: the guest program exited or the connection dropped."""
 
         def __init__(self, terminal: TerminalView, reason: str) -> None:
-            super().__init__()
-            self.terminal = terminal
+            super().__init__(terminal)
             self.reason = reason
 
-        @property
-        def control(self) -> TerminalView:
-            return self.terminal
-
-    class ReconnectRequested(Message):
+    class ReconnectRequested(TerminalMessage):
         """The user pressed Enter on a disconnected terminal."""
 
-        def __init__(self, terminal: TerminalView) -> None:
-            super().__init__()
-            self.terminal = terminal
-
-        @property
-        def control(self) -> TerminalView:
-            return self.terminal
-
-    class Bell(Message):
+    class Bell(TerminalMessage):
         """The program rang the bell."""
 
     def __init__(
@@ -130,6 +120,7 @@ class TerminalView(Widget, can_focus=True):
         self.disconnect_reason: str | None = None
         """Why the stream ended, while the terminal is disconnected; else None."""
         self._cursor_row = 0
+        self._mouse_state = MouseState()
 
     # -- public API ----------------------------------------------------------------------
 
@@ -244,7 +235,7 @@ class TerminalView(Widget, can_focus=True):
             elif isinstance(event, CommandEvent):
                 self.post_message(self.VibeboxCommand(self, event.name))
             elif isinstance(event, BellEvent):
-                self.post_message(self.Bell())
+                self.post_message(self.Bell(self))
 
     def _disconnected(self, reason: str) -> None:
         if self.disconnect_reason is not None:
@@ -378,13 +369,37 @@ class TerminalView(Widget, can_focus=True):
             self.scroll_lines(-self.history_offset)
             await self.send(encode_paste(event.text, bracketed=self.emulator.bracketed_paste))
 
+    async def _mouse(self, event: events.MouseEvent, kind: MouseKind) -> bool:
+        """Report the event to the program if it tracks the mouse; True if it was sent."""
+        if self.disconnect_reason is not None or self.history_offset:
+            return False
+        data = self._mouse_state.report(self.emulator.mouse_modes, kind, event)
+        if data is None:
+            return False
+        event.stop()
+        await self.send(data)
+        return True
+
+    async def on_mouse_down(self, event: events.MouseDown) -> None:
+        if await self._mouse(event, "press"):
+            self.capture_mouse()
+
+    async def on_mouse_up(self, event: events.MouseUp) -> None:
+        if await self._mouse(event, "release"):
+            self.capture_mouse(False)
+
+    async def on_mouse_move(self, event: events.MouseMove) -> None:
+        await self._mouse(event, "motion")
+
     async def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
         event.stop()
-        await self._wheel(WHEEL_LINES)
+        if not await self._mouse(event, "wheel_up"):
+            await self._wheel(WHEEL_LINES)
 
     async def on_mouse_scroll_down(self, event: events.MouseScrollDown) -> None:
         event.stop()
-        await self._wheel(-WHEEL_LINES)
+        if not await self._mouse(event, "wheel_down"):
+            await self._wheel(-WHEEL_LINES)
 
     async def _wheel(self, lines: int) -> None:
         if self.emulator.screen.in_alt:
