@@ -290,7 +290,10 @@ class SessionIndex:
             entries = _read_index(self.path)
             kept = [e for e in entries if _cache_exists(e)]
             pruned = [e for e in entries if not _cache_exists(e)]
-            state = _State(kept, dirty=bool(pruned))
+            if pruned:
+                # Persist the pruning on its own: it stands even if the operation fails.
+                _write_index(self.path, kept)
+            state = _State(list(kept))
             self.last_pruned = pruned
             yield state
             if state.dirty:
