@@ -52,6 +52,7 @@ class FakeHypervisor:
     Args:
         uri: reported as the connection URI.
         kvm: what :meth:`kvm_available` answers.
+        nested: what :meth:`host_is_virtual` answers.
         lease_on_start: hand the guest its DHCP lease as soon as it starts (else call
             :meth:`set_lease`).
         shutdown_completes: an ACPI shutdown stops the VM at once (else it stays ``stopping``
@@ -63,11 +64,13 @@ class FakeHypervisor:
         uri: str = "fake:///",
         *,
         kvm: bool = False,
+        nested: bool = False,
         lease_on_start: bool = True,
         shutdown_completes: bool = True,
     ) -> None:
         self.uri = uri
         self.kvm = kvm
+        self.nested = nested
         self.lease_on_start = lease_on_start
         self.shutdown_completes = shutdown_completes
         self.domains: dict[str, FakeDomain] = {}
@@ -140,6 +143,11 @@ class FakeHypervisor:
         with self._lock:
             self._enter("kvm_available")
             return self.kvm
+
+    def host_is_virtual(self) -> bool:
+        with self._lock:
+            self._enter("host_is_virtual")
+            return self.nested
 
     def state(self, session_id: str) -> VMState:
         return self.status(session_id).state

@@ -60,6 +60,10 @@ class Hypervisor(Protocol):
         """True when the hypervisor can run KVM guests (see :func:`vm.resolve_accel`)."""
         ...
 
+    def host_is_virtual(self) -> bool:
+        """True when the hypervisor's host is itself a VM (its CPU has the hypervisor flag)."""
+        ...
+
     def state(self, session_id: str) -> VMState:
         """The session VM's state (``missing`` when there is no domain)."""
         ...
@@ -514,6 +518,19 @@ class LibvirtHypervisor:
         except libvirt.libvirtError:
             return False
         return True
+
+    def host_is_virtual(self) -> bool:
+        """True when libvirt's host CPU reports the ``hypervisor`` feature (a nested host)."""
+        import xml.etree.ElementTree as ET
+
+        conn = self._connection()
+        with self._errors("read the host capabilities"):
+            caps = conn.getCapabilities()
+        try:
+            root = ET.fromstring(caps)
+        except ET.ParseError:
+            return False
+        return any(f.get("name") == "hypervisor" for f in root.iterfind("host/cpu/feature"))
 
     def state(self, session_id: str) -> VMState:
         """The session VM's state (``missing`` when there is no domain)."""

@@ -164,15 +164,22 @@ def kvm_device_usable(device: Path = Path("/dev/kvm")) -> bool:
     return True
 
 
-def resolve_accel(requested: str, *, kvm_available: bool) -> Accel:
+def resolve_accel(requested: str, *, kvm_available: bool, nested: bool = False) -> Accel:
     """Decide the accelerator for a domain.
 
-    Rule: ``tcg`` and ``kvm`` are taken as asked; ``auto`` means ``kvm`` when the hypervisor
-    reports KVM usable (:meth:`Hypervisor.kvm_available`), else ``tcg``. KVM being usable does
-    not prove a guest will run: on nested-virtualisation hosts (DESIGN §6) a KVM guest hangs
-    right after the kernel starts. That cannot be probed cheaply, so the boot timeout error
-    names ``accel`` and tells the user to set ``tcg`` (:func:`boot_stalled_hint`).
-    ``VIBEBOX_ACCEL`` is applied by the config loader before this is called.
+    Rule: ``tcg`` and ``kvm`` are taken as asked. ``auto`` means ``kvm`` when the hypervisor
+    reports KVM usable (:meth:`Hypervisor.kvm_available`) *and* its host is not itself a
+    virtual machine (``nested``, :meth:`Hypervisor.host_is_virtual`), else ``tcg``: on
+    nested-virtualisation hosts a KVM guest can hang right after the kernel starts (DESIGN §6),
+    and ``/dev/kvm`` existing proves nothing there. Who knows nested KVM works on their host
+    sets ``accel = "kvm"``. Whatever was chosen, a boot that shows no progress ends in an error
+    naming ``accel`` (:func:`boot_stalled_hint`). ``VIBEBOX_ACCEL`` is applied by the config
+    loader before this is called.
+
+    Args:
+        requested: ``auto``, ``kvm`` or ``tcg`` (any case, surrounding blanks ignored).
+        kvm_available: libvirt can run KVM guests.
+        nested: the hypervisor's host is a virtual machine itself.
 
     Raises:
         VMError: ``kvm`` was asked for but is not available, or ``requested`` is unknown.
@@ -189,7 +196,7 @@ def resolve_accel(requested: str, *, kvm_available: bool) -> Accel:
             )
         return "kvm"
     if setting == "auto":
-        return "kvm" if kvm_available else "tcg"
+        return "kvm" if kvm_available and not nested else "tcg"
     raise VMError(
         f"unknown accel {requested!r}",
         hint='use one of "auto", "kvm" or "tcg" (vibebox.toml [box] accel, or VIBEBOX_ACCEL)',

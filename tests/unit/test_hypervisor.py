@@ -87,6 +87,11 @@ def test_lifecycle_on_the_test_driver(hv: LibvirtHypervisor) -> None:
     hv.undefine_network(sid)
 
 
+def test_capability_queries(hv: LibvirtHypervisor) -> None:
+    assert hv.kvm_available() is False  # the test driver has no KVM
+    assert isinstance(hv.host_is_virtual(), bool)
+
+
 def test_start_network_restart_and_missing(hv: LibvirtHypervisor) -> None:
     sid = str(uuid.uuid4())
     define(hv, sid, isolated=True)

@@ -392,6 +392,9 @@ def test_resolve_accel() -> None:
     assert vm.resolve_accel("tcg", kvm_available=True) == "tcg"
     assert vm.resolve_accel("auto", kvm_available=True) == "kvm"
     assert vm.resolve_accel("auto", kvm_available=False) == "tcg"
+    # A nested host: /dev/kvm may exist, but guests can hang (DESIGN §6).
+    assert vm.resolve_accel("auto", kvm_available=True, nested=True) == "tcg"
+    assert vm.resolve_accel("kvm", kvm_available=True, nested=True) == "kvm"
     assert vm.resolve_accel(" KVM ", kvm_available=True) == "kvm"
     with pytest.raises(VMError) as info:
         vm.resolve_accel("kvm", kvm_available=False)
