@@ -14,8 +14,9 @@ from collections.abc import Hashable
 from pathlib import Path
 
 from vibebox_core import netlog, runtime
-from vibebox_core.config import all_mounts, load_config
+from vibebox_core.config import load_config
 from vibebox_core.errors import VibeboxError
+from vibebox_core.explain import VMInfo, build_explain
 from vibebox_core.paths import PROJECT_CACHE, PROJECT_CONFIG, ProjectPaths
 from vibebox_core.progress import ProgressCallback
 from vibebox_core.pty import SSHPtyStream
@@ -132,24 +133,33 @@ class CoreBackend:
                 attached=attached,
                 problem=f"{PROJECT_CONFIG}: {exc.message}{hint}",
             )
-        mounts = tuple(
-            MountRow(str(m.host), m.guest, m.read_only, m.default)
-            for m in all_mounts(config, project)
+        events: tuple[netlog.NetEvent, ...] = ()
+        with contextlib.suppress(OSError, ValueError):
+            events = tuple(netlog.tail(project.network_log, RECENT_NETWORK))
+        vm = VMInfo(state or "missing", ipv4, config.box.cpus, config.box.memory_mb, attached)
+        explain = build_explain(
+            project,
+            config,
+            session_id=entry.id if entry else None,
+            vm=vm,
+            recent_network=events,
         )
         return InspectorData(
-            project=project.root,
-            session_id=entry.id if entry else None,
-            mounts=mounts,
-            network_mode=config.network.mode,
-            network_entries=tuple(config.network.entries),
-            ports=tuple(f"{p.host_port} → {p.guest_port}" for p in config.network.ports),
-            recent_network=recent,
-            storage=storage,
-            vm_state=state,
-            ipv4=ipv4,
-            cpus=config.box.cpus,
-            memory_mb=config.box.memory_mb,
-            attached=attached,
+            project=explain.project,
+            session_id=explain.session_id,
+            mounts=tuple(
+                MountRow(str(m.host), m.guest, m.read_only, m.default) for m in explain.mounts
+            ),
+            network_mode=explain.network.mode,
+            network_entries=explain.network.entries,
+            ports=explain.network.ports,
+            recent_network=tuple(e.describe() for e in explain.recent_network),
+            storage=(*((i.label, i.path) for i in explain.storage), *storage[2:]),
+            vm_state=vm.state,
+            ipv4=vm.ipv4,
+            cpus=vm.cpus,
+            memory_mb=vm.memory_mb,
+            attached=vm.attached,
             problem=problem,
         )
 

@@ -78,7 +78,10 @@ def render_inspector(data: InspectorData) -> Text:
 
     _heading(text, "Storage")
     for label, path in data.storage:
-        text.append(f"\n  {label:<12}", style="dim")
+        if len(label) < 12:
+            text.append(f"\n  {label:<12}", style="dim")
+        else:  # a long label gets its own line
+            text.append(f"\n  {label}\n  {'':<12}", style="dim")
         text.append(path)
     return text
 
