@@ -7,19 +7,34 @@ and names in its own hosts file (``/etc/hosts`` under ``ip netns exec vbxlab`` i
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
 import datetime as dt
 import ipaddress
+import shlex
+import shutil
 import socket
 import ssl
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator
+import time
+import urllib.request
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
+
+from vibebox_core import netlog, runtime
+from vibebox_core.config import PortForward, load_config, set_value
+from vibebox_core.netpolicy import PolicyNotApprovedError, record_approval
+from vibebox_core.paths import ProjectPaths
+from vibebox_core.portforward import close_port_forwards, start_port_forwards
+from vibebox_core.sessions import SessionIndex
 
 pytestmark = pytest.mark.e2e
 
@@ -184,3 +199,312 @@ def test_lab_sites_answer_inside_the_namespace(lab_sites: Sites) -> None:
         conn.sendall(b"GET /probe HTTP/1.0\r\nHost: allowed.vbx.test\r\n\r\n")
         assert b"site allowed says hello" in conn.makefile("rb").read()
     assert ("allowed.vbx.test", "/probe") in lab_sites.allowed.requests
+
+
+# --------------------------------------------------------------------------- sessions
+
+T = TypeVar("T")
+CALL_TIMEOUT = 600.0
+
+
+class LoopThread:
+    """An event loop in a thread, so module-scoped fixtures can hold asyncssh connections."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = CALL_TIMEOUT) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+@dataclass
+class Box:
+    """One running session seen from the test."""
+
+    label: str
+    project: ProjectPaths
+    session: runtime.RunningSession
+    loop: LoopThread
+
+    @property
+    def ip(self) -> str:
+        return self.session.ipv4
+
+    @property
+    def gateway(self) -> str:
+        return str(ipaddress.IPv4Address(self.ip) - 1)
+
+    def sh(self, command: str, timeout: float = 90) -> tuple[int, str]:
+        """Run a shell command in the guest (a login-like environment: /etc/environment)."""
+
+        async def go() -> tuple[int, str]:
+            result = await self.session.connection.run(
+                f"bash -c {shlex.quote(command)}", timeout=timeout
+            )
+            out = str(result.stdout or "") + str(result.stderr or "")
+            return int(result.exit_status or 0), out
+
+        return self.loop.run(go(), timeout + 30)
+
+    def log(self) -> list[netlog.NetEvent]:
+        return netlog.tail(self.project.network_log, 500)
+
+    def logged(self, source: str, host: str, port: int | None, verdict: str) -> bool:
+        return any(
+            (e.source, e.host, e.port, e.verdict) == (source, host, port, verdict)
+            for e in self.log()
+        )
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
+    """Poll a condition that has no event to await (a file another process appends to)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return condition()
+
+
+def _project(label: str, network: str) -> ProjectPaths:
+    root = Path(tempfile.mkdtemp(prefix=f"vbx-net-{label}-", dir="/tmp"))
+    root.chmod(0o755)
+    (root / "vibebox.toml").write_text(
+        "[box]\ncpus = 1\nmemory_mb = 1024\n\n[network]\n" + network + "\n"
+    )
+    return ProjectPaths.for_directory(root)
+
+
+@dataclass
+class Boxes:
+    allow: Box
+    block: Box
+
+
+@pytest.fixture(scope="module")
+def boxes(e2e_home_shared: Path, lab_sites: Sites) -> Iterator[Boxes]:
+    """Two sessions booted at once: an allowlist one and a blocklist one."""
+    loop = LoopThread()
+    allow = _project(
+        "allow", 'mode = "allowlist"\nentries = ["allowed.vbx.test"]\nports = ["8080"]'
+    )
+    block = _project("block", 'mode = "blocklist"\nentries = ["*.blocked.vbx.test"]')
+
+    async def start() -> list[runtime.RunningSession]:
+        return list(
+            await asyncio.gather(
+                runtime.ensure_running(allow.root, client="e2e"),
+                runtime.ensure_running(block.root, client="e2e"),
+            )
+        )
+
+    sessions: list[runtime.RunningSession] = []
+    try:
+        sessions = loop.run(start())
+        yield Boxes(
+            Box("allow", allow, sessions[0], loop),
+            Box("block", block, sessions[1], loop),
+        )
+    finally:
+        for session in sessions:
+            loop.run(session.close(), 60)
+        for project in (allow, block):
+            entry = SessionIndex().find_by_directory(project.root)
+            if entry is not None:
+                loop.run(runtime.delete(entry), 120)
+            shutil.rmtree(project.root, ignore_errors=True)
+        loop.close()
+
+
+def _code(box: Box, url: str, *extra: str) -> str:
+    """curl's HTTP status (``000`` when no response) for ``url`` from the guest."""
+    args = " ".join(shlex.quote(a) for a in extra)
+    _, out = box.sh(f"curl -sk -m 15 -o /dev/null -w '%{{http_code}}' {args} {shlex.quote(url)}")
+    return out.strip()[-3:]
+
+
+# allowlist ---------------------------------------------------------------------------------
+
+
+def test_allowlist_listed_name_works_through_the_proxy(boxes: Boxes, lab_sites: Sites) -> None:
+    box = boxes.allow
+    rc, out = box.sh("curl -sS -m 20 http://allowed.vbx.test/allow-http")
+    assert rc == 0 and "site allowed says hello" in out, out
+    rc, out = box.sh("curl -sSk -m 20 https://www.allowed.vbx.test/allow-https")
+    assert rc == 0 and "site allowed-tls says hello" in out, out
+    assert ("allowed.vbx.test", "/allow-http") in lab_sites.allowed.requests
+    assert ("www.allowed.vbx.test", "/allow-https") in lab_sites.allowed_tls.requests
+    assert box.logged("proxy", "allowed.vbx.test", 80, "allowed")
+    assert box.logged("proxy", "www.allowed.vbx.test", 443, "allowed")
+
+
+def test_allowlist_unlisted_name_is_refused(boxes: Boxes, lab_sites: Sites) -> None:
+    box = boxes.allow
+    assert _code(box, "http://unlisted.vbx.test/allow-unlisted") == "403"
+    rc, out = box.sh("curl -sSk -m 20 https://unlisted.vbx.test/allow-unlisted-tls")
+    assert rc != 0 and "403" in out, out
+    assert not [r for r in lab_sites.all_requests() if r[1].startswith("/allow-unlisted")]
+    assert box.logged("proxy", "unlisted.vbx.test", 80, "blocked")
+    assert box.logged("proxy", "unlisted.vbx.test", 443, "blocked")
+
+
+def test_allowlist_dns_answers_only_listed_names(boxes: Boxes) -> None:
+    box = boxes.allow
+    rc, out = box.sh("getent hosts allowed.vbx.test")
+    assert rc == 0 and ALLOWED_IP in out, out
+    rc, out = box.sh("getent hosts unlisted.vbx.test")
+    assert rc != 0, out
+    assert box.logged("dns", "allowed.vbx.test", 53, "allowed")
+    assert box.logged("dns", "unlisted.vbx.test", 53, "blocked")
+
+
+def _route_around(box: Box, *networks: str) -> None:
+    """As root in the guest, route ``networks`` via the gateway (the guest owns its routes)."""
+    for network in networks:
+        box.sh(f"sudo ip route replace {network} via {box.gateway}")
+
+
+def test_allowlist_direct_connection_fails(boxes: Boxes, lab_sites: Sites) -> None:
+    box = boxes.allow
+    _route_around(box, "10.77.0.0/24")
+    rc, out = box.sh(f"curl -sS -m 5 --noproxy '*' http://{ALLOWED_IP}/allow-direct")
+    assert rc != 0, out
+    rc, out = box.sh("curl -sS -m 5 --noproxy '*' http://allowed.vbx.test/allow-direct-name")
+    assert rc != 0, out
+    assert not [r for r in lab_sites.all_requests() if r[1].startswith("/allow-direct")]
+
+
+def test_allowlist_other_resolver_is_unreachable(boxes: Boxes, lab_sites: Sites) -> None:
+    box = boxes.allow
+    _route_around(box, "10.77.0.0/24")
+    query = "12340100000100000000000007616c6c6f77656403766278047465737400000f0001"
+    script = (
+        "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3); "
+        f"s.sendto(bytes.fromhex('{query}'), ('{RESOLVER_IP}', 53)); print(s.recv(512))"
+    )
+    rc, out = box.sh(f"python3 -c {shlex.quote(script)}")
+    assert rc != 0, out
+    assert not [addr for addr in lab_sites.resolver.received if addr[0] == box.ip]
+
+
+def test_allowlist_gateway_service_on_another_port_is_unreachable(boxes: Boxes) -> None:
+    box = boxes.allow
+    accepted: list[object] = []
+    with socket.create_server((box.gateway, 9999)) as server:
+        server.settimeout(0.1)
+        rc, out = box.sh(f"curl -sS -m 5 --noproxy '*' http://{box.gateway}:9999/")
+        assert rc != 0, out
+        with contextlib.suppress(TimeoutError):
+            accepted.append(server.accept())
+    assert accepted == []
+
+
+def test_allowlist_other_session_is_unreachable(boxes: Boxes) -> None:
+    box, other = boxes.allow, boxes.block
+    _route_around(box, str(ipaddress.IPv4Network(f"{other.ip}/24", strict=False)))
+    rc, out = box.sh(f"timeout 5 bash -c '</dev/tcp/{other.ip}/22'")
+    assert rc != 0, out
+    # ... and the other session's guest cannot use this session's proxy either.
+    assert _code(other, "http://allowed.vbx.test/", "-x", f"http://{box.gateway}:3128") == "403"
+
+
+# blocklist ---------------------------------------------------------------------------------
+
+
+def test_blocklist_listed_name_and_subdomain_do_not_resolve(boxes: Boxes) -> None:
+    box = boxes.block
+    for name in ("blocked.vbx.test", "sub.blocked.vbx.test"):
+        rc, out = box.sh(f"getent hosts {name}")
+        assert rc != 0, (name, out)
+        assert box.logged("dns", name, 53, "blocked")
+
+
+def test_blocklist_listed_names_are_refused_by_the_proxy(boxes: Boxes, lab_sites: Sites) -> None:
+    box = boxes.block
+    assert _code(box, "http://blocked.vbx.test/block-listed") == "403"
+    rc, out = box.sh("curl -sSk -m 20 https://sub.blocked.vbx.test/block-listed")
+    assert rc != 0 and "403" in out, out  # the CONNECT was refused
+    assert not [r for r in lab_sites.blocked.requests if r[1] == "/block-listed"]
+    assert box.logged("proxy", "blocked.vbx.test", 80, "blocked")
+    assert box.logged("proxy", "sub.blocked.vbx.test", 443, "blocked")
+
+
+def test_blocklist_unlisted_name_works(boxes: Boxes, lab_sites: Sites) -> None:
+    box = boxes.block
+    rc, out = box.sh("curl -sS -m 20 http://unlisted.vbx.test/block-unlisted")
+    assert rc == 0 and "site unlisted says hello" in out, out
+    assert ("unlisted.vbx.test", "/block-unlisted") in lab_sites.unlisted.requests
+    assert box.logged("proxy", "unlisted.vbx.test", 80, "allowed")
+
+
+# approval ----------------------------------------------------------------------------------
+
+
+def test_guest_edit_of_vibebox_toml_needs_approval_on_the_host(boxes: Boxes) -> None:
+    box = boxes.allow
+    guest_toml = f"{box.session.guest_project_path}/vibebox.toml"
+    rc, out = box.sh(
+        f'sed -i \'s/entries = \\["allowed.vbx.test"\\]/'
+        f'entries = ["allowed.vbx.test", "unlisted.vbx.test"]/\' {guest_toml}'
+        f" && grep entries {guest_toml}"
+    )
+    assert rc == 0 and "unlisted.vbx.test" in out, out
+    config = load_config(box.project, create=False)
+    assert "unlisted.vbx.test" in config.network.entries  # the file really changed
+    # Not approved: still refused, even after the supervisor had time to look.
+    time.sleep(3)  # two polling rounds of the supervisor; there is no event for "nothing"
+    assert _code(box, "http://unlisted.vbx.test/approval-before") == "403"
+    # The user approves on the host: applied to the running session, no restart.
+    record_approval(SessionIndex(), box.session.session_id, config)
+    assert wait_until(lambda: _code(box, "http://unlisted.vbx.test/approval-after") == "200")
+
+
+def test_start_with_an_unapproved_mount_is_refused(boxes: Boxes) -> None:
+    """The start gate: a changed ``mounts`` stops ``ensure_running`` before anything boots."""
+    box = boxes.block
+    extra = Path(tempfile.mkdtemp(prefix="vbx-net-mount-", dir="/tmp"))
+    try:
+        set_value(box.project, "box", "mounts", [f"{extra}:/mnt/extra:rw"])
+        with pytest.raises(PolicyNotApprovedError) as refused:
+            box.loop.run(runtime.ensure_running(box.project.root, client="e2e"))
+        assert "+ mount:" in refused.value.message and str(extra) in refused.value.message
+        assert "vibebox approve" in refused.value.hint
+        rc, _ = box.sh("test -e /mnt/extra")
+        assert rc != 0
+    finally:
+        set_value(box.project, "box", "mounts", [])
+        shutil.rmtree(extra, ignore_errors=True)
+
+
+# port forwarding ---------------------------------------------------------------------------
+
+
+def test_forwarded_port_reaches_a_server_in_the_guest(boxes: Boxes) -> None:
+    box = boxes.allow
+    box.sh(
+        "mkdir -p /tmp/www && echo forwarded-ok > /tmp/www/index.html && "
+        "(cd /tmp/www && nohup python3 -m http.server 8080 >/dev/null 2>&1 &) && "
+        "for i in $(seq 50); do curl -s --noproxy '*' localhost:8080 >/dev/null && break; "
+        "sleep 0.2; done"
+    )
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        host_port = probe.getsockname()[1]
+    listeners = box.loop.run(
+        start_port_forwards(box.session.connection, [PortForward(host_port, 8080)])
+    )
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            body = pool.submit(
+                lambda: urllib.request.urlopen(f"http://127.0.0.1:{host_port}/", timeout=20).read()
+            ).result(30)
+        assert body == b"forwarded-ok\n"
+    finally:
+        box.loop.loop.call_soon_threadsafe(close_port_forwards, listeners)
