@@ -436,11 +436,14 @@ class LibvirtHypervisor:
         with self._lock:
             conn = self._conn
             if conn is not None:
+                # A cheap round trip: without an event loop libvirt notices a restarted daemon
+                # only when a call fails, so check here and reconnect instead of failing.
                 try:
-                    if conn.isAlive():
-                        return conn
+                    conn.getLibVersion()
+                    return conn
                 except libvirt.libvirtError:
-                    pass
+                    with contextlib.suppress(libvirt.libvirtError):
+                        conn.close()
                 self._conn = None
             with self._errors(f"connect to {self.uri}"):
                 conn = libvirt.open(self.uri)

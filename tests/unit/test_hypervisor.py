@@ -167,7 +167,11 @@ def test_connection_is_reused_and_reopened(hv: LibvirtHypervisor) -> None:
     first = hv._connection()
     assert hv._connection() is first
     hv.close()
-    assert hv._connection() is not first
+    second = hv._connection()
+    assert second is not first
+    second.close()  # as if libvirtd went away under us: the next call reconnects
+    assert hv.state(str(uuid.uuid4())) == "missing"
+    assert hv._connection() is not second
 
 
 # --------------------------------------------------------------------------- translation
