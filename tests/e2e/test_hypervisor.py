@@ -399,7 +399,7 @@ def _virtiofsd_pids(source: Path) -> list[int]:
 
 
 def test_boot_lease_readonly_share_and_acpi_shutdown(
-    require_lab: None, hv: LibvirtHypervisor, sessions: list[str], workdir: Path
+    e2e_home: Path, hv: LibvirtHypervisor, sessions: list[str], workdir: Path
 ) -> None:
     image = workdir / "image"
     image.mkdir()
