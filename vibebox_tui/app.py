@@ -209,12 +209,15 @@ class VibeboxApp(App[int], inherit_bindings=False):
         progress = self.progress
         progress.begin(f"Starting the session of {directory}")
         self._show("progress")
+        if self.screen is self.screen_stack[0]:
+            progress.focus()  # so that `c` (console log) works at once
         self._update_header()
         cols, rows = self._terminal_size()
         try:
             attachment = await self.backend.attach(directory, cols, rows, self._progress)
         except Exception as exc:
             self._show("idle")
+            self.browser.focus()
             self.post_message(msg.Failed(f"Could not start {directory.name}", exc, fatal=startup))
             return
         self.post_message(msg.Attached(attachment))
@@ -300,6 +303,7 @@ class VibeboxApp(App[int], inherit_bindings=False):
             await asyncio.to_thread(self.backend.recreate, session.id, self._progress)
         except Exception as exc:
             self._show("idle")
+            self.browser.focus()
             self.post_message(msg.Failed(f"Recreating session {session.short_id}", exc))
             return
         self.attach_directory(directory, startup=False)
