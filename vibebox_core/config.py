@@ -398,6 +398,9 @@ class _Ctx:
         if line is None:
             line = self.line_of(table, key)
         at = f", line {line}" if line else ""
+        if not hint:
+            hint = f"fix {where} in {self.path.name}; the README's Configuration section lists "
+            hint += "every key with an example"
         return ConfigError(f"{self.path}{at}: {where}: {problem}", hint=hint)
 
 

@@ -439,6 +439,7 @@ def test_bad_input_is_refused_and_nothing_changes(
     if case.env_accel is None:
         assert str(project.config if case.index is None else paths.sessions_index_path()) in message
     assert "Traceback" not in message
+    assert caught.value.hint
     assert _snapshot(project.root, vibebox_home, data.parent) == before
 
 

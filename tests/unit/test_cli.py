@@ -1,0 +1,227 @@
+"""The host CLI, run as a user would: `python -m vibebox_tui.cli` in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import vibebox_core
+from vibebox_core.sessions import SessionIndex
+from vibebox_tui import cli
+from vibebox_tui.commands import sessions as sessions_command
+
+REPO = Path(__file__).resolve().parents[2]
+# The libvirt test driver: in-process, no daemon, no VM; every session is "shut off".
+TEST_CONFIG = '[box]\nlibvirt_uri = "test:///default"\n'
+
+
+def vibebox(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run(
+        [sys.executable, "-m", "vibebox_tui.cli", *args],
+        cwd=cwd,
+        env=env,
+        input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def assert_clean_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert result.returncode == 1, result
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("vibebox: error: ")
+    assert lines[-1].startswith("hint: ")
+    for fragment in fragments:
+        assert fragment in result.stderr
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "vibebox.toml").write_text(TEST_CONFIG)
+    return root
+
+
+def test_version_and_help(tmp_path: Path) -> None:
+    result = vibebox("--version", cwd=tmp_path)
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"vibebox {vibebox_core.__version__}"
+    result = vibebox("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    for command in ("list", "delete", "explain"):
+        assert command in result.stdout
+    for command in ("list", "delete", "explain"):
+        sub = vibebox(command, "--help", cwd=tmp_path)
+        assert sub.returncode == 0 and f"usage: vibebox {command}" in sub.stdout
+
+
+def test_list_empty(tmp_path: Path) -> None:
+    result = vibebox("list", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "no sessions yet" in result.stdout
+    assert json.loads(vibebox("list", "--json", cwd=tmp_path).stdout) == []
+
+
+def test_list_and_json(project: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "vibebox.toml").write_text(TEST_CONFIG)
+    index = SessionIndex()
+    a, b = index.create(project), index.create(other)
+    result = vibebox("list", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["ID", "DIRECTORY", "STATE", "ATTACHED", "LAST", "ACTIVE", "(UTC)"]
+    assert lines[1].startswith(f"{a.id}  {project}")
+    assert lines[2].startswith(f"{b.id}  {other}")
+    data = json.loads(vibebox("list", "--json", cwd=tmp_path).stdout)
+    assert [row["id"] for row in data] == [a.id, b.id]
+    assert data[0]["directory"] == str(project)
+    assert data[0]["last_active"] == a.last_active.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert set(data[0]) >= {"id", "directory", "state", "attached", "last_active"}
+    assert isinstance(data[0]["state"], str) and data[0]["state"]
+
+
+def test_list_says_when_it_drops_a_session(project: Path, tmp_path: Path) -> None:
+    entry = SessionIndex().create(project)
+    (project / ".vibebox" / "session-id").unlink()
+    (project / ".vibebox" / ".gitignore").unlink()
+    (project / ".vibebox").rmdir()
+    result = vibebox("list", cwd=tmp_path)
+    assert result.returncode == 0
+    assert f"dropped session {entry.id} ({project}): its .vibebox/ is gone" in result.stderr
+    assert "no sessions yet" in result.stdout
+
+
+def test_delete_with_yes(project: Path) -> None:
+    entry = SessionIndex().create(project)
+    (project / ".vibebox" / "disk.qcow2").write_bytes(b"disk")
+    result = vibebox("delete", entry.id[:8], "--yes", cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert f"deleted session {entry.id}" in result.stdout
+    assert not (project / ".vibebox").exists()
+    assert (project / "vibebox.toml").read_text() == TEST_CONFIG
+    assert SessionIndex().entries() == []
+
+
+def test_delete_without_a_terminal_refuses(project: Path) -> None:
+    entry = SessionIndex().create(project)
+    result = vibebox("delete", entry.id, cwd=project)
+    assert_clean_error(result, "no terminal", "--yes")
+    assert (project / ".vibebox" / "session-id").exists()
+    assert SessionIndex().get(entry.id) == entry
+
+
+def test_delete_asks_on_a_terminal(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    entry = SessionIndex().create(project)
+    monkeypatch.setattr(sessions_command, "_runtime", lambda: (None, ""))
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True, raising=False)
+    answers = iter(["n", "y"])
+    monkeypatch.setattr("builtins.input", lambda prompt: next(answers))
+    assert cli.main(["delete", entry.id]) == 1
+    assert "not deleted" in capsys.readouterr().out
+    assert (project / ".vibebox").exists()
+    assert cli.main(["delete", entry.id]) == 0
+    assert not (project / ".vibebox").exists()
+    assert SessionIndex().entries() == []
+
+
+def test_delete_unknown_session(tmp_path: Path) -> None:
+    assert_clean_error(vibebox("delete", "0190abcd", "--yes", cwd=tmp_path), "no session")
+
+
+def test_explain_text_and_json(project: Path, tmp_path: Path) -> None:
+    result = vibebox("explain", cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert f"project  {project}" in result.stdout
+    assert "(project, default)" in result.stdout
+    assert "(none yet" in result.stdout
+    assert not (project / ".vibebox").exists()  # explain creates nothing
+    entry = SessionIndex().create(project)
+    data = json.loads(
+        vibebox("explain", "--json", "--directory", str(project), cwd=tmp_path).stdout
+    )
+    assert data["project"] == str(project)
+    assert data["session_id"] == entry.id
+    assert data["mounts"][0]["guest"] == "/home/vibecoder/proj"
+    assert data["network"]["mode"] == "blocklist"
+    positional = json.loads(vibebox("explain", str(project), "--json", cwd=tmp_path).stdout)
+    assert positional["session_id"] == entry.id
+
+
+def test_explain_without_vibebox_toml_writes_nothing(tmp_path: Path) -> None:
+    result = vibebox("explain", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "vibebox.toml  (not created yet)" in result.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_explain_bad_config_is_one_clear_error(project: Path) -> None:
+    (project / "vibebox.toml").write_text("[box]\ncpus = 0\n")
+    assert_clean_error(
+        vibebox("explain", cwd=project), str(project / "vibebox.toml"), "line 2", "box.cpus"
+    )
+
+
+def test_damaged_index_is_one_clear_error(tmp_path: Path, vibebox_home: Path) -> None:
+    (vibebox_home / "sessions.toml").write_text("[[sessions]\n")
+    result = vibebox("list", cwd=tmp_path)
+    assert_clean_error(result, str(vibebox_home / "sessions.toml"), "line 1")
+    assert (vibebox_home / "sessions.toml").read_text() == "[[sessions]\n"
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    result = vibebox("frobnicate", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert vibebox("delete", cwd=tmp_path).returncode == 2
+
+
+def test_without_runtime_state_is_unknown(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    entry = SessionIndex().create(project)
+    monkeypatch.setattr(sessions_command, "_runtime", lambda: (None, ""))
+    assert cli.main(["list", "--json"]) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert (row["id"], row["state"], row["attached"]) == (entry.id, "unknown", None)
+    assert cli.main(["list"]) == 0
+    assert f"{entry.id}  {project}  unknown  -" in capsys.readouterr().out
+
+
+def test_keyboard_interrupt_exits_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(args: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sessions_command, "run_list", interrupted)
+    assert cli.main(["list"]) == 130
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_cli_does_not_import_textual(tmp_path: Path) -> None:
+    code = (
+        "import sys\nfrom vibebox_tui import cli\ncli.build_parser()\n"
+        "bad = sorted(m for m in ('textual', 'rich') if m in sys.modules)\n"
+        "assert not bad, bad\n"
+    )
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
