@@ -1,0 +1,189 @@
+"""Keys, the pinned host key, retries and the OpenSSH block (vibebox_core.ssh)."""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import stat
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncssh
+import pytest
+
+from vibebox_core import ssh
+from vibebox_core.errors import SSHError
+from vibebox_core.paths import ProjectPaths
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> ProjectPaths:
+    root = tmp_path / "my proj"
+    root.mkdir()
+    return ProjectPaths.for_directory(root)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_ensure_keys_makes_private_keys_0600_and_pins_the_host_key(project: ProjectPaths) -> None:
+    ssh.ensure_keys(project)
+    assert _mode(project.client_key) == 0o600
+    assert _mode(project.host_key) == 0o600
+    host_pub = project.host_pubkey.read_bytes().split()
+    assert project.known_hosts.read_bytes() == b"* " + host_pub[0] + b" " + host_pub[1] + b"\n"
+    assert host_pub[0] == b"ssh-ed25519"
+    assert project.client_pubkey.read_bytes().startswith(b"ssh-ed25519 ")
+
+
+def test_ensure_keys_keeps_existing_keys(project: ProjectPaths) -> None:
+    ssh.ensure_keys(project)
+    before = (project.client_key.read_bytes(), project.host_key.read_bytes())
+    project.client_pubkey.unlink()
+    project.host_key.chmod(0o644)
+    ssh.ensure_keys(project)
+    assert (project.client_key.read_bytes(), project.host_key.read_bytes()) == before
+    assert project.client_pubkey.exists()
+    assert _mode(project.host_key) == 0o600
+
+
+def test_ensure_keys_replaces_a_damaged_key(project: ProjectPaths) -> None:
+    ssh.ensure_keys(project)
+    project.host_key.write_text("garbage")
+    ssh.ensure_keys(project)
+    key = asyncssh.read_private_key(str(project.host_key))
+    assert project.known_hosts.read_bytes().split()[2] == key.export_public_key().split()[1]
+
+
+def test_ssh_config_block(project: ProjectPaths) -> None:
+    text = ssh.ssh_config_block(project, "10.213.4.2")
+    lines = [line.strip() for line in text.splitlines()]
+    assert lines[0] == "Host vibebox-my-proj"
+    assert "HostName 10.213.4.2" in lines
+    assert "User vibecoder" in lines
+    assert f'IdentityFile "{project.client_key}"' in lines  # space in the path: quoted
+    assert f'UserKnownHostsFile "{project.known_hosts}"' in lines
+    assert "StrictHostKeyChecking yes" in lines
+    assert "IdentitiesOnly yes" in lines
+
+
+def test_guest_command_quotes_every_argument() -> None:
+    argv = ["printf", "%s|", "a b", "it's", "$HOME", "`x`", ";", ""]
+    command = ssh.guest_command(argv)
+    assert shlex.split(command) == argv
+    with_cwd = ssh.guest_command(["ls"], cwd="/home/vibecoder/my proj")
+    assert with_cwd == "cd '/home/vibecoder/my proj' 2>/dev/null; ls"
+    with pytest.raises(SSHError):
+        ssh.guest_command([])
+
+
+# ---------------------------------------------------------------- against a local server
+
+
+class _Server(asyncssh.SSHServer):
+    def begin_auth(self, username: str) -> bool:
+        return True
+
+
+async def _serve(project: ProjectPaths, host_key: Path) -> asyncssh.SSHAcceptor:
+    def handle(process: asyncssh.SSHServerProcess[str]) -> None:
+        process.stdout.write(f"ran {process.command}\n")
+        process.exit(0)
+
+    return await asyncssh.create_server(
+        _Server,
+        "127.0.0.1",
+        0,
+        server_host_keys=[str(host_key)],
+        authorized_client_keys=str(project.client_pubkey),
+        process_factory=handle,
+    )
+
+
+@pytest.fixture
+async def server(project: ProjectPaths) -> AsyncIterator[int]:
+    ssh.ensure_keys(project)
+    acceptor = await _serve(project, project.host_key)
+    yield acceptor.sockets[0].getsockname()[1]
+    acceptor.close()
+
+
+async def test_connect_with_the_pinned_key(project: ProjectPaths, server: int) -> None:
+    conn = await ssh.connect(project, "127.0.0.1", port=server)
+    async with conn:
+        result = await conn.run("true", check=True)
+    assert result.stdout == "ran true\n"
+
+
+async def test_a_changed_host_key_is_refused_at_once(project: ProjectPaths, tmp_path: Path) -> None:
+    ssh.ensure_keys(project)
+    other = tmp_path / "other_key"
+    other.write_bytes(asyncssh.generate_private_key("ssh-ed25519").export_private_key())
+    acceptor = await _serve(project, other)
+    port = acceptor.sockets[0].getsockname()[1]
+    try:
+        started = time.monotonic()
+        with pytest.raises(SSHError, match="refusing") as info:
+            await ssh.connect(project, "127.0.0.1", port=port, deadline=time.monotonic() + 30)
+        assert time.monotonic() - started < 10  # not retried until the deadline
+        assert str(project.known_hosts) in info.value.message
+    finally:
+        acceptor.close()
+
+
+async def test_connect_retries_until_the_server_is_up(project: ProjectPaths) -> None:
+    ssh.ensure_keys(project)
+    probe = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = probe.sockets[0].getsockname()[1]
+    probe.close()
+    await probe.wait_closed()
+
+    async def late() -> asyncssh.SSHAcceptor:
+        await asyncio.sleep(0.6)
+        return await asyncssh.create_server(
+            _Server,
+            "127.0.0.1",
+            port,
+            server_host_keys=[str(project.host_key)],
+            authorized_client_keys=str(project.client_pubkey),
+            process_factory=lambda p: p.exit(0),
+        )
+
+    starting = asyncio.create_task(late())
+    conn = await ssh.connect(project, "127.0.0.1", port=port, deadline=time.monotonic() + 20)
+    conn.close()
+    (await starting).close()
+
+
+async def test_connect_gives_up_at_the_deadline(project: ProjectPaths) -> None:
+    ssh.ensure_keys(project)
+    probe = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = probe.sockets[0].getsockname()[1]
+    probe.close()
+    await probe.wait_closed()
+    started = time.monotonic()
+    with pytest.raises(SSHError, match="cannot reach"):
+        await ssh.connect(project, "127.0.0.1", port=port, deadline=time.monotonic() + 1.0)
+    assert 0.5 < time.monotonic() - started < 5
+
+
+async def test_connect_stops_when_the_vm_is_gone(project: ProjectPaths) -> None:
+    ssh.ensure_keys(project)
+
+    async def gone() -> bool:
+        return False
+
+    started = time.monotonic()
+    with pytest.raises(SSHError):
+        await ssh.connect(
+            project, "127.0.0.1", port=1, deadline=time.monotonic() + 30, still_booting=gone
+        )
+    assert time.monotonic() - started < 5
+
+
+def test_missing_keys_are_explained(project: ProjectPaths) -> None:
+    with pytest.raises(SSHError, match="missing") as info:
+        asyncio.run(ssh.connect_once(project, "127.0.0.1"))
+    assert "vibebox" in info.value.hint
