@@ -645,7 +645,8 @@ def plan_build(
         f'--customize-hook=mkdir -p "$1{hook_guest}"',
         f"--customize-hook=copy-in {' '.join(shlex.quote(str(p)) for p in _guest_files(guest))} "
         f"{hook_guest}",
-        f'--customize-hook=bash "$1{hook_guest}/configure-rootfs.sh" "$1" "$1{hook_guest}" '
+        f"--customize-hook=VIBEBOX_KEEP_APT_STATE=1 "
+        f'bash "$1{hook_guest}/configure-rootfs.sh" "$1" "$1{hook_guest}" '
         f"{shlex.quote(mirror)} {shlex.quote(suite)}",
         f'--customize-hook=rm -rf "$1{hook_guest}"',
         '--customize-hook=chroot "$1" update-initramfs -u -k all',

@@ -89,7 +89,10 @@ find "$ROOT/usr/share/doc" -mindepth 1 -type d -empty -delete 2>/dev/null || tru
 rm -rf "$ROOT"/usr/share/man/* "$ROOT"/usr/share/info/* "$ROOT"/usr/share/lintian/*
 find "$ROOT/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name 'locale.alias' -exec rm -rf {} + \
     2>/dev/null || true
-rm -rf "$ROOT"/var/cache/apt/archives/*.deb "$ROOT"/var/cache/apt/*.bin \
-    "$ROOT"/var/lib/apt/lists/* "$ROOT"/var/log/*.log "$ROOT"/var/cache/debconf/*-old \
-    "$ROOT"/tmp/* "$ROOT"/var/tmp/*
+# mmdebstrap still needs its apt state and /tmp after the hooks and cleans them itself.
+if [ "${VIBEBOX_KEEP_APT_STATE:-}" != 1 ]; then
+    rm -rf "$ROOT"/var/cache/apt/archives/*.deb "$ROOT"/var/cache/apt/*.bin \
+        "$ROOT"/var/lib/apt/lists/* "$ROOT"/tmp/* "$ROOT"/var/tmp/*
+fi
+rm -rf "$ROOT"/var/log/*.log "$ROOT"/var/cache/debconf/*-old
 echo "configure-rootfs: done"
