@@ -555,6 +555,18 @@ def _mounts(ctx: _Ctx, project: ProjectPaths, value: Any) -> tuple[Mount, ...]:
             mount = parse_mount(spec, project.root)
         except ValueError as exc:
             raise ctx.error("box", "mounts", str(exc), line=line) from None
+        if mount.host == project.root or mount.host in project.root.parents:
+            # The project is already mounted with its .vibebox/ (keys, disk) masked; sharing
+            # it again, or a directory above it, would hand the guest that cache unmasked.
+            what = "is the project itself" if mount.host == project.root else "contains the project"
+            raise ctx.error(
+                "box",
+                "mounts",
+                f"{spec!r}: the host path {mount.host} {what}, which would expose its .vibebox/ "
+                "(SSH keys, disk) to the guest; expected a directory outside the project "
+                f"(the project is always mounted at {implicit.guest})",
+                line=line,
+            )
         if mount.guest in seen:
             raise ctx.error(
                 "box",

@@ -225,3 +225,25 @@ def test_cli_does_not_import_textual(tmp_path: Path) -> None:
         [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_delete_force_when_teardown_fails(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import types
+
+    from vibebox_core.errors import VMError
+
+    entry = SessionIndex().create(project)
+
+    def teardown(entry: object) -> None:
+        raise VMError("libvirt is not answering", hint="start libvirtd")
+
+    fake = types.SimpleNamespace(delete_session=teardown)
+    monkeypatch.setattr(sessions_command, "_runtime", lambda: (fake, ""))
+    assert cli.main(["delete", entry.id, "--yes"]) == 1
+    assert "libvirt is not answering" in capsys.readouterr().err
+    assert SessionIndex().get(entry.id) == entry  # kept, so the delete can be repeated
+    assert cli.main(["delete", entry.id, "--yes", "--force"]) == 0
+    assert "may be left" in capsys.readouterr().err
+    assert SessionIndex().entries() == [] and not (project / ".vibebox").exists()

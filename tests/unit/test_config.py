@@ -297,6 +297,10 @@ BAD_INPUTS = [
     _config_case("mount ~user guest", '[box]\nmounts = ["{data}:~bob/x"]\n', "only '~'"),
     _config_case("mount missing host", '[box]\nmounts = ["/no/such/dir:/a"]\n', "does not exist"),
     _config_case("mount host is a file", '[box]\nmounts = ["{data}/f:/a"]\n', "not a directory"),
+    _config_case("mount the project", '[box]\nmounts = [".:/p"]\n', "is the project itself"),
+    _config_case(
+        "mount above the project", '[box]\nmounts = ["..:/p:ro"]\n', "contains the project"
+    ),
     _config_case("mount over /etc", '[box]\nmounts = ["{data}:/etc"]\n', "cannot mount over"),
     _config_case("mount under /proc", '[box]\nmounts = ["{data}:/proc/x"]\n', "cannot mount"),
     _config_case(

@@ -21,7 +21,12 @@ from types import ModuleType
 from typing import Any
 
 from vibebox_core.config import load_config
-from vibebox_core.errors import ConfigError, SessionIndexError, SessionNotFoundError
+from vibebox_core.errors import (
+    ConfigError,
+    SessionIndexError,
+    SessionNotFoundError,
+    VibeboxError,
+)
 from vibebox_core.explain import VMInfo, build_explain, render_text
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.sessions import SessionEntry, SessionIndex
@@ -47,6 +52,12 @@ def register(subparsers: Any) -> None:
     )
     delete.add_argument("session", help="session id (or a unique prefix of at least 4 chars)")
     delete.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    delete.add_argument(
+        "--force",
+        action="store_true",
+        help="remove the files and the index entry even when the VM cannot be torn down "
+        "(e.g. libvirt is unreachable); the domain may then be left behind",
+    )
     delete.set_defaults(handler=run_delete)
 
     explain = subparsers.add_parser(
@@ -216,7 +227,17 @@ def run_delete(args: argparse.Namespace) -> int:
     runtime, _ = _runtime()
     teardown = getattr(runtime, "delete_session", None)
     if callable(teardown):
-        teardown(entry)  # stops the VM, undefines domain + network, removes files and entry
+        try:
+            teardown(entry)  # stops the VM, undefines domain + network, removes files, entry
+        except VibeboxError as exc:
+            if not args.force:
+                raise
+            print(f"vibebox: warning: VM teardown failed: {exc.message}", file=sys.stderr)
+            print(
+                f"vibebox: warning: its libvirt domain may be left (virsh undefine it: the "
+                f"domain's UUID is {entry.id}); removing the session anyway",
+                file=sys.stderr,
+            )
     # Whatever the runtime did or did not do, the session's files and entry go now.
     _remove_cache(entry)
     with contextlib.suppress(SessionNotFoundError):
