@@ -59,7 +59,7 @@ class SessionEntry:
     id: str
     directory: Path
     last_active: datetime
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    extra: dict[str, Any] = field(default_factory=dict, hash=False)
 
     @property
     def short_id(self) -> str:
