@@ -189,8 +189,11 @@ class Policy:
 
 
 def nwfilter_name(session_id: str) -> str:
-    """Return the libvirt nwfilter name of one session."""
-    return f"vibebox-{session_id[:8]}"
+    """Return the libvirt nwfilter name of one session: ``vibebox-<session id>``.
+
+    The whole id: UUIDv7 prefixes repeat for sessions created within a minute.
+    """
+    return f"vibebox-{session_id.strip().lower()}"
 
 
 def nwfilter_xml(

@@ -82,7 +82,7 @@ async def exchange(port: int, data: bytes) -> bytes:
 def test_plan_allowlist_is_isolated_and_fenced() -> None:
     plan = plan_network(SESSION, Policy("allowlist", ("a.test",)), "10.213.5.1")
     assert plan.isolated
-    assert plan.nwfilter == "vibebox-019bf290"
+    assert plan.nwfilter == f"vibebox-{SESSION}"
     assert plan.nwfilter_xml is not None and "dstipaddr='10.213.5.1'" in plan.nwfilter_xml
     assert plan.dns_forwarder == "10.213.5.1#5400"
     assert plan.guest_env["https_proxy"] == "http://10.213.5.1:3128"

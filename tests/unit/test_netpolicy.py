@@ -166,7 +166,9 @@ def test_nwfilter_without_dns_and_validation() -> None:
         nwfilter_xml("f", "10.0.0.1", 70000)
     with pytest.raises(ValueError):
         nwfilter_xml("bad'name", "10.0.0.1", 8080)
-    assert nwfilter_name("019bf290-cccc-7c23-ba1d-dce7e6d40693") == "vibebox-019bf290"
+    assert nwfilter_name("019BF290-cccc-7c23-ba1d-dce7e6d40693") == (
+        "vibebox-019bf290-cccc-7c23-ba1d-dce7e6d40693"
+    )
 
 
 def test_guest_proxy_env() -> None:
