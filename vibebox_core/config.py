@@ -763,7 +763,14 @@ def _atomic_write(path: Path, text: str, *, exclusive: bool = False) -> None:
         os.chmod(tmp, mode)
         if exclusive:
             # link() fails when the target exists, so two first runs never clobber each other.
-            os.link(tmp, path)
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise
+            except OSError:  # a file system without hard links: check, then rename
+                if path.exists():
+                    raise FileExistsError(path) from None
+                os.replace(tmp, path)
         else:
             os.replace(tmp, path)
     except FileExistsError:

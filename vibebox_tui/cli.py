@@ -27,6 +27,9 @@ from vibebox_core.errors import VibeboxError
 #: Command modules registered first, in this order; any other module in the package follows.
 _FIRST = ("attach", "sessions", "vm", "image")
 
+#: Set to show the traceback of an unexpected error instead of the one-line message.
+DEBUG_ENV = "VIBEBOX_DEBUG"
+
 Handler = Callable[[argparse.Namespace], int]
 
 
@@ -96,7 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (the console script exits with it).
 
     Exit statuses: 0 success, 1 a vibebox error (message and hint on stderr), 2 bad usage
-    (argparse), 130 interrupted with Ctrl-C.
+    (argparse), 130 interrupted with Ctrl-C. An unexpected exception is reported the same
+    way (one line and a hint); ``VIBEBOX_DEBUG=1`` shows its traceback instead.
     """
     try:
         parser = build_parser()
@@ -114,6 +118,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         # interpreter's final flush does not print another traceback (Python docs' recipe).
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except OSError as exc:
+        # A file or socket problem no module translated: still one line, no traceback.
+        print_error(VibeboxError(str(exc), hint="check the path named above and its permissions"))
+        return 1
+    except Exception as exc:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        print_error(
+            VibeboxError(
+                f"unexpected {type(exc).__name__}: {exc}",
+                hint=f"this is a bug in vibebox: run again with {DEBUG_ENV}=1 to see the "
+                "traceback, and report it",
+            )
+        )
         return 1
 
 

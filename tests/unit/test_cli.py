@@ -247,3 +247,27 @@ def test_delete_force_when_teardown_fails(
     assert cli.main(["delete", entry.id, "--yes", "--force"]) == 0
     assert "may be left" in capsys.readouterr().err
     assert SessionIndex().entries() == [] and not (project / ".vibebox").exists()
+
+
+def test_unexpected_errors_are_one_line_unless_debugging(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(args: object) -> int:
+        raise RuntimeError("boom")
+
+    def unreadable(args: object) -> int:
+        raise PermissionError(13, "Permission denied", "/some/file")
+
+    monkeypatch.delenv(cli.DEBUG_ENV, raising=False)
+    monkeypatch.setattr(sessions_command, "run_list", broken)
+    assert cli.main(["list"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("vibebox: error: unexpected RuntimeError: boom\nhint: ")
+    assert cli.DEBUG_ENV in err
+    monkeypatch.setattr(sessions_command, "run_list", unreadable)
+    assert cli.main(["list"]) == 1
+    assert "Permission denied: '/some/file'" in capsys.readouterr().err
+    monkeypatch.setattr(sessions_command, "run_list", broken)
+    monkeypatch.setenv(cli.DEBUG_ENV, "1")
+    with pytest.raises(RuntimeError):
+        cli.main(["list"])
