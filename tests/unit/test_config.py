@@ -85,6 +85,15 @@ def test_existing_file_is_not_rewritten(project: ProjectPaths) -> None:
     assert project.config.read_text() == "# mine\n[box]\ncpus = 4\n"
 
 
+def test_defaults_never_clobber_a_file_written_meanwhile(project: ProjectPaths) -> None:
+    from vibebox_core.config import _write_defaults
+
+    write(project, "[box]\ncpus = 3\n")  # another vibebox won the race
+    _write_defaults(project)
+    assert project.config.read_text() == "[box]\ncpus = 3\n"
+    assert sorted(p.name for p in project.root.iterdir()) == ["vibebox.toml"]
+
+
 def test_missing_tables_and_keys_take_defaults(project: ProjectPaths) -> None:
     write(project, "[box]\ncpus = 4\n")
     config = load_config(project)
