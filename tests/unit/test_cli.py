@@ -271,3 +271,36 @@ def test_unexpected_errors_are_one_line_unless_debugging(
     monkeypatch.setenv(cli.DEBUG_ENV, "1")
     with pytest.raises(RuntimeError):
         cli.main(["list"])
+
+
+def test_plain_vibebox_opens_the_dashboard_or_says_why(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import types
+
+    seen: list[object] = []
+    attach = types.SimpleNamespace(run=lambda args: seen.append(args) or 7)
+    real = cli._import_optional
+    monkeypatch.setattr(
+        cli,
+        "_import_optional",
+        lambda name: attach if name == "vibebox_tui.commands.attach" else real(name),
+    )
+    assert cli.main([]) == 7 and len(seen) == 1
+    monkeypatch.setattr(
+        cli,
+        "_import_optional",
+        lambda name: None if name == "vibebox_tui.commands.attach" else real(name),
+    )
+    assert cli.main([]) == 1
+    assert "dashboard is not available" in capsys.readouterr().err
+
+
+def test_optional_import_hides_only_the_missing_module_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert cli._import_optional("vibebox_tui.commands.no_such_command") is None
+    (tmp_path / "vbx_broken_command.py").write_text("import vbx_no_such_dependency\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ModuleNotFoundError, match="vbx_no_such_dependency"):
+        cli._import_optional("vbx_broken_command")
