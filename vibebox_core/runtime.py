@@ -29,10 +29,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
+import select
 import shutil
 import signal
+import stat
 import subprocess
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -42,7 +45,7 @@ from typing import IO, Any
 
 import asyncssh
 
-from vibebox_core import access, images, paths, ssh, supervisor, vm
+from vibebox_core import access, images, netenforce, netpolicy, paths, ssh, supervisor, vm
 from vibebox_core.config import Config, all_mounts, load_config
 from vibebox_core.errors import (
     SessionNotFoundError,
@@ -350,12 +353,14 @@ def _prepare_and_start(
     progress: ProgressCallback | None,
 ) -> _Prepared:
     """Image, keys, seed, disk, definitions, start. Blocking; run in a thread, under the lock."""
+    # The guest can edit vibebox.toml (NET): changed mounts or [network] need approval first.
+    netpolicy.require_approval(SessionIndex(), session_id, config, project=str(project.root))
     clock("checking image")
     info = images.ensure_image(progress=progress)
     clock("checking image", info.name, done=True)
     ssh.ensure_keys(project)
-    env = network_env(project, config, session_id)
-    write_seed(project, guest_json(config, project, env=env))
+    spec, plan = network_plan(config, session_id, hv)
+    write_seed(project, guest_json(config, project, env=plan.guest_env))
     if create_overlay(project.disk, info.base_disk, config.box.disk_gb):
         clock("instance disk", f"{project.disk.name} ({config.box.disk_gb} GB)", done=True)
     shares = [vm.Share(project.seed_dir, SEED_TAG, True)]
@@ -363,11 +368,6 @@ def _prepare_and_start(
     readonly = vm.install_readonly_virtiofsd()
     check_qemu_access([info.kernel, info.initrd, info.base_disk, project.disk])
     accel = vm.resolve_accel(config.box.accel, kvm_available=hv.kvm_available())
-    spec = vm.NetworkSpec.for_session(
-        session_id,
-        hv.used_subnets(exclude_session=session_id),
-        current=hv.network_subnet(session_id),
-    )
     machine_id = vm.canonical_session_id(session_id).replace("-", "")
     name = vm.domain_name(project.name, session_id)
     domain = vm.DomainSpec(
@@ -386,22 +386,39 @@ def _prepare_and_start(
         filesystems=tuple(shares),
         virtiofsd_readonly=readonly,
         project_dir=project.root,
+        nwfilter=plan.nwfilter,
     )
     clock("defining VM", name)
+    if plan.nwfilter_xml is not None:
+        hv.define_nwfilter(plan.nwfilter_xml)
     hv.define(vm.domain_xml(domain), vm.network_xml(spec))
+    if plan.nwfilter is None:  # left from an earlier allowlist, now unreferenced
+        hv.undefine_nwfilter(netpolicy.nwfilter_name(session_id))
+    # The VM is off: re-create the network so isolation and DNS follow the approved policy.
+    hv.start_network(session_id, restart=True)
     clock("starting VM", f"{name} (accel={accel})")
     hv.start(session_id)
     return _Prepared(accel, name)
 
 
-def network_env(project: ProjectPaths, config: Config, session_id: str) -> dict[str, str]:
-    """The environment the guest gets for the network policy (proxy settings).
+def network_plan(
+    config: Config, session_id: str, hv: Hypervisor
+) -> tuple[vm.NetworkSpec, netenforce.NetworkPlan]:
+    """The session network for the (approved) network policy, and how the guest is pointed.
 
-    HOOK (NET): with the policy proxy running in the supervisor this returns
-    ``netenforce.plan_network(...).guest_env``; the network/domain definitions take the same
-    plan. Empty for now: plain NAT.
+    allowlist: an isolated network and an nwfilter that lets the guest reach only DHCP, DNS
+    and the proxy on its gateway; blocklist: NAT. Either way dnsmasq asks only the DNS filter
+    and the guest's environment points at the proxy; both run in the supervisor (NET).
     """
-    return {}
+    spec = vm.NetworkSpec.for_session(
+        session_id,
+        hv.used_subnets(exclude_session=session_id),
+        current=hv.network_subnet(session_id),
+    )
+    policy = netpolicy.Policy.from_network(config.network)
+    plan = netenforce.plan_network(session_id, policy, spec.gateway)
+    spec = dataclasses.replace(spec, isolated=plan.isolated, dns_forwarder=plan.dns_forwarder)
+    return spec, plan
 
 
 # --------------------------------------------------------------------------- running sessions
@@ -802,6 +819,23 @@ def _fd(stream: IO[Any] | int | None, default: int) -> int:
     return stream.fileno()
 
 
+def _streamable(fd: int) -> bool:
+    """True when asyncssh can stream ``fd``: a regular file, or something epoll accepts."""
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            return True
+        poller = select.epoll()
+    except OSError:
+        return False
+    try:
+        poller.register(fd, select.EPOLLIN | select.EPOLLOUT)
+    except OSError:
+        return False
+    finally:
+        poller.close()
+    return True
+
+
 def _get_blocking(fd: int) -> bool | None:
     try:
         return os.get_blocking(fd)
@@ -826,15 +860,17 @@ async def run_in_session(
     originals = [_fd(stdin, 0), _fd(stdout, 1), _fd(stderr, 2)]
     blocking = [_get_blocking(fd) for fd in originals]
     # asyncssh takes ownership of (and closes) the descriptors it is given: hand it copies.
-    fds = [os.dup(fd) for fd in originals]
+    # Descriptors epoll refuses (/dev/null) become asyncssh's DEVNULL.
+    fds: list[int] = [os.dup(fd) if _streamable(fd) else asyncssh.DEVNULL for fd in originals]
     try:
         process = await session.connection.create_process(
             command, stdin=fds[0], stdout=fds[1], stderr=fds[2], encoding=None
         )
     except (OSError, asyncssh.Error) as exc:
         for fd in fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
         raise ssh.translate_error(exc, session.ipv4, session.project) from exc
     try:
         completed = await process.wait()

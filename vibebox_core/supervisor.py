@@ -291,11 +291,10 @@ class Supervisor:
         if op == "status":
             return self._status()
         if op == "attach":
-            if self.phase not in ("running", "grace"):
+            if self.phase not in ("starting", "running"):
                 return {"ok": False, "error": f"the session is {self.phase}"}
             self._disarm()
             self._attached.add(writer)
-            self.phase = "running"
             log.info(
                 "attached (%s pid %s); %d attached",
                 request.get("client", "?"),
@@ -331,7 +330,7 @@ class Supervisor:
     async def _monitor(self) -> None:
         while True:
             await asyncio.sleep(self.poll_interval)
-            if self.phase not in ("running", "grace"):
+            if self.phase != "running":
                 continue
             try:
                 state = await asyncio.to_thread(self.vm.state)
@@ -585,6 +584,12 @@ def spawn(
         "--grace-ms",
         str(grace_ms),
     ]
+    # Run the same vibebox_core as the caller, installed or not.
+    package_root = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (package_root, env.get("PYTHONPATH", "")) if p
+    )
     with open(project.supervisor_log, "ab") as logfile:
         child = subprocess.Popen(
             argv,
@@ -594,6 +599,7 @@ def spawn(
             close_fds=True,
             start_new_session=True,
             cwd="/",
+            env=env,
         )
     child.wait()  # the first fork exits at once; the daemon lives on, reparented
     deadline = time.monotonic() + timeout
@@ -628,16 +634,44 @@ def _tail(path: Path, lines: int = 10) -> str:
 
 
 async def session_services(
-    project: ProjectPaths, session_id: str
+    project: ProjectPaths, session_id: str, hypervisor: Any = None
 ) -> Callable[[], Awaitable[None]] | None:
     """Start the session's host-side services; return how to stop them.
 
-    HOOK (NET): the network policy proxy and DNS filter
-    (:class:`vibebox_core.netenforce.NetworkEnforcer`, on the session network's gateway) start
-    here, once the VM runs, and stop in the returned coroutine before the VM is shut down.
-    Nothing runs here yet.
+    NET: the network policy proxy and DNS filter
+    (:func:`vibebox_core.netenforce.start_session_network`, on the session network's gateway)
+    start here, once the VM runs, enforcing the policy approved in the session index, and stop
+    in the returned coroutine before the VM is shut down.
     """
-    return None
+    from vibebox_core.netenforce import read_approved, start_session_network
+    from vibebox_core.sessions import SessionIndex
+
+    if hypervisor is None:
+        return None
+    subnet = await asyncio.to_thread(hypervisor.network_subnet, session_id)
+    if subnet is None:
+        log.error("network policy: the session has no network; the guest gets no egress")
+        return None
+
+    def approved() -> dict[str, Any] | None:
+        return read_approved(SessionIndex().get(session_id).extra)
+
+    network = await start_session_network(
+        project.network_log,
+        subnet,
+        approved,
+        on_change=lambda when: log.info("approved network policy change applies: %s", when),
+    )
+    enforcer = network.enforcer
+    log.info(
+        "network policy %s: proxy on %s:%d, DNS filter on %s:%d",
+        enforcer.policy.mode,
+        enforcer.gateway_ip,
+        enforcer.proxy_port,
+        enforcer.gateway_ip,
+        enforcer.dns_port,
+    )
+    return network.stop
 
 
 def _daemonize() -> None:
@@ -667,7 +701,7 @@ async def _serve(project: ProjectPaths, session_id: str, uri: str, grace_ms: int
         HypervisorVM(hypervisor, session_id),
         grace=grace_ms / 1000.0,
         pid_path=project.supervisor_pid,
-        services=lambda: session_services(project, session_id),
+        services=lambda: session_services(project, session_id, hypervisor),
     )
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -96,7 +96,7 @@ async def connect() -> SupervisorConnection:
 
 
 async def test_starts_the_vm_and_writes_its_pid(running: tuple, project: ProjectPaths) -> None:
-    sup, vm, _ = running
+    _sup, vm, _ = running
     assert vm.starts == 1
     assert project.supervisor_pid.read_text().strip() == str(os.getpid())
     status = await asyncio.to_thread(supervisor.status_sync, paths.supervisor_socket_path(SID))
@@ -151,7 +151,7 @@ async def test_a_dropped_connection_detaches_at_once(running: tuple) -> None:
 
 
 async def test_stop_shuts_down_with_attachments(running: tuple) -> None:
-    sup, vm, task = running
+    _sup, vm, task = running
     held = await connect()
     await held.attach()
     stopper = await connect()
@@ -164,7 +164,7 @@ async def test_stop_shuts_down_with_attachments(running: tuple) -> None:
 
 
 async def test_exits_when_the_vm_stops_by_itself(running: tuple) -> None:
-    sup, vm, task = running
+    _sup, vm, task = running
     held = await connect()
     await held.attach()
     vm.running = False
