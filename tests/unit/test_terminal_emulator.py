@@ -260,3 +260,24 @@ def test_full_reset_keeps_pending_replies_and_events() -> None:
     assert emulator.take_events() == [TitleEvent("t")]
     table = emulator.screen.table
     assert table.attrs[emulator.screen.buffer[0].attrs[0]] == Attr()
+
+
+def test_fast_unicode_paths_draw_exactly_what_the_per_character_path_draws() -> None:
+    from vibebox_tui.terminal.screen import Screen
+
+    rnd = random.Random(5)
+    pieces = ["abc ", "é", "e\u0301", "─│┌", "█▓", "漢字", "かな", "한국", "❤\ufe0f", "👨\u200d👩"]
+    pieces += ["🇩🇪", "Ω", "\u200b", "\uff71\uff72", "\uff21\uff22", "·", "x" * 7]
+    for columns in (1, 2, 3, 7, 10):
+        fast, slow = Screen(columns, 4), Screen(columns, 4)
+        for _ in range(200):
+            text = "".join(rnd.choice(pieces) for _ in range(rnd.randint(1, 6)))
+            fast.draw(text)
+            slow._draw_unicode(text)
+            if rnd.random() < 0.2:
+                x, y = rnd.randrange(columns), rnd.randrange(4)
+                for screen in (fast, slow):
+                    screen.move_to(x, y)
+            assert [line.chars for line in fast.buffer] == [line.chars for line in slow.buffer]
+            assert [line.wrapped for line in fast.buffer] == [line.wrapped for line in slow.buffer]
+            assert (fast.cursor.x, fast.cursor.y) == (slow.cursor.x, slow.cursor.y)

@@ -1,15 +1,18 @@
 """The terminal screen: drawing text at the cursor, cursor movement, buffers and size.
 
-Builds on :class:`~vibebox_tui.terminal.grid.Grid` (cells, scrolling, editing). Text runs
-that are pure ASCII take a fast path (slice assignment); others go character by character
-with ``wcwidth``, so wide characters take two cells and never straddle the right edge, and
-zero-width characters (combining marks, VS16, ZWJ) join the previous cell instead of ending
-the run as they do in pyte 0.8.
+Builds on :class:`~vibebox_tui.terminal.grid.Grid` (cells, scrolling, editing). Runs of
+one-cell characters (ASCII and most other BMP text) are drawn with slice assignment, runs of
+two-cell characters (CJK) two cells at a time; the rest goes character by character with
+``wcwidth`` (:meth:`Screen._draw_unicode`, the reference the fast paths must match).
+Wide characters take two cells and never straddle the right edge, and zero-width characters
+(combining marks, VS16, ZWJ) join the previous cell instead of ending the run as they do in
+pyte 0.8.
 """
 
 from __future__ import annotations
 
 from vibebox_tui.terminal.grid import SCROLLBACK_LINES, Cursor, Grid, Line, char_width
+from vibebox_tui.terminal.widths import runs
 
 __all__ = ["SCROLLBACK_LINES", "Cursor", "Line", "Screen", "char_width"]
 
@@ -23,8 +26,17 @@ class Screen(Grid):
         """Draw printable text at the cursor, wrapping and scrolling as needed."""
         if text.isascii():
             self._draw_narrow(text)
-        else:
+        elif self.insert or not self.autowrap:
             self._draw_unicode(text)
+        else:
+            for match in runs().finditer(text):
+                kind = match.lastgroup
+                if kind == "narrow":
+                    self._draw_narrow(match.group())
+                elif kind == "wide":
+                    self._draw_wide(match.group())
+                else:
+                    self._draw_unicode(match.group())
 
     def _wrap(self) -> None:
         cursor = self.cursor
@@ -69,6 +81,37 @@ class Screen(Grid):
                 chars[-1] = text[end - 1]
                 pos = end
                 cursor.x = columns
+
+    def _draw_wide(self, text: str) -> None:
+        """Draw characters that are all two cells wide (autowrap on, insert mode off)."""
+        cursor = self.cursor
+        columns = self.columns
+        if columns < 2:
+            self._draw_unicode(text)  # nothing wide fits: each character costs a blank line
+            return
+        attr = cursor.attr
+        pos = 0
+        end = len(text)
+        while pos < end:
+            if cursor.x + 2 > columns:
+                if cursor.x < columns:
+                    self.buffer[cursor.y].chars[cursor.x] = " "  # never straddle the edge
+                    cursor.x = columns
+                self._wrap()
+            x = cursor.x
+            line = self.buffer[cursor.y]
+            chars = line.chars
+            count = min((columns - x) // 2, end - pos)
+            if x and chars[x] == "":
+                chars[x - 1] = " "
+            chars[x : x + 2 * count] = [c for char in text[pos : pos + count] for c in (char, "")]
+            line.attrs[x : x + 2 * count] = [attr] * (2 * count)
+            if x + 2 * count < columns and chars[x + 2 * count] == "":
+                chars[x + 2 * count] = " "
+            line.cache = None
+            self.dirty.add(cursor.y)
+            cursor.x = x + 2 * count
+            pos += count
 
     def _draw_unicode(self, text: str) -> None:
         cursor = self.cursor
