@@ -72,13 +72,30 @@ chroot "$ROOT" passwd -l root >/dev/null
 # sshd uses only the ed25519 host key that the seed share brings at boot.
 rm -f "$ROOT"/etc/ssh/ssh_host_*
 
+# systemd-resolved only writes /run/systemd/resolve/resolv.conf (the DHCP-given server, which
+# /etc/resolv.conf points at). Stock, it is ordered before sysinit.target and network.target,
+# so sshd (after basic.target and network.target) waits for it: several seconds under TCG.
+# This copy starts it alongside the rest instead.
+systemctl --root="$ROOT" disable systemd-resolved.service >/dev/null 2>&1 || true
+sed -e 's/^Before=sysinit.target network.target /Before=/' \
+    -e 's/^WantedBy=sysinit.target/WantedBy=multi-user.target/' \
+    "$ROOT/lib/systemd/system/systemd-resolved.service" \
+    >"$ROOT/etc/systemd/system/systemd-resolved.service"
+grep -q '^Before=nss-lookup.target' "$ROOT/etc/systemd/system/systemd-resolved.service" || {
+    echo "configure-rootfs: systemd-resolved.service has an unexpected layout" >&2
+    exit 1
+}
+
 # Units: ours on; what a short-lived development VM does not need off (fast boot under TCG).
 systemctl --root="$ROOT" enable vibebox-setup.service vibebox-growfs.service \
     systemd-networkd.service systemd-resolved.service ssh.service >/dev/null 2>&1
 systemctl --root="$ROOT" disable getty@tty1.service >/dev/null 2>&1 || true
 for unit in apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer e2scrub_all.timer \
     e2scrub_reap.service fstrim.timer systemd-networkd-wait-online.service getty-static.service \
-    systemd-timesyncd.service man-db.timer; do
+    systemd-timesyncd.service man-db.timer systemd-binfmt.service \
+    proc-sys-fs-binfmt_misc.automount sys-kernel-debug.mount sys-kernel-tracing.mount \
+    sys-kernel-config.mount sys-fs-fuse-connections.mount dev-hugepages.mount \
+    systemd-pstore.service systemd-network-generator.service; do
     systemctl --root="$ROOT" mask "$unit" >/dev/null 2>&1 || true
 done
 systemctl --root="$ROOT" set-default multi-user.target >/dev/null 2>&1
