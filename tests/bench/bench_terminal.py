@@ -84,6 +84,12 @@ def make_stream(size: int, seed: int = 42) -> bytes:
     return b"".join(parts)[:size]
 
 
+def make_unicode_stream(size: int) -> bytes:
+    """Lines of CJK, accented Latin and box drawing, some coloured (not part of the target)."""
+    line = ("日本語のテキスト " * 6 + "\x1b[33mé café naïve\x1b[0m ─│┌┐ █▓▒░\r\n").encode()
+    return (line * (size // len(line) + 1))[:size]
+
+
 def bench_emulator(data: bytes) -> float:
     emulator = Emulator(COLUMNS, LINES)
     start = time.perf_counter()
@@ -225,6 +231,8 @@ def main() -> None:
     print(f"stream: {len(data) / 1e6:.1f} MB mixed text + SGR at {COLUMNS}x{LINES}")
     ours = bench_emulator(data)
     print(f"vibebox emulator:            {ours:7.2f} MB/s")
+    cjk = make_unicode_stream(len(data) // 5)
+    print(f"  (CJK/box-drawing text, {len(cjk) / 1e6:.0f} MB:  {bench_emulator(cjk):5.2f} MB/s)")
     stock = bench_pyte(data)
     print(f"stock pyte Screen+ByteStream:{stock:7.2f} MB/s   (x{ours / stock:.1f})")
     widget = asyncio.run(bench_widget(data))

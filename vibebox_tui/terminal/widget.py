@@ -284,10 +284,14 @@ class TerminalView(Widget, can_focus=True):
             y = index - len(history)
         return screen.buffer[y] if 0 <= y < len(screen.buffer) else None
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # The widget's colours, once per paint rather than once per line.
+        self._renderer.set_base(self.rich_style)
+        return super().render_lines(crop)
+
     def render_line(self, y: int) -> Strip:
         width = self.size.width
         renderer = self._renderer
-        renderer.set_base(self.rich_style)
         screen = self.emulator.screen
         renderer.set_table(screen.table)  # a reset (RIS) brings a new attribute table
         if self.disconnect_reason is not None and y == self.size.height - 1:
