@@ -14,7 +14,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from vibebox_tui.backend import InspectorData
-from vibebox_tui.widgets.browser import short_directory
+from vibebox_tui.widgets.browser import clip, short_directory
 from vibebox_tui.widgets.states import state_style, state_symbol
 
 RECENT_NETWORK_LINES = 8
@@ -28,8 +28,8 @@ def _heading(text: Text, title: str, extra: str = "") -> None:
         text.append(f"  {extra}", style="bold")
 
 
-def render_inspector(data: InspectorData) -> Text:
-    """The inspector's text for ``data``."""
+def render_inspector(data: InspectorData, width: int = 40) -> Text:
+    """The inspector's text for ``data``, long paths clipped to ``width`` cells."""
     text = Text()
     _heading(text, "Session")
     text.append(f"\n  {data.session_id[:8] if data.session_id else 'none yet'}", style="cyan")
@@ -51,13 +51,14 @@ def render_inspector(data: InspectorData) -> Text:
     if not data.mounts:
         text.append("\n  none", style="dim")
     for mount in data.mounts:
-        text.append(f"\n  {short_directory_str(mount.host)}  ")
+        flags = " default" if mount.default else ""
+        host = clip(short_directory_str(mount.host), width - 6 - len(flags))
+        text.append(f"\n  {host}  ")
         mode, colour = ("ro", "yellow") if mount.read_only else ("rw", "green")
         text.append(mode, style=colour)
-        if mount.default:
-            text.append(" default", style="dim")
+        text.append(flags, style="dim")
         text.append("\n    → ", style="dim")
-        text.append(mount.guest)
+        text.append(clip(mount.guest, width - 6))
 
     _heading(text, "Network", data.network_mode)
     if data.network_entries:
@@ -82,7 +83,7 @@ def render_inspector(data: InspectorData) -> Text:
             text.append(f"\n  {label:<12}", style="dim")
         else:  # a long label gets its own line
             text.append(f"\n  {label}\n  {'':<12}", style="dim")
-        text.append(path)
+        text.append(clip(path, width - 14))
     return text
 
 
@@ -108,7 +109,15 @@ class Inspector(VerticalScroll, can_focus=True):
         if data == self.data:
             return
         self.data = data
-        self.query_one("#inspector-body", Static).update(render_inspector(data))
+        self._redraw()
+
+    def _redraw(self) -> None:
+        if self.data is not None:
+            width = self.scrollable_content_region.width or 40
+            self.query_one("#inspector-body", Static).update(render_inspector(self.data, width))
+
+    def on_resize(self) -> None:
+        self._redraw()
 
     @property
     def text(self) -> str:

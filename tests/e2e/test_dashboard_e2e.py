@@ -1,0 +1,165 @@
+"""The dashboard on the real stack: `vibebox` in tmux, a guest prompt, `:explain`, `:exit`.
+
+Runs inside the lab namespace (the fixtures skip or fail otherwise). tmux gets its own server
+socket, so the server (and vibebox under it) starts inside the namespace too.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from vibebox_core.config import load_config
+from vibebox_core.paths import ProjectPaths
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+BOOT_TIMEOUT = 300.0  # TCG boot is 30-40 s here; room for a loaded machine and an image check
+GRACE_MS = 4000
+
+
+class Tmux:
+    """One tmux server (own socket) running one window of ``cols`` x ``rows``."""
+
+    def __init__(self, name: str, cols: int = 140, rows: int = 40) -> None:
+        self.socket = name
+        self.cols, self.rows = cols, rows
+
+    def run(self, *args: str) -> str:
+        out = subprocess.run(
+            ["tmux", "-L", self.socket, *args], capture_output=True, text=True, timeout=30
+        )
+        if out.returncode != 0:
+            raise AssertionError(f"tmux {' '.join(args)}: {out.stderr.strip()}")
+        return out.stdout
+
+    def start(self, command: str, cwd: Path) -> None:
+        self.run(
+            "new-session", "-d", "-s", "main", "-x", str(self.cols), "-y", str(self.rows),
+            "-c", str(cwd), command,
+        )  # fmt: skip
+        self.run("set-option", "-t", "main", "remain-on-exit", "on")
+
+    def screen(self) -> str:
+        return self.run("capture-pane", "-p", "-t", "main")
+
+    def keys(self, *keys: str) -> None:
+        self.run("send-keys", "-t", "main", *keys)
+
+    def type(self, text: str) -> None:
+        self.run("send-keys", "-t", "main", "-l", text)
+
+    def wait_screen(self, check: Callable[[str], object], timeout: float, what: str) -> str:
+        deadline = time.monotonic() + timeout
+        screen = ""
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if check(screen):
+                return screen
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what}; the screen:\n{screen}")
+
+    def kill(self) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
+
+
+@pytest.fixture
+def tmux() -> Iterator[Tmux]:
+    server = Tmux(f"vbx-dash-e2e-{os.getpid()}")
+    yield server
+    server.kill()
+
+
+def domain_state(session_id: str) -> str:
+    out = subprocess.run(
+        ["virsh", "-c", "qemu:///system", "domstate", session_id], capture_output=True, text=True
+    )
+    return out.stdout.strip() if out.returncode == 0 else f"error: {out.stderr.strip()}"
+
+
+def delete_session(project: Path) -> None:
+    """Tear the session down whatever state the test left it in."""
+    subprocess.run(
+        [sys.executable, "-c", "from vibebox_tui.cli import main; raise SystemExit(main())",
+         "delete", "--yes", project.joinpath(".vibebox", "session-id").read_text().strip()],
+        cwd=project, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, timeout=180,
+    )  # fmt: skip
+
+
+def test_dashboard_on_a_real_session(
+    e2e_home: Path, e2e_project: Path, tmux: Tmux, tmp_path: Path
+) -> None:
+    project = ProjectPaths.for_directory(e2e_project)
+    load_config(project)  # the defaults, then a short grace so the shutdown is quick to see
+    text = project.config.read_text()
+    project.config.write_text(
+        re.sub(r"auto_shutdown_ms = \d+", f"auto_shutdown_ms = {GRACE_MS}", text)
+    )
+    status_file = tmp_path / "status"
+    vibebox = shlex.join(
+        [sys.executable, "-c", "from vibebox_tui.cli import main; raise SystemExit(main())"]
+    )
+    env = " ".join(
+        f"{k}={shlex.quote(v)}"
+        for k, v in {
+            "PYTHONPATH": str(REPO),
+            "VIBEBOX_HOME": os.environ["VIBEBOX_HOME"],
+            "VIBEBOX_ACCEL": os.environ.get("VIBEBOX_ACCEL", "tcg"),
+            "TERM": "xterm-256color",
+        }.items()
+    )
+    # COLUMNS/LINES inherited from the test run would pin the app's size: drop them.
+    tmux.start(
+        f"env -u COLUMNS -u LINES {env} {vibebox}; echo $? > {shlex.quote(str(status_file))}",
+        e2e_project,
+    )
+    try:
+        # Progress first, then the guest's prompt in the terminal.
+        tmux.wait_screen(lambda s: "vibebox" in s and "project" in s, 20, "the first paint")
+        tmux.wait_screen(
+            lambda s: "vibecoder@vibebox" in s, BOOT_TIMEOUT, "the guest prompt in the terminal"
+        )
+        session_id = project.session_id.read_text().strip()
+        assert domain_state(session_id) == "running"
+
+        marker = f"dash-e2e-{os.getpid()}"
+        tmux.type(f"echo {marker}-$((6*7))")
+        tmux.keys("Enter")
+        tmux.wait_screen(lambda s: f"{marker}-42" in s, 30, "the echo output")
+
+        tmux.type(":explain")
+        tmux.keys("Enter")
+        screen = tmux.wait_screen(
+            lambda s: "Inspector" in s and "Mounts" in s, 20, "the inspector after :explain"
+        )
+        flat = re.sub(r"[\s│]+", "", screen)  # the guest path may wrap in the panel
+        assert f"/home/vibecoder/{e2e_project.name}".replace("/", "") in flat.replace("/", "")
+        assert "rw default" in screen and "running" in screen
+
+        # The inspector has the focus now: back to the terminal (t), then :exit.
+        tmux.keys("t")
+        tmux.type(":exit")
+        tmux.keys("Enter")
+        deadline = time.monotonic() + 30
+        while not status_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert status_file.read_text().strip() == "0", tmux.screen()
+
+        # Nobody is attached any more: the VM shuts off after the grace period.
+        deadline = time.monotonic() + GRACE_MS / 1000 + 120
+        while domain_state(session_id) != "shut off" and time.monotonic() < deadline:
+            time.sleep(1)
+        assert domain_state(session_id) == "shut off"
+    finally:
+        tmux.kill()
+        if project.session_id.exists():
+            delete_session(e2e_project)
