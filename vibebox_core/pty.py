@@ -204,7 +204,7 @@ class SSHPtyStream:
         elif self.exit_status is not None:
             self.end_reason = f"Session exited with status {self.exit_status}"
         else:
-            self.end_reason = "Connection closed"
+            self.end_reason = "Connection lost (the guest did not report an exit status)"
 
     async def write(self, data: bytes) -> None:
         if self._closed:

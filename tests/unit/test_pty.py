@@ -128,3 +128,18 @@ def test_pty_module_never_imports_the_ui() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+async def test_ssh_pty_stream_reports_a_dropped_connection(
+    connection: asyncssh.SSHClientConnection,
+) -> None:
+    stream = await SSHPtyStream.open(connection, 80, 24)
+    await _read_until(stream, b"\r\n")
+    connection.abort()
+    try:
+        while await asyncio.wait_for(stream.read(), 5):
+            pass
+    except SSHError as exc:
+        assert "lost" in str(exc)
+    assert stream.exit_status is None
+    assert stream.end_reason.startswith("Connection lost")
