@@ -24,7 +24,6 @@ from rich.segment import Segment
 from rich.style import Style
 from textual import events
 from textual.geometry import Region
-from textual.message import Message
 from textual.strip import Strip
 from textual.widget import Widget
 from textual.worker import Worker
@@ -32,6 +31,13 @@ from textual.worker import Worker
 from vibebox_core.pty import ByteStream, end_reason
 from vibebox_tui.terminal.emulator import BellEvent, CommandEvent, Emulator, TitleEvent
 from vibebox_tui.terminal.keys import encode_key, encode_paste
+from vibebox_tui.terminal.messages import (
+    Bell,
+    Disconnected,
+    ReconnectRequested,
+    TitleChanged,
+    VibeboxCommand,
+)
 from vibebox_tui.terminal.mouse import MouseKind, MouseState
 from vibebox_tui.terminal.render import Renderer
 from vibebox_tui.terminal.screen import Line
@@ -44,18 +50,6 @@ FEED_SLICE = 8 * 1024
 """Bytes parsed before yielding to the event loop (keeps key latency low under floods)."""
 WHEEL_LINES = 3
 RECONNECT_HINT = "press Enter to reconnect"
-
-
-class TerminalMessage(Message):
-    """Base of the messages a :class:`TerminalView` posts; ``control`` is the terminal."""
-
-    def __init__(self, terminal: TerminalView) -> None:
-        super().__init__()
-        self.terminal = terminal
-
-    @property
-    def control(self) -> TerminalView:
-        return self.terminal
 
 
 class TerminalView(Widget, can_focus=True):
@@ -74,32 +68,12 @@ class TerminalView(Widget, can_focus=True):
     }
     """
 
-    class TitleChanged(TerminalMessage):
-        """The program set the window title (OSC 0 or 2)."""
-
-        def __init__(self, terminal: TerminalView, title: str) -> None:
-            super().__init__(terminal)
-            self.title = title
-
-    class VibeboxCommand(TerminalMessage):
-        """The guest shell ran a vibebox command (``:new``, ``:exit``, ...; OSC 7777)."""
-
-        def __init__(self, terminal: TerminalView, name: str) -> None:
-            super().__init__(terminal)
-            self.name = name
-
-    class Disconnected(TerminalMessage):
-        """The stream ended: the guest program exited or the connection dropped."""
-
-        def __init__(self, terminal: TerminalView, reason: str) -> None:
-            super().__init__(terminal)
-            self.reason = reason
-
-    class ReconnectRequested(TerminalMessage):
-        """The user pressed Enter on a disconnected terminal."""
-
-    class Bell(TerminalMessage):
-        """The program rang the bell."""
+    # Messages (handlers: on_terminal_view_title_changed, ...); defined in messages.py.
+    TitleChanged = TitleChanged
+    VibeboxCommand = VibeboxCommand
+    Disconnected = Disconnected
+    ReconnectRequested = ReconnectRequested
+    Bell = Bell
 
     def __init__(
         self,
