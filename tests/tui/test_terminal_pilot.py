@@ -144,6 +144,7 @@ async def test_scrollback_pages_and_returns() -> None:
         # live top row shows line 101 - height; one page back is height - 1 lines earlier
         top = 101 - term.size.height - (term.size.height - 1)
         assert rendered_row(term, 0).startswith(f"line {top} ")
+        assert rendered_row(term, 0).rstrip().endswith("lines back · shift+pagedown returns")
         await pilot.press("shift+pagedown")
         assert term.history_offset == 0
         await pilot.press("shift+pageup", "a")
@@ -214,3 +215,18 @@ async def test_mouse_goes_to_programs_that_track_it_else_scrolls_back() -> None:
         await pilot.click(TerminalView, offset=(3, 2))
         await stream.wait_for(lambda: stream.written.endswith(b"m"))
         assert bytes(stream.written) == b"\x1b[<0;4;3M\x1b[<0;4;3m"
+
+
+async def test_synchronized_update_holds_the_repaint_until_the_frame_ends() -> None:
+    stream = MemoryStream()
+    app = TermApp(stream)
+    async with app.run_test(size=(60, 20)) as pilot:
+        term = app.query_one(TerminalView)
+        stream.feed(b"\x1b[?2026hframe")
+        while "frame" not in screen_text(term):
+            await pilot.pause()
+        assert term._sync_since is not None  # held
+        stream.feed(b" done\x1b[?2026l")
+        while "done" not in screen_text(term):
+            await pilot.pause()
+        assert term._sync_since is None  # painted

@@ -281,3 +281,11 @@ def test_fast_unicode_paths_draw_exactly_what_the_per_character_path_draws() -> 
             assert [line.chars for line in fast.buffer] == [line.chars for line in slow.buffer]
             assert [line.wrapped for line in fast.buffer] == [line.wrapped for line in slow.buffer]
             assert (fast.cursor.x, fast.cursor.y) == (slow.cursor.x, slow.cursor.y)
+
+
+def test_synchronized_output_mode_is_tracked_and_reported() -> None:
+    emulator = term("\x1b[?2026$p\x1b[?2026h\x1b[?2026$p")
+    assert emulator.synchronized
+    assert emulator.take_replies() == b"\x1b[?2026;2$y\x1b[?2026;1$y"
+    emulator.feed(b"\x1b[?2026l")
+    assert not emulator.synchronized

@@ -32,6 +32,7 @@ from vibebox_tui.terminal.sequences import (
     MOUSE_MODES,
     PARTIAL,
     SAVE_1048,
+    SYNC_OUTPUT,
     TOKEN,
     VIBEBOX_COMMAND_PREFIX,
     VIBEBOX_OSC,
@@ -60,6 +61,7 @@ class Emulator:
         self.bracketed_paste = False
         self.cursor_visible = True
         self.focus_events = False
+        self.synchronized = False  # mode 2026: the program is mid-frame, hold the repaint
         self.mouse_modes: set[int] = set()
         self._g = ["B", "B"]  # designated G0/G1 charsets ("0" = DEC special graphics)
         self._shift = 0
@@ -309,6 +311,7 @@ class Emulator:
             ALT_47: s.in_alt,
             BRACKETED_PASTE: self.bracketed_paste,
             FOCUS_EVENTS: self.focus_events,
+            SYNC_OUTPUT: self.synchronized,
         }
         if mode in states:
             return 1 if states[mode] else 2
@@ -379,6 +382,8 @@ class Emulator:
                 self.bracketed_paste = on
             elif mode == FOCUS_EVENTS:
                 self.focus_events = on
+            elif mode == SYNC_OUTPUT:
+                self.synchronized = on
             elif mode in MOUSE_MODES:
                 if on:
                     self.mouse_modes.add(mode)

@@ -34,7 +34,7 @@ DEC_GRAPHICS = {i: c for i, c in enumerate(VT100_MAP) if chr(i) != c}  # as pyte
 # xterm's private modes we track (DECSET/DECRST); the rest are acknowledged and ignored.
 DECCKM, DECOM, DECAWM, DECTCEM = 1, 6, 7, 25
 ALT_47, ALT_1047, SAVE_1048, ALT_1049 = 47, 1047, 1048, 1049
-BRACKETED_PASTE, FOCUS_EVENTS = 2004, 1004
+BRACKETED_PASTE, FOCUS_EVENTS, SYNC_OUTPUT = 2004, 1004, 2026
 MOUSE_MODES = (9, 1000, 1002, 1003, 1005, 1006, 1015)
 
 

@@ -19,6 +19,7 @@ Two keys are the widget's own rather than the guest's:
 from __future__ import annotations
 
 import asyncio
+import time
 
 from rich.segment import Segment
 from rich.style import Style
@@ -49,6 +50,8 @@ SCROLLBACK_DOWN_KEY = "shift+pagedown"
 FEED_SLICE = 8 * 1024
 """Bytes parsed before yielding to the event loop (keeps key latency low under floods)."""
 WHEEL_LINES = 3
+SYNC_TIMEOUT = 0.2
+"""Longest a synchronized update (mode 2026) may hold the repaint, as in other terminals."""
 RECONNECT_HINT = "press Enter to reconnect"
 
 
@@ -95,6 +98,7 @@ class TerminalView(Widget, can_focus=True):
         """Why the stream ended, while the terminal is disconnected; else None."""
         self._cursor_row = 0
         self._mouse_state = MouseState()
+        self._sync_since: float | None = None
 
     # -- public API ----------------------------------------------------------------------
 
@@ -229,6 +233,14 @@ class TerminalView(Widget, can_focus=True):
                 )
             screen.scrolled = 0
         self.history_offset = min(self.history_offset, len(screen.scrollback))
+        if self.emulator.synchronized:  # mode 2026: paint the frame once it is complete
+            now = time.monotonic()
+            if self._sync_since is None:
+                self._sync_since = now
+                self.set_timer(SYNC_TIMEOUT, self._output_changed)
+            if now - self._sync_since < SYNC_TIMEOUT:
+                return
+        self._sync_since = None
         dirty = screen.dirty
         cursor_row = screen.cursor.y
         if cursor_row != self._cursor_row:
@@ -275,6 +287,10 @@ class TerminalView(Widget, can_focus=True):
         if line is None:
             return Strip.blank(width, renderer.base)
         strip = renderer.line(line, width)
+        if self.history_offset and y == 0:
+            label = f" ↑ {self.history_offset} lines back · {SCROLLBACK_DOWN_KEY} returns "
+            tag = Strip([Segment(label[-width:], renderer.base + Style(reverse=True))])
+            return Strip.join([strip.crop(0, width - tag.cell_length), tag])
         if (
             y == screen.cursor.y
             and not self.history_offset
