@@ -37,6 +37,7 @@ PROJECT_CACHE = ".vibebox"
 # Inside the project cache, ``<project>/.vibebox/``.
 CACHE_SESSION_ID = "session-id"
 CACHE_DISK = "disk.qcow2"
+CACHE_DISK_BASE = "disk-base"  # sha256 of the base image the instance disk was made on
 CACHE_CLIENT_KEY = "id_ed25519"
 CACHE_CLIENT_PUBKEY = "id_ed25519.pub"
 CACHE_HOST_KEY = "ssh_host_ed25519_key"
@@ -131,6 +132,11 @@ class ProjectPaths:
     @property
     def disk(self) -> Path:
         return self.cache / CACHE_DISK
+
+    @property
+    def disk_base(self) -> Path:
+        """Records which base image (its sha256) the instance overlay was made on."""
+        return self.cache / CACHE_DISK_BASE
 
     @property
     def client_key(self) -> Path:

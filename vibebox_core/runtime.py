@@ -37,6 +37,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -114,10 +115,24 @@ class SessionStatus:
         }
 
 
+_hypervisors: dict[str, LibvirtHypervisor] = {}
+_hypervisors_lock = threading.Lock()
+
+
+def shared_hypervisor(uri: str) -> Hypervisor:
+    """One (thread-safe, lazily connecting) libvirt connection per URI for this process, so
+    the dashboard's once-a-second status checks do not open a connection each time."""
+    with _hypervisors_lock:
+        hv = _hypervisors.get(uri)
+        if hv is None:
+            hv = _hypervisors[uri] = LibvirtHypervisor(uri)
+        return hv
+
+
 def _hypervisor_for(directory: Path, hypervisor: Hypervisor | None) -> Hypervisor:
     if hypervisor is not None:
         return hypervisor
-    return LibvirtHypervisor(_libvirt_uri(ProjectPaths.for_directory(directory)))
+    return shared_hypervisor(_libvirt_uri(ProjectPaths.for_directory(directory)))
 
 
 def _libvirt_uri(project: ProjectPaths) -> str:
@@ -182,7 +197,7 @@ def list_statuses(
             uri, hv = "given", hypervisor
         else:
             uri = _libvirt_uri(ProjectPaths(entry.directory))
-            hv = by_uri.setdefault(uri, LibvirtHypervisor(uri))
+            hv = by_uri.setdefault(uri, shared_hypervisor(uri))
         if uri not in listings:
             try:
                 listings[uri] = hv.statuses()
@@ -198,8 +213,6 @@ def list_statuses(
             result.append(_status_from(entry, found))
         except Exception as exc:
             result.append(SessionStatus(entry, "broken", str(exc)))
-    for hv in by_uri.values():
-        hv.close()
     return result
 
 
@@ -326,6 +339,33 @@ def create_overlay(disk: Path, base: Path, size_gb: int) -> bool:
     return True
 
 
+def check_disk_base(project: ProjectPaths, image_name: str, base_sha256: str) -> None:
+    """Refuse an instance disk made on another build of the base image.
+
+    The overlay only holds the guest's changes on top of the exact base it was made on; on a
+    rebuilt base it reads as a corrupted file system. ``.vibebox/disk-base`` records the base's
+    sha256 when the overlay is made.
+
+    Raises:
+        VMError: the base image was rebuilt since (hint: recreate the session).
+    """
+    if not project.disk.exists():
+        return
+    try:
+        recorded = project.disk_base.read_text().strip()
+    except OSError:
+        return  # made before vibebox recorded it: trust it
+    if recorded and recorded != base_sha256:
+        raise VMError(
+            f"the base image {image_name!r} was rebuilt after this session's disk was made "
+            f"(base sha256 {recorded[:12]}…, now {base_sha256[:12]}…); the instance disk only "
+            "holds changes on top of the old base and cannot boot on the new one",
+            hint="recreate the session (`:new` in the dashboard, or `vibebox delete ID` and "
+            "start again); files in the project directory live on the host and are kept, the "
+            "guest's own disk is lost",
+        )
+
+
 def check_qemu_access(files: Sequence[Path]) -> None:
     """Refuse to start when QEMU (libvirt-qemu) cannot reach a file it must open (DESIGN §6).
 
@@ -361,8 +401,10 @@ def _prepare_and_start(
     ssh.ensure_keys(project)
     spec, plan = network_plan(config, session_id, hv)
     write_seed(project, guest_json(config, project, env=plan.guest_env))
+    check_disk_base(project, info.name, info.artifacts["base_disk"].sha256)
     if create_overlay(project.disk, info.base_disk, config.box.disk_gb):
         clock("instance disk", f"{project.disk.name} ({config.box.disk_gb} GB)", done=True)
+    project.disk_base.write_text(info.artifacts["base_disk"].sha256 + "\n")
     shares = [vm.Share(project.seed_dir, SEED_TAG, True)]
     shares += [share for share, _guest in mount_shares(config, project)]
     readonly = vm.install_readonly_virtiofsd()
@@ -529,7 +571,7 @@ async def ensure_running(
     timings: dict[str, float] = {}
     project, config, entry = await asyncio.to_thread(_load, project_dir)
     session_id = entry.id
-    hv = hypervisor or LibvirtHypervisor(config.box.libvirt_uri)
+    hv = hypervisor or shared_hypervisor(config.box.libvirt_uri)
     socket_path = paths.supervisor_socket_path(session_id)
     booted = False
     accel: str = config.box.accel
@@ -748,7 +790,7 @@ async def stop(
     """``vibebox stop``: shut the project's VM down; True if it was running."""
     project = ProjectPaths.for_directory(project_dir)
     session_id = await asyncio.to_thread(_session_id_of, project)
-    hv = hypervisor or LibvirtHypervisor(await asyncio.to_thread(_libvirt_uri, project))
+    hv = hypervisor or shared_hypervisor(await asyncio.to_thread(_libvirt_uri, project))
     return await stop_session(project, session_id, hv)
 
 
@@ -761,7 +803,7 @@ def delete_session(entry: SessionEntry, hypervisor: Hypervisor | None = None) ->
             command can be repeated).
     """
     project = ProjectPaths(entry.directory)
-    hv = hypervisor or LibvirtHypervisor(_libvirt_uri(project))
+    hv = hypervisor or shared_hypervisor(_libvirt_uri(project))
     asyncio.run(stop_session(project, entry.id, hv, timeout=10.0))
     _delete_rest(entry, hv)
 
@@ -769,7 +811,7 @@ def delete_session(entry: SessionEntry, hypervisor: Hypervisor | None = None) ->
 async def delete(entry: SessionEntry, hypervisor: Hypervisor | None = None) -> None:
     """:func:`delete_session` from an event loop (in a thread)."""
     project = ProjectPaths(entry.directory)
-    hv = hypervisor or LibvirtHypervisor(await asyncio.to_thread(_libvirt_uri, project))
+    hv = hypervisor or shared_hypervisor(await asyncio.to_thread(_libvirt_uri, project))
     await stop_session(project, entry.id, hv, timeout=10.0)
     await asyncio.to_thread(_delete_rest, entry, hv)
 

@@ -226,3 +226,14 @@ async def test_boot_error_quotes_the_console_and_names_accel(project: ProjectPat
     error = await runtime._boot_error(hv, SID, "kvm", 90, "no DHCP lease")
     assert "accel=kvm" in error.message and "    kvm: hang" in error.message
     assert 'accel = "tcg"' in error.hint
+
+
+def test_a_disk_made_on_another_base_build_is_refused(project: ProjectPaths) -> None:
+    runtime.check_disk_base(project, "debian-12", "a" * 64)  # no disk yet: fine
+    project.disk.write_bytes(b"qcow2")
+    runtime.check_disk_base(project, "debian-12", "a" * 64)  # no record (older session): fine
+    project.disk_base.write_text("a" * 64 + "\n")
+    runtime.check_disk_base(project, "debian-12", "a" * 64)
+    with pytest.raises(VMError, match="was rebuilt") as info:
+        runtime.check_disk_base(project, "debian-12", "b" * 64)
+    assert "recreate the session" in info.value.hint
