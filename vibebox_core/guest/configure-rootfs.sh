@@ -29,6 +29,7 @@ install_file 0644 ssh-after-setup.conf          etc/systemd/system/ssh.service.d
 install_file 0644 sshd-vibebox.conf             etc/ssh/sshd_config.d/vibebox.conf
 install_file 0644 10-vibebox.network            etc/systemd/network/10-vibebox.network
 install_file 0644 journald-vibebox.conf         etc/systemd/journald.conf.d/vibebox.conf
+install_file 0644 system-vibebox.conf           etc/systemd/system.conf.d/vibebox.conf
 install_file 0644 profile-vibebox.sh            etc/profile.d/vibebox.sh
 install_file 0644 initramfs-modules             etc/initramfs-tools/modules
 install_file 0644 dpkg-nodoc.cfg                etc/dpkg/dpkg.cfg.d/vibebox-nodoc
