@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from textual import events
 from textual.app import App, ComposeResult
+from textual.strip import Strip
 from textual.widgets import Button
 
 from vibebox_core.pty import MemoryStream
@@ -230,3 +231,30 @@ async def test_synchronized_update_holds_the_repaint_until_the_frame_ends() -> N
         while "done" not in screen_text(term):
             await pilot.pause()
         assert term._sync_since is None  # painted
+
+
+async def test_cursor_moves_without_output_are_repainted() -> None:
+    stream = MemoryStream()
+    app = TermApp(stream)
+    async with app.run_test(size=(60, 20)) as pilot:
+        term = app.query_one(TerminalView)
+        stream.feed(b"$ abc")
+        while "abc" not in screen_text(term):
+            await pilot.pause()
+        await pilot.pause()
+        painted: list[int] = []
+        original = term.render_line
+
+        def spy(y: int) -> Strip:
+            painted.append(y)
+            return original(y)
+
+        term.render_line = spy  # type: ignore[method-assign]
+        stream.feed(b"\x08\x08")  # the shell moves the cursor left, draws nothing
+        while term.emulator.screen.cursor.x != 3:
+            await pilot.pause()
+        for _ in range(20):  # a few frames
+            if 0 in painted:
+                break
+            await pilot.pause(0.01)
+        assert 0 in painted

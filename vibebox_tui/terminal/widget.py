@@ -96,7 +96,7 @@ class TerminalView(Widget, can_focus=True):
         """Lines scrolled back from the live screen (0 = live)."""
         self.disconnect_reason: str | None = None
         """Why the stream ended, while the terminal is disconnected; else None."""
-        self._cursor_row = 0
+        self._cursor = (0, 0, True)  # (x, y, visible) as last painted
         self._mouse_state = MouseState()
         self._sync_since: float | None = None
 
@@ -125,6 +125,7 @@ class TerminalView(Widget, can_focus=True):
         self._stream = stream
         self.disconnect_reason = None
         self.history_offset = 0
+        self._sync_since = None
         if self.is_mounted:
             self._start(stream)
         else:
@@ -242,11 +243,11 @@ class TerminalView(Widget, can_focus=True):
                 return
         self._sync_since = None
         dirty = screen.dirty
-        cursor_row = screen.cursor.y
-        if cursor_row != self._cursor_row:
-            dirty.add(self._cursor_row)
-            dirty.add(cursor_row)
-            self._cursor_row = cursor_row
+        cursor = (screen.cursor.x, screen.cursor.y, self.emulator.cursor_visible)
+        if cursor != self._cursor:  # the cursor is painted by render_line: repaint both rows
+            dirty.add(self._cursor[1])
+            dirty.add(cursor[1])
+            self._cursor = cursor
         if not dirty:
             return
         if self.history_offset or len(dirty) > screen.lines // 2:
