@@ -690,20 +690,26 @@ async def _connect(
 async def _check_alive(hv: Hypervisor, session_id: str, accel: str, limit: float) -> None:
     state = await asyncio.to_thread(hv.state, session_id)
     if state not in ("running", "starting"):
-        raise await _boot_error(hv, session_id, accel, limit, f"the VM is {state}")
+        raise await _boot_error(hv, session_id, accel, limit, f"the VM is {state}", stopped=True)
 
 
 async def _boot_error(
-    hv: Hypervisor, session_id: str, accel: str, limit: float, why: str
+    hv: Hypervisor, session_id: str, accel: str, limit: float, why: str, *, stopped: bool = False
 ) -> VMError:
     tail = ""
     with contextlib.suppress(VibeboxError):
         tail = await asyncio.to_thread(hv.console_tail, session_id, 25)
     quoted = "\n".join(f"    {line}" for line in tail.splitlines()) or "    (console log is empty)"
     resolved: vm.Accel = "kvm" if accel == "kvm" else "tcg"
+    where = f"the end of its console log (.vibebox/{paths.CACHE_CONSOLE_LOG}):\n{quoted}"
+    if stopped:
+        return VMError(
+            f"the VM stopped while booting with accel={accel} ({why}); {where}",
+            hint="libvirt's log of the domain (/var/log/libvirt/qemu/NAME.log) says why QEMU "
+            f"ended; {vm.boot_stalled_hint(resolved)}",
+        )
     return VMError(
-        f"the VM gave no SSH within {limit:.0f} s with accel={accel} ({why}); "
-        f"the end of its console log (.vibebox/{paths.CACHE_CONSOLE_LOG}):\n{quoted}",
+        f"the VM gave no SSH within {limit:.0f} s with accel={accel} ({why}); {where}",
         hint=vm.boot_stalled_hint(resolved),
     )
 

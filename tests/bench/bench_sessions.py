@@ -151,7 +151,15 @@ def main() -> int:
     store = Path(os.environ.get("VIBEBOX_TEST_IMAGES", Path.home() / ".vibebox" / "images"))
     home = Path(tempfile.mkdtemp(prefix="vbx-bench-", dir="/tmp"))
     home.chmod(0o755)
-    (home / "images").symlink_to(store)
+    # A private copy of the image: a rebuild of the shared store during the run (another
+    # engineer, CI) must not change the base under the instance disk.
+    copy = home / "images" / "debian-12"
+    copy.mkdir(parents=True)
+    for item in (store / "debian-12").iterdir():
+        if item.is_file() and not item.name.startswith("."):
+            shutil.copy2(item, copy / item.name)
+    (home / "images").chmod(0o755)
+    copy.chmod(0o755)
     os.environ["VIBEBOX_HOME"] = str(home)
     os.environ.setdefault("VIBEBOX_ACCEL", "tcg")
     root = home / "bench"
