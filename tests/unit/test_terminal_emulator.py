@@ -289,3 +289,22 @@ def test_synchronized_output_mode_is_tracked_and_reported() -> None:
     assert emulator.take_replies() == b"\x1b[?2026;2$y\x1b[?2026;1$y"
     emulator.feed(b"\x1b[?2026l")
     assert not emulator.synchronized
+
+
+def test_sequences_cut_short_by_escape_are_dropped_not_drawn() -> None:
+    emulator = term("a\x1b[12\x1b[31mb\x1b]0;title\x1b[0mc\x1bPq\x1b[1md")
+    assert rows(emulator)[0] == "abcd"
+    assert emulator.take_events() == []
+    table = emulator.screen.table
+    assert table.attrs[emulator.screen.buffer[0].attrs[1]].fg == 1
+
+
+@pytest.mark.parametrize("split", range(1, 12))
+def test_string_terminator_split_across_reads(split: int) -> None:
+    data = b"a\x1bPzz\x1b\\b\x1b]2;t\x1b\\c"
+    for cut in (split, split + 9):
+        emulator = Emulator(20, 3)
+        emulator.feed(data[:cut])
+        emulator.feed(data[cut:])
+        assert rows(emulator)[0] == "abc"
+        assert emulator.take_events() == [TitleEvent("t")]

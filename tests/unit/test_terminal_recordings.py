@@ -266,3 +266,21 @@ def test_display_identical_to_pyte(name: str, mark: str) -> None:
     assert emulator.screen.display == reference.display
     cursor = emulator.screen.cursor
     assert (cursor.x, cursor.y) == (reference.cursor.x, reference.cursor.y)
+
+
+@pytest.mark.parametrize(
+    "name", ["vim", "less", "top", "ls", "altscreen", "progress", "unicode", "sgr"]
+)
+@pytest.mark.parametrize("chunk", [1, 7, 4096])
+def test_any_read_boundaries_give_the_same_screen(name: str, chunk: int) -> None:
+    whole, split = replay(name), replay(name, chunk=chunk)
+    assert split.screen.display == whole.screen.display
+    assert [line.attrs for line in split.screen.buffer] == [
+        line.attrs for line in whole.screen.buffer
+    ]
+    assert (split.screen.cursor.x, split.screen.cursor.y) == (
+        whole.screen.cursor.x,
+        whole.screen.cursor.y,
+    )
+    assert split.take_replies() == whole.take_replies()
+    assert split.take_events() == whole.take_events()

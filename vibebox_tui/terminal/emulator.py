@@ -32,6 +32,7 @@ from vibebox_tui.terminal.sequences import (
     MOUSE_MODES,
     PARTIAL,
     SAVE_1048,
+    STRING_OPEN,
     SYNC_OUTPUT,
     TOKEN,
     VIBEBOX_COMMAND_PREFIX,
@@ -77,7 +78,11 @@ class Emulator:
             self._pending = ""
         cut = text.rfind("\x1b")
         if cut >= 0 and PARTIAL.match(text, cut):
-            # The last escape sequence is cut short: keep it for the next read.
+            # The last escape sequence is cut short: keep it for the next read -- from the
+            # string it may terminate, when the cut fell inside an OSC/DCS's ESC \\.
+            before = text.rfind("\x1b", 0, cut)
+            if before >= 0 and STRING_OPEN.match(text, before, cut):
+                cut = before
             tail = text[cut:]
             self._pending = tail if len(tail) < MAX_PENDING else ""
             text = text[:cut]

@@ -21,14 +21,18 @@ TOKEN = re.compile(
     r"|(?P<crlf>\r\n)"
     r"|\x1b\[(?P<cp>[\x30-\x3f]*)(?P<ci>[\x20-\x2f]*)(?P<csi>[\x40-\x7e])"
     r"|\x1b\](?P<osc>[^\x07\x1b]*)(?:\x07|\x1b\\)"
-    r"|\x1b[P^_X](?P<dcs>[\s\S]*?)\x1b\\"
+    r"|\x1b[P^_X](?P<dcs>[^\x1b]*)\x1b\\"
+    # a sequence cut short by ESC, CAN or SUB is dropped (as xterm does), not drawn as text
+    r"|(?P<abort>\x1b(?:\[[\x30-\x3f]*[\x20-\x2f]*|\][^\x07\x1b]*|[P^_X][^\x1b]*)(?=[\x1b\x18\x1a]))"
     r"|\x1b(?P<ei>[\x20-\x2f]*)(?P<esc>[\x30-\x7e])"
     r"|(?P<ctl>[\s\S])"
 )
 # A tail that may still become a complete sequence with more input.
 PARTIAL = re.compile(
-    r"\x1b(?:\[[\x30-\x3f]*[\x20-\x2f]*|\][^\x07\x1b]*\x1b?|[P^_X][\s\S]*|[\x20-\x2f]*)\Z"
+    r"\x1b(?:\[[\x30-\x3f]*[\x20-\x2f]*|\][^\x07\x1b]*\x1b?|[P^_X][^\x1b]*|[\x20-\x2f]*)\Z"
 )
+# An OSC/DCS string still open at the end of a chunk (its ESC \\ terminator not yet seen).
+STRING_OPEN = re.compile(r"\x1b(?:[P^_X][^\x1b]*|\][^\x07\x1b]*)\Z")
 DEC_GRAPHICS = {i: c for i, c in enumerate(VT100_MAP) if chr(i) != c}  # as pyte
 
 # xterm's private modes we track (DECSET/DECRST); the rest are acknowledged and ignored.
