@@ -308,3 +308,17 @@ def test_string_terminator_split_across_reads(split: int) -> None:
         emulator.feed(data[cut:])
         assert rows(emulator)[0] == "abc"
         assert emulator.take_events() == [TitleEvent("t")]
+
+
+def test_cursor_outside_the_scroll_region_moves_freely_as_in_xterm() -> None:
+    # pyte 0.8 pulls the cursor into the region here; xterm does not.
+    emulator = term("\x1b[5;8r\x1bMab", columns=10, lines=12)  # DECSTBM homes to row 1
+    assert cursor(emulator) == (2, 0) and rows(emulator)[0] == "ab"
+    emulator = term("\x1b[2;6r\x1b[11;3H\r\nx", columns=10, lines=12)
+    assert cursor(emulator) == (1, 11) and rows(emulator)[11] == "x"
+    emulator = term("\x1b[3;6r\x1b[2;1H\x1b[5Ax", columns=10, lines=12)
+    assert rows(emulator)[0] == "x"
+
+
+def test_next_line_is_carriage_return_plus_line_feed() -> None:
+    assert rows(term("ab\x1bEc"))[:2] == ["ab", "c"]

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pyte
 import pytest
+from pyte.graphics import BG_AIXTERM, BG_ANSI, FG_AIXTERM, FG_ANSI, FG_BG_256
 
 from vibebox_tui.terminal.attrs import (
     BOLD,
+    DEFAULT,
     DIM,
     ITALIC,
     REVERSE,
@@ -241,7 +243,7 @@ def test_stock_pyte_crashes_on_the_private_sgr_recording() -> None:
         pyte.ByteStream(pyte.Screen(80, 24)).feed(data)
 
 
-# -- same screen as pyte where pyte is right -----------------------------------------------
+# -- same screen (text, cursor, colours, attributes) as pyte where pyte is right -----------
 
 
 @pytest.mark.parametrize(
@@ -256,7 +258,7 @@ def test_stock_pyte_crashes_on_the_private_sgr_recording() -> None:
         ("progress", "done"),
     ],
 )
-def test_display_identical_to_pyte(name: str, mark: str) -> None:
+def test_screen_identical_to_pyte(name: str, mark: str) -> None:
     data, marks = recording(name)
     data = data[: marks[mark]]
     reference = pyte.Screen(80, 24)
@@ -266,6 +268,39 @@ def test_display_identical_to_pyte(name: str, mark: str) -> None:
     assert emulator.screen.display == reference.display
     cursor = emulator.screen.cursor
     assert (cursor.x, cursor.y) == (reference.cursor.x, reference.cursor.y)
+    table = emulator.screen.table
+    for y, line in enumerate(emulator.screen.buffer):
+        ours = [as_pyte(table.attrs[attr]) for attr in line.attrs]
+        theirs = [
+            (c.fg, c.bg, c.bold, c.italics, c.underscore, c.reverse, c.strikethrough)
+            for c in (reference.buffer[y][x] for x in range(80))
+        ]
+        assert ours == theirs, f"row {y}"
+
+
+def _pyte_color(value: int, *, background: bool) -> str:
+    if value == DEFAULT:
+        return "default"
+    if value & TRUECOLOR:
+        return f"{value & 0xFFFFFF:06x}"
+    if value < 8:
+        return (BG_ANSI if background else FG_ANSI)[(40 if background else 30) + value]
+    if value < 16:
+        return (BG_AIXTERM if background else FG_AIXTERM)[(100 if background else 90) + value - 8]
+    return str(FG_BG_256[value])
+
+
+def as_pyte(attr: Attr) -> tuple[str, str, bool, bool, bool, bool, bool]:
+    """Our attribute in pyte's terms (colour names / hex), for the comparison above."""
+    return (
+        _pyte_color(attr.fg, background=False),
+        _pyte_color(attr.bg, background=True),
+        bool(attr.flags & BOLD),
+        bool(attr.flags & ITALIC),
+        bool(attr.flags & UNDERLINE),
+        bool(attr.flags & REVERSE),
+        bool(attr.flags & STRIKE),
+    )
 
 
 @pytest.mark.parametrize(
