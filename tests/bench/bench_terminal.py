@@ -90,21 +90,36 @@ def make_unicode_stream(size: int) -> bytes:
     return (line * (size // len(line) + 1))[:size]
 
 
-def bench_emulator(data: bytes) -> float:
+def bench_emulator(data: bytes) -> tuple[float, Emulator]:
     emulator = Emulator(COLUMNS, LINES)
     start = time.perf_counter()
     for i in range(0, len(data), FEED_SLICE):
         emulator.feed(data[i : i + FEED_SLICE])
-    return len(data) / (time.perf_counter() - start) / 1e6
+    return len(data) / (time.perf_counter() - start) / 1e6, emulator
 
 
-def bench_pyte(data: bytes) -> float:
+def bench_pyte(data: bytes) -> tuple[float, pyte.Screen]:
     screen = pyte.Screen(COLUMNS, LINES)
     stream = pyte.ByteStream(screen)
     start = time.perf_counter()
     for i in range(0, len(data), CHUNK):
         stream.feed(data[i : i + CHUNK])
-    return len(data) / (time.perf_counter() - start) / 1e6
+    return len(data) / (time.perf_counter() - start) / 1e6, screen
+
+
+def same_screen(emulator: Emulator, screen: pyte.Screen) -> bool:
+    """Text, cursor and every cell's foreground colour and bold flag agree."""
+    ours = emulator.screen
+    if ours.display != screen.display:
+        return False
+    if (ours.cursor.x, ours.cursor.y) != (screen.cursor.x, screen.cursor.y):
+        return False
+    for y, line in enumerate(ours.buffer):
+        for x, attr_id in enumerate(line.attrs):
+            attr, char = ours.table.attrs[attr_id], screen.buffer[y][x]
+            if bool(attr.flags & 1) != char.bold or (attr.fg == -1) != (char.fg == "default"):
+                return False
+    return True
 
 
 class FloodStream:
@@ -229,12 +244,14 @@ def main() -> None:
     args = parser.parse_args()
     data = make_stream(int(args.mb * 1e6))
     print(f"stream: {len(data) / 1e6:.1f} MB mixed text + SGR at {COLUMNS}x{LINES}")
-    ours = bench_emulator(data)
+    ours, emulator = bench_emulator(data)
     print(f"vibebox emulator:            {ours:7.2f} MB/s")
     cjk = make_unicode_stream(len(data) // 5)
-    print(f"  (CJK/box-drawing text, {len(cjk) / 1e6:.0f} MB:  {bench_emulator(cjk):5.2f} MB/s)")
-    stock = bench_pyte(data)
+    print(f"  (CJK/box-drawing text, {len(cjk) / 1e6:.0f} MB:  {bench_emulator(cjk)[0]:5.2f} MB/s)")
+    stock, reference = bench_pyte(data)
     print(f"stock pyte Screen+ByteStream:{stock:7.2f} MB/s   (x{ours / stock:.1f})")
+    verdict = "identical" if same_screen(emulator, reference) else "DIFFERENT"
+    print(f"final screens (text, cursor, colours), vibebox vs pyte: {verdict}")
     widget = asyncio.run(bench_widget(data))
     print(f"TerminalView in headless app:{widget:7.2f} MB/s   (parse + repaint, end to end)")
     latencies, flood = asyncio.run(bench_latency(data, args.presses))

@@ -197,7 +197,10 @@ class TerminalView(Widget, can_focus=True):
                     if stream is not self._stream:
                         return
                 emulator = self.emulator
-                emulator.feed(data[start : start + FEED_SLICE])
+                try:
+                    emulator.feed(data[start : start + FEED_SLICE])
+                except Exception as exc:  # a parser bug must not freeze the session
+                    self.log.error(f"terminal: could not parse output: {exc!r}")
                 if emulator.replies:
                     await self.send(emulator.take_replies())
                 if emulator.events:
