@@ -409,7 +409,9 @@ def _prepare_and_start(
     shares += [share for share, _guest in mount_shares(config, project)]
     readonly = vm.install_readonly_virtiofsd()
     check_qemu_access([info.kernel, info.initrd, info.base_disk, project.disk])
-    accel = vm.resolve_accel(config.box.accel, kvm_available=hv.kvm_available())
+    # Asking libvirt about KVM costs a capabilities probe: only when the answer matters.
+    kvm = config.box.accel != "tcg" and hv.kvm_available()
+    accel = vm.resolve_accel(config.box.accel, kvm_available=kvm)
     machine_id = vm.canonical_session_id(session_id).replace("-", "")
     name = vm.domain_name(project.name, session_id)
     domain = vm.DomainSpec(

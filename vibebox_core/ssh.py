@@ -35,8 +35,8 @@ KEY_ALGORITHM = "ssh-ed25519"
 ATTEMPT_TIMEOUT = 10.0
 #: Delays between attempts while the guest boots: start small, grow, stay small enough that
 #: a cold start loses little time to waiting after sshd is already up.
-FIRST_DELAY = 0.2
-MAX_DELAY = 0.5
+FIRST_DELAY = 0.1
+MAX_DELAY = 0.25
 
 
 def host_alias(project: ProjectPaths) -> str:

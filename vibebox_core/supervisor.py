@@ -587,9 +587,7 @@ def spawn(
     # Run the same vibebox_core as the caller, installed or not.
     package_root = str(Path(__file__).resolve().parent.parent)
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (package_root, env.get("PYTHONPATH", "")) if p
-    )
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
     with open(project.supervisor_log, "ab") as logfile:
         child = subprocess.Popen(
             argv,
@@ -693,7 +691,7 @@ def _setup_logging(path: Path) -> None:
 async def _serve(project: ProjectPaths, session_id: str, uri: str, grace_ms: int) -> int:
     from vibebox_core.hypervisor import LibvirtHypervisor
 
-    hypervisor = LibvirtHypervisor(uri)
+    hypervisor = LibvirtHypervisor(uri, poll_interval=0.05)  # notice the power-off quickly
     supervisor = Supervisor(
         session_id,
         paths.supervisor_socket_path(session_id),
