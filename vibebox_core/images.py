@@ -929,6 +929,27 @@ def build_image(
             (the message quotes the failing command and the tail of its output; the full log
             is named in the hint). Nothing is left behind in the store on failure.
     """
+    try:
+        return _build_image(
+            name, packages=packages, force=force, progress=progress, mirror=mirror, suite=suite
+        )
+    except _Interrupted:
+        raise ImageError(
+            f"the build of image {name!r} was terminated; nothing was left behind",
+            hint=build_command(name),
+        ) from None
+
+
+def _build_image(
+    name: str = paths.DEFAULT_IMAGE_NAME,
+    *,
+    packages: Iterable[str] = (),
+    force: bool = False,
+    progress: ProgressCallback | None = None,
+    mirror: str | None = None,
+    suite: str = SUITE,
+) -> ImageInfo:
+    """The build itself; :func:`build_image` turns SIGTERM into an ImageError."""
     validate_name(name)
     extras = validate_packages(packages)
     all_packages = validate_packages((*BASE_PACKAGES, *extras))

@@ -515,3 +515,21 @@ def test_cli_if_missing_rebuilds_a_damaged_image(
     args = _cli("image", "build", "--if-missing")
     assert args.handler(args) == 0
     assert calls and calls[0]["force"] is True
+
+
+def test_sigterm_during_a_build_cleans_up_and_says_so(
+    fake_build: list[tuple[str, ...]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+
+    def terminated(self, *a, **k):  # type: ignore[no-untyped-def]
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(images._Runner, "__call__", terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(ImageError) as err:
+        images.build_image()
+    assert "was terminated; nothing was left behind" in err.value.message
+    assert err.value.hint == "vibebox image build"
+    assert signal.getsignal(signal.SIGTERM) == before
+    assert not any(p.name.startswith(".build") for p in paths.images_dir().iterdir())
