@@ -493,7 +493,7 @@ def ensure_image(
     """
     if image_exists(name):
         return verify_image(name, progress=progress)
-    return build_image(name, progress=progress)
+    return build_image(name, progress=progress, reuse_existing=True)
 
 
 # --------------------------------------------------------------------------- build plan
@@ -910,6 +910,7 @@ def build_image(
     progress: ProgressCallback | None = None,
     mirror: str | None = None,
     suite: str = SUITE,
+    reuse_existing: bool = False,
 ) -> ImageInfo:
     """Build a Debian guest image into the store, step by step, atomically.
 
@@ -920,6 +921,8 @@ def build_image(
         progress: called with a :class:`~vibebox_core.progress.ProgressEvent` per step.
         mirror: Debian mirror; default :func:`apt_mirror`.
         suite: Debian suite.
+        reuse_existing: if the image exists once the build lock is held (another process
+            built it meanwhile), verify and return it instead of failing.
 
     Returns:
         The new image's metadata.
@@ -931,7 +934,13 @@ def build_image(
     """
     try:
         return _build_image(
-            name, packages=packages, force=force, progress=progress, mirror=mirror, suite=suite
+            name,
+            packages=packages,
+            force=force,
+            progress=progress,
+            mirror=mirror,
+            suite=suite,
+            reuse_existing=reuse_existing,
         )
     except _Interrupted:
         raise ImageError(
@@ -948,6 +957,7 @@ def _build_image(
     progress: ProgressCallback | None = None,
     mirror: str | None = None,
     suite: str = SUITE,
+    reuse_existing: bool = False,
 ) -> ImageInfo:
     """The build itself; :func:`build_image` turns SIGTERM into an ImageError."""
     validate_name(name)
@@ -965,6 +975,9 @@ def _build_image(
 
     clock("preparing", f"image {name!r} in {target}")
     with _terminate_unwinds(), _build_lock(name, wait=True):
+        if reuse_existing and image_exists(name):
+            # Another vibebox built it while this one waited for the lock (first use).
+            return verify_image(name, progress=progress)
         if target.exists() and not force and image_exists(name):
             raise ImageError(
                 f"image {name!r} already exists ({target})", hint=rebuild_command(name)

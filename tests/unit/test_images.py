@@ -8,6 +8,7 @@ atomic install) runs for real when those tools exist.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -533,3 +534,20 @@ def test_sigterm_during_a_build_cleans_up_and_says_so(
     assert err.value.hint == "vibebox image build"
     assert signal.getsignal(signal.SIGTERM) == before
     assert not any(p.name.startswith(".build") for p in paths.images_dir().iterdir())
+
+
+def test_ensure_image_reuses_an_image_built_while_waiting_for_the_lock(
+    fake_build: list[tuple[str, ...]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_lock = images._build_lock
+
+    @contextlib.contextmanager
+    def lock_then_other_build(name: str, *, wait: bool):  # type: ignore[no-untyped-def]
+        with real_lock(name, wait=wait):
+            _make_image(name)  # "the other vibebox" finished first
+            yield
+
+    monkeypatch.setattr(images, "_build_lock", lock_then_other_build)
+    info = images.build_image(reuse_existing=True)
+    assert info.extra_packages == ("htop",)  # the other build's image, not a new one
+    assert fake_build == []  # nothing was bootstrapped
