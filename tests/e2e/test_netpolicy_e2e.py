@@ -12,6 +12,7 @@ import concurrent.futures
 import contextlib
 import datetime as dt
 import ipaddress
+import os
 import shlex
 import shutil
 import socket
@@ -27,10 +28,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncssh
 import pytest
 
 from vibebox_core import netlog, runtime
 from vibebox_core.config import PortForward, load_config, set_value
+from vibebox_core.hypervisor import LibvirtHypervisor
 from vibebox_core.netpolicy import PolicyNotApprovedError, record_approval
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.portforward import close_port_forwards, start_port_forwards
@@ -219,6 +222,14 @@ class LoopThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def close(self) -> None:
+        async def cancel_rest() -> None:
+            current = asyncio.current_task()
+            rest = [t for t in asyncio.all_tasks() if t is not current]
+            for task in rest:
+                task.cancel()
+            await asyncio.gather(*rest, return_exceptions=True)
+
+        self.run(cancel_rest(), 30)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
@@ -279,6 +290,10 @@ def _project(label: str, network: str) -> ProjectPaths:
     (root / "vibebox.toml").write_text(
         "[box]\ncpus = 1\nmemory_mb = 1024\n\n[network]\n" + network + "\n"
     )
+    # Owned like a user's project: the guest user (the host user's uid) can edit it.
+    uid, gid = runtime.guest_ids()
+    for path in (root, root / "vibebox.toml"):
+        os.chown(path, uid, gid)
     return ProjectPaths.for_directory(root)
 
 
@@ -467,19 +482,25 @@ def test_guest_edit_of_vibebox_toml_needs_approval_on_the_host(boxes: Boxes) -> 
 
 
 def test_start_with_an_unapproved_mount_is_refused(boxes: Boxes) -> None:
-    """The start gate: a changed ``mounts`` stops ``ensure_running`` before anything boots."""
+    """The start gate: a changed ``mounts`` stops ``ensure_running`` before anything boots.
+
+    (Stops the blocklist session: it is the last test that uses it.)
+    """
     box = boxes.block
+    assert box.loop.run(runtime.stop(box.project.root), 120)
     extra = Path(tempfile.mkdtemp(prefix="vbx-net-mount-", dir="/tmp"))
     try:
         set_value(box.project, "box", "mounts", [f"{extra}:/mnt/extra:rw"])
         with pytest.raises(PolicyNotApprovedError) as refused:
             box.loop.run(runtime.ensure_running(box.project.root, client="e2e"))
-        assert "+ mount:" in refused.value.message and str(extra) in refused.value.message
+        assert f"+ mount: {extra} → /mnt/extra (rw)" in refused.value.message
         assert "vibebox approve" in refused.value.hint
-        rc, _ = box.sh("test -e /mnt/extra")
-        assert rc != 0
+        hv = LibvirtHypervisor("qemu:///system")
+        try:
+            assert hv.state(box.session.session_id) == "shut off"  # nothing was started
+        finally:
+            hv.close()
     finally:
-        set_value(box.project, "box", "mounts", [])
         shutil.rmtree(extra, ignore_errors=True)
 
 
@@ -488,23 +509,37 @@ def test_start_with_an_unapproved_mount_is_refused(boxes: Boxes) -> None:
 
 def test_forwarded_port_reaches_a_server_in_the_guest(boxes: Boxes) -> None:
     box = boxes.allow
-    box.sh(
-        "mkdir -p /tmp/www && echo forwarded-ok > /tmp/www/index.html && "
-        "(cd /tmp/www && nohup python3 -m http.server 8080 >/dev/null 2>&1 &) && "
-        "for i in $(seq 50); do curl -s --noproxy '*' localhost:8080 >/dev/null && break; "
-        "sleep 0.2; done"
-    )
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        host_port = probe.getsockname()[1]
-    listeners = box.loop.run(
-        start_port_forwards(box.session.connection, [PortForward(host_port, 8080)])
-    )
+    rc, out = box.sh("mkdir -p /tmp/www && echo forwarded-ok > /tmp/www/index.html")
+    assert rc == 0, out
+
+    async def serve() -> asyncssh.SSHClientProcess[str]:
+        # Held open by this test over SSH, stopped when the test ends.
+        return await box.session.connection.create_process(
+            "exec python3 -m http.server 8080 --bind 127.0.0.1 --directory /tmp/www"
+        )
+
+    server = box.loop.run(serve())
     try:
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            body = pool.submit(
-                lambda: urllib.request.urlopen(f"http://127.0.0.1:{host_port}/", timeout=20).read()
-            ).result(30)
-        assert body == b"forwarded-ok\n"
+        rc, out = box.sh(
+            "for i in $(seq 100); do curl -s -m 2 --noproxy '*' http://127.0.0.1:8080/ && exit 0;"
+            " sleep 0.1; done; exit 1"
+        )
+        assert rc == 0, out
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            host_port = probe.getsockname()[1]
+        listeners = box.loop.run(
+            start_port_forwards(box.session.connection, [PortForward(host_port, 8080)])
+        )
+        try:
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                body = pool.submit(
+                    lambda: urllib.request.urlopen(
+                        f"http://127.0.0.1:{host_port}/", timeout=20
+                    ).read()
+                ).result(30)
+            assert body == b"forwarded-ok\n"
+        finally:
+            box.loop.loop.call_soon_threadsafe(close_port_forwards, listeners)
     finally:
-        box.loop.loop.call_soon_threadsafe(close_port_forwards, listeners)
+        box.loop.loop.call_soon_threadsafe(server.terminate)
