@@ -9,8 +9,9 @@ the network around it.
 from __future__ import annotations
 
 import errno
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import asyncssh
 
@@ -86,3 +87,70 @@ def close_port_forwards(listeners: Sequence[asyncssh.SSHListener]) -> None:
     """Close listeners returned by :func:`start_port_forwards`."""
     for listener in listeners:
         listener.close()
+
+
+@dataclass
+class PortForwards:
+    """The forwards of one attached vibebox: what is open and what could not be.
+
+    A second vibebox attached to the same session finds the ports taken by the first one;
+    that is reported in :attr:`problems`, never fatal.
+
+    Attributes:
+        listeners: the open listeners.
+        problems: one error per port that could not be forwarded (message + hint).
+    """
+
+    listeners: list[asyncssh.SSHListener] = field(default_factory=list)
+    problems: list[NetworkPolicyError] = field(default_factory=list)
+
+    @property
+    def ports(self) -> list[int]:
+        """The host ports that are forwarded."""
+        return [listener.get_port() for listener in self.listeners]
+
+    def close(self) -> None:
+        close_port_forwards(self.listeners)
+        self.listeners = []
+
+
+async def open_port_forwards(
+    conn: asyncssh.SSHClientConnection, ports: Sequence[PortForwardLike]
+) -> PortForwards:
+    """Forward each port on its own; collect the ones that fail instead of raising."""
+    result = PortForwards()
+    for port in ports:
+        try:
+            result.listeners += await start_port_forwards(conn, [port])
+        except NetworkPolicyError as exc:
+            result.problems.append(exc)
+    return result
+
+
+@dataclass(frozen=True)
+class ApprovedPort:
+    """A port forward as stored in the approved policy."""
+
+    host_port: int
+    guest_port: int
+
+
+def approved_ports(
+    extra: Mapping[str, Any], configured: Sequence[PortForwardLike]
+) -> list[PortForwardLike]:
+    """The port forwards to open: the approved ones from the session index.
+
+    ``ports`` is part of ``[network]``, which the guest can edit; only approved forwards are
+    opened. Before any approval (a new session) the configured ones are used.
+
+    Args:
+        extra: the session index entry's ``extra``.
+        configured: ``config.network.ports``.
+    """
+    from vibebox_core.netenforce import read_approved
+
+    approved = read_approved(extra)
+    if approved is None:
+        return list(configured)
+    pairs = approved.get("network", {}).get("ports", [])
+    return [ApprovedPort(int(h), int(g)) for h, g in pairs]

@@ -11,7 +11,18 @@ import asyncssh
 import pytest
 
 from vibebox_core.errors import NetworkPolicyError
-from vibebox_core.portforward import close_port_forwards, start_port_forwards
+from vibebox_core.netpolicy import (
+    APPROVED_DIGEST_KEY,
+    APPROVED_POLICY_KEY,
+    canonical_json,
+    policy_digest,
+)
+from vibebox_core.portforward import (
+    approved_ports,
+    close_port_forwards,
+    open_port_forwards,
+    start_port_forwards,
+)
 
 
 @dataclass(frozen=True)
@@ -99,3 +110,42 @@ async def test_taken_host_port_is_a_clear_error_and_nothing_stays_open(
     # The first listener was closed again: its port is free.
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", first))
+
+
+async def test_open_port_forwards_reports_taken_ports_without_failing(
+    conn: asyncssh.SSHClientConnection, guest_service: int
+) -> None:
+    good = free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        forwards = await open_port_forwards(conn, [Port(busy, 80), Port(good, guest_service)])
+    try:
+        assert forwards.ports == [good]
+        [problem] = forwards.problems
+        assert f"127.0.0.1:{busy} is already in use" in problem.message
+        reader, writer = await asyncio.open_connection("127.0.0.1", good)
+        writer.write(b"x\n")
+        assert await asyncio.wait_for(reader.read(), 5) == b"guest says: x\n"
+        writer.close()
+    finally:
+        forwards.close()
+    assert forwards.listeners == []
+
+
+def test_approved_ports_come_from_the_index_not_the_file() -> None:
+    configured = [Port(8000, 8000), Port(2222, 22)]  # the guest added 2222
+    approved = {
+        "version": 1,
+        "mounts": [],
+        "network": {"mode": "blocklist", "entries": [], "ports": [[8000, 8000]]},
+    }
+    extra = {
+        APPROVED_DIGEST_KEY: policy_digest(approved),
+        APPROVED_POLICY_KEY: canonical_json(approved),
+    }
+    assert [(p.host_port, p.guest_port) for p in approved_ports(extra, configured)] == [
+        (8000, 8000)
+    ]
+    assert approved_ports({}, configured) == configured  # nothing approved yet
