@@ -21,11 +21,13 @@ from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Footer, Static
 
 from vibebox_core.progress import ProgressEvent
+from vibebox_tui import layout
 from vibebox_tui import messages as msg
 from vibebox_tui.backend import Attachment, Backend, SessionStatus
 from vibebox_tui.screens import ConfirmScreen, ErrorScreen, HelpScreen
 from vibebox_tui.screens.error import describe_error
 from vibebox_tui.terminal import FOCUS_OUT_KEY, TerminalView
+from vibebox_tui.terminal.messages import Disconnected, TitleChanged, VibeboxCommand
 from vibebox_tui.widgets import BootProgress, Inspector, SessionBrowser, SessionHeader
 
 SESSION_POLL_SECONDS = 1.0
@@ -42,7 +44,7 @@ class VibeboxApp(App[int], inherit_bindings=False):
 
     CSS_PATH = "app.tcss"
     TITLE = "vibebox"
-    HORIZONTAL_BREAKPOINTS = [(0, "-tiny"), (90, "-narrow"), (110, "-wide")]
+    HORIZONTAL_BREAKPOINTS = sorted((least, name) for least, name, _ in layout.BREAKPOINTS)
     BINDINGS = [
         Binding(FOCUS_OUT_KEY, "leave_terminal", "Leave terminal", key_display="^\\"),
         Binding("i", "toggle_inspector", "Inspector"),
@@ -250,17 +252,17 @@ class VibeboxApp(App[int], inherit_bindings=False):
             self.attach_directory(self.directory, startup=False)
 
     @on(TerminalView.Disconnected)
-    def _disconnected(self, message: TerminalView.Disconnected) -> None:
+    def _disconnected(self, message: Disconnected) -> None:
         self.notify(f"{message.reason}. Press Enter in the terminal to reconnect.", timeout=6)
 
     @on(TerminalView.TitleChanged)
-    def _title_changed(self, message: TerminalView.TitleChanged) -> None:
+    def _title_changed(self, message: TitleChanged) -> None:
         self.header.title = message.title
 
     # -- vibebox commands (typed at the guest prompt) --------------------------------------
 
     @on(TerminalView.VibeboxCommand)
-    def _vibebox_command(self, message: TerminalView.VibeboxCommand) -> None:
+    def _vibebox_command(self, message: VibeboxCommand) -> None:
         name = message.name
         if name == "new":
             self.action_new_session()

@@ -9,23 +9,90 @@ app runs in worker threads; every failure is a :class:`~vibebox_core.errors.Vibe
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
-from collections.abc import Hashable
+import threading
+from collections.abc import Coroutine, Hashable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from vibebox_core import netlog, runtime
 from vibebox_core.config import load_config
 from vibebox_core.errors import VibeboxError
 from vibebox_core.explain import VMInfo, build_explain
 from vibebox_core.paths import PROJECT_CACHE, PROJECT_CONFIG, ProjectPaths
-from vibebox_core.progress import ProgressCallback
-from vibebox_core.pty import SSHPtyStream
+from vibebox_core.progress import ProgressCallback, ProgressEvent
+from vibebox_core.pty import ByteStream, SSHPtyStream
 from vibebox_core.sessions import SessionEntry, SessionIndex
 from vibebox_tui.backend import Attachment, InspectorData, MountRow, SessionStatus
 
 #: How the dashboard names itself to the session's supervisor (its log).
 CLIENT_NAME = "vibebox dashboard"
 RECENT_NETWORK = 20
+
+T = TypeVar("T")
+
+
+class IOThread:
+    """An event loop in a daemon thread that owns an early SSH connection.
+
+    ``vibebox`` starts connecting before Textual is imported (the connect and the UI's start-up
+    overlap); asyncssh objects belong to the loop that made them, so that connection lives
+    here and the app talks to it through :meth:`call`.
+    """
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="vibebox-io", daemon=True
+        )
+        self._thread.start()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    async def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the IO loop and await its result from the caller's loop."""
+        return await asyncio.wrap_future(self.submit(coro))
+
+
+class ThreadedStream:
+    """A :class:`~vibebox_core.pty.ByteStream` on the IO loop, usable from the app's loop."""
+
+    def __init__(self, io: IOThread, stream: ByteStream) -> None:
+        self._io = io
+        self._stream = stream
+
+    @property
+    def end_reason(self) -> str:
+        reason = getattr(self._stream, "end_reason", "")
+        return reason if isinstance(reason, str) else ""
+
+    async def read(self) -> bytes:
+        return await self._io.call(self._stream.read())
+
+    async def write(self, data: bytes) -> None:
+        await self._io.call(self._stream.write(data))
+
+    async def resize(self, cols: int, rows: int) -> None:
+        await self._io.call(self._stream.resize(cols, rows))
+
+    async def close(self) -> None:
+        await self._io.call(self._stream.close())
+
+
+async def _open(
+    directory: Path, cols: int, rows: int, progress: ProgressCallback
+) -> tuple[runtime.RunningSession, SSHPtyStream, int | None]:
+    """Start (if needed) and attach to the session, then open a login shell in a PTY."""
+    running = await runtime.ensure_running(directory, progress, client=CLIENT_NAME)
+    try:
+        stream = await SSHPtyStream.open(running.connection, cols, rows)
+        attached = await running.attached_count()
+    except BaseException:
+        await running.close()
+        raise
+    return running, stream, attached
 
 
 def _status(status: runtime.SessionStatus) -> SessionStatus:
@@ -56,6 +123,14 @@ class CoreBackend:
 
     def __init__(self, project: Path | None) -> None:
         self._project = ProjectPaths.for_directory(project).root if project else None
+        self._io: IOThread | None = None
+        self._early: (
+            concurrent.futures.Future[tuple[runtime.RunningSession, SSHPtyStream, int | None]]
+            | None
+        ) = None
+        self._lock = threading.Lock()
+        self._sink: ProgressCallback | None = None
+        self._buffered: list[ProgressEvent] = []
 
     @property
     def project(self) -> Path | None:
@@ -64,16 +139,48 @@ class CoreBackend:
     def list_sessions(self) -> list[SessionStatus]:
         return [_status(s) for s in runtime.list_statuses()]
 
+    def prestart(self, cols: int, rows: int) -> None:
+        """Start attaching to the project's session now, before the UI is up.
+
+        The first :meth:`attach` of the project then picks this attempt up (its progress
+        events are replayed), so the SSH connect overlaps Textual's start-up.
+        """
+        if self._project is None or self._early is not None:
+            return
+        self._io = IOThread()
+        self._early = self._io.submit(_open(self._project, cols, rows, self._early_progress))
+
+    def _early_progress(self, event: ProgressEvent) -> None:
+        with self._lock:
+            sink = self._sink
+            if sink is None:
+                self._buffered.append(event)
+        if sink is not None:
+            sink(event)
+
     async def attach(
         self, directory: Path, cols: int, rows: int, progress: ProgressCallback
     ) -> Attachment:
-        running = await runtime.ensure_running(directory, progress, client=CLIENT_NAME)
-        try:
-            stream = await SSHPtyStream.open(running.connection, cols, rows)
-            attached = await running.attached_count()
-        except BaseException:
-            await running.close()
-            raise
+        early, self._early = self._early, None
+        if early is not None and self._io is not None and directory == self._project:
+            with self._lock:
+                self._sink, buffered = progress, self._buffered
+                self._buffered = []
+            for event in buffered:
+                progress(event)
+            running, pty, attached = await asyncio.wrap_future(early)
+            io = self._io
+            stream: ByteStream = ThreadedStream(io, pty)
+
+            async def release() -> None:
+                await io.call(running.close())
+
+        else:
+            if early is not None:
+                early.add_done_callback(self._discard)
+            running, pty, attached = await _open(directory, cols, rows, progress)
+            stream = pty
+            release = running.close
         status = SessionStatus(
             id=running.session_id,
             directory=running.project.root,
@@ -81,7 +188,19 @@ class CoreBackend:
             attached=attached,
             last_active=running.entry.last_active,
         )
-        return Attachment(status, stream, running.close)
+        return Attachment(status, stream, release)
+
+    def _discard(self, future: concurrent.futures.Future[Any]) -> None:
+        """An early attempt nobody wants: detach it (the VM keeps its grace period)."""
+        if self._io is None or future.cancelled() or future.exception() is not None:
+            return
+        running, pty, _ = future.result()
+
+        async def close() -> None:
+            await pty.close()
+            await running.close()
+
+        self._io.submit(close())
 
     def _entry(self, session_id: str) -> SessionEntry:
         return SessionIndex().get(session_id)

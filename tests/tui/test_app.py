@@ -17,6 +17,7 @@ from vibebox_core.errors import VMError
 from vibebox_tui import app as app_module
 from vibebox_tui.app import VibeboxApp
 from vibebox_tui.fake_backend import FakeBackend, demo_sessions, fake_id
+from vibebox_tui.layout import terminal_area
 from vibebox_tui.screens import ConfirmScreen, ErrorScreen, HelpScreen
 from vibebox_tui.terminal import TerminalView
 from vibebox_tui.widgets import BootProgress, Inspector, SessionBrowser, SessionHeader
@@ -495,3 +496,13 @@ async def test_usable_at_80x24() -> None:
             or app.query_one(SessionBrowser).size.width == 0
         )
         assert app.terminal.size.width >= 30
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30), (120, 40), (200, 50)])
+async def test_layout_module_agrees_with_the_stylesheet(size: tuple[int, int]) -> None:
+    """``vibebox`` opens the PTY at layout.terminal_area() before the app exists."""
+    app, _ = attached_app()
+    async with app.run_test(size=size) as pilot:
+        await until_attached(pilot, app)
+        await pilot.pause()
+        assert (app.terminal.size.width, app.terminal.size.height) == terminal_area(*size)

@@ -8,8 +8,9 @@ import pytest
 
 from vibebox_core.config import load_config
 from vibebox_core.paths import ProjectPaths
+from vibebox_core.pty import MemoryStream
 from vibebox_core.sessions import SessionIndex
-from vibebox_tui.core_backend import CoreBackend
+from vibebox_tui.core_backend import CoreBackend, IOThread, ThreadedStream
 
 
 @pytest.fixture
@@ -66,3 +67,23 @@ def test_console_tail_reads_the_last_lines(project: Path) -> None:
     paths.console_log.write_text("".join(f"line {i}\r\n" for i in range(100)))
     assert CoreBackend(project).console_tail(project, 3) == ["line 97", "line 98", "line 99"]
     assert CoreBackend(project).console_tail(project / "nowhere") == []
+
+
+async def test_threaded_stream_crosses_loops() -> None:
+    io = IOThread()
+    stream = MemoryStream()
+    io.loop.call_soon_threadsafe(stream.feed, b"hello")
+    threaded = ThreadedStream(io, stream)
+    assert await threaded.read() == b"hello"
+    await threaded.write(b"ls\r")
+    await threaded.resize(90, 30)
+    assert bytes(stream.written) == b"ls\r" and stream.resizes == [(90, 30)]
+    await threaded.close()
+    assert stream.closed and await threaded.read() == b""
+    io.loop.call_soon_threadsafe(io.loop.stop)
+
+
+def test_prestart_without_a_project_does_nothing() -> None:
+    backend = CoreBackend(None)
+    backend.prestart(80, 24)
+    assert backend._early is None

@@ -1,14 +1,16 @@
 """Plain ``vibebox``: open the dashboard attached to the current directory's session.
 
 Textual is imported only inside :func:`run`, so the rest of the CLI starts fast and works
-without a terminal UI. ``vibebox attach [DIR]`` does the same for another directory;
-``--demo`` runs the dashboard on the in-memory fake backend (no VM; for trying the UI).
+without a terminal UI. :func:`run` starts attaching to the session *before* it imports Textual,
+so the SSH connect overlaps the UI's start-up. ``vibebox attach [DIR]`` does the same for
+another directory; ``--demo`` runs the dashboard on the in-memory fake backend (no VM).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +38,6 @@ def run(args: argparse.Namespace) -> int:
         project_or_none: Path | None = None
     else:
         project_or_none = project
-    from vibebox_tui.app import VibeboxApp
-
     if getattr(args, "demo", False):
         from vibebox_tui.fake_backend import FakeBackend, demo_sessions
 
@@ -47,8 +47,14 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         from vibebox_tui.core_backend import CoreBackend
+        from vibebox_tui.layout import terminal_area
 
         backend = CoreBackend(project_or_none)
+        # Connect while Textual loads: the PTY opens at the size the terminal area will have.
+        size = shutil.get_terminal_size()
+        backend.prestart(*terminal_area(size.columns, size.lines))
+    from vibebox_tui.app import VibeboxApp
+
     app = VibeboxApp(backend)
     app.run()
     return app.return_code or 0
