@@ -33,10 +33,11 @@ import pytest
 
 from vibebox_core import netlog, runtime
 from vibebox_core.config import PortForward, load_config, set_value
+from vibebox_core.errors import NetworkPolicyError
 from vibebox_core.hypervisor import LibvirtHypervisor
 from vibebox_core.netpolicy import PolicyNotApprovedError, record_approval
 from vibebox_core.paths import ProjectPaths
-from vibebox_core.portforward import close_port_forwards, start_port_forwards
+from vibebox_core.portforward import start_port_forwards
 from vibebox_core.sessions import SessionIndex
 
 pytestmark = pytest.mark.e2e
@@ -45,6 +46,7 @@ ALLOWED_IP = "10.77.0.10"
 UNLISTED_IP = "10.77.0.11"
 BLOCKED_IP = "10.77.0.12"
 RESOLVER_IP = "10.77.0.53"
+FORWARD_PORT = 18437
 HOSTS_LINES = {
     f"{ALLOWED_IP}\tallowed.vbx.test www.allowed.vbx.test",
     f"{UNLISTED_IP}\tunlisted.vbx.test",
@@ -308,7 +310,7 @@ def boxes(e2e_home_shared: Path, lab_sites: Sites) -> Iterator[Boxes]:
     """Two sessions booted at once: an allowlist one and a blocklist one."""
     loop = LoopThread()
     allow = _project(
-        "allow", 'mode = "allowlist"\nentries = ["allowed.vbx.test"]\nports = ["8080"]'
+        "allow", 'mode = "allowlist"\nentries = ["allowed.vbx.test"]\nports = ["18437:8080"]'
     )
     block = _project("block", 'mode = "blocklist"\nentries = ["*.blocked.vbx.test"]')
 
@@ -525,21 +527,20 @@ def test_forwarded_port_reaches_a_server_in_the_guest(boxes: Boxes) -> None:
             " sleep 0.1; done; exit 1"
         )
         assert rc == 0, out
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            host_port = probe.getsockname()[1]
-        listeners = box.loop.run(
-            start_port_forwards(box.session.connection, [PortForward(host_port, 8080)])
-        )
-        try:
-            with concurrent.futures.ThreadPoolExecutor(1) as pool:
-                body = pool.submit(
-                    lambda: urllib.request.urlopen(
-                        f"http://127.0.0.1:{host_port}/", timeout=20
-                    ).read()
-                ).result(30)
-            assert body == b"forwarded-ok\n"
-        finally:
-            box.loop.loop.call_soon_threadsafe(close_port_forwards, listeners)
+        # ensure_running opened the approved forward while attached: host 18437 -> guest 8080.
+        forwards = box.session.forwards
+        assert forwards is not None and forwards.ports == [FORWARD_PORT], forwards
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            body = pool.submit(
+                lambda: urllib.request.urlopen(
+                    f"http://127.0.0.1:{FORWARD_PORT}/", timeout=20
+                ).read()
+            ).result(30)
+        assert body == b"forwarded-ok\n"
+        # A second forward of the same host port is a clear error, not a crash.
+        with pytest.raises(NetworkPolicyError, match=f"127.0.0.1:{FORWARD_PORT} is already in use"):
+            box.loop.run(
+                start_port_forwards(box.session.connection, [PortForward(FORWARD_PORT, 8080)])
+            )
     finally:
         box.loop.loop.call_soon_threadsafe(server.terminate)
