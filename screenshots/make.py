@@ -108,8 +108,21 @@ async def vim(app: VibeboxApp, backend: FakeBackend, pilot: Pilot[Any]) -> None:
     await pilot.pause(0.2)
 
 
+async def approval(app: VibeboxApp, backend: FakeBackend, pilot: Pilot[Any]) -> None:
+    await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+    await wait_for(pilot, lambda: app.browser.option_count == 4)
+    await pilot.pause(0.1)
+
+
 def backend_for(name: str) -> FakeBackend:
     sessions = demo_sessions()
+    if name == "approval":
+        backend = FakeBackend(sessions, project=sessions[0].directory, prompt=b"")
+        backend.unapproved[sessions[0].directory] = (
+            'network.entries: + "paste.example"',
+            'mounts: + "~/.ssh:~/.ssh:ro"',
+        )
+        return backend
     if name == "booting":
         return FakeBackend(sessions, project=sessions[1].directory, hold_boot=asyncio.Event())
     if name == "error":
@@ -129,6 +142,7 @@ SCENES: dict[str, tuple[Scene, tuple[int, int]]] = {
     "help": (help_screen, SIZE),
     "booting": (booting, SIZE),
     "error": (error, SIZE),
+    "approval": (approval, SIZE),
     "vim": (vim, (116, 26)),  # the terminal area is 80x24 here
     "small-80x24": (attached, (80, 24)),
 }

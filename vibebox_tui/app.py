@@ -20,6 +20,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Footer, Static
 
+from vibebox_core.netpolicy import PolicyNotApprovedError
 from vibebox_core.progress import ProgressEvent
 from vibebox_tui import layout
 from vibebox_tui import messages as msg
@@ -217,12 +218,50 @@ class VibeboxApp(App[int], inherit_bindings=False):
         cols, rows = self._terminal_size()
         try:
             attachment = await self.backend.attach(directory, cols, rows, self._progress)
+        except PolicyNotApprovedError as exc:
+            self._show("idle")
+            self.browser.focus()
+            self.post_message(msg.ApprovalNeeded(directory, exc, startup))
+            return
         except Exception as exc:
             self._show("idle")
             self.browser.focus()
             self.post_message(msg.Failed(f"Could not start {directory.name}", exc, fatal=startup))
             return
         self.post_message(msg.Attached(attachment))
+
+    def on_approval_needed(self, message: msg.ApprovalNeeded) -> None:
+        directory = message.directory
+        diff = "\n".join(f"  {line}" for line in message.error.check.diff)
+        body = (
+            f"vibebox.toml in {directory} changed the session's mounts or network since you "
+            "last approved them. The project folder is writable from inside the VM, so a "
+            f"program there may have made this change:\n\n{diff}\n\n"
+            "Start the session with these settings?"
+        )
+
+        def answered(confirmed: bool | None) -> None:
+            if confirmed:
+                self.approve_and_attach(directory, message.startup)
+            else:
+                action = f"Not starting {directory.name}"
+                self.post_message(msg.Failed(action, message.error, fatal=message.startup))
+
+        self.push_screen(
+            ConfirmScreen("Approve the changed settings?", body, confirm_label="Approve"),
+            answered,
+        )
+
+    @work(exclusive=True, exit_on_error=False, group="approve")
+    async def approve_and_attach(self, directory: Path, startup: bool) -> None:
+        try:
+            when = await asyncio.to_thread(self.backend.approve, directory)
+        except Exception as exc:
+            self.post_message(msg.Failed("Approving vibebox.toml", exc, fatal=startup))
+            return
+        applies = "now" if when == "live" else "from this start on"
+        self.notify(f"Approved the new mounts and network; they apply {applies}.")
+        self.attach_directory(directory, startup=startup)
 
     def on_progress(self, message: msg.Progress) -> None:
         self.progress.add_event(message.event)

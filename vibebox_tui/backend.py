@@ -131,6 +131,11 @@ class Backend(Protocol):
         open a terminal on it; reports each step to ``progress`` (possibly from a thread)."""
         ...
 
+    def approve(self, directory: Path) -> str:
+        """Approve ``vibebox.toml``'s changed mounts and network (after the user agreed in a
+        dialog); returns when it applies: ``"live"`` or ``"next start"`` (blocking)."""
+        ...
+
     def delete(self, session_id: str) -> None:
         """Stop the VM and remove the session, its cache and its index entry (blocking)."""
         ...

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import json
 import threading
 from collections.abc import Coroutine, Hashable
 from pathlib import Path
@@ -20,6 +21,8 @@ from vibebox_core import netlog, runtime
 from vibebox_core.config import load_config
 from vibebox_core.errors import VibeboxError
 from vibebox_core.explain import VMInfo, build_explain
+from vibebox_core.netenforce import change_applies
+from vibebox_core.netpolicy import APPROVED_POLICY_KEY, canonical_policy, record_approval
 from vibebox_core.paths import PROJECT_CACHE, PROJECT_CONFIG, ProjectPaths
 from vibebox_core.progress import ProgressCallback, ProgressEvent
 from vibebox_core.pty import ByteStream, SSHPtyStream
@@ -201,6 +204,19 @@ class CoreBackend:
             await running.close()
 
         self._io.submit(close())
+
+    def approve(self, directory: Path) -> str:
+        project = ProjectPaths.for_directory(directory)
+        config = load_config(project, create=False)
+        index = SessionIndex()
+        entry = index.find_by_directory(project.root)
+        if entry is None:
+            return "next start"  # a first start approves its vibebox.toml by itself
+        old = entry.extra.get(APPROVED_POLICY_KEY)
+        record_approval(index, entry.id, config)
+        if isinstance(old, str):
+            return change_applies(json.loads(old), canonical_policy(config))
+        return "next start"
 
     def _entry(self, session_id: str) -> SessionEntry:
         return SessionIndex().get(session_id)

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from vibebox_core.errors import SessionNotFoundError, VibeboxError
+from vibebox_core.netpolicy import ApprovalCheck, PolicyNotApprovedError
 from vibebox_core.progress import ProgressCallback, ProgressEvent
 from vibebox_core.pty import MemoryStream
 from vibebox_tui.backend import Attachment, InspectorData, MountRow, SessionStatus
@@ -102,6 +103,9 @@ class FakeBackend:
         self.network_entries: dict[Path, tuple[str, ...]] = {}
         self.network_log: dict[Path, tuple[str, ...]] = {}
         self.fail_list = False
+        #: Directories whose vibebox.toml changed since approval: the diff lines to show.
+        self.unapproved: dict[Path, tuple[str, ...]] = {}
+        self.approved: list[Path] = []
 
     # -- knobs for tests -------------------------------------------------------------------
 
@@ -170,6 +174,10 @@ class FakeBackend:
                 session = SessionStatus(fake_id(self._next), directory, "shut off", 0, FIXED_NOW)
                 self._next += 1
                 self._sessions[session.id] = session
+        diff = self.unapproved.get(directory)
+        if diff:
+            check = ApprovalCheck("changed", "0" * 64, diff)
+            raise PolicyNotApprovedError(check, project=str(directory))
         if session.state == "broken":
             raise VibeboxError(
                 f"Session {session.short_id} is broken: {session.reason}",
@@ -205,6 +213,12 @@ class FakeBackend:
                     )
 
         return Attachment(session, stream, release)
+
+    def approve(self, directory: Path) -> str:
+        with self._lock:
+            self.unapproved.pop(directory, None)
+            self.approved.append(directory)
+        return "next start"
 
     def delete(self, session_id: str) -> None:
         with self._lock:

@@ -7,8 +7,11 @@ an error dialog or a notification.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from textual.message import Message
 
+from vibebox_core.netpolicy import PolicyNotApprovedError
 from vibebox_core.progress import ProgressEvent
 from vibebox_tui.backend import Attachment, InspectorData, SessionStatus
 
@@ -41,6 +44,16 @@ class ConsoleTail(Message):
     def __init__(self, lines: list[str]) -> None:
         super().__init__()
         self.lines = lines
+
+
+class ApprovalNeeded(Message):
+    """A start was refused: ``vibebox.toml`` changed mounts or network since approved."""
+
+    def __init__(self, directory: Path, error: PolicyNotApprovedError, startup: bool) -> None:
+        super().__init__()
+        self.directory = directory
+        self.error = error
+        self.startup = startup
 
 
 class Done(Message):

@@ -506,3 +506,35 @@ async def test_layout_module_agrees_with_the_stylesheet(size: tuple[int, int]) -
         await until_attached(pilot, app)
         await pilot.pause()
         assert (app.terminal.size.width, app.terminal.size.height) == terminal_area(*size)
+
+
+DIFF = ('network.entries: + "evil.example"', 'mounts: + "/:/host:rw"')
+
+
+async def test_changed_policy_asks_and_approval_starts_the_session() -> None:
+    sessions = demo_sessions()
+    backend = FakeBackend(sessions, project=sessions[1].directory)
+    backend.unapproved[sessions[1].directory] = DIFF
+    app = VibeboxApp(backend, live_clock=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert "evil.example" in str(app.screen.query_one("#body").render())
+        await pilot.press("y")
+        await until_attached(pilot, app)
+        assert backend.approved == [sessions[1].directory]
+        assert app.attachment is not None and app.attachment.session.id == fake_id(2)
+
+
+async def test_refused_policy_at_startup_is_fatal() -> None:
+    sessions = demo_sessions()
+    backend = FakeBackend(sessions, project=sessions[1].directory)
+    backend.unapproved[sessions[1].directory] = DIFF
+    app = VibeboxApp(backend, live_clock=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen))
+        assert "vibebox approve" in app.screen.hint  # type: ignore[attr-defined]
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.return_code is not None)
+    assert app.return_code == 1 and backend.approved == []
