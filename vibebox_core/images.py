@@ -599,7 +599,8 @@ def plan_build(
         boot_out: directory the mmdebstrap hook copies ``/boot`` to.
         packages: every package to include.
         mirror, suite: where from and what.
-        cache_dir: debootstrap's package cache.
+        cache_dir: package cache root; debootstrap keeps its downloads in ``debootstrap/``
+            below it, mmdebstrap in ``mmdebstrap/`` (synced in and out by hooks).
         guest: the guest files directory (:func:`guest_dir`).
         is_root: running as root.
         which: finds a program on PATH.
@@ -618,7 +619,7 @@ def plan_build(
                 "--variant=minbase",
                 "--components=main",
                 f"--include={include}",
-                f"--cache-dir={cache_dir}",
+                f"--cache-dir={cache_dir / 'debootstrap'}",
                 suite,
                 str(rootfs),
                 mirror,
@@ -636,12 +637,17 @@ def plan_build(
             ),
         )
     hook_guest = "/tmp/vibebox-guest"
+    apt_cache = cache_dir / "mmdebstrap"
     mmdebstrap = (
         "mmdebstrap",
         "--mode=unshare" if not is_root else "--mode=root",
         "--variant=minbase",
         "--components=main",
         f"--include={include}",
+        # The package cache (mmdebstrap's documented recipe): debs in, and back out at the end.
+        "--skip=essential/unlink",
+        '--setup-hook=mkdir -p "$1/var/cache/apt/archives/"',
+        f"--setup-hook=sync-in {shlex.quote(str(apt_cache))} /var/cache/apt/archives/",
         f'--customize-hook=mkdir -p "$1{hook_guest}"',
         f"--customize-hook=copy-in {' '.join(shlex.quote(str(p)) for p in _guest_files(guest))} "
         f"{hook_guest}",
@@ -651,6 +657,7 @@ def plan_build(
         f'--customize-hook=rm -rf "$1{hook_guest}"',
         '--customize-hook=chroot "$1" update-initramfs -u -k all',
         f"--customize-hook=sync-out /boot {shlex.quote(str(boot_out))}",
+        f"--customize-hook=sync-out /var/cache/apt/archives {shlex.quote(str(apt_cache))}",
         suite,
         str(rootfs),
         mirror,
@@ -996,7 +1003,7 @@ def _build_image(
         run = _Runner(clock, log)
         plan: BuildPlan | None = None
         try:
-            cache_dir = paths.vibebox_home() / "cache" / "debootstrap"
+            cache_dir = paths.vibebox_home() / "cache"
             plan = plan_build(
                 rootfs=rootfs,
                 boot_out=boot_out,
@@ -1008,8 +1015,7 @@ def _build_image(
                 is_root=is_root,
                 unshare_problem=unshare_problem,
             )
-            if plan.builder == "debootstrap":
-                cache_dir.mkdir(parents=True, exist_ok=True)
+            (cache_dir / plan.builder).mkdir(parents=True, exist_ok=True)
             log.write_text(
                 f"vibebox {__version__} building image {name!r} with {plan.builder} from "
                 f"{mirror} ({suite})\n",

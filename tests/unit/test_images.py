@@ -251,7 +251,7 @@ def test_root_builds_with_debootstrap_minbase(tmp_path: Path) -> None:
     assert plan.builder == "debootstrap"
     assert plan.bootstrap[:3] == ("debootstrap", "--variant=minbase", "--components=main")
     assert "--include=systemd,htop" in plan.bootstrap
-    assert f"--cache-dir={tmp_path / 'cache'}" in plan.bootstrap
+    assert f"--cache-dir={tmp_path / 'cache' / 'debootstrap'}" in plan.bootstrap
     assert plan.bootstrap[-3:] == (
         "bookworm",
         str(tmp_path / "rootfs"),
@@ -274,7 +274,10 @@ def test_non_root_builds_with_mmdebstrap_in_unshare_mode(tmp_path: Path) -> None
     hooks = [a for a in plan.bootstrap if a.startswith("--customize-hook=")]
     assert any("configure-rootfs.sh" in h for h in hooks)
     assert any("update-initramfs" in h for h in hooks)
-    assert hooks[-1] == f"--customize-hook=sync-out /boot {tmp_path / 'boot'}"
+    assert f"--customize-hook=sync-out /boot {tmp_path / 'boot'}" in hooks
+    cache = tmp_path / "cache" / "mmdebstrap"
+    assert f"--setup-hook=sync-in {cache} /var/cache/apt/archives/" in plan.bootstrap
+    assert hooks[-1] == f"--customize-hook=sync-out /var/cache/apt/archives {cache}"
     assert plan.helper == ("mmdebstrap", "--unshare-helper")
 
 
