@@ -41,12 +41,23 @@ import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 import asyncssh
 
-from vibebox_core import access, images, netenforce, netpolicy, paths, ssh, supervisor, vm
+from vibebox_core import (
+    access,
+    images,
+    netenforce,
+    netpolicy,
+    paths,
+    portforward,
+    ssh,
+    supervisor,
+    vm,
+)
 from vibebox_core.config import Config, all_mounts, load_config
 from vibebox_core.errors import (
     SessionNotFoundError,
@@ -492,6 +503,8 @@ class RunningSession:
     attachment: supervisor.SupervisorConnection | None
     booted: bool = False
     timings: dict[str, float] = field(default_factory=dict)
+    #: ``[network] ports`` forwarded while attached (NET); ``forwards.problems`` says which not.
+    forwards: portforward.PortForwards | None = None
 
     @property
     def session_id(self) -> str:
@@ -511,6 +524,8 @@ class RunningSession:
 
     async def close(self) -> None:
         """Close SSH and detach from the supervisor (idempotent)."""
+        if self.forwards is not None:
+            self.forwards.close()
         self.connection.close()
         with contextlib.suppress(Exception):
             await self.connection.wait_closed()
@@ -621,12 +636,24 @@ async def ensure_running(
         await attachment.close()
         raise
     timings["ssh"] = clock.elapsed
-    await asyncio.to_thread(_remember, project, session_id, ipv4)
+    await asyncio.to_thread(_remember, project, entry, ipv4)
     clock("connected", f"{ipv4}", done=True)
-    return RunningSession(project, entry, config, ipv4, connection, attachment, booted, timings)
+    running = RunningSession(project, entry, config, ipv4, connection, attachment, booted, timings)
+    if client != "exec":  # NET: approved [network] ports, host loopback -> guest, while attached
+        extra = await asyncio.to_thread(lambda: SessionIndex().get(session_id).extra)
+        ports = portforward.approved_ports(extra, config.network.ports)
+        running.forwards = await portforward.open_port_forwards(connection, ports)
+        for problem in running.forwards.problems:
+            clock("port forwarding", f"{problem.message} ({problem.hint})", done=True)
+    return running
 
 
-def _remember(project: ProjectPaths, session_id: str, ipv4: str) -> None:
+#: ``last_active`` is refreshed at most this often (seconds): it is shown in minutes, and each
+#: refresh rewrites the index under its lock.
+TOUCH_EVERY = 60.0
+
+
+def _remember(project: ProjectPaths, entry: SessionEntry, ipv4: str) -> None:
     try:
         current = project.ipv4.read_text().strip()
     except OSError:
@@ -635,8 +662,10 @@ def _remember(project: ProjectPaths, session_id: str, ipv4: str) -> None:
         tmp = project.ipv4.with_name(f".{project.ipv4.name}.tmp")
         tmp.write_text(ipv4 + "\n")
         os.replace(tmp, project.ipv4)
-    with contextlib.suppress(VibeboxError):
-        SessionIndex().touch(session_id)
+    age = (datetime.now(UTC) - entry.last_active).total_seconds()
+    if age > TOUCH_EVERY or age < 0:
+        with contextlib.suppress(VibeboxError):
+            SessionIndex().touch(entry.id)
 
 
 async def _connect(
