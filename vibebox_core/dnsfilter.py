@@ -182,10 +182,41 @@ class UdpUpstream:
             transport.close()
 
 
+def resolv_conf_nameserver(path: Path = Path("/etc/resolv.conf")) -> str | None:
+    """Return the first ``nameserver`` of a resolv.conf, or None."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "nameserver":
+            try:
+                return str(ipaddress.ip_address(parts[1].split("%")[0]))
+            except ValueError:
+                continue
+    return None
+
+
 class SystemUpstream:
-    """Answer A and AAAA from the host's resolver (``getaddrinfo``); other types get no data."""
+    """Answer A and AAAA from the host's resolver (``getaddrinfo``: ``/etc/hosts``, then DNS).
+
+    Other types (MX, TXT, SRV, ...) go to ``other`` when given, e.g. a :class:`UdpUpstream`
+    to the host's nameserver (see :meth:`from_host`); without one they get an empty answer.
+    """
+
+    def __init__(self, other: Upstream | None = None) -> None:
+        self.other = other
+
+    @classmethod
+    def from_host(cls, resolv_conf: Path = Path("/etc/resolv.conf")) -> SystemUpstream:
+        """Addresses from ``getaddrinfo``, other types from the host's first nameserver."""
+        server = resolv_conf_nameserver(resolv_conf)
+        return cls(UdpUpstream(server, timeout=2.0) if server else None)
 
     async def query(self, packet: bytes, question: Question) -> bytes:
+        if question.qtype not in (QTYPE_A, QTYPE_AAAA) and self.other is not None:
+            return await self.other.query(packet, question)
         loop = asyncio.get_running_loop()
         try:
             infos = await loop.getaddrinfo(question.name, None, type=socket.SOCK_STREAM)
@@ -209,7 +240,8 @@ class DnsFilter(asyncio.DatagramProtocol):
     Args:
         policy: the session's policy; replace :attr:`policy` to apply an approved change.
         log_path: the session's network log.
-        upstream: where admitted queries are resolved (default :class:`SystemUpstream`).
+        upstream: where admitted queries are resolved (default
+            :meth:`SystemUpstream.from_host`).
         clients: only answer queries from this network (the session's subnet: its dnsmasq
             on the gateway); None answers anyone.
     """
@@ -224,7 +256,7 @@ class DnsFilter(asyncio.DatagramProtocol):
         self.policy = policy
         self.clients = clients
         self.log_path = log_path
-        self.upstream: Upstream = upstream or SystemUpstream()
+        self.upstream: Upstream = upstream or SystemUpstream.from_host()
         self.transport: asyncio.DatagramTransport | None = None
         self._pending: set[asyncio.Task[None]] = set()
 

@@ -25,6 +25,7 @@ from vibebox_core.dnsfilter import (
     UdpUpstream,
     build_response,
     parse_query,
+    resolv_conf_nameserver,
     start_dns_filter,
 )
 from vibebox_core.netpolicy import Policy
@@ -210,3 +211,21 @@ async def test_system_upstream_uses_the_host_resolver() -> None:
     packet = query("does-not-exist.invalid")
     reply = await upstream.query(packet, parse_query(packet))
     assert rcode(reply) == RCODE_NXDOMAIN
+
+
+async def test_system_upstream_sends_other_types_to_the_nameserver(tmp_path: Path) -> None:
+    stub = StubUpstream()
+    upstream = SystemUpstream(stub)
+    mx = query("allowed.test", 15)
+    await upstream.query(mx, parse_query(mx))
+    assert stub.asked == ["allowed.test"]
+    a = query("localhost")
+    assert "127.0.0.1" in answers(await upstream.query(a, parse_query(a)))
+    assert stub.asked == ["allowed.test"]  # addresses come from getaddrinfo
+
+    conf = tmp_path / "resolv.conf"
+    conf.write_text("# comment\nsearch example\nnameserver 127.0.0.53\nnameserver 10.0.0.1\n")
+    assert resolv_conf_nameserver(conf) == "127.0.0.53"
+    assert resolv_conf_nameserver(tmp_path / "missing") is None
+    assert isinstance(SystemUpstream.from_host(conf).other, UdpUpstream)
+    assert SystemUpstream.from_host(tmp_path / "missing").other is None
