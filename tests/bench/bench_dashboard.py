@@ -38,10 +38,11 @@ ESCAPES = re.compile(rb"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)
 HEADER = b"vibebox"
 PROMPT = re.compile(rb"vibecoder@vibebox:[^$#\s]*[$#]")
 
+# Plain `vibebox` in the project directory (the console script calls the same main()).
 LAUNCH = """
-import argparse, sys, time
-from vibebox_tui.commands.attach import run
-sys.exit(run(argparse.Namespace(directory={directory!r}, browse=False, demo={demo!r})))
+import sys
+from vibebox_tui.cli import main
+sys.exit(main({argv!r}))
 """
 
 
@@ -56,7 +57,7 @@ def launch_once(directory: str, demo: bool, timeout: float) -> tuple[float, floa
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
     env = dict(os.environ, TERM="xterm-256color", COLORTERM="truecolor")
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    code = LAUNCH.format(directory=directory, demo=demo)
+    code = LAUNCH.format(argv=["attach", "--demo"] if demo else [])
     start = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, "-c", code],
