@@ -50,6 +50,7 @@ CACHE_SUPERVISOR_LOG = "supervisor.log"
 CACHE_SUPERVISOR_PID = "supervisor.pid"
 CACHE_SUPERVISOR_LOCK = "supervisor.lock"
 CACHE_NETWORK_LOG = "network.log"
+CACHE_NETWORK_DEF = "network.xml"  # the session network as last defined (restart if changed)
 CACHE_GITIGNORE = ".gitignore"
 
 
@@ -182,6 +183,11 @@ class ProjectPaths:
     @property
     def supervisor_lock(self) -> Path:
         return self.cache / CACHE_SUPERVISOR_LOCK
+
+    @property
+    def network_def(self) -> Path:
+        """The session network's XML as vibebox last defined it."""
+        return self.cache / CACHE_NETWORK_DEF
 
     @property
     def network_log(self) -> Path:
