@@ -280,6 +280,7 @@ class VibeboxApp(App[int], inherit_bindings=False):
         if attachment is None:
             return
         self.terminal.detach()
+        self.header.title = ""  # the guest's window title belonged to that shell
         try:
             await attachment.close()
         except Exception as exc:

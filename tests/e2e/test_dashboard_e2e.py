@@ -25,6 +25,8 @@ pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 BOOT_TIMEOUT = 300.0  # TCG boot is 30-40 s here; room for a loaded machine and an image check
 GRACE_MS = 4000
+#: The guest's prompt in the terminal (the window title "vibecoder@vibebox: ~/x" differs).
+PROMPT = re.compile(r"vibecoder@vibebox:~\S*\$")
 
 
 class Tmux:
@@ -126,7 +128,7 @@ def test_dashboard_on_a_real_session(
         # Progress first, then the guest's prompt in the terminal.
         tmux.wait_screen(lambda s: "vibebox" in s and "project" in s, 20, "the first paint")
         tmux.wait_screen(
-            lambda s: "vibecoder@vibebox" in s, BOOT_TIMEOUT, "the guest prompt in the terminal"
+            lambda s: PROMPT.search(s), BOOT_TIMEOUT, "the guest prompt in the terminal"
         )
         session_id = project.session_id.read_text().strip()
         assert domain_state(session_id) == "running"
@@ -159,6 +161,63 @@ def test_dashboard_on_a_real_session(
         while domain_state(session_id) != "shut off" and time.monotonic() < deadline:
             time.sleep(1)
         assert domain_state(session_id) == "shut off"
+    finally:
+        tmux.kill()
+        if project.session_id.exists():
+            delete_session(e2e_project)
+
+
+def test_new_recreates_the_session_and_reattaches(
+    e2e_home: Path, e2e_project: Path, tmux: Tmux, tmp_path: Path
+) -> None:
+    project = ProjectPaths.for_directory(e2e_project)
+    load_config(project)
+    status_file = tmp_path / "status"
+    vibebox = shlex.join(
+        [sys.executable, "-c", "from vibebox_tui.cli import main; raise SystemExit(main())"]
+    )
+    env = " ".join(
+        f"{k}={shlex.quote(v)}"
+        for k, v in {
+            "PYTHONPATH": str(REPO),
+            "VIBEBOX_HOME": os.environ["VIBEBOX_HOME"],
+            "VIBEBOX_ACCEL": os.environ.get("VIBEBOX_ACCEL", "tcg"),
+            "TERM": "xterm-256color",
+        }.items()
+    )
+    tmux.start(
+        f"env -u COLUMNS -u LINES {env} {vibebox}; echo $? > {shlex.quote(str(status_file))}",
+        e2e_project,
+    )
+    try:
+        tmux.wait_screen(lambda s: PROMPT.search(s), BOOT_TIMEOUT, "the guest prompt")
+        old_id = project.session_id.read_text().strip()
+        (e2e_project / "notes.txt").write_text("mine\n")
+        tmux.type(":new")
+        tmux.keys("Enter")
+        tmux.wait_screen(lambda s: "Start a fresh session?" in s, 20, "the :new confirmation")
+        tmux.keys("y")
+
+        def new_prompt(screen: str) -> bool:
+            try:
+                current = project.session_id.read_text().strip()
+            except OSError:
+                return False
+            return current != old_id and current[:8] in screen and bool(PROMPT.search(screen))
+
+        tmux.wait_screen(new_prompt, BOOT_TIMEOUT, "a fresh session's prompt")
+        new_id = project.session_id.read_text().strip()
+        assert domain_state(old_id).startswith("error")  # the old domain is gone
+        assert domain_state(new_id) == "running"
+        # The project's files stay.
+        assert (e2e_project / "notes.txt").read_text() == "mine\n" and project.config.exists()
+
+        tmux.type(":exit")
+        tmux.keys("Enter")
+        deadline = time.monotonic() + 30
+        while not status_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert status_file.read_text().strip() == "0", tmux.screen()
     finally:
         tmux.kill()
         if project.session_id.exists():
