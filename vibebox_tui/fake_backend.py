@@ -1,7 +1,9 @@
 """An in-memory :class:`~vibebox_tui.backend.Backend` for tests, snapshots and demos.
 
-Everything is deterministic: fixed session ids, fixed timestamps, fixed progress steps with
-fixed elapsed times, so a snapshot taken today matches one taken tomorrow. Terminals are
+VM states live in a :class:`~vibebox_core.fake.FakeHypervisor` (the VM team's in-memory
+hypervisor); the index and the terminals in plain dictionaries. Everything is deterministic:
+fixed session ids, fixed timestamps, fixed progress steps with fixed elapsed times, so a
+snapshot taken today matches one taken tomorrow. Terminals are
 :class:`~vibebox_core.pty.MemoryStream` objects the caller feeds by hand
 (``backend.streams[session_id].feed(b"...")``).
 """
@@ -14,8 +16,11 @@ from collections.abc import Hashable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 from vibebox_core.errors import SessionNotFoundError, VibeboxError
+from vibebox_core.fake import FakeDomain, FakeHypervisor
+from vibebox_core.hypervisor import VMState
 from vibebox_core.netpolicy import ApprovalCheck, PolicyNotApprovedError
 from vibebox_core.progress import ProgressCallback, ProgressEvent
 from vibebox_core.pty import MemoryStream
@@ -87,9 +92,13 @@ class FakeBackend:
         fail_attach: VibeboxError | None = None,
         hold_boot: asyncio.Event | None = None,
         prompt: bytes = b"vibecoder@vibebox:~$ ",
+        hypervisor: FakeHypervisor | None = None,
     ) -> None:
         self._lock = threading.Lock()
-        self._sessions: dict[str, SessionStatus] = {s.id: s for s in sessions or []}
+        self.hypervisor = hypervisor or FakeHypervisor()
+        self._sessions: dict[str, SessionStatus] = {}
+        for session in sessions or []:
+            self._add(session)
         self._project = project
         self._next = len(self._sessions) + 1
         self.fail_attach = fail_attach
@@ -107,14 +116,35 @@ class FakeBackend:
         self.unapproved: dict[Path, tuple[str, ...]] = {}
         self.approved: list[Path] = []
 
+    # -- the VMs, in the fake hypervisor ------------------------------------------------------
+
+    def _add(self, session: SessionStatus) -> None:
+        """Index ``session`` and define its VM in the fake hypervisor."""
+        self._sessions[session.id] = session
+        name = f"vibebox-{session.name}-{session.short_id}"
+        self.hypervisor.domains[session.id] = FakeDomain(
+            session_id=session.id,
+            name=name,
+            xml=f"<domain type='qemu'><name>{name}</name><uuid>{session.id}</uuid></domain>",
+            mac=None,
+            network=None,
+            console_log=None,
+            state=cast(VMState, session.state),
+            reason=session.reason,
+        )
+        self.hypervisor.set_console(session.id, "\n".join(CONSOLE_LINES))
+
+    def _live(self, session: SessionStatus) -> SessionStatus:
+        """``session`` with the VM state the hypervisor reports now."""
+        status = self.hypervisor.status(session.id)
+        reason = status.reason if status.state == "broken" else ""
+        return replace(session, state=status.state, reason=reason)
+
     # -- knobs for tests -------------------------------------------------------------------
 
     def set_state(self, session_id: str, state: str, reason: str = "") -> None:
         """Change a session's VM state, as a hypervisor event would."""
-        with self._lock:
-            self._sessions[session_id] = replace(
-                self._sessions[session_id], state=state, reason=reason
-            )
+        self.hypervisor.set_status(session_id, cast(VMState, state), reason)
 
     def edit_config(
         self,
@@ -138,7 +168,8 @@ class FakeBackend:
 
     def session_for(self, directory: Path) -> SessionStatus | None:
         with self._lock:
-            return self._find(directory)
+            session = self._find(directory)
+            return self._live(session) if session else None
 
     # -- Backend ---------------------------------------------------------------------------
 
@@ -154,7 +185,7 @@ class FakeBackend:
                     hint="Fix or remove the file.",
                 )
             return sorted(
-                self._sessions.values(),
+                (self._live(s) for s in self._sessions.values()),
                 key=lambda s: s.last_active or FIXED_NOW,
                 reverse=True,
             )
@@ -169,11 +200,12 @@ class FakeBackend:
         self, directory: Path, cols: int, rows: int, progress: ProgressCallback
     ) -> Attachment:
         with self._lock:
-            session = self._find(directory)
-            if session is None:
-                session = SessionStatus(fake_id(self._next), directory, "shut off", 0, FIXED_NOW)
+            found = self._find(directory)
+            if found is None:
+                found = SessionStatus(fake_id(self._next), directory, "shut off", 0, FIXED_NOW)
                 self._next += 1
-                self._sessions[session.id] = session
+                self._add(found)
+            session = self._live(found)
         diff = self.unapproved.get(directory)
         if diff:
             check = ApprovalCheck("changed", "0" * 64, diff)
@@ -201,6 +233,7 @@ class FakeBackend:
             attached = (current.attached or 0) + 1
             session = replace(current, state="running", attached=attached, last_active=FIXED_NOW)
             self._sessions[session.id] = session
+            self.hypervisor.set_status(session.id, "running")
             self.streams[session.id] = stream
         session_id = session.id
 
@@ -225,6 +258,7 @@ class FakeBackend:
             if session_id not in self._sessions:
                 raise SessionNotFoundError(f"No session {session_id[:8]} in the index.")
             del self._sessions[session_id]
+            self.hypervisor.undefine(session_id)
             self.deleted.append(session_id)
 
     def recreate(self, session_id: str, progress: ProgressCallback) -> SessionStatus:
@@ -232,16 +266,18 @@ class FakeBackend:
             old = self._sessions.pop(session_id, None)
             if old is None:
                 raise SessionNotFoundError(f"No session {session_id[:8]} in the index.")
+            self.hypervisor.undefine(session_id)
             self.recreated.append(session_id)
             new = SessionStatus(fake_id(self._next), old.directory, "shut off", 0, FIXED_NOW)
             self._next += 1
-            self._sessions[new.id] = new
+            self._add(new)
         progress(ProgressEvent("deleting session", old.short_id, 0.3, True))
         return new
 
     def inspect(self, directory: Path) -> InspectorData:
         with self._lock:
-            session = self._find(directory)
+            found = self._find(directory)
+            session = self._live(found) if found else None
             running = session is not None and session.state == "running"
             name = directory.name
             return InspectorData(
@@ -272,7 +308,8 @@ class FakeBackend:
 
     def fingerprint(self, directory: Path) -> Hashable:
         with self._lock:
-            session = self._find(directory)
+            found = self._find(directory)
+            session = self._live(found) if found else None
             return (
                 self.config_revision.get(directory, 0),
                 session.state if session else None,
@@ -281,4 +318,8 @@ class FakeBackend:
             )
 
     def console_tail(self, directory: Path, lines: int = 15) -> list[str]:
-        return list(CONSOLE_LINES[-lines:])
+        with self._lock:
+            session = self._find(directory)
+        if session is None:
+            return []
+        return self.hypervisor.console_tail(session.id, lines).splitlines()
