@@ -19,6 +19,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Footer, Static
+from textual.worker import WorkerState
 
 from vibebox_core.netpolicy import PolicyNotApprovedError
 from vibebox_core.progress import ProgressEvent
@@ -101,7 +102,7 @@ class VibeboxApp(App[int], inherit_bindings=False):
         self.inspector.display = False
         self._update_header()
         self.refresh_sessions()
-        self.set_interval(SESSION_POLL_SECONDS, self.refresh_sessions)
+        self.set_interval(SESSION_POLL_SECONDS, self._poll_sessions)
         self.set_interval(INSPECTOR_POLL_SECONDS, self._poll_inspector)
         self.set_interval(CONSOLE_POLL_SECONDS, self._poll_console)
         if self.directory is not None:
@@ -129,6 +130,17 @@ class VibeboxApp(App[int], inherit_bindings=False):
         self.centre.current = view
 
     # -- session list ----------------------------------------------------------------------
+
+    def _busy(self, group: str) -> bool:
+        """A worker of ``group`` still runs (a thread cannot be cancelled: never pile up)."""
+        return any(
+            w.group == group and w.state in (WorkerState.PENDING, WorkerState.RUNNING)
+            for w in self.workers
+        )
+
+    def _poll_sessions(self) -> None:
+        if not self._busy("sessions"):
+            self.refresh_sessions()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="sessions")
     def refresh_sessions(self) -> None:
@@ -382,7 +394,7 @@ class VibeboxApp(App[int], inherit_bindings=False):
         self._set_inspector(not self.inspector.display)
 
     def _poll_inspector(self) -> None:
-        if self.directory is not None and self.inspector.display:
+        if self.directory is not None and self.inspector.display and not self._busy("inspector"):
             self.refresh_inspector(self.directory, self._inspector_fingerprint)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="inspector")
@@ -411,7 +423,12 @@ class VibeboxApp(App[int], inherit_bindings=False):
 
     def _poll_console(self) -> None:
         progress = self.progress
-        if self.directory is not None and progress.console_shown and progress.display:
+        if (
+            self.directory is not None
+            and progress.console_shown
+            and progress.display
+            and not self._busy("console")
+        ):
             self.fetch_console(self.directory)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="console")
