@@ -147,6 +147,15 @@ def test_dashboard_on_a_real_session(
         assert f"/home/vibecoder/{e2e_project.name}".replace("/", "") in flat.replace("/", "")
         assert "rw default" in screen and "running" in screen
 
+        # Live: a saved edit of vibebox.toml shows without a restart.
+        text = project.config.read_text()
+        project.config.write_text(
+            text.replace("entries = []", 'entries = ["live-edit.example"]', 1)
+        )
+        edited = time.monotonic()
+        tmux.wait_screen(lambda s: "live-edit.example" in s, 10, "the edit in the inspector")
+        assert time.monotonic() - edited < 3.0
+
         # The inspector has the focus now: back to the terminal (t), then :exit.
         tmux.keys("t")
         tmux.type(":exit")
