@@ -162,6 +162,18 @@ def qemu_blockers(
     return blockers
 
 
+def qemu_blocked_dirs(files: Iterable[Path], *, user: str = QEMU_USER) -> list[Path]:
+    """Directories on the way to any of ``files`` that ``user`` may not search, outermost
+    first and each once; empty when the account does not exist here (e.g. a remote host)."""
+    who = qemu_identity(user)
+    if who is None:
+        return []
+    blocked: list[Path] = []
+    for file in files:
+        blocked.extend(d for d in qemu_blockers(Path(file), who) if d not in blocked)
+    return blocked
+
+
 def setfacl_command(directories: Iterable[Path], user: str = QEMU_USER) -> str:
     """The shell command that grants ``user`` search permission on ``directories``."""
     return " && ".join(shlex.join(["setfacl", "-m", f"u:{user}:x", str(d)]) for d in directories)

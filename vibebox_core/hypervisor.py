@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
-from vibebox_core import vm
+from vibebox_core import access, vm
 from vibebox_core.errors import VMError
 
 if TYPE_CHECKING:
@@ -185,12 +185,12 @@ def _permission_hint(message: str) -> str:
             "disk, kernel and initrd; grant it with `setfacl -m u:libvirt-qemu:x DIR`"
         )
     path = Path(match.group(1))
-    blocked = vm.qemu_blocked_dirs([path])
+    blocked = access.qemu_blocked_dirs([path])
     if blocked:
         return (
             f"QEMU runs as libvirt-qemu and cannot enter {', '.join(map(str, blocked))}; "
-            f"allow it with `{vm.setfacl_command(blocked)}` (what virt-manager offers), or keep "
-            "the project and VIBEBOX_HOME where that user can reach them"
+            f"allow it with `{access.setfacl_command(blocked)}` (what virt-manager offers), "
+            "or keep the project and VIBEBOX_HOME where that user can reach them"
         )
     return (
         f"QEMU runs as libvirt-qemu and cannot open {path}; check the file's permissions and "

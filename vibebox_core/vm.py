@@ -26,11 +26,8 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
-import pwd
 import re
-import shlex
 import stat
-import struct
 import tempfile
 import uuid
 import xml.etree.ElementTree as ET
@@ -754,93 +751,3 @@ def parse_console_log(xml: str) -> Path | None:
             if source is not None and source.get("path"):
                 return Path(source.get("path", ""))
     return None
-
-
-# --------------------------------------------------------------------------- QEMU's file access
-
-#: The user QEMU runs as under ``qemu:///system`` on Debian.
-QEMU_USER = "libvirt-qemu"
-
-_ACL_USER_OBJ, _ACL_USER, _ACL_GROUP_OBJ, _ACL_GROUP, _ACL_MASK, _ACL_OTHER = (
-    0x01,
-    0x02,
-    0x04,
-    0x08,
-    0x10,
-    0x20,
-)
-_EXEC = 0o1
-
-
-def _acl_entries(directory: Path) -> list[tuple[int, int, int]] | None:
-    """Return the POSIX access ACL of ``directory`` as (tag, perm, id), or None without one."""
-    try:
-        raw = os.getxattr(directory, "system.posix_acl_access")
-    except OSError:
-        return None
-    if len(raw) < 4 or struct.unpack_from("<I", raw)[0] != 2:
-        return None
-    return [struct.unpack_from("<HHI", raw, off) for off in range(4, len(raw) - 7, 8)]
-
-
-def _can_search(directory: Path, uid: int, gids: set[int]) -> bool:
-    """Apply the POSIX permission check (with ACLs) for search permission on ``directory``."""
-    st = directory.stat()
-    if uid == 0:
-        return True
-    if st.st_uid == uid:
-        return bool(st.st_mode & (_EXEC << 6))
-    acl = _acl_entries(directory)
-    if acl is None:
-        if st.st_gid in gids:
-            return bool(st.st_mode & (_EXEC << 3))
-        return bool(st.st_mode & _EXEC)
-    mask = next((perm for tag, perm, _ in acl if tag == _ACL_MASK), 0o7)
-    for tag, perm, ident in acl:
-        if tag == _ACL_USER and ident == uid:
-            return bool(perm & mask & _EXEC)
-    group_perms = [
-        perm
-        for tag, perm, ident in acl
-        if (tag == _ACL_GROUP_OBJ and st.st_gid in gids) or (tag == _ACL_GROUP and ident in gids)
-    ]
-    if group_perms:
-        return any(perm & mask & _EXEC for perm in group_perms)
-    return any(tag == _ACL_OTHER and perm & _EXEC for tag, perm, _ in acl)
-
-
-def qemu_blocked_dirs(files: Iterable[Path], *, user: str = QEMU_USER) -> list[Path]:
-    """Return the directories on the way to ``files`` that ``user`` may not enter.
-
-    Under ``qemu:///system`` QEMU runs as ``libvirt-qemu`` and must traverse every parent of
-    the disk, kernel and initrd (libvirt gives it the files themselves, not their
-    directories; DESIGN §6). Call this before starting a domain to explain the problem and
-    offer :func:`setfacl_command`, instead of letting libvirt fail. Returns an empty list when
-    ``user`` does not exist here (e.g. another distribution or a remote libvirt host).
-    """
-    try:
-        entry = pwd.getpwnam(user)
-    except KeyError:
-        return []
-    gids = set(os.getgrouplist(user, entry.pw_gid))
-    blocked: list[Path] = []
-    for file in files:
-        for directory in reversed(Path(file).absolute().parents):
-            if directory in blocked:
-                continue
-            try:
-                if not _can_search(directory, entry.pw_uid, gids):
-                    blocked.append(directory)
-            except OSError:
-                continue
-    return blocked
-
-
-def setfacl_command(dirs: Iterable[Path], *, user: str = QEMU_USER) -> str:
-    """Return the command that gives ``user`` search permission on ``dirs`` (as virt-manager)."""
-    return (
-        "setfacl -m "
-        + shlex.quote(f"u:{user}:x")
-        + " "
-        + " ".join(shlex.quote(str(d)) for d in dirs)
-    )

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from vibebox_core import vm
+from vibebox_core import access, vm
 from vibebox_core.errors import VMError
 from vibebox_core.hypervisor import LibvirtHypervisor
 
@@ -258,7 +258,7 @@ def test_unreachable_disk_names_setfacl(
     (workdir / "vmlinuz").write_bytes(b"not a kernel")
     (workdir / "initrd.img").write_bytes(b"not an initrd")
     spec = domain_spec(sid, net, workdir, disk=closed / "disk.qcow2")
-    assert vm.qemu_blocked_dirs([spec.disk]) == [closed]
+    assert access.qemu_blocked_dirs([spec.disk]) == [closed]
     hv.define(vm.domain_xml(spec), vm.network_xml(net))
     with pytest.raises(VMError) as info:
         hv.start(sid)
@@ -435,7 +435,7 @@ def test_boot_lease_readonly_share_and_acpi_shutdown(
         virtiofsd=wrappers.readwrite,
         virtiofsd_readonly=wrappers.readonly,
     )
-    assert vm.qemu_blocked_dirs([kernel, initrd, base, spec.disk]) == [], (
+    assert access.qemu_blocked_dirs([kernel, initrd, base, spec.disk]) == [], (
         "the image store is not reachable by libvirt-qemu"
     )
     hv.define(vm.domain_xml(spec), vm.network_xml(net))

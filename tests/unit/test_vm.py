@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from vibebox_core import vm
+from vibebox_core import access, vm
 from vibebox_core.errors import VMError
 from vibebox_core.fake import FakeHypervisor
 from vibebox_core.hypervisor import Hypervisor
@@ -453,9 +453,9 @@ def test_qemu_blocked_dirs_and_setfacl(tmp_path: Path) -> None:
     import pwd
 
     try:
-        pwd.getpwnam(vm.QEMU_USER)
+        pwd.getpwnam(access.QEMU_USER)
     except KeyError:
-        assert vm.qemu_blocked_dirs([tmp_path / "x"]) == []
+        assert access.qemu_blocked_dirs([tmp_path / "x"]) == []
         return
     if os.geteuid() != 0:
         pytest.skip("needs root to build directories owned by someone else")
@@ -466,15 +466,15 @@ def test_qemu_blocked_dirs_and_setfacl(tmp_path: Path) -> None:
     disk = closed / "inner" / "disk.qcow2"
 
     def blocked_here() -> list[Path]:  # pytest's own base directories are 0700: ignore them
-        return [d for d in vm.qemu_blocked_dirs([disk]) if d.is_relative_to(tmp_path)]
+        return [d for d in access.qemu_blocked_dirs([disk]) if d.is_relative_to(tmp_path)]
 
     assert blocked_here() == [closed]
-    subprocess.run(["setfacl", "-m", f"u:{vm.QEMU_USER}:x", str(closed)], check=True)
+    subprocess.run(["setfacl", "-m", f"u:{access.QEMU_USER}:x", str(closed)], check=True)
     assert blocked_here() == []
     subprocess.run(["setfacl", "-m", "m::-", str(closed)], check=True)  # the mask wins
     assert blocked_here() == [closed]
-    assert vm.setfacl_command([Path("/root"), Path("/a b")]) == (
-        "setfacl -m u:libvirt-qemu:x /root '/a b'"
+    assert access.setfacl_command([Path("/root"), Path("/a b")]) == (
+        "setfacl -m u:libvirt-qemu:x /root && setfacl -m u:libvirt-qemu:x '/a b'"
     )
 
 
