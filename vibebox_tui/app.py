@@ -11,22 +11,25 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Hashable, Iterable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from textual import on, work
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Footer, Static
-from textual.worker import WorkerState
 
 from vibebox_core.netpolicy import PolicyNotApprovedError
 from vibebox_core.progress import ProgressEvent
 from vibebox_tui import layout
 from vibebox_tui import messages as msg
+from vibebox_tui.actions import PALETTE
 from vibebox_tui.backend import Attachment, Backend, SessionStatus
-from vibebox_tui.screens import ConfirmScreen, ErrorScreen, HelpScreen
+from vibebox_tui.polling import PollingApp
+from vibebox_tui.screens import ErrorScreen, HelpScreen
+from vibebox_tui.screens.confirm import confirm_approval, confirm_delete, confirm_recreate
 from vibebox_tui.screens.error import describe_error
 from vibebox_tui.terminal import FOCUS_OUT_KEY, TerminalView
 from vibebox_tui.terminal.messages import Disconnected, TitleChanged, VibeboxCommand
@@ -41,7 +44,7 @@ CONSOLE_POLL_SECONDS = 1.0
 LETTER_ACTIONS = {"toggle_inspector", "new_session", "help", "quit_app", "focus_browser"}
 
 
-class VibeboxApp(App[int], inherit_bindings=False):
+class VibeboxApp(PollingApp, inherit_bindings=False):
     """The dashboard. ``run()`` returns the exit status (non-zero only for a fatal start-up)."""
 
     CSS_PATH = "app.tcss"
@@ -131,26 +134,6 @@ class VibeboxApp(App[int], inherit_bindings=False):
 
     # -- session list ----------------------------------------------------------------------
 
-    def _busy(self, group: str) -> bool:
-        """A worker of ``group`` still runs (a thread cannot be cancelled: never pile up)."""
-        return any(
-            w.group == group and w.state in (WorkerState.PENDING, WorkerState.RUNNING)
-            for w in self.workers
-        )
-
-    def _poll_sessions(self) -> None:
-        if not self._busy("sessions"):
-            self.refresh_sessions()
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="sessions")
-    def refresh_sessions(self) -> None:
-        try:
-            sessions = self.backend.list_sessions()
-        except Exception as exc:
-            self.post_message(msg.Failed("Listing sessions", exc, dialog=False))
-            return
-        self.post_message(msg.SessionsListed(sessions))
-
     def on_sessions_listed(self, message: msg.SessionsListed) -> None:
         self._list_error = ""
         self.sessions = message.sessions
@@ -178,17 +161,12 @@ class VibeboxApp(App[int], inherit_bindings=False):
     @on(SessionBrowser.DeleteRequested)
     def _delete_requested(self, message: SessionBrowser.DeleteRequested) -> None:
         session = message.session
-        body = (
-            f"Session {session.short_id} of {session.directory}\n\n"
-            "The VM is stopped and removed together with its disk (.vibebox/). "
-            "The project files and vibebox.toml stay."
-        )
 
         def answered(confirmed: bool | None) -> None:
             if confirmed:
                 self.delete_session(session)
 
-        self.push_screen(ConfirmScreen("Delete this session?", body), answered)
+        self.push_screen(confirm_delete(session), answered)
 
     @work(exclusive=True, exit_on_error=False, group="delete")
     async def delete_session(self, session: SessionStatus) -> None:
@@ -244,13 +222,6 @@ class VibeboxApp(App[int], inherit_bindings=False):
 
     def on_approval_needed(self, message: msg.ApprovalNeeded) -> None:
         directory = message.directory
-        diff = "\n".join(f"  {line}" for line in message.error.check.diff)
-        body = (
-            f"vibebox.toml in {directory} changed the session's mounts or network since you "
-            "last approved them. The project folder is writable from inside the VM, so a "
-            f"program there may have made this change:\n\n{diff}\n\n"
-            "Start the session with these settings?"
-        )
 
         def answered(confirmed: bool | None) -> None:
             if confirmed:
@@ -259,10 +230,7 @@ class VibeboxApp(App[int], inherit_bindings=False):
                 action = f"Not starting {directory.name}"
                 self.post_message(msg.Failed(action, message.error, fatal=message.startup))
 
-        self.push_screen(
-            ConfirmScreen("Approve the changed settings?", body, confirm_label="Approve"),
-            answered,
-        )
+        self.push_screen(confirm_approval(directory, message.error.check.diff), answered)
 
     @work(exclusive=True, exit_on_error=False, group="approve")
     async def approve_and_attach(self, directory: Path, startup: bool) -> None:
@@ -333,19 +301,12 @@ class VibeboxApp(App[int], inherit_bindings=False):
             self.notify("No session to recreate here.", severity="warning")
             return
         directory = self.directory
-        body = (
-            f"Session {session.short_id} of {directory}\n\n"
-            "Its VM and disk are deleted and a fresh session starts in the same directory. "
-            "Project files and vibebox.toml stay."
-        )
 
         def answered(confirmed: bool | None) -> None:
             if confirmed:
                 self.recreate_session(session, directory)
 
-        self.push_screen(
-            ConfirmScreen("Start a fresh session?", body, confirm_label="Recreate"), answered
-        )
+        self.push_screen(confirm_recreate(session, directory), answered)
 
     @work(exclusive=True, exit_on_error=False, group="attach")
     async def recreate_session(self, session: SessionStatus, directory: Path) -> None:
@@ -393,23 +354,6 @@ class VibeboxApp(App[int], inherit_bindings=False):
     def action_toggle_inspector(self) -> None:
         self._set_inspector(not self.inspector.display)
 
-    def _poll_inspector(self) -> None:
-        if self.directory is not None and self.inspector.display and not self._busy("inspector"):
-            self.refresh_inspector(self.directory, self._inspector_fingerprint)
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="inspector")
-    def refresh_inspector(self, directory: Path, last: Hashable) -> None:
-        try:
-            fingerprint = self.backend.fingerprint(directory)
-            if fingerprint == last:
-                return
-            data = self.backend.inspect(directory)
-        except Exception as exc:
-            self.post_message(msg.Failed("Inspecting the session", exc, dialog=False))
-            return
-        self._inspector_fingerprint = fingerprint
-        self.post_message(msg.InspectorUpdated(data))
-
     def on_inspector_updated(self, message: msg.InspectorUpdated) -> None:
         if self.directory == message.data.project:
             self.inspector.show_data(message.data)
@@ -420,25 +364,6 @@ class VibeboxApp(App[int], inherit_bindings=False):
     def _console_toggled(self, message: BootProgress.ConsoleToggled) -> None:
         if message.shown:
             self._poll_console()
-
-    def _poll_console(self) -> None:
-        progress = self.progress
-        if (
-            self.directory is not None
-            and progress.console_shown
-            and progress.display
-            and not self._busy("console")
-        ):
-            self.fetch_console(self.directory)
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="console")
-    def fetch_console(self, directory: Path) -> None:
-        try:
-            lines = self.backend.console_tail(directory)
-        except Exception as exc:
-            self.post_message(msg.Failed("Reading the console log", exc, dialog=False))
-            return
-        self.post_message(msg.ConsoleTail(lines))
 
     def on_console_tail(self, message: msg.ConsoleTail) -> None:
         self.progress.show_console(message.lines)
@@ -491,43 +416,17 @@ class VibeboxApp(App[int], inherit_bindings=False):
         self.refresh_bindings()
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
-        yield SystemCommand(
-            "Attach to the selected session", "Enter in the session list", self._palette_attach
-        )
-        yield SystemCommand("Delete the selected session", "Asks first (d)", self._palette_delete)
-        yield SystemCommand(
-            "New session (:new)",
-            "Delete this session and start a fresh one",
-            self.action_new_session,
-        )
-        yield SystemCommand("Explain (:explain)", "Show the inspector", self.action_explain)
-        yield SystemCommand(
-            "Toggle inspector", "Show or hide the inspector (i)", self.action_toggle_inspector
-        )
-        yield SystemCommand("Help (:help)", "List the vibebox commands", self.action_help)
-        yield SystemCommand(
-            "Focus terminal", "Move the focus to the terminal", self.action_focus_terminal
-        )
-        yield SystemCommand(
-            "Focus sessions", "Move the focus to the session list", self.action_focus_browser
-        )
-        yield SystemCommand(
-            "Console log", "While booting: show or hide the console tail", self._palette_console
-        )
-        yield SystemCommand(
-            "Exit (:exit)",
-            "Leave vibebox; the VM stays up for the grace period",
-            self.action_quit_app,
-        )
+        for title, help_text, action in PALETTE:
+            yield SystemCommand(title, help_text, partial(self.run_action, action))
         yield from super().get_system_commands(screen)
 
-    def _palette_attach(self) -> None:
+    def action_attach_selected(self) -> None:
         session = self.browser.selected_session
         if session is not None:
             self.browser.post_message(SessionBrowser.AttachRequested(session))
 
-    def _palette_delete(self) -> None:
+    def action_delete_selected(self) -> None:
         self.browser.action_delete_session()
 
-    def _palette_console(self) -> None:
+    def action_toggle_console(self) -> None:
         self.progress.action_toggle_console()

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
+
+from vibebox_tui.backend import SessionStatus
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -77,3 +82,37 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def action_answer(self, answer: bool) -> None:
         self.dismiss(answer)
+
+
+def confirm_delete(session: SessionStatus) -> ConfirmScreen:
+    """Ask before deleting ``session`` (browser ``d``)."""
+    return ConfirmScreen(
+        "Delete this session?",
+        f"Session {session.short_id} of {session.directory}\n\n"
+        "The VM is stopped and removed together with its disk (.vibebox/). "
+        "The project files and vibebox.toml stay.",
+    )
+
+
+def confirm_recreate(session: SessionStatus, directory: Path) -> ConfirmScreen:
+    """Ask before ``:new`` replaces ``session`` with a fresh one."""
+    return ConfirmScreen(
+        "Start a fresh session?",
+        f"Session {session.short_id} of {directory}\n\n"
+        "Its VM and disk are deleted and a fresh session starts in the same directory. "
+        "Project files and vibebox.toml stay.",
+        confirm_label="Recreate",
+    )
+
+
+def confirm_approval(directory: Path, diff: Sequence[str]) -> ConfirmScreen:
+    """Ask before starting with mounts or network that changed since the last approval."""
+    lines = "\n".join(f"  {line}" for line in diff)
+    return ConfirmScreen(
+        "Approve the changed settings?",
+        f"vibebox.toml in {directory} changed the session's mounts or network since you "
+        "last approved them. The project folder is writable from inside the VM, so a "
+        f"program there may have made this change:\n\n{lines}\n\n"
+        "Start the session with these settings?",
+        confirm_label="Approve",
+    )

@@ -1,0 +1,16 @@
+"""Every dashboard action the command palette lists: (title, description, action name)."""
+
+from __future__ import annotations
+
+PALETTE: tuple[tuple[str, str, str], ...] = (
+    ("Attach to the selected session", "Enter in the session list", "attach_selected"),
+    ("Delete the selected session", "Asks first (d in the session list)", "delete_selected"),
+    ("New session (:new)", "Delete this session and start a fresh one (n)", "new_session"),
+    ("Explain (:explain)", "Show and focus the inspector", "explain"),
+    ("Toggle inspector", "Show or hide the inspector (i)", "toggle_inspector"),
+    ("Help (:help)", "List the vibebox commands (?)", "help"),
+    ("Focus terminal", "Move the focus to the terminal (t)", "focus_terminal"),
+    ("Focus sessions", "Move the focus to the session list (s)", "focus_browser"),
+    ("Console log", "While a VM boots: show or hide its console tail (c)", "toggle_console"),
+    ("Exit (:exit)", "Leave vibebox; the VM stays up for the grace period (q)", "quit_app"),
+)
