@@ -184,6 +184,9 @@ class Supervisor:
         self._server: asyncio.AbstractServer | None = None
         self._done = asyncio.Event()
         self._lock_fd: int | None = None
+        # Grace, power-off and `stop` may all want to shut down at once: one at a time, or a
+        # second thread would wait forever for the file lock the first one keeps to exit.
+        self._shutdown_guard = asyncio.Lock()
         self._undo_services: Callable[[], Awaitable[None]] | None = None
 
     @property
@@ -343,14 +346,17 @@ class Supervisor:
                 return
 
     async def _shutdown(self, reason: str, *, force: bool) -> None:
-        if self.phase == "stopping":
-            await self._done.wait()
-            return
-        # Hold the start lock from here to exit, so no vibebox is half-way through attaching.
-        fd = await asyncio.to_thread(_acquire, self.lock_path)
-        if not force and self._attached:
-            os.close(fd)  # somebody attached while we waited for the lock
-            return
+        async with self._shutdown_guard:
+            if self.phase in ("stopping", "stopped"):
+                return  # another shutdown got here first and finished
+            # Hold the start lock from here to exit, so no vibebox is half-way through attaching.
+            fd = await asyncio.to_thread(_acquire, self.lock_path)
+            if not force and self._attached:
+                os.close(fd)  # somebody attached while we waited for the lock
+                return
+            await self._stop_holding_lock(fd, reason)
+
+    async def _stop_holding_lock(self, fd: int, reason: str) -> None:
         self._lock_fd = fd
         self._disarm()
         self.phase = "stopping"

@@ -213,3 +213,36 @@ def test_probe_and_clean_stale(project: ProjectPaths) -> None:
 def test_a_too_long_socket_path_is_refused() -> None:
     with pytest.raises(supervisor.SupervisorError, match="too long"):
         supervisor.check_socket_path(Path("/tmp/" + "x" * 120))
+
+
+async def test_shutdowns_racing_for_the_lock_end_in_one_stop(
+    running: tuple, project: ProjectPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Grace, power-off and `stop` all wanting to shut down while a starter holds the lock
+    give one shutdown, and no thread is left waiting for the lock (that thread would keep
+    the finished supervisor process from exiting)."""
+    sup, vm, task = running
+    waiting = 0
+    real_acquire = supervisor._acquire
+
+    def counting_acquire(lock_path: Path) -> int:
+        nonlocal waiting
+        waiting += 1
+        try:
+            return real_acquire(lock_path)
+        finally:
+            waiting -= 1
+
+    monkeypatch.setattr(supervisor, "_acquire", counting_acquire)
+    conn = await connect()
+    await conn.attach()
+    with supervisor.locked(project.supervisor_lock):
+        await conn.close()
+        await asyncio.sleep(0.5)  # the grace ran out: its shutdown waits for the lock
+        vm.running = False  # the monitor wants to shut down too
+        await asyncio.sleep(0.2)
+        sup.request_stop()  # and so does `vibebox stop`
+        await asyncio.sleep(0.2)
+    await asyncio.wait_for(task, 5)
+    await wait_for(lambda: waiting == 0, timeout=2.0)
+    assert vm.stops == 1
