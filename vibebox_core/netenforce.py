@@ -30,6 +30,7 @@ from vibebox_core.netpolicy import (
     guest_proxy_env,
     nwfilter_name,
     nwfilter_xml,
+    policy_diff,
     policy_digest,
 )
 from vibebox_core.proxy import FilteringProxy, Resolver
@@ -238,28 +239,61 @@ class ApprovalFollower:
     def __init__(self, enforcer: NetworkEnforcer, applied: dict[str, Any] | None = None) -> None:
         self.enforcer = enforcer
         self.applied = applied
-        self.pending_restart = False
+        # The mounts the VM was defined with; its mode is the enforcer's, which never changes.
+        self._started_mounts = applied.get("mounts") if applied is not None else None
+
+    @property
+    def pending(self) -> list[str]:
+        """The approved changes that wait for the next start, as :func:`policy_diff` lines.
+
+        Compared with what the VM started with, so approving the old mode or mounts again
+        clears them.
+        """
+        if self.applied is None:
+            return []
+
+        def restart_part(mode: Any, mounts: Any) -> dict[str, Any]:
+            return {"mounts": mounts or [], "network": {"mode": mode}}
+
+        return policy_diff(
+            restart_part(self.enforcer.policy.mode, self._started_mounts),
+            restart_part(self.applied.get("network", {}).get("mode"), self.applied.get("mounts")),
+        )
+
+    @property
+    def pending_restart(self) -> bool:
+        """An approved change (mode or mounts) waits for the next start."""
+        return bool(self.pending)
+
+    def status(self) -> dict[str, Any]:
+        """What the supervisor's ``status`` answer says about the policy (for the inspector).
+
+        ``{"applied": "live" | "next start", "pending": [lines]}``: ``"live"`` when the
+        approved policy is the one in force, ``"next start"`` when part of it (``pending``)
+        needs the VM restarted.
+        """
+        pending = self.pending
+        return {"applied": "next start" if pending else "live", "pending": pending}
 
     def update(self, approved: dict[str, Any] | None) -> Literal["live", "next start"] | None:
         """Take the approved canonical policy as it is now; apply it when it is new.
 
         Returns:
-            ``"live"`` when the whole change took effect (entries), ``"next start"`` when
-            part of it needs a restart (mode or mounts; new entries still apply at once when
-            the mode is unchanged), None when nothing new was approved.
+            ``"live"`` when the whole approved policy is in force (a change of entries),
+            ``"next start"`` when part of it needs a restart (mode or mounts; new entries
+            still apply at once when the mode is unchanged), None when nothing new was
+            approved.
         """
         if approved is None or approved == self.applied:
             return None
         policy = policy_from_canonical(approved)
-        old, self.applied = self.applied, approved
+        self.applied = approved
+        if self._started_mounts is None:
+            # Started fail-closed: the VM has the mounts of this first approval.
+            self._started_mounts = approved.get("mounts")
         if policy.mode == self.enforcer.policy.mode:
             self.enforcer.set_policy(policy)
-        if old is None and policy.mode == self.enforcer.policy.mode:
-            return "live"  # first approval of a session that started fail-closed
-        if old is not None and change_applies(old, approved) == "live":
-            return "live"
-        self.pending_restart = True
-        return "next start"
+        return "next start" if self.pending else "live"
 
 
 async def follow_approvals(
@@ -303,13 +337,18 @@ class SessionNetwork:
 
     Attributes:
         enforcer: the proxy and the DNS filter.
-        follower: applies approvals; ``follower.pending_restart`` says an approved change
-            waits for the next start (for the inspector).
+        follower: applies approvals; ``follower.pending`` lists the approved changes that
+            wait for the next start.
     """
 
     enforcer: NetworkEnforcer
     follower: ApprovalFollower
     task: asyncio.Task[None] | None = None
+
+    def status(self) -> dict[str, Any]:
+        """Fields for the supervisor's ``status`` answer: ``{"policy": ...}``
+        (:meth:`ApprovalFollower.status`)."""
+        return {"policy": self.follower.status()}
 
     async def stop(self) -> None:
         """Stop following approvals and close the proxy and the DNS filter."""

@@ -106,6 +106,8 @@ class SessionStatus:
         reason: why it is ``broken`` (or a note for other states); empty when all is well.
         attached: how many vibebox processes are attached (0 when no supervisor runs).
         ipv4: the guest's address when running (from ``.vibebox/ipv4``).
+        policy: the supervisor's word on the network policy, ``{"applied": "live" | "next
+            start", "pending": [lines]}``; None when no supervisor runs (or it has no network).
     """
 
     entry: SessionEntry
@@ -113,6 +115,7 @@ class SessionStatus:
     reason: str = ""
     attached: int = 0
     ipv4: str | None = None
+    policy: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able view (``vibebox list --json``)."""
@@ -185,7 +188,10 @@ def _status_from(entry: SessionEntry, vm_status: VMStatus) -> SessionStatus:
     if state == "running":
         with contextlib.suppress(OSError):
             ipv4 = project.ipv4.read_text().strip() or None
-    return SessionStatus(entry, state, reason, attached, ipv4)
+    policy = answer.get("policy") if answer else None
+    return SessionStatus(
+        entry, state, reason, attached, ipv4, policy if isinstance(policy, dict) else None
+    )
 
 
 def session_status(entry: SessionEntry, hypervisor: Hypervisor | None = None) -> SessionStatus:

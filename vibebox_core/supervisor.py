@@ -12,7 +12,9 @@ Protocol: line-delimited JSON, one request per line, one answer per request.
 * ``{"op": "attach", "pid": 123, "client": "exec"}`` -> ``{"ok": true, "attached": N}``; the
   connection counts until it closes.
 * ``{"op": "status"}`` -> ``{"ok": true, "attached": N, "session_id": ..., "pid": ...,
-  "phase": "running" | "grace" | "stopping"}``.
+  "phase": "running" | "grace" | "stopping"}``, plus what the session's services add: the
+  network policy's ``"policy": {"applied": "live" | "next start", "pending": [lines]}``
+  (approved changes of mode or mounts that wait for the next start).
 * ``{"op": "stop"}`` -> ``{"ok": true, "stopped_cleanly": bool}`` once the VM is off.
 
 Races. Starting and stopping are serialised by an ``fcntl`` lock on ``.vibebox/supervisor.lock``:
@@ -28,7 +30,7 @@ Crashes. A supervisor killed with SIGKILL leaves its socket file and pid file be
 
 Hook. :func:`session_services` is where the session's network services (the NET engineer's
 proxy and DNS filter, :class:`vibebox_core.netenforce.NetworkEnforcer`) start once the VM runs
-and stop before it is shut down.
+and stop before it is shut down; their :meth:`SessionServices.status` joins the status answer.
 """
 
 from __future__ import annotations
@@ -130,8 +132,21 @@ def _acquire(lock_path: Path) -> int:
 
 # --------------------------------------------------------------------------- the server
 
-#: A function run when the supervisor is up, returning a coroutine function that undoes it.
-ServicesHook = Callable[[], Awaitable[Callable[[], Awaitable[None]] | None]]
+
+class SessionServices(Protocol):
+    """The session's host-side services while the VM runs (the network policy's)."""
+
+    def status(self) -> dict[str, Any]:
+        """Fields added to the ``status`` answer (JSON-able, small)."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop them (before the VM is shut down)."""
+        ...
+
+
+#: A function run when the supervisor is up, returning the services it started (or None).
+ServicesHook = Callable[[], Awaitable[SessionServices | None]]
 
 
 class Supervisor:
@@ -187,7 +202,7 @@ class Supervisor:
         # Grace, power-off and `stop` may all want to shut down at once: one at a time, or a
         # second thread would wait forever for the file lock the first one keeps to exit.
         self._shutdown_guard = asyncio.Lock()
-        self._undo_services: Callable[[], Awaitable[None]] | None = None
+        self._services: SessionServices | None = None
 
     @property
     def attached(self) -> int:
@@ -215,7 +230,7 @@ class Supervisor:
         self.phase = "running"
         if self.services is not None:
             try:
-                self._undo_services = await self.services()
+                self._services = await self.services()
             except Exception:  # a service failing must not leave the VM running unseen
                 log.exception("session services failed to start")
         if not self._attached:
@@ -314,13 +329,20 @@ class Supervisor:
         phase = self.phase
         if phase == "running" and self._grace_task is not None:
             phase = "grace"
-        return {
-            "ok": True,
-            "attached": len(self._attached),
-            "session_id": self.session_id,
-            "pid": os.getpid(),
-            "phase": phase,
-        }
+        answer: dict[str, Any] = {}
+        if self._services is not None:
+            try:
+                answer.update(self._services.status())
+            except Exception:  # a status question must never break the supervisor
+                log.exception("session services could not say their status")
+        answer.update(
+            ok=True,
+            attached=len(self._attached),
+            session_id=self.session_id,
+            pid=os.getpid(),
+            phase=phase,
+        )
+        return answer
 
     @staticmethod
     async def _send(writer: asyncio.StreamWriter, answer: dict[str, Any]) -> None:
@@ -365,9 +387,9 @@ class Supervisor:
             self._server.close()
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
-        if self._undo_services is not None:
+        if self._services is not None:
             try:
-                await self._undo_services()
+                await self._services.stop()
             except Exception:
                 log.exception("stopping session services failed")
         try:
@@ -639,13 +661,14 @@ def _tail(path: Path, lines: int = 10) -> str:
 
 async def session_services(
     project: ProjectPaths, session_id: str, hypervisor: Any = None
-) -> Callable[[], Awaitable[None]] | None:
-    """Start the session's host-side services; return how to stop them.
+) -> SessionServices | None:
+    """Start the session's host-side services; return them (to stop them and ask their status).
 
     NET: the network policy proxy and DNS filter
     (:func:`vibebox_core.netenforce.start_session_network`, on the session network's gateway)
     start here, once the VM runs, enforcing the policy approved in the session index, and stop
-    in the returned coroutine before the VM is shut down.
+    before the VM is shut down. Their status says whether an approved change waits for the
+    next start.
     """
     from vibebox_core.netenforce import read_approved, start_session_network
     from vibebox_core.sessions import SessionIndex
@@ -675,7 +698,7 @@ async def session_services(
         enforcer.gateway_ip,
         enforcer.dns_port,
     )
-    return network.stop
+    return network
 
 
 def _daemonize() -> None:

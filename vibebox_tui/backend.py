@@ -70,6 +70,9 @@ class InspectorData:
 
     ``storage`` pairs a label with a path relative to the project directory; ``recent_network``
     holds ready-made lines (newest last), one per allowed or blocked connection.
+    ``policy_applied`` says how the approved network policy reached the running session:
+    ``"live"`` (in force now) or ``"next start"`` (``policy_pending`` lists what waits for a
+    restart); None when no session runs or nobody knows.
     """
 
     project: Path
@@ -86,6 +89,8 @@ class InspectorData:
     memory_mb: int | None = None
     attached: int | None = None
     problem: str = ""
+    policy_applied: str | None = None
+    policy_pending: tuple[str, ...] = ()
 
 
 @dataclass

@@ -21,6 +21,7 @@ from vibebox_core import netlog, runtime
 from vibebox_core.config import load_config
 from vibebox_core.errors import VibeboxError
 from vibebox_core.explain import VMInfo, build_explain
+from vibebox_core.hypervisor import Hypervisor
 from vibebox_core.netenforce import change_applies
 from vibebox_core.netpolicy import APPROVED_POLICY_KEY, canonical_policy, record_approval
 from vibebox_core.paths import PROJECT_CACHE, PROJECT_CONFIG, ProjectPaths
@@ -110,6 +111,17 @@ def _status(status: runtime.SessionStatus) -> SessionStatus:
     )
 
 
+def _policy(status: runtime.SessionStatus | None) -> tuple[str | None, tuple[str, ...]]:
+    """What the supervisor says about the running session's network policy (checked: it
+    comes over a socket)."""
+    policy = status.policy if status is not None else None
+    if policy is None:
+        return None, ()
+    applied, pending = policy.get("applied"), policy.get("pending")
+    lines = tuple(str(line) for line in pending) if isinstance(pending, list) else ()
+    return (applied if applied in ("live", "next start") else None), lines
+
+
 def _relative(path: Path, root: Path) -> str:
     try:
         return str(path.relative_to(root)) or "."
@@ -122,10 +134,13 @@ class CoreBackend:
 
     Args:
         project: the directory vibebox was started in (None: only browse sessions).
+        hypervisor: where VM states come from (None: libvirt at each project's URI; tests
+            pass a :class:`~vibebox_core.fake.FakeHypervisor`).
     """
 
-    def __init__(self, project: Path | None) -> None:
+    def __init__(self, project: Path | None, *, hypervisor: Hypervisor | None = None) -> None:
         self._project = ProjectPaths.for_directory(project).root if project else None
+        self._hypervisor = hypervisor
         self._io: IOThread | None = None
         self._early: (
             concurrent.futures.Future[tuple[runtime.RunningSession, SSHPtyStream, int | None]]
@@ -140,7 +155,7 @@ class CoreBackend:
         return self._project
 
     def list_sessions(self) -> list[SessionStatus]:
-        return [_status(s) for s in runtime.list_statuses()]
+        return [_status(s) for s in runtime.list_statuses(hypervisor=self._hypervisor)]
 
     def prestart(self, cols: int, rows: int) -> None:
         """Start attaching to the project's session now, before the UI is up.
@@ -222,7 +237,7 @@ class CoreBackend:
         return SessionIndex().get(session_id)
 
     def delete(self, session_id: str) -> None:
-        runtime.delete_session(self._entry(session_id))
+        runtime.delete_session(self._entry(session_id), self._hypervisor)
 
     def recreate(self, session_id: str, progress: ProgressCallback) -> SessionStatus:
         entry = self._entry(session_id)
@@ -246,14 +261,18 @@ class CoreBackend:
         ipv4: str | None = None
         attached: int | None = None
         problem = ""
+        status: runtime.SessionStatus | None = None
         if entry is not None:
-            status = runtime.session_status(entry)
+            status = runtime.session_status(entry, self._hypervisor)
             state, ipv4, attached = status.state, status.ipv4, status.attached
             if status.state == "broken":
                 problem = status.reason
-        recent: tuple[str, ...] = ()
+        applied, pending = _policy(status)
+        events: tuple[netlog.NetEvent, ...] = ()
         with contextlib.suppress(OSError, ValueError):
-            recent = tuple(e.describe() for e in netlog.tail(project.network_log, RECENT_NETWORK))
+            events = tuple(netlog.tail(project.network_log, RECENT_NETWORK))
+        # The log's own lines (with source and reason), not explain's shorter ones.
+        recent = tuple(e.describe() for e in events)
         try:
             config = load_config(project, create=False)
         except VibeboxError as exc:
@@ -267,10 +286,9 @@ class CoreBackend:
                 ipv4=ipv4,
                 attached=attached,
                 problem=f"{PROJECT_CONFIG}: {exc.message}{hint}",
+                policy_applied=applied,
+                policy_pending=pending,
             )
-        events: tuple[netlog.NetEvent, ...] = ()
-        with contextlib.suppress(OSError, ValueError):
-            events = tuple(netlog.tail(project.network_log, RECENT_NETWORK))
         vm = VMInfo(state or "missing", ipv4, config.box.cpus, config.box.memory_mb, attached)
         explain = build_explain(
             project,
@@ -288,7 +306,7 @@ class CoreBackend:
             network_mode=explain.network.mode,
             network_entries=explain.network.entries,
             ports=explain.network.ports,
-            recent_network=tuple(e.describe() for e in explain.recent_network),
+            recent_network=recent,
             storage=(*((i.label, i.path) for i in explain.storage), *storage[2:]),
             vm_state=vm.state,
             ipv4=vm.ipv4,
@@ -296,6 +314,8 @@ class CoreBackend:
             memory_mb=vm.memory_mb,
             attached=vm.attached,
             problem=problem,
+            policy_applied=applied,
+            policy_pending=pending,
         )
 
     def fingerprint(self, directory: Path) -> Hashable:
@@ -308,14 +328,14 @@ class CoreBackend:
                 return None
             return st.st_mtime_ns, st.st_size
 
-        vm: tuple[str, int, str | None] | None = None
+        vm: tuple[str, int, str | None, str | None, tuple[str, ...]] | None = None
         try:
             entry = SessionIndex().find_by_directory(project.root)
         except VibeboxError:
             entry = None
         if entry is not None:
-            status = runtime.session_status(entry)
-            vm = (status.state, status.attached, status.ipv4)
+            status = runtime.session_status(entry, self._hypervisor)
+            vm = (status.state, status.attached, status.ipv4, *_policy(status))
         return stat(project.config), stat(project.network_log), vm, entry.id if entry else None
 
     def console_tail(self, directory: Path, lines: int = 15) -> list[str]:

@@ -115,6 +115,8 @@ class FakeBackend:
         #: Directories whose vibebox.toml changed since approval: the diff lines to show.
         self.unapproved: dict[Path, tuple[str, ...]] = {}
         self.approved: list[Path] = []
+        #: What the running session's supervisor says about its policy (see set_policy_state).
+        self.policy_state: dict[Path, tuple[str, tuple[str, ...]]] = {}
 
     # -- the VMs, in the fake hypervisor ------------------------------------------------------
 
@@ -160,6 +162,17 @@ class FakeBackend:
             if entries is not None:
                 self.network_entries[directory] = entries
             self.config_revision[directory] = self.config_revision.get(directory, 0) + 1
+
+    def set_policy_state(
+        self, directory: Path, applied: str | None, pending: tuple[str, ...] = ()
+    ) -> None:
+        """Say how the approved policy reached the running session, as its supervisor would:
+        ``"live"``, ``"next start"`` with the ``pending`` lines, or None (not known)."""
+        with self._lock:
+            if applied is None:
+                self.policy_state.pop(directory, None)
+            else:
+                self.policy_state[directory] = (applied, pending)
 
     def log_network(self, directory: Path, line: str) -> None:
         """Append one allowed/blocked line to the session's network log."""
@@ -280,6 +293,7 @@ class FakeBackend:
             session = self._live(found) if found else None
             running = session is not None and session.state == "running"
             name = directory.name
+            applied, pending = self.policy_state.get(directory, (None, ()))
             return InspectorData(
                 project=directory,
                 session_id=session.id if session else None,
@@ -304,6 +318,8 @@ class FakeBackend:
                 cpus=2,
                 memory_mb=2048,
                 attached=session.attached if session else None,
+                policy_applied=applied if running else None,
+                policy_pending=pending if running else (),
             )
 
     def fingerprint(self, directory: Path) -> Hashable:
@@ -315,6 +331,7 @@ class FakeBackend:
                 session.state if session else None,
                 session.attached if session else None,
                 len(self.network_log.get(directory, ())),
+                self.policy_state.get(directory),
             )
 
     def console_tail(self, directory: Path, lines: int = 15) -> list[str]:

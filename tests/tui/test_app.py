@@ -324,6 +324,25 @@ async def test_inspector_is_live() -> None:
         assert not inspector.display
 
 
+async def test_inspector_says_whether_an_approved_change_applied_live() -> None:
+    app, backend = attached_app()
+    directory = demo_sessions()[0].directory
+    async with app.run_test(size=SIZE) as pilot:
+        await until_attached(pilot, app)
+        await pilot.press("ctrl+backslash", "i")
+        inspector = app.query_one(Inspector)
+        await wait_for(pilot, lambda: inspector.data is not None)
+        assert "applied live" not in inspector.text and "next start" not in inspector.text
+        backend.set_policy_state(directory, "live")
+        await wait_for(pilot, lambda: "approved policy applied live" in inspector.text)
+        backend.set_policy_state(
+            directory, "next start", ("~ network mode: allowlist → blocklist",)
+        )
+        await wait_for(pilot, lambda: "approved change applies at next start" in inspector.text)
+        assert "~ network mode: allowlist → blocklist" in inspector.text
+        assert "applied live" not in inspector.text
+
+
 async def test_command_help_lists_every_command() -> None:
     app, backend = attached_app()
     async with app.run_test(size=SIZE) as pilot:

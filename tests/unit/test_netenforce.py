@@ -17,6 +17,7 @@ from vibebox_core.netenforce import (
     FAIL_CLOSED,
     ApprovalFollower,
     NetworkEnforcer,
+    SessionNetwork,
     change_applies,
     follow_approvals,
     plan_network,
@@ -224,6 +225,50 @@ def test_follower_applies_newly_approved_policies(tmp_path: Path) -> None:
     mode = _canon("blocklist")
     assert follower.update(mode) == "next start"
     assert enforcer.policy.mode == "allowlist" and follower.pending_restart
+
+
+@dataclass(frozen=True)
+class _Mount:
+    host: str
+    guest: str
+    read_only: bool = True
+
+
+def test_follower_says_what_waits_for_the_next_start(tmp_path: Path) -> None:
+    start = _canon("allowlist", "a.test")
+    enforcer = NetworkEnforcer(policy_from_canonical(start), tmp_path / "n.log", "127.0.0.1")
+    follower = ApprovalFollower(enforcer, start)
+    network = SessionNetwork(enforcer, follower)
+    assert network.status() == {"policy": {"applied": "live", "pending": []}}
+
+    assert follower.update(_canon("allowlist", "a.test", "b.test")) == "live"
+    assert network.status()["policy"] == {"applied": "live", "pending": []}
+
+    mounted = canonical_policy(
+        _Config(_Network("blocklist", ("x.test",)), _Box((_Mount("/srv/data", "/data"),)))
+    )
+    assert follower.update(mounted) == "next start"
+    assert network.status()["policy"] == {
+        "applied": "next start",
+        "pending": ["+ mount: /srv/data → /data (ro)", "~ network mode: allowlist → blocklist"],
+    }
+    # Entries meant for the other mode wait with it; the mount is no longer asked for.
+    assert follower.update(_canon("blocklist", "y.test")) == "next start"
+    assert enforcer.policy.entries == ("a.test", "b.test")
+    assert follower.pending == ["~ network mode: allowlist → blocklist"]
+    # Approving the running mode again: nothing waits any more.
+    assert follower.update(_canon("allowlist", "c.test")) == "live"
+    assert not follower.pending_restart and enforcer.policy.entries == ("c.test",)
+    assert network.status()["policy"]["applied"] == "live"
+
+
+def test_follower_that_started_fail_closed_takes_the_first_approval(tmp_path: Path) -> None:
+    enforcer = NetworkEnforcer(FAIL_CLOSED, tmp_path / "n.log", "127.0.0.1")
+    follower = ApprovalFollower(enforcer)
+    assert follower.status() == {"applied": "live", "pending": []}
+    assert follower.update(_canon("allowlist", "a.test")) == "live"
+    assert follower.update(_canon("blocklist")) == "next start"
+    assert follower.status()["pending"] == ["~ network mode: allowlist → blocklist"]
 
 
 async def test_follow_approvals_task_polls_in_a_thread(tmp_path: Path) -> None:

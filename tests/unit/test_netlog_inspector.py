@@ -38,5 +38,6 @@ def test_inspector_shows_the_latest_decisions_and_notices_new_ones(project: Proj
     assert backend.fingerprint(project.root) != before  # the inspector refreshes on it
     lines = backend.inspect(project.root).recent_network
     assert len(lines) == 2
-    assert lines[0].split()[1:] == ["allowed", "pypi.org:443"]
-    assert lines[1].split()[1:] == ["blocked", "evil.example:53"]
+    # The log's own line: verdict, source, host:port and the reason.
+    assert lines[0].split(" ", 1)[1] == "allowed proxy pypi.org:443 (allowlist entry pypi.org)"
+    assert lines[1].split(" ", 1)[1] == "blocked dns evil.example:53 (not in the allowlist (A))"

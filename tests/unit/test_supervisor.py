@@ -13,6 +13,12 @@ from pathlib import Path
 import pytest
 
 from vibebox_core import paths, supervisor
+from vibebox_core.netenforce import (
+    ApprovalFollower,
+    NetworkEnforcer,
+    SessionNetwork,
+    policy_from_canonical,
+)
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.supervisor import Supervisor, SupervisorConnection
 
@@ -246,3 +252,52 @@ async def test_shutdowns_racing_for_the_lock_end_in_one_stop(
     await asyncio.wait_for(task, 5)
     await wait_for(lambda: waiting == 0, timeout=2.0)
     assert vm.stops == 1
+
+
+async def test_status_says_whether_the_approved_policy_waits_for_the_next_start(
+    project: ProjectPaths,
+) -> None:
+    start = {"version": 1, "mounts": [], "network": {"mode": "allowlist", "entries": ["a.test"]}}
+    enforcer = NetworkEnforcer(policy_from_canonical(start), project.network_log, "127.0.0.1")
+    network = SessionNetwork(enforcer, ApprovalFollower(enforcer, start))
+    stopped: list[bool] = []
+
+    async def stop() -> None:
+        stopped.append(True)
+
+    network.stop = stop  # type: ignore[method-assign]
+
+    async def services() -> SessionNetwork:
+        return network
+
+    vm = FakeVM()
+    sup = Supervisor(
+        SID,
+        paths.supervisor_socket_path(SID),
+        project.supervisor_lock,
+        vm,
+        grace=5.0,
+        poll_interval=0.05,
+        services=services,
+    )
+    task = asyncio.create_task(sup.run())
+    conn = await connect_when_up(sup)
+    try:
+        status = await conn.status()
+        assert status["policy"] == {"applied": "live", "pending": []}
+        network.follower.update({**start, "network": {"mode": "blocklist", "entries": []}})
+        status = await asyncio.to_thread(supervisor.status_sync, paths.supervisor_socket_path(SID))
+        assert status is not None and status["policy"] == {
+            "applied": "next start",
+            "pending": ["~ network mode: allowlist → blocklist"],
+        }
+    finally:
+        await conn.close()
+        sup.request_stop()
+        await asyncio.wait_for(task, 5)
+    assert stopped == [True] and vm.stops == 1
+
+
+async def connect_when_up(sup: Supervisor) -> SupervisorConnection:
+    await wait_for(lambda: sup.phase == "running" and sup._services is not None)
+    return await connect()

@@ -69,6 +69,12 @@ def render_inspector(data: InspectorData, width: int = 40) -> Text:
         text.append(f"\n  {empty}", style="dim")
     for port in data.ports:
         text.append(f"\n  port {port}", style="dim")
+    if data.policy_applied == "live":
+        text.append("\n  approved policy applied live", style="green")
+    elif data.policy_applied == "next start":
+        text.append("\n  approved change applies at next start:", style="yellow")
+        for line in data.policy_pending:
+            text.append(f"\n    {line}", style="yellow")
     text.append("\n  recent connections", style="italic")
     recent = data.recent_network[-RECENT_NETWORK_LINES:]
     if not recent:

@@ -1,0 +1,199 @@
+"""Pilot tests of the inspector on the real CoreBackend: the network log and the policy state.
+
+Everything but the SSH terminal is real: the session index and the project in a temporary
+``VIBEBOX_HOME``, lines the proxy and the DNS filter write with :func:`netlog.append`, and a
+supervisor (in this event loop) answering ``status`` over its socket. VM states come from a
+:class:`~vibebox_core.fake.FakeHypervisor`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+from vibebox_core import netlog, paths
+from vibebox_core.config import load_config
+from vibebox_core.fake import FakeDomain, FakeHypervisor
+from vibebox_core.netenforce import (
+    ApprovalFollower,
+    NetworkEnforcer,
+    SessionNetwork,
+    policy_from_canonical,
+)
+from vibebox_core.netpolicy import canonical_policy
+from vibebox_core.paths import ProjectPaths
+from vibebox_core.progress import ProgressCallback
+from vibebox_core.pty import MemoryStream
+from vibebox_core.sessions import SessionIndex
+from vibebox_core.supervisor import HypervisorVM, Supervisor
+from vibebox_tui import app as app_module
+from vibebox_tui.app import VibeboxApp
+from vibebox_tui.backend import Attachment, SessionStatus
+from vibebox_tui.core_backend import CoreBackend
+from vibebox_tui.widgets import Inspector
+
+SIZE = (120, 60)
+
+
+@pytest.fixture(autouse=True)
+def fast_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(app_module, "SESSION_POLL_SECONDS", 0.05)
+    monkeypatch.setattr(app_module, "INSPECTOR_POLL_SECONDS", 0.05)
+    monkeypatch.setattr(app_module, "CONSOLE_POLL_SECONDS", 0.05)
+
+
+@pytest.fixture
+def home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    # Short path: the supervisor's UNIX socket lives under it (107 bytes at most).
+    directory = Path(tempfile.mkdtemp(prefix="vbx-tui-", dir="/tmp"))
+    monkeypatch.setenv(paths.HOME_ENV, str(directory))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+class TerminalStubBackend(CoreBackend):
+    """CoreBackend with the SSH terminal replaced by a memory stream (no VM to log into)."""
+
+    async def attach(
+        self, directory: Path, cols: int, rows: int, progress: ProgressCallback
+    ) -> Attachment:
+        entry = SessionIndex().find_by_directory(directory)
+        assert entry is not None
+        status = SessionStatus(entry.id, entry.directory, "running", 1, entry.last_active)
+        return Attachment(status, MemoryStream())
+
+
+@pytest.fixture
+def session(home: Path) -> tuple[ProjectPaths, str, FakeHypervisor]:
+    """A project with a running VM (in the fake hypervisor) and its guest's address."""
+    project = ProjectPaths.for_directory(home / "webshop")
+    project.root.mkdir()
+    load_config(project)
+    project.cache.mkdir(exist_ok=True)
+    entry = SessionIndex().ensure(project.root)
+    hypervisor = FakeHypervisor()
+    hypervisor.domains[entry.id] = FakeDomain(
+        entry.id, "vibebox-webshop", "<domain/>", None, None, None, state="running"
+    )
+    project.ipv4.write_text("192.168.122.57\n")
+    return project, entry.id, hypervisor
+
+
+async def wait_for(
+    pilot: Pilot[int], condition: Callable[[], object], timeout: float = 5.0
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await pilot.pause(0.02)
+
+
+async def open_inspector(pilot: Pilot[int], app: VibeboxApp) -> Inspector:
+    await wait_for(pilot, lambda: app.attachment is not None)
+    await pilot.press("ctrl+backslash", "i")
+    inspector = app.query_one(Inspector)
+    await wait_for(pilot, lambda: inspector.data is not None)
+    return inspector
+
+
+def event(source: Any, host: str, port: int, verdict: Any, reason: str, second: int) -> Any:
+    return netlog.NetEvent(source, host, port, verdict, reason, f"2026-11-27T10:15:{second:02}Z")
+
+
+async def test_inspector_shows_the_network_log_live(
+    session: tuple[ProjectPaths, str, FakeHypervisor],
+) -> None:
+    project, _, hypervisor = session
+    log = project.network_log
+    netlog.append(log, event("proxy", "pypi.org", 443, "allowed", "listed: pypi.org", 1))
+    netlog.append(log, event("proxy", "evil.example", 443, "blocked", "not listed", 2))
+    netlog.append(log, event("dns", "github.com", 53, "allowed", "listed: github.com", 3))
+    netlog.append(log, event("dns", "tracker.example", 53, "blocked", "not listed (A)", 4))
+    app = VibeboxApp(TerminalStubBackend(project.root, hypervisor=hypervisor), live_clock=False)
+    async with app.run_test(size=SIZE) as pilot:
+        inspector = await open_inspector(pilot, app)
+        await wait_for(pilot, lambda: "tracker.example" in inspector.text)
+        text = inspector.text
+        for line in (
+            "10:15:01 allowed proxy pypi.org:443 (listed: pypi.org)",
+            "10:15:02 blocked proxy evil.example:443 (not listed)",
+            "10:15:03 allowed dns github.com:53 (listed: github.com)",
+            "10:15:04 blocked dns tracker.example:53 (not listed (A))",
+        ):
+            assert line in text
+        assert "192.168.122.57" in text and "running" in text
+        # A decision logged while the dashboard runs shows up without any key press.
+        netlog.append(log, event("proxy", "cdn.evil.example", 80, "blocked", "not listed", 5))
+        await wait_for(
+            pilot, lambda: "10:15:05 blocked proxy cdn.evil.example:80" in inspector.text
+        )
+
+
+@dataclass(frozen=True)
+class _Network:
+    mode: str
+    entries: tuple[str, ...]
+    ports: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Box:
+    mounts: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Config:
+    network: _Network
+    box: _Box = _Box()
+
+
+def canon(mode: str, *entries: str) -> dict[str, Any]:
+    """An approved canonical policy, as the session index keeps it."""
+    return canonical_policy(_Config(_Network(mode, entries)))
+
+
+async def test_inspector_says_how_an_approved_change_reached_the_running_session(
+    session: tuple[ProjectPaths, str, FakeHypervisor],
+) -> None:
+    project, session_id, hypervisor = session
+    start = canon("allowlist", "pypi.org")
+    enforcer = NetworkEnforcer(policy_from_canonical(start), project.network_log, "127.0.0.1")
+    network = SessionNetwork(enforcer, ApprovalFollower(enforcer, start))
+
+    async def services() -> SessionNetwork:
+        return network
+
+    supervisor = Supervisor(
+        session_id,
+        paths.supervisor_socket_path(session_id),
+        project.supervisor_lock,
+        HypervisorVM(hypervisor, session_id),
+        grace=60.0,
+        services=services,
+    )
+    app = VibeboxApp(TerminalStubBackend(project.root, hypervisor=hypervisor), live_clock=False)
+    async with app.run_test(size=SIZE) as pilot:
+        served = asyncio.create_task(supervisor.run())
+        try:
+            inspector = await open_inspector(pilot, app)
+            await wait_for(pilot, lambda: "approved policy applied live" in inspector.text)
+            # A change of mode needs the VM restarted: the inspector says so, and what.
+            network.follower.update(canon("blocklist", "evil.example"))
+            await wait_for(pilot, lambda: "approved change applies at next start" in inspector.text)
+            assert "~ network mode: allowlist → blocklist" in inspector.text
+            assert "applied live" not in inspector.text
+        finally:
+            supervisor.request_stop()
+            await asyncio.wait_for(served, 5)
+        # No supervisor: nothing is claimed about the policy.
+        await wait_for(pilot, lambda: "next start" not in inspector.text)
