@@ -50,7 +50,6 @@ import asyncssh
 
 from vibebox_core import (
     access,
-    images,
     netenforce,
     netpolicy,
     paths,
@@ -431,6 +430,8 @@ def _prepare_and_start(
     # The guest can edit vibebox.toml (NET): changed mounts or [network] need approval first.
     netpolicy.require_approval(SessionIndex(), session_id, config, project=str(project.root))
     clock("checking image")
+    from vibebox_core import images  # cold path only: keeps it off a warm attach's imports
+
     info = images.ensure_image(progress=progress)
     clock("checking image", info.name, done=True)
     ssh.ensure_keys(project)
