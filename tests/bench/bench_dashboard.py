@@ -10,8 +10,8 @@ next to a raw asyncssh connect + command (``true``) to the same, already running
 the same run. Targets: first paint <= 0.8 s; prompt <= 1.3x raw.
 
 The raw numbers come twice: in this (warm) process, and from a fresh Python process timed
-from its start like the dashboard is (interpreter start + imports + connect + command, and
-+ a login shell in a PTY until its prompt, which is what the dashboard opens), so those
+from its start like the dashboard is (interpreter start + imports + connect + command, or
+a login shell in a PTY until its prompt, which is what the dashboard opens), so those
 ratios compare like with like.
 
     # real stack, inside the lab (the session is started first and kept running meanwhile):
