@@ -17,6 +17,7 @@ from typing import Any
 
 from vibebox_core import paths
 from vibebox_core.config import Config, Mount, all_mounts
+from vibebox_core.netlog import NetSummary
 from vibebox_core.paths import ProjectPaths
 
 
@@ -135,6 +136,7 @@ class Explain:
         storage: ``vibebox.toml``, ``.vibebox/`` and the global index.
         vm: live VM facts, None when not asked for or unknown.
         recent_network: recent allowed/blocked connections, oldest first.
+        network_summary: counts over the whole network log, None when not asked for.
     """
 
     project: Path
@@ -144,6 +146,7 @@ class Explain:
     storage: tuple[StorageItem, ...]
     vm: VMInfo | None = None
     recent_network: list[NetEventView] = field(default_factory=list)
+    network_summary: NetSummary | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able view (``vibebox explain --json``)."""
@@ -172,6 +175,9 @@ class Explain:
                 "attached": self.vm.attached,
             },
             "recent_network": [event.to_dict() for event in self.recent_network],
+            "network_summary": None
+            if self.network_summary is None
+            else self.network_summary.to_dict(),
         }
 
 
@@ -191,6 +197,7 @@ def build_explain(
     session_id: str | None,
     vm: VMInfo | None = None,
     recent_network: Sequence[Any] = (),
+    network_summary: NetSummary | None = None,
 ) -> Explain:
     """Build the explain model for one project.
 
@@ -201,6 +208,7 @@ def build_explain(
         vm: live VM facts when the caller has them.
         recent_network: network decisions (objects with ``time``, ``host``, ``port`` and
             ``verdict`` attributes, e.g. ``netlog.NetEvent``, or dicts with those keys).
+        network_summary: counts over the whole log (:func:`vibebox_core.netlog.summary`).
     """
     network = NetworkView(
         mode=config.network.mode,
@@ -238,6 +246,7 @@ def build_explain(
         storage=storage,
         vm=vm,
         recent_network=[NetEventView.of(event) for event in recent_network],
+        network_summary=network_summary,
     )
 
 
@@ -271,6 +280,10 @@ def render_text(explain: Explain) -> str:
         attached = "" if vm.attached is None else f", {vm.attached} attached"
         out.append(f"vm  {vm.state}{attached}")
         out.append(f"  ipv4 {vm.ipv4 or '-'}, {vm.cpus} cpus, {vm.memory_mb} MiB")
+    if explain.network_summary is not None:
+        out.append("")
+        out.append("network log")
+        out.extend(f"  {line}" for line in explain.network_summary.lines())
     if explain.recent_network:
         out.append("")
         out.append("recent network")

@@ -304,3 +304,31 @@ def test_optional_import_hides_only_the_missing_module_itself(
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(ModuleNotFoundError, match="vbx_no_such_dependency"):
         cli._import_optional("vbx_broken_command")
+
+
+def test_explain_summarises_the_network_log(project: Path) -> None:
+    from vibebox_core import netlog
+    from vibebox_core.paths import ProjectPaths
+
+    SessionIndex().create(project)
+    log = ProjectPaths.for_directory(project).network_log
+    for host, verdict in [
+        ("pypi.org", "allowed"),
+        ("evil.test", "blocked"),
+        ("evil.test", "blocked"),
+    ]:
+        netlog.append(log, netlog.NetEvent("proxy", host, 443, verdict, "test"))
+    result = vibebox("explain", cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert "network log" in result.stdout
+    assert "3 decisions since" in result.stdout and "1 allowed, 2 blocked" in result.stdout
+    assert "most blocked: evil.test (2)" in result.stdout
+    data = json.loads(vibebox("explain", "--json", cwd=project).stdout)
+    summary = data["network_summary"]
+    assert (summary["total"], summary["allowed"], summary["blocked"]) == (3, 1, 2)
+    assert summary["top_blocked"] == [["evil.test", 2]]
+    assert [event["host"] for event in data["recent_network"]] == [
+        "pypi.org",
+        "evil.test",
+        "evil.test",
+    ]

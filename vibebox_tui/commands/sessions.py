@@ -20,6 +20,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from vibebox_core import netlog
 from vibebox_core.config import load_config
 from vibebox_core.errors import (
     ConfigError,
@@ -276,6 +277,7 @@ def run_explain(args: argparse.Namespace) -> int:
         session_id=entry.id if entry else None,
         vm=vm,
         recent_network=_recent_network(project.network_log),
+        network_summary=netlog.summary(project.network_log) if entry is not None else None,
     )
     if args.json:
         print(json.dumps(explain.to_dict(), indent=2))
@@ -286,9 +288,5 @@ def run_explain(args: argparse.Namespace) -> int:
 
 def _recent_network(log: Path, count: int = 10) -> list[Any]:
     if not log.exists():
-        return []
-    try:
-        from vibebox_core import netlog
-    except ImportError:
         return []
     return list(netlog.tail(log, count))
