@@ -66,6 +66,7 @@ from vibebox_core.errors import (
     VibeboxError,
     VMError,
 )
+from vibebox_core.fileio import write_atomic
 from vibebox_core.hypervisor import Hypervisor, LibvirtHypervisor, VMStatus
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.progress import ProgressCallback, ProgressClock
@@ -319,20 +320,7 @@ def write_seed(project: ProjectPaths, data: dict[str, Any]) -> None:
         "guest.json": ((json.dumps(data, indent=2) + "\n").encode(), 0o644),
     }
     for name, (content, mode) in files.items():
-        target = seed / name
-        tmp = seed / f".{name}.tmp"
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-        os.replace(tmp, target)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+        write_atomic(seed / name, content, mode=mode)
 
 
 def create_overlay(disk: Path, base: Path, size_gb: int) -> bool:
@@ -483,7 +471,7 @@ def _prepare_and_start(
     # re-create it so isolation and DNS follow the approved policy. Unchanged, it is kept:
     # re-creating costs ~0.5 s of every cold start.
     hv.start_network(session_id, restart=changed)
-    _write_atomic(project.network_def, network_xml)
+    write_atomic(project.network_def, network_xml.encode())
     clock("starting VM", f"{name} (accel={accel})")
     hv.start(session_id)
     return _Prepared(accel, name)
@@ -692,9 +680,7 @@ def _remember(project: ProjectPaths, entry: SessionEntry, ipv4: str) -> None:
     except OSError:
         current = ""
     if current != ipv4:
-        tmp = project.ipv4.with_name(f".{project.ipv4.name}.tmp")
-        tmp.write_text(ipv4 + "\n")
-        os.replace(tmp, project.ipv4)
+        write_atomic(project.ipv4, (ipv4 + "\n").encode())
     age = (datetime.now(UTC) - entry.last_active).total_seconds()
     if age > TOUCH_EVERY or age < 0:
         with contextlib.suppress(VibeboxError):

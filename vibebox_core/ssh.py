@@ -15,8 +15,6 @@ the address.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import shlex
 import time
 from collections.abc import Awaitable, Callable
@@ -25,6 +23,7 @@ from pathlib import Path
 import asyncssh
 
 from vibebox_core.errors import SSHError
+from vibebox_core.fileio import write_atomic
 from vibebox_core.paths import ProjectPaths
 
 #: The guest user (same as ``config.GUEST_USER``; kept here so ssh has no config import).
@@ -49,24 +48,6 @@ def host_alias(project: ProjectPaths) -> str:
 # --------------------------------------------------------------------------- keys
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` with mode 0600 from the start (never world-readable)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)
-
-
-def _write_public(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.chmod(0o644)
-    os.replace(tmp, path)
-
-
 def _ensure_keypair(private: Path, public: Path, comment: str) -> asyncssh.SSHKey:
     """Load the keypair at ``private``/``public``, making it when missing or damaged."""
     if private.exists():
@@ -83,11 +64,11 @@ def _ensure_keypair(private: Path, public: Path, comment: str) -> asyncssh.SSHKe
             except OSError:
                 current = b""
             if current.split()[:2] != wanted.split()[:2]:
-                _write_public(public, wanted)
+                write_atomic(public, wanted)
             return key
     key = asyncssh.generate_private_key(KEY_ALGORITHM, comment=comment)
-    _write_private(private, key.export_private_key("openssh"))
-    _write_public(public, key.export_public_key("openssh"))
+    write_atomic(private, key.export_private_key("openssh"), mode=0o600)
+    write_atomic(public, key.export_public_key("openssh"))
     return key
 
 
@@ -118,7 +99,7 @@ def ensure_keys(project: ProjectPaths) -> None:
         except OSError:
             current = b""
         if current != line:
-            _write_public(project.known_hosts, line)
+            write_atomic(project.known_hosts, line)
     except OSError as exc:
         raise SSHError(
             f"cannot write SSH keys in {project.cache}: {exc.strerror or exc}",
