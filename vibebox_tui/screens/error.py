@@ -5,10 +5,10 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
 from vibebox_core.errors import VibeboxError
+from vibebox_tui.screens.closable import InfoDialog
 
 BUG_HINT = (
     "This is a bug in vibebox. Please report it with the message above and the logs in "
@@ -24,7 +24,7 @@ def describe_error(error: BaseException) -> tuple[str, str]:
     return f"Unexpected error ({type(error).__name__}): {text}", BUG_HINT
 
 
-class ErrorScreen(ModalScreen[None]):
+class ErrorScreen(InfoDialog):
     """Shows what went wrong and what to do next; Enter or Escape closes it."""
 
     DEFAULT_CSS = """
@@ -83,13 +83,3 @@ class ErrorScreen(ModalScreen[None]):
                 yield Static(f"Next step: {self.hint}", id="hint", markup=False)
             with Horizontal(id="buttons"):
                 yield Button("Close", variant="primary", id="close")
-
-    def on_mount(self) -> None:
-        self.query_one("#close", Button).focus()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        self.dismiss(None)
-
-    def action_close(self) -> None:
-        self.dismiss(None)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
-from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
+
+from vibebox_tui.screens.closable import InfoDialog
 
 #: Every vibebox command with what it does; the guest's shell integration defines the same names.
 VIBEBOX_COMMANDS: tuple[tuple[str, str], ...] = (
@@ -29,7 +30,7 @@ DASHBOARD_KEYS: tuple[tuple[str, str], ...] = (
 )
 
 
-class HelpScreen(ModalScreen[None]):
+class HelpScreen(InfoDialog):
     """Lists the vibebox commands, each with a description."""
 
     DEFAULT_CSS = """
@@ -75,13 +76,3 @@ class HelpScreen(ModalScreen[None]):
                 for key, text in DASHBOARD_KEYS:
                     yield Static(f"[b]{key:<16}[/b] {text}", classes="row key", markup=True)
             yield Button("Close", variant="primary", id="close")
-
-    def on_mount(self) -> None:
-        self.query_one("#close", Button).focus()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        self.dismiss(None)
-
-    def action_close(self) -> None:
-        self.dismiss(None)
