@@ -54,6 +54,7 @@ from vibebox_core import (
     netpolicy,
     paths,
     portforward,
+    relay,
     ssh,
     supervisor,
     vm,
@@ -70,6 +71,7 @@ from vibebox_core.fileio import write_atomic
 from vibebox_core.hypervisor import Hypervisor, LibvirtHypervisor, VMStatus
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.progress import ProgressCallback, ProgressClock
+from vibebox_core.pty import ByteStream
 from vibebox_core.sessions import SessionEntry, SessionIndex
 
 #: Tag of the read-only share that seeds the guest (keys, guest.json).
@@ -511,7 +513,9 @@ class RunningSession:
         entry: the session's index entry.
         config: the project's config as loaded at start.
         ipv4: the guest's address.
-        connection: asyncssh connection as ``vibecoder`` (client key, pinned host key).
+        connection: asyncssh connection as ``vibecoder`` (client key, pinned host key); None
+            when :func:`ensure_running` was asked not to connect and the session already ran
+            (terminals then come from the supervisor, :func:`open_terminal`).
         attachment: the supervisor connection that counts this process as attached.
         booted: True when this call started the VM (a cold start).
     """
@@ -520,7 +524,7 @@ class RunningSession:
     entry: SessionEntry
     config: Config
     ipv4: str
-    connection: asyncssh.SSHClientConnection
+    connection: asyncssh.SSHClientConnection | None
     attachment: supervisor.SupervisorConnection | None
     booted: bool = False
     timings: dict[str, float] = field(default_factory=dict)
@@ -543,13 +547,41 @@ class RunningSession:
         )
         return int(answer["attached"]) if answer else None
 
+    async def ssh(self) -> asyncssh.SSHClientConnection:
+        """This process's own SSH connection to the guest, made now if there is none.
+
+        Raises:
+            SSHError: the guest cannot be reached.
+        """
+        if self.connection is None:
+            self.connection = await ssh.connect(self.project, self.ipv4)
+        return self.connection
+
+    async def open_forwards(self, progress: ProgressCallback | None = None) -> None:
+        """Forward the approved ``[network] ports`` (host loopback -> guest) while attached.
+
+        Connects first when this process has no SSH connection yet, and only when there is
+        something to forward. Each port that cannot be forwarded is reported to ``progress``
+        (step ``port forwarding``) and kept in :attr:`forwards`.
+        """
+        extra = await asyncio.to_thread(lambda: SessionIndex().get(self.session_id).extra)
+        ports = portforward.approved_ports(extra, self.config.network.ports)
+        if not ports:
+            return
+        self.forwards = await portforward.open_port_forwards(await self.ssh(), ports)
+        clock = ProgressClock(progress)
+        for problem in self.forwards.problems:
+            clock("port forwarding", f"{problem.message} ({problem.hint})", done=True)
+
     async def close(self) -> None:
         """Close SSH and detach from the supervisor (idempotent)."""
         if self.forwards is not None:
             self.forwards.close()
-        self.connection.close()
-        with contextlib.suppress(Exception):
-            await self.connection.wait_closed()
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            connection.close()
+            with contextlib.suppress(Exception):
+                await connection.wait_closed()
         if self.attachment is not None:
             await self.attachment.close()
             self.attachment = None
@@ -585,6 +617,7 @@ async def ensure_running(
     *,
     hypervisor: Hypervisor | None = None,
     client: str = "vibebox",
+    connect: bool = True,
 ) -> RunningSession:
     """Make sure the project's session runs, attach to it and connect over SSH.
 
@@ -596,6 +629,10 @@ async def ensure_running(
         progress: called with a :class:`~vibebox_core.progress.ProgressEvent` per step.
         hypervisor: a hypervisor to use (default: libvirt at the config's ``libvirt_uri``).
         client: how this process names itself to the supervisor (its log).
+        connect: False to skip this process's own SSH connection when the session already
+            ran (the dashboard gets its terminal from the supervisor, :func:`open_terminal`);
+            a session this call boots is always waited for over SSH. Port forwards are then
+            left to :meth:`RunningSession.open_forwards`.
 
     Returns:
         The attached session; close it to detach.
@@ -651,6 +688,12 @@ async def ensure_running(
     finally:
         os.close(lock_fd)
     timings["attached"] = clock.elapsed
+    known = None if connect or booted else await asyncio.to_thread(_known_ipv4, project)
+    if known is not None:
+        # Warm, and no SSH wanted here: the supervisor runs, so the VM does, at this address.
+        running = RunningSession(project, entry, config, known, None, attachment, booted, timings)
+        clock("attached", known, done=True)
+        return running
     try:
         ipv4, connection = await _connect(project, session_id, hv, clock, accel, booted)
     except BaseException:
@@ -658,15 +701,38 @@ async def ensure_running(
         raise
     timings["ssh"] = clock.elapsed
     await asyncio.to_thread(_remember, project, entry, ipv4)
+    with contextlib.suppress(SupervisorError):
+        await attachment.request("warm")  # the guest answers SSH: its terminals can be ready
     clock("connected", f"{ipv4}", done=True)
     running = RunningSession(project, entry, config, ipv4, connection, attachment, booted, timings)
-    if client != "exec":  # NET: approved [network] ports, host loopback -> guest, while attached
-        extra = await asyncio.to_thread(lambda: SessionIndex().get(session_id).extra)
-        ports = portforward.approved_ports(extra, config.network.ports)
-        running.forwards = await portforward.open_port_forwards(connection, ports)
-        for problem in running.forwards.problems:
-            clock("port forwarding", f"{problem.message} ({problem.hint})", done=True)
+    if client != "exec" and connect:
+        try:  # NET: approved [network] ports, host loopback -> guest, while attached
+            await running.open_forwards(progress)
+        except BaseException:
+            await running.close()
+            raise
     return running
+
+
+def _known_ipv4(project: ProjectPaths) -> str | None:
+    try:
+        return project.ipv4.read_text().strip() or None
+    except OSError:
+        return None
+
+
+async def open_terminal(session: RunningSession, cols: int, rows: int) -> ByteStream:
+    """A login shell in a PTY of ``cols`` x ``rows`` on ``session``, opened by its supervisor.
+
+    The supervisor keeps one SSH connection to the guest for every vibebox attached
+    (:mod:`vibebox_core.relay`), so this costs no key exchange or login of its own.
+
+    Raises:
+        SupervisorError: the supervisor does not answer (it stopped).
+        SSHError: the guest refused the shell or cannot be reached.
+    """
+    socket_path = paths.supervisor_socket_path(session.session_id)
+    return await relay.RelayPtyStream.open(socket_path, cols, rows)
 
 
 #: ``last_active`` is refreshed at most this often (seconds): it is shown in minutes, and each
@@ -957,11 +1023,12 @@ async def run_in_session(
     command = ssh.guest_command(list(argv), cwd=session.guest_project_path)
     originals = [_fd(stdin, 0), _fd(stdout, 1), _fd(stderr, 2)]
     blocking = [_get_blocking(fd) for fd in originals]
+    connection = await session.ssh()
     # asyncssh takes ownership of (and closes) the descriptors it is given: hand it copies.
     # Descriptors epoll refuses (/dev/null) become asyncssh's DEVNULL.
     fds: list[int] = [os.dup(fd) if _streamable(fd) else asyncssh.DEVNULL for fd in originals]
     try:
-        process = await session.connection.create_process(
+        process = await connection.create_process(
             command, stdin=fds[0], stdout=fds[1], stderr=fds[2], encoding=None
         )
     except (OSError, asyncssh.Error) as exc:

@@ -16,6 +16,12 @@ Protocol: line-delimited JSON, one request per line, one answer per request.
   network policy's ``"policy": {"applied": "live" | "next start", "pending": [lines]}``
   (approved changes of mode or mounts that wait for the next start).
 * ``{"op": "stop"}`` -> ``{"ok": true, "stopped_cleanly": bool}`` once the VM is off.
+* ``{"op": "pty", "cols": C, "rows": R}`` -> a login shell on the guest, opened on the
+  supervisor's own SSH connection and relayed over this socket from then on
+  (:mod:`vibebox_core.relay` has the framing). Attaching this way costs no key exchange.
+* ``{"op": "warm"}`` -> ``{"ok": true}`` at once; the supervisor makes its SSH connection in
+  the background (a vibebox sends it once its own connection worked: the guest is up), so
+  the first ``pty`` does not wait for a login.
 
 Races. Starting and stopping are serialised by an ``fcntl`` lock on ``.vibebox/supervisor.lock``:
 a starting vibebox holds it while it checks for a live supervisor, starts one and attaches; the
@@ -133,6 +139,22 @@ def _acquire(lock_path: Path) -> int:
 # --------------------------------------------------------------------------- the server
 
 
+class Terminals(Protocol):
+    """Opens guest shells for ``pty`` requests (:class:`vibebox_core.relay.SharedSSH`)."""
+
+    async def open_shell(self, cols: int, rows: int) -> Any:
+        """A :class:`~vibebox_core.pty.ByteStream` running a login shell in a PTY."""
+        ...
+
+    async def warm(self) -> None:
+        """Connect ahead of the first shell (never raises)."""
+        ...
+
+    async def close(self) -> None:
+        """Close the SSH connection (before the VM is shut down)."""
+        ...
+
+
 class SessionServices(Protocol):
     """The session's host-side services while the VM runs (the network policy's)."""
 
@@ -163,6 +185,7 @@ class Supervisor:
         poll_interval: seconds between VM state checks.
         startup_grace: seconds to wait for the first attach.
         services: :data:`ServicesHook` (network policy services), or None.
+        terminals: what opens shells for ``pty`` requests, or None (refused).
     """
 
     def __init__(
@@ -178,6 +201,7 @@ class Supervisor:
         poll_interval: float = POLL_INTERVAL,
         startup_grace: float = STARTUP_GRACE,
         services: ServicesHook | None = None,
+        terminals: Terminals | None = None,
     ) -> None:
         self.session_id = session_id
         self.socket_path = socket_path
@@ -189,6 +213,7 @@ class Supervisor:
         self.poll_interval = poll_interval
         self.startup_grace = max(startup_grace, grace)
         self.services = services
+        self.terminals = terminals
         self.phase = "starting"
         self.stopped_cleanly: bool | None = None
         self.exit_reason = ""
@@ -203,6 +228,7 @@ class Supervisor:
         # second thread would wait forever for the file lock the first one keeps to exit.
         self._shutdown_guard = asyncio.Lock()
         self._services: SessionServices | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def attached(self) -> int:
@@ -292,6 +318,9 @@ class Supervisor:
                 except ValueError:
                     await self._send(writer, {"ok": False, "error": "bad request"})
                     continue
+                if request.get("op") == "pty":
+                    await self._relay(reader, writer, request)
+                    break  # the connection carried the terminal; it is done
                 answer = await self._answer(request, writer)
                 await self._send(writer, answer)
         except (ConnectionError, OSError):
@@ -320,10 +349,28 @@ class Supervisor:
                 len(self._attached),
             )
             return {"ok": True, "attached": len(self._attached)}
+        if op == "warm":
+            if self.terminals is not None and self.phase == "running":
+                task = asyncio.create_task(self.terminals.warm())
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            return {"ok": True}
         if op == "stop":
             await self.request_stop("asked to stop")
             return {"ok": True, "stopped_cleanly": bool(self.stopped_cleanly)}
         return {"ok": False, "error": f"unknown op {op!r}"}
+
+    async def _relay(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: dict[str, Any]
+    ) -> None:
+        from vibebox_core import relay
+
+        terminals = self.terminals
+        if terminals is None or self.phase != "running":
+            why = "opens no terminals" if terminals is None else f"is {self.phase}"
+            await self._send(writer, {"ok": False, "error": f"the session's supervisor {why}"})
+            return
+        await relay.serve(reader, writer, request, terminals.open_shell)
 
     def _status(self) -> dict[str, Any]:
         phase = self.phase
@@ -392,6 +439,9 @@ class Supervisor:
                 await self._services.stop()
             except Exception:
                 log.exception("stopping session services failed")
+        if self.terminals is not None:
+            with contextlib.suppress(Exception):
+                await self.terminals.close()  # the relayed shells end before the VM does
         try:
             self.stopped_cleanly = await asyncio.to_thread(self.vm.stop, self.shutdown_timeout)
             log.info("VM %s", "shut down" if self.stopped_cleanly else "forced off")
@@ -719,6 +769,7 @@ def _setup_logging(path: Path) -> None:
 
 async def _serve(project: ProjectPaths, session_id: str, uri: str, grace_ms: int) -> int:
     from vibebox_core.hypervisor import LibvirtHypervisor
+    from vibebox_core.relay import SharedSSH
 
     hypervisor = LibvirtHypervisor(uri, poll_interval=0.05)  # notice the power-off quickly
     supervisor = Supervisor(
@@ -729,6 +780,7 @@ async def _serve(project: ProjectPaths, session_id: str, uri: str, grace_ms: int
         grace=grace_ms / 1000.0,
         pid_path=project.supervisor_pid,
         services=lambda: session_services(project, session_id, hypervisor),
+        terminals=SharedSSH(project),
     )
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -14,6 +14,7 @@ import contextlib
 import json
 import threading
 from collections.abc import Coroutine, Hashable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,7 +27,7 @@ from vibebox_core.netenforce import change_applies
 from vibebox_core.netpolicy import APPROVED_POLICY_KEY, canonical_policy, record_approval
 from vibebox_core.paths import PROJECT_CACHE, PROJECT_CONFIG, ProjectPaths
 from vibebox_core.progress import ProgressCallback, ProgressEvent
-from vibebox_core.pty import ByteStream, SSHPtyStream
+from vibebox_core.pty import ByteStream
 from vibebox_core.sessions import SessionEntry, SessionIndex
 from vibebox_tui.backend import Attachment, InspectorData, MountRow, SessionStatus
 
@@ -85,18 +86,53 @@ class ThreadedStream:
         await self._io.call(self._stream.close())
 
 
-async def _open(
-    directory: Path, cols: int, rows: int, progress: ProgressCallback
-) -> tuple[runtime.RunningSession, SSHPtyStream, int | None]:
-    """Start (if needed) and attach to the session, then open a login shell in a PTY."""
-    running = await runtime.ensure_running(directory, progress, client=CLIENT_NAME)
+@dataclass
+class _Opened:
+    """An attached session with its terminal; port forwards open in the background."""
+
+    running: runtime.RunningSession
+    stream: ByteStream
+    attached: int | None
+    forwards: asyncio.Task[None] | None = None
+
+    async def release(self) -> None:
+        """Detach (the terminal is the app's to close); stops opening forwards."""
+        if self.forwards is not None and not self.forwards.done():
+            self.forwards.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.forwards
+        await self.running.close()
+
+    async def discard(self) -> None:
+        """Close the terminal too (nobody took this attempt)."""
+        await self.stream.close()
+        await self.release()
+
+
+async def _open(directory: Path, cols: int, rows: int, progress: ProgressCallback) -> _Opened:
+    """Start (if needed) and attach to the session, then open a login shell in a PTY.
+
+    The shell comes from the session's supervisor, over its one SSH connection (no key
+    exchange of our own on a running session); port forwards follow in the background.
+    """
+    running = await runtime.ensure_running(directory, progress, client=CLIENT_NAME, connect=False)
     try:
-        stream = await SSHPtyStream.open(running.connection, cols, rows)
+        stream = await runtime.open_terminal(running, cols, rows)
         attached = await running.attached_count()
     except BaseException:
         await running.close()
         raise
-    return running, stream, attached
+    opened = _Opened(running, stream, attached)
+    opened.forwards = asyncio.create_task(_forward(running, progress))
+    return opened
+
+
+async def _forward(running: runtime.RunningSession, progress: ProgressCallback) -> None:
+    """Open the approved port forwards; a failure is reported, never raised."""
+    try:
+        await running.open_forwards(progress)
+    except VibeboxError as exc:
+        progress(ProgressEvent("port forwarding", f"{exc.message} ({exc.hint})", 0.0, True))
 
 
 def _status(status: runtime.SessionStatus) -> SessionStatus:
@@ -142,10 +178,7 @@ class CoreBackend:
         self._project = ProjectPaths.for_directory(project).root if project else None
         self._hypervisor = hypervisor
         self._io: IOThread | None = None
-        self._early: (
-            concurrent.futures.Future[tuple[runtime.RunningSession, SSHPtyStream, int | None]]
-            | None
-        ) = None
+        self._early: concurrent.futures.Future[_Opened] | None = None
         self._lock = threading.Lock()
         self._sink: ProgressCallback | None = None
         self._buffered: list[ProgressEvent] = []
@@ -186,24 +219,25 @@ class CoreBackend:
                 self._buffered = []
             for event in buffered:
                 progress(event)
-            running, pty, attached = await asyncio.wrap_future(early)
+            opened = await asyncio.wrap_future(early)
             io = self._io
-            stream: ByteStream = ThreadedStream(io, pty)
+            stream: ByteStream = ThreadedStream(io, opened.stream)
 
             async def release() -> None:
-                await io.call(running.close())
+                await io.call(opened.release())
 
         else:
             if early is not None:
                 early.add_done_callback(self._discard)
-            running, pty, attached = await _open(directory, cols, rows, progress)
-            stream = pty
-            release = running.close
+            opened = await _open(directory, cols, rows, progress)
+            stream = opened.stream
+            release = opened.release
+        running = opened.running
         status = SessionStatus(
             id=running.session_id,
             directory=running.project.root,
             state="running",
-            attached=attached,
+            attached=opened.attached,
             last_active=running.entry.last_active,
         )
         return Attachment(status, stream, release)
@@ -212,13 +246,7 @@ class CoreBackend:
         """An early attempt nobody wants: detach it (the VM keeps its grace period)."""
         if self._io is None or future.cancelled() or future.exception() is not None:
             return
-        running, pty, _ = future.result()
-
-        async def close() -> None:
-            await pty.close()
-            await running.close()
-
-        self._io.submit(close())
+        self._io.submit(future.result().discard())
 
     def approve(self, directory: Path) -> str:
         project = ProjectPaths.for_directory(directory)

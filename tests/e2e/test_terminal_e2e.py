@@ -3,7 +3,8 @@
 One VM boot (TCG, ~40 s): a login shell appears, keys reach bash, the PTY follows the
 widget's size (``stty size``), shell-integration commands (``:help``) arrive as messages and
 never as text, full-screen programs use the alternate screen, and ``exit`` shows the
-disconnected state.
+disconnected state with the shell's status. Twice: on this process's own SSH connection, then
+relayed by the session's supervisor (:mod:`vibebox_core.relay`, what the dashboard uses).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 
 from vibebox_core import runtime
-from vibebox_core.pty import SSHPtyStream
+from vibebox_core.pty import ByteStream, SSHPtyStream
 from vibebox_core.sessions import SessionIndex
 from vibebox_tui.terminal import TerminalView
 
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.e2e
 
 
 class Shell(App[None]):
-    def __init__(self, stream: SSHPtyStream) -> None:
+    def __init__(self, stream: ByteStream) -> None:
         super().__init__()
         self.stream = stream
         self.commands: list[str] = []
@@ -66,7 +67,9 @@ async def test_terminal_on_a_real_guest(e2e_home: Path, e2e_project: Path) -> No
     try:
         session = await runtime.ensure_running(e2e_project)
         try:
-            await _drive_shell(await SSHPtyStream.open(session.connection, 80, 24))
+            assert session.connection is not None
+            await _drive_shell(await SSHPtyStream.open(session.connection, 80, 24), 0)
+            await _drive_shell(await runtime.open_terminal(session, 80, 24), 3)
         finally:
             await session.close()
     finally:
@@ -76,7 +79,7 @@ async def test_terminal_on_a_real_guest(e2e_home: Path, e2e_project: Path) -> No
             await asyncio.wait_for(runtime.delete(entry), 180)
 
 
-async def _drive_shell(stream: SSHPtyStream) -> None:
+async def _drive_shell(stream: ByteStream, exit_status: int) -> None:
     app = Shell(stream)
     async with app.run_test(size=(90, 30)) as pilot:
         view = app.query_one(TerminalView)
@@ -95,8 +98,8 @@ async def _drive_shell(stream: SSHPtyStream) -> None:
         await _type(pilot, "printf '\\033[?1049h\\033[H ALT'; sleep 1; printf '\\033[?1049l'")
         await _until(pilot, lambda: view.emulator.screen.in_alt, "the alternate screen")
         await _until(pilot, lambda: not view.emulator.screen.in_alt, "the main screen")
-        await _type(pilot, "exit")
+        await _type(pilot, f"exit {exit_status}")
         await _until(pilot, lambda: bool(app.disconnected), "the disconnected state")
-        assert "status 0" in app.disconnected[0]
+        assert f"status {exit_status}" in app.disconnected[0]
         assert view.disconnect_reason is not None
     await stream.close()

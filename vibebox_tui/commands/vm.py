@@ -150,7 +150,8 @@ def run_shell(args: argparse.Namespace) -> int:
 
     async def session() -> int:
         async with runtime.attach(directory, _progress(), client="shell") as running:
-            running.connection.close()  # OpenSSH takes over; the attachment stays
+            if running.connection is not None:
+                running.connection.close()  # OpenSSH takes over; the attachment stays
             argv = ssh.openssh_argv(running.project, running.ipv4, "-t")
             process = await asyncio.to_thread(subprocess.run, argv)
             return process.returncode
