@@ -91,9 +91,13 @@ async def test_startup_attaches_to_the_project_session() -> None:
         await pilot.press("i")
         await stream.wait_for(lambda: bytes(stream.written).endswith(b"i"))
         assert not app.query_one(Inspector).display
-        # The PTY got the terminal's size.
+        # The PTY got the terminal's size, and the last size it got is the one shown (a stale
+        # default sent after the real size would leave the shell at 80x24).
         await stream.wait_for(lambda: bool(stream.resizes))
-        assert stream.resizes[-1][0] < SIZE[0]
+        await pilot.pause(0.1)
+        view = app.query_one(TerminalView)
+        assert view.size.width < SIZE[0]
+        assert stream.resizes[-1] == (view.size.width, view.size.height), stream.resizes
 
 
 async def test_startup_creates_a_session_for_a_new_directory(tmp_path: Path) -> None:

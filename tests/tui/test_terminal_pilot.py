@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
+from typing import Any
+
 from textual import events
 from textual.app import App, ComposeResult
 from textual.strip import Strip
@@ -84,6 +87,43 @@ async def test_resizing_the_app_resizes_the_stream() -> None:
         assert stream.resizes[-1] == (term.size.width, term.size.height)
         assert term.emulator.screen.columns == term.size.width == 100
         assert term.emulator.screen.lines == term.size.height
+
+
+class HiddenTermApp(App[None]):
+    """A terminal never shown yet, with nothing attached (the dashboard at start-up)."""
+
+    def compose(self) -> ComposeResult:
+        term = TerminalView(id="term")
+        term.display = False
+        yield term
+
+
+async def test_a_late_start_resize_does_not_undo_the_shown_size() -> None:
+    """Attached while hidden (the dashboard shows boot progress meanwhile), then shown: the
+    start-up resize may run after the resize of being shown; the PTY must end at the shown
+    size, not the hidden default (the shell would think it is 80x24)."""
+    app = HiddenTermApp()
+    async with app.run_test(size=(100, 30)) as pilot:
+        term = app.query_one(TerminalView)
+        await pilot.pause()
+        assert (term.emulator.screen.columns, term.emulator.screen.lines) == (80, 24)
+        held: list[Coroutine[Any, Any, None]] = []
+        run_worker = term.run_worker
+
+        def hold_resizes(work: Any, *args: Any, **kwargs: Any) -> Any:
+            if getattr(work, "__name__", "") == "_resize_stream":
+                held.append(work)  # run it late, below
+                return None
+            return run_worker(work, *args, **kwargs)
+
+        term.run_worker = hold_resizes  # type: ignore[method-assign]
+        stream = MemoryStream()
+        term.attach(stream)
+        term.display = True
+        await stream.wait_for(lambda: bool(stream.resizes))  # the shown size, from on_resize
+        assert len(held) == 1
+        await held[0]
+        assert stream.resizes[-1] == (term.size.width, term.size.height) == (100, 30)
 
 
 async def test_queries_are_answered_and_messages_posted() -> None:

@@ -165,12 +165,14 @@ class TerminalView(Widget, can_focus=True):
         self._worker = self.run_worker(
             self._pump(stream), group="terminal-read", exit_on_error=False
         )
-        screen = self.emulator.screen
-        self.run_worker(self._resize_stream(stream, screen.columns, screen.lines))
+        self.run_worker(self._resize_stream(stream))
 
-    async def _resize_stream(self, stream: ByteStream, columns: int, lines: int) -> None:
+    async def _resize_stream(self, stream: ByteStream) -> None:
+        """Tell the PTY the terminal's size *now* (a worker may run after a later resize:
+        a size read when it was made would undo that one)."""
+        screen = self.emulator.screen
         try:
-            await stream.resize(columns, lines)
+            await stream.resize(screen.columns, screen.lines)
         except Exception as exc:
             if stream is self._stream:
                 self._disconnected(str(exc) or type(exc).__name__)
@@ -319,8 +321,7 @@ class TerminalView(Widget, can_focus=True):
 
     async def on_resize(self, event: events.Resize) -> None:
         if self._apply_size() and self._stream is not None and self.disconnect_reason is None:
-            screen = self.emulator.screen
-            await self._resize_stream(self._stream, screen.columns, screen.lines)
+            await self._resize_stream(self._stream)
 
     # -- input ---------------------------------------------------------------------------
 
