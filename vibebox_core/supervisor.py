@@ -239,7 +239,10 @@ class Supervisor:
         """Serve until the VM is shut down; return why the supervisor stopped."""
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()  # stale, checked by the launcher under the lock
-        self.socket_path.parent.mkdir(parents=True, exist_ok=True)
+        # The socket hands out shells on the guest: only this user may reach it (directory
+        # 0700 before the socket exists, the socket itself 0600).
+        self.socket_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.socket_path.parent, 0o700)
         self._server = await asyncio.start_unix_server(self._handle, path=str(self.socket_path))
         os.chmod(self.socket_path, 0o600)
         if self.pid_path is not None:

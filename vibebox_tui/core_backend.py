@@ -27,7 +27,7 @@ from vibebox_core.netenforce import change_applies
 from vibebox_core.netpolicy import APPROVED_POLICY_KEY, canonical_policy, record_approval
 from vibebox_core.paths import PROJECT_CACHE, PROJECT_CONFIG, ProjectPaths
 from vibebox_core.progress import ProgressCallback, ProgressEvent
-from vibebox_core.pty import ByteStream
+from vibebox_core.pty import ByteStream, SSHPtyStream
 from vibebox_core.sessions import SessionEntry, SessionIndex
 from vibebox_tui.backend import Attachment, InspectorData, MountRow, SessionStatus
 
@@ -112,12 +112,16 @@ class _Opened:
 async def _open(directory: Path, cols: int, rows: int, progress: ProgressCallback) -> _Opened:
     """Start (if needed) and attach to the session, then open a login shell in a PTY.
 
-    The shell comes from the session's supervisor, over its one SSH connection (no key
-    exchange of our own on a running session); port forwards follow in the background.
+    On a running session the shell comes from its supervisor, over the supervisor's one SSH
+    connection (no key exchange of our own); a session this call booted was waited for over
+    our own connection, which then carries the shell. Port forwards follow in the background.
     """
     running = await runtime.ensure_running(directory, progress, client=CLIENT_NAME, connect=False)
     try:
-        stream = await runtime.open_terminal(running, cols, rows)
+        if running.connection is not None:
+            stream: ByteStream = await SSHPtyStream.open(running.connection, cols, rows)
+        else:
+            stream = await runtime.open_terminal(running, cols, rows)
         attached = await running.attached_count()
     except BaseException:
         await running.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import stat
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -181,6 +182,14 @@ async def test_the_shells_end_reaches_the_client_with_its_reason(
     assert stream.end_reason == "Session exited with status 3"
     assert await stream.read() == b""
     await stream.write(b"ignored after the end")  # no error, nothing sent
+
+
+async def test_only_the_user_can_reach_the_socket(
+    terminals: tuple[Supervisor, Terminals],
+) -> None:
+    sup, _ = terminals
+    assert stat.S_IMODE(sup.socket_path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(sup.socket_path.parent.stat().st_mode) == 0o700
 
 
 async def test_a_shell_the_guest_refuses_is_an_error_with_its_hint(home: Path) -> None:
