@@ -13,12 +13,12 @@ from types import ModuleType
 
 import pytest
 
-from vibebox_core import images
+from vibebox_core import imageplan
 
 
 @pytest.fixture
 def setup() -> ModuleType:
-    path = images.guest_dir() / "vibebox-setup"
+    path = imageplan.guest_dir() / "vibebox-setup"
     loader = importlib.machinery.SourceFileLoader("vibebox_setup", str(path))
     spec = importlib.util.spec_from_loader("vibebox_setup", loader)
     assert spec is not None
@@ -80,7 +80,7 @@ def test_environment_files_follow_guest_json(
 
 
 def test_shell_integration_defines_the_four_commands() -> None:
-    text = (images.guest_dir() / "shell.bash").read_text()
+    text = (imageplan.guest_dir() / "shell.bash").read_text()
     for name in ("new", "exit", "explain", "help"):
         assert f":{name}() {{ __vibebox_command {name}; }}" in text
     assert "\\033]7777;vibebox-command=%s\\007" in text
@@ -90,7 +90,7 @@ def test_shell_integration_runs_in_bash_and_is_skipped_by_sh(tmp_path: Path) -> 
     import shutil
     import subprocess
 
-    guest = images.guest_dir()
+    guest = imageplan.guest_dir()
     # The profile snippet sources /usr/lib/vibebox/shell.bash; point it at the package copy.
     profile = tmp_path / "vibebox.sh"
     profile.write_text(

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from vibebox_core import images, paths
+from vibebox_core import imagebuild, imagemeta, imageplan, images, imagework, paths
 from vibebox_core.errors import ImageError
 from vibebox_core.progress import ProgressEvent
 from vibebox_tui.commands import image as image_cmd
@@ -35,22 +35,22 @@ def _make_image(name: str = paths.DEFAULT_IMAGE_NAME, *, payload: bytes = b"disk
     directory = paths.image_dir(name)
     directory.mkdir(parents=True)
     artifacts = {}
-    for key, file in images.ARTIFACT_FILES.items():
+    for key, file in imagemeta.ARTIFACT_FILES.items():
         data = payload + key.encode()
         (directory / file).write_bytes(data)
-        artifacts[key] = images.Artifact(file, len(data), images.sha256_file(directory / file))
-    info = images.ImageInfo(
+        artifacts[key] = imagemeta.Artifact(file, len(data), images.sha256_file(directory / file))
+    info = imagemeta.ImageInfo(
         name=name,
         directory=directory,
         suite="bookworm",
         mirror="http://deb.debian.org/debian",
         builder="debootstrap",
-        packages=(*images.BASE_PACKAGES, "htop"),
+        packages=(*imageplan.BASE_PACKAGES, "htop"),
         extra_packages=("htop",),
         built_at=datetime(2026, 11, 27, 3, 0, tzinfo=UTC),
         build_seconds=83.2,
         kernel_version="6.1.0-50-cloud-amd64",
-        cmdline=images.KERNEL_CMDLINE,
+        cmdline=imageplan.KERNEL_CMDLINE,
         rootfs_bytes=1 << 30,
         artifacts=artifacts,
     )
@@ -72,7 +72,7 @@ def test_metadata_round_trips(home: Path) -> None:
     assert info.base_disk == directory / "base.qcow2"
     assert info.cmdline.startswith("console=ttyS0 root=/dev/vda")
     assert set(info.artifacts) == {"kernel", "initrd", "base_disk"}
-    assert images.ImageInfo.from_toml(info.to_toml(), directory) == info
+    assert imagemeta.ImageInfo.from_toml(info.to_toml(), directory) == info
 
 
 def test_missing_image_names_the_build_command(home: Path) -> None:
@@ -104,11 +104,11 @@ def test_damaged_metadata_is_refused_with_the_rebuild_command(home: Path, edit, 
 def test_bad_names_and_packages_are_refused() -> None:
     for bad in ("", ".hidden", "a/b", "x" * 65, "spa ce"):
         with pytest.raises(ImageError):
-            images.validate_name(bad)
-    assert images.validate_packages(["htop", "g++", "htop"]) == ("htop", "g++")
+            imagemeta.validate_name(bad)
+    assert imageplan.validate_packages(["htop", "g++", "htop"]) == ("htop", "g++")
     for bad in ("Htop", "--force", "a;rm -rf /", ""):
         with pytest.raises(ImageError):
-            images.validate_packages([bad])
+            imageplan.validate_packages([bad])
 
 
 def test_list_shows_damaged_images_without_failing(home: Path) -> None:
@@ -199,7 +199,7 @@ def test_ensure_image_refuses_a_damaged_image_instead_of_rebuilding(
 ) -> None:
     directory = _make_image()
     (directory / "vmlinuz").write_bytes(b"other!!!!!!!!")
-    monkeypatch.setattr(images, "build_image", lambda *a, **k: pytest.fail("rebuilt"))
+    monkeypatch.setattr(imagebuild, "build_image", lambda *a, **k: pytest.fail("rebuilt"))
     with pytest.raises(ImageError):
         images.ensure_image()
 
@@ -210,7 +210,7 @@ def test_ensure_image_refuses_a_damaged_image_instead_of_rebuilding(
 def test_apt_mirror_reads_deb822_and_one_line_sources(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv(images.MIRROR_ENV, raising=False)
+    monkeypatch.delenv(imageplan.MIRROR_ENV, raising=False)
     sources = tmp_path / "sources.list.d"
     sources.mkdir()
     (sources / "a-node.list").write_text("deb https://deb.nodesource.com/node_20.x nodistro main\n")
@@ -219,15 +219,15 @@ def test_apt_mirror_reads_deb822_and_one_line_sources(
         "Components: main\n\nTypes: deb\nURIs: http://mirror.example/debian-security\n"
         "Suites: bookworm-security\n"
     )
-    assert images.apt_mirror((tmp_path / "none", sources)) == "http://mirror.example/debian"
+    assert imageplan.apt_mirror((tmp_path / "none", sources)) == "http://mirror.example/debian"
     one_line = tmp_path / "sources.list"
     one_line.write_text(
         "# x\ndeb [arch=amd64 signed-by=/k.gpg] http://m2.example/debian bookworm main\n"
     )
-    assert images.apt_mirror((one_line,)) == "http://m2.example/debian"
-    assert images.apt_mirror((tmp_path / "none",)) == images.FALLBACK_MIRROR
-    monkeypatch.setenv(images.MIRROR_ENV, "http://cache.local/debian/")
-    assert images.apt_mirror((one_line,)) == "http://cache.local/debian"
+    assert imageplan.apt_mirror((one_line,)) == "http://m2.example/debian"
+    assert imageplan.apt_mirror((tmp_path / "none",)) == imageplan.FALLBACK_MIRROR
+    monkeypatch.setenv(imageplan.MIRROR_ENV, "http://cache.local/debian/")
+    assert imageplan.apt_mirror((one_line,)) == "http://cache.local/debian"
 
 
 # --------------------------------------------------------------------------- build planning
@@ -240,10 +240,10 @@ def _plan(tmp_path: Path, **kw):  # type: ignore[no-untyped-def]
         "packages": ("systemd", "htop"),
         "mirror": "http://deb.debian.org/debian",
         "cache_dir": tmp_path / "cache",
-        "guest": images.guest_dir(),
+        "guest": imageplan.guest_dir(),
     }
     args.update(kw)
-    return images.plan_build(**args)
+    return imageplan.plan_build(**args)
 
 
 def test_root_builds_with_debootstrap_minbase(tmp_path: Path) -> None:
@@ -257,7 +257,7 @@ def test_root_builds_with_debootstrap_minbase(tmp_path: Path) -> None:
         str(tmp_path / "rootfs"),
         "http://deb.debian.org/debian",
     )
-    assert plan.configure[:2] == ("bash", str(images.guest_dir() / "configure-rootfs.sh"))
+    assert plan.configure[:2] == ("bash", str(imageplan.guest_dir() / "configure-rootfs.sh"))
     assert "update-initramfs -u -k all" in plan.initramfs[-1]
     assert plan.helper == ()
 
@@ -310,13 +310,13 @@ def test_no_builder_at_all(tmp_path: Path) -> None:
 
 def test_rootfs_is_sized_with_headroom() -> None:
     mib = 2**20
-    size = images.rootfs_size_bytes(600 * mib)
+    size = imageplan.rootfs_size_bytes(600 * mib)
     assert size % (64 * mib) == 0
-    assert size >= 600 * mib * 1.15 + images.ROOTFS_HEADROOM_MB * mib
+    assert size >= 600 * mib * 1.15 + imageplan.ROOTFS_HEADROOM_MB * mib
 
 
 def test_guest_files_are_package_data() -> None:
-    guest = images.guest_dir()
+    guest = imageplan.guest_dir()
     for name in (
         "configure-rootfs.sh",
         "vibebox-setup",
@@ -341,7 +341,7 @@ def test_mounts_below(tmp_path: Path) -> None:
         f"42 22 0:7 / {tmp_path}/bb rw - tmpfs tmpfs rw\n"
     )
     (tmp_path / "b").mkdir()
-    found = images.mounts_below(tmp_path / "b", mountinfo)
+    found = imagework.mounts_below(tmp_path / "b", mountinfo)
     assert found == [tmp_path / "b/rootfs/dev/pts", tmp_path / "b/rootfs/proc"]
 
 
@@ -366,14 +366,14 @@ def fake_build(home: Path, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, .
     def plan(**kw):  # type: ignore[no-untyped-def]
         rootfs: Path = kw["rootfs"]
         script = f"mkdir -p {rootfs} && cd {rootfs} && python3 -c 'import sys' && echo bootstrapped"
-        return images.BuildPlan(
+        return imageplan.BuildPlan(
             builder="debootstrap",
             bootstrap=("sh", "-c", script),
             configure=("true", "configure"),
             initramfs=("true", "initramfs"),
         )
 
-    real_runner_call = images._Runner.__call__
+    real_runner_call = imagework.Runner.__call__
 
     def runner(self, step, command, *, cwd=None):  # type: ignore[no-untyped-def]
         calls.append(tuple(command))
@@ -381,15 +381,15 @@ def fake_build(home: Path, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, .
         if command[0] == "sh":
             _fake_bootstrap(Path(command[2].split()[2]))
 
-    monkeypatch.setattr(images, "plan_build", plan)
-    monkeypatch.setattr(images._Runner, "__call__", runner)
-    monkeypatch.setattr(images, "ROOTFS_HEADROOM_MB", 8)
+    monkeypatch.setattr(imageplan, "plan_build", plan)
+    monkeypatch.setattr(imagework.Runner, "__call__", runner)
+    monkeypatch.setattr(imageplan, "ROOTFS_HEADROOM_MB", 8)
     return calls
 
 
 def test_build_produces_a_verified_image_with_progress(fake_build: list[tuple[str, ...]]) -> None:
     events: list[ProgressEvent] = []
-    info = images.build_image(packages=["htop"], progress=events.append)
+    info = imagebuild.build_image(packages=["htop"], progress=events.append)
     assert info.kernel_version == "6.1.0-99-cloud-amd64"
     assert info.extra_packages == ("htop",)
     assert info.kernel.read_bytes() == b"kernel"
@@ -414,7 +414,7 @@ def test_build_produces_a_verified_image_with_progress(fake_build: list[tuple[st
     leftovers = [p.name for p in paths.images_dir().iterdir() if p.name.startswith(".build")]
     assert leftovers == []
     with pytest.raises(ImageError, match="already exists"):
-        images.build_image()
+        imagebuild.build_image()
 
 
 def test_failed_build_leaves_no_half_image(
@@ -424,16 +424,16 @@ def test_failed_build_leaves_no_half_image(
     before = images.read_image()
 
     def broken(**kw):  # type: ignore[no-untyped-def]
-        return images.BuildPlan(
+        return imageplan.BuildPlan(
             builder="debootstrap",
             bootstrap=("sh", "-c", f"mkdir -p {kw['rootfs']}; echo 'E: no mirror'; exit 3"),
             configure=("true",),
             initramfs=("true",),
         )
 
-    monkeypatch.setattr(images, "plan_build", broken)
+    monkeypatch.setattr(imageplan, "plan_build", broken)
     with pytest.raises(ImageError) as err:
-        images.build_image(force=True)
+        imagebuild.build_image(force=True)
     assert "exited with status 3" in err.value.message
     assert "E: no mirror" in err.value.message
     kept = paths.images_dir() / ".failed-debian-12.log"
@@ -448,9 +448,9 @@ def test_interrupted_build_cleans_up(
     def interrupted(self, *a, **k):  # type: ignore[no-untyped-def]
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(images._Runner, "__call__", interrupted)
+    monkeypatch.setattr(imagework.Runner, "__call__", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        images.build_image()
+        imagebuild.build_image()
     assert not paths.image_dir().exists()
     assert not any(p.name.startswith(".build") for p in paths.images_dir().iterdir())
 
@@ -459,7 +459,7 @@ def test_stale_build_of_a_dead_process_is_removed(fake_build: list[tuple[str, ..
     stale = paths.images_dir() / ".build-debian-12-999999"
     (stale / "rootfs").mkdir(parents=True)
     (stale / "pid").write_text("999999999")
-    images.build_image()
+    imagebuild.build_image()
     assert not stale.exists()
 
 
@@ -501,7 +501,7 @@ def test_cli_if_missing_skips_a_verified_image(
     home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _make_image()
-    monkeypatch.setattr(images, "build_image", lambda *a, **k: pytest.fail("rebuilt"))
+    monkeypatch.setattr(imagebuild, "build_image", lambda *a, **k: pytest.fail("rebuilt"))
     args = _cli("image", "build", "--if-missing")
     assert args.handler(args) == 0
     assert "present and verified" in capsys.readouterr().out
@@ -514,7 +514,7 @@ def test_cli_if_missing_rebuilds_a_damaged_image(
     (directory / "vmlinuz").write_bytes(b"tampered!!!!!")
     calls: list[dict[str, object]] = []
     monkeypatch.setattr(
-        images, "build_image", lambda name, **k: calls.append(k) or images.read_image(name)
+        imagebuild, "build_image", lambda name, **k: calls.append(k) or images.read_image(name)
     )
     args = _cli("image", "build", "--if-missing")
     assert args.handler(args) == 0
@@ -529,10 +529,10 @@ def test_sigterm_during_a_build_cleans_up_and_says_so(
     def terminated(self, *a, **k):  # type: ignore[no-untyped-def]
         os.kill(os.getpid(), signal.SIGTERM)
 
-    monkeypatch.setattr(images._Runner, "__call__", terminated)
+    monkeypatch.setattr(imagework.Runner, "__call__", terminated)
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(ImageError) as err:
-        images.build_image()
+        imagebuild.build_image()
     assert "was terminated; nothing was left behind" in err.value.message
     assert err.value.hint == "vibebox image build"
     assert signal.getsignal(signal.SIGTERM) == before
@@ -542,7 +542,7 @@ def test_sigterm_during_a_build_cleans_up_and_says_so(
 def test_ensure_image_reuses_an_image_built_while_waiting_for_the_lock(
     fake_build: list[tuple[str, ...]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_lock = images._build_lock
+    real_lock = images.build_lock
 
     @contextlib.contextmanager
     def lock_then_other_build(name: str, *, wait: bool):  # type: ignore[no-untyped-def]
@@ -550,7 +550,7 @@ def test_ensure_image_reuses_an_image_built_while_waiting_for_the_lock(
             _make_image(name)  # "the other vibebox" finished first
             yield
 
-    monkeypatch.setattr(images, "_build_lock", lock_then_other_build)
-    info = images.build_image(reuse_existing=True)
+    monkeypatch.setattr(images, "build_lock", lock_then_other_build)
+    info = imagebuild.build_image(reuse_existing=True)
     assert info.extra_packages == ("htop",)  # the other build's image, not a new one
     assert fake_build == []  # nothing was bootstrapped

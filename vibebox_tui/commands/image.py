@@ -11,7 +11,7 @@ import json
 import sys
 from typing import Any
 
-from vibebox_core import images, paths
+from vibebox_core import imagebuild, imagemeta, images, paths
 from vibebox_core.errors import ImageError
 from vibebox_core.progress import ProgressEvent
 
@@ -83,7 +83,7 @@ def run_build(args: argparse.Namespace) -> int:
         force = True
     else:
         force = bool(args.force)
-    info = images.build_image(name, packages=args.package, force=force, progress=print_progress)
+    info = imagebuild.build_image(name, packages=args.package, force=force, progress=print_progress)
     print(
         f"built image {info.name!r} in {info.build_seconds:.0f} s: kernel {info.kernel_version}, "
         f"{_mib(info.total_bytes)} MiB in {info.directory}"
@@ -147,6 +147,6 @@ def run_rm(args: argparse.Namespace) -> int:
     images.remove_image(args.name)
     print(
         f"removed image {args.name!r}; sessions created from it need it back "
-        f"({images.build_command(args.name)}) or a fresh start (:new)"
+        f"({imagemeta.build_command(args.name)}) or a fresh start (:new)"
     )
     return 0
