@@ -1,9 +1,10 @@
 """The real :class:`~vibebox_tui.backend.Backend`: sessions driven through ``vibebox_core``.
 
-Lifecycle goes through :mod:`vibebox_core.runtime` (start, attach, delete, recreate), the data
-through :mod:`vibebox_core.config`, :mod:`vibebox_core.sessions` and
-:mod:`vibebox_core.netlog`. Everything here is either a coroutine (attach) or blocking code the
-app runs in worker threads; every failure is a :class:`~vibebox_core.errors.VibeboxError`.
+Lifecycle goes through :mod:`vibebox_core.runtime` (start, attach) and
+:mod:`vibebox_core.sessionctl` (status, delete, recreate), the data through
+:mod:`vibebox_core.config`, :mod:`vibebox_core.sessions` and :mod:`vibebox_core.netlog`.
+Everything here is either a coroutine (attach) or blocking code the app runs in worker threads;
+every failure is a :class:`~vibebox_core.errors.VibeboxError`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from vibebox_core import netlog, runtime
+from vibebox_core import netlog, runtime, sessionctl
 from vibebox_core.config import load_config
 from vibebox_core.errors import VibeboxError
 from vibebox_core.explain import VMInfo, build_explain
@@ -139,7 +140,7 @@ async def _forward(running: runtime.RunningSession, progress: ProgressCallback) 
         progress(ProgressEvent("port forwarding", f"{exc.message} ({exc.hint})", 0.0, True))
 
 
-def _status(status: runtime.SessionStatus) -> SessionStatus:
+def _status(status: sessionctl.SessionStatus) -> SessionStatus:
     entry = status.entry
     return SessionStatus(
         id=entry.id,
@@ -151,7 +152,7 @@ def _status(status: runtime.SessionStatus) -> SessionStatus:
     )
 
 
-def _policy(status: runtime.SessionStatus | None) -> tuple[str | None, tuple[str, ...]]:
+def _policy(status: sessionctl.SessionStatus | None) -> tuple[str | None, tuple[str, ...]]:
     """What the supervisor says about the running session's network policy (checked: it
     comes over a socket)."""
     policy = status.policy if status is not None else None
@@ -192,7 +193,7 @@ class CoreBackend:
         return self._project
 
     def list_sessions(self) -> list[SessionStatus]:
-        return [_status(s) for s in runtime.list_statuses(hypervisor=self._hypervisor)]
+        return [_status(s) for s in sessionctl.list_statuses(hypervisor=self._hypervisor)]
 
     def prestart(self, cols: int, rows: int) -> None:
         """Start attaching to the project's session now, before the UI is up.
@@ -269,11 +270,11 @@ class CoreBackend:
         return SessionIndex().get(session_id)
 
     def delete(self, session_id: str) -> None:
-        runtime.delete_session(self._entry(session_id), self._hypervisor)
+        sessionctl.delete_session(self._entry(session_id), self._hypervisor)
 
     def recreate(self, session_id: str, progress: ProgressCallback) -> SessionStatus:
         entry = self._entry(session_id)
-        new = asyncio.run(runtime.recreate(entry.directory))
+        new = asyncio.run(sessionctl.recreate(entry.directory))
         return SessionStatus(new.id, new.directory, "shut off", 0, new.last_active)
 
     def inspect(self, directory: Path) -> InspectorData:
@@ -293,9 +294,9 @@ class CoreBackend:
         ipv4: str | None = None
         attached: int | None = None
         problem = ""
-        status: runtime.SessionStatus | None = None
+        status: sessionctl.SessionStatus | None = None
         if entry is not None:
-            status = runtime.session_status(entry, self._hypervisor)
+            status = sessionctl.session_status(entry, self._hypervisor)
             state, ipv4, attached = status.state, status.ipv4, status.attached
             if status.state == "broken":
                 problem = status.reason
@@ -366,7 +367,7 @@ class CoreBackend:
         except VibeboxError:
             entry = None
         if entry is not None:
-            status = runtime.session_status(entry, self._hypervisor)
+            status = sessionctl.session_status(entry, self._hypervisor)
             vm = (status.state, status.attached, status.ipv4, *_policy(status))
         return stat(project.config), stat(project.network_log), vm, entry.id if entry else None
 

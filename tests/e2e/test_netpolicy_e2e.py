@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 import asyncssh
 import pytest
 
-from vibebox_core import netlog, runtime
+from vibebox_core import netlog, provision, runtime, sessionctl
 from vibebox_core.config import PortForward, load_config, set_value
 from vibebox_core.errors import NetworkPolicyError
 from vibebox_core.hypervisor import LibvirtHypervisor
@@ -293,7 +293,7 @@ def _project(label: str, network: str) -> ProjectPaths:
         "[box]\ncpus = 1\nmemory_mb = 1024\n\n[network]\n" + network + "\n"
     )
     # Owned like a user's project: the guest user (the host user's uid) can edit it.
-    uid, gid = runtime.guest_ids()
+    uid, gid = provision.guest_ids()
     for path in (root, root / "vibebox.toml"):
         os.chown(path, uid, gid)
     return ProjectPaths.for_directory(root)
@@ -335,7 +335,7 @@ def boxes(e2e_home_shared: Path, lab_sites: Sites) -> Iterator[Boxes]:
         for project in (allow, block):
             entry = SessionIndex().find_by_directory(project.root)
             if entry is not None:
-                loop.run(runtime.delete(entry), 120)
+                loop.run(sessionctl.delete(entry), 120)
             shutil.rmtree(project.root, ignore_errors=True)
         loop.close()
 
@@ -489,7 +489,7 @@ def test_start_with_an_unapproved_mount_is_refused(boxes: Boxes) -> None:
     (Stops the blocklist session: it is the last test that uses it.)
     """
     box = boxes.block
-    assert box.loop.run(runtime.stop(box.project.root), 120)
+    assert box.loop.run(sessionctl.stop(box.project.root), 120)
     extra = Path(tempfile.mkdtemp(prefix="vbx-net-mount-", dir="/tmp"))
     try:
         set_value(box.project, "box", "mounts", [f"{extra}:/mnt/extra:rw"])

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from vibebox_core import paths, runtime, supervisor, vm
+from vibebox_core import paths, provision, supervisor, vm
 from vibebox_core.paths import ProjectPaths
 
 pytestmark = pytest.mark.e2e
@@ -119,7 +119,7 @@ def lab(e2e_home_shared: Path) -> Iterator[Lab]:
     if os.getuid() == 0:
         # As root the guest user is uid 1000 (the seed contract): give the project to that
         # user, as a real user's project belongs to them.
-        os.chown(root, *runtime.guest_ids())
+        os.chown(root, *provision.guest_ids())
     ro_dir = Path(tempfile.mkdtemp(prefix="vbx-ro-", dir="/tmp"))
     ro_dir.chmod(0o755)
     (ro_dir / "ro.txt").write_text("read only\n")
@@ -149,7 +149,7 @@ def lab(e2e_home_shared: Path) -> Iterator[Lab]:
 def test_fresh_project_exec_prints_the_uid(lab: Lab) -> None:
     result = lab.run("exec", "--", "id", "-u")
     assert result.returncode == 0, result.stderr
-    expected = runtime.guest_ids()[0]
+    expected = provision.guest_ids()[0]
     assert result.stdout == f"{expected}\n"
     lab.session_id = lab.project.session_id.read_text().strip()
     lab.hold()  # keep the VM up for the next tests (the grace is only 3 s)
@@ -193,7 +193,7 @@ def test_guest_write_in_project_mount_appears_on_host(lab: Lab) -> None:
     assert result.returncode == 0, result.stderr
     written = lab.project.root / "from-guest.txt"
     assert written.read_text() == "written by the guest\n"
-    assert written.stat().st_uid == runtime.guest_ids()[0]
+    assert written.stat().st_uid == provision.guest_ids()[0]
 
 
 def test_host_write_appears_in_guest(lab: Lab) -> None:

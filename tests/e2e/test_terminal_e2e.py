@@ -17,7 +17,7 @@ import pytest
 from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 
-from vibebox_core import runtime
+from vibebox_core import runtime, sessionctl
 from vibebox_core.pty import ByteStream, SSHPtyStream
 from vibebox_core.sessions import SessionIndex
 from vibebox_tui.terminal import TerminalView
@@ -76,7 +76,7 @@ async def test_terminal_on_a_real_guest(e2e_home: Path, e2e_project: Path) -> No
         # Delete the session (VM, network, disk) even when the boot itself failed.
         entry = SessionIndex().find_by_directory(e2e_project)
         if entry is not None:
-            await asyncio.wait_for(runtime.delete(entry), 180)
+            await asyncio.wait_for(sessionctl.delete(entry), 180)
 
 
 async def _drive_shell(stream: ByteStream, exit_status: int) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from vibebox_core import paths, runtime, ssh, vm
+from vibebox_core import paths, provision, runtime, sessionctl, ssh, vm
 from vibebox_core.config import load_config
 from vibebox_core.errors import VMError
 from vibebox_core.fake import FakeHypervisor
@@ -68,7 +68,7 @@ def _define(hv: FakeHypervisor, project: ProjectPaths) -> None:
 
 
 def test_status_of_a_session_never_started(entry: SessionEntry) -> None:
-    status = runtime.session_status(entry, FakeHypervisor())
+    status = sessionctl.session_status(entry, FakeHypervisor())
     assert status.state == "shut off" and "no VM defined" in status.reason
     assert status.attached == 0 and status.ipv4 is None
 
@@ -78,7 +78,7 @@ def test_status_running_reads_the_address(entry: SessionEntry, project: ProjectP
     _define(hv, project)
     hv.start(SID)
     project.ipv4.write_text("10.213.1.2\n")
-    status = runtime.session_status(entry, hv)
+    status = sessionctl.session_status(entry, hv)
     assert (status.state, status.ipv4, status.attached) == ("running", "10.213.1.2", 0)
     assert status.to_dict()["id"] == SID
 
@@ -87,21 +87,21 @@ def test_status_broken_keeps_the_reason(entry: SessionEntry, project: ProjectPat
     hv = FakeHypervisor()
     _define(hv, project)
     hv.set_status(SID, "broken", "paused after a disk I/O error")
-    status = runtime.session_status(entry, hv)
+    status = sessionctl.session_status(entry, hv)
     assert status.state == "broken" and "disk I/O" in status.reason
 
 
 def test_status_never_raises(entry: SessionEntry) -> None:
     hv = FakeHypervisor()
     hv.fail("status", VMError("cannot reach libvirt", hint="start libvirtd"))
-    status = runtime.session_status(entry, hv)
+    status = sessionctl.session_status(entry, hv)
     assert status.state == "broken"
     assert status.reason == "cannot reach libvirt (start libvirtd)"
 
 
 def test_status_without_cache_is_broken(entry: SessionEntry, project: ProjectPaths) -> None:
     project.cache.rmdir()
-    assert runtime.session_status(entry, FakeHypervisor()).state == "broken"
+    assert sessionctl.session_status(entry, FakeHypervisor()).state == "broken"
 
 
 def test_status_counts_attachments_from_the_supervisor(
@@ -125,7 +125,7 @@ def test_status_counts_attachments_from_the_supervisor(
     thread = threading.Thread(target=answer)
     thread.start()
     try:
-        status = runtime.session_status(entry, hv)
+        status = sessionctl.session_status(entry, hv)
     finally:
         thread.join(5)
         server.close()
@@ -139,7 +139,7 @@ def test_list_statuses_marks_all_broken_when_libvirt_fails(entry: SessionEntry) 
 
     hv = FakeHypervisor()
     hv.fail("statuses", VMError("libvirt is down"))
-    [status] = runtime.list_statuses(Index(), hv)  # type: ignore[arg-type]
+    [status] = sessionctl.list_statuses(Index(), hv)  # type: ignore[arg-type]
     assert status.state == "broken" and "libvirt is down" in status.reason
 
 
@@ -147,8 +147,8 @@ def test_list_statuses_marks_all_broken_when_libvirt_fails(entry: SessionEntry) 
 
 
 def test_guest_ids_map_root_to_1000() -> None:
-    assert runtime.guest_ids(0, 0) == (1000, 1000)
-    assert runtime.guest_ids(1234, 99) == (1234, 99)
+    assert provision.guest_ids(0, 0) == (1000, 1000)
+    assert provision.guest_ids(1234, 99) == (1234, 99)
 
 
 def test_guest_json_follows_the_seed_contract(project: ProjectPaths, home: Path) -> None:
@@ -156,7 +156,7 @@ def test_guest_json_follows_the_seed_contract(project: ProjectPaths, home: Path)
     extra.mkdir()
     project.config.write_text(f'[box]\nmounts = ["{extra}:~/data:ro", "{extra}:/srv/x"]\n')
     config = load_config(project)
-    data = runtime.guest_json(
+    data = provision.guest_json(
         config, project, env={"http_proxy": "http://10.0.0.1:3128"}, uid=0, gid=0
     )
     assert data == {
@@ -176,7 +176,7 @@ def test_guest_json_follows_the_seed_contract(project: ProjectPaths, home: Path)
 
 def test_write_seed(project: ProjectPaths) -> None:
     ssh.ensure_keys(project)
-    runtime.write_seed(project, {"uid": 1000})
+    provision.write_seed(project, {"uid": 1000})
     seed = project.seed_dir
     assert sorted(p.name for p in seed.iterdir()) == [
         "authorized_keys",
@@ -194,7 +194,7 @@ def test_overlay_is_made_once_on_the_base(tmp_path: Path) -> None:
     base = tmp_path / "base.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(base), "64M"], check=True)
     disk = tmp_path / "disk.qcow2"
-    assert runtime.create_overlay(disk, base, 2) is True
+    assert provision.create_overlay(disk, base, 2) is True
     info = json.loads(
         subprocess.run(
             ["qemu-img", "info", "--output=json", str(disk)], capture_output=True, check=True
@@ -203,14 +203,14 @@ def test_overlay_is_made_once_on_the_base(tmp_path: Path) -> None:
     assert info["backing-filename"] == str(base)
     assert info["backing-filename-format"] == "qcow2"
     assert info["virtual-size"] == 2 * 1024**3
-    assert runtime.create_overlay(disk, base, 5) is False  # kept: the guest's disk persists
+    assert provision.create_overlay(disk, base, 5) is False  # kept: the guest's disk persists
 
 
 def test_overlay_failure_is_explained(tmp_path: Path) -> None:
     if shutil.which("qemu-img") is None:
         pytest.skip("needs qemu-img")
     with pytest.raises(VMError, match="instance disk"):
-        runtime.create_overlay(tmp_path / "d.qcow2", tmp_path / "missing.qcow2", 1)
+        provision.create_overlay(tmp_path / "d.qcow2", tmp_path / "missing.qcow2", 1)
 
 
 def test_boot_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -229,11 +229,11 @@ async def test_boot_error_quotes_the_console_and_names_accel(project: ProjectPat
 
 
 def test_a_disk_made_on_another_base_build_is_refused(project: ProjectPaths) -> None:
-    runtime.check_disk_base(project, "debian-12", "a" * 64)  # no disk yet: fine
+    provision.check_disk_base(project, "debian-12", "a" * 64)  # no disk yet: fine
     project.disk.write_bytes(b"qcow2")
-    runtime.check_disk_base(project, "debian-12", "a" * 64)  # no record (older session): fine
+    provision.check_disk_base(project, "debian-12", "a" * 64)  # no record (older session): fine
     project.disk_base.write_text("a" * 64 + "\n")
-    runtime.check_disk_base(project, "debian-12", "a" * 64)
+    provision.check_disk_base(project, "debian-12", "a" * 64)
     with pytest.raises(VMError, match="was rebuilt") as info:
-        runtime.check_disk_base(project, "debian-12", "b" * 64)
+        provision.check_disk_base(project, "debian-12", "b" * 64)
     assert "recreate the session" in info.value.hint

@@ -36,7 +36,7 @@ def test_exec_passes_the_command_exactly(
         seen["directory"], seen["argv"] = directory, argv
         return 7
 
-    monkeypatch.setattr(vm_commands.runtime, "exec_command", fake_exec)
+    monkeypatch.setattr(vm_commands.guestexec, "exec_command", fake_exec)
     status = cli.main(["exec", "--", "sh", "-c", "exit 7", "--", "-C"])
     assert status == 7
     assert seen["argv"] == ["sh", "-c", "exit 7", "--", "-C"]

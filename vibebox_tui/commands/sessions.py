@@ -1,7 +1,7 @@
 """``vibebox list``, ``vibebox delete`` and ``vibebox explain``: sessions from the command line.
 
 Thin: the data lives in :mod:`vibebox_core.sessions` and :mod:`vibebox_core.explain`. Live VM
-facts (state, attached count, teardown) come from :mod:`vibebox_core.runtime`, imported only
+facts (state, attached count, teardown) come from :mod:`vibebox_core.sessionctl`, imported only
 when a command needs them; without it the commands still work on the index alone.
 """
 
@@ -80,8 +80,8 @@ def register(subparsers: Any) -> None:
 
 
 def _runtime() -> tuple[ModuleType | None, str]:
-    """Import ``vibebox_core.runtime``; (None, why) when it is absent or cannot load."""
-    name = "vibebox_core.runtime"
+    """Import ``vibebox_core.sessionctl``; (None, why) when it is absent or cannot load."""
+    name = "vibebox_core.sessionctl"
     try:
         return importlib.import_module(name), ""
     except ModuleNotFoundError as exc:

@@ -1,7 +1,8 @@
 """``vibebox exec``, ``stop``, ``ssh-config`` and ``shell``: a session from the command line.
 
-Thin: every decision lives in :mod:`vibebox_core.runtime`. Progress lines go to stderr only
-when stderr is a terminal, so ``vibebox exec`` output stays exactly the command's own.
+Thin: every decision lives in :mod:`vibebox_core.runtime`, :mod:`vibebox_core.guestexec` and
+:mod:`vibebox_core.sessionctl`. Progress lines go to stderr only when stderr is a terminal, so
+``vibebox exec`` output stays exactly the command's own.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from vibebox_core import access, runtime, ssh
+from vibebox_core import access, guestexec, runtime, sessionctl, ssh
 from vibebox_core.errors import SSHError, VibeboxError
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.progress import ProgressEvent
@@ -111,13 +112,13 @@ def run_exec_command(args: argparse.Namespace) -> int:
         print("usage: vibebox exec [-C DIR] -- COMMAND [ARG...]", file=sys.stderr)
         return 2
     directory = _directory(args)
-    return with_access_prompt(lambda: runtime.exec_command(directory, argv, progress=_progress()))
+    return with_access_prompt(lambda: guestexec.exec_command(directory, argv, progress=_progress()))
 
 
 def run_stop(args: argparse.Namespace) -> int:
     """``vibebox stop``."""
     directory = _directory(args)
-    was_running = asyncio.run(runtime.stop(directory))
+    was_running = asyncio.run(sessionctl.stop(directory))
     project = ProjectPaths.for_directory(directory)
     print(f"stopped {project.root}" if was_running else f"{project.root}: not running")
     return 0
