@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Coroutine
 from typing import Any
 
+import pytest
 from textual import events
 from textual.app import App, ComposeResult
 from textual.strip import Strip
@@ -87,6 +88,30 @@ async def test_resizing_the_app_resizes_the_stream() -> None:
         assert stream.resizes[-1] == (term.size.width, term.size.height)
         assert term.emulator.screen.columns == term.size.width == 100
         assert term.emulator.screen.lines == term.size.height
+
+
+async def test_a_size_change_without_a_resize_event_still_reaches_the_pty(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Textual can change a widget's size without a Resize event (hiding the focused
+    inspector did); the next paint at the new size must still resize the emulator and PTY."""
+    stream = MemoryStream()
+    app = TermApp(stream)
+    async with app.run_test(size=(60, 20)) as pilot:
+        term = app.query_one(TerminalView)
+        await stream.wait_for(lambda: bool(stream.resizes))
+        first = stream.resizes[-1]
+        assert first == (term.size.width, term.size.height) and first[0] == 60
+
+        async def lost(self: TerminalView, event: events.Resize) -> None:
+            return None
+
+        monkeypatch.setattr(TerminalView, "on_resize", lost)  # Textual looks it up on the class
+        await pilot.resize_terminal(90, 30)
+        await stream.wait_for(lambda: stream.resizes[-1] != first)
+        shown = (term.size.width, term.size.height)
+        assert stream.resizes[-1] == shown and shown[0] == 90
+        assert (term.emulator.screen.columns, term.emulator.screen.lines) == shown
 
 
 class HiddenTermApp(App[None]):

@@ -99,6 +99,7 @@ class TerminalView(Widget, can_focus=True):
         self._cursor = (0, 0, True)  # (x, y, visible) as last painted
         self._mouse_state = MouseState()
         self._sync_since: float | None = None
+        self._size_check_pending = False
 
     # -- public API ----------------------------------------------------------------------
 
@@ -279,6 +280,9 @@ class TerminalView(Widget, can_focus=True):
     def render_lines(self, crop: Region) -> list[Strip]:
         # The widget's colours, once per paint rather than once per line.
         self._renderer.set_base(self.rich_style)
+        screen = self.emulator.screen
+        if (self.size.width, self.size.height) != (screen.columns, screen.lines):
+            self._check_size_soon()
         return super().render_lines(crop)
 
     def render_line(self, y: int) -> Strip:
@@ -320,6 +324,18 @@ class TerminalView(Widget, can_focus=True):
         return True
 
     async def on_resize(self, event: events.Resize) -> None:
+        await self._check_size()
+
+    def _check_size_soon(self) -> None:
+        """Follow the size at the next chance: Textual may change a widget's size without a
+        Resize event (a layout change and a focus change in one frame, e.g. hiding the focused
+        inspector), which would leave the guest's PTY at the old size."""
+        if not self._size_check_pending:
+            self._size_check_pending = True
+            self.call_later(self._check_size)
+
+    async def _check_size(self) -> None:
+        self._size_check_pending = False
         if self._apply_size() and self._stream is not None and self.disconnect_reason is None:
             await self._resize_stream(self._stream)
 
