@@ -23,7 +23,7 @@ import contextlib
 import fcntl
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,7 +63,7 @@ class SessionEntry:
 
     @property
     def short_id(self) -> str:
-        """The first 8 hex digits, as shown in lists and in the domain name."""
+        """The first 8 hex digits, as in the domain name (lists use :func:`short_ids`)."""
         return self.id[:8]
 
     @property
@@ -590,3 +590,32 @@ def _atomic_write(path: Path, text: str, *, prefix: str | None = None) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def short_ids(ids: Iterable[str], minimum: int = 8) -> dict[str, str]:
+    """The shortest prefix of each id that no other id in ``ids`` shares, at least
+    ``minimum`` characters, grown a whole group at a time (``019bf290`` → ``019bf290-0001``).
+
+    UUIDv7 ids begin with their creation time, so two sessions made within about a minute
+    share their first 8 hex digits; a list shows what tells them apart (and what
+    ``vibebox delete`` accepts as a unique prefix).
+    """
+    unique = sorted(set(ids))
+    shorts: dict[str, str] = {}
+    for i, sid in enumerate(unique):
+        neighbours = unique[max(0, i - 1) : i] + unique[i + 1 : i + 2]
+        common = max((_common_prefix(sid, other) for other in neighbours), default=0)
+        length = max(minimum, common + 1)
+        while length < len(sid) and sid[length] != "-":
+            length += 1  # end on a group boundary
+        shorts[sid] = sid[:length]
+    return shorts
+
+
+def _common_prefix(a: str, b: str) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n

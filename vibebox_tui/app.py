@@ -26,7 +26,7 @@ from vibebox_core.progress import ProgressEvent
 from vibebox_tui import layout
 from vibebox_tui import messages as msg
 from vibebox_tui.actions import PALETTE
-from vibebox_tui.backend import Attachment, Backend, SessionStatus
+from vibebox_tui.backend import Attachment, Backend, SessionStatus, with_short_ids
 from vibebox_tui.polling import PollingApp
 from vibebox_tui.screens import ErrorScreen, HelpScreen
 from vibebox_tui.screens.confirm import confirm_approval, confirm_delete, confirm_recreate
@@ -127,6 +127,7 @@ class VibeboxApp(PollingApp, inherit_bindings=False):
         session = self.current_session
         header.project = self.directory.name if self.directory else ""
         header.session_id = session.id if session else ""
+        header.short_id = session.short_id if session else ""
         header.state = session.state if session else ""
 
     def _show(self, view: str) -> None:
@@ -136,7 +137,7 @@ class VibeboxApp(PollingApp, inherit_bindings=False):
 
     def on_sessions_listed(self, message: msg.SessionsListed) -> None:
         self._list_error = ""
-        self.sessions = message.sessions
+        self.sessions = with_short_ids(message.sessions)
         current = self.attachment.session.id if self.attachment else None
         self.browser.show_sessions(self.sessions, current)
         self._update_header()

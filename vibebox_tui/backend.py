@@ -12,14 +12,15 @@ is a :class:`~vibebox_core.errors.VibeboxError` with a message and a hint.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Hashable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
 from vibebox_core.progress import ProgressCallback
 from vibebox_core.pty import ByteStream
+from vibebox_core.sessions import short_ids
 
 #: Session states the browser knows how to draw (others are shown as they come).
 KNOWN_STATES = ("running", "shut off", "starting", "stopping", "missing", "broken")
@@ -44,14 +45,23 @@ class SessionStatus:
     attached: int | None = None
     last_active: datetime | None = None
     reason: str = ""
+    #: The id as lists show it (see :func:`with_short_ids`); empty: its first 8 digits.
+    short: str = ""
 
     @property
     def short_id(self) -> str:
-        return self.id[:8]
+        return self.short or self.id[:8]
 
     @property
     def name(self) -> str:
         return self.directory.name or str(self.directory)
+
+
+def with_short_ids(sessions: Sequence[SessionStatus]) -> list[SessionStatus]:
+    """``sessions`` with :attr:`SessionStatus.short` set: ids that share their first 8 digits
+    (made within a minute of each other) are shown long enough to tell apart."""
+    shorts = short_ids(s.id for s in sessions)
+    return [replace(s, short=shorts[s.id]) for s in sessions]
 
 
 @dataclass(frozen=True)

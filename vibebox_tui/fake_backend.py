@@ -47,8 +47,9 @@ CONSOLE_LINES = (
 
 
 def fake_id(n: int) -> str:
-    """A fixed, valid-looking UUIDv7 for the ``n``-th fake session."""
-    return f"019bf290-{n:04x}-7c23-ba1d-dce7e6d40693"
+    """A fixed, valid-looking UUIDv7 for the ``n``-th fake session (made minutes apart, so
+    their first 8 digits differ as real ones mostly do)."""
+    return f"019bf2{0x90 + n:02x}-{n:04x}-7c23-ba1d-dce7e6d40693"
 
 
 def demo_sessions(root: Path = Path("/home/me/src")) -> list[SessionStatus]:

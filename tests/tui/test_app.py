@@ -16,6 +16,7 @@ from textual.widgets import ContentSwitcher
 from vibebox_core.errors import VMError
 from vibebox_tui import app as app_module
 from vibebox_tui.app import VibeboxApp
+from vibebox_tui.backend import SessionStatus
 from vibebox_tui.fake_backend import FakeBackend, demo_sessions, fake_id
 from vibebox_tui.layout import terminal_area
 from vibebox_tui.screens import ConfirmScreen, ErrorScreen, HelpScreen
@@ -190,7 +191,8 @@ async def test_browser_lists_every_session_with_state_and_reason() -> None:
             assert name in text
         assert "broken" in text and "disk.qcow2 is missing" in text
         assert "shut off" in text
-        assert "019bf290" in text and "2026-11-27 10:15" in text
+        assert fake_id(1)[:8] in text and "2026-11-27 10:15" in text
+        assert fake_id(1)[:9] not in text  # ids that differ in 8 digits are shown with 8
         # Live: a state change shows without a restart.
         backend.set_state(fake_id(4), "running")
         await wait_for(
@@ -561,3 +563,19 @@ async def test_refused_policy_at_startup_is_fatal() -> None:
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.return_code is not None)
     assert app.return_code == 1 and backend.approved == []
+
+
+async def test_ids_made_within_a_minute_are_shown_long_enough_to_tell_apart(
+    tmp_path: Path,
+) -> None:
+    first, second = "019bf290-0001-7c23-ba1d-dce7e6d40693", "019bf290-0002-7c23-ba1d-dce7e6d40693"
+    sessions = [
+        SessionStatus(first, tmp_path / "one", "running", 1),
+        SessionStatus(second, tmp_path / "two", "shut off", 0),
+    ]
+    backend = FakeBackend(sessions, project=None)
+    app = VibeboxApp(backend, live_clock=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: "two" in browser_text(app))
+        text = browser_text(app)
+        assert "019bf290-0001" in text and "019bf290-0002" in text

@@ -23,6 +23,7 @@ from vibebox_core.sessions import (
     new_session_id,
     read_session_id_file,
     render_index,
+    short_ids,
     validate_session_id,
 )
 
@@ -408,3 +409,28 @@ def test_writer_killed_mid_loop_leaves_a_parseable_index(tmp_path: Path) -> None
     assert {e.directory for e in entries} == set(dirs)
     index.touch(entries[0].id)
     assert not list(paths.vibebox_home().glob("*.tmp"))
+
+
+def test_short_ids_are_8_digits_unless_another_id_shares_them() -> None:
+    a = "019bf290-0001-7c23-ba1d-dce7e6d40693"
+    b = "019bf290-0002-7c23-ba1d-dce7e6d40693"
+    c = "019c0000-0001-7c23-ba1d-dce7e6d40693"
+    d = "019bf290-0001-7c23-ba1d-000000000000"  # shares even the second group with a
+    assert short_ids([c]) == {c: "019c0000"}
+    assert short_ids([a, b, c]) == {a: "019bf290-0001", b: "019bf290-0002", c: "019c0000"}
+    shorts = short_ids([a, b, c, d])
+    assert shorts[a] == "019bf290-0001-7c23-ba1d-dce7e6d40693"
+    assert shorts[d] == "019bf290-0001-7c23-ba1d-000000000000"
+    assert shorts[b] == "019bf290-0002"
+    # Each is a prefix of its own id only: what `vibebox delete` accepts.
+    for sid, short in shorts.items():
+        assert [other for other in (a, b, c, d) if other.startswith(short)] == [sid]
+
+
+def test_new_sessions_made_together_get_distinct_short_ids(
+    index: SessionIndex, projects: list[Path]
+) -> None:
+    made = [index.create(p).id for p in projects[:3]]
+    shorts = short_ids(made)
+    assert len(set(shorts.values())) == 3
+    assert all(made_id.startswith(shorts[made_id]) for made_id in made)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Label, Static
 
 from vibebox_tui.screens.closable import InfoDialog
@@ -19,14 +19,17 @@ VIBEBOX_COMMANDS: tuple[tuple[str, str], ...] = (
 
 #: Dashboard keys shown under the commands (the terminal itself gets every other key).
 DASHBOARD_KEYS: tuple[tuple[str, str], ...] = (
+    ("ctrl+\\", "Leave the terminal; the letter keys below then work (t goes back)"),
     ("ctrl+p", "Command palette: every dashboard action"),
     ("tab / shift+tab", "Move focus between sessions, terminal and inspector"),
     ("enter", "In the session list: attach the terminal to the session (starts it)"),
     ("d / delete", "In the session list: delete the session (asks first)"),
     ("i", "Show or hide the inspector"),
+    ("n", "Recreate this session, like :new (asks first)"),
+    ("s / t", "Go to the session list / the terminal"),
     ("c", "While a VM boots: show or hide the console log"),
-    ("?", "This help"),
-    ("q", "Leave vibebox (outside the terminal)"),
+    ("? / f1", "This help"),
+    ("q / ctrl+q", "Leave vibebox; the VM stays up for the grace period"),
 )
 
 
@@ -55,6 +58,16 @@ class HelpScreen(InfoDialog):
     HelpScreen .row {
         height: auto;
     }
+    HelpScreen .name {
+        width: 11;
+        text-style: bold;
+    }
+    HelpScreen .key .name {
+        width: 17;
+    }
+    HelpScreen .text {
+        width: 1fr;
+    }
     HelpScreen #close {
         margin-top: 1;
         margin-bottom: 1;
@@ -71,8 +84,13 @@ class HelpScreen(InfoDialog):
             with VerticalScroll():
                 yield Label("vibebox commands (type them at the guest prompt)", classes="heading")
                 for name, text in VIBEBOX_COMMANDS:
-                    yield Static(f"[b]{name:<10}[/b] {text}", classes="row command")
+                    with Horizontal(classes="row"):
+                        yield Static(name, classes="name command", markup=False)
+                        yield Static(text, classes="text", markup=False)
                 yield Label("Dashboard keys", classes="heading")
                 for key, text in DASHBOARD_KEYS:
-                    yield Static(f"[b]{key:<16}[/b] {text}", classes="row key", markup=True)
+                    # Two columns, so a long description wraps under itself, not under the key.
+                    with Horizontal(classes="row key"):
+                        yield Static(key, classes="name", markup=False)
+                        yield Static(text, classes="text", markup=False)
             yield Button("Close", variant="primary", id="close")

@@ -14,6 +14,8 @@ class SessionHeader(Widget):
 
     project: reactive[str] = reactive("")
     session_id: reactive[str] = reactive("")
+    #: How the session list shows the id (a longer prefix when another id shares 8 digits).
+    short_id: reactive[str] = reactive("")
     state: reactive[str] = reactive("")
     title: reactive[str] = reactive("")
 
@@ -25,7 +27,8 @@ class SessionHeader(Widget):
         else:
             text.append_text(Text.assemble(sep, ("no project", "dim")))
         if self.session_id:
-            text.append_text(Text.assemble(sep, ("session ", "dim"), self.session_id[:8]))
+            short = self.short_id or self.session_id[:8]
+            text.append_text(Text.assemble(sep, ("session ", "dim"), short))
         if self.state:
             text.append_text(
                 Text.assemble(
