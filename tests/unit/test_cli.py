@@ -127,7 +127,7 @@ def test_delete_asks_on_a_terminal(
     project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     entry = SessionIndex().create(project)
-    monkeypatch.setattr(sessions_command, "_runtime", lambda: (None, ""))
+    monkeypatch.setattr(sessions_command, "_sessionctl", lambda: (None, ""))
     monkeypatch.setattr(sys.stdin, "isatty", lambda: True, raising=False)
     answers = iter(["n", "y"])
     monkeypatch.setattr("builtins.input", lambda prompt: next(answers))
@@ -190,11 +190,11 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert vibebox("delete", cwd=tmp_path).returncode == 2
 
 
-def test_without_runtime_state_is_unknown(
+def test_without_sessionctl_state_is_unknown(
     project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     entry = SessionIndex().create(project)
-    monkeypatch.setattr(sessions_command, "_runtime", lambda: (None, ""))
+    monkeypatch.setattr(sessions_command, "_sessionctl", lambda: (None, ""))
     assert cli.main(["list", "--json"]) == 0
     [row] = json.loads(capsys.readouterr().out)
     assert (row["id"], row["state"], row["attached"]) == (entry.id, "unknown", None)
@@ -240,7 +240,7 @@ def test_delete_force_when_teardown_fails(
         raise VMError("libvirt is not answering", hint="start libvirtd")
 
     fake = types.SimpleNamespace(delete_session=teardown)
-    monkeypatch.setattr(sessions_command, "_runtime", lambda: (fake, ""))
+    monkeypatch.setattr(sessions_command, "_sessionctl", lambda: (fake, ""))
     assert cli.main(["delete", entry.id, "--yes"]) == 1
     assert "libvirt is not answering" in capsys.readouterr().err
     assert SessionIndex().get(entry.id) == entry  # kept, so the delete can be repeated

@@ -1,8 +1,9 @@
 #!/bin/bash
 # Turn a freshly bootstrapped Debian root file system into a vibebox guest.
 #
-# Run by vibebox_core.images at build time, on the host, as root (debootstrap) or as root of a
-# user namespace (mmdebstrap --mode=unshare customize hook):
+# Run by vibebox_core.imagebuild (its command line comes from imageplan) at build time, on the
+# host, as root (debootstrap) or as root of a user namespace (mmdebstrap --mode=unshare
+# customize hook):
 #     bash configure-rootfs.sh ROOTFS GUEST_DIR MIRROR SUITE
 # GUEST_DIR is the directory holding this script and the files it installs. Nothing here runs
 # inside the guest; per-boot work (keys, user ids, mounts) is vibebox-setup's job.

@@ -1,7 +1,8 @@
 """``vibebox image build|list|verify|rm``: the base image store from the command line.
 
-Thin: every decision lives in :mod:`vibebox_core.images`; this module parses arguments, prints
-progress lines (``[  12.3s] step: detail``) to stderr and results to stdout.
+Thin: every decision lives in :mod:`vibebox_core.images` and its ``image*`` siblings; this
+module parses arguments, prints progress lines (``[  12.3s] step: detail``) to stderr and
+results to stdout.
 """
 
 from __future__ import annotations

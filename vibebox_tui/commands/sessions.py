@@ -76,10 +76,11 @@ def register(subparsers: Any) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# The optional runtime (RUNTIME's module: live state and VM teardown)
+# Live state and VM teardown (vibebox_core.sessionctl), loaded on use: a broken libvirt
+# install must not stop `vibebox list` from listing the index
 
 
-def _runtime() -> tuple[ModuleType | None, str]:
+def _sessionctl() -> tuple[ModuleType | None, str]:
     """Import ``vibebox_core.sessionctl``; (None, why) when it is absent or cannot load."""
     name = "vibebox_core.sessionctl"
     try:
@@ -113,12 +114,12 @@ def _row(status: Any) -> _Row:
 
 
 def _rows(index: SessionIndex) -> list[_Row]:
-    runtime, problem = _runtime()
-    if runtime is not None and hasattr(runtime, "list_statuses"):
-        return [_row(status) for status in runtime.list_statuses(index)]
+    sessionctl, problem = _sessionctl()
+    if sessionctl is not None and hasattr(sessionctl, "list_statuses"):
+        return [_row(status) for status in sessionctl.list_statuses(index)]
     entries = index.entries()
-    if runtime is not None and hasattr(runtime, "session_status"):
-        return [_row(runtime.session_status(entry)) for entry in entries]
+    if sessionctl is not None and hasattr(sessionctl, "session_status"):
+        return [_row(sessionctl.session_status(entry)) for entry in entries]
     return [_Row(entry, "unknown", None, problem) for entry in entries]
 
 
@@ -225,8 +226,8 @@ def run_delete(args: argparse.Namespace) -> int:
         if not _confirm(entry):
             print("not deleted")
             return 1
-    runtime, _ = _runtime()
-    teardown = getattr(runtime, "delete_session", None)
+    sessionctl, _ = _sessionctl()
+    teardown = getattr(sessionctl, "delete_session", None)
     if callable(teardown):
         try:
             teardown(entry)  # stops the VM, undefines domain + network, removes files, entry
@@ -239,7 +240,7 @@ def run_delete(args: argparse.Namespace) -> int:
                 f"domain's UUID is {entry.id}); removing the session anyway",
                 file=sys.stderr,
             )
-    # Whatever the runtime did or did not do, the session's files and entry go now.
+    # Whatever the teardown did or did not do, the session's files and entry go now.
     _remove_cache(entry)
     with contextlib.suppress(SessionNotFoundError):
         index.remove(entry.id)
@@ -266,8 +267,8 @@ def run_explain(args: argparse.Namespace) -> int:
     _notice_pruned(index)
     vm: VMInfo | None = None
     if entry is not None:
-        runtime, _ = _runtime()
-        status_of = getattr(runtime, "session_status", None)
+        sessionctl, _ = _sessionctl()
+        status_of = getattr(sessionctl, "session_status", None)
         if callable(status_of):
             row = _row(status_of(entry))
             vm = VMInfo(row.state, row.ipv4, config.box.cpus, config.box.memory_mb, row.attached)
