@@ -14,6 +14,7 @@ from textual.pilot import Pilot
 from textual.widgets import ContentSwitcher
 
 from vibebox_core.errors import VMError
+from vibebox_core.progress import ProgressEvent
 from vibebox_tui import app as app_module
 from vibebox_tui.app import VibeboxApp
 from vibebox_tui.backend import SessionStatus
@@ -579,3 +580,13 @@ async def test_ids_made_within_a_minute_are_shown_long_enough_to_tell_apart(
         await wait_for(pilot, lambda: "two" in browser_text(app))
         text = browser_text(app)
         assert "019bf290-0001" in text and "019bf290-0002" in text
+
+
+def test_boot_steps_keep_their_times_in_one_column() -> None:
+    progress = BootProgress(live_clock=False)
+    progress.begin("Starting the session of /tmp/x")
+    for i, step in enumerate(("checking image", "waiting for the VM's address", "waiting for SSH")):
+        progress.add_event(ProgressEvent(step, "detail", float(i), False))
+    rows = [line for line in progress.render_steps().plain.splitlines() if "s  detail" in line]
+    assert len(rows) == 3
+    assert len({row.index("s  detail") for row in rows}) == 1, rows

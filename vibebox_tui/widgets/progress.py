@@ -82,10 +82,12 @@ class BootProgress(Vertical, can_focus=True):
     def render_steps(self) -> Text:
         text = Text(self.heading, style="bold")
         text.append("\n")
+        column = max((len(name) for name in self.steps), default=0)
+        column = max(22, min(column, 32))  # the times line up under each other
         for name, step in self.steps.items():
             mark, style = ("✓", "green") if step.done else ("▸", "bold yellow")
             text.append(f"\n  {mark} ", style=style)
-            text.append(f"{name:<22}", style="" if step.done else "bold")
+            text.append(f"{name:<{column}}", style="" if step.done else "bold")
             text.append(f"{step.elapsed:7.1f}s", style="dim")
             if step.detail:
                 text.append(f"  {step.detail}", style="dim")
