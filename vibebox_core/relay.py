@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vibebox_core.errors import SSHError, SupervisorError, VibeboxError
+from vibebox_core.supervisor import open_socket
 
 if TYPE_CHECKING:
     import asyncssh
@@ -133,15 +134,7 @@ class RelayPtyStream:
             SupervisorError: nobody answers, or the answer is not this protocol.
             SSHError: the supervisor could not open the shell on the guest (its message).
         """
-        try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_unix_connection(str(socket_path)), timeout
-            )
-        except (TimeoutError, OSError) as exc:
-            raise SupervisorError(
-                f"no supervisor answers on {socket_path}",
-                hint="start the session with `vibebox`",
-            ) from exc
+        reader, writer = await open_socket(socket_path, timeout=timeout)
         try:
             _send_line(writer, {"op": OP, "cols": _clamp(cols), "rows": _clamp(rows)})
             await writer.drain()

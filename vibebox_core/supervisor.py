@@ -490,16 +490,7 @@ class SupervisorConnection:
         Raises:
             SupervisorError: nobody listens (no supervisor, or a stale socket).
         """
-        try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_unix_connection(str(socket_path)), timeout
-            )
-        except (TimeoutError, OSError) as exc:
-            raise SupervisorError(
-                f"no supervisor answers on {socket_path}",
-                hint="start the session with `vibebox`",
-            ) from exc
-        return cls(reader, writer)
+        return cls(*await open_socket(socket_path, timeout=timeout))
 
     async def request(self, op: str, *, timeout: float = REQUEST_TIMEOUT, **fields: Any) -> Any:
         """Send one request and return the answer (a dict with ``ok``)."""
@@ -553,6 +544,23 @@ class SupervisorConnection:
         self._writer.close()
         with contextlib.suppress(Exception):
             await self._writer.wait_closed()
+
+
+async def open_socket(
+    socket_path: Path, *, timeout: float = REQUEST_TIMEOUT
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect to a supervisor's socket.
+
+    Raises:
+        SupervisorError: nobody listens (no supervisor, or a stale socket).
+    """
+    try:
+        return await asyncio.wait_for(asyncio.open_unix_connection(str(socket_path)), timeout)
+    except (TimeoutError, OSError) as exc:
+        raise SupervisorError(
+            f"no supervisor answers on {socket_path}",
+            hint="start the session with `vibebox`",
+        ) from exc
 
 
 def status_sync(socket_path: Path, *, timeout: float = 2.0) -> dict[str, Any] | None:
