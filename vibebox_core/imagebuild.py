@@ -228,6 +228,7 @@ def _build_image(
                 cmdline=imageplan.KERNEL_CMDLINE,
                 rootfs_bytes=size,
                 artifacts=artifacts,
+                guest_digest=imageplan.guest_digest(),
             )
             (out / paths.IMAGE_METADATA).write_text(info.to_toml(), encoding="utf-8")
             images.remember_verified(out, artifacts.values())

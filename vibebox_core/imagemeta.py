@@ -63,6 +63,8 @@ class ImageInfo:
         rootfs_bytes: size of the ext4 root file system (the base disk's virtual size).
         artifacts: ``kernel``, ``initrd`` and ``base_disk`` with size and sha256.
         vibebox_version: the vibebox that built it.
+        guest_digest: :func:`vibebox_core.imageplan.guest_digest` at build time (empty for
+            an image made before it was recorded).
     """
 
     name: str
@@ -79,6 +81,7 @@ class ImageInfo:
     rootfs_bytes: int
     artifacts: Mapping[str, Artifact]
     vibebox_version: str = __version__
+    guest_digest: str = ""
 
     @property
     def kernel(self) -> Path:
@@ -115,6 +118,8 @@ class ImageInfo:
         doc["cmdline"] = self.cmdline
         doc["rootfs_bytes"] = self.rootfs_bytes
         doc["vibebox_version"] = self.vibebox_version
+        if self.guest_digest:
+            doc["guest_digest"] = self.guest_digest
         doc["packages"] = list(self.packages)
         doc["extra_packages"] = list(self.extra_packages)
         artifacts = tomlkit.table()
@@ -172,6 +177,7 @@ class ImageInfo:
                 rootfs_bytes=int(data["rootfs_bytes"]),
                 artifacts=artifacts,
                 vibebox_version=str(data.get("vibebox_version", "")),
+                guest_digest=str(data.get("guest_digest", "")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             detail = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)

@@ -23,6 +23,7 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
+import hashlib
 import importlib.resources
 import os
 import re
@@ -98,6 +99,23 @@ def validate_packages(packages: Iterable[str]) -> tuple[str, ...]:
 def guest_dir() -> Path:
     """The package data directory with the guest's files (``vibebox_core/guest``)."""
     return Path(str(importlib.resources.files("vibebox_core").joinpath("guest")))
+
+
+def guest_digest(guest: Path | None = None) -> str:
+    """sha256 of what goes into every guest besides Debian itself: the files under ``guest/``
+    (names and contents) and :data:`BASE_PACKAGES`.
+
+    Recorded in ``image.toml`` at build time; an image whose digest differs was built by a
+    vibebox with other guest files (an older or newer checkout), so its shell integration or
+    boot-time setup may not match this one (:func:`vibebox_core.images.outdated`).
+    """
+    root = guest or guest_dir()
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(str(path.relative_to(root)).encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    digest.update("\n".join(BASE_PACKAGES).encode())
+    return digest.hexdigest()
 
 
 def apt_mirror(

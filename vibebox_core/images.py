@@ -35,7 +35,14 @@ from typing import Any
 
 from vibebox_core import paths
 from vibebox_core.errors import ImageError
-from vibebox_core.imagemeta import Artifact, ImageInfo, build_command, damaged, validate_name
+from vibebox_core.imagemeta import (
+    Artifact,
+    ImageInfo,
+    build_command,
+    damaged,
+    rebuild_command,
+    validate_name,
+)
 from vibebox_core.progress import ProgressCallback, ProgressClock
 
 #: File in the image directory that remembers successful checks (see module docstring).
@@ -250,6 +257,23 @@ def verify_image(
     return info
 
 
+def outdated(info: ImageInfo) -> bool:
+    """True when ``info`` was built from other guest files than this vibebox's (or before
+    they were recorded): its boot-time setup and shell integration may not match."""
+    from vibebox_core.imageplan import guest_digest
+
+    return info.guest_digest != guest_digest()
+
+
+def outdated_notice(info: ImageInfo) -> str:
+    """One line saying what an outdated image means and what to do."""
+    return (
+        f"image {info.name!r} was built from other guest files than this vibebox's; "
+        f"`{rebuild_command(info.name)}` updates it (sessions made from the old one must "
+        "then be recreated with :new)"
+    )
+
+
 def ensure_image(
     name: str = paths.DEFAULT_IMAGE_NAME,
     *,
@@ -261,7 +285,10 @@ def ensure_image(
     command in the error's hint.
     """
     if image_exists(name):
-        return verify_image(name, progress=progress)
+        info = verify_image(name, progress=progress)
+        if outdated(info):
+            ProgressClock(progress)("outdated image", outdated_notice(info), done=True)
+        return info
     # Imported here: imagebuild imports this module, and a start that finds its image never
     # needs the builder.
     from vibebox_core.imagebuild import build_image

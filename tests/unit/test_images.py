@@ -30,7 +30,12 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "home"
 
 
-def _make_image(name: str = paths.DEFAULT_IMAGE_NAME, *, payload: bytes = b"disk") -> Path:
+def _make_image(
+    name: str = paths.DEFAULT_IMAGE_NAME,
+    *,
+    payload: bytes = b"disk",
+    guest_digest: str | None = None,
+) -> Path:
     """Write a small but complete image directory (fake artifacts, real checksums)."""
     directory = paths.image_dir(name)
     directory.mkdir(parents=True)
@@ -53,6 +58,7 @@ def _make_image(name: str = paths.DEFAULT_IMAGE_NAME, *, payload: bytes = b"disk
         cmdline=imageplan.KERNEL_CMDLINE,
         rootfs_bytes=1 << 30,
         artifacts=artifacts,
+        guest_digest=imageplan.guest_digest() if guest_digest is None else guest_digest,
     )
     (directory / paths.IMAGE_METADATA).write_text(info.to_toml())
     return directory
@@ -391,6 +397,7 @@ def test_build_produces_a_verified_image_with_progress(fake_build: list[tuple[st
     events: list[ProgressEvent] = []
     info = imagebuild.build_image(packages=["htop"], progress=events.append)
     assert info.kernel_version == "6.1.0-99-cloud-amd64"
+    assert info.guest_digest == imageplan.guest_digest() and not images.outdated(info)
     assert info.extra_packages == ("htop",)
     assert info.kernel.read_bytes() == b"kernel"
     assert images.verify_image().artifacts == info.artifacts
@@ -519,6 +526,42 @@ def test_cli_if_missing_rebuilds_a_damaged_image(
     args = _cli("image", "build", "--if-missing")
     assert args.handler(args) == 0
     assert calls and calls[0]["force"] is True
+
+
+def test_cli_if_missing_rebuilds_an_image_built_from_other_guest_files(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _make_image(guest_digest="")  # made before digests were recorded
+    calls: list[dict[str, object]] = []
+    monkeypatch.setattr(
+        imagebuild, "build_image", lambda name, **k: calls.append(k) or images.read_image(name)
+    )
+    args = _cli("image", "build", "--if-missing")
+    assert args.handler(args) == 0
+    assert calls and calls[0]["force"] is True
+    assert "other guest files; rebuilding it" in capsys.readouterr().err
+
+
+def test_guest_digest_follows_the_guest_files(tmp_path: Path) -> None:
+    guest = tmp_path / "guest"
+    shutil.copytree(imageplan.guest_dir(), guest)
+    assert imageplan.guest_digest(guest) == imageplan.guest_digest()
+    (guest / "shell.bash").write_text((guest / "shell.bash").read_text() + "\n# changed\n")
+    assert imageplan.guest_digest(guest) != imageplan.guest_digest()
+
+
+def test_an_outdated_image_still_starts_but_says_how_to_update_it(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _make_image(guest_digest="0" * 64)
+    events: list[ProgressEvent] = []
+    info = images.ensure_image(progress=events.append)
+    assert images.outdated(info)
+    notes = [e.detail for e in events if e.step == "outdated image"]
+    assert notes and "vibebox image build --force" in notes[0] and ":new" in notes[0]
+    args = _cli("image", "list")
+    assert args.handler(args) == 0
+    assert "outdated: vibebox image build --force" in capsys.readouterr().out
 
 
 def test_sigterm_during_a_build_cleans_up_and_says_so(

@@ -46,7 +46,8 @@ def register(subparsers: Any) -> None:
     group.add_argument(
         "--if-missing",
         action="store_true",
-        help="do nothing when the image exists and its checksums hold (rebuild it otherwise)",
+        help="do nothing when the image exists, its checksums hold and it was built from this "
+        "vibebox's guest files (rebuild it otherwise)",
     )
     build.set_defaults(handler=run_build)
 
@@ -79,8 +80,13 @@ def run_build(args: argparse.Namespace) -> int:
         except ImageError as exc:
             print(f"vibebox: {exc.message}; rebuilding it", file=sys.stderr)
         else:
-            print(f"image {name!r} is present and verified ({info.directory})")
-            return 0
+            if not images.outdated(info):
+                print(f"image {name!r} is present and verified ({info.directory})")
+                return 0
+            print(
+                f"vibebox: image {name!r} was built from other guest files; rebuilding it",
+                file=sys.stderr,
+            )
         force = True
     else:
         force = bool(args.force)
@@ -109,6 +115,7 @@ def _listing_dict(entry: images.ImageListing) -> dict[str, Any]:
         "kernel_version": info.kernel_version,
         "bytes": info.total_bytes,
         "extra_packages": list(info.extra_packages),
+        "outdated": images.outdated(info),
         "problem": None,
     }
 
@@ -132,6 +139,8 @@ def run_list(args: argparse.Namespace) -> int:
         extras = f" (+{', '.join(info.extra_packages)})" if info.extra_packages else ""
         size = f"{_mib(info.total_bytes)} MiB"
         kernel = info.kernel_version + extras
+        if images.outdated(info):
+            kernel += f"  (outdated: {imagemeta.rebuild_command(info.name)})"
         print(f"{info.name:<16} {info.suite:<9} {built:<17} {size:>8}  {kernel}")
     return 0
 
