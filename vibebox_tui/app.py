@@ -297,6 +297,11 @@ class VibeboxApp(PollingApp, inherit_bindings=False):
             self.notify(f"Unknown vibebox command :{name}", severity="warning")
 
     def action_new_session(self) -> None:
+        if self.centre.current == "progress":
+            # Keys typed ahead of the prompt land here while a VM boots: never let them start
+            # deleting the session being started.
+            self.notify("The session is starting; :new works once it runs.", severity="warning")
+            return
         session = self.current_session
         if session is None or self.directory is None:
             self.notify("No session to recreate here.", severity="warning")
@@ -411,6 +416,8 @@ class VibeboxApp(PollingApp, inherit_bindings=False):
         terminal_focused = isinstance(self.focused, TerminalView)
         if action == "leave_terminal":
             return terminal_focused
+        if action == "new_session" and self.centre.current == "progress":
+            return False  # nothing to recreate while it starts (see action_new_session)
         return not (action in LETTER_ACTIONS and terminal_focused)
 
     def on_descendant_focus(self) -> None:

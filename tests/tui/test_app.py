@@ -131,6 +131,11 @@ async def test_boot_progress_shows_steps_and_console_tail() -> None:
         )
         await pilot.press("c")
         assert not progress.console_shown
+        # Typed ahead of the prompt: `n` then `y` must not recreate the session being started.
+        await pilot.press("n", "v", "m", "space", "y", "enter")
+        await pilot.pause(0.1)
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert not backend.recreated
         hold.set()
         await until_attached(pilot, app)
 
