@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import struct
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -42,7 +41,6 @@ if TYPE_CHECKING:
     from vibebox_core.paths import ProjectPaths
     from vibebox_core.pty import ByteStream
 
-log = logging.getLogger("vibebox.relay")
 
 OP = "pty"
 DATA, RESIZE, END = b"d", b"r", b"x"
@@ -260,13 +258,6 @@ class SharedSSH:
                     ) from exc
                 self._conn = await ssh.connect(self.project, ipv4)
             return self._conn
-
-    async def warm(self) -> None:
-        """Connect now, ahead of the first shell; a failure waits for the first shell."""
-        try:
-            await self.connection()
-        except VibeboxError as exc:
-            log.info("could not connect ahead of the first terminal: %s", exc)
 
     async def open_shell(self, cols: int, rows: int) -> ByteStream:
         """A login shell in a PTY on the shared connection (retried once on a fresh one)."""

@@ -41,7 +41,7 @@ import asyncssh
 
 from vibebox_core import paths, portforward, provision, relay, sessionctl, ssh, supervisor, vm
 from vibebox_core.config import Config, load_config
-from vibebox_core.errors import SSHError, SupervisorError, VibeboxError, VMError
+from vibebox_core.errors import SSHError, VibeboxError, VMError
 from vibebox_core.fileio import write_atomic
 from vibebox_core.hypervisor import Hypervisor
 from vibebox_core.paths import ProjectPaths
@@ -271,8 +271,6 @@ async def ensure_running(
         raise
     timings["ssh"] = clock.elapsed
     await asyncio.to_thread(_remember, project, entry, ipv4)
-    with contextlib.suppress(SupervisorError):
-        await attachment.request("warm")  # the guest answers SSH: its terminals can be ready
     clock("connected", f"{ipv4}", done=True)
     running = RunningSession(project, entry, config, ipv4, connection, attachment, booted, timings)
     if client != "exec" and connect:

@@ -19,9 +19,6 @@ Protocol: line-delimited JSON, one request per line, one answer per request.
 * ``{"op": "pty", "cols": C, "rows": R}`` -> a login shell on the guest, opened on the
   supervisor's own SSH connection and relayed over this socket from then on
   (:mod:`vibebox_core.relay` has the framing). Attaching this way costs no key exchange.
-* ``{"op": "warm"}`` -> ``{"ok": true}`` at once; the supervisor makes its SSH connection in
-  the background (a vibebox sends it once its own connection worked: the guest is up), so
-  the first ``pty`` does not wait for a login.
 
 Races. Starting and stopping are serialised by an ``fcntl`` lock on ``.vibebox/supervisor.lock``:
 a starting vibebox holds it while it checks for a live supervisor, starts one and attaches; the
@@ -146,10 +143,6 @@ class Terminals(Protocol):
         """A :class:`~vibebox_core.pty.ByteStream` running a login shell in a PTY."""
         ...
 
-    async def warm(self) -> None:
-        """Connect ahead of the first shell (never raises)."""
-        ...
-
     async def close(self) -> None:
         """Close the SSH connection (before the VM is shut down)."""
         ...
@@ -228,7 +221,6 @@ class Supervisor:
         # second thread would wait forever for the file lock the first one keeps to exit.
         self._shutdown_guard = asyncio.Lock()
         self._services: SessionServices | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def attached(self) -> int:
@@ -352,12 +344,6 @@ class Supervisor:
                 len(self._attached),
             )
             return {"ok": True, "attached": len(self._attached)}
-        if op == "warm":
-            if self.terminals is not None and self.phase == "running":
-                task = asyncio.create_task(self.terminals.warm())
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-            return {"ok": True}
         if op == "stop":
             await self.request_stop("asked to stop")
             return {"ok": True, "stopped_cleanly": bool(self.stopped_cleanly)}

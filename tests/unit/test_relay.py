@@ -8,7 +8,6 @@ the guest shell is a :class:`~vibebox_core.pty.MemoryStream`. The real SSH side 
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 import stat
 import tempfile
@@ -66,7 +65,6 @@ class Terminals:
         self.fail = fail
         self.shells: list[MemoryStream] = []
         self.sizes: list[tuple[int, int]] = []
-        self.warmed = 0
         self.closed = False
 
     async def open_shell(self, cols: int, rows: int) -> MemoryStream:
@@ -76,9 +74,6 @@ class Terminals:
         shell = MemoryStream()
         self.shells.append(shell)
         return shell
-
-    async def warm(self) -> None:
-        self.warmed += 1
 
     async def close(self) -> None:
         self.closed = True
@@ -219,14 +214,3 @@ async def test_shutdown_ends_relayed_shells_and_closes_the_connection(home: Path
         while await stream.read():
             pass
         assert stream.end_reason
-
-
-async def test_warm_asks_the_terminals_to_connect_ahead(
-    terminals: tuple[Supervisor, Terminals],
-) -> None:
-    sup, shells = terminals
-    reader, writer = await asyncio.open_unix_connection(str(sup.socket_path))
-    writer.write(b'{"op": "warm"}\n')
-    assert json.loads(await reader.readline()) == {"ok": True}
-    await wait_until(lambda: shells.warmed == 1)
-    writer.close()
