@@ -421,7 +421,8 @@ class VibeboxApp(PollingApp, inherit_bindings=False):
         return not (action in LETTER_ACTIONS and terminal_focused)
 
     def on_descendant_focus(self) -> None:
-        self.refresh_bindings()
+        if self.screen_stack:  # focus can still move while the app is shutting down
+            self.refresh_bindings()
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         for title, help_text, action in PALETTE:

@@ -130,7 +130,7 @@ async def test_boot_progress_shows_steps_and_console_tail() -> None:
             lambda: "Debian GNU/Linux 12" in str(progress.query_one("#progress-console").render()),
         )
         await pilot.press("c")
-        assert not progress.console_shown
+        await wait_for(pilot, lambda: not progress.console_shown)
         # Typed ahead of the prompt: `n` then `y` must not recreate the session being started.
         await pilot.press("n", "v", "m", "space", "y", "enter")
         await pilot.pause(0.1)
@@ -212,7 +212,7 @@ async def test_enter_on_another_session_switches_the_terminal() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await until_attached(pilot, app)
         await pilot.press("ctrl+backslash")
-        assert isinstance(app.focused, SessionBrowser)
+        await wait_for(pilot, lambda: isinstance(app.focused, SessionBrowser))
         await pilot.press("down")  # ml-notebooks
         await pilot.press("enter")
         await wait_for(
@@ -333,7 +333,7 @@ async def test_inspector_is_live() -> None:
         backend.log_network(directory, "10:15:03 blocked proxy evil.example:443 (listed)")
         await wait_for(pilot, lambda: "blocked proxy evil.example" in inspector.text)
         await pilot.press("i")
-        assert not inspector.display
+        await wait_for(pilot, lambda: not inspector.display)
 
 
 async def test_inspector_says_whether_an_approved_change_applied_live() -> None:
@@ -360,8 +360,14 @@ async def test_command_help_lists_every_command() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await until_attached(pilot, app)
         backend.streams[fake_id(1)].feed(osc_command("help"))
-        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
-        text = "\n".join(str(w.render()) for w in app.screen.query(".command"))
+
+        def help_text() -> str:
+            if not isinstance(app.screen, HelpScreen):
+                return ""
+            return "\n".join(str(w.render()) for w in app.screen.query(".command"))
+
+        await wait_for(pilot, lambda: ":help" in help_text())  # shown, and its rows mounted
+        text = help_text()
         for name in (":new", ":exit", ":explain", ":help"):
             assert name in text
         await pilot.press("escape")
@@ -432,11 +438,11 @@ async def test_bindings_outside_the_terminal() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await until_attached(pilot, app)
         await pilot.press("ctrl+backslash")
-        assert app.focused is not app.terminal
+        await wait_for(pilot, lambda: app.focused is not app.terminal)
         await pilot.press("i")
-        assert app.query_one(Inspector).display
+        await wait_for(pilot, lambda: app.query_one(Inspector).display)
         await pilot.press("i")
-        assert not app.query_one(Inspector).display
+        await wait_for(pilot, lambda: not app.query_one(Inspector).display)
         # On a narrow screen the inspector took the browser's place (and the focus); hiding
         # it returns to the terminal.
         assert app.focused is app.terminal
@@ -449,9 +455,9 @@ async def test_bindings_outside_the_terminal() -> None:
         await pilot.click("#close")
         await wait_for(pilot, lambda: not isinstance(app.screen, HelpScreen))
         await pilot.press("t")
-        assert app.focused is app.terminal
+        await wait_for(pilot, lambda: app.focused is app.terminal)
         await pilot.press("ctrl+backslash", "s")
-        assert isinstance(app.focused, SessionBrowser)
+        await wait_for(pilot, lambda: isinstance(app.focused, SessionBrowser))
         await pilot.press("n")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("n")
@@ -469,7 +475,7 @@ async def test_footer_hides_letter_bindings_inside_the_terminal() -> None:
         assert app.check_action("toggle_inspector", ()) is False
         assert app.check_action("leave_terminal", ()) is True
         await pilot.press("ctrl+backslash")
-        assert app.check_action("toggle_inspector", ()) is True
+        await wait_for(pilot, lambda: app.check_action("toggle_inspector", ()) is True)
         assert app.check_action("leave_terminal", ()) is False
 
 
@@ -520,11 +526,13 @@ async def test_usable_at_80x24() -> None:
         await until_attached(pilot, app)
         assert app.terminal.size.width >= 40
         await pilot.press("ctrl+backslash", "i")
-        await pilot.pause()
-        assert app.query_one(Inspector).display
-        assert (
-            not app.query_one(SessionBrowser).display
-            or app.query_one(SessionBrowser).size.width == 0
+        browser = app.query_one(SessionBrowser)
+        await wait_for(
+            pilot,
+            lambda: (
+                app.query_one(Inspector).display
+                and (not browser.display or browser.size.width == 0)
+            ),
         )
         assert app.terminal.size.width >= 30
 
