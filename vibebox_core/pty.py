@@ -25,6 +25,9 @@ TERM_TYPE = "xterm-256color"
 READ_SIZE = 65536
 """Most bytes one :meth:`SSHPtyStream.read` returns; larger reads mean fewer, bigger batches."""
 
+EXIT_WAIT = 5.0
+"""Seconds to wait, after the output ended, for the session's exit status."""
+
 
 @runtime_checkable
 class ByteStream(Protocol):
@@ -190,6 +193,10 @@ class SSHPtyStream:
             self._note_end(f"Connection lost: {exc}")
             raise SSHError(f"The SSH connection to the guest was lost: {exc}") from exc
         if not data:
+            # The output's end can arrive before the exit status (both are SSH messages of
+            # their own): wait for the channel to close so the status is known.
+            with contextlib.suppress(TimeoutError, asyncssh.Error, OSError):
+                await asyncio.wait_for(self._process.wait_closed(), EXIT_WAIT)
             self._note_end()
         return data
 

@@ -46,6 +46,12 @@ async def _guest(process: asyncssh.SSHServerProcess[bytes]) -> None:
             continue
         if not data or data == b"q":
             break
+        if data == b"e":
+            # The output ends first and the status follows later, as OpenSSH may send them.
+            process.stdout.write_eof()
+            await asyncio.sleep(0.3)
+            process.exit(5)
+            return
         process.stdout.write(data)
     process.exit(3)
 
@@ -107,6 +113,19 @@ async def test_ssh_pty_stream_roundtrip_resize_and_exit(
     assert stream.end_reason == "Session exited with status 3"
     await stream.close()
     assert await stream.read() == b""
+
+
+async def test_the_exit_status_is_kept_when_it_comes_after_the_end_of_output(
+    connection: asyncssh.SSHClientConnection,
+) -> None:
+    stream = await SSHPtyStream.open(connection, 80, 24)
+    await _read_until(stream, b"\r\n")
+    await stream.write(b"e")
+    while await asyncio.wait_for(stream.read(), 5):
+        pass
+    assert stream.exit_status == 5
+    assert stream.end_reason == "Session exited with status 5"
+    await stream.close()
 
 
 async def test_ssh_pty_stream_open_on_closed_connection_is_an_ssh_error(
