@@ -140,7 +140,7 @@ class RelayPtyStream:
         except (TimeoutError, OSError) as exc:
             writer.close()
             raise SupervisorError(
-                f"the session's supervisor did not open a terminal: {exc or 'timed out'}",
+                f"the session's supervisor did not open a terminal: {str(exc) or 'timed out'}",
                 hint="try again; `vibebox stop` then `vibebox` restarts the session",
             ) from exc
         try:
