@@ -214,3 +214,17 @@ async def test_shutdown_ends_relayed_shells_and_closes_the_connection(home: Path
         while await stream.read():
             pass
         assert stream.end_reason
+
+
+async def test_a_supervisor_that_never_answers_times_out_with_a_clear_error(home: Path) -> None:
+    path = home / "mute.sock"
+
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # reads the request, never answers
+
+    server = await asyncio.start_unix_server(mute, path=str(path))
+    try:
+        with pytest.raises(SupervisorError, match="did not open a terminal: timed out"):
+            await RelayPtyStream.open(path, 80, 24, timeout=0.2)
+    finally:
+        server.close()
