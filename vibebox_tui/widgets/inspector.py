@@ -40,12 +40,15 @@ def render_inspector(data: InspectorData, width: int = 40) -> Text:
     _heading(text, "VM")
     state = data.vm_state or "unknown"
     text.append(f"\n  {state_symbol(state)} {state}", style=state_style(state))
-    text.append(f"\n  IPv4    {data.ipv4 or '—'}")
-    text.append(f"\n  cpus    {data.cpus if data.cpus is not None else '—'}")
-    memory = f"{data.memory_mb} MB" if data.memory_mb is not None else "—"
-    text.append(f"\n  memory  {memory}")
+    rows = [
+        ("IPv4", data.ipv4 or "—"),
+        ("cpus", str(data.cpus) if data.cpus is not None else "—"),
+        ("memory", f"{data.memory_mb} MB" if data.memory_mb is not None else "—"),
+    ]
     if data.attached is not None:
-        text.append(f"\n  attached {data.attached}")
+        rows.append(("attached", str(data.attached)))
+    for label, value in rows:
+        text.append(f"\n  {label:<9}{value}")
 
     _heading(text, "Mounts")
     if not data.mounts:
