@@ -89,7 +89,7 @@ async def booting(app: VibeboxApp, backend: FakeBackend, pilot: Pilot[Any]) -> N
     await wait_for(pilot, lambda: "waiting for SSH" in app.progress.steps)
     await wait_for(pilot, lambda: app.browser.option_count == 4)
     app.progress.focus()
-    await pilot.press("c")
+    await pilot.press("ctrl+o")
     await pilot.pause(0.2)
 
 

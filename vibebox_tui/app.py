@@ -204,7 +204,7 @@ class VibeboxApp(PollingApp, inherit_bindings=False):
         progress.begin(f"Starting the session of {directory}")
         self._show("progress")
         if self.screen is self.screen_stack[0]:
-            progress.focus()  # so that `c` (console log) works at once
+            progress.focus()  # keys typed now are kept for the shell; ctrl+o shows the console
         self._update_header()
         cols, rows = self._terminal_size()
         try:
@@ -251,6 +251,9 @@ class VibeboxApp(PollingApp, inherit_bindings=False):
         self.attachment = message.attachment
         self.directory = message.attachment.session.directory
         self.terminal.attach(message.attachment.stream)
+        typed = self.progress.take_typed_ahead()
+        if typed:
+            self.run_worker(self.terminal.send(typed), group="typed-ahead")
         self._show("terminal")
         self.terminal.focus()
         self._update_header()
@@ -366,6 +369,10 @@ class VibeboxApp(PollingApp, inherit_bindings=False):
 
     # -- console tail while booting --------------------------------------------------------
 
+    @on(BootProgress.LeaveRequested)
+    async def _leave_while_booting(self) -> None:
+        await self.action_quit_app()
+
     @on(BootProgress.ConsoleToggled)
     def _console_toggled(self, message: BootProgress.ConsoleToggled) -> None:
         if message.shown:
@@ -414,8 +421,13 @@ class VibeboxApp(PollingApp, inherit_bindings=False):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         terminal_focused = isinstance(self.focused, TerminalView)
+        # The progress view keeps typed letters for the shell, as the terminal takes them;
+        # its own bindings (console log, ctrl+q) and ctrl+\ stay.
+        booting = isinstance(self.focused, BootProgress)
         if action == "leave_terminal":
-            return terminal_focused
+            return terminal_focused or booting
+        if booting and action in (*LETTER_ACTIONS, "focus_terminal"):
+            return False
         if action == "new_session" and self.centre.current == "progress":
             return False  # nothing to recreate while it starts (see action_new_session)
         return not (action in LETTER_ACTIONS and terminal_focused)

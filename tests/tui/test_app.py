@@ -124,20 +124,38 @@ async def test_boot_progress_shows_steps_and_console_tail() -> None:
         assert "✓ preparing session" in text and "▸ waiting for SSH" in text
         assert "14.8s" in text
         progress.focus()
-        await pilot.press("c")
+        await pilot.press("ctrl+o")
         await wait_for(
             pilot,
             lambda: "Debian GNU/Linux 12" in str(progress.query_one("#progress-console").render()),
         )
-        await pilot.press("c")
+        await pilot.press("ctrl+o")
         await wait_for(pilot, lambda: not progress.console_shown)
-        # Typed ahead of the prompt: `n` then `y` must not recreate the session being started.
-        await pilot.press("n", "v", "m", "space", "y", "enter")
-        await pilot.pause(0.1)
-        assert not isinstance(app.screen, ConfirmScreen)
-        assert not backend.recreated
         hold.set()
         await until_attached(pilot, app)
+
+
+async def test_keys_typed_while_booting_reach_the_shell_and_act_on_nothing() -> None:
+    hold = asyncio.Event()
+    sessions = demo_sessions()
+    backend = FakeBackend(sessions, project=sessions[1].directory, hold_boot=hold)
+    app = VibeboxApp(backend, live_clock=False)
+    async with app.run_test(size=SIZE) as pilot:
+        progress = app.query_one(BootProgress)
+        await wait_for(pilot, lambda: "waiting for SSH" in progress.steps)
+        progress.focus()
+        # n then y would recreate the session, q would quit, i/s/t/? move things around.
+        await pilot.press(*"sqlite3 nvm y", "backspace", "x", "enter", "i", "q", "?")
+        await wait_for(pilot, lambda: progress.typed_ahead == "sqlite3 nvm x\riq?")
+        assert "typed ahead, for the shell: sqlite3 nvm x⏎iq?" in progress.render_steps().plain
+        assert app.return_code is None and app.screen is app.screen_stack[0]
+        assert not backend.recreated and not app.query_one(Inspector).display
+        assert app.focused is progress
+        hold.set()
+        await until_attached(pilot, app)
+        stream = backend.streams[sessions[1].id]
+        await stream.wait_for(lambda: bytes(stream.written).startswith(b"sqlite3 nvm x\riq?"))
+        assert progress.typed_ahead == ""
 
 
 async def test_fatal_startup_error_shows_dialog_then_exits_1() -> None:
@@ -603,3 +621,21 @@ def test_boot_steps_keep_their_times_in_one_column() -> None:
     rows = [line for line in progress.render_steps().plain.splitlines() if "s  detail" in line]
     assert len(rows) == 3
     assert len({row.index("s  detail") for row in rows}) == 1, rows
+
+
+async def test_ctrl_q_leaves_while_booting_as_q_is_typed_ahead() -> None:
+    hold = asyncio.Event()
+    sessions = demo_sessions()
+    backend = FakeBackend(sessions, project=sessions[1].directory, hold_boot=hold)
+    app = VibeboxApp(backend, live_clock=False)
+    async with app.run_test(size=SIZE) as pilot:
+        progress = app.query_one(BootProgress)
+        await wait_for(pilot, lambda: "waiting for SSH" in progress.steps)
+        progress.focus()
+        await pilot.press("q")
+        await wait_for(pilot, lambda: progress.typed_ahead == "q")
+        assert app.return_code is None
+        await pilot.press("ctrl+q")
+        await wait_for(pilot, lambda: app.return_code is not None)
+        hold.set()
+    assert app.return_code == 0

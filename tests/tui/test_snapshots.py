@@ -130,7 +130,7 @@ def test_boot_progress(snap_compare: SnapCompare) -> None:
         await wait_for(pilot, lambda: "waiting for SSH" in progress.steps)
         await wait_for(pilot, lambda: app.browser.option_count == 4)
         progress.focus()
-        await pilot.press("c")
+        await pilot.press("ctrl+o")
         await wait_for(
             pilot, lambda: "Debian" in str(progress.query_one("#progress-console").render())
         )

@@ -27,7 +27,10 @@ DASHBOARD_KEYS: tuple[tuple[str, str], ...] = (
     ("i", "Show or hide the inspector"),
     ("n", "Recreate this session, like :new (asks first)"),
     ("s / t", "Go to the session list / the terminal"),
-    ("c", "While a VM boots: show or hide the console log"),
+    (
+        "ctrl+o",
+        "While a VM boots: show or hide the console log (what you type is kept for the shell)",
+    ),
     ("? / f1", "This help"),
     ("q / ctrl+q", "Leave vibebox; the VM stays up for the grace period"),
 )

@@ -1,8 +1,13 @@
 """What the terminal area shows while an image builds or a VM boots.
 
 Each :class:`~vibebox_core.progress.ProgressEvent` becomes a line: done steps get a tick, the
-current one an arrow, each with the elapsed time core reported. ``c`` shows the tail of the
-VM's serial console (the app fetches it), which is where a boot that hangs tells why.
+current one an arrow, each with the elapsed time core reported. ``ctrl+o`` shows the tail of
+the VM's serial console (the app fetches it), which is where a boot that hangs tells why.
+
+Keys typed meanwhile are kept for the shell, as a terminal keeps what is typed ahead of the
+prompt: printable keys and Enter collect here (Backspace takes the last one back) and the app
+sends them once the shell is attached. So no typed letter can act as a dashboard key while a
+session starts (``q`` in ``sqlite3`` must not quit vibebox).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import time
 from dataclasses import dataclass
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -18,6 +24,9 @@ from textual.message import Message
 from textual.widgets import Static
 
 from vibebox_core.progress import ProgressEvent
+
+#: Shows or hides the serial console's tail (not a letter: letters are typed ahead).
+CONSOLE_KEY = "ctrl+o"
 
 
 @dataclass
@@ -30,7 +39,10 @@ class _Step:
 class BootProgress(Vertical, can_focus=True):
     """Steps of a start-up, with elapsed time and an optional console tail."""
 
-    BINDINGS = [Binding("c", "toggle_console", "Console log")]
+    BINDINGS = [
+        Binding(CONSOLE_KEY, "toggle_console", "Console log", key_display="^o"),
+        Binding("ctrl+q", "leave", "Exit", key_display="^q"),
+    ]
 
     class ConsoleToggled(Message):
         """The console tail was shown (``shown``) or hidden."""
@@ -46,6 +58,8 @@ class BootProgress(Vertical, can_focus=True):
         self.steps: dict[str, _Step] = {}
         self.console_shown = False
         self._started = time.monotonic()
+        self.typed_ahead = ""
+        """What was typed while the session started, for its shell (see the module doc)."""
 
     def compose(self) -> ComposeResult:
         yield Static(id="progress-steps")
@@ -62,6 +76,32 @@ class BootProgress(Vertical, can_focus=True):
         self.heading = heading
         self.steps.clear()
         self._started = time.monotonic()
+        self.typed_ahead = ""
+        self._redraw()
+
+    class LeaveRequested(Message):
+        """``ctrl+q``: leave vibebox (``q`` is typed ahead here)."""
+
+    def action_leave(self) -> None:
+        self.post_message(self.LeaveRequested())
+
+    def take_typed_ahead(self) -> bytes:
+        """The keys typed ahead of the shell, as the shell should get them; clears them."""
+        typed, self.typed_ahead = self.typed_ahead, ""
+        self._redraw()
+        return typed.encode()
+
+    def on_key(self, event: events.Key) -> None:
+        if event.key == "enter":
+            self.typed_ahead += "\r"
+        elif event.key == "backspace":
+            self.typed_ahead = self.typed_ahead[:-1]
+        elif event.is_printable and event.character:
+            self.typed_ahead += event.character
+        else:
+            return  # ctrl+o, ctrl+q, tab, F1...: the bindings' keys
+        event.stop()
+        event.prevent_default()
         self._redraw()
 
     def add_event(self, event: ProgressEvent) -> None:
@@ -92,8 +132,12 @@ class BootProgress(Vertical, can_focus=True):
             if step.detail:
                 text.append(f"  {step.detail}", style="dim")
         text.append(f"\n\n  elapsed {self.elapsed:.0f}s", style="dim")
-        hint = "c hides the console log" if self.console_shown else "c shows the console log"
-        text.append(f"  ·  {hint}", style="dim italic")
+        hint = "ctrl+o hides" if self.console_shown else "ctrl+o shows"
+        text.append(f"  ·  {hint} the console log", style="dim italic")
+        if self.typed_ahead:
+            shown = self.typed_ahead.replace("\r", "⏎")
+            text.append("\n  typed ahead, for the shell: ", style="dim")
+            text.append(shown[-60:], style="bold")
         return text
 
     def _redraw(self) -> None:
