@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pilot_wait import wait_for
 from textual.command import CommandPalette
 from textual.pilot import Pilot
 from textual.widgets import ContentSwitcher
@@ -43,17 +44,6 @@ def fast_polls(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     time.tzset()
 
 
-async def wait_for(
-    pilot: Pilot[int], condition: Callable[[], object], timeout: float = 5.0
-) -> None:
-    """Let the app run until ``condition()`` holds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await pilot.pause(0.02)
-
-
 def browser_text(app: VibeboxApp) -> str:
     browser = app.query_one(SessionBrowser)
     return "\n".join(
@@ -73,6 +63,21 @@ def attached_app(**kwargs: object) -> tuple[VibeboxApp, FakeBackend]:
 
 async def until_attached(pilot: Pilot[int], app: VibeboxApp) -> None:
     await wait_for(pilot, lambda: app.attachment is not None and centre(app) == "terminal")
+
+
+def booting_app() -> tuple[VibeboxApp, FakeBackend, asyncio.Event]:
+    """The dashboard starting a shut-off session whose boot waits for the returned event."""
+    hold = asyncio.Event()
+    sessions = demo_sessions()
+    backend = FakeBackend(sessions, project=sessions[1].directory, hold_boot=hold)
+    return VibeboxApp(backend, live_clock=False), backend, hold
+
+
+async def until_booting(pilot: Pilot[int], app: VibeboxApp) -> BootProgress:
+    """Wait until the boot shows its last step; return the progress view."""
+    progress = app.query_one(BootProgress)
+    await wait_for(pilot, lambda: "waiting for SSH" in progress.steps)
+    return progress
 
 
 # -- start-up --------------------------------------------------------------------------------
@@ -112,13 +117,9 @@ async def test_startup_creates_a_session_for_a_new_directory(tmp_path: Path) -> 
 
 
 async def test_boot_progress_shows_steps_and_console_tail() -> None:
-    hold = asyncio.Event()
-    sessions = demo_sessions()
-    backend = FakeBackend(sessions, project=sessions[1].directory, hold_boot=hold)
-    app = VibeboxApp(backend, live_clock=False)
+    app, _, hold = booting_app()
     async with app.run_test(size=SIZE) as pilot:
-        progress = app.query_one(BootProgress)
-        await wait_for(pilot, lambda: "waiting for SSH" in progress.steps)
+        progress = await until_booting(pilot, app)
         assert centre(app) == "progress"
         text = progress.render_steps().plain
         assert "✓ preparing session" in text and "▸ waiting for SSH" in text
@@ -136,13 +137,9 @@ async def test_boot_progress_shows_steps_and_console_tail() -> None:
 
 
 async def test_keys_typed_while_booting_reach_the_shell_and_act_on_nothing() -> None:
-    hold = asyncio.Event()
-    sessions = demo_sessions()
-    backend = FakeBackend(sessions, project=sessions[1].directory, hold_boot=hold)
-    app = VibeboxApp(backend, live_clock=False)
+    app, backend, hold = booting_app()
     async with app.run_test(size=SIZE) as pilot:
-        progress = app.query_one(BootProgress)
-        await wait_for(pilot, lambda: "waiting for SSH" in progress.steps)
+        progress = await until_booting(pilot, app)
         progress.focus()
         # n then y would recreate the session, q would quit, i/s/t/? move things around.
         await pilot.press(*"sqlite3 nvm y", "backspace", "x", "enter", "i", "q", "?")
@@ -153,7 +150,8 @@ async def test_keys_typed_while_booting_reach_the_shell_and_act_on_nothing() -> 
         assert app.focused is progress
         hold.set()
         await until_attached(pilot, app)
-        stream = backend.streams[sessions[1].id]
+        assert app.attachment is not None
+        stream = backend.streams[app.attachment.session.id]
         await stream.wait_for(lambda: bytes(stream.written).startswith(b"sqlite3 nvm x\riq?"))
         assert progress.typed_ahead == ""
 
@@ -624,13 +622,9 @@ def test_boot_steps_keep_their_times_in_one_column() -> None:
 
 
 async def test_ctrl_q_leaves_while_booting_as_q_is_typed_ahead() -> None:
-    hold = asyncio.Event()
-    sessions = demo_sessions()
-    backend = FakeBackend(sessions, project=sessions[1].directory, hold_boot=hold)
-    app = VibeboxApp(backend, live_clock=False)
+    app, _, hold = booting_app()
     async with app.run_test(size=SIZE) as pilot:
-        progress = app.query_one(BootProgress)
-        await wait_for(pilot, lambda: "waiting for SSH" in progress.steps)
+        progress = await until_booting(pilot, app)
         progress.focus()
         await pilot.press("q")
         await wait_for(pilot, lambda: progress.typed_ahead == "q")

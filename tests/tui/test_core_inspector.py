@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pilot_wait import wait_for
 from textual.pilot import Pilot
 
 from vibebox_core import netlog, paths
@@ -86,16 +86,6 @@ def session(home: Path) -> tuple[ProjectPaths, str, FakeHypervisor]:
     )
     project.ipv4.write_text("192.168.122.57\n")
     return project, entry.id, hypervisor
-
-
-async def wait_for(
-    pilot: Pilot[int], condition: Callable[[], object], timeout: float = 5.0
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await pilot.pause(0.02)
 
 
 async def open_inspector(pilot: Pilot[int], app: VibeboxApp) -> Inspector:

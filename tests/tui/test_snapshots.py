@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pilot_wait import wait_for
 from textual.pilot import Pilot
 
 from vibebox_core.errors import VMError
@@ -37,16 +38,6 @@ def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     os.environ.pop("TZ", None)
     time.tzset()
-
-
-async def wait_for(
-    pilot: Pilot[Any], condition: Callable[[], object], timeout: float = 5.0
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await pilot.pause(0.02)
 
 
 def attached(app: VibeboxApp) -> Callable[[Pilot[Any]], Awaitable[None]]:
