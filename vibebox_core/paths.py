@@ -168,6 +168,13 @@ class ProjectPaths:
     def ipv4(self) -> Path:
         return self.cache / CACHE_IPV4
 
+    def recorded_ipv4(self) -> str | None:
+        """The guest's address as last written to :attr:`ipv4`; None when there is none."""
+        try:
+            return self.ipv4.read_text().strip() or None
+        except OSError:
+            return None
+
     @property
     def console_log(self) -> Path:
         return self.cache / CACHE_CONSOLE_LOG

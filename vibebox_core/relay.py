@@ -249,13 +249,12 @@ class SharedSSH:
 
         async with self._lock:
             if self._conn is None or self._conn.is_closed():
-                try:
-                    ipv4 = self.project.ipv4.read_text().strip()
-                except OSError as exc:
+                ipv4 = self.project.recorded_ipv4()
+                if ipv4 is None:
                     raise SSHError(
                         "the guest's address is not on file yet",
                         hint="the session is still starting; try again",
-                    ) from exc
+                    )
                 self._conn = await ssh.connect(self.project, ipv4)
             return self._conn
 

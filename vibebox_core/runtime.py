@@ -258,7 +258,7 @@ async def ensure_running(
     finally:
         os.close(lock_fd)
     timings["attached"] = clock.elapsed
-    known = None if connect or booted else await asyncio.to_thread(_known_ipv4, project)
+    known = None if connect or booted else await asyncio.to_thread(project.recorded_ipv4)
     if known is not None:
         # Warm, and no SSH wanted here: the supervisor runs, so the VM does, at this address.
         running = RunningSession(project, entry, config, known, None, attachment, booted, timings)
@@ -282,13 +282,6 @@ async def ensure_running(
     return running
 
 
-def _known_ipv4(project: ProjectPaths) -> str | None:
-    try:
-        return project.ipv4.read_text().strip() or None
-    except OSError:
-        return None
-
-
 async def open_terminal(session: RunningSession, cols: int, rows: int) -> ByteStream:
     """A login shell in a PTY of ``cols`` x ``rows`` on ``session``, opened by its supervisor.
 
@@ -309,11 +302,7 @@ TOUCH_EVERY = 60.0
 
 
 def _remember(project: ProjectPaths, entry: SessionEntry, ipv4: str) -> None:
-    try:
-        current = project.ipv4.read_text().strip()
-    except OSError:
-        current = ""
-    if current != ipv4:
+    if project.recorded_ipv4() != ipv4:
         write_atomic(project.ipv4, (ipv4 + "\n").encode())
     age = (datetime.now(UTC) - entry.last_active).total_seconds()
     if age > TOUCH_EVERY or age < 0:
@@ -335,8 +324,7 @@ async def _connect(
     ipv4: str | None = None
     if not booted:
         # Warm: the supervisor runs, so the VM does; its address is on file.
-        with contextlib.suppress(OSError):
-            ipv4 = project.ipv4.read_text().strip() or None
+        ipv4 = project.recorded_ipv4()
         if ipv4 is not None:
             try:
                 return ipv4, await ssh.connect(project, ipv4)

@@ -122,8 +122,7 @@ def _status_from(entry: SessionEntry, vm_status: VMStatus) -> SessionStatus:
         state = "stopping"
     ipv4: str | None = None
     if state == "running":
-        with contextlib.suppress(OSError):
-            ipv4 = project.ipv4.read_text().strip() or None
+        ipv4 = project.recorded_ipv4()
     policy = answer.get("policy") if answer else None
     return SessionStatus(
         entry, state, reason, attached, ipv4, policy if isinstance(policy, dict) else None

@@ -127,11 +127,8 @@ def run_stop(args: argparse.Namespace) -> int:
 def run_ssh_config(args: argparse.Namespace) -> int:
     """``vibebox ssh-config``: print the Host block (the session must have booted once)."""
     project = ProjectPaths.for_directory(_directory(args))
-    try:
-        ipv4 = project.ipv4.read_text().strip()
-    except OSError:
-        ipv4 = ""
-    if not ipv4 or not project.known_hosts.is_file():
+    ipv4 = project.recorded_ipv4()
+    if ipv4 is None or not project.known_hosts.is_file():
         raise SSHError(
             f"the session of {project.root} has not booted yet, so it has no address",
             hint="start it once (`vibebox` or `vibebox exec -- true`), then run this again",
