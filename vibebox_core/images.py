@@ -43,6 +43,7 @@ from vibebox_core.imagemeta import (
     rebuild_command,
     validate_name,
 )
+from vibebox_core.imageplan import guest_digest
 from vibebox_core.progress import ProgressCallback, ProgressClock
 
 #: File in the image directory that remembers successful checks (see module docstring).
@@ -260,8 +261,6 @@ def verify_image(
 def outdated(info: ImageInfo) -> bool:
     """True when ``info`` was built from other guest files than this vibebox's (or before
     they were recorded): its boot-time setup and shell integration may not match."""
-    from vibebox_core.imageplan import guest_digest
-
     return info.guest_digest != guest_digest()
 
 
