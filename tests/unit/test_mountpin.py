@@ -1,0 +1,124 @@
+"""Pinning a share's host directory: no symlink at any component, same device and inode."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from vibebox_core import mountpin
+from vibebox_core.mountpin import MountChangedError, MountPinError, PinnedDir
+
+
+def test_pin_records_device_and_inode(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "inner"
+    target.mkdir(parents=True)
+    pinned = mountpin.pin(target)
+    info = os.stat(target)
+    assert pinned == PinnedDir(str(target), info.st_dev, info.st_ino)
+    assert mountpin.pin(str(target) + "/") == pinned  # a trailing slash names the same
+
+
+def test_pin_of_root() -> None:
+    assert mountpin.pin("/").path == "/"
+
+
+@pytest.mark.parametrize("level", [0, 1, 2])
+def test_symlink_at_any_component_is_refused(tmp_path: Path, level: int) -> None:
+    parts = ["a", "b", "c"]
+    real = tmp_path / "real"
+    real.joinpath(*parts[level + 1 :]).mkdir(parents=True)
+    above = tmp_path.joinpath("chain", *parts[:level])
+    above.mkdir(parents=True)
+    (above / parts[level]).symlink_to(real)  # the component at `level` is a symlink
+    path = tmp_path.joinpath("chain", *parts)
+    assert path.is_dir()  # it resolves when symlinks are followed
+    with pytest.raises(MountPinError, match=f"{parts[level]}' is a symlink"):
+        mountpin.pin(path)
+
+
+def test_symlink_above_the_path_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "real" / "inner").mkdir(parents=True)
+    (tmp_path / "sub").symlink_to(tmp_path / "real")
+    with pytest.raises(MountPinError, match=r"sub' is a symlink"):
+        mountpin.pin(tmp_path / "sub" / "inner")
+
+
+def test_non_directory_and_missing_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(MountPinError, match="is not a directory"):
+        mountpin.pin(tmp_path / "file")
+    with pytest.raises(MountPinError, match="is not a directory"):
+        mountpin.pin(tmp_path / "file" / "below")
+    with pytest.raises(MountPinError, match="does not exist"):
+        mountpin.pin(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("bad", ["relative/dir", "/a/../b", "/a/./b", "/a/b/..", "/a\0b"])
+def test_relative_dot_dotdot_and_nul_are_refused(bad: str) -> None:
+    with pytest.raises(MountPinError):
+        mountpin.pin(bad)
+
+
+def test_dotdot_is_refused_even_when_it_would_resolve(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with pytest.raises(MountPinError, match=r"'\.\.'"):
+        mountpin.pin(f"{tmp_path}/a/../b")
+
+
+def test_check_passes_for_the_same_directory(tmp_path: Path) -> None:
+    approved = mountpin.pin(tmp_path)
+    assert mountpin.check_pinned(approved) == approved
+
+
+def test_swapped_directory_with_the_same_name_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "inner"
+    target.mkdir(parents=True)
+    approved = mountpin.pin(target)
+    (tmp_path / "sub").rename(tmp_path / "old")
+    target.mkdir(parents=True)  # same name, a new directory (another inode)
+    with pytest.raises(MountChangedError, match="is now another directory") as info:
+        mountpin.check_pinned(approved, mount="./sub/inner:~/inner")
+    assert "./sub/inner:~/inner" in info.value.message
+    assert "vibebox approve" in info.value.hint
+
+
+def test_parent_replaced_by_a_symlink_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "inner"
+    target.mkdir(parents=True)
+    approved = mountpin.pin(target)
+    (tmp_path / "sub").rename(tmp_path / "moved")
+    (tmp_path / "sub").symlink_to(tmp_path / "moved")  # same inode behind a symlink
+    with pytest.raises(MountChangedError, match="is a symlink"):
+        mountpin.check_pinned(approved)
+
+
+def test_removed_directory_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "gone"
+    target.mkdir()
+    approved = mountpin.pin(target)
+    target.rmdir()
+    with pytest.raises(MountChangedError, match="does not exist"):
+        mountpin.check_pinned(approved)
+
+
+def test_open_pinned_yields_a_descriptor_of_the_directory(tmp_path: Path) -> None:
+    with mountpin.open_pinned(tmp_path) as (fd, pinned):
+        assert os.fstat(fd).st_ino == pinned.ino == os.stat(tmp_path).st_ino
+
+
+def test_round_trip_and_damaged_records() -> None:
+    pinned = PinnedDir("/x", 1, 2)
+    assert PinnedDir.from_dict(pinned.to_dict()) == pinned
+    for bad in ({"path": "/x", "dev": "1", "ino": 2}, {"path": "/x", "dev": True, "ino": 2}, {}):
+        with pytest.raises(MountPinError, match="damaged"):
+            PinnedDir.from_dict(bad)
+
+
+def test_is_within_compares_components() -> None:
+    assert mountpin.is_within("/a/b", "/a")
+    assert mountpin.is_within("/a", "/a")
+    assert not mountpin.is_within("/ab", "/a")
+    assert mountpin.is_within("/anything", "/")
