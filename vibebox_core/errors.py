@@ -3,6 +3,24 @@
 Everything that can go wrong inside ``vibebox_core`` surfaces as a :class:`VibeboxError`
 whose message a person can act on; libvirt, asyncssh and OS errors are translated at the
 boundary where they happen, so the CLI and the dashboard never see a foreign exception.
+
+Hierarchy::
+
+    VibeboxError
+    ├── ConfigError
+    ├── SessionIndexError
+    │   └── SessionNotFoundError
+    ├── ImageError
+    ├── VMError                      libvirt, translated by hypervisor.translate_error
+    │   ├── LibvirtUnreachableError  the daemon does not answer / refuses this user
+    │   ├── VirtiofsdError           a share could not be served
+    │   ├── QemuError                QEMU refused the VM (disk format, memory, KVM)
+    │   ├── StorageAccessError       a disk, kernel or log is missing or closed to QEMU
+    │   ├── HostNetworkError         dnsmasq, firewall, subnet collision
+    │   └── NwfilterError            the policy's nwfilter is missing or stale
+    ├── SSHError
+    ├── SupervisorError
+    └── NetworkPolicyError
 """
 
 from __future__ import annotations
@@ -54,3 +72,27 @@ class SupervisorError(VibeboxError):
 
 class NetworkPolicyError(VibeboxError):
     """The network policy is invalid, unapproved, or cannot be enforced."""
+
+
+class LibvirtUnreachableError(VMError):
+    """libvirt does not answer at the configured URI, or refuses this user."""
+
+
+class VirtiofsdError(VMError):
+    """virtiofsd could not serve one of the VM's shares (QEMU then cannot start)."""
+
+
+class QemuError(VMError):
+    """QEMU itself refused or failed to run the VM (a bad disk, memory, KVM)."""
+
+
+class StorageAccessError(VMError):
+    """A file the VM needs (disk, kernel, initrd, log) is missing or QEMU may not open it."""
+
+
+class HostNetworkError(VMError):
+    """The session network cannot be set up on the host (dnsmasq, firewall, subnet collision)."""
+
+
+class NwfilterError(VMError):
+    """The network policy's libvirt nwfilter is missing, stale or unsupported."""

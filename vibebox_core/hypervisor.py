@@ -13,7 +13,10 @@ something that is already gone is not an error.
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
 import ipaddress
+import os
 import re
 import threading
 import time
@@ -24,7 +27,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from vibebox_core import access, vm
-from vibebox_core.errors import VMError
+from vibebox_core.errors import (
+    HostNetworkError,
+    LibvirtUnreachableError,
+    NwfilterError,
+    QemuError,
+    StorageAccessError,
+    VirtiofsdError,
+    VMError,
+)
 
 if TYPE_CHECKING:
     import libvirt
@@ -155,7 +166,8 @@ class Hypervisor(Protocol):
 
 # --------------------------------------------------------------------------- error translation
 
-# libvirt error codes (stable ABI numbers; kept here so this module imports without libvirt).
+# libvirt error codes and domains (stable ABI numbers, ``libvirt.VIR_ERR_*`` and
+# ``libvirt.VIR_FROM_*``; kept here so this module imports without libvirt).
 ERR_INTERNAL_ERROR = 1
 ERR_NO_SUPPORT = 3
 ERR_NO_CONNECT = 5
@@ -169,22 +181,185 @@ ERR_NO_NETWORK = 43
 ERR_AUTH_FAILED = 45
 ERR_OPERATION_INVALID = 55
 ERR_NO_NWFILTER = 62
+ERR_BUILD_FIREWALL = 63
 ERR_CONFIG_UNSUPPORTED = 67
 ERR_OPERATION_TIMEOUT = 68
 ERR_ACCESS_DENIED = 88
+ERR_AUTH_UNAVAILABLE = 94
+
+FROM_NONE = 0
+FROM_RPC = 7
+FROM_CONF = 9
+FROM_QEMU = 10
+FROM_REMOTE = 13
+FROM_STORAGE = 18
+FROM_NETWORK = 19
+FROM_DOMAIN = 20
+FROM_SECURITY = 24
+FROM_NWFILTER = 33
+FROM_FIREWALL = 59
+FROM_POLKIT = 60
+
+#: What failed, as the error names it. One entry of :data:`ERROR_TABLE` per component (and
+#: optionally per error code within it).
+Component = Literal[
+    "connection",
+    "virtiofsd",
+    "dnsmasq",
+    "firewall",
+    "subnet",
+    "kvm",
+    "memory",
+    "qemu",
+    "storage",
+    "nwfilter",
+    "network",
+    "domain",
+    "definition",
+    "busy",
+    "libvirt",
+]
+
+#: A program or resource that names itself in the message is the component that failed, whatever
+#: libvirt module reported it (virtiofsd's refusal arrives as a QEMU error about its socket,
+#: ``chr-vu-fs0`` / ``fs0-fs.sock``; dnsmasq's as a network error).
+_NAMED: tuple[tuple[str, Component], ...] = (
+    ("virtiofs", "virtiofsd"),
+    ("chr-vu-fs", "virtiofsd"),
+    ("-fs.sock", "virtiofsd"),
+    ("dnsmasq", "dnsmasq"),
+    ("iptables", "firewall"),
+    ("ip6tables", "firewall"),
+    ("ebtables", "firewall"),
+    ("nftables", "firewall"),
+    ("domaintype=kvm", "kvm"),
+    ("/dev/kvm", "kvm"),
+    ("kvm is not available", "kvm"),
+    ("kvm_create_vm", "kvm"),
+)
+
+#: Error codes that say by themselves what failed.
+_BY_CODE: dict[int, Component] = {
+    ERR_NO_CONNECT: "connection",
+    ERR_AUTH_FAILED: "connection",
+    ERR_AUTH_UNAVAILABLE: "connection",
+    ERR_ACCESS_DENIED: "connection",
+    ERR_RPC: "connection",
+    ERR_NO_NWFILTER: "nwfilter",
+    ERR_BUILD_FIREWALL: "firewall",
+    ERR_NO_NETWORK: "network",
+    ERR_NO_DOMAIN: "domain",
+    ERR_OPERATION_TIMEOUT: "busy",
+    ERR_XML_ERROR: "definition",
+    ERR_CONFIG_UNSUPPORTED: "definition",
+}
+
+#: The libvirt module that reported the error, when the code is a generic one.
+_BY_DOMAIN: dict[int, Component] = {
+    FROM_RPC: "connection",
+    FROM_REMOTE: "connection",
+    FROM_POLKIT: "connection",
+    FROM_NWFILTER: "nwfilter",
+    FROM_FIREWALL: "firewall",
+    FROM_STORAGE: "storage",
+    FROM_SECURITY: "storage",
+    FROM_NETWORK: "network",
+    FROM_QEMU: "qemu",
+    FROM_DOMAIN: "definition",
+    FROM_CONF: "definition",
+}
+
+#: Only for errors that carry neither a telling code nor a module (``VIR_FROM_NONE``, e.g. the
+#: network driver's "already in use"): libvirt's fixed wording of that condition.
+_UNATTRIBUTED: tuple[tuple[str, Component], ...] = (
+    ("failed to connect socket", "connection"),
+    ("unable to connect to server", "connection"),
+    ("cannot connect", "connection"),
+    ("already in use by interface", "subnet"),
+    ("network is already in use", "subnet"),
+    ("already exists with uuid", "definition"),
+    ("is already defined with uuid", "definition"),
+    ("state change lock", "busy"),
+    ("cannot allocate memory", "memory"),
+    ("out of memory", "memory"),
+    ("cannot access storage file", "storage"),
+    ("unable to stat", "storage"),
+    ("could not open", "storage"),
+)
+
+#: errno values libvirt's system errors carry (``virError.int1``), and their strerror text for
+#: callers that only have the message.
+_ERRNOS = (errno.EACCES, errno.EPERM, errno.ENOENT, errno.ECONNREFUSED, errno.ENOMEM, errno.ENOSPC)
 
 # libvirt quotes paths with ASCII or typographic quotes, depending on the message.
 _QUOTED_PATH = re.compile("['\u2018\"](/[^'\u2019\"]+)['\u2019\"]")
+_BARE_PATH = re.compile(r"(?<![\w.])(/[^\s:'\"\u2018\u2019,;]+)")
 
 
-def _permission_hint(message: str) -> str:
-    match = _QUOTED_PATH.search(message)
-    if match is None:
+@dataclass(frozen=True)
+class LibvirtFailure:
+    """One libvirt error, taken apart for the table.
+
+    Attributes:
+        code: ``virError.code`` (``libvirt.VIR_ERR_*``).
+        domain: ``virError.domain``: the libvirt module that reported it (``VIR_FROM_*``).
+        message: libvirt's message.
+        errno: the system errno of a ``VIR_ERR_SYSTEM_ERROR`` (``virError.int1``), else None.
+        action: what vibebox was doing ("start VM vibebox-p-0192abcd").
+        uri: the libvirt connection URI.
+        component: what failed (:func:`failed_component`).
+    """
+
+    code: int
+    domain: int
+    message: str
+    errno: int | None
+    action: str
+    uri: str
+    component: Component
+
+    @property
+    def path(self) -> Path | None:
+        """The first path the message names, if any."""
+        match = _QUOTED_PATH.search(self.message) or _BARE_PATH.search(self.message)
+        return Path(match.group(1)) if match else None
+
+    @property
+    def base(self) -> str:
+        return f"could not {self.action}: {self.message}"
+
+
+def _errno_from(message: str) -> int | None:
+    low = message.lower()
+    for number in _ERRNOS:
+        if os.strerror(number).lower() in low:
+            return number
+    return None
+
+
+def failed_component(code: int, domain: int, message: str) -> Component:
+    """Which component failed: the program the message names, else the error code, else the
+    libvirt module that reported it, else (unattributed errors only) libvirt's fixed wording."""
+    low = message.lower()
+    for marker, component in _NAMED:
+        if marker in low:
+            return component
+    if code in _BY_CODE:
+        return _BY_CODE[code]
+    if domain in _BY_DOMAIN:
+        return _BY_DOMAIN[domain]
+    for marker, component in _UNATTRIBUTED:
+        if marker in low:
+            return component
+    return "libvirt"
+
+
+def _permission_hint(path: Path | None) -> str:
+    if path is None:
         return (
             "QEMU runs as libvirt-qemu and must be able to enter every directory above the "
             "disk, kernel and initrd; grant it with `setfacl -m u:libvirt-qemu:x DIR`"
         )
-    path = Path(match.group(1))
     blocked = access.qemu_blocked_dirs([path])
     if blocked:
         return (
@@ -198,111 +373,304 @@ def _permission_hint(message: str) -> str:
     )
 
 
-def translate_error(code: int, message: str, *, action: str, uri: str) -> VMError:
-    """Turn one libvirt error into a :class:`VMError` with a hint a user can act on.
+Rule = Callable[[LibvirtFailure], VMError]
+
+
+def _connection(f: LibvirtFailure) -> VMError:
+    where = f"cannot reach libvirt at {f.uri}: {f.message}"
+    if f.code == ERR_NO_CONNECT:
+        return LibvirtUnreachableError(
+            where,
+            hint=f"libvirt has no driver for {f.uri}: install libvirt-daemon-driver-qemu, or fix "
+            'libvirt_uri under [box] in vibebox.toml ("qemu:///system" or "qemu:///session")',
+        )
+    if f.errno in (errno.EACCES, errno.EPERM) or f.code in (
+        ERR_AUTH_FAILED,
+        ERR_ACCESS_DENIED,
+        ERR_AUTH_UNAVAILABLE,
+    ):
+        return LibvirtUnreachableError(
+            where,
+            hint=f"your user may not use {f.uri}: add it to the libvirt group "
+            "(`sudo adduser $USER libvirt`, then log in again) or set libvirt_uri in "
+            "vibebox.toml",
+        )
+    if f.errno in (errno.ENOENT, errno.ECONNREFUSED):
+        return LibvirtUnreachableError(
+            f"cannot reach libvirt at {f.uri}: libvirtd is not running ({f.message})",
+            hint="start it (`sudo systemctl start libvirtd`, or `libvirtd -d`), then try "
+            "again; `vibebox doctor` checks the rest of the host",
+        )
+    return LibvirtUnreachableError(
+        f"cannot reach libvirt at {f.uri} (to {f.action}): {f.message}",
+        hint="is libvirtd running, or was it restarted? try again; `vibebox doctor` checks "
+        "the host",
+    )
+
+
+def _virtiofsd(f: LibvirtFailure) -> VMError:
+    path = f.path
+    low = f.message.lower()
+    if "does not exist" in low and path is not None:
+        return VirtiofsdError(
+            f"could not {f.action}: the shared directory {path} does not exist",
+            hint="create it, or remove it from mounts under [box] in vibebox.toml",
+        )
+    if "satisfying virtiofsd" in low or "binary" in low:
+        return VirtiofsdError(
+            f.base,
+            hint=f"virtiofs shares need {vm.VIRTIOFSD} (Debian package qemu-system-x86); "
+            "`vibebox doctor` checks it",
+        )
+    return VirtiofsdError(
+        f"could not {f.action}: virtiofsd refused to serve one of the VM's shares "
+        f"(QEMU said: {f.message})",
+        hint="every mounted host directory must exist and be a real directory, not a symlink "
+        "(use its `realpath` in mounts under [box] in vibebox.toml); virtiofsd's own log is "
+        "/var/log/libvirt/qemu/NAME-fsN-virtiofsd.log",
+    )
+
+
+def _dnsmasq(f: LibvirtFailure) -> VMError:
+    return HostNetworkError(
+        f.base, hint="libvirt networks need dnsmasq: install dnsmasq-base, then try again"
+    )
+
+
+def _firewall(f: LibvirtFailure) -> VMError:
+    return HostNetworkError(
+        f.base,
+        hint="libvirt could not set up the network's firewall rules: install iptables and "
+        "check that the kernel has netfilter (NAT) support",
+    )
+
+
+def _subnet(f: LibvirtFailure) -> VMError:
+    return HostNetworkError(
+        f.base,
+        hint="the session network's subnet collides with another interface on the host; "
+        f"delete the session network (`vibebox delete` or `virsh -c {f.uri} net-undefine NAME`) "
+        "so a free subnet is picked next time",
+    )
+
+
+def _kvm(f: LibvirtFailure) -> VMError:
+    return QemuError(
+        f.base,
+        hint=vm.boot_stalled_hint("kvm")
+        if "hang" in f.message.lower()
+        else 'KVM is not usable here: set accel = "tcg" under [box] in vibebox.toml '
+        "(or export VIBEBOX_ACCEL=tcg)",
+    )
+
+
+def _memory(f: LibvirtFailure) -> VMError:
+    return QemuError(
+        f.base, hint="the host is short of memory: lower memory_mb under [box] in vibebox.toml"
+    )
+
+
+def _qemu(f: LibvirtFailure) -> VMError:
+    if f.errno == errno.ENOMEM:
+        return _memory(f)
+    return QemuError(
+        f"QEMU could not {f.action.removeprefix('start ')}: {f.message}"
+        if f.action.startswith("start ")
+        else f.base,
+        hint="QEMU's own log of the domain is /var/log/libvirt/qemu/NAME.log; a damaged "
+        "instance disk is replaced by recreating the session (`:new`, or `vibebox delete`)",
+    )
+
+
+def _storage(f: LibvirtFailure) -> VMError:
+    path = f.path
+    number = f.errno if f.errno is not None else _errno_from(f.message)
+    if number in (errno.EACCES, errno.EPERM):
+        return StorageAccessError(f.base, hint=_permission_hint(path))
+    if number == errno.ENOENT:
+        what = str(path) if path else "a file of the VM"
+        return StorageAccessError(
+            f"could not {f.action}: {what} is missing ({f.message})",
+            hint="a missing kernel, initrd or base disk comes back with `vibebox image build "
+            "--if-missing`; a missing instance disk with `vibebox stop` then `vibebox`",
+        )
+    if number == errno.ENOSPC:
+        return StorageAccessError(f.base, hint="the host disk is full: free some space")
+    return StorageAccessError(f.base, hint=_permission_hint(path))
+
+
+def _nwfilter(f: LibvirtFailure) -> VMError:
+    name = re.findall(r"'([^']+)'", f.message)
+    filter_name = name[0] if name else "NAME"
+    if f.code == ERR_OPERATION_FAILED and "uuid" in f.message.lower():
+        return NwfilterError(
+            f.base,
+            hint=f"a stale filter {filter_name!r} is in the way: remove it with "
+            f"`virsh -c {f.uri} nwfilter-undefine {filter_name}`, then start again",
+        )
+    if f.code == ERR_NO_SUPPORT:
+        return NwfilterError(
+            f.base,
+            hint="this libvirt has no nwfilter driver, which allowlist mode needs: install "
+            'libvirt-daemon-driver-nwfilter (or use mode = "blocklist")',
+        )
+    return NwfilterError(
+        f.base,
+        hint=f"the network filter {filter_name!r} of this session is missing: `vibebox stop` "
+        "then `vibebox` defines it again",
+    )
+
+
+def _network(f: LibvirtFailure) -> VMError:
+    return HostNetworkError(
+        f.base,
+        hint="the session's libvirt network is missing or broken: `vibebox stop` then "
+        "`vibebox` defines it again, or recreate the session (`:new`)",
+    )
+
+
+def _domain(f: LibvirtFailure) -> VMError:
+    return VMError(
+        f"could not {f.action}: the VM is gone ({f.message})",
+        hint="it was removed outside vibebox (`virsh undefine`?); `vibebox` in the project "
+        "defines it again",
+    )
+
+
+def _definition(f: LibvirtFailure) -> VMError:
+    if "uuid" in f.message.lower() and "already" in f.message.lower():
+        names = re.findall(r"'([^']+)'", f.message)
+        name = names[0] if names else "?"
+        return VMError(
+            f.base,
+            hint=f"another libvirt domain uses the name {name!r}; if it is stale remove it with "
+            f"`virsh -c {f.uri} undefine {name}` (or `vibebox delete` its session), or rename "
+            "this project directory",
+        )
+    return VMError(
+        f.base,
+        hint="vibebox built a definition this libvirt refuses; please report it with "
+        "`virsh version` output",
+    )
+
+
+def _busy(f: LibvirtFailure) -> VMError:
+    return VMError(
+        f.base,
+        hint=f"libvirt is busy with this VM; try again, or force it off with "
+        f"`virsh -c {f.uri} destroy NAME`",
+    )
+
+
+def _libvirt(f: LibvirtFailure) -> VMError:
+    if f.code in (ERR_INVALID_ARG,):
+        return _definition(f)
+    return VMError(
+        f.base,
+        hint=f"check libvirt's log and `virsh -c {f.uri} list --all`; `vibebox doctor` "
+        "checks the host",
+    )
+
+
+#: The table: (component, error code) first, then (component, None) for the component's
+#: other codes. Every rule returns a VMError subclass that names the component and the next
+#: step; unit-tested with the messages libvirt really gave (tests/unit/test_libvirt_errors.py).
+ERROR_TABLE: dict[tuple[Component, int | None], Rule] = {
+    ("connection", None): _connection,
+    ("virtiofsd", None): _virtiofsd,
+    ("dnsmasq", None): _dnsmasq,
+    ("firewall", None): _firewall,
+    ("subnet", None): _subnet,
+    ("kvm", None): _kvm,
+    ("memory", None): _memory,
+    ("qemu", None): _qemu,
+    ("storage", None): _storage,
+    ("nwfilter", None): _nwfilter,
+    ("network", ERR_INTERNAL_ERROR): _subnet,
+    ("network", None): _network,
+    ("domain", None): _domain,
+    ("definition", None): _definition,
+    ("busy", None): _busy,
+    ("libvirt", None): _libvirt,
+}
+
+
+def translate_error(
+    code: int,
+    message: str,
+    *,
+    action: str,
+    uri: str,
+    domain: int = FROM_NONE,
+    errno_value: int | None = None,
+) -> VMError:
+    """Turn one libvirt error into a :class:`VMError` subclass with a hint a user can act on.
+
+    Looked up in :data:`ERROR_TABLE` by the component that failed (:func:`failed_component`)
+    and the error code.
 
     Args:
         code: ``libvirtError.get_error_code()``.
         message: ``libvirtError.get_error_message()``.
         action: what vibebox was doing, as a verb phrase ("start the VM of session 0192…").
         uri: the libvirt connection URI.
+        domain: ``libvirtError.get_error_domain()`` (``VIR_FROM_*``).
+        errno_value: the errno of a system error (``libvirtError.err[7]``), when known.
     """
     text = message.strip() or "unknown libvirt error"
-    low = text.lower()
-    base = f"could not {action}: {text}"
+    if errno_value is None or errno_value <= 0:
+        errno_value = _errno_from(text) if code == ERR_SYSTEM_ERROR or not domain else None
+    failure = LibvirtFailure(
+        code=code,
+        domain=domain,
+        message=text,
+        errno=errno_value,
+        action=action,
+        uri=uri,
+        component=failed_component(code, domain, text),
+    )
+    rule = ERROR_TABLE.get((failure.component, code)) or ERROR_TABLE[(failure.component, None)]
+    return rule(failure)
 
-    connect_words = ("failed to connect socket", "cannot connect", "connection refused")
-    if code in (ERR_NO_CONNECT, ERR_AUTH_FAILED, ERR_ACCESS_DENIED) or any(
-        word in low for word in connect_words
-    ):
-        if "permission denied" in low or code in (ERR_AUTH_FAILED, ERR_ACCESS_DENIED):
-            hint = (
-                f"your user may not use {uri}: add it to the libvirt group "
-                "(`sudo adduser $USER libvirt`, then log in again) or set libvirt_uri in "
-                "vibebox.toml"
-            )
-        elif code == ERR_NO_CONNECT and "no connection driver" in low:
-            hint = (
-                f"libvirt has no driver for {uri}: install libvirt-daemon-driver-qemu, or fix "
-                "libvirt_uri under [box] in vibebox.toml"
-            )
-        else:
-            hint = (
-                f"is libvirtd running? start it (`sudo systemctl start libvirtd`, or "
-                f"`libvirtd -d`) and check libvirt_uri under [box] in vibebox.toml (now {uri})"
-            )
-        return VMError(f"cannot reach libvirt at {uri}: {text}", hint=hint)
 
-    if "permission denied" in low and ("uid:" in low or "could not open" in low or "/" in low):
-        return VMError(base, hint=_permission_hint(text))
+def translate_libvirt_error(exc: Any, *, action: str, uri: str) -> VMError:
+    """:func:`translate_error` for a ``libvirt.libvirtError``, reading all its fields."""
+    code = int(exc.get_error_code() or 0)
+    fields: tuple[Any, ...] = tuple(getattr(exc, "err", None) or ())
+    number = fields[7] if len(fields) > 7 and isinstance(fields[7], int) else None
+    return translate_error(
+        code,
+        exc.get_error_message() or str(exc),
+        action=action,
+        uri=uri,
+        domain=int(exc.get_error_domain() or 0),
+        errno_value=number if code == ERR_SYSTEM_ERROR else None,
+    )
 
-    if "already exists with uuid" in low or "is already defined with uuid" in low:
-        names = re.findall(r"'([^']+)'", text)
-        name = names[0] if names else "?"
-        return VMError(
-            base,
-            hint=f"another libvirt domain uses the name {name!r}; if it is stale remove it with "
-            f"`virsh -c {uri} undefine {name}` (or `vibebox delete` its session), or rename "
-            "this project directory",
+
+#: Where libvirtd (as root, qemu:///system) writes each virtiofsd's output.
+QEMU_LOG_DIR = Path("/var/log/libvirt/qemu")
+
+
+def virtiofsd_log_reason(domain_name: str, log_dir: Path = QEMU_LOG_DIR) -> str:
+    """The last line virtiofsd wrote for the newest share of ``domain_name``, or ``""``.
+
+    libvirt logs each share's virtiofsd to ``NAME-fsN-virtiofsd.log``; when one refuses its
+    share (bookworm's C virtiofsd: "source is not a directory" for a symlink) QEMU only
+    reports that the socket refused, so this line is the real cause.
+    """
+    try:
+        logs = sorted(
+            log_dir.glob(f"{glob.escape(domain_name)}-fs*-virtiofsd.log"),
+            key=lambda p: p.stat().st_mtime,
         )
-
-    if "already in use by interface" in low or "network is already in use" in low:
-        return VMError(
-            base,
-            hint="the session network's subnet collides with another interface on the host; "
-            "delete the session network (`vibebox delete` or "
-            f"`virsh -c {uri} net-undefine NAME`) so a free subnet is picked next time",
-        )
-
-    kvm_words = ("domaintype=kvm", "kvm is not available", "/dev/kvm", "kvm_create_vm")
-    if any(word in low for word in kvm_words):
-        return VMError(
-            base,
-            hint=vm.boot_stalled_hint("kvm")
-            if "hang" in low
-            else 'KVM is not usable here: set accel = "tcg" under [box] in vibebox.toml '
-            "(or export VIBEBOX_ACCEL=tcg)",
-        )
-
-    if "virtiofs" in low:
-        return VMError(
-            base,
-            hint="virtiofs shares need /usr/lib/qemu/virtiofsd (Debian package qemu-system-x86) "
-            "and a shared-memory backing; check that every mounted host directory exists",
-        )
-
-    if "dnsmasq" in low:
-        return VMError(
-            base, hint="libvirt networks need dnsmasq: install dnsmasq-base, then try again"
-        )
-
-    if "iptables" in low or "firewall" in low or "nftables" in low:
-        return VMError(
-            base,
-            hint="libvirt could not set up the network's firewall rules: install iptables and "
-            "check that the kernel has netfilter (NAT) support",
-        )
-
-    if "cannot allocate memory" in low or "out of memory" in low:
-        return VMError(
-            base, hint="the host is short of memory: lower memory_mb under [box] in vibebox.toml"
-        )
-
-    if code == ERR_OPERATION_TIMEOUT or "state change lock" in low:
-        return VMError(
-            base,
-            hint=f"libvirt is busy with this VM; try again, or force it off with "
-            f"`virsh -c {uri} destroy NAME`",
-        )
-
-    if code in (ERR_XML_ERROR, ERR_CONFIG_UNSUPPORTED, ERR_INVALID_ARG):
-        return VMError(
-            base,
-            hint="vibebox built a definition this libvirt refuses; please report it with "
-            "`virsh version` output",
-        )
-
-    return VMError(base, hint=f"check libvirt's log and `virsh -c {uri} list --all`")
+    except OSError:
+        return ""
+    for log in reversed(logs):
+        tail = read_console_tail(log, max_lines=1)
+        if tail:
+            return tail[:300]
+    return ""
 
 
 # --------------------------------------------------------------------------- console log
@@ -425,9 +793,7 @@ class LibvirtHypervisor:
         try:
             yield
         except libvirt.libvirtError as exc:
-            code = exc.get_error_code() or 0
-            message = exc.get_error_message() or str(exc)
-            raise translate_error(code, message, action=action, uri=self.uri) from exc
+            raise translate_libvirt_error(exc, action=action, uri=self.uri) from exc
 
     def _connection(self) -> libvirt.virConnect:
         import libvirt
@@ -475,9 +841,8 @@ class LibvirtHypervisor:
         except libvirt.libvirtError as exc:
             if self._code(exc) == ERR_NO_DOMAIN:
                 return None
-            code, message = self._code(exc), exc.get_error_message() or str(exc)
-            raise translate_error(
-                code, message, action=f"look up the VM of session {sid}", uri=self.uri
+            raise translate_libvirt_error(
+                exc, action=f"look up the VM of session {sid}", uri=self.uri
             ) from exc
 
     def _network(self, session_id: str) -> libvirt.virNetwork | None:
@@ -492,9 +857,8 @@ class LibvirtHypervisor:
         except libvirt.libvirtError as exc:
             if self._code(exc) == ERR_NO_NETWORK:
                 return None
-            code, message = self._code(exc), exc.get_error_message() or str(exc)
-            raise translate_error(
-                code, message, action=f"look up network {name}", uri=self.uri
+            raise translate_libvirt_error(
+                exc, action=f"look up network {name}", uri=self.uri
             ) from exc
 
     def _tolerant(self, action: str, call: Callable[[], T], *ignore: int) -> T | None:
@@ -506,8 +870,7 @@ class LibvirtHypervisor:
         except libvirt.libvirtError as exc:
             if self._code(exc) in ignore:
                 return None
-            code, message = self._code(exc), exc.get_error_message() or str(exc)
-            raise translate_error(code, message, action=action, uri=self.uri) from exc
+            raise translate_libvirt_error(exc, action=action, uri=self.uri) from exc
 
     # ---------------------------------------------------------------- queries
 
@@ -727,12 +1090,7 @@ class LibvirtHypervisor:
         except libvirt.libvirtError as exc:
             if self._code(exc) == ERR_NO_NWFILTER:
                 return
-            raise translate_error(
-                self._code(exc),
-                exc.get_error_message() or "",
-                action=f"find filter {name}",
-                uri=self.uri,
-            ) from exc
+            raise translate_libvirt_error(exc, action=f"find filter {name}", uri=self.uri) from exc
         self._tolerant(f"remove filter {name}", nwfilter.undefine, ERR_NO_NWFILTER)
 
     # ---------------------------------------------------------------- lifecycle
@@ -755,7 +1113,19 @@ class LibvirtHypervisor:
             _, net_name = vm.parse_domain_interface(dom.XMLDesc(_XML_INACTIVE))
         if net_name is not None and net_name == vm.network_name(session_id):
             self.start_network(session_id)
-        self._tolerant(f"start VM {dom.name()}", dom.create, ERR_OPERATION_INVALID)
+        name = dom.name()
+        try:
+            self._tolerant(f"start VM {name}", dom.create, ERR_OPERATION_INVALID)
+        except VirtiofsdError as exc:
+            # QEMU only saw virtiofsd's socket refuse; virtiofsd's own log says why.
+            reason = virtiofsd_log_reason(name) if self.uri.startswith("qemu:///") else ""
+            if not reason:
+                raise
+            raise VirtiofsdError(
+                f"could not start VM {name}: virtiofsd refused to serve one of its shares: "
+                f"{reason}",
+                hint=exc.hint,
+            ) from exc
 
     def shutdown(self, session_id: str) -> None:
         """Press the ACPI power button; no-op if the VM is missing or not running."""
@@ -776,9 +1146,7 @@ class LibvirtHypervisor:
             if code in (ERR_OPERATION_INVALID, ERR_NO_DOMAIN):
                 return
             if code not in (ERR_INVALID_ARG, ERR_NO_SUPPORT):
-                raise translate_error(
-                    code, exc.get_error_message() or str(exc), action=action, uri=self.uri
-                ) from exc
+                raise translate_libvirt_error(exc, action=action, uri=self.uri) from exc
         # A driver without the ACPI flag: its default shutdown method.
         self._tolerant(action, dom.shutdown, ERR_OPERATION_INVALID, ERR_NO_DOMAIN)
 
@@ -874,9 +1242,7 @@ class LibvirtHypervisor:
             if code in ignore:
                 return
             if code not in (ERR_INVALID_ARG, ERR_NO_SUPPORT):
-                raise translate_error(
-                    code, exc.get_error_message() or str(exc), action=action, uri=self.uri
-                ) from exc
+                raise translate_libvirt_error(exc, action=action, uri=self.uri) from exc
         self._tolerant(action, dom.undefine, *ignore)  # a driver without those flags
 
     def undefine_network(self, session_id: str) -> None:
