@@ -19,13 +19,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import re
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from vibebox_core import netlog
+from vibebox_core import addresses, netlog
 from vibebox_core.netpolicy import Policy, Verdict
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -33,6 +34,9 @@ Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 MAX_HEAD_BYTES = 32 * 1024
 MAX_HEADER_LINES = 100
+#: CONNECT may only reach these ports (HTTPS), plain requests only these (HTTP).
+CONNECT_PORTS: tuple[int, ...] = (443,)
+HTTP_PORTS: tuple[int, ...] = (80,)
 HEAD_TIMEOUT = 15.0
 CONNECT_TIMEOUT = 10.0
 IDLE_TIMEOUT = 600.0
@@ -66,20 +70,8 @@ async def system_resolver(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-def host_local_reason(address: str) -> str | None:
-    """Return why the proxy must not connect to ``address``, or None when it may.
-
-    The proxy runs on the host: a name that resolves to loopback, link-local or an
-    unspecified address would let the guest reach services of the host itself.
-    """
-    ip = ipaddress.ip_address(address)
-    if ip.is_loopback:
-        return "resolves to a loopback address of the host"
-    if ip.is_link_local:
-        return "resolves to a link-local address"
-    if ip.is_unspecified or ip.is_multicast:
-        return "resolves to an address that is not a host"
-    return None
+#: The host's own addresses, shared by every proxy of the process (re-read every few seconds).
+_HOST_ADDRESSES = addresses.HostAddressCache()
 
 
 class _Refusal(Exception):
@@ -104,46 +96,68 @@ class _Request:
         return [v for k, v in self.headers if k.lower() == name]
 
 
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
 def _parse_head(head: bytes) -> _Request:
-    text = head.decode("latin-1")
-    lines = text.split("\r\n")
-    while lines and lines[-1] == "":
-        lines.pop()
-    if not lines:
+    """Parse a request head that ends with an empty line; refuse anything ambiguous.
+
+    Two parsers that disagree about where a header ends are how requests are smuggled past
+    a filter, so only the strict form passes: every line ends with CRLF (no bare LF or CR),
+    no NUL or other control bytes, no obsolete line folding, header names are tokens.
+    """
+    if b"\0" in head:
+        raise _Refusal(400, "NUL byte in the request head")
+    if not head.endswith(b"\r\n\r\n"):
+        raise _Refusal(400, "request head does not end with an empty CRLF line")
+    lines_b = head[:-4].split(b"\r\n")
+    for raw in lines_b:
+        if b"\n" in raw or b"\r" in raw:
+            raise _Refusal(400, "bare LF or CR in the request head (lines end with CRLF)")
+        if any((byte < 0x20 and byte != 0x09) or byte == 0x7F for byte in raw):
+            raise _Refusal(400, "control character in the request head")
+    lines = [raw.decode("latin-1") for raw in lines_b]
+    if not lines or not lines[0]:
         raise _Refusal(400, "empty request")
     parts = lines[0].split(" ")
-    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+    if len(parts) != 3 or parts[2] not in ("HTTP/1.0", "HTTP/1.1"):
         raise _Refusal(400, "malformed request line")
     method, target, version = parts
-    if not method.isalpha() or not method.isupper():
+    if not method.isalpha() or not method.isupper() or not target:
         raise _Refusal(400, "malformed request method")
     if len(lines) - 1 > MAX_HEADER_LINES:
         raise _Refusal(431, f"more than {MAX_HEADER_LINES} header lines")
     headers: list[tuple[str, str]] = []
     for line in lines[1:]:
+        if not line or line[0] in " \t":
+            raise _Refusal(400, "obsolete line folding in the request head")
         name, sep, value = line.partition(":")
-        if not sep or not name or name != name.strip() or line[0] in " \t":
+        if not sep or not name or not set(name) <= _TOKEN:
             raise _Refusal(400, "malformed header line")
-        headers.append((name, value.strip()))
+        headers.append((name, value.strip(" \t")))
     return _Request(method, target, version, headers)
 
 
 def _split_authority(authority: str, default_port: int | None) -> tuple[str, int]:
-    """Split ``host[:port]`` (``[v6]:port`` too); host lower-cased without a trailing dot."""
-    host, port_text = authority, ""
+    """Split ``host[:port]`` (``[v6]:port`` too); host lower-cased without a trailing dot.
+
+    An IP literal comes back in its one canonical spelling; IPv6 must be bracketed, and
+    zone ids (``%eth0``) are refused.
+    """
+    host, port_text, bracketed = authority, "", False
     if authority.startswith("["):
         end = authority.find("]")
         if end < 0:
             raise ValueError("unterminated IPv6 address")
-        host, rest = authority[1:end], authority[end + 1 :]
+        host, rest, bracketed = authority[1:end], authority[end + 1 :], True
         if rest:
             if not rest.startswith(":"):
                 raise ValueError("junk after IPv6 address")
             port_text = rest[1:]
     elif ":" in authority:
         host, _, port_text = authority.rpartition(":")
-    if port_text:
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if port_text or authority.endswith(":"):
+        if not re.fullmatch(r"[0-9]{1,5}", port_text) or not 0 < int(port_text) < 65536:
             raise ValueError(f"bad port {port_text!r}")
         port = int(port_text)
     elif default_port is None:
@@ -151,9 +165,33 @@ def _split_authority(authority: str, default_port: int | None) -> tuple[str, int
     else:
         port = default_port
     host = host.strip().lower().rstrip(".")
-    if not host or any(c in host for c in "/@ \t"):
+    if not host or any(c in host for c in "/@ \t%[]\\"):
         raise ValueError("bad host")
-    return host, port
+    if bracketed:
+        try:
+            return str(ipaddress.IPv6Address(host)), port
+        except ValueError:
+            raise ValueError("only an IPv6 address may be written in brackets") from None
+    if ":" in host:
+        raise ValueError("an IPv6 address must be written in brackets")
+    # One spelling per address (``0x7f.1`` and ``2130706433`` are 127.0.0.1 to getaddrinfo).
+    literal = addresses.parse_ip_literal(host)
+    return (str(literal) if literal is not None else host), port
+
+
+async def _open_numeric(
+    address: addresses.IPAddress, port: int
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect to exactly ``address`` (no name resolution at all) and wrap it in streams."""
+    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, (str(address), port))
+    except BaseException:
+        sock.close()
+        raise
+    return await asyncio.open_connection(sock=sock, limit=_RELAY_CHUNK)
 
 
 def _response(status: int, reason: str) -> bytes:
@@ -167,6 +205,33 @@ def _response(status: int, reason: str) -> bytes:
     ).encode() + body
 
 
+async def _read_head(reader: asyncio.StreamReader) -> bytes:
+    """Read a request head line by line up to its empty line; every line must end in CRLF.
+
+    Reading by line (not up to the first CRLFCRLF) refuses a bare-LF head at once instead of
+    waiting for a terminator that never comes, and bounds the head's total size.
+
+    Raises:
+        _Refusal: 400 for a line without CRLF, 431 for a head over :data:`MAX_HEAD_BYTES`.
+        asyncio.IncompleteReadError: the client closed the connection first.
+    """
+    head = bytearray()
+    while True:
+        try:
+            line = await reader.readuntil(b"\n")
+        except asyncio.LimitOverrunError as exc:
+            raise _Refusal(431, f"request head larger than {MAX_HEAD_BYTES} bytes") from exc
+        head += line
+        if len(head) > MAX_HEAD_BYTES:
+            raise _Refusal(431, f"request head larger than {MAX_HEAD_BYTES} bytes")
+        if not line.endswith(b"\r\n"):
+            raise _Refusal(400, "bare LF in the request head (lines end with CRLF)")
+        if line == b"\r\n":
+            if len(head) == 2:
+                raise _Refusal(400, "empty request")
+            return bytes(head)
+
+
 class FilteringProxy:
     """An HTTP/HTTPS proxy that admits hosts according to a :class:`Policy`.
 
@@ -178,6 +243,10 @@ class FilteringProxy:
         allow_host_local: also connect to loopback/link-local addresses (tests only).
         clients: only serve clients from this network (the session's subnet), so another
             session's guest cannot use this session's proxy; None serves anyone.
+        connect_ports: the only ports CONNECT may reach (None: any, tests only).
+        http_ports: the only ports a plain ``http://`` request may reach (None: any).
+        host_addresses: the host's own addresses, never connected to (default: read from
+            ``/proc/net`` every few seconds).
         connect_timeout, head_timeout, idle_timeout: seconds.
     """
 
@@ -189,6 +258,9 @@ class FilteringProxy:
         resolver: Resolver | None = None,
         allow_host_local: bool = False,
         clients: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None,
+        connect_ports: tuple[int, ...] | None = CONNECT_PORTS,
+        http_ports: tuple[int, ...] | None = HTTP_PORTS,
+        host_addresses: Callable[[], frozenset[addresses.IPAddress]] | None = None,
         connect_timeout: float = CONNECT_TIMEOUT,
         head_timeout: float = HEAD_TIMEOUT,
         idle_timeout: float = IDLE_TIMEOUT,
@@ -199,6 +271,9 @@ class FilteringProxy:
         self.resolver: Resolver = resolver or system_resolver
         self.allow_host_local = allow_host_local
         self.clients = clients
+        self.connect_ports = connect_ports
+        self.http_ports = http_ports
+        self.host_addresses = host_addresses or _HOST_ADDRESSES.get
         self.connect_timeout = connect_timeout
         self.head_timeout = head_timeout
         self.idle_timeout = idle_timeout
@@ -265,9 +340,7 @@ class FilteringProxy:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.head_timeout)
-        except asyncio.LimitOverrunError as exc:
-            raise _Refusal(431, f"request head larger than {MAX_HEAD_BYTES} bytes") from exc
+            head = await asyncio.wait_for(_read_head(reader), self.head_timeout)
         except asyncio.IncompleteReadError:
             return  # the client went away before sending a request
         except TimeoutError as exc:
@@ -277,11 +350,13 @@ class FilteringProxy:
         request = _parse_head(head)
         if request.method == "CONNECT":
             host, port = self._connect_target(request)
+            self._check_port(host, port, self.connect_ports, "CONNECT")
             upstream = await self._admit(host, port)
             first = b"HTTP/1.1 200 Connection established\r\n\r\n"
             target = writer
         else:
             host, port, first = self._http_target(request)
+            self._check_port(host, port, self.http_ports, "plain HTTP")
             upstream = await self._admit(host, port)
             target = upstream[1]
         self._active[writer] = host
@@ -292,6 +367,12 @@ class FilteringProxy:
             upstream[1].close()
             raise
         await self._relay(reader, writer, *upstream)
+
+    @staticmethod
+    def _check_port(host: str, port: int, allowed: tuple[int, ...] | None, what: str) -> None:
+        if allowed is not None and port not in allowed:
+            ports = ", ".join(map(str, allowed)) or "none"
+            raise _Refusal(403, f"{what} to port {port} is not allowed (only {ports})", host, port)
 
     def _host_header(self, request: _Request, default_port: int | None) -> tuple[str, int] | None:
         values = request.header("host")
@@ -356,36 +437,52 @@ class FilteringProxy:
         lines.append("Connection: close")
         return host, port, ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
+    def _forbidden(self, address: str) -> str | None:
+        if self.allow_host_local:
+            return None
+        reason = addresses.forbidden_reason(address, host=self.host_addresses())
+        return f"resolves to {reason}" if reason else None
+
     async def _admit(
         self, host: str, port: int
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """Judge, resolve, connect; log the decision; refuse with a status when it fails."""
+        """Judge, resolve, check, connect; log the decision; refuse with a status when it fails.
+
+        Every address is checked after resolution and the connection goes to exactly the
+        checked address (a numeric socket address: nothing is resolved again), so a name that
+        re-resolves between the check and the connect (DNS rebinding) gains nothing. A name
+        with any forbidden address is refused outright.
+        """
         verdict = self.policy.decide(host)
         if not verdict.allowed:
             raise _Refusal(403, f"{host} is blocked: {verdict.reason}", host, port)
-        try:
-            ipaddress.ip_address(host)
-            addresses = [host]
-        except ValueError:
+        if addresses.parse_ip_literal(host) is not None:
+            resolved = [host]
+        else:
             try:
-                addresses = await asyncio.wait_for(self.resolver(host, port), self.connect_timeout)
+                resolved = await asyncio.wait_for(self.resolver(host, port), self.connect_timeout)
             except (TimeoutError, OSError) as exc:
                 self._log(host, port, Verdict("allowed", f"{verdict.reason}; does not resolve"))
                 raise _Refusal(502, f"{host} does not resolve") from exc
-        if not self.allow_host_local:
-            refusals = [r for r in map(host_local_reason, addresses) if r]
-            if refusals:
-                raise _Refusal(403, f"{host} is blocked: {refusals[0]}", host, port)
+        checked: list[addresses.IPAddress] = []
+        for address in resolved:
+            literal = addresses.parse_ip_literal(address)
+            reason = "resolves to a non-address" if literal is None else self._forbidden(address)
+            if reason is not None:
+                raise _Refusal(403, f"{host} is blocked: {reason}", host, port)
+            assert literal is not None
+            checked.append(literal)
+        if not checked:
+            self._log(host, port, Verdict("allowed", f"{verdict.reason}; does not resolve"))
+            raise _Refusal(502, f"{host} does not resolve")
         last_error = "no address"
-        for address in addresses:
+        for ip in checked:
             try:
-                upstream = await asyncio.wait_for(
-                    asyncio.open_connection(address, port), self.connect_timeout
-                )
+                upstream = await asyncio.wait_for(_open_numeric(ip, port), self.connect_timeout)
             except TimeoutError:
-                last_error = f"{address}:{port} timed out"
+                last_error = f"{ip}:{port} timed out"
             except OSError as exc:
-                last_error = f"{address}:{port} {exc.strerror or exc}"
+                last_error = f"{ip}:{port} {exc.strerror or exc}"
             else:
                 self._log(host, port, verdict)
                 return upstream
@@ -433,12 +530,20 @@ async def start_proxy(
     resolver: Resolver | None = None,
     allow_host_local: bool = False,
     clients: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None,
+    connect_ports: tuple[int, ...] | None = CONNECT_PORTS,
+    http_ports: tuple[int, ...] | None = HTTP_PORTS,
 ) -> asyncio.Server:
     """Start a :class:`FilteringProxy` on ``host:port`` and return its server.
 
     Use :class:`FilteringProxy` directly to swap the policy of a running proxy.
     """
     proxy = FilteringProxy(
-        policy, log_path, resolver=resolver, allow_host_local=allow_host_local, clients=clients
+        policy,
+        log_path,
+        resolver=resolver,
+        allow_host_local=allow_host_local,
+        clients=clients,
+        connect_ports=connect_ports,
+        http_ports=http_ports,
     )
     return await proxy.start(host, port)
