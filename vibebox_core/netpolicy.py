@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from vibebox_core import addresses
 from vibebox_core.errors import NetworkPolicyError
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
@@ -106,11 +107,8 @@ class Verdict:
 
 
 def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
+    # Every spelling the C resolver reads as an address (``2130706433``, ``0x7f.1``) counts.
+    return addresses.parse_ip_literal(host) is not None
 
 
 def _valid_host(name: str) -> bool:
