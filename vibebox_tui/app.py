@@ -28,6 +28,7 @@ from vibebox_tui import messages as msg
 from vibebox_tui.actions import PALETTE
 from vibebox_tui.backend import Attachment, Backend, SessionStatus, with_short_ids
 from vibebox_tui.polling import PollingApp
+from vibebox_tui.safe import clean, guest_lines
 from vibebox_tui.screens import ErrorScreen, HelpScreen
 from vibebox_tui.screens.confirm import confirm_approval, confirm_delete, confirm_recreate
 from vibebox_tui.screens.error import describe_error
@@ -277,7 +278,11 @@ class VibeboxApp(PollingApp, inherit_bindings=False):
 
     @on(TerminalView.Disconnected)
     def _disconnected(self, message: Disconnected) -> None:
-        self.notify(f"{message.reason}. Press Enter in the terminal to reconnect.", timeout=6)
+        self.notify(
+            f"{guest_lines(message.reason)}. Press Enter in the terminal to reconnect.",
+            timeout=6,
+            markup=False,
+        )
 
     @on(TerminalView.TitleChanged)
     def _title_changed(self, message: TitleChanged) -> None:
@@ -297,7 +302,9 @@ class VibeboxApp(PollingApp, inherit_bindings=False):
         elif name == "help":
             self.action_help()
         else:
-            self.notify(f"Unknown vibebox command :{name}", severity="warning")
+            self.notify(
+                f"Unknown vibebox command :{clean(name, 40)}", severity="warning", markup=False
+            )
 
     def action_new_session(self) -> None:
         if self.centre.current == "progress":
@@ -384,7 +391,7 @@ class VibeboxApp(PollingApp, inherit_bindings=False):
     # -- outcomes --------------------------------------------------------------------------
 
     def on_done(self, message: msg.Done) -> None:
-        self.notify(message.text)
+        self.notify(guest_lines(message.text), markup=False)
         self.refresh_sessions()
 
     def on_failed(self, message: msg.Failed) -> None:
@@ -403,7 +410,8 @@ class VibeboxApp(PollingApp, inherit_bindings=False):
             if line == self._list_error:
                 return  # a poll that keeps failing says so once
             self._list_error = line
-            self.notify(f"{line}\n{hint}" if hint else line, severity="error", timeout=8)
+            shown = guest_lines(f"{line}\n{hint}" if hint else line)
+            self.notify(shown, severity="error", timeout=8, markup=False)
 
     # -- focus and bindings ----------------------------------------------------------------
 

@@ -8,6 +8,8 @@ commands that open the dashboard, so ``vibebox list`` starts fast and works anyw
 
 Every :class:`~vibebox_core.errors.VibeboxError` ends here as one line
 ``vibebox: error: <message>`` plus ``hint: <next step>``, exit status 1; never a traceback.
+Messages embed paths, names and guest output, so :func:`print_error` escapes their control
+characters (:mod:`vibebox_core.sanitize`) before they reach the terminal.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 from vibebox_core import __version__
 from vibebox_core.errors import VibeboxError
+from vibebox_core.sanitize import clean_lines
 
 #: Command modules registered first, in this order; any other module in the package follows.
 _FIRST = ("attach", "sessions", "vm", "image")
@@ -89,10 +92,12 @@ def _default_handler(args: argparse.Namespace) -> int:
 
 
 def print_error(error: VibeboxError) -> None:
-    """Print a VibeboxError the way every command does: message, then the hint."""
-    print(f"vibebox: error: {error.message}", file=sys.stderr)
+    """Print a VibeboxError the way every command does: message, then the hint (escaped)."""
+    message = "\n  ".join(clean_lines(error.message, limit=None))
+    print(f"vibebox: error: {message}", file=sys.stderr)
     if error.hint:
-        print(f"hint: {error.hint}", file=sys.stderr)
+        hint = "\n  ".join(clean_lines(error.hint, limit=None))
+        print(f"hint: {hint}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -204,7 +204,8 @@ def test_new_recreates_the_session_and_reattaches(
         (e2e_project / "notes.txt").write_text("mine\n")
         tmux.type(":new")
         tmux.keys("Enter")
-        tmux.wait_screen(lambda s: "Start a fresh session?" in s, 20, "the :new confirmation")
+        # "Recreate (y)" shows once the dialog takes the answer (it ignores keys typed ahead).
+        tmux.wait_screen(lambda s: "Recreate (y)" in s, 20, "the :new confirmation")
         tmux.keys("y")
 
         def new_prompt(screen: str) -> bool:

@@ -32,6 +32,11 @@ def osc_command(name: str) -> bytes:
     return f"\x1b]7777;vibebox-command={name}\x07".encode()
 
 
+def confirm_armed(app: VibeboxApp) -> bool:
+    """A confirm dialog is up and takes its destructive answer (it ignores early keys)."""
+    return isinstance(app.screen, ConfirmScreen) and app.screen.armed
+
+
 @pytest.fixture(autouse=True)
 def fast_polls(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(app_module, "SESSION_POLL_SECONDS", 0.05)
@@ -272,7 +277,7 @@ async def test_delete_asks_and_deletes(key: str) -> None:
         await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
         assert backend.deleted == []
         await pilot.press(key)
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await wait_for(pilot, lambda: confirm_armed(app))
         await pilot.press("y")
         await wait_for(pilot, lambda: backend.deleted == [fake_id(4)])
         await wait_for(pilot, lambda: "dotfiles" not in browser_text(app))
@@ -296,7 +301,7 @@ async def test_deleting_the_attached_session_detaches_first() -> None:
         await until_attached(pilot, app)
         app.query_one(SessionBrowser).focus()
         await pilot.press("d")  # the highlighted one is the attached session
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await wait_for(pilot, lambda: confirm_armed(app))
         await pilot.click("#confirm")
         await wait_for(pilot, lambda: backend.deleted == [fake_id(1)])
         assert app.attachment is None and centre(app) == "idle"
@@ -401,7 +406,7 @@ async def test_command_new_confirms_recreates_and_reattaches() -> None:
         await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
         assert backend.recreated == []
         old_stream.feed(osc_command("new"))
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await wait_for(pilot, lambda: confirm_armed(app))
         await pilot.press("y")
         await wait_for(pilot, lambda: backend.recreated == [fake_id(1)])
         await wait_for(
@@ -574,6 +579,7 @@ async def test_changed_policy_asks_and_approval_starts_the_session() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         assert "evil.example" in str(app.screen.query_one("#body").render())
+        await wait_for(pilot, lambda: confirm_armed(app))
         await pilot.press("y")
         await until_attached(pilot, app)
         assert backend.approved == [sessions[1].directory]

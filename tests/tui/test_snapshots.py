@@ -105,7 +105,8 @@ def test_confirm_dialog(snap_compare: SnapCompare) -> None:
     async def run_before(pilot: Pilot[Any]) -> None:
         await attached(app)(pilot)
         await pilot.press("ctrl+backslash", "d")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        # Once armed the dialog shows "Delete (y)" (it ignores keys that came earlier).
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen.armed)
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)

@@ -3,6 +3,11 @@
 Thin: the data lives in :mod:`vibebox_core.sessions` and :mod:`vibebox_core.explain`. Live VM
 facts (state, attached count, teardown) come from :mod:`vibebox_core.sessionctl`, imported only
 when a command needs them; without it the commands still work on the index alone.
+
+Directories, states, reasons and the explain text are guest-derived (the project names its own
+directory; host names in the network log come from the guest): every one is printed through
+:func:`~vibebox_core.sanitize.clean`, so no control character or escape sequence reaches the
+terminal raw. ``--json`` output is escaped by :func:`json.dumps` (ASCII only).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from vibebox_core.errors import (
 )
 from vibebox_core.explain import VMInfo, build_explain, render_text
 from vibebox_core.paths import ProjectPaths
+from vibebox_core.sanitize import clean, clean_lines
 from vibebox_core.sessions import SessionEntry, SessionIndex
 
 
@@ -126,7 +132,8 @@ def _rows(index: SessionIndex) -> list[_Row]:
 def _notice_pruned(index: SessionIndex) -> None:
     for entry in index.last_pruned:
         print(
-            f"vibebox: dropped session {entry.id} ({entry.directory}): its .vibebox/ is gone",
+            f"vibebox: dropped session {clean(entry.id)} ({clean(entry.directory)}): its "
+            ".vibebox/ is gone",
             file=sys.stderr,
         )
 
@@ -166,7 +173,9 @@ def run_list(args: argparse.Namespace) -> int:
     for row in rows:
         attached = "-" if row.attached is None else str(row.attached)
         last = row.entry.last_active.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
-        table.append((row.entry.id, str(row.entry.directory), row.state, attached, last))
+        table.append(
+            (clean(row.entry.id), clean(row.entry.directory), clean(row.state), attached, last)
+        )
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
     for line in table:
         print(
@@ -174,7 +183,7 @@ def run_list(args: argparse.Namespace) -> int:
         )
     for row in rows:
         if row.reason and row.state in ("broken", "unknown"):
-            print(f"{row.entry.id[:8]}: {row.state}: {row.reason}")
+            print(f"{clean(row.entry.id[:8])}: {clean(row.state)}: {clean(row.reason)}")
     return 0
 
 
@@ -184,8 +193,8 @@ def run_list(args: argparse.Namespace) -> int:
 
 def _confirm(entry: SessionEntry) -> bool:
     prompt = (
-        f"Delete session {entry.id}?\n"
-        f"  This stops its VM and removes {entry.directory / '.vibebox'} "
+        f"Delete session {clean(entry.id)}?\n"
+        f"  This stops its VM and removes {clean(entry.directory / '.vibebox')} "
         "(instance disk, keys, logs).\n"
         "  vibebox.toml and your project files are kept. [y/N] "
     )
@@ -234,7 +243,7 @@ def run_delete(args: argparse.Namespace) -> int:
         except VibeboxError as exc:
             if not args.force:
                 raise
-            print(f"vibebox: warning: VM teardown failed: {exc.message}", file=sys.stderr)
+            print(f"vibebox: warning: VM teardown failed: {clean(exc.message)}", file=sys.stderr)
             print(
                 f"vibebox: warning: its libvirt domain may be left (virsh undefine it: the "
                 f"domain's UUID is {entry.id}); removing the session anyway",
@@ -244,7 +253,7 @@ def run_delete(args: argparse.Namespace) -> int:
     _remove_cache(entry)
     with contextlib.suppress(SessionNotFoundError):
         index.remove(entry.id)
-    print(f"deleted session {entry.id} ({entry.directory})")
+    print(f"deleted session {clean(entry.id)} ({clean(entry.directory)})")
     return 0
 
 
@@ -283,7 +292,9 @@ def run_explain(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(explain.to_dict(), indent=2))
     else:
-        print(render_text(explain), end="")
+        text = render_text(explain)
+        # Host names, paths and mount specs in it come from the guest and the project file.
+        print("".join(f"{line}\n" for line in clean_lines(text.rstrip("\n"), limit=None)), end="")
     return 0
 
 

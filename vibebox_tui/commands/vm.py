@@ -20,6 +20,7 @@ from vibebox_core import access, guestexec, runtime, sessionctl, ssh
 from vibebox_core.errors import SSHError, VibeboxError
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.progress import ProgressEvent
+from vibebox_core.sanitize import clean
 
 T = TypeVar("T")
 
@@ -69,8 +70,8 @@ def register(subparsers: Any) -> None:
 
 def print_progress(event: ProgressEvent) -> None:
     """One progress line on stderr: ``[  12.3s] step: detail``."""
-    detail = f": {event.detail}" if event.detail else ""
-    print(f"[{event.elapsed:6.1f}s] {event.step}{detail}", file=sys.stderr, flush=True)
+    detail = f": {clean(event.detail)}" if event.detail else ""
+    print(f"[{event.elapsed:6.1f}s] {clean(event.step)}{detail}", file=sys.stderr, flush=True)
 
 
 def _progress() -> Callable[[ProgressEvent], None] | None:
@@ -91,8 +92,8 @@ def with_access_prompt(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     except access.QemuAccessError as exc:
         if not (sys.stdin.isatty() and sys.stderr.isatty()):
             raise
-        print(f"vibebox: {exc.message}", file=sys.stderr)
-        print(f"  command: {exc.hint}", file=sys.stderr)
+        print(f"vibebox: {clean(exc.message, None)}", file=sys.stderr)
+        print(f"  command: {clean(exc.hint, None)}", file=sys.stderr)
         try:
             answer = input("Allow it now? [y/N] ")
         except EOFError:
@@ -120,7 +121,8 @@ def run_stop(args: argparse.Namespace) -> int:
     directory = _directory(args)
     was_running = asyncio.run(sessionctl.stop(directory))
     project = ProjectPaths.for_directory(directory)
-    print(f"stopped {project.root}" if was_running else f"{project.root}: not running")
+    root = clean(project.root)
+    print(f"stopped {root}" if was_running else f"{root}: not running")
     return 0
 
 

@@ -1,4 +1,15 @@
-"""A yes/no question that blocks everything else until answered."""
+"""A yes/no question that blocks everything else until answered.
+
+A destructive answer never comes from keys typed before the question was on screen: the
+confirm button (and ``y``) only work once the dialog has been shown for :attr:`ConfirmScreen.
+ARM_SECONDS`; until then the button is disabled and ``y`` is ignored. A guest can make the
+dashboard ask (its shell runs ``:new``), and a user typing fast, or a paste such as
+``:new⏎y``, must not answer a question they have not seen. The safe answer (Cancel, ``n``,
+Escape) works at once and has the focus, so Enter alone never destroys anything.
+
+Everything in the question that the project chose (its directory, the diff of
+``vibebox.toml``) is escaped with :func:`~vibebox_core.sanitize.clean` and drawn without markup.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +23,19 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
 from vibebox_tui.backend import SessionStatus
+from vibebox_tui.safe import clean
 
 
 class ConfirmScreen(ModalScreen[bool]):
     """Ask one question; dismisses with True (confirmed) or False.
 
-    The safe answer has the focus, so Enter alone never destroys anything; ``y`` and ``n``
-    answer directly, Escape cancels.
+    The safe answer has the focus, so Enter alone never destroys anything; ``n`` and Escape
+    cancel at once; ``y`` and the confirm button work only after :attr:`ARM_SECONDS` (see the
+    module docstring). ``title`` and ``body`` are shown as plain text, never as markup.
     """
+
+    #: Seconds the dialog must have been on screen before the destructive answer counts.
+    ARM_SECONDS = 0.6
 
     DEFAULT_CSS = """
     ConfirmScreen {
@@ -64,23 +80,39 @@ class ConfirmScreen(ModalScreen[bool]):
         self.title_text = title
         self.body_text = body
         self.confirm_label = confirm_label
+        self.armed = False
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Label(self.title_text, id="title")
-            yield Static(self.body_text, id="body")
+            yield Label(self.title_text, id="title", markup=False)
+            yield Static(self.body_text, id="body", markup=False)
             with Horizontal(id="buttons"):
                 yield Button("Cancel", id="cancel")
-                yield Button(f"{self.confirm_label} (y)", variant="error", id="confirm")
+                yield Button(self.confirm_label, variant="error", id="confirm", disabled=True)
 
     def on_mount(self) -> None:
         self.query_one("#cancel", Button).focus()
+        if self.ARM_SECONDS > 0:
+            self.set_timer(self.ARM_SECONDS, self._arm)
+        else:
+            self._arm()
+
+    def _arm(self) -> None:
+        self.armed = True
+        button = self.query_one("#confirm", Button)
+        button.disabled = False
+        button.label = f"{self.confirm_label} (y)"
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
-        self.dismiss(event.button.id == "confirm")
+        confirmed = event.button.id == "confirm"
+        if confirmed and not self.armed:
+            return
+        self.dismiss(confirmed)
 
     def action_answer(self, answer: bool) -> None:
+        if answer and not self.armed:
+            return  # typed before the question could be read: ignored
         self.dismiss(answer)
 
 
@@ -88,7 +120,7 @@ def confirm_delete(session: SessionStatus) -> ConfirmScreen:
     """Ask before deleting ``session`` (browser ``d``)."""
     return ConfirmScreen(
         "Delete this session?",
-        f"Session {session.short_id} of {session.directory}\n\n"
+        f"Session {clean(session.short_id, 40)} of {clean(session.directory)}\n\n"
         "The VM is stopped and removed together with its disk (.vibebox/). "
         "The project files and vibebox.toml stay.",
     )
@@ -98,7 +130,7 @@ def confirm_recreate(session: SessionStatus, directory: Path) -> ConfirmScreen:
     """Ask before ``:new`` replaces ``session`` with a fresh one."""
     return ConfirmScreen(
         "Start a fresh session?",
-        f"Session {session.short_id} of {directory}\n\n"
+        f"Session {clean(session.short_id, 40)} of {clean(directory)}\n\n"
         "Its VM and disk are deleted and a fresh session starts in the same directory. "
         "Project files and vibebox.toml stay.",
         confirm_label="Recreate",
@@ -106,11 +138,15 @@ def confirm_recreate(session: SessionStatus, directory: Path) -> ConfirmScreen:
 
 
 def confirm_approval(directory: Path, diff: Sequence[str]) -> ConfirmScreen:
-    """Ask before starting with mounts or network that changed since the last approval."""
-    lines = "\n".join(f"  {line}" for line in diff)
+    """Ask before starting with mounts or network that changed since the last approval.
+
+    Each diff line is escaped on its own, so a line cannot hide itself or another one
+    (``\\r``, ``ESC [2K``, bidi overrides and markup all show as written).
+    """
+    lines = "\n".join(f"  {clean(line)}" for line in diff)
     return ConfirmScreen(
         "Approve the changed settings?",
-        f"vibebox.toml in {directory} changed the session's mounts or network since you "
+        f"vibebox.toml in {clean(directory)} changed the session's mounts or network since you "
         "last approved them. The project folder is writable from inside the VM, so a "
         f"program there may have made this change:\n\n{lines}\n\n"
         "Start the session with these settings?",

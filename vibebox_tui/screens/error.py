@@ -8,6 +8,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Label, Static
 
 from vibebox_core.errors import VibeboxError
+from vibebox_tui.safe import clean, guest_lines
 from vibebox_tui.screens.closable import InfoDialog
 
 BUG_HINT = (
@@ -77,9 +78,10 @@ class ErrorScreen(InfoDialog):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Label(self.title_text, id="title")
-            yield Static(self.message, id="message", markup=False)
+            # Messages embed paths, names and guest output: escaped, and never markup.
+            yield Label(clean(self.title_text), id="title", markup=False)
+            yield Static(guest_lines(self.message), id="message", markup=False)
             if self.hint:
-                yield Static(f"Next step: {self.hint}", id="hint", markup=False)
+                yield Static(f"Next step: {guest_lines(self.hint)}", id="hint", markup=False)
             with Horizontal(id="buttons"):
                 yield Button("Close", variant="primary", id="close")

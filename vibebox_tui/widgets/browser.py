@@ -17,6 +17,7 @@ from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
 from vibebox_tui.backend import SessionStatus
+from vibebox_tui.safe import clean
 from vibebox_tui.widgets.states import state_style, state_symbol
 
 EMPTY_ID = "-empty-"
@@ -45,24 +46,24 @@ def clip(text: str, width: int) -> str:
 
 
 def session_prompt(session: SessionStatus, *, current: bool, width: int = 30) -> Text:
-    """The lines of one entry."""
+    """The lines of one entry (name, directory and reason escaped: the project chose them)."""
     marker = "▶ " if current else "  "
     text = Text.assemble(
         (marker, "bold"),
         (state_symbol(session.state) + " ", state_style(session.state)),
-        (session.name, "bold"),
+        (clean(session.name, 120), "bold"),
     )
-    text.append(f"\n  {clip(short_directory(session.directory), width - 2)}", style="dim")
+    text.append(f"\n  {clip(clean(short_directory(session.directory)), width - 2)}", style="dim")
     text.append("\n  ")
-    text.append(session.short_id, style="cyan")
+    text.append(clean(session.short_id, 40), style="cyan")
     text.append("  ")
-    text.append(session.state, style=state_style(session.state))
+    text.append(clean(session.state, 40), style=state_style(session.state))
     if session.state == "running" or session.attached:
         attached = "?" if session.attached is None else str(session.attached)
         text.append(f" · {attached} att." if width >= 28 else f" ·{attached}", style="dim")
     text.append(f"\n  {format_last_active(session.last_active)}", style="dim")
     if session.reason:
-        text.append(f"\n  {session.reason}", style="red")
+        text.append(f"\n  {clean(session.reason)}", style="red")
     return text
 
 

@@ -14,6 +14,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from vibebox_tui.backend import InspectorData
+from vibebox_tui.safe import clean
 from vibebox_tui.widgets.browser import clip, short_directory
 from vibebox_tui.widgets.states import state_style, state_symbol
 
@@ -29,19 +30,26 @@ def _heading(text: Text, title: str, extra: str = "") -> None:
 
 
 def render_inspector(data: InspectorData, width: int = 40) -> Text:
-    """The inspector's text for ``data``, long paths clipped to ``width`` cells."""
+    """The inspector's text for ``data``, long paths clipped to ``width`` cells.
+
+    Everything in ``data`` may be guest-derived (paths, host names in the network log, the
+    project name): each string is escaped with :func:`~vibebox_core.sanitize.clean` and drawn
+    as plain :class:`~rich.text.Text`, never as markup.
+    """
     text = Text()
     _heading(text, "Session")
-    text.append(f"\n  {data.session_id[:8] if data.session_id else 'none yet'}", style="cyan")
-    text.append(f"  {data.project.name}", style="bold")
+    text.append(
+        f"\n  {clean(data.session_id[:8]) if data.session_id else 'none yet'}", style="cyan"
+    )
+    text.append(f"  {clean(data.project.name)}", style="bold")
     if data.problem:
-        text.append(f"\n  {data.problem}", style="red")
+        text.append(f"\n  {clean(data.problem)}", style="red")
 
     _heading(text, "VM")
-    state = data.vm_state or "unknown"
+    state = clean(data.vm_state or "unknown", 40)
     text.append(f"\n  {state_symbol(state)} {state}", style=state_style(state))
     rows = [
-        ("IPv4", data.ipv4 or "—"),
+        ("IPv4", clean(data.ipv4 or "—", 64)),
         ("cpus", str(data.cpus) if data.cpus is not None else "—"),
         ("memory", f"{data.memory_mb} MB" if data.memory_mb is not None else "—"),
     ]
@@ -55,36 +63,36 @@ def render_inspector(data: InspectorData, width: int = 40) -> Text:
         text.append("\n  none", style="dim")
     for mount in data.mounts:
         flags = " default" if mount.default else ""
-        host = clip(short_directory_str(mount.host), width - 6 - len(flags))
+        host = clip(clean(short_directory_str(mount.host)), width - 6 - len(flags))
         text.append(f"\n  {host}  ")
         mode, colour = ("ro", "yellow") if mount.read_only else ("rw", "green")
         text.append(mode, style=colour)
         text.append(flags, style="dim")
         text.append("\n    → ", style="dim")
-        text.append(clip(mount.guest, width - 6))
+        text.append(clip(clean(mount.guest), width - 6))
 
-    _heading(text, "Network", data.network_mode)
+    _heading(text, "Network", clean(data.network_mode, 40))
     if data.network_entries:
         for entry in data.network_entries:
-            text.append(f"\n  {entry}")
+            text.append(f"\n  {clean(entry)}")
     else:
         empty = "nothing allowed" if data.network_mode == "allowlist" else "nothing blocked"
         text.append(f"\n  {empty}", style="dim")
     for port in data.ports:
-        text.append(f"\n  port {port}", style="dim")
+        text.append(f"\n  port {clean(port)}", style="dim")
     if data.policy_applied == "live":
         text.append("\n  approved policy applied live", style="green")
     elif data.policy_applied == "next start":
         text.append("\n  approved change applies at next start:", style="yellow")
         for line in data.policy_pending:
-            text.append(f"\n    {line}", style="yellow")
+            text.append(f"\n    {clean(line)}", style="yellow")
     text.append("\n  recent connections", style="italic")
     recent = data.recent_network[-RECENT_NETWORK_LINES:]
     if not recent:
         text.append("\n    none logged yet", style="dim")
     for line in recent:
         style = "red" if " blocked " in f" {line} " else "green"
-        text.append(f"\n    {line}", style=style)
+        text.append(f"\n    {clean(line)}", style=style)
 
     _heading(text, "Storage")
     for label, path in data.storage:
@@ -92,7 +100,7 @@ def render_inspector(data: InspectorData, width: int = 40) -> Text:
             text.append(f"\n  {label:<12}", style="dim")
         else:  # a long label gets its own line
             text.append(f"\n  {label}\n  {'':<12}", style="dim")
-        text.append(clip(path, width - 14))
+        text.append(clip(clean(path), width - 14))
     return text
 
 

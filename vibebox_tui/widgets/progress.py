@@ -24,6 +24,7 @@ from textual.message import Message
 from textual.widgets import Static
 
 from vibebox_core.progress import ProgressEvent
+from vibebox_tui.safe import clean
 
 #: Shows or hides the serial console's tail (not a letter: letters are typed ahead).
 CONSOLE_KEY = "ctrl+o"
@@ -120,22 +121,23 @@ class BootProgress(Vertical, can_focus=True):
         return max(reported, time.monotonic() - self._started)
 
     def render_steps(self) -> Text:
-        text = Text(self.heading, style="bold")
+        text = Text(clean(self.heading), style="bold")
         text.append("\n")
         column = max((len(name) for name in self.steps), default=0)
         column = max(22, min(column, 32))  # the times line up under each other
-        for name, step in self.steps.items():
+        for raw_name, step in self.steps.items():
+            name = clean(raw_name, 80)
             mark, style = ("✓", "green") if step.done else ("▸", "bold yellow")
             text.append(f"\n  {mark} ", style=style)
             text.append(f"{name:<{column}}", style="" if step.done else "bold")
             text.append(f"{step.elapsed:7.1f}s", style="dim")
             if step.detail:
-                text.append(f"  {step.detail}", style="dim")
+                text.append(f"  {clean(step.detail)}", style="dim")
         text.append(f"\n\n  elapsed {self.elapsed:.0f}s", style="dim")
         hint = "ctrl+o hides" if self.console_shown else "ctrl+o shows"
         text.append(f"  ·  {hint} the console log", style="dim italic")
         if self.typed_ahead:
-            shown = self.typed_ahead.replace("\r", "⏎")
+            shown = clean(self.typed_ahead.replace("\r", "⏎")[-60:], None)
             text.append("\n  typed ahead, for the shell: ", style="dim")
             text.append(shown[-60:], style="bold")
         return text
@@ -145,9 +147,10 @@ class BootProgress(Vertical, can_focus=True):
             self.query_one("#progress-steps", Static).update(self.render_steps())
 
     def show_console(self, lines: list[str]) -> None:
-        """Replace the console tail with ``lines``."""
+        """Replace the console tail with ``lines`` (the guest wrote them: each one escaped)."""
         body = Text("console log (tail)\n", style="bold")
-        body.append("\n".join(lines) if lines else "(nothing logged yet)", style="dim")
+        shown = "\n".join(clean(line) for line in lines)
+        body.append(shown if lines else "(nothing logged yet)", style="dim")
         self.query_one("#progress-console", Static).update(body)
 
     def action_toggle_console(self) -> None:
