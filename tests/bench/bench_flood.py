@@ -1,0 +1,306 @@
+"""Flood benchmark on the real stack: the dashboard next to tmux + OpenSSH (prints numbers).
+
+One private tmux server (its own socket, no user config) holds two 120x40 windows on the same
+running session of one project:
+
+* ``dash``: the real dashboard (``vibebox`` in the project directory);
+* ``ssh``: plain OpenSSH into the same guest, with the session's key and pinned known-hosts
+  (the command ``vibebox shell`` runs).
+
+A 4 MB coloured file (log lines with 16-colour, 256-colour and truecolor SGR spans, the stream
+of ``bench_terminal.py``) is copied to the guest's ``/tmp`` once. Each round types
+``cat FILE; echo MARK`` into each window in turn (interleaved) and times Enter -> the marker
+visible on tmux's screen (``capture-pane``, polled). Then, while a guest program floods rows
+2..N with the same file, keys are sent to the dashboard and the time until the dashboard draws
+their echo on row 1 is taken from tmux's control-mode output (the bytes the dashboard wrote);
+p50/p95. Last, the dashboard's resident memory (now and peak).
+
+Targets: dashboard / ssh <= 1.2x, echo p95 <= 30 ms, RSS <= 80 MB.
+
+    # inside the lab; the session is started (or attached) and kept up meanwhile:
+    ip netns exec vbxlab env VIBEBOX_ACCEL=tcg .venv/bin/python tests/bench/bench_flood.py \
+        /tmp/my-project [--rounds 5] [--mb 4] [--presses 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import select
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from bench_dashboard import LAUNCH, PROMPT, REPO, start_holder
+from bench_terminal import make_stream
+
+COLS, ROWS = 120, 40
+GUEST_FILE = "/tmp/vbx-flood.txt"
+GUEST_ECHO = "/tmp/vbx-echo.py"
+POLL = 0.02
+"""Seconds between two looks at a window's screen (the same for both sides)."""
+
+# Runs in the guest: floods rows 2..N with the file (as fast as the PTY takes it) and, for
+# every key read, draws "ECHO-<count>" on row 1 at once; "!" ends it.
+ECHO_PROGRAM = r"""
+import os, select, sys, termios, tty
+fd = sys.stdin.fileno()
+out = sys.stdout.buffer
+rows = os.get_terminal_size().lines
+lines = open(sys.argv[1], "rb").read().splitlines(keepends=True)
+saved = termios.tcgetattr(fd)
+tty.setraw(fd)
+out.write(b"\x1b[2J\x1b[2;%dr\x1b[%d;1H" % (rows, rows))
+count = index = 0
+try:
+    while True:
+        if select.select([fd], [], [], 0)[0]:
+            data = os.read(fd, 256)
+            if b"!" in data:
+                break
+            for _ in data:
+                count += 1
+                out.write(b"\x1b7\x1b[1;1H\x1b[2KECHO-%05d\x1b8" % count)
+        out.write(b"".join(lines[index : index + 20]))
+        index = (index + 20) % len(lines)
+        out.flush()
+finally:
+    out.write(b"\x1b[r\x1b[2J\x1b[H\x1b[0m")
+    out.flush()
+    termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+"""
+
+
+class Tmux:
+    """A private tmux server: ``tmux -L NAME -f /dev/null ...``."""
+
+    def __init__(self) -> None:
+        self.socket = f"vbxflood-{os.getpid()}"
+
+    def argv(self, *args: str) -> list[str]:
+        return ["tmux", "-L", self.socket, "-f", "/dev/null", *args]
+
+    def run(self, *args: str) -> str:
+        return subprocess.run(
+            self.argv(*args), check=True, stdout=subprocess.PIPE, text=True, timeout=30
+        ).stdout
+
+    def start(self, name: str, command: str) -> None:
+        """A detached session ``name`` of COLS x ROWS running ``command``."""
+        self.run("new-session", "-d", "-s", name, "-x", str(COLS), "-y", str(ROWS), command)
+        self.run("set-option", "-t", name, "window-size", "manual")
+        self.run("set-option", "-t", name, "remain-on-exit", "on")
+
+    def screen(self, name: str) -> str:
+        return self.run("capture-pane", "-p", "-t", name)
+
+    def type(self, name: str, text: str) -> None:
+        self.run("send-keys", "-t", name, "-l", text)
+
+    def key(self, name: str, key: str) -> None:
+        self.run("send-keys", "-t", name, key)
+
+    def pane_pid(self, name: str) -> int:
+        return int(self.run("display-message", "-p", "-t", name, "#{pane_pid}").strip())
+
+    def kill(self) -> None:
+        subprocess.run(self.argv("kill-server"), stderr=subprocess.DEVNULL, check=False)
+
+    def wait_for(self, name: str, found: re.Pattern[str] | str, timeout: float) -> float:
+        """Poll ``name``'s screen until ``found`` shows; the time it showed (monotonic)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.screen(name)
+            now = time.monotonic()
+            hit = found.search(text) if isinstance(found, re.Pattern) else found in text
+            if hit:
+                return now
+            if now > deadline:
+                tail = "\n".join(text.rstrip().splitlines()[-5:])
+                raise SystemExit(f"{name}: {found!r} did not show within {timeout:.0f} s:\n{tail}")
+            time.sleep(POLL)
+
+
+def guest_ssh(directory: str) -> list[str]:
+    """``vibebox shell``'s OpenSSH command line for the session of ``directory``."""
+    from vibebox_core import ssh
+    from vibebox_core.paths import ProjectPaths
+
+    project = ProjectPaths.for_directory(directory)
+    ipv4 = project.recorded_ipv4()
+    if ipv4 is None:
+        raise SystemExit(f"the session of {directory} has no recorded address")
+    return ssh.openssh_argv(project, ipv4)
+
+
+def stage(ssh_argv: list[str], mb: float) -> None:
+    """Copy the flood file and the echo program to the guest's /tmp."""
+    data = make_stream(int(mb * 1e6))
+    data = data[: data.rfind(b"\n") + 1]  # whole lines: no escape sequence cut at the end
+    for path, payload in ((GUEST_FILE, data), (GUEST_ECHO, ECHO_PROGRAM.encode())):
+        subprocess.run([*ssh_argv, f"cat > {path}"], input=payload, check=True, timeout=120)
+    sgr = data.count(b"\x1b[")
+    print(f"flood file: {len(data) / 1e6:.1f} MB, {sgr} SGR sequences")
+
+
+def time_cat(tmux: Tmux, name: str, number: int, timeout: float) -> float:
+    """Enter -> the end marker of ``cat FILE`` visible in window ``name`` (seconds)."""
+    tag = f"FLOOD{os.getpid()}"
+    tmux.type(name, f"cat {GUEST_FILE}; echo {tag}-$(({number}))-END")
+    tmux.wait_for(name, f"$(({number}))-END", 30)  # the command line is drawn
+    start = time.monotonic()
+    tmux.key(name, "Enter")
+    end = tmux.wait_for(name, f"{tag}-{number}-END", timeout)
+    tmux.type(name, "clear")
+    tmux.key(name, "Enter")
+    return end - start
+
+
+_OUTPUT = re.compile(rb"^%output %\d+ (.*)$")
+_OCTAL = re.compile(rb"\\([0-7]{3})")
+
+
+def echo_latency(tmux: Tmux, name: str, presses: int) -> list[float]:
+    """Keys typed while the guest floods; seconds until window ``name`` draws each echo."""
+    tmux.type(name, f"python3 {GUEST_ECHO} {GUEST_FILE}")
+    tmux.key(name, "Enter")
+    time.sleep(3.0)  # the flood is under way
+    control = subprocess.Popen(
+        tmux.argv("-C", "attach", "-t", name),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert control.stdin is not None and control.stdout is not None
+    out = control.stdout.fileno()
+    os.set_blocking(out, False)
+    buffer = b""
+    seen = b""
+    rnd = random.Random(11)
+    latencies: list[float] = []
+
+    def drain(until: float, marker: bytes | None) -> float | None:
+        nonlocal buffer, seen
+        while True:
+            now = time.monotonic()
+            if now >= until:
+                return None
+            ready, _, _ = select.select([out], [], [], until - now)
+            if not ready:
+                return None
+            chunk = os.read(out, 1 << 20)
+            if not chunk:
+                return None
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                match = _OUTPUT.match(line)
+                if match:
+                    seen = (seen + _OCTAL.sub(b"", match.group(1)))[-4096:]
+            if marker is not None and marker in seen:
+                return time.monotonic()
+
+    try:
+        drain(time.monotonic() + 0.5, None)
+        for number in range(1, presses + 1):
+            seen = b""
+            marker = b"ECHO-%05d" % number
+            control.stdin.write(f"send-keys -t {name} -l x\n".encode())
+            control.stdin.flush()
+            sent = time.monotonic()
+            shown = drain(sent + 2.0, marker)
+            latencies.append((shown if shown is not None else sent + 2.0) - sent)
+            drain(time.monotonic() + rnd.uniform(0.05, 0.15), None)
+        control.stdin.write(f"send-keys -t {name} -l !\n".encode())
+        control.stdin.flush()
+        drain(time.monotonic() + 0.5, None)
+    finally:
+        control.stdin.close()
+        control.wait(timeout=10)
+    return latencies
+
+
+def rss(pid: int) -> tuple[float, float]:
+    """(current, peak) resident memory of ``pid`` in MB."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, int(len(ordered) * fraction + 0.5) - 1)]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("directory", help="project directory (its session is started and kept up)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved timed rounds")
+    parser.add_argument("--mb", type=float, default=4.0, help="flood file size in MB")
+    parser.add_argument("--presses", type=int, default=60, help="keys timed during the flood")
+    parser.add_argument("--timeout", type=float, default=120.0)
+    args = parser.parse_args()
+    directory = str(Path(args.directory).resolve())
+    holder = start_holder(directory)
+    tmux = Tmux()
+    try:
+        ssh_argv = guest_ssh(directory)
+        stage(ssh_argv, args.mb)
+        env = {"TERM": "xterm-256color", "COLORTERM": "truecolor", "PYTHONPATH": str(REPO)}
+        exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+        code = LAUNCH.format(argv=[])
+        tmux.start(
+            "dash",
+            f"cd {shlex.quote(directory)} && exec env {exports} "
+            f"{shlex.quote(sys.executable)} -c {shlex.quote(code)}",
+        )
+        tmux.start("ssh", f"exec env TERM=xterm-256color {shlex.join([*ssh_argv, '-t'])}")
+        for name in ("dash", "ssh"):
+            tmux.wait_for(name, re.compile(PROMPT.pattern.decode()), 90)
+        dash_pid = tmux.pane_pid("dash")
+        # One untimed round each: the file in the guest's page cache, both paths warm.
+        time_cat(tmux, "dash", 0, args.timeout)
+        time_cat(tmux, "ssh", 0, args.timeout)
+        dash: list[float] = []
+        plain: list[float] = []
+        for number in range(1, args.rounds + 1):
+            order = ("dash", "ssh") if number % 2 else ("ssh", "dash")
+            for name in order:
+                seconds = time_cat(tmux, name, number, args.timeout)
+                (dash if name == "dash" else plain).append(seconds)
+        latencies = [x * 1000 for x in echo_latency(tmux, "dash", args.presses)]
+        now, peak = rss(dash_pid)
+        tmux.key("dash", "C-\\")
+        time.sleep(0.2)
+        tmux.type("dash", "q")
+    finally:
+        tmux.kill()
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    med = statistics.median
+    fmt = ", ".join
+    print(f"{args.mb:.0f} MB coloured cat, {COLS}x{ROWS} tmux windows, {args.rounds} rounds:")
+    print(f"  dashboard in tmux   {med(dash):6.3f} s  ({fmt(f'{x:.3f}' for x in dash)})")
+    print(f"  tmux + OpenSSH      {med(plain):6.3f} s  ({fmt(f'{x:.3f}' for x in plain)})")
+    print(f"  ratio               {med(dash) / med(plain):6.2f} x   target <= 1.2 x")
+    print(
+        f"keystroke echo during a flood: p50 {med(latencies):.1f} ms, "
+        f"p95 {percentile(latencies, 0.95):.1f} ms, max {max(latencies):.1f} ms "
+        f"({len(latencies)} keys)   target p95 <= 30 ms"
+    )
+    print(f"dashboard RSS: {now:.0f} MB now, {peak:.0f} MB peak   target <= 80 MB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
