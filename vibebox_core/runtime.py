@@ -39,7 +39,18 @@ from datetime import UTC, datetime
 
 import asyncssh
 
-from vibebox_core import paths, portforward, provision, relay, sessionctl, ssh, supervisor, vm
+from vibebox_core import (
+    doctor,
+    paths,
+    portforward,
+    provision,
+    relay,
+    sessionctl,
+    ssh,
+    supervisor,
+    vm,
+)
+from vibebox_core.access import QemuAccessError
 from vibebox_core.config import Config, load_config
 from vibebox_core.errors import SSHError, VibeboxError, VMError
 from vibebox_core.fileio import write_atomic
@@ -236,9 +247,20 @@ async def ensure_running(
                     hint="`vibebox stop` then `vibebox`, or recreate it (`:new`)",
                 )
             if state != "running":
-                prepared = await asyncio.to_thread(
-                    provision.prepare_and_start, project, config, session_id, hv, clock, progress
-                )
+                try:
+                    prepared = await asyncio.to_thread(
+                        provision.prepare_and_start,
+                        project,
+                        config,
+                        session_id,
+                        hv,
+                        clock,
+                        progress,
+                    )
+                except VMError as exc:
+                    if not isinstance(exc, QemuAccessError):  # its hint is the grant command
+                        await asyncio.to_thread(doctor.diagnose_failure, exc, hv.uri, project)
+                    raise
                 accel = prepared.accel
                 booted = True
                 timings["started"] = clock.elapsed
