@@ -22,6 +22,9 @@ RUN_DIR = "run"
 BIN_DIR = "bin"
 VIRTIOFSD_READONLY = "virtiofsd-ro"  # under BIN_DIR: serves read-only virtiofs shares
 VIRTIOFSD_READWRITE = "virtiofsd-rw"  # under BIN_DIR: serves read-write shares, .vibebox/ hidden
+SHARE_GUARD_LAUNCHER = "vibebox-share-launch"  # under BIN_DIR, + "-<digest>": runs virtiofsd
+SHARE_GUARD_LIB = "vibebox-share-guard"  # under BIN_DIR, + "-<digest>.so": preloaded into it
+SHARE_WRAPPERS_DIR = "shares"  # under BIN_DIR: one wrapper per share, "<session>-<tag>"
 
 # Inside one image directory, ``images/<name>/``.
 IMAGE_KERNEL = "vmlinuz"

@@ -390,11 +390,17 @@ def network_xml(spec: NetworkSpec) -> str:
 
 
 class Share(NamedTuple):
-    """One virtiofs share: host directory, mount tag, read-only in the guest."""
+    """One virtiofs share: host directory, mount tag, read-only in the guest.
+
+    ``binary`` is the program libvirt runs as this share's virtiofsd: the per-share wrapper of
+    the share guard (:func:`vibebox_core.share.guard.guard_shares`). None falls back to
+    :attr:`DomainSpec.virtiofsd` / :attr:`DomainSpec.virtiofsd_readonly`.
+    """
 
     source: Path
     tag: str
     read_only: bool
+    binary: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -463,6 +469,10 @@ def _validate_share(spec: DomainSpec, share: Share, seen: set[str]) -> None:
     if tag in seen:
         raise VMError(f"virtiofs tag {tag!r} is used twice")
     seen.add(tag)
+    if share.binary is not None:
+        # The share guard's launcher undoes libvirt's comma escaping itself.
+        _require_absolute("virtiofsd", share.binary)
+        return
     if share.read_only:
         if spec.virtiofsd_readonly is None:
             raise VMError(
@@ -561,7 +571,9 @@ def domain_xml(spec: DomainSpec) -> str:
     for share in spec.filesystems:
         fs = ET.SubElement(devices, "filesystem", type="mount", accessmode="passthrough")
         ET.SubElement(fs, "driver", type="virtiofs", queue="1024")
-        binary = spec.virtiofsd_readonly if share.read_only else _readwrite_virtiofsd(spec)
+        binary = share.binary
+        if binary is None:
+            binary = spec.virtiofsd_readonly if share.read_only else _readwrite_virtiofsd(spec)
         assert binary is not None  # checked in _validate_share
         ET.SubElement(fs, "binary", path=_require_absolute("virtiofsd", binary))
         ET.SubElement(fs, "source", dir=_require_absolute("share", share.source))
