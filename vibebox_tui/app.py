@@ -18,6 +18,7 @@ from textual import on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.driver import Driver
 from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Footer, Static
 
@@ -33,6 +34,7 @@ from vibebox_tui.screens import ErrorScreen, HelpScreen
 from vibebox_tui.screens.confirm import confirm_approval, confirm_delete, confirm_recreate
 from vibebox_tui.screens.error import describe_error
 from vibebox_tui.terminal import FOCUS_OUT_KEY, TerminalView
+from vibebox_tui.terminal.input import dashboard_driver
 from vibebox_tui.terminal.messages import Disconnected, TitleChanged, VibeboxCommand
 from vibebox_tui.widgets import BootProgress, Inspector, SessionBrowser, SessionHeader
 
@@ -84,6 +86,10 @@ class VibeboxApp(PollingApp, inherit_bindings=False):
         self.terminal = TerminalView(id="terminal")
         self.inspector = Inspector(id="inspector")
         self.main = Horizontal(id="main")
+
+    def get_driver_class(self) -> type[Driver]:
+        # The terminal's keys reach the guest as the host terminal typed them (terminal/input.py).
+        return dashboard_driver(super().get_driver_class())
 
     # -- layout ----------------------------------------------------------------------------
 
@@ -345,9 +351,8 @@ class VibeboxApp(PollingApp, inherit_bindings=False):
         self.exit(0)
 
     def action_explain(self) -> None:
-        inspector = self.inspector
+        # Shown, not focused: keys typed after :explain (e.g. :exit) stay the terminal's.
         self._set_inspector(True)
-        inspector.focus()
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

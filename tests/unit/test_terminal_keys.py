@@ -140,3 +140,122 @@ def test_paste_plain_and_bracketed() -> None:
     # a paste cannot close the bracket early
     sneaky = encode_paste("x\x1b[201~rm -rf /\n", bracketed=True)
     assert sneaky == PASTE_START + b"xrm -rf /\r" + PASTE_END
+
+
+# -- the key table (tests/data/keytable.py) ---------------------------------------------------
+
+from data.keytable import KEY_TABLE, KeyCase  # noqa: E402  (tests/ is on sys.path)
+
+from vibebox_tui.terminal.input import HostInput  # noqa: E402
+
+
+def test_the_key_table_has_at_least_100_key_events() -> None:
+    assert len(KEY_TABLE) >= 100
+    assert len({case.name for case in KEY_TABLE}) == len(KEY_TABLE)
+
+
+def _character(key: str) -> str | None:
+    name = key.rsplit("+", 1)[-1]
+    return name if len(name) == 1 and "+" not in key.replace(name, "", 1)[:-1] else None
+
+
+@pytest.mark.parametrize("case", [c for c in KEY_TABLE if c.keys], ids=lambda c: c.name)
+def test_textual_key_events_encode_as_the_table_says(case: KeyCase) -> None:
+    app_cursor = "app_cursor" in case.modes
+    sent = b"".join(encode_key(key, _character(key), app_cursor=app_cursor) for key in case.keys)
+    assert sent == case.guest
+
+
+def _split(data: bytes, raw: bool = True) -> list[tuple[str, bytes]]:
+    host = HostInput()
+    chunks = host.feed(data, raw)
+    return chunks + host.flush()
+
+
+@pytest.mark.parametrize("case", KEY_TABLE, ids=lambda c: c.name)
+def test_host_bytes_reach_the_terminal_unparsed(case: KeyCase) -> None:
+    """In raw mode nothing typed goes to Textual's parser but ctrl+\\ (and pastes are cut
+    out whole); typed bytes pass unchanged, ESC included, however they are cut into reads."""
+    data = case.host_bytes
+    whole = _split(data)
+    if case.host_bytes == b"\x1c":
+        assert whole == [("app", b"\x1c")]
+        return
+    assert all(destination != "app" for destination, _ in whole)
+    keys = b"".join(chunk for destination, chunk in whole if destination == "keys")
+    if b"\x1b[200~" not in data:
+        assert keys == data
+    # Byte by byte (a slow host terminal): the same split.
+    host = HostInput()
+    pieces: list[tuple[str, bytes]] = []
+    for byte in data:  # faster than FLUSH_DELAY: nothing is flushed in between
+        pieces += host.feed(bytes([byte]), True)
+    pieces += host.flush()
+    assert _join(pieces) == _join(whole)
+
+
+def _join(chunks: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    out: list[tuple[str, bytes]] = []
+    for destination, data in chunks:
+        if out and out[-1][0] == destination == "keys":
+            out[-1] = ("keys", out[-1][1] + data)
+        else:
+            out.append((destination, data))
+    return out
+
+
+def test_host_reports_go_to_textual_keys_around_them_to_the_guest() -> None:
+    mouse, focus_in, focus_out = b"\x1b[<0;12;5M", b"\x1b[I", b"\x1b[O"
+    report, resize = b"\x1b[?2026;2$y", b"\x1b[48;40;120;800;1200t"
+    data = b"a" + mouse + b"\x1b" + focus_in + b"b" + report + resize + focus_out + b"\x1b[1;2R"
+    assert _split(data) == [
+        ("keys", b"a"),
+        ("app", mouse),
+        ("keys", b"\x1b"),  # the Escape key right before a report
+        ("app", focus_in),
+        ("keys", b"b"),
+        ("app", report + resize + focus_out),
+        ("keys", b"\x1b[1;2R"),  # shift+F3, not a cursor position report
+    ]
+
+
+def test_ctrl_backslash_gives_the_rest_of_the_read_to_textual() -> None:
+    host = HostInput()
+    assert host.feed(b"ab\x1cjk", True) == [("keys", b"ab"), ("app", b"\x1cjk")]
+    assert host.left
+
+
+def test_not_raw_everything_goes_to_textual() -> None:
+    host = HostInput()
+    assert host.feed(b"\x1b:wq\r", False) == [("app", b"\x1b:wq\r")]
+    assert not host.left
+
+
+def test_an_incomplete_sequence_waits_for_its_end_then_goes_as_keys() -> None:
+    host = HostInput()
+    assert host.feed(b"x\x1b[<0;1", True) == [("keys", b"x")]
+    assert host.pending
+    assert host.feed(b";1M", True) == [("app", b"\x1b[<0;1;1M")]
+    assert host.feed(b"\x1b[", True) == []
+    assert host.flush() == [("keys", b"\x1b[")]  # Escape then [ typed, nothing after
+    assert not host.pending
+
+
+def test_a_paste_split_across_reads_is_cut_out_whole() -> None:
+    host = HostInput()
+    assert host.feed(b"a\x1b[200~one\x1b", True) == [("keys", b"a")]
+    assert host.feed(b"[31mtwo\x1b[20", True) == []
+    assert host.feed(b"1~b", True) == [("paste", b"one\x1b[31mtwo"), ("keys", b"b")]
+
+
+def test_a_paste_textual_began_stays_textual_s_until_its_end() -> None:
+    host = HostInput()
+    assert host.feed(b"\x1b[200~abc", False) == [("app", b"\x1b[200~abc")]
+    # The terminal takes the keys now, but the paste belongs to Textual's parser.
+    assert host.feed(b"de\x1b[201~f", True) == [("app", b"de\x1b[201~"), ("keys", b"f")]
+    assert host.feed(b"\x1b[200~x\x1b[20", False) == [("app", b"\x1b[200~x\x1b[20")]
+    assert host.feed(b"1~g", True) == [("app", b"1~"), ("keys", b"g")]
+
+
+def test_a_paste_cannot_type_controls_or_escape_sequences() -> None:
+    assert encode_paste("a\x1b[31mb\x03\x00c\x9bd\x7f\te", bracketed=False) == b"a[31mbcd\te"

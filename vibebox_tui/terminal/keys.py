@@ -8,6 +8,8 @@ key uses xterm's ``CSI 1 ; m X`` / ``CSI n ; m ~`` form where ``m = 1 + shift + 
 
 from __future__ import annotations
 
+from textual.keys import key_to_character
+
 # Cursor-like keys: final byte; sent as CSI X (or SS3 X in application cursor mode).
 _CURSOR_KEYS = {"up": "A", "down": "B", "right": "C", "left": "D", "home": "H", "end": "F"}
 # Editing keys: CSI n ~
@@ -130,22 +132,42 @@ def _ctrl_code(name: str, character: str | None) -> int | None:
     return None
 
 
+# Textual key names whose character key_to_character does not find.
+_NAMED_CHARACTERS = {
+    "space": " ",
+    "plus": "+",
+    "minus": "-",
+    "slash": "/",
+    "at": "@",
+    "backslash": "\\",
+    "underscore": "_",
+}
+
+
 def _printable(name: str, character: str | None, shift: bool) -> str | None:
     if character and character.isprintable():
         return character
-    if name == "space":
-        return " "
     if len(name) == 1:
         return name.upper() if shift else name
-    return None
+    # A key event without its character (alt+full_stop from a binding, a Pilot press).
+    text = _NAMED_CHARACTERS.get(name) or key_to_character(name)
+    return text if text and text.isprintable() else None
+
+
+def clean_paste(text: str) -> str:
+    """Pasted text as xterm passes it on: line ends as CR (as a terminal types them), C0
+    controls other than TAB, CR and LF dropped (xterm's ``allowPasteControls: false``, its
+    default), and DEL and the C1 controls too -- so a paste can type no escape sequence,
+    and cannot end a bracketed paste early (a bracket marker inside goes whole)."""
+    text = text.replace("\x1b[201~", "").replace("\x1b[200~", "")
+    text = text.replace("\r\n", "\r").replace("\n", "\r")
+    return text.translate(_PASTE_DROP)
+
+
+_PASTE_DROP = {c: None for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c not in (9, 13)}
 
 
 def encode_paste(text: str, *, bracketed: bool) -> bytes:
-    """Encode pasted text: newlines as CR (as a terminal types them), bracketed if asked.
-
-    Any ``ESC [ 201 ~`` inside the text is removed so a paste cannot end the bracket early.
-    """
-    data = text.replace("\r\n", "\r").replace("\n", "\r").encode()
-    if not bracketed:
-        return data
-    return PASTE_START + data.replace(PASTE_END, b"") + PASTE_END
+    """Encode pasted text (see :func:`clean_paste`), bracketed if the program asked."""
+    data = clean_paste(text).encode()
+    return PASTE_START + data + PASTE_END if bracketed else data

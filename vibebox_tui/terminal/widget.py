@@ -14,6 +14,12 @@ Two keys are the widget's own rather than the guest's:
   ``shift+pagedown``) page through the scrollback, as in xterm -- but only on the main screen;
   in a full-screen program (alternate screen, which has no scrollback) they reach the guest.
   Any key sent to the guest returns the view to the bottom.
+
+With the dashboard's own driver (:class:`~vibebox_tui.terminal.input.VibeboxDriver`) the keys
+typed while the terminal has the focus come as the host terminal's bytes (:class:`RawInput`),
+not as Textual key events: see :mod:`vibebox_tui.terminal.input` for what is forwarded and
+what the dashboard keeps. Key events (headless, Pilot, keys parsed before the terminal took
+the focus) are encoded by :func:`~vibebox_tui.terminal.keys.encode_key`.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from textual.worker import Worker
 
 from vibebox_core.pty import ByteStream, end_reason
 from vibebox_tui.terminal.emulator import BellEvent, CommandEvent, Emulator, TitleEvent
+from vibebox_tui.terminal.input import RawInput, VibeboxDriver
 from vibebox_tui.terminal.keys import encode_key, encode_paste
 from vibebox_tui.terminal.messages import (
     Bell,
@@ -47,6 +54,8 @@ FOCUS_OUT_KEY = "ctrl+backslash"
 """The one key that never reaches the guest: it moves focus out of the terminal."""
 SCROLLBACK_UP_KEY = "shift+pageup"
 SCROLLBACK_DOWN_KEY = "shift+pagedown"
+# The same keys as the host terminal's bytes (xterm's shift+PgUp / shift+PgDn).
+_SCROLLBACK_BYTES = {b"\x1b[5;2~": 1, b"\x1b[6;2~": -1}
 FEED_SLICE = 8 * 1024
 """Bytes parsed before yielding to the event loop (keeps key latency low under floods)."""
 WHEEL_LINES = 3
@@ -131,6 +140,7 @@ class TerminalView(Widget, can_focus=True):
             self._start(stream)
         else:
             self._pending_stream = stream
+        self._sync_input()
         self.refresh()
 
     def detach(self) -> ByteStream | None:
@@ -140,6 +150,7 @@ class TerminalView(Widget, can_focus=True):
         if self._worker is not None:
             self._worker.cancel()
             self._worker = None
+        self._sync_input()
         return stream
 
     async def send(self, data: bytes) -> None:
@@ -154,6 +165,11 @@ class TerminalView(Widget, can_focus=True):
 
     def on_mount(self) -> None:
         self._apply_size()
+        driver = self._raw_driver()
+        if driver is not None:
+            driver.raw_target = self
+            # A dialog on top takes the keyboard without a Blur: follow the screen changes.
+            self.app.screen_change_signal.subscribe(self, lambda _: self._sync_input())
         if self._pending_stream is not None:
             stream, self._pending_stream = self._pending_stream, None
             self._stream = stream
@@ -161,6 +177,10 @@ class TerminalView(Widget, can_focus=True):
 
     def on_unmount(self) -> None:
         self.detach()
+        driver = self._raw_driver()
+        if driver is not None and driver.raw_target is self:
+            driver.raw_target = None
+            driver.mirror_modes(False, False)
 
     def _start(self, stream: ByteStream) -> None:
         self._worker = self.run_worker(
@@ -208,6 +228,7 @@ class TerminalView(Widget, can_focus=True):
                     await self.send(emulator.take_replies())
                 if emulator.events:
                     self._post_events()
+            self._sync_input()
             self._output_changed()
         if stream is self._stream:
             self._output_changed()
@@ -226,6 +247,7 @@ class TerminalView(Widget, can_focus=True):
         if self.disconnect_reason is not None:
             return
         self.disconnect_reason = reason
+        self._sync_input()
         self.post_message(self.Disconnected(self, reason))
         self.refresh()
 
@@ -369,6 +391,60 @@ class TerminalView(Widget, can_focus=True):
     def _focus_out_fallback(self) -> None:
         if self.has_focus:
             self.screen.focus_next()
+        if self.has_focus:  # nowhere else to go: the keys stay the guest's
+            driver = self._raw_driver()
+            if driver is not None:
+                driver.resume_raw_input()
+
+    # -- raw input (the host terminal's bytes; see vibebox_tui.terminal.input) -----------
+
+    def _raw_driver(self) -> VibeboxDriver | None:
+        driver = self.app._driver
+        return driver if isinstance(driver, VibeboxDriver) else None
+
+    def accepts_raw_input(self) -> bool:
+        """Keys typed now are the guest's (read by the driver's input thread)."""
+        return (
+            self._stream is not None and self.disconnect_reason is None and self.app.focused is self
+        )
+
+    def _sync_input(self) -> None:
+        """Mirror the guest's cursor/keypad modes onto the host terminal while it types for
+        the guest, so the host sends what xterm would send the guest; normal modes else."""
+        driver = self._raw_driver()
+        if driver is None:
+            return
+        active = self.is_mounted and self.accepts_raw_input()
+        emulator = self.emulator
+        driver.mirror_modes(active and emulator.app_cursor, active and emulator.app_keypad)
+
+    async def _on_raw_input(self, message: RawInput) -> None:
+        message.stop()
+        for destination, data in message.chunks:
+            if self.disconnect_reason is not None or self._stream is None:
+                if destination == "keys" and b"\r" in data and self._stream is not None:
+                    self.post_message(self.ReconnectRequested(self))
+                return
+            if destination == "paste":
+                text = data.decode("utf-8", errors="replace")
+                self.scroll_lines(-self.history_offset)
+                await self.send(encode_paste(text, bracketed=self.emulator.bracketed_paste))
+            else:
+                await self._send_typed(data)
+
+    async def _send_typed(self, data: bytes) -> None:
+        """Send typed bytes; shift+PgUp/PgDn page the scrollback on the main screen."""
+        if not self.emulator.screen.in_alt and b"\x1b[" in data:
+            for seq, direction in _SCROLLBACK_BYTES.items():
+                if seq in data:
+                    before, _, after = data.partition(seq)
+                    await self._send_typed(before)
+                    self.scroll_lines(direction * (self.emulator.screen.lines - 1))
+                    await self._send_typed(after)
+                    return
+        if data:
+            self.scroll_lines(-self.history_offset)
+            await self.send(data)
 
     def scroll_lines(self, count: int) -> None:
         """Move the view ``count`` lines back into the scrollback (negative: forward)."""
@@ -425,11 +501,16 @@ class TerminalView(Widget, can_focus=True):
             self.scroll_lines(lines)
 
     async def on_focus(self, event: events.Focus) -> None:
+        driver = self._raw_driver()
+        if driver is not None:
+            driver.resume_raw_input()
+        self._sync_input()
         self._refresh_row(self.emulator.screen.cursor.y)
         if self.emulator.focus_events:
             await self.send(b"\x1b[I")
 
     async def on_blur(self, event: events.Blur) -> None:
+        self._sync_input()
         self._refresh_row(self.emulator.screen.cursor.y)
         if self.emulator.focus_events:
             await self.send(b"\x1b[O")
