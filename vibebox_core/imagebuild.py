@@ -23,6 +23,7 @@ Decisions worth knowing:
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 from collections.abc import Iterable
@@ -100,6 +101,20 @@ def build_image(
         ) from None
 
 
+def _disk_error(store: Path, exc: OSError) -> ImageError:
+    """A build that cannot write under ``store`` (a full disk, most often)."""
+    if exc.errno == errno.ENOSPC:
+        return ImageError(
+            f"cannot build the image: the disk under {store} is full (No space left on device)",
+            hint="free some space (an image and its build need about 3 GiB), or set "
+            "VIBEBOX_HOME to a larger disk; `vibebox doctor` shows the free space",
+        )
+    return ImageError(
+        f"cannot build the image in {store}: {exc.strerror or exc}",
+        hint=f"check that you may write to {store}",
+    )
+
+
 def _build_image(
     name: str = paths.DEFAULT_IMAGE_NAME,
     *,
@@ -136,10 +151,14 @@ def _build_image(
         imagework.clean_stale_builds(store)
         work = store / f"{imagework.BUILD_PREFIX}{name}-{os.getpid()}"
         imagework.remove_build_dir(work)
-        work.mkdir(mode=0o755, parents=True)
-        (work / "pid").write_text(str(os.getpid()))
         out = work / "out"
-        out.mkdir(mode=0o755)
+        try:
+            work.mkdir(mode=0o755, parents=True)
+            (work / "pid").write_text(str(os.getpid()))
+            out.mkdir(mode=0o755)
+        except OSError as exc:
+            imagework.remove_build_dir(work)
+            raise _disk_error(store, exc) from None
         rootfs = work / "rootfs"
         boot_out = work / "boot"
         mkfs_dir = work / "mkfs"
@@ -258,5 +277,9 @@ def _build_image(
             except OSError:
                 raise exc from None
             raise ImageError(exc.message, hint=f"the full build log is {kept}") from None
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            raise _disk_error(store, exc) from None
         finally:
             imagework.remove_build_dir(work, plan.helper if plan else ())

@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,15 +44,55 @@ def _lab_problem() -> str | None:
     return None
 
 
+def _slow_libvirt_warning() -> str | None:
+    """A warning line when two QEMU capability calls are slow (libvirt re-probing QEMU on
+    every call: with /dev/kvm closed to libvirt-qemu the suite took 18 min instead of 6)."""
+    import libvirt
+
+    from vibebox_core import doctor
+
+    try:
+        conn = libvirt.open("qemu:///system")
+    except libvirt.libvirtError:
+        return None
+    try:
+        timings = doctor._timed_capabilities(conn)
+    except libvirt.libvirtError:
+        return None
+    finally:
+        conn.close()
+    check = doctor.check_capabilities(timings, kvm_closed_to_qemu=doctor.kvm_closed_to_qemu())
+    if check.holds:
+        return None
+    return f"WARNING: libvirt is slow here, e2e tests will crawl: {check.summary}; fix: {check.fix}"
+
+
+_warnings: list[str] = []
+
+
 @pytest.fixture(scope="session")
-def require_lab() -> None:
-    """Skip (locally) or fail (under CI) when the real stack is not available."""
+def require_lab(request: pytest.FixtureRequest) -> None:
+    """Skip (locally) or fail (under CI) when the real stack is not available; print a warning
+    line when libvirt calls are slow."""
     problem = _lab_problem()
     if problem is None:
+        warning = _slow_libvirt_warning()
+        if warning is not None:
+            _warnings.append(warning)
+            reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+            if reporter is not None:
+                reporter.write_line("")
+                reporter.write_line(warning, yellow=True, bold=True)
         return
     if os.environ.get("CI") == "true":
         pytest.fail(f"e2e lab unavailable under CI: {problem}")
     pytest.skip(f"e2e lab unavailable: {problem}")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Repeat the slow-libvirt warning at the end, where it is read."""
+    for warning in _warnings:
+        terminalreporter.write_line(warning, yellow=True, bold=True)
 
 
 def _make_home(prefix: str) -> Path:
