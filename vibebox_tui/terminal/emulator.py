@@ -18,16 +18,24 @@ import codecs
 
 from vibebox_tui.terminal.screen import Screen
 from vibebox_tui.terminal.sequences import (
+    ALLOW_DECCOLM,
     ALT_47,
     ALT_1047,
     ALT_1049,
     BRACKETED_PASTE,
-    DEC_GRAPHICS,
+    C0_IN_CSI,
+    C1,
+    C1_TO_7BIT,
+    CHARSETS,
+    CSI_BODY,
     DECAWM,
     DECCKM,
+    DECCOLM,
     DECOM,
     DECTCEM,
     FOCUS_EVENTS,
+    IRM,
+    LNM,
     MAX_PENDING,
     MOUSE_MODES,
     PARTIAL,
@@ -43,6 +51,7 @@ from vibebox_tui.terminal.sequences import (
     TitleEvent,
     csi_ints,
 )
+from vibebox_tui.terminal.widths import char_width
 
 __all__ = ["BellEvent", "CommandEvent", "Emulator", "Event", "TitleEvent"]
 
@@ -57,22 +66,32 @@ class Emulator:
         self.replies: list[bytes] = []
         self.events: list[Event] = []
         self.title = ""
+        self._reset_modes()
+
+    def _reset_modes(self) -> None:
+        """Every mode at its power-on state (also RIS, which keeps the screen object)."""
         self.app_cursor = False
         self.app_keypad = False
         self.bracketed_paste = False
         self.cursor_visible = True
         self.focus_events = False
         self.synchronized = False  # mode 2026: the program is mid-frame, hold the repaint
+        self.newline_mode = False  # LNM (CSI 20 h): LF, VT and FF also return the carriage
+        self.allow_deccolm = False  # mode 40: xterm ignores DECCOLM unless it is set
         self.mouse_modes: set[int] = set()
         self._g = ["B", "B"]  # designated G0/G1 charsets ("0" = DEC special graphics)
         self._shift = 0
-        self._saved: dict[bool, tuple[int, int, int, bool, bool, tuple[str, str]]] = {}
+        self._last = ""  # the graphic character just drawn, for REP; "" after anything else
+        # DECSC per buffer: x, y, attr, origin, wrap pending, (G0, G1), shift
+        self._saved: dict[bool, tuple[int, int, int, bool, bool, tuple[str, str], int]] = {}
 
     # -- feeding -------------------------------------------------------------------------
 
     def feed(self, data: bytes) -> None:
         """Parse a chunk of program output (any size; may end mid-character or mid-sequence)."""
         text = self._decoder.decode(data)
+        if C1.search(text):
+            text = text.translate(C1_TO_7BIT)  # UTF-8-encoded C1 controls act, as in xterm
         if self._pending:
             text = self._pending + text
             self._pending = ""
@@ -96,7 +115,8 @@ class Emulator:
             kind = match.lastgroup
             if kind == "text":
                 draw(match.group(kind))
-            elif kind == "crlf":
+                continue
+            if kind == "crlf":
                 screen.cursor.x = 0
                 screen.index()
             elif kind == "csi":
@@ -107,11 +127,19 @@ class Emulator:
                 self._esc(match.group("ei"), match.group("esc"))
             elif kind == "osc":
                 self._osc(match.group(kind))
+            elif kind == "cxf":
+                self._csi_with_controls(match.group("cx"), match.group("cxf"))
+            elif kind == "abort" and match.group(kind)[1:2] == "[":
+                for char in C0_IN_CSI.findall(match.group(kind)):
+                    self._control(char)  # the C0 controls of a cancelled CSI still happen
             # dcs: swallowed whole
+            self._last = ""
 
     def _draw(self, text: str) -> None:
-        if self._g[self._shift] == "0":
-            text = text.translate(DEC_GRAPHICS)
+        self._last = text[-1]
+        charset = self._g[self._shift]
+        if charset != "B":
+            text = text.translate(CHARSETS.get(charset, {}))
         self.screen.draw(text)
 
     # -- C0 controls ---------------------------------------------------------------------
@@ -119,6 +147,8 @@ class Emulator:
     def _control(self, char: str) -> None:
         screen = self.screen
         if char == "\n" or char == "\x0b" or char == "\x0c":
+            if self.newline_mode:
+                screen.cursor.x = 0
             screen.index()
         elif char == "\r":
             screen.carriage_return()
@@ -132,6 +162,10 @@ class Emulator:
             self._shift = 1
         elif char == "\x0f":
             self._shift = 0
+        elif char == "\x1a":
+            # SUB cancels a sequence and shows the error character (xterm as VT220 and later:
+            # U+2426); CAN cancels silently
+            self.screen.draw("\u2426")
         # everything else (NUL, a stray ESC, C1 controls) is ignored
 
     # -- ESC sequences -------------------------------------------------------------------
@@ -143,6 +177,7 @@ class Emulator:
         elif inter == "#":
             if final == "8":
                 screen.alignment_test()
+                self.screen.cursor.attr = 0
         elif inter:
             return
         elif final == "7":
@@ -159,31 +194,37 @@ class Emulator:
         elif final == "H":
             screen.tabstops.add(screen.cursor.x)
         elif final == "c":
-            replies, events = self.replies, self.events  # RIS: all but what is still to deliver
-            self.__init__(screen.columns, screen.lines)  # type: ignore[misc]
-            self.replies, self.events = replies, events
+            # RIS: the same screen object (the caller's loop holds it), every mode reset;
+            # replies and events still to deliver are kept
+            screen.reset()
+            self._reset_modes()
         elif final == "=":
             self.app_keypad = True
         elif final == ">":
             self.app_keypad = False
 
     def _save_cursor(self) -> None:
+        """DECSC, as xterm: position, SGR, origin mode, the pending-wrap flag, the charsets
+        and the shift -- not autowrap (xterm's cursor.c keeps DECAWM out of it)."""
         s = self.screen
         c = s.cursor
-        self._saved[s.in_alt] = (c.x, c.y, c.attr, s.origin, s.autowrap, (self._g[0], self._g[1]))
+        wrap = c.x >= s.columns
+        g = (self._g[0], self._g[1])
+        self._saved[s.in_alt] = (c.x, c.y, c.attr, s.origin, wrap, g, self._shift)
 
     def _restore_cursor(self) -> None:
         s = self.screen
         saved = self._saved.get(s.in_alt)
-        if saved is None:
+        if saved is None:  # never saved: home, default attributes, charsets reset
             s.origin = False
             s.move_to(0, 0)
             s.cursor.attr = 0
+            self._g, self._shift = ["B", "B"], 0
             return
-        x, y, attr, s.origin, s.autowrap, charsets = saved
+        x, y, attr, s.origin, wrap, charsets, self._shift = saved
         self._g = list(charsets)
         s.cursor.attr = attr
-        s.cursor.x = min(x, s.columns - 1)
+        s.cursor.x = s.columns if wrap else min(x, s.columns - 1)
         s.cursor.y = min(y, s.lines - 1)
 
     # -- OSC -----------------------------------------------------------------------------
@@ -195,12 +236,22 @@ class Emulator:
             self.events.append(TitleEvent(arg))
         elif code == VIBEBOX_OSC:
             if arg.startswith(VIBEBOX_COMMAND_PREFIX):
-                self.events.append(CommandEvent(arg[len(VIBEBOX_COMMAND_PREFIX) :]))
+                name, _, token = arg[len(VIBEBOX_COMMAND_PREFIX) :].partition(";")
+                self.events.append(CommandEvent(name, token))
         elif code in ("10", "11") and arg == "?":
             rgb = "ffff/ffff/ffff" if code == "10" else "0000/0000/0000"
             self.replies.append(f"\x1b]{code};rgb:{rgb}\x1b\\".encode())
 
     # -- CSI -----------------------------------------------------------------------------
+
+    def _csi_with_controls(self, body: str, final: str) -> None:
+        """A CSI with C0 controls inside: they run first, then the CSI (as in xterm). One
+        whose parameters follow its intermediates is malformed and swallowed."""
+        for char in C0_IN_CSI.findall(body):
+            self._control(char)
+        match = CSI_BODY.fullmatch(C0_IN_CSI.sub("", body))
+        if match is not None:
+            self._csi(match.group("cp"), match.group("ci"), final)
 
     def _csi(self, params: str, inter: str, final: str) -> None:
         screen = self.screen
@@ -246,8 +297,12 @@ class Emulator:
             screen.move_y(count - 1)
         elif final == "K":
             screen.erase_in_line(first)
+            if first == 0:
+                screen.end_pending_wrap()
         elif final == "J":
             screen.erase_in_display(first)
+            if first == 0:
+                screen.end_pending_wrap()
         elif final == "h" or final == "l":
             self._set_modes(private, args, final == "h")
         elif final == "r":
@@ -259,10 +314,13 @@ class Emulator:
             screen.delete_lines(count)
         elif final == "P":
             screen.delete_chars(count)
+            screen.end_pending_wrap()
         elif final == "@":
             screen.insert_chars(count)
+            screen.end_pending_wrap()
         elif final == "X":
             screen.erase_chars(count)
+            screen.end_pending_wrap()
         elif final == "S":
             screen.scroll_up(count)
         elif final == "T" and len(args) == 1:
@@ -290,13 +348,15 @@ class Emulator:
             self.replies.append(f"\x1b[8;{screen.lines};{screen.columns}t".encode())
 
     def _csi_intermediate(self, private: str, params: str, inter: str, final: str) -> None:
-        if inter == "!" and final == "p":  # DECSTR soft reset
+        if inter == "!" and final == "p":  # DECSTR soft reset, as xterm's ReallyReset
             s = self.screen
             s.origin, s.autowrap, s.insert = False, True, False
             s.top, s.bottom = 0, s.lines - 1
             s.cursor.attr = 0
-            self.app_cursor = self.app_keypad = self.bracketed_paste = False
+            self._g, self._shift = ["B", "B"], 0
+            self.app_cursor = self.app_keypad = False
             self.cursor_visible = True
+            self._saved[s.in_alt] = (0, 0, 0, False, False, ("B", "B"), 0)
         elif inter == "$" and final == "p":  # DECRQM: report a mode's state
             mode = int(params) if params.isdigit() else 0
             state = self._mode_state(private, mode)
@@ -305,7 +365,8 @@ class Emulator:
     def _mode_state(self, private: str, mode: int) -> int:
         s = self.screen
         if not private:
-            return {4: 1 if s.insert else 2, 20: 2}.get(mode, 0)
+            ansi = {IRM: s.insert, LNM: self.newline_mode}
+            return (1 if ansi[mode] else 2) if mode in ansi else 0
         states = {
             DECCKM: self.app_cursor,
             DECOM: s.origin,
@@ -325,12 +386,11 @@ class Emulator:
         return 0
 
     def _repeat(self, count: int) -> None:
-        screen = self.screen
-        x = min(screen.cursor.x, screen.columns) - 1
-        if x >= 0:
-            char = screen.buffer[screen.cursor.y].chars[x]
-            if char:
-                screen.draw(char * min(count, 65535))
+        """REP: the graphic character drawn right before, again (xterm: only when nothing
+        but this CSI came in between, and never a zero-width one)."""
+        char = self._last
+        if char and char_width(char) > 0:
+            self._draw(char * min(count, 65535))
 
     def _status_report(self, private: str, what: int) -> None:
         screen = self.screen
@@ -353,8 +413,10 @@ class Emulator:
         screen = self.screen
         if not private:
             for mode in modes:
-                if mode == 4:
+                if mode == IRM:
                     screen.insert = on
+                elif mode == LNM:
+                    self.newline_mode = on
             return
         if private != "?":
             return
@@ -369,11 +431,14 @@ class Emulator:
             elif mode == DECTCEM:
                 self.cursor_visible = on
             elif mode == ALT_1049:
-                if on and not screen.in_alt:
+                # as xterm: save (in the current buffer's slot), switch, clear; leaving
+                # restores the main buffer's cursor even when already on it
+                if on:
                     self._save_cursor()
                     screen.use_alt(True, clear=True)
-                elif not on and screen.in_alt:
-                    screen.use_alt(False, clear=False)
+                else:
+                    if screen.in_alt:
+                        screen.use_alt(False, clear=False)
                     self._restore_cursor()
             elif mode in (ALT_47, ALT_1047):
                 if on != screen.in_alt:
@@ -394,8 +459,15 @@ class Emulator:
                     self.mouse_modes.add(mode)
                 else:
                     self.mouse_modes.discard(mode)
-            elif mode == 3:  # DECCOLM: xterm clears the screen; the size stays the widget's
+            elif mode == ALLOW_DECCOLM:
+                self.allow_deccolm = on
+            elif mode == DECCOLM and self.allow_deccolm:
+                # xterm ignores DECCOLM unless mode 40 allows it (resource c132, off by
+                # default); allowed, it clears, resets the margins and homes, and the size
+                # stays the widget's
+                screen.top, screen.bottom = 0, screen.lines - 1
                 screen.erase_in_display(2)
+                screen.origin = False
                 screen.move_to(0, 0)
 
     # -- size ----------------------------------------------------------------------------

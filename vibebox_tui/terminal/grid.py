@@ -12,11 +12,9 @@ A cell holds the character drawn there plus any zero-width characters that follo
 from __future__ import annotations
 
 from collections import deque
-from functools import lru_cache
-
-from wcwidth import wcwidth
 
 from vibebox_tui.terminal.attrs import AttrTable
+from vibebox_tui.terminal.widths import char_width
 
 SCROLLBACK_LINES = 5000
 
@@ -41,21 +39,12 @@ class Line:
         if columns < have:
             del self.chars[columns:]
             del self.attrs[columns:]
-            if columns and self.chars[-1] and wcwidth(self.chars[-1][0]) == 2:
+            if columns and self.chars[-1] and char_width(self.chars[-1]) == 2:
                 self.chars[-1] = " "  # half a wide character cannot stay
         elif columns > have:
             self.chars.extend([" "] * (columns - have))
             self.attrs.extend([0] * (columns - have))
         self.cache = None
-
-
-@lru_cache(maxsize=4096)
-def char_width(char: str) -> int:
-    """Cells a character advances the cursor by: 0 (joins the previous cell), 1 or 2."""
-    width = wcwidth(char)
-    if width < 0:
-        return 1  # unprintable: show it rather than lose it
-    return width
 
 
 class Cursor:
@@ -116,8 +105,12 @@ class Grid:
     # -- scrolling ---------------------------------------------------------------------
 
     def index(self) -> None:
-        """Line feed without carriage return: down one row, scrolling at the region bottom."""
+        """Line feed without carriage return: down one row, scrolling at the region bottom.
+
+        Like every vertical move in xterm (cursor.c CursorDown), it ends a pending wrap."""
         cursor = self.cursor
+        if cursor.x >= self.columns:
+            cursor.x = self.columns - 1
         if cursor.y == self.bottom:
             self.scroll_up(1)
         elif cursor.y < self.lines - 1:
@@ -125,6 +118,8 @@ class Grid:
 
     def reverse_index(self) -> None:
         cursor = self.cursor
+        if cursor.x >= self.columns:
+            cursor.x = self.columns - 1
         if cursor.y == self.top:
             self.scroll_down(1)
         elif cursor.y > 0:
@@ -159,12 +154,14 @@ class Grid:
         end = min(end, self.columns)
         if start >= end:
             return
+        blank = self.table.bg_only(self.cursor.attr)
+        # a wide character cut by the span is erased whole (both halves, as xterm.js)
         if start and line.chars[start] == "":
-            line.chars[start - 1] = " "
+            start -= 1
         if end < self.columns and line.chars[end] == "":
-            line.chars[end] = " "
+            end += 1
         line.chars[start:end] = [" "] * (end - start)
-        line.attrs[start:end] = [self.table.bg_only(self.cursor.attr)] * (end - start)
+        line.attrs[start:end] = [blank] * (end - start)
         line.cache = None
         self.dirty.add(y)
 
@@ -204,25 +201,36 @@ class Grid:
         self._clear(self.cursor.y, x, x + max(1, count))
 
     def delete_chars(self, count: int) -> None:
+        """DCH; a wide character cut by the deleted span is blanked whole, never halved."""
         x = min(self.cursor.x, self.columns - 1)
         line = self.buffer[self.cursor.y]
+        chars = line.chars
         count = min(max(1, count), self.columns - x)
-        del line.chars[x : x + count]
+        if x and chars[x] == "":
+            chars[x - 1] = " "  # deleting from a right half: its left half goes too
+        del chars[x : x + count]
         del line.attrs[x : x + count]
-        line.chars.extend([" "] * count)
+        chars.extend([" "] * count)
         line.attrs.extend([self.table.bg_only(self.cursor.attr)] * count)
-        if line.chars[x] == "":
-            line.chars[x] = " "
+        if chars[x] == "":
+            chars[x] = " "
         self.touch(self.cursor.y)
 
     def insert_chars(self, count: int) -> None:
+        """ICH; a wide character split by the insertion or pushed half off the edge is
+        blanked whole."""
         x = min(self.cursor.x, self.columns - 1)
         line = self.buffer[self.cursor.y]
+        chars = line.chars
         count = min(max(1, count), self.columns - x)
-        line.chars[x:x] = [" "] * count
+        if x and chars[x] == "":
+            chars[x - 1] = chars[x] = " "
+        chars[x:x] = [" "] * count
         line.attrs[x:x] = [self.table.bg_only(self.cursor.attr)] * count
-        del line.chars[self.columns :]
+        del chars[self.columns :]
         del line.attrs[self.columns :]
+        if chars[-1] and char_width(chars[-1]) == 2:
+            chars[-1] = " "  # its right half fell off the edge
         self.touch(self.cursor.y)
 
     def insert_lines(self, count: int) -> None:
@@ -248,8 +256,13 @@ class Grid:
         self.cursor.x = 0
 
     def alignment_test(self) -> None:
-        """DECALN: fill the screen with ``E``."""
+        """DECALN, as xterm: margins and origin mode reset, the cursor home, the screen
+        filled with ``E`` in default attributes."""
+        self.top, self.bottom = 0, self.lines - 1
+        self.origin = False
+        self.cursor.x = self.cursor.y = 0
         for y, line in enumerate(self.buffer):
             line.chars[:] = ["E"] * self.columns
             line.attrs[:] = [0] * self.columns
+            line.wrapped = False
             self.touch(y)

@@ -3,7 +3,8 @@
 Builds on :class:`~vibebox_tui.terminal.grid.Grid` (cells, scrolling, editing). Runs of
 one-cell characters (ASCII and most other BMP text) are drawn with slice assignment, runs of
 two-cell characters (CJK) two cells at a time; the rest goes character by character with
-``wcwidth`` (:meth:`Screen._draw_unicode`, the reference the fast paths must match).
+glibc's ``wcwidth`` table (:meth:`Screen._draw_unicode`, the reference the fast paths must
+match).
 Wide characters take two cells and never straddle the right edge, and zero-width characters
 (combining marks, VS16, ZWJ) join the previous cell instead of ending the run as they do in
 pyte 0.8.
@@ -11,8 +12,8 @@ pyte 0.8.
 
 from __future__ import annotations
 
-from vibebox_tui.terminal.grid import SCROLLBACK_LINES, Cursor, Grid, Line, char_width
-from vibebox_tui.terminal.widths import runs
+from vibebox_tui.terminal.grid import SCROLLBACK_LINES, Cursor, Grid, Line
+from vibebox_tui.terminal.widths import char_width, runs
 
 __all__ = ["SCROLLBACK_LINES", "Cursor", "Line", "Screen", "char_width"]
 
@@ -95,7 +96,9 @@ class Screen(Grid):
         while pos < end:
             if cursor.x + 2 > columns:
                 if cursor.x < columns:
-                    self.buffer[cursor.y].chars[cursor.x] = " "  # never straddle the edge
+                    line = self.buffer[cursor.y]
+                    line.chars[cursor.x] = " "  # never straddle the edge: a blank stays
+                    line.attrs[cursor.x] = attr
                     cursor.x = columns
                 self._wrap()
             x = cursor.x
@@ -125,6 +128,7 @@ class Screen(Grid):
                 if cursor.x < columns and width == 2:
                     line = self.buffer[cursor.y]
                     line.chars[cursor.x] = " "  # a wide char never straddles the edge
+                    line.attrs[cursor.x] = cursor.attr
                     cursor.x = columns
                 self._wrap()
                 if cursor.x + width > columns:
@@ -178,11 +182,19 @@ class Screen(Grid):
         self.cursor.x = max(0, min(x, self.columns - 1))
         self.cursor.y = max(top, min(y, bottom))
 
+    def end_pending_wrap(self) -> None:
+        """Drop a pending wrap, as xterm's ResetWrap: after EL 0, ED 0, ECH, ICH and DCH
+        (util.c ClearRight, InsertChar, DeleteChar) the next character overwrites the last
+        column instead of wrapping."""
+        if self.cursor.x >= self.columns:
+            self.cursor.x = self.columns - 1
+
     def move_x(self, x: int) -> None:
         self.cursor.x = max(0, min(x, self.columns - 1))
 
     def move_y(self, y: int) -> None:
-        self.move_to(self.cursor.x, y - (self.top if self.origin else 0))
+        """VPA: row ``y`` (0-based), counted from the scroll region's top in origin mode."""
+        self.move_to(self.cursor.x, y)
 
     def up(self, count: int) -> None:
         cursor = self.cursor
@@ -210,6 +222,8 @@ class Screen(Grid):
 
     def tab(self, count: int = 1) -> None:
         x = self.cursor.x
+        if x >= self.columns:
+            return  # a pending wrap stays pending (xterm: TAB moves no further, keeps it)
         for _ in range(count):
             later = [t for t in self.tabstops if t > x]
             x = min(later) if later else self.columns - 1
@@ -235,7 +249,7 @@ class Screen(Grid):
         """Switch between main and alternate buffers; the alternate one never scrolls back."""
         target = self.alt if alt else self.main
         if clear and (alt or self.in_alt):
-            self.alt[:] = [Line(self.columns) for _ in range(self.lines)]
+            self.alt[:] = [self.blank() for _ in range(self.lines)]  # in the background (BCE)
         self.buffer = target
         for line in self.buffer:
             line.cache = None
