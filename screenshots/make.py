@@ -73,7 +73,8 @@ async def inspector(app: VibeboxApp, backend: FakeBackend, pilot: Pilot[Any]) ->
 
 async def confirm(app: VibeboxApp, backend: FakeBackend, pilot: Pilot[Any]) -> None:
     await attached(app, backend, pilot)
-    backend.streams[fake_id(1)].feed(b":new\r\n\x1b]7777;vibebox-command=new\x07")
+    stream = backend.streams[fake_id(1)]
+    stream.feed(f":new\r\n\x1b]7777;vibebox-command=new;{stream.command_token}\x07".encode())
     await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
     await pilot.pause(0.1)
 

@@ -17,6 +17,7 @@ from typing import Protocol, runtime_checkable
 
 import asyncssh
 
+from vibebox_core import commandtoken
 from vibebox_core.errors import SSHError
 
 TERM_TYPE = "xterm-256color"
@@ -35,6 +36,8 @@ class ByteStream(Protocol):
 
     ``read`` returns ``b""`` once at end of stream (the program exited or the connection
     closed); after that :attr:`end_reason` says why, in words a user understands.
+    Streams to a guest shell also carry ``command_token: str``, the secret its vibebox
+    commands must show (:mod:`vibebox_core.commandtoken`); see :func:`command_token`.
     A dropped connection may also raise :class:`~vibebox_core.errors.VibeboxError` from
     ``read`` or ``write``.
     """
@@ -54,6 +57,12 @@ class ByteStream(Protocol):
     async def close(self) -> None:
         """Close the stream; further reads return ``b""``."""
         ...
+
+
+def command_token(stream: ByteStream) -> str:
+    """The token ``stream``'s shell signs vibebox commands with ("" when it has none)."""
+    token = getattr(stream, "command_token", "")
+    return token if isinstance(token, str) else ""
 
 
 def end_reason(stream: ByteStream) -> str:
@@ -78,6 +87,8 @@ class MemoryStream:
         self.closed = False
         self.eof = False
         self.end_reason = ""
+        #: The token a test's fake shell signs its vibebox commands with.
+        self.command_token = commandtoken.new_token()
 
     def feed(self, data: bytes) -> None:
         """Queue ``data`` as program output."""
@@ -140,8 +151,9 @@ class SSHPtyStream:
     :attr:`end_reason` tell what happened.
     """
 
-    def __init__(self, process: asyncssh.SSHClientProcess[bytes]) -> None:
+    def __init__(self, process: asyncssh.SSHClientProcess[bytes], command_token: str = "") -> None:
         self._process = process
+        self.command_token = command_token
         self._closed = False
         self.exit_status: int | None = None
         self.exit_signal: str | None = None
@@ -156,6 +168,7 @@ class SSHPtyStream:
         *,
         command: str | None = None,
         env: dict[str, str] | None = None,
+        command_token: str | None = None,
     ) -> SSHPtyStream:
         """Start a PTY session on ``conn`` of ``cols`` x ``rows``.
 
@@ -165,24 +178,28 @@ class SSHPtyStream:
             rows: terminal height in cells.
             command: run this instead of the login shell.
             env: extra environment for the session (the server may refuse some names).
+            command_token: the secret the shell signs vibebox commands with (a fresh one
+                when None); sent as :data:`~vibebox_core.commandtoken.ENV_NAME`.
 
         Raises:
             SSHError: the server refused the session or the connection is gone.
         """
+        token = command_token if commandtoken.is_token(command_token) else None
+        token = token or commandtoken.new_token()
         try:
             process: asyncssh.SSHClientProcess[bytes] = await conn.create_process(
                 command,
                 term_type=TERM_TYPE,
                 term_size=(max(1, cols), max(1, rows)),
                 encoding=None,
-                env=env or {},
+                env={**(env or {}), commandtoken.ENV_NAME: token},
             )
         except (asyncssh.Error, OSError) as exc:
             raise SSHError(
                 f"Could not open a terminal session on the guest: {exc}",
                 hint="Check that the VM is running (`vibebox list`) and try again.",
             ) from exc
-        return cls(process)
+        return cls(process, token)
 
     async def read(self) -> bytes:
         if self._closed:

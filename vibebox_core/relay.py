@@ -9,7 +9,9 @@ directory, so only the user who owns the session can ask.
 
 Protocol, on a supervisor connection:
 
-1. The client sends one JSON line ``{"op": "pty", "cols": C, "rows": R}``.
+1. The client sends one JSON line ``{"op": "pty", "cols": C, "rows": R, "token": T}``; ``T``
+   is the fresh secret the guest shell signs vibebox commands with in this terminal
+   (:mod:`vibebox_core.commandtoken`; only the user can reach the socket).
 2. The supervisor answers one JSON line: ``{"ok": true}`` once the shell runs, or
    ``{"ok": false, "error": "...", "hint": "..."}``.
 3. From then on both sides send frames: one kind byte, a 4-byte big-endian length, the
@@ -32,6 +34,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vibebox_core import commandtoken
 from vibebox_core.errors import SSHError, SupervisorError, VibeboxError
 from vibebox_core.supervisor import open_socket
 
@@ -114,8 +117,11 @@ class RelayPtyStream:
     :attr:`end_reason` say what happened, as for :class:`~vibebox_core.pty.SSHPtyStream`.
     """
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, command_token: str = ""
+    ) -> None:
         self._reader = reader
+        self.command_token = command_token
         self._writer = writer
         self._ended = False
         self.exit_status: int | None = None
@@ -132,9 +138,11 @@ class RelayPtyStream:
             SupervisorError: nobody answers, or the answer is not this protocol.
             SSHError: the supervisor could not open the shell on the guest (its message).
         """
+        token = commandtoken.new_token()
         reader, writer = await open_socket(socket_path, timeout=timeout)
         try:
-            _send_line(writer, {"op": OP, "cols": _clamp(cols), "rows": _clamp(rows)})
+            request = {"op": OP, "cols": _clamp(cols), "rows": _clamp(rows), "token": token}
+            _send_line(writer, request)
             await writer.drain()
             line = await asyncio.wait_for(reader.readline(), timeout)
         except (TimeoutError, OSError) as exc:
@@ -159,7 +167,7 @@ class RelayPtyStream:
                 str(answer.get("error") or "the supervisor refused to open a terminal"),
                 hint=str(answer.get("hint") or ""),
             )
-        return cls(reader, writer)
+        return cls(reader, writer, token)
 
     async def read(self) -> bytes:
         while not self._ended:
@@ -223,8 +231,8 @@ class RelayPtyStream:
 
 # --------------------------------------------------------------------------- the supervisor side
 
-#: Opens the guest shell for a request: ``(cols, rows) -> stream``.
-ShellOpener = Callable[[int, int], Awaitable["ByteStream"]]
+#: Opens the guest shell for a request: ``(cols, rows, command_token) -> stream``.
+ShellOpener = Callable[[int, int, "str | None"], Awaitable["ByteStream"]]
 
 
 class SharedSSH:
@@ -258,15 +266,21 @@ class SharedSSH:
                 self._conn = await ssh.connect(self.project, ipv4)
             return self._conn
 
-    async def open_shell(self, cols: int, rows: int) -> ByteStream:
-        """A login shell in a PTY on the shared connection (retried once on a fresh one)."""
+    async def open_shell(
+        self, cols: int, rows: int, command_token: str | None = None
+    ) -> ByteStream:
+        """A login shell in a PTY on the shared connection (retried once on a fresh one).
+
+        ``command_token`` is the client's secret for this terminal's vibebox commands.
+        """
         from vibebox_core.pty import SSHPtyStream
 
+        token = command_token
         try:
-            return await SSHPtyStream.open(await self.connection(), cols, rows)
+            return await SSHPtyStream.open(await self.connection(), cols, rows, command_token=token)
         except SSHError:
             await self.close()  # a connection the guest dropped: try once more on a new one
-            return await SSHPtyStream.open(await self.connection(), cols, rows)
+            return await SSHPtyStream.open(await self.connection(), cols, rows, command_token=token)
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -287,8 +301,9 @@ async def serve(
         cols, rows = _clamp(request.get("cols", 80)), _clamp(request.get("rows", 24))
     except (TypeError, ValueError):
         cols, rows = 80, 24
+    token = request.get("token")
     try:
-        stream = await open_shell(cols, rows)
+        stream = await open_shell(cols, rows, token if commandtoken.is_token(token) else None)
     except VibeboxError as exc:
         _send_line(writer, {"ok": False, "error": exc.message, "hint": exc.hint})
         with contextlib.suppress(OSError):

@@ -139,8 +139,9 @@ def _acquire(lock_path: Path) -> int:
 class Terminals(Protocol):
     """Opens guest shells for ``pty`` requests (:class:`vibebox_core.relay.SharedSSH`)."""
 
-    async def open_shell(self, cols: int, rows: int) -> Any:
-        """A :class:`~vibebox_core.pty.ByteStream` running a login shell in a PTY."""
+    async def open_shell(self, cols: int, rows: int, command_token: str | None = None) -> Any:
+        """A :class:`~vibebox_core.pty.ByteStream` running a login shell in a PTY (its vibebox
+        commands signed with ``command_token``, :mod:`vibebox_core.commandtoken`)."""
         ...
 
     async def close(self) -> None:

@@ -229,10 +229,15 @@ def test_read_only_mount_refuses_writes(guest: Guest) -> None:
 
 def test_login_shell_starts_in_the_project_with_shell_integration(guest: Guest) -> None:
     assert guest.ssh("bash -l -c pwd").stdout == "/home/vibecoder/proj\n"
-    out = guest.ssh("bash -l -c ':new; :exit; :explain; :help'").stdout
-    assert out == "".join(
-        f"\x1b]7777;vibebox-command={name}\x07" for name in ("new", "exit", "explain", "help")
+    token = "0123456789abcdef0123456789abcdef"
+    out = guest.ssh(
+        f"VIBEBOX_COMMAND_TOKEN={token} bash -l -c ':new; :exit; :explain; :help; env'"
+    ).stdout
+    signed = "".join(
+        f"\x1b]7777;vibebox-command={name};{token}\x07"
+        for name in ("new", "exit", "explain", "help")
     )
+    assert out.startswith(signed) and token not in out[len(signed) :]
     # A program merely printing the text does not fire anything.
     assert guest.ssh("echo :new").stdout == ":new\n"
 

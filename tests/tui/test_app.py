@@ -16,6 +16,7 @@ from textual.widgets import ContentSwitcher
 
 from vibebox_core.errors import VMError
 from vibebox_core.progress import ProgressEvent
+from vibebox_core.pty import MemoryStream
 from vibebox_tui import app as app_module
 from vibebox_tui.app import VibeboxApp
 from vibebox_tui.backend import SessionStatus
@@ -28,8 +29,9 @@ from vibebox_tui.widgets import BootProgress, Inspector, SessionBrowser, Session
 SIZE = (100, 30)
 
 
-def osc_command(name: str) -> bytes:
-    return f"\x1b]7777;vibebox-command={name}\x07".encode()
+def osc_command(stream: MemoryStream, name: str) -> bytes:
+    """What the guest shell's ``:name`` prints: the command signed with the PTY's token."""
+    return f"\x1b]7777;vibebox-command={name};{stream.command_token}\x07".encode()
 
 
 def confirm_armed(app: VibeboxApp) -> bool:
@@ -327,7 +329,7 @@ async def test_command_explain_shows_the_inspector_and_keeps_the_keyboard() -> N
     app, backend = attached_app()
     async with app.run_test(size=SIZE) as pilot:
         await until_attached(pilot, app)
-        backend.streams[fake_id(1)].feed(osc_command("explain"))
+        backend.streams[fake_id(1)].feed(osc_command(backend.streams[fake_id(1)], "explain"))
         inspector = app.query_one(Inspector)
         await wait_for(pilot, lambda: inspector.display and inspector.data is not None)
         # The terminal keeps the keyboard: keys typed after :explain (e.g. :exit) are the guest's.
@@ -381,7 +383,7 @@ async def test_command_help_lists_every_command() -> None:
     app, backend = attached_app()
     async with app.run_test(size=SIZE) as pilot:
         await until_attached(pilot, app)
-        backend.streams[fake_id(1)].feed(osc_command("help"))
+        backend.streams[fake_id(1)].feed(osc_command(backend.streams[fake_id(1)], "help"))
 
         def help_text() -> str:
             if not isinstance(app.screen, HelpScreen):
@@ -401,12 +403,12 @@ async def test_command_new_confirms_recreates_and_reattaches() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await until_attached(pilot, app)
         old_stream = backend.streams[fake_id(1)]
-        old_stream.feed(osc_command("new"))
+        old_stream.feed(osc_command(old_stream, "new"))
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("escape")
         await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
         assert backend.recreated == []
-        old_stream.feed(osc_command("new"))
+        old_stream.feed(osc_command(old_stream, "new"))
         await wait_for(pilot, lambda: confirm_armed(app))
         await pilot.press("y")
         await wait_for(pilot, lambda: backend.recreated == [fake_id(1)])
@@ -423,7 +425,7 @@ async def test_command_exit_leaves_with_status_0_and_detaches() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await until_attached(pilot, app)
         stream = backend.streams[fake_id(1)]
-        stream.feed(osc_command("exit"))
+        stream.feed(osc_command(stream, "exit"))
         await wait_for(pilot, lambda: app.return_code is not None)
     assert app.return_code == 0
     assert stream.closed
@@ -448,7 +450,7 @@ async def test_unknown_command_is_a_warning() -> None:
     app, backend = attached_app()
     async with app.run_test(size=SIZE) as pilot:
         await until_attached(pilot, app)
-        backend.streams[fake_id(1)].feed(osc_command("frobnicate"))
+        backend.streams[fake_id(1)].feed(osc_command(backend.streams[fake_id(1)], "frobnicate"))
         await wait_for(pilot, lambda: any("frobnicate" in n.message for n in app._notifications))
 
 

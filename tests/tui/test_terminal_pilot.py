@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Coroutine
 from typing import Any
 
@@ -155,7 +156,8 @@ async def test_queries_are_answered_and_messages_posted() -> None:
     stream = MemoryStream()
     app = TermApp(stream)
     async with app.run_test(size=(60, 20)) as pilot:
-        stream.feed(b"\x1b]2;my title\x07ab\x1b[6n\x1b]7777;vibebox-command=new\x07")
+        token = stream.command_token.encode()
+        stream.feed(b"\x1b]2;my title\x07ab\x1b[6n\x1b]7777;vibebox-command=new;" + token + b"\x07")
         await stream.wait_for(lambda: b"R" in stream.written)
         assert bytes(stream.written) == b"\x1b[1;3R"
         while len(app.messages) < 2:
@@ -323,3 +325,112 @@ async def test_cursor_moves_without_output_are_repainted() -> None:
                 break
             await pilot.pause(0.01)
         assert 0 in painted
+
+
+# -- the key table (tests/data/keytable.py), through a running app ----------------------------
+
+from data.keytable import GROUPS, KEY_TABLE, KeyCase  # noqa: E402  (tests/ is on sys.path)
+
+from vibebox_tui.terminal.input import HostInput, RawInput  # noqa: E402
+
+
+class KeyApp(TermApp, inherit_bindings=False):
+    """No app bindings (ctrl+q, ctrl+c, ctrl+p): every key is the terminal's to encode."""
+
+    ENABLE_COMMAND_PALETTE = False
+
+
+async def _in_group(pilot: Any, stream: MemoryStream, term: TerminalView, group: str) -> None:
+    stream.feed(b"".join(b"%d\r\n" % i for i in range(40)) + GROUPS[group].encode() + b"$ ")
+    while not screen_text(term).rstrip().endswith("$"):
+        await pilot.pause()
+
+
+async def _written_after(stream: MemoryStream, before: int, expected: bytes) -> bytes:
+    with contextlib.suppress(TimeoutError):  # fewer bytes came: the comparison says so
+        await stream.wait_for(lambda: len(stream.written) - before >= len(expected), timeout=2)
+    return bytes(stream.written[before:])
+
+
+@pytest.mark.parametrize("group", list(GROUPS))
+async def test_key_table_as_textual_key_events(group: str) -> None:
+    stream = MemoryStream()
+    app = KeyApp(stream)
+    async with app.run_test(size=(60, 20)) as pilot:
+        term = app.query_one(TerminalView)
+        await _in_group(pilot, stream, term, group)
+        failures = []
+        for case in (c for c in KEY_TABLE if c.group == group and c.keys):
+            before = len(stream.written)
+            await pilot.press(*case.keys)
+            got = await _written_after(stream, before, case.guest)
+            if got != case.guest:
+                failures.append((case.name, case.guest, got))
+        assert not failures
+
+
+def _raw_chunks(case: KeyCase) -> list[tuple[str, bytes]]:
+    host = HostInput()
+    return [c for c in host.feed(case.host_bytes, True) + host.flush() if c[0] != "app"]
+
+
+@pytest.mark.parametrize("group", list(GROUPS))
+async def test_key_table_as_the_host_terminal_s_bytes(group: str) -> None:
+    """What the dashboard's driver gives the terminal (RawInput) reaches the guest as the
+    table says: unchanged, pastes re-encoded, shift+PgUp/PgDn kept on the main screen."""
+    stream = MemoryStream()
+    app = KeyApp(stream)
+    async with app.run_test(size=(60, 20)) as pilot:
+        term = app.query_one(TerminalView)
+        await _in_group(pilot, stream, term, group)
+        failures = []
+        for case in (c for c in KEY_TABLE if c.group == group):
+            before = len(stream.written)
+            chunks = _raw_chunks(case)
+            if chunks:
+                term.post_message(RawInput(chunks))
+            await pilot.pause()
+            got = await _written_after(stream, before, case.guest)
+            if got != case.guest:
+                failures.append((case.name, case.guest, got))
+            term.scroll_lines(-term.history_offset)
+        assert not failures
+
+
+async def test_raw_input_only_while_the_terminal_has_the_keyboard() -> None:
+    stream = MemoryStream()
+    app = KeyApp(stream)
+    async with app.run_test(size=(60, 20)) as pilot:
+        term = app.query_one(TerminalView)
+        assert term.accepts_raw_input()
+        app.query_one(Button).focus()
+        await pilot.pause()
+        assert not term.accepts_raw_input()
+        term.focus()
+        await pilot.pause()
+        assert term.accepts_raw_input()
+        stream.feed_eof("Session exited")
+        while term.disconnect_reason is None:
+            await pilot.pause()
+        assert not term.accepts_raw_input()
+        term.post_message(RawInput([("keys", b"\r")]))  # Enter reconnects, as a key event does
+        while ("reconnect",) not in app.messages:
+            await pilot.pause()
+        assert bytes(stream.written) == b""
+
+
+async def test_shift_page_up_as_bytes_pages_the_scrollback() -> None:
+    stream = MemoryStream()
+    app = KeyApp(stream)
+    async with app.run_test(size=(60, 20)) as pilot:
+        term = app.query_one(TerminalView)
+        stream.feed(b"".join(b"line %d\r\n" % i for i in range(100)))
+        while "line 99" not in screen_text(term):
+            await pilot.pause()
+        term.post_message(RawInput([("keys", b"a\x1b[5;2~")]))
+        while term.history_offset == 0:
+            await pilot.pause()
+        assert term.history_offset == term.size.height - 1
+        term.post_message(RawInput([("keys", b"b")]))
+        await stream.wait_for(lambda: stream.written == b"ab")
+        assert term.history_offset == 0  # typing returns to the live screen

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
+import os
 from pathlib import Path
 from types import ModuleType
 
@@ -83,7 +84,7 @@ def test_shell_integration_defines_the_four_commands() -> None:
     text = (imageplan.guest_dir() / "shell.bash").read_text()
     for name in ("new", "exit", "explain", "help"):
         assert f":{name}() {{ __vibebox_command {name}; }}" in text
-    assert "\\033]7777;vibebox-command=%s\\007" in text
+    assert "\\033]7777;vibebox-command=%s;%s\\007" in text
 
 
 def test_shell_integration_runs_in_bash_and_is_skipped_by_sh(tmp_path: Path) -> None:
@@ -98,10 +99,24 @@ def test_shell_integration_runs_in_bash_and_is_skipped_by_sh(tmp_path: Path) -> 
         .read_text()
         .replace("/usr/lib/vibebox/shell.bash", str(guest / "shell.bash"))
     )
+    token = "0123456789abcdef0123456789abcdef"
     out = subprocess.run(
-        ["bash", "-c", f". {profile}; :new; :help"], capture_output=True, text=True, check=True
+        ["bash", "-c", f". {profile}; :new; :help; env; bash -c ':new'; echo $?"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "VIBEBOX_COMMAND_TOKEN": token},
     )
-    assert out.stdout == "\x1b]7777;vibebox-command=new\x07\x1b]7777;vibebox-command=help\x07"
+    signed = "".join(f"\x1b]7777;vibebox-command={n};{token}\x07" for n in ("new", "help"))
+    assert out.stdout.startswith(signed)
+    # The token is gone from the environment: programs and nested shells never see it.
+    assert token not in out.stdout[len(signed) :]
+    assert out.stdout.endswith("\n127\n") or out.stdout.endswith("\n1\n")
+    unsigned = subprocess.run(
+        ["bash", "-c", f". {profile}; :new"], capture_output=True, text=True, env=dict(os.environ)
+    )
+    assert (unsigned.returncode, unsigned.stdout) == (1, "")  # no token: nothing to sign with
+    assert "only in the dashboard" in unsigned.stderr
     posix = subprocess.run(
         ["bash", "--posix", "-c", f". {profile}; echo ok"], capture_output=True, text=True
     )

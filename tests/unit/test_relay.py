@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from vibebox_core import paths, relay
+from vibebox_core import commandtoken, paths, relay
 from vibebox_core.errors import SSHError, SupervisorError
 from vibebox_core.pty import MemoryStream
 from vibebox_core.relay import RelayPtyStream
@@ -65,12 +65,16 @@ class Terminals:
         self.fail = fail
         self.shells: list[MemoryStream] = []
         self.sizes: list[tuple[int, int]] = []
+        self.tokens: list[str | None] = []
         self.closed = False
 
-    async def open_shell(self, cols: int, rows: int) -> MemoryStream:
+    async def open_shell(
+        self, cols: int, rows: int, command_token: str | None = None
+    ) -> MemoryStream:
         if self.fail:
             raise SSHError(self.fail, hint="a hint")
         self.sizes.append((cols, rows))
+        self.tokens.append(command_token)
         shell = MemoryStream()
         self.shells.append(shell)
         return shell
@@ -147,6 +151,9 @@ async def test_a_relayed_shell_carries_output_input_and_resizes(
     sup, shells = terminals
     stream = await RelayPtyStream.open(sup.socket_path, 90, 20)
     assert shells.sizes == [(90, 20)]
+    # The client's fresh command token is the one the shell is opened with.
+    assert commandtoken.is_token(stream.command_token)
+    assert shells.tokens == [stream.command_token]
     shell = shells.shells[0]
     shell.feed(b"vibecoder@vibebox:~$ ")
     assert await stream.read() == b"vibecoder@vibebox:~$ "

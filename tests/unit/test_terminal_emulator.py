@@ -190,22 +190,26 @@ def test_status_and_attribute_queries_are_answered() -> None:
 
 
 def test_title_and_vibebox_commands_are_events_not_text() -> None:
-    emulator = term("\x1b]0;one\x07\x1b]2;two\x1b\\\x1b]7777;vibebox-command=explain\x07ok\x07")
+    emulator = term(
+        "\x1b]0;one\x07\x1b]2;two\x1b\\\x1b]7777;vibebox-command=explain;t0k\x07ok\x07"
+        "\x1b]7777;vibebox-command=new\x07"
+    )
     assert emulator.take_events() == [
         TitleEvent("one"),
         TitleEvent("two"),
-        CommandEvent("explain"),
+        CommandEvent("explain", "t0k"),  # the widget checks the token against its PTY's
         BellEvent(),
+        CommandEvent("new", ""),
     ]
     assert rows(emulator)[0] == "ok"
 
 
 def test_osc_split_across_reads() -> None:
     emulator = Emulator(20, 3)
-    data = b"a\x1b]7777;vibebox-command=new\x07b"
+    data = b"a\x1b]7777;vibebox-command=new;abc\x07b"
     for byte in data:
         emulator.feed(bytes([byte]))
-    assert emulator.take_events() == [CommandEvent("new")]
+    assert emulator.take_events() == [CommandEvent("new", "abc")]
     assert rows(emulator)[0] == "ab"
 
 

@@ -35,7 +35,8 @@ from textual.strip import Strip
 from textual.widget import Widget
 from textual.worker import Worker
 
-from vibebox_core.pty import ByteStream, end_reason
+from vibebox_core import commandtoken
+from vibebox_core.pty import ByteStream, command_token, end_reason
 from vibebox_tui.terminal.emulator import BellEvent, CommandEvent, Emulator, TitleEvent
 from vibebox_tui.terminal.input import RawInput, VibeboxDriver
 from vibebox_tui.terminal.keys import encode_key, encode_paste
@@ -239,7 +240,13 @@ class TerminalView(Widget, can_focus=True):
             if isinstance(event, TitleEvent):
                 self.post_message(self.TitleChanged(self, event.title))
             elif isinstance(event, CommandEvent):
-                self.post_message(self.VibeboxCommand(self, event.name))
+                # Only the shell holding this PTY's secret can run a vibebox command; the same
+                # bytes from any other output (a `cat`) are ignored (vibebox_core.commandtoken).
+                stream = self._stream
+                if stream is not None and commandtoken.matches(command_token(stream), event.token):
+                    self.post_message(self.VibeboxCommand(self, event.name))
+                else:
+                    self.log.warning("terminal: ignored a vibebox command without this PTY's token")
             elif isinstance(event, BellEvent):
                 self.post_message(self.Bell(self))
 
