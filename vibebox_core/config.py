@@ -24,12 +24,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import tomlkit
-from tomlkit.exceptions import ParseError
+from tomlkit.exceptions import KeyAlreadyPresent, ParseError, TOMLKitError
 from tomlkit.toml_document import TOMLDocument
 
+from vibebox_core import paths
 from vibebox_core.errors import ConfigError
 from vibebox_core.netpolicy import normalize_entry
-from vibebox_core.paths import ProjectPaths
+from vibebox_core.paths import PROJECT_CACHE as PROJECT_CACHE_NAME
+from vibebox_core.paths import PROJECT_CONFIG, ProjectPaths, vibebox_home
+from vibebox_core.projectfile import read_bounded
 
 GUEST_USER = "vibecoder"
 GUEST_HOME = "/home/vibecoder"
@@ -76,8 +79,6 @@ _RESERVED_GUEST_PATHS = frozenset(
 # Nothing may be mounted below these (kernel and runtime file systems, the seed share).
 _RESERVED_GUEST_TREES = ("/proc", "/sys", "/dev", "/run")
 
-_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:/")
-
 DEFAULT_CONFIG_TEXT = f"""\
 # vibebox settings for this project. Commit this file; vibebox keeps your comments.
 # Every key is described in vibebox's README ("Configuration").
@@ -87,7 +88,7 @@ cpus = 2                        # virtual CPUs
 memory_mb = 2048                # guest memory in MiB
 disk_gb = 10                    # size of the instance disk in GiB
 accel = "auto"                  # auto | kvm | tcg  (the environment variable {ACCEL_ENV} wins)
-libvirt_uri = "qemu:///system"  # where the VM lives, e.g. "qemu+ssh://user@host/system"
+libvirt_uri = "qemu:///system"  # this machine's libvirt: qemu:///system or qemu:///session
 # Extra folders shared with the guest: "host:guest[:ro|rw]" (default rw). "~" is your home on
 # the host side and {GUEST_HOME} on the guest side. This project is always mounted
 # read-write at ~/<project-name>.
@@ -185,17 +186,22 @@ class Config:
 # Public API
 
 
-def load_config(project: ProjectPaths, *, create: bool = True) -> Config:
+def load_config(project: ProjectPaths, *, create: bool = True, env: bool = True) -> Config:
     """Read and validate ``<project>/vibebox.toml``.
+
+    The file is guest-writable: what it says drives nothing on the host until it is approved
+    (:mod:`vibebox_core.approval` keeps the approved values outside the project). Use this for
+    what the *file* says; use :func:`vibebox_core.approval.enforced_config` for what is in force.
 
     Args:
         project: the project's paths.
         create: when the file is missing, write the commented defaults (True) or just use the
             defaults without writing anything (False).
+        env: apply ``$VIBEBOX_ACCEL`` (True) or return the file's own values (False).
 
     Returns:
-        The validated config. ``$VIBEBOX_ACCEL`` (auto|kvm|tcg), when set, replaces
-        ``[box] accel``.
+        The validated config. ``$VIBEBOX_ACCEL`` (auto|kvm|tcg), when set and ``env``,
+        replaces ``[box] accel``.
 
     Raises:
         ConfigError: the file cannot be read, is not TOML, or holds a bad value. The message
@@ -207,10 +213,11 @@ def load_config(project: ProjectPaths, *, create: bool = True) -> Config:
         if create:
             _write_defaults(project)
         else:
-            return _apply_env(Config(path=path))
+            return _apply_env(Config(path=path)) if env else Config(path=path)
     text = _read_text(path)
     doc = _parse(path, text)
-    return _apply_env(_validate(project, path, text, doc))
+    config = _validate(project, path, text, doc)
+    return _apply_env(config) if env else config
 
 
 def project_mount(project: ProjectPaths) -> Mount:
@@ -279,18 +286,21 @@ def set_value(project: ProjectPaths, table: str, key: str, value: Any) -> Config
 
 
 def _read_text(path: Path) -> str:
+    # The guest can replace the file (a symlink to /dev/zero, a FIFO, a huge file): only a
+    # regular file of bounded size is read, and a symlink is refused (projectfile).
     try:
-        data = path.read_bytes()
-    except IsADirectoryError:
+        data = read_bounded(path, what=PROJECT_CONFIG)
+    except FileNotFoundError:
         raise ConfigError(
-            f"{path} is a directory, expected the vibebox.toml file",
-            hint="remove or rename it; vibebox then writes the defaults",
+            f"cannot read {path}: it was removed while vibebox read it",
+            hint="run the command again; vibebox then writes the defaults",
         ) from None
-    except OSError as exc:
+    if b"\x00" in data:
+        line = data[: data.index(b"\x00")].count(b"\n") + 1
         raise ConfigError(
-            f"cannot read {path}: {exc.strerror or exc}",
-            hint="check the file's permissions",
-        ) from None
+            f"{path}, line {line}: a NUL byte; expected TOML text",
+            hint="save vibebox.toml as UTF-8 text, or delete it to get the defaults",
+        )
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -312,12 +322,49 @@ def _parse(path: Path, text: str) -> TOMLDocument:
             f"{path}, line {exc.line}, column {exc.col}: not valid TOML: {reason}",
             hint="fix the syntax (see https://toml.io), or delete the file to get the defaults",
         ) from None
+    except KeyAlreadyPresent as exc:
+        match = re.search(r'Key "(.*)" already exists', str(exc))
+        key = match.group(1) if match else ""
+        line = _duplicate_line(text, key) if key else None
+        raise ConfigError(
+            f"{path}{_at(line)}: the key {key!r} is set twice; expected each key once",
+            hint="remove one of the two lines",
+        ) from None
+    except (TOMLKitError, ValueError, TypeError, IndexError, KeyError, RecursionError) as exc:
+        # tomlkit raises more than ParseError for some malformed documents.
+        raise ConfigError(
+            f"{path}: not valid TOML ({type(exc).__name__})",
+            hint="fix the syntax (see https://toml.io), or delete the file to get the defaults",
+        ) from None
     if not doc:
         raise ConfigError(
             f"{path} is empty: expected the tables [box], [network] and [supervisor]",
             hint="delete the file and vibebox writes a commented default one",
         )
     return doc
+
+
+def _duplicate_line(text: str, key: str) -> int | None:
+    """The line where ``key`` is given the second time (a key or a table header)."""
+    name = re.escape(key)
+    pattern = re.compile(rf"(^|[{{,.\s\[])[\"']?{name}[\"']?\s*(=|\])", re.MULTILINE)
+    seen = 0
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.split("#", 1)[0]
+        hits = len(pattern.findall(stripped))
+        if hits and seen + hits >= 2:
+            return number
+        seen += hits
+    return None
+
+
+def apply_env(config: Config) -> Config:
+    """Return ``config`` with ``$VIBEBOX_ACCEL`` (when set) in place of ``[box] accel``.
+
+    Raises:
+        ConfigError: the variable holds something other than auto, kvm or tcg.
+    """
+    return _apply_env(config)
 
 
 def _apply_env(config: Config) -> Config:
@@ -462,15 +509,65 @@ def _str_list(ctx: _Ctx, table: str, key: str, value: Any, what: str) -> list[st
     return list(value)
 
 
+#: The only libvirt connections vibebox drives: the local system and session daemons.
+LIBVIRT_URIS = ("qemu:///system", "qemu:///session")
+
+
+def check_libvirt_uri(uri: str) -> str | None:
+    """Say why ``uri`` cannot be used as ``[box] libvirt_uri``; None when it can.
+
+    Only :data:`LIBVIRT_URIS` are accepted. A session's disk, kernel, seed and shares are
+    paths on this machine, so a remote libvirt cannot run it; and some transports run a
+    program on the host (``ext``, ``ssh`` with ``command=``, ``?socket=`` ...), so a URI from a
+    guest-writable file must never reach libvirt.
+    """
+    if uri in LIBVIRT_URIS:
+        return None
+    lowered = uri.lower()
+    scheme = lowered.split(":", 1)[0]
+    runs_program = (
+        "+ext" in scheme
+        or scheme.endswith("+ssh")
+        or scheme.endswith("+libssh")
+        or scheme.endswith("+libssh2")
+        or any(f"{word}=" in lowered for word in ("command", "socket", "keyfile", "netcat"))
+    )
+    if runs_program:
+        return (
+            "this transport can run a program on the host, so vibebox never uses it; "
+            "remote libvirt is not supported"
+        )
+    return (
+        "remote or custom libvirt connections are not supported: a session's disk, kernel "
+        "and shares are paths on this machine"
+    )
+
+
 def _libvirt_uri(ctx: _Ctx, value: Any) -> str:
-    if not isinstance(value, str) or not _URI.match(value.strip()):
+    if not isinstance(value, str):
         raise ctx.error(
             "box",
             "libvirt_uri",
-            f"expected a libvirt connection URI such as 'qemu:///system' or "
-            f"'qemu+ssh://user@host/system', got {_describe(value)}",
+            f"expected 'qemu:///system' or 'qemu:///session', got {_describe(value)}",
         )
-    return value.strip()
+    uri = value.strip()
+    why = check_libvirt_uri(uri)
+    if why is not None:
+        raise ctx.error(
+            "box",
+            "libvirt_uri",
+            f"{why}; expected the libvirt URI 'qemu:///system' or 'qemu:///session', "
+            f"got {_shown(uri)}",
+            hint='set libvirt_uri to "qemu:///system" (or "qemu:///session"), or remove '
+            "the line; vibebox runs sessions on this machine's libvirt only",
+        )
+    return uri
+
+
+def _shown(text: str, limit: int = 80) -> str:
+    """A value from the file, quoted with control characters escaped and cut to ``limit``."""
+    quoted = repr(text if len(text) <= limit else text[:limit] + "…")
+    return quoted
 
 
 def map_guest_path(raw: str) -> str:
@@ -519,7 +616,10 @@ def parse_mount(spec: str, project_root: Path) -> Mount:
         raise ValueError(f"{spec!r}: cannot expand {host_raw.split('/')[0]!r} on the host")
     if not host.is_absolute():
         host = project_root / host
-    host = Path(os.path.normpath(host))
+    # Resolved (symlinks and ``..`` followed) so the rules below compare real directories;
+    # the approved snapshot keeps this resolved path, so a symlink swapped later shows up as
+    # a change that needs approval.
+    host = Path(os.path.realpath(host))
     if not host.is_dir():
         problem = "is not a directory" if host.exists() else "does not exist"
         raise ValueError(f"{spec!r}: the host path {host} {problem}; expected a directory")
@@ -544,6 +644,58 @@ def parse_mount(spec: str, project_root: Path) -> Mount:
     return Mount(host=host, guest=guest, read_only=read_only)
 
 
+def _within(path: Path, top: Path) -> bool:
+    return path == top or top in path.parents
+
+
+def mount_refusal(host: Path, project: ProjectPaths) -> str | None:
+    """Say why the (resolved) host directory ``host`` may not be shared; None when it may.
+
+    A mount may not be the project (it is always mounted, with ``.vibebox/`` masked) or a
+    directory above it (that would share the project again, unmasked), may not be, contain
+    or sit under the project's ``.vibebox/`` (SSH keys, disk, seed), and may not be, contain
+    or sit in what vibebox keeps under its home (``VIBEBOX_HOME``: the index, the approvals,
+    the images, the supervisor sockets).
+    Every path is compared resolved, so ``..`` and symlinks cannot hide any of these.
+    """
+    real = Path(os.path.realpath(host))
+    root = Path(os.path.realpath(project.root))
+    cache = root / PROJECT_CACHE_NAME
+    home = Path(os.path.realpath(vibebox_home()))
+    if real == root:
+        return (
+            f"the host path {real} is the project itself, which would expose its .vibebox/ "
+            "(SSH keys, disk) to the guest"
+        )
+    if real in root.parents:
+        return (
+            f"the host path {real} contains the project, which would expose its .vibebox/ "
+            "(SSH keys, disk) to the guest"
+        )
+    if _within(real, cache):
+        return f"the host path {real} is inside the project's .vibebox/ (SSH keys, disk, seed)"
+    if real == home or real in home.parents:
+        return (
+            f"the host path {real} is or contains vibebox's home {home} "
+            "(session index, approvals, images)"
+        )
+    if any(_within(real, home / name) for name in _HOME_ENTRIES):
+        return f"the host path {real} is inside vibebox's home {home} (its {real.name} files)"
+    return None
+
+
+# What vibebox keeps under its home; a mount may sit under the home (a test's temporary
+# directory often holds both), never under one of these.
+_HOME_ENTRIES = (
+    paths.SESSIONS_INDEX,
+    paths.SESSIONS_LOCK,
+    paths.IMAGES_DIR,
+    paths.RUN_DIR,
+    paths.BIN_DIR,
+    "approved",
+)
+
+
 def _mounts(ctx: _Ctx, project: ProjectPaths, value: Any) -> tuple[Mount, ...]:
     specs = _str_list(ctx, "box", "mounts", value, "'host:guest[:ro|rw]' strings")
     implicit = project_mount(project)
@@ -555,17 +707,16 @@ def _mounts(ctx: _Ctx, project: ProjectPaths, value: Any) -> tuple[Mount, ...]:
             mount = parse_mount(spec, project.root)
         except ValueError as exc:
             raise ctx.error("box", "mounts", str(exc), line=line) from None
-        if mount.host == project.root or mount.host in project.root.parents:
-            # The project is already mounted with its .vibebox/ (keys, disk) masked; sharing
-            # it again, or a directory above it, would hand the guest that cache unmasked.
-            what = "is the project itself" if mount.host == project.root else "contains the project"
+        refused = mount_refusal(mount.host, project)
+        if refused is not None:
             raise ctx.error(
                 "box",
                 "mounts",
-                f"{spec!r}: the host path {mount.host} {what}, which would expose its .vibebox/ "
-                "(SSH keys, disk) to the guest; expected a directory outside the project "
-                f"(the project is always mounted at {implicit.guest})",
+                f"{spec!r}: {refused}",
                 line=line,
+                hint="pick a directory outside the project's .vibebox/ and vibebox's home "
+                f"that does not contain the project (the project is always mounted at "
+                f"{implicit.guest})",
             )
         if mount.guest in seen:
             raise ctx.error(

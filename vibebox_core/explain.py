@@ -3,6 +3,9 @@
 It answers "what does this VM see of my machine?": the mounts (host → guest, read-only or
 read-write, the implicit project mount marked), the network policy and port forwards, where
 the project's files live, and, when known, the VM's state and its recent network decisions.
+Callers pass the *enforced* config (:func:`vibebox_core.approval.enforced_config`, the
+approved snapshot), never the guest-writable file; a change the file holds that nobody
+approved yet is shown apart (:attr:`Explain.pending`).
 Building it is a pure function of data the caller already has, so it is tested without a VM;
 the CLI prints :func:`render_text` or :meth:`Explain.to_dict` as JSON, the dashboard draws
 the same fields its own way.
@@ -16,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from vibebox_core import paths
+from vibebox_core.approval import Review
 from vibebox_core.config import Config, Mount, all_mounts
+from vibebox_core.errors import VibeboxError
 from vibebox_core.netlog import NetSummary
 from vibebox_core.paths import ProjectPaths
 
@@ -137,6 +142,13 @@ class Explain:
         vm: live VM facts, None when not asked for or unknown.
         recent_network: recent allowed/blocked connections, oldest first.
         network_summary: counts over the whole network log, None when not asked for.
+        approval: how ``vibebox.toml`` compares with the approved snapshot: ``"approved"``,
+            ``"changed"``, ``"new"`` (never approved), ``"unreadable"``, or ``""`` (not asked).
+        pending: what the file asks for beyond the enforced values (not approved, not
+            enforced), one :func:`~vibebox_core.netpolicy.policy_diff` line each.
+        pending_asks: True when a start will ask before applying :attr:`pending` (False: a
+            first start approves it by itself, it grants nothing beyond the defaults).
+        file_problem: why ``vibebox.toml`` is refused (empty when it is not).
     """
 
     project: Path
@@ -147,6 +159,10 @@ class Explain:
     vm: VMInfo | None = None
     recent_network: list[NetEventView] = field(default_factory=list)
     network_summary: NetSummary | None = None
+    approval: str = ""
+    pending: tuple[str, ...] = ()
+    pending_asks: bool = True
+    file_problem: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able view (``vibebox explain --json``)."""
@@ -178,6 +194,12 @@ class Explain:
             "network_summary": None
             if self.network_summary is None
             else self.network_summary.to_dict(),
+            "approval": {
+                "status": self.approval,
+                "pending": list(self.pending),
+                "pending_asks": self.pending_asks,
+                "file_problem": self.file_problem,
+            },
         }
 
 
@@ -198,6 +220,7 @@ def build_explain(
     vm: VMInfo | None = None,
     recent_network: Sequence[Any] = (),
     network_summary: NetSummary | None = None,
+    review: Review | None = None,
 ) -> Explain:
     """Build the explain model for one project.
 
@@ -209,6 +232,8 @@ def build_explain(
         recent_network: network decisions (objects with ``time``, ``host``, ``port`` and
             ``verdict`` attributes, e.g. ``netlog.NetEvent``, or dicts with those keys).
         network_summary: counts over the whole log (:func:`vibebox_core.netlog.summary`).
+        review: the file against the approved snapshot (:func:`vibebox_core.approval.review`);
+            its pending change is shown apart from ``config``, which is what is enforced.
     """
     network = NetworkView(
         mode=config.network.mode,
@@ -247,13 +272,32 @@ def build_explain(
         vm=vm,
         recent_network=[NetEventView.of(event) for event in recent_network],
         network_summary=network_summary,
+        approval=review.status if review is not None else "",
+        pending=review.diff if review is not None and review.status in _PENDING else (),
+        pending_asks=review.needs_approval if review is not None else True,
+        file_problem=_problem(review.error) if review is not None and review.error else "",
     )
+
+
+def _problem(error: VibeboxError) -> str:
+    return error.message + (f" ({error.hint})" if error.hint else "")
+
+
+_PENDING = ("changed", "new")
+_SOURCES = {
+    "approved": "the approved snapshot (vibebox.toml matches it)",
+    "changed": "the approved snapshot (vibebox.toml differs: see pending)",
+    "new": "the defaults (nothing approved yet for this project)",
+}
 
 
 def render_text(explain: Explain) -> str:
     """Render the model as the plain text ``vibebox explain`` prints."""
     out: list[str] = [f"project  {explain.project}"]
     out.append(f"session  {explain.session_id or '(none yet: `vibebox` here creates it)'}")
+    if explain.approval:
+        source = _SOURCES.get(explain.approval, "the approved snapshot")
+        out.append(f"enforced {source}")
     out.append("")
     out.append("mounts (host → guest)")
     for mount in explain.mounts:
@@ -268,6 +312,19 @@ def render_text(explain: Explain) -> str:
         out.append(
             "  ports (host loopback → guest, while attached): " + ", ".join(explain.network.ports)
         )
+    if explain.file_problem:
+        out.append("")
+        out.append("vibebox.toml is refused; the approved values above apply:")
+        out.append(f"  {explain.file_problem}")
+    if explain.pending:
+        out.append("")
+        if explain.pending_asks:
+            out.append("pending: vibebox.toml asks for this, NOT approved and NOT enforced")
+            out.append("  (the next start asks; `vibebox approve` shows and approves it)")
+        else:
+            out.append("pending: vibebox.toml asks for this, not approved yet")
+            out.append("  (it grants nothing beyond the defaults: the first start approves it)")
+        out.extend(f"  {line}" for line in explain.pending)
     out.append("")
     out.append("storage")
     width = max(len(item.label) for item in explain.storage)

@@ -427,9 +427,30 @@ def policy_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
         lines.append(f"+ port forward: host 127.0.0.1:{host_port} → guest {guest_port}")
     for host_port, guest_port in (p for p in old_ports if p not in new_ports):
         lines.append(f"- port forward: host 127.0.0.1:{host_port} → guest {guest_port}")
+    # The rest of an approved snapshot (vibebox_core.approval): resources, URI, grace.
+    for table, keys in _VALUE_KEYS:
+        old_table: Mapping[str, Any] = old.get(table, {})
+        new_table: Mapping[str, Any] = new.get(table, {})
+        for key in keys:
+            if key in new_table and old_table.get(key) != new_table.get(key):
+                lines.append(f"~ {key}: {old_table.get(key, '-')} → {new_table.get(key)}")
     if not lines and canonical_json(old) != canonical_json(new):
         lines.append("~ policy format changed")
-    return lines
+    # Paths and values come from a guest-writable file: never a raw control character.
+    return [_visible(line) for line in lines]
+
+
+_VALUE_KEYS = (
+    ("box", ("cpus", "memory_mb", "disk_gb", "accel", "libvirt_uri")),
+    ("supervisor", ("auto_shutdown_ms",)),
+)
+
+
+def _visible(text: str) -> str:
+    """``text`` with every control or format character shown as an escape (``\\x1b``)."""
+    return "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text
+    )
 
 
 @dataclass(frozen=True)
@@ -475,9 +496,16 @@ def check_approval(extra: Mapping[str, Any], config: PolicyConfig) -> ApprovalCh
         except ValueError:
             loaded = None
         if isinstance(loaded, dict) and policy_digest(loaded) == approved:
-            old = loaded
+            # The index may hold the whole approved snapshot (vibebox_core.approval): only
+            # its mounts + network are compared here.
+            old = {key: loaded[key] for key in _POLICY_KEYS if key in loaded}
+            if policy_digest(old) == digest:
+                return ApprovalCheck("approved", digest)
     diff = policy_diff(old, policy) if old else ["~ the previously approved policy is unknown"]
     return ApprovalCheck("changed", digest, tuple(diff))
+
+
+_POLICY_KEYS = ("version", "mounts", "network")
 
 
 class _ExtraWriter(Protocol):
@@ -490,9 +518,14 @@ def record_approval(index: _ExtraWriter, session_id: str, config: PolicyConfig) 
     Both the digest and the canonical JSON are kept (as strings, so any TOML writer can
     hold them) so the next change can be shown as a difference.
     """
-    policy = canonical_policy(config)
-    digest = policy_digest(policy)
-    index.set_extra(session_id, APPROVED_POLICY_KEY, canonical_json(policy))
+    return record_values(index, session_id, canonical_policy(config))
+
+
+def record_values(index: _ExtraWriter, session_id: str, values: Mapping[str, Any]) -> str:
+    """Store approved canonical values (a policy, or a whole approved snapshot's values) in a
+    session's index entry; return their digest."""
+    digest = policy_digest(values)
+    index.set_extra(session_id, APPROVED_POLICY_KEY, canonical_json(values))
     index.set_extra(session_id, APPROVED_DIGEST_KEY, digest)
     return digest
 
@@ -504,15 +537,27 @@ class PolicyNotApprovedError(NetworkPolicyError):
         check: the comparison, with the difference to show (``check.diff``).
     """
 
-    def __init__(self, check: ApprovalCheck, *, project: str = "") -> None:
-        where = f" in {project}" if project else ""
-        lines = "\n".join(f"  {line}" for line in check.diff)
+    def __init__(self, check: ApprovalCheck, *, project: str = "", first: bool = False) -> None:
+        where = f" in {_visible(project)}" if project else ""
+        lines = "\n".join(f"  {_visible(line)}" for line in check.diff)
+        if first:
+            message = (
+                "vibebox.toml grants more than the defaults and was never approved for this "
+                f"project (it may come from a cloned repository or a program in the guest):\n"
+                f"{lines}"
+            )
+        else:
+            message = (
+                "vibebox.toml changed the session's mounts, network or resources since you "
+                f"approved them (a program in the guest can edit it):\n{lines}"
+            )
         super().__init__(
-            "vibebox.toml changed the session's mounts or network since you approved them "
-            f"(a program in the guest can edit it):\n{lines}",
-            hint=f"review the change, then run `vibebox approve`{where} to apply it",
+            message,
+            hint=f"review the change, then run `vibebox approve`{where} to apply it, "
+            "or undo it in vibebox.toml",
         )
         self.check = check
+        self.first = first
 
 
 class _ApprovalIndex(_ExtraWriter, Protocol):
@@ -524,8 +569,10 @@ def require_approval(
 ) -> ApprovalCheck:
     """Gate a start on the user's approval of the config's mounts + network.
 
-    The first start of a session approves what it finds (the user just created it on the
-    host); later starts must match the approved digest.
+    The first start of a session approves what it finds only when it adds no mounts and no
+    port forwards (a cloned repository's file is not the user's word); later starts must
+    match the approved digest. :func:`vibebox_core.approval.gate` is the full gate (every
+    value, the snapshot outside the project) that starts use.
 
     Args:
         index: the session index (``SessionIndex``).
@@ -539,6 +586,13 @@ def require_approval(
     """
     check = check_approval(index.get(session_id).extra, config)
     if check.status == "new":
+        policy = canonical_policy(config)
+        if policy["mounts"] or policy["network"]["ports"]:
+            # Extra mounts or port forwards were never approved: ask, even the first time.
+            diff = policy_diff({"mounts": [], "network": policy["network"]}, policy)
+            raise PolicyNotApprovedError(
+                ApprovalCheck("changed", check.digest, tuple(diff)), project=project, first=True
+            )
         record_approval(index, session_id, config)
         return check
     if check.needs_approval:

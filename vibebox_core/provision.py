@@ -24,14 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vibebox_core import access, netenforce, netpolicy, ssh, vm
+from vibebox_core import access, approval, netenforce, netpolicy, ssh, vm
 from vibebox_core.config import Config, all_mounts
 from vibebox_core.errors import VMError
 from vibebox_core.fileio import write_atomic
 from vibebox_core.hypervisor import Hypervisor
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.progress import ProgressCallback, ProgressClock
-from vibebox_core.sessions import SessionIndex
 
 #: Tag of the read-only share that seeds the guest (keys, guest.json).
 SEED_TAG = "vibebox-seed"
@@ -190,10 +189,12 @@ def check_qemu_access(files: Sequence[Path]) -> None:
 
 @dataclass
 class Prepared:
-    """What :func:`prepare_and_start` settled on: the accelerator and the domain's name."""
+    """What :func:`prepare_and_start` settled on: the accelerator, the domain's name and the
+    approved config it started with."""
 
     accel: str
     domain_name: str
+    config: Config | None = None
 
 
 def prepare_and_start(
@@ -211,8 +212,9 @@ def prepare_and_start(
             (:class:`~vibebox_core.netpolicy.PolicyNotApprovedError`), or the image, keys,
             disk, QEMU's access to its files or libvirt failed (each with a hint).
     """
-    # The guest can edit vibebox.toml (NET): changed mounts or [network] need approval first.
-    netpolicy.require_approval(SessionIndex(), session_id, config, project=str(project.root))
+    # The guest can edit vibebox.toml (NET): the VM starts from the approved snapshot only;
+    # a change (or a first start that grants more than the defaults) needs approval first.
+    config = approval.gate(project, session_id)
     clock("checking image")
     from vibebox_core import images  # cold path only: keeps it off a warm attach's imports
 
@@ -270,7 +272,7 @@ def prepare_and_start(
     write_atomic(project.network_def, network_xml.encode())
     clock("starting VM", f"{name} (accel={accel})")
     hv.start(session_id)
-    return Prepared(accel, name)
+    return Prepared(accel, name, config)
 
 
 def network_plan(

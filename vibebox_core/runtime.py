@@ -40,6 +40,7 @@ from datetime import UTC, datetime
 import asyncssh
 
 from vibebox_core import (
+    approval,
     doctor,
     paths,
     portforward,
@@ -52,7 +53,7 @@ from vibebox_core import (
 )
 from vibebox_core.access import QemuAccessError
 from vibebox_core.config import Config, load_config
-from vibebox_core.errors import SSHError, VibeboxError, VMError
+from vibebox_core.errors import ConfigError, SSHError, VibeboxError, VMError
 from vibebox_core.fileio import write_atomic
 from vibebox_core.hypervisor import Hypervisor
 from vibebox_core.paths import ProjectPaths
@@ -178,9 +179,13 @@ def _load(project_dir: str | os.PathLike[str]) -> tuple[ProjectPaths, Config, Se
     project = ProjectPaths.for_directory(project_dir)
     if not project.root.is_dir():
         raise VMError(f"{project.root} is not a directory")
-    config = load_config(project)
+    # Writes the commented defaults for a new project; a refused file is reported by the
+    # cold start's gate (provision), and a running session is attached to as approved.
+    with contextlib.suppress(ConfigError):
+        load_config(project)
     entry = SessionIndex().ensure(project.root)
-    return project, config, entry
+    # The guest can write vibebox.toml: the host uses the approved snapshot, never the file.
+    return project, approval.enforced_config(project), entry
 
 
 def _wait_not_stopping(hv: Hypervisor, session_id: str) -> str:
@@ -262,6 +267,7 @@ async def ensure_running(
                         await asyncio.to_thread(doctor.diagnose_failure, exc, hv.uri, project)
                     raise
                 accel = prepared.accel
+                config = prepared.config or config
                 booted = True
                 timings["started"] = clock.elapsed
             await asyncio.to_thread(

@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vibebox_core import paths, supervisor, vm
-from vibebox_core.config import load_config
+from vibebox_core import approval, paths, supervisor, vm
 from vibebox_core.errors import SessionNotFoundError, SupervisorError, VibeboxError, VMError
 from vibebox_core.hypervisor import Hypervisor, LibvirtHypervisor, VMStatus
 from vibebox_core.paths import ProjectPaths
@@ -98,11 +97,12 @@ def _hypervisor_for(directory: Path, hypervisor: Hypervisor | None) -> Hyperviso
 
 
 def _libvirt_uri(project: ProjectPaths) -> str:
-    """The project's libvirt URI, or the default when its config cannot be read."""
-    try:
-        return load_config(project, create=False).box.libvirt_uri
-    except VibeboxError:
-        return "qemu:///system"
+    """The project's approved libvirt URI (the default before any approval).
+
+    Never the one ``vibebox.toml`` holds: the guest can write that file, and some URIs run
+    programs on the host (:func:`vibebox_core.config.check_libvirt_uri`).
+    """
+    return approval.enforced_uri(project)
 
 
 def _status_from(entry: SessionEntry, vm_status: VMStatus) -> SessionStatus:

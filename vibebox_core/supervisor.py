@@ -790,9 +790,9 @@ async def _serve(project: ProjectPaths, session_id: str, uri: str, grace_ms: int
 
 
 def _config_defaults(project: ProjectPaths) -> tuple[str, int]:
-    from vibebox_core.config import load_config
+    from vibebox_core.approval import enforced_config
 
-    config = load_config(project, create=False)
+    config = enforced_config(project)  # the approved snapshot, never the guest-writable file
     return config.box.libvirt_uri, config.supervisor.auto_shutdown_ms
 
 

@@ -233,7 +233,7 @@ class VibeboxApp(PollingApp, inherit_bindings=False):
 
         def answered(confirmed: bool | None) -> None:
             if confirmed:
-                self.approve_and_attach(directory, message.startup)
+                self.approve_and_attach(directory, message.startup, message.error.check.digest)
             else:
                 action = f"Not starting {directory.name}"
                 self.post_message(msg.Failed(action, message.error, fatal=message.startup))
@@ -241,9 +241,12 @@ class VibeboxApp(PollingApp, inherit_bindings=False):
         self.push_screen(confirm_approval(directory, message.error.check.diff), answered)
 
     @work(exclusive=True, exit_on_error=False, group="approve")
-    async def approve_and_attach(self, directory: Path, startup: bool) -> None:
+    async def approve_and_attach(self, directory: Path, startup: bool, expected: str = "") -> None:
         try:
-            when = await asyncio.to_thread(self.backend.approve, directory)
+            when = await asyncio.to_thread(self.backend.approve, directory, expected or None)
+        except PolicyNotApprovedError as exc:  # the file changed again since the dialog
+            self.post_message(msg.ApprovalNeeded(directory, exc, startup))
+            return
         except Exception as exc:
             self.post_message(msg.Failed("Approving vibebox.toml", exc, fatal=startup))
             return

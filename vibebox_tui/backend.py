@@ -82,7 +82,9 @@ class InspectorData:
     holds ready-made lines (newest last), one per allowed or blocked connection.
     ``policy_applied`` says how the approved network policy reached the running session:
     ``"live"`` (in force now) or ``"next start"`` (``policy_pending`` lists what waits for a
-    restart); None when no session runs or nobody knows.
+    restart); None when no session runs or nobody knows. ``unapproved`` lists what
+    ``vibebox.toml`` asks for that is not approved and so not enforced (everything else shown
+    is the approved snapshot).
     """
 
     project: Path
@@ -101,6 +103,7 @@ class InspectorData:
     problem: str = ""
     policy_applied: str | None = None
     policy_pending: tuple[str, ...] = ()
+    unapproved: tuple[str, ...] = ()
 
 
 @dataclass
@@ -146,9 +149,11 @@ class Backend(Protocol):
         open a terminal on it; reports each step to ``progress`` (possibly from a thread)."""
         ...
 
-    def approve(self, directory: Path) -> str:
-        """Approve ``vibebox.toml``'s changed mounts and network (after the user agreed in a
-        dialog); returns when it applies: ``"live"`` or ``"next start"`` (blocking)."""
+    def approve(self, directory: Path, expected: str | None = None) -> str:
+        """Approve what ``vibebox.toml`` asks for (after the user agreed in a dialog); returns
+        when it applies: ``"live"`` or ``"next start"`` (blocking). ``expected`` is the digest
+        the dialog showed (``PolicyNotApprovedError.check.digest``): when the file says
+        something else by now, nothing is approved and ``PolicyNotApprovedError`` is raised."""
         ...
 
     def delete(self, session_id: str) -> None:

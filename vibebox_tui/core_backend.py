@@ -12,20 +12,16 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import json
 import threading
 from collections.abc import Coroutine, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from vibebox_core import netlog, runtime, sessionctl
-from vibebox_core.config import load_config
+from vibebox_core import approval, netlog, runtime, sessionctl
 from vibebox_core.errors import VibeboxError
 from vibebox_core.explain import VMInfo, build_explain
 from vibebox_core.hypervisor import Hypervisor
-from vibebox_core.netenforce import change_applies
-from vibebox_core.netpolicy import APPROVED_POLICY_KEY, canonical_policy, record_approval
 from vibebox_core.paths import PROJECT_CACHE, PROJECT_CONFIG, ProjectPaths
 from vibebox_core.progress import ProgressCallback, ProgressEvent
 from vibebox_core.pty import ByteStream, SSHPtyStream
@@ -253,18 +249,9 @@ class CoreBackend:
             return
         self._io.submit(future.result().discard())
 
-    def approve(self, directory: Path) -> str:
-        project = ProjectPaths.for_directory(directory)
-        config = load_config(project, create=False)
-        index = SessionIndex()
-        entry = index.find_by_directory(project.root)
-        if entry is None:
-            return "next start"  # a first start approves its vibebox.toml by itself
-        old = entry.extra.get(APPROVED_POLICY_KEY)
-        record_approval(index, entry.id, config)
-        if isinstance(old, str):
-            return change_applies(json.loads(old), canonical_policy(config))
-        return "next start"
+    def approve(self, directory: Path, expected: str | None = None) -> str:
+        # The approved snapshot outside the project; exactly what the dialog showed.
+        return approval.approve(ProjectPaths.for_directory(directory), expected=expected)
 
     def _entry(self, session_id: str) -> SessionEntry:
         return SessionIndex().get(session_id)
@@ -306,9 +293,12 @@ class CoreBackend:
             events = tuple(netlog.tail(project.network_log, RECENT_NETWORK))
         # The log's own lines (with source and reason), not explain's shorter ones.
         recent = tuple(e.describe() for e in events)
-        try:
-            config = load_config(project, create=False)
-        except VibeboxError as exc:
+        # What is enforced: the approved snapshot, never the guest-writable file; the file's
+        # unapproved change is shown apart (InspectorData.unapproved).
+        found = approval.review(project)
+        config = found.enforced_config()
+        if found.error is not None:
+            exc = found.error
             hint = f" ({exc.hint})" if exc.hint else ""
             return InspectorData(
                 project=project.root,
@@ -329,6 +319,7 @@ class CoreBackend:
             session_id=entry.id if entry else None,
             vm=vm,
             recent_network=events,
+            review=found,
         )
         return InspectorData(
             project=explain.project,
@@ -349,6 +340,7 @@ class CoreBackend:
             problem=problem,
             policy_applied=applied,
             policy_pending=pending,
+            unapproved=explain.pending,
         )
 
     def fingerprint(self, directory: Path) -> Hashable:
@@ -369,7 +361,9 @@ class CoreBackend:
         if entry is not None:
             status = sessionctl.session_status(entry, self._hypervisor)
             vm = (status.state, status.attached, status.ipv4, *_policy(status))
-        return stat(project.config), stat(project.network_log), vm, entry.id if entry else None
+        approved = stat(approval.snapshot_path(project))  # an approval changes what is shown
+        files = (stat(project.config), approved, stat(project.network_log))
+        return files, vm, entry.id if entry else None
 
     def console_tail(self, directory: Path, lines: int = 15) -> list[str]:
         path = ProjectPaths.for_directory(directory).console_log

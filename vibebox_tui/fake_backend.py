@@ -261,7 +261,7 @@ class FakeBackend:
 
         return Attachment(session, stream, release)
 
-    def approve(self, directory: Path) -> str:
+    def approve(self, directory: Path, expected: str | None = None) -> str:
         with self._lock:
             self.unapproved.pop(directory, None)
             self.approved.append(directory)

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from vibebox_core import approval
 from vibebox_core.config import load_config, set_value
-from vibebox_core.errors import SessionNotFoundError
-from vibebox_core.netpolicy import PolicyNotApprovedError, require_approval
+from vibebox_core.errors import ConfigError
+from vibebox_core.netpolicy import PolicyNotApprovedError
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.sessions import SessionIndex
 from vibebox_tui.commands import approve
@@ -30,15 +31,15 @@ def _args(project: ProjectPaths, yes: bool) -> argparse.Namespace:
 def test_changed_policy_is_refused_until_approved(
     project: ProjectPaths, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    index = SessionIndex()
-    entry = index.ensure(project.root)
-    assert require_approval(index, entry.id, load_config(project)).status == "new"
+    entry = SessionIndex().ensure(project.root)
+    load_config(project)
+    approval.gate(project, entry.id)  # defaults: the first start approves them
 
     # The guest edits vibebox.toml through the project mount.
     set_value(project, "network", "mode", "allowlist")
     set_value(project, "network", "entries", ["evil.example"])
     with pytest.raises(PolicyNotApprovedError) as refused:
-        require_approval(index, entry.id, load_config(project), project=str(project.root))
+        approval.gate(project, entry.id)
     assert f"vibebox approve` in {project.root}" in refused.value.hint
 
     monkeypatch.setattr("sys.stdin.isatty", lambda: False)
@@ -49,7 +50,7 @@ def test_changed_policy_is_refused_until_approved(
 
     assert approve.run(_args(project, yes=True)) == 0
     assert "next start" in capsys.readouterr().out  # a mode change needs a restart
-    assert require_approval(index, entry.id, load_config(project)).status == "approved"
+    assert approval.gate(project, entry.id).network.entries == ("evil.example",)
 
     set_value(project, "network", "entries", ["evil.example", "more.example"])
     assert approve.run(_args(project, yes=True)) == 0
@@ -58,23 +59,78 @@ def test_changed_policy_is_refused_until_approved(
     assert "nothing to approve" in capsys.readouterr().out
 
 
+def test_resources_and_uri_are_approved_too(
+    project: ProjectPaths, capsys: pytest.CaptureFixture[str]
+) -> None:
+    load_config(project)
+    approval.gate(project)
+    set_value(project, "box", "cpus", 6)
+    set_value(project, "box", "libvirt_uri", "qemu:///session")
+    set_value(project, "supervisor", "auto_shutdown_ms", 600000)
+    assert approve.run(_args(project, yes=True)) == 0
+    out = capsys.readouterr().out
+    assert "~ cpus: 2 → 6" in out
+    assert "~ libvirt_uri: qemu:///system → qemu:///session" in out
+    assert "~ auto_shutdown_ms: 20000 → 600000" in out
+    assert "next start" in out
+    assert approval.enforced_config(project).box.cpus == 6
+
+
 def test_interactive_no_keeps_the_old_policy(
     project: ProjectPaths, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    index = SessionIndex()
-    entry = index.ensure(project.root)
-    require_approval(index, entry.id, load_config(project))
+    entry = SessionIndex().ensure(project.root)
+    load_config(project)
+    approval.gate(project, entry.id)
     set_value(project, "network", "entries", ["x.example"])
     monkeypatch.setattr("sys.stdin.isatty", lambda: True)
     monkeypatch.setattr("builtins.input", lambda prompt: "n")
     assert approve.run(_args(project, yes=False)) == 1
     with pytest.raises(PolicyNotApprovedError):
-        require_approval(index, entry.id, load_config(project))
+        approval.gate(project, entry.id)
 
 
-def test_no_session_is_a_clear_error(project: ProjectPaths) -> None:
-    with pytest.raises(SessionNotFoundError, match="has no session yet"):
-        approve.run(_args(project, yes=True))
+def test_a_change_made_while_asking_is_not_approved(
+    project: ProjectPaths, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    load_config(project)
+    approval.gate(project)
+    set_value(project, "box", "cpus", 4)
+
+    def answer(prompt: str) -> str:
+        set_value(project, "box", "cpus", 64)  # the guest edits the file while the user reads
+        return "y"
+
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", answer)
+    with pytest.raises(PolicyNotApprovedError) as refused:
+        approve.run(_args(project, yes=False))
+    assert "~ cpus: 2 → 64" in refused.value.check.diff
+    assert approval.enforced_config(project).box.cpus == 2
+
+
+def test_before_any_session_a_project_can_be_approved(
+    project: ProjectPaths, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    set_value(project, "box", "mounts", [f"{data}:/data:ro"])  # e.g. a cloned repository's
+    assert approve.run(_args(project, yes=True)) == 0
+    out = capsys.readouterr().out
+    assert "was never approved" in out and f"+ mount: {data} → /data (ro)" in out
+    assert approval.review(project).status == "approved"
+
+
+def test_defaults_need_nothing(project: ProjectPaths, capsys: pytest.CaptureFixture[str]) -> None:
+    load_config(project)
+    assert approve.run(_args(project, yes=False)) == 0
+    assert "nothing to approve" in capsys.readouterr().out
+
+
+def test_no_directory_is_a_clear_error(tmp_path: Path) -> None:
+    args = argparse.Namespace(directory=str(tmp_path / "missing"), yes=True)
+    with pytest.raises(ConfigError, match="is not a directory"):
+        approve.run(args)
 
 
 def test_registers_the_subcommand() -> None:

@@ -16,8 +16,9 @@ from vibebox_tui import cli
 from vibebox_tui.commands import sessions as sessions_command
 
 REPO = Path(__file__).resolve().parents[2]
-# The libvirt test driver: in-process, no daemon, no VM; every session is "shut off".
-TEST_CONFIG = '[box]\nlibvirt_uri = "test:///default"\n'
+# Only the local qemu:///system|session are accepted (and the host uses the approved URI, not
+# the file's); these sessions have no VM, so every one is "shut off".
+TEST_CONFIG = '[box]\nlibvirt_uri = "qemu:///system"\n'
 
 
 def vibebox(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

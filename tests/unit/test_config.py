@@ -115,7 +115,7 @@ cpus = 4
 memory_mb = 4096
 disk_gb = 20
 accel = "tcg"
-libvirt_uri = "qemu+ssh://me@host/system"
+libvirt_uri = "qemu:///session"
 mounts = ["{data}:/data:ro", "{data.parent / "data2"}:~/d2:read-write"]
 [network]
 mode = "allowlist"
@@ -127,7 +127,7 @@ auto_shutdown_ms = 0
     )
     config = load_config(project)
     assert config.box.cpus == 4 and config.box.memory_mb == 4096 and config.box.disk_gb == 20
-    assert config.box.accel == "tcg" and config.box.libvirt_uri == "qemu+ssh://me@host/system"
+    assert config.box.accel == "tcg" and config.box.libvirt_uri == "qemu:///session"
     assert config.box.mounts == (
         Mount(data, "/data", read_only=True),
         Mount(data.parent / "data2", f"{GUEST_HOME}/d2", read_only=False),
@@ -474,3 +474,304 @@ def test_unreadable_file(project: ProjectPaths) -> None:
         match = "cannot read"
     with pytest.raises(ConfigError, match=match):
         load_config(project)
+
+
+# ---------------------------------------------------------------------------------------------
+# libvirt_uri: only this machine's qemu:///system and qemu:///session
+
+
+@pytest.mark.parametrize("uri", ["qemu:///system", "qemu:///session", " qemu:///session "])
+def test_local_libvirt_uris_are_accepted(project: ProjectPaths, uri: str) -> None:
+    write(project, f'[box]\nlibvirt_uri = "{uri}"\n')
+    assert load_config(project).box.libvirt_uri == uri.strip()
+
+
+RUNS_A_PROGRAM = [
+    "qemu+ext:///system?command=/tmp/x.sh",
+    "qemu+ext:///system?command=./x.sh",
+    "ext:///system?command=/bin/sh",
+    "QEMU+EXT:///system",
+    "qemu+ssh://user@host/system",
+    "qemu+ssh://user@host/system?command=/tmp/x",
+    "qemu+libssh://user@host/system",
+    "qemu+libssh2://user@host/system?known_hosts=/x",
+    "qemu:///system?command=/tmp/x",
+    "qemu:///system?socket=/tmp/evil.sock",
+    "qemu+unix:///system?socket=/tmp/evil.sock",
+    "qemu+tls://host/system?keyfile=/tmp/k",
+    "qemu+ssh://h/system?netcat=/tmp/nc",
+]
+OTHER_URIS = [
+    "qemu+tcp://host/system",
+    "qemu+tls://host/system",
+    "qemu://host/system",
+    "qemu+unix:///system",
+    "test:///default",
+    "xen:///system",
+    "lxc:///",
+    "qemu:///embed?root=/tmp/x",
+    "qemu:///system ",  # (stripped: accepted above) -- a trailing path is not
+    "qemu:///system/",
+    "qemu:///systemd",
+    "",
+    "not a uri",
+    "qemu:///system\x1b[2J",
+]
+
+
+@pytest.mark.parametrize("uri", RUNS_A_PROGRAM)
+def test_transports_that_run_programs_are_refused(project: ProjectPaths, uri: str) -> None:
+    project.config.write_text(f"[box]\nlibvirt_uri = {_toml_str(uri)}\n")
+    with pytest.raises(ConfigError) as refused:
+        load_config(project)
+    message = str(refused.value)
+    assert "box.libvirt_uri" in message and "line 2" in message
+    assert "not supported" in message or "run a program" in message
+    assert "qemu:///system" in refused.value.hint
+
+
+@pytest.mark.parametrize("uri", [u for u in OTHER_URIS if u.strip() != "qemu:///system"])
+def test_remote_and_other_uris_are_refused(project: ProjectPaths, uri: str) -> None:
+    project.config.write_text(f"[box]\nlibvirt_uri = {_toml_str(uri)}\n")
+    with pytest.raises(ConfigError) as refused:
+        load_config(project)
+    assert "not supported" in str(refused.value) or "run a program" in str(refused.value)
+    assert "\x1b" not in str(refused.value)  # the value is shown escaped
+
+
+def test_program_transports_name_the_reason() -> None:
+    from vibebox_core.config import check_libvirt_uri
+
+    for uri in RUNS_A_PROGRAM:
+        assert "run a program" in (check_libvirt_uri(uri) or ""), uri
+    assert check_libvirt_uri("qemu:///system") is None
+    assert check_libvirt_uri("qemu:///session") is None
+    assert "paths on this machine" in (check_libvirt_uri("qemu+tcp://h/system") or "")
+
+
+def _toml_str(text: str) -> str:
+    return (
+        '"'
+        + "".join(c if c.isprintable() and c not in '"\\' else f"\\u{ord(c):04x}" for c in text)
+        + '"'
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Mount rules: resolved paths, never .vibebox/, vibebox's home or a parent of the project
+
+
+def _mount_error(project: ProjectPaths, spec: str) -> str:
+    write(project, f"[box]\nmounts = [{_toml_str(spec)}]\n")
+    with pytest.raises(ConfigError) as refused:
+        load_config(project)
+    assert "box.mounts" in str(refused.value) and "line 2" in str(refused.value)
+    assert refused.value.hint
+    return str(refused.value)
+
+
+def test_mount_of_the_project_or_a_parent_is_refused(project: ProjectPaths) -> None:
+    assert "the project itself" in _mount_error(project, ".:/data")
+    assert "contains the project" in _mount_error(project, "..:/data")
+    assert "contains the project" in _mount_error(project, "/:/data")
+    (project.root / "sub").mkdir()
+    assert "contains the project" in _mount_error(project, "./sub/../..:/data")
+    assert "the project itself" in _mount_error(project, "./sub/..:/data")
+
+
+def test_mount_under_vibebox_cache_is_refused(project: ProjectPaths) -> None:
+    (project.cache / "seed").mkdir(parents=True)
+    assert ".vibebox/" in _mount_error(project, "./.vibebox:/data")
+    assert ".vibebox/" in _mount_error(project, "./.vibebox/seed:/data:ro")
+    assert ".vibebox/" in _mount_error(project, f"{project.cache}/seed/../seed:/data")
+
+
+def test_mount_through_a_symlink_is_resolved(project: ProjectPaths, tmp_path: Path) -> None:
+    (project.cache / "seed").mkdir(parents=True)
+    (project.root / "innocent").symlink_to(project.cache)  # the guest plants a symlink
+    assert ".vibebox/" in _mount_error(project, "./innocent:/data")
+    (project.root / "up").symlink_to(tmp_path)  # a symlinked parent of the project
+    assert "contains the project" in _mount_error(project, "./up:/data")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (project.root / "link").symlink_to(outside)
+    write(project, '[box]\nmounts = ["./link:/data"]\n')
+    assert load_config(project).box.mounts[0].host == outside  # the real directory is kept
+
+
+def test_mount_of_vibebox_home_is_refused(
+    project: ProjectPaths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vibebox_home = tmp_path / "elsewhere" / "home"
+    monkeypatch.setenv("VIBEBOX_HOME", str(vibebox_home))
+    (vibebox_home / "images" / "debian-12").mkdir(parents=True)
+    (vibebox_home / "approved").mkdir()
+    assert "vibebox's home" in _mount_error(project, f"{vibebox_home}:/data")
+    assert "vibebox's home" in _mount_error(project, f"{vibebox_home.parent}:/data")
+    assert "vibebox's home" in _mount_error(project, f"{vibebox_home}/images:/data:ro")
+    assert "vibebox's home" in _mount_error(project, f"{vibebox_home}/images/debian-12:/i")
+    assert "vibebox's home" in _mount_error(project, f"{vibebox_home}/approved:/data")
+    (project.root / "h").symlink_to(vibebox_home)
+    assert "vibebox's home" in _mount_error(project, "./h:/data")
+
+
+def test_mount_inside_the_project_is_allowed(project: ProjectPaths) -> None:
+    (project.root / "sub" / "inner").mkdir(parents=True)
+    write(project, '[box]\nmounts = ["./sub/inner:/data:ro"]\n')
+    assert load_config(project).box.mounts[0].host == project.root / "sub" / "inner"
+
+
+# ---------------------------------------------------------------------------------------------
+# Only a regular file of bounded size is read
+
+
+def _refused_quickly(project: ProjectPaths) -> str:
+    import threading
+
+    outcome: list[BaseException | None] = []
+
+    def read() -> None:
+        try:
+            load_config(project)
+        except BaseException as exc:
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+    assert not reader.is_alive(), "load_config hangs"
+    error = outcome[0]
+    assert isinstance(error, ConfigError), error
+    return str(error)
+
+
+def test_config_symlink_to_dev_zero_is_refused(project: ProjectPaths) -> None:
+    project.config.symlink_to("/dev/zero")
+    assert "symlink" in _refused_quickly(project)
+
+
+def test_config_symlink_to_a_regular_file_is_refused(project: ProjectPaths, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere.toml"
+    elsewhere.write_text("[box]\ncpus = 2\n")
+    project.config.symlink_to(elsewhere)
+    assert "symlink" in _refused_quickly(project)
+
+
+def test_config_fifo_is_refused(project: ProjectPaths) -> None:
+    os.mkfifo(project.config)
+    assert "FIFO" in _refused_quickly(project)
+
+
+def test_config_too_large_is_refused(project: ProjectPaths) -> None:
+    with project.config.open("wb") as handle:
+        handle.write(b"# " + b"x" * (1024 * 1024) + b"\n")
+    assert "bytes" in _refused_quickly(project)
+
+
+def test_config_of_exactly_the_limit_is_read(project: ProjectPaths) -> None:
+    from vibebox_core.projectfile import MAX_PROJECT_FILE
+
+    head = b"[box]\ncpus = 2\n"
+    project.config.write_bytes(head + b"#" * (MAX_PROJECT_FILE - len(head) - 1) + b"\n")
+    assert load_config(project).box.cpus == 2
+
+
+def test_config_directory_is_refused(project: ProjectPaths) -> None:
+    project.config.mkdir()
+    assert "directory" in _refused_quickly(project)
+
+
+def test_session_id_file_is_read_bounded(project: ProjectPaths) -> None:
+    from vibebox_core.projectfile import ProjectFileError, read_bounded_text
+
+    project.cache.mkdir()
+    project.session_id.symlink_to("/dev/zero")
+    with pytest.raises(ProjectFileError, match="symlink"):
+        read_bounded_text(project.session_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# Every input a user can write gives a ConfigError, never something unexpected
+
+
+def test_duplicate_key_names_file_and_line(project: ProjectPaths) -> None:
+    write(project, "[box]\ncpus = 2\nmemory_mb = 2048\ncpus = 4\n")
+    with pytest.raises(ConfigError) as refused:
+        load_config(project)
+    assert str(refused.value).startswith(f"{project.config}, line 4:")
+    assert "'cpus' is set twice" in str(refused.value)
+
+
+def test_duplicate_table_and_inline_key(project: ProjectPaths) -> None:
+    write(project, "[box]\ncpus = 2\n[network]\n[box]\n")
+    with pytest.raises(ConfigError, match=r"line 4"):
+        load_config(project)
+    write(project, '[network]\nmode = "allowlist"\nentries = ["a.example"]\nentries = []\n')
+    with pytest.raises(ConfigError, match=r"line 4: the key 'entries' is set twice"):
+        load_config(project)
+
+
+FUZZ_SEEDS = [
+    DEFAULT_CONFIG_TEXT,
+    '[box]\ncpus = 4\nmounts = ["/tmp:/data:ro"]\n[network]\nmode = "allowlist"\n'
+    'entries = ["a.example"]\nports = ["8080:80", 9000]\n[supervisor]\nauto_shutdown_ms = 0\n',
+]
+FUZZ_VALUES = [
+    "99999999999999999999999999",
+    "-1",
+    "1e999",
+    "nan",
+    "inf",
+    "true",
+    '"\\u0000"',
+    "1979-05-27T07:32:00Z",
+    "[1, [2, [3]]]",
+    "{a = 1}",
+    '"' + "x" * 5000 + '"',
+    '"qemu+ext:///system?command=/tmp/x"',
+    '["../..:/x"]',
+    '["/dev:/x"]',
+    "[[]]",
+    "0x7fffffffffffffff",
+    '"\\ud800"',
+]
+
+
+def test_fuzzed_inputs_only_raise_config_errors(project: ProjectPaths) -> None:
+    import random
+
+    rng = random.Random(1234)
+    keys = [("box", k) for k in ("cpus", "memory_mb", "disk_gb", "accel", "libvirt_uri", "mounts")]
+    keys += [("network", k) for k in ("mode", "entries", "ports")]
+    keys += [("supervisor", "auto_shutdown_ms"), ("box", "cpu"), ("nope", "x")]
+    cases: list[bytes] = []
+    for table, key in keys:
+        for value in FUZZ_VALUES:
+            cases.append(f"[{table}]\n{key} = {value}\n".encode())
+    for _ in range(400):
+        seed = rng.choice(FUZZ_SEEDS).encode()
+        data = bytearray(seed)
+        for _ in range(rng.randint(1, 8)):
+            action = rng.random()
+            at = rng.randrange(len(data) + 1)
+            if action < 0.3 and data:
+                del data[at : at + rng.randint(1, 20)]
+            elif action < 0.6:
+                data[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 6)))
+            elif action < 0.8:
+                data[at:at] = rng.choice([b"[", b"]", b"=", b'"', b"'", b"\n", b"{", b",", b"\x00"])
+            else:
+                data[at:at] = rng.choice([b"\xff\xfe", b"\xc3", b"\xed\xa0\x80", b"\r", b"\t"])
+        cases.append(bytes(data))
+    cases += [b"", b"\x00", b"\xff" * 10, b"[" * 3000, b"a = " + b"[" * 3000, b"x.y.z = 1\n" * 3]
+    for case in cases:
+        project.config.write_bytes(case)
+        try:
+            load_config(project)
+        except ConfigError as exc:
+            assert str(project.config) in str(exc) or "environment" in str(exc), (case, exc)
+            assert exc.hint, case
+        except Exception as exc:
+            pytest.fail(f"{type(exc).__name__}: {exc} for {case[:200]!r}")

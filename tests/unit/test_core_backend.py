@@ -43,7 +43,15 @@ def test_config_edit_changes_the_fingerprint_and_the_data(project: Path) -> None
     config.write_text(text)
     assert backend.fingerprint(project) != before
     data = backend.inspect(project)
+    # Shown apart until approved: the inspector shows what is enforced (issue 12).
+    assert data.network_mode == "blocklist" and data.network_entries == ()
+    assert "~ network mode: blocklist → allowlist" in data.unapproved
+    edited = backend.fingerprint(project)
+    backend.approve(project)
+    assert backend.fingerprint(project) != edited
+    data = backend.inspect(project)
     assert data.network_mode == "allowlist" and data.network_entries == ("pypi.org",)
+    assert data.unapproved == ()
 
 
 def test_a_broken_config_is_shown_not_raised(project: Path) -> None:

@@ -46,7 +46,7 @@ def test_model(project: ProjectPaths, tmp_path: Path) -> None:
         (str(tmp_path / "data"), f"{GUEST_HOME}/data", True, False),
     ]
     assert explain.network.mode == "allowlist"
-    assert explain.network.entries == ("pypi.org", "github.com")
+    assert set(explain.network.entries) == {"pypi.org", "github.com"}
     assert explain.network.ports == ("8000", "8080 → 80")
     storage = {item.label: item for item in explain.storage}
     assert storage["config"].path == "vibebox.toml" and storage["config"].exists
@@ -157,3 +157,50 @@ def test_network_summaries(project: ProjectPaths, mode: str, entries: str, summa
     assert explain.network.summary.startswith(summary)
     text = render_text(explain)
     assert "(none yet" in text and "vm  " not in text and "recent network" not in text
+
+
+def test_enforced_view_shows_an_unapproved_change_apart(project: ProjectPaths) -> None:
+    from vibebox_core import approval
+    from vibebox_core.config import set_value
+
+    approval.approve(project)  # the user approved the file as it is
+    set_value(project, "network", "entries", ["pypi.org", "*.github.com", "evil.example"])
+    set_value(project, "box", "cpus", 16)
+    found = approval.review(project)
+    explain = build_explain(project, found.enforced_config(), session_id=None, review=found)
+    assert set(explain.network.entries) == {"pypi.org", "github.com"}  # not evil.example
+    assert explain.approval == "changed" and explain.pending_asks
+    assert set(explain.pending) == {"+ network entry: evil.example", "~ cpus: 2 → 16"}
+    text = render_text(explain)
+    enforced, pending = text.split("pending: ")
+    assert "evil.example" not in enforced and "evil.example" in pending
+    assert "NOT approved and NOT enforced" in pending
+    assert "enforced the approved snapshot (vibebox.toml differs" in enforced
+    data = json.loads(json.dumps(explain.to_dict()))
+    assert data["approval"]["status"] == "changed"
+    assert "+ network entry: evil.example" in data["approval"]["pending"]
+    assert "evil.example" not in data["network"]["entries"]
+
+
+def test_enforced_view_before_any_approval(project: ProjectPaths) -> None:
+    from vibebox_core import approval
+
+    found = approval.review(project)
+    explain = build_explain(project, found.enforced_config(), session_id=None, review=found)
+    assert [m.default for m in explain.mounts] == [True]  # the extra mount is not enforced
+    assert explain.network.mode == "blocklist" and explain.network.ports == ()
+    assert any(line.startswith("+ mount:") for line in explain.pending)
+    assert "enforced the defaults (nothing approved yet" in render_text(explain)
+
+
+def test_refused_file_is_named_and_the_approved_values_shown(project: ProjectPaths) -> None:
+    from vibebox_core import approval
+
+    approval.approve(project)
+    project.config.unlink()
+    project.config.symlink_to("/dev/zero")
+    found = approval.review(project)
+    explain = build_explain(project, found.enforced_config(), session_id=None, review=found)
+    assert set(explain.network.entries) == {"pypi.org", "github.com"}
+    assert "symlink" in explain.file_problem
+    assert "vibebox.toml is refused" in render_text(explain)

@@ -254,6 +254,21 @@ def test_diff_lists_every_change() -> None:
     assert policy_diff(old, old) == []
 
 
+def test_diff_covers_resources_and_escapes_control_characters() -> None:
+    old = {"box": {"cpus": 2, "libvirt_uri": "qemu:///system"}, "supervisor": {}}
+    new = {
+        "box": {"cpus": 8, "libvirt_uri": "qemu:///session"},
+        "supervisor": {"auto_shutdown_ms": 0},
+        "mounts": [{"host": "/a\x1b]0;pwned\x07", "guest": "/x\u202e", "read_only": True}],
+    }
+    lines = policy_diff(old, new)
+    assert "~ cpus: 2 → 8" in lines
+    assert "~ libvirt_uri: qemu:///system → qemu:///session" in lines
+    assert "~ auto_shutdown_ms: - → 0" in lines
+    assert "+ mount: /a\\x1b]0;pwned\\x07 → /x\\u202e (ro)" in lines
+    assert all(line.isprintable() for line in lines)
+
+
 @dataclass
 class _Entry:
     extra: dict[str, Any]
@@ -304,7 +319,15 @@ def test_policy_from_network_config() -> None:
 def test_require_approval_gates_a_changed_policy() -> None:
     index = _Index()
     config = _Config(box=_Box((_Mount(Path("/data"), "/data", True),)))
-    assert require_approval(index, "s1", config).status == "new"  # first start approves
+    # A first start never approves extra mounts (or port forwards) by itself.
+    with pytest.raises(PolicyNotApprovedError) as first:
+        require_approval(index, "s1", config, project="/p")
+    assert first.value.first and "never approved" in first.value.message
+    assert first.value.check.diff == ("+ mount: /data → /data (ro)",)
+    narrower = _Config(network=_Network("allowlist", ("a.com",)))
+    assert require_approval(index, "s2", narrower).status == "new"  # nothing extra: approved
+    assert require_approval(index, "s2", narrower).status == "approved"
+    record_approval(index, "s1", config)  # the user said yes
     assert require_approval(index, "s1", config).status == "approved"
     widened = _Config(box=_Box((_Mount(Path("/data"), "/data", False),)))
     with pytest.raises(PolicyNotApprovedError) as err:

@@ -1,38 +1,33 @@
-"""``vibebox approve``: accept a changed ``[network]`` or ``mounts`` in ``vibebox.toml``.
+"""``vibebox approve``: accept what ``vibebox.toml`` asks for, after seeing it.
 
-The project directory is writable from the guest, so a program there could widen its own
-mounts or network by editing ``vibebox.toml``. Starts refuse such a change until the user
-approves it on the host: the dashboard asks in a dialog, the CLI points here. This shows the
-difference against the last approved policy and records the new one in the session index.
+The project directory is writable from the guest (and a cloned repository brings its own
+file), so a program there could widen its own mounts, network, resources or libvirt URI by
+editing ``vibebox.toml``. The host takes those values only from the approved snapshot kept
+outside the project (:mod:`vibebox_core.approval`); starts refuse a change, and a first start
+that grants more than the defaults, until the user approves it on the host: the dashboard
+asks in a dialog, the CLI points here. This shows the difference against the approved
+snapshot and records exactly what was shown.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
-from vibebox_core.config import load_config
-from vibebox_core.errors import SessionNotFoundError
-from vibebox_core.netenforce import change_applies
-from vibebox_core.netpolicy import (
-    APPROVED_POLICY_KEY,
-    canonical_policy,
-    check_approval,
-    record_approval,
-)
+from vibebox_core import approval
+from vibebox_core.errors import ConfigError
 from vibebox_core.paths import ProjectPaths
-from vibebox_core.sessions import SessionIndex
 
 
 def register(subparsers: Any) -> None:
     """Add the ``approve`` command to the CLI."""
     parser = subparsers.add_parser(
         "approve",
-        help="approve changed mounts or network in vibebox.toml",
-        description="Show how the mounts and [network] of vibebox.toml differ from what you "
-        "last approved for this project's session, and approve them.",
+        help="approve changed mounts, network or resources in vibebox.toml",
+        description="Show how vibebox.toml differs from what you last approved for this "
+        "project (mounts, [network], cpus, memory, disk, accel, libvirt_uri, grace) and "
+        "approve it.",
     )
     parser.add_argument(
         "directory", nargs="?", default=".", help="project directory (default: the current one)"
@@ -44,36 +39,38 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Show the difference and record the approval; 0 when approved or nothing to do."""
     project = ProjectPaths.for_directory(args.directory)
-    config = load_config(project, create=False)
-    index = SessionIndex()
-    entry = index.find_by_directory(project.root)
-    if entry is None:
-        raise SessionNotFoundError(
-            f"{project.root} has no session yet",
-            hint="run `vibebox` there: the first start approves its vibebox.toml",
+    if not project.root.is_dir():
+        raise ConfigError(
+            f"{project.root} is not a directory",
+            hint="run `vibebox approve` in a project directory, or pass one",
         )
-    check = check_approval(entry.extra, config)
-    if check.status != "changed":
-        if check.status == "new":
-            record_approval(index, entry.id, config)
-        print("nothing to approve: vibebox.toml matches the approved mounts and network")
+    found = approval.review(project)
+    if found.error is not None:
+        raise found.error
+    if found.status == "approved":
+        print("nothing to approve: vibebox.toml matches what you approved")
         return 0
-    print(f"vibebox.toml in {project.root} changed since you approved it:")
+    check = found.check()
+    if found.status == "new":
+        if not found.diff:
+            approval.approve(project, expected=check.digest)
+            print("nothing to approve: vibebox.toml asks for the defaults only (recorded)")
+            return 0
+        print(f"vibebox.toml in {project.root} was never approved; it asks for:")
+    else:
+        print(f"vibebox.toml in {project.root} changed since you approved it:")
     for line in check.diff:
-        print(f"  {line}")
+        print(f"  {line}")  # policy_diff escapes control characters
     if not args.yes:
         if not sys.stdin.isatty():
             print("vibebox: not approved (no terminal to ask; pass --yes)", file=sys.stderr)
             return 1
         answer = input("Approve these changes? [y/N] ").strip().lower()
         if answer not in ("y", "yes"):
-            print("not approved; the session keeps the previous mounts and network")
+            print("not approved; the session keeps what you approved before")
             return 1
-    old = entry.extra.get(APPROVED_POLICY_KEY)
-    record_approval(index, entry.id, config)
-    when = "next start"
-    if isinstance(old, str):
-        when = change_applies(json.loads(old), canonical_policy(config))
+    # Exactly what was shown: a file changed again meanwhile is refused, not approved.
+    when = approval.approve(project, expected=check.digest)
     if when == "live":
         print("approved: a running session applies it now")
     else:

@@ -25,8 +25,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from vibebox_core import netlog
-from vibebox_core.config import load_config
+from vibebox_core import approval, netlog
 from vibebox_core.errors import (
     ConfigError,
     SessionIndexError,
@@ -270,7 +269,11 @@ def run_explain(args: argparse.Namespace) -> int:
             f"{project.root} is not a directory",
             hint="run `vibebox explain` in a project directory, or pass one",
         )
-    config = load_config(project, create=False)
+    # What is enforced (the approved snapshot), with the file's unapproved change apart.
+    found = approval.review(project)
+    if found.error is not None:
+        raise found.error  # one clear error for a refused vibebox.toml
+    config = found.enforced_config()
     index = SessionIndex()
     entry = index.find_by_directory(project.root)
     _notice_pruned(index)
@@ -288,6 +291,7 @@ def run_explain(args: argparse.Namespace) -> int:
         vm=vm,
         recent_network=_recent_network(project.network_log),
         network_summary=netlog.summary(project.network_log) if entry is not None else None,
+        review=found,
     )
     if args.json:
         print(json.dumps(explain.to_dict(), indent=2))

@@ -44,6 +44,10 @@ def render_inspector(data: InspectorData, width: int = 40) -> Text:
     text.append(f"  {clean(data.project.name)}", style="bold")
     if data.problem:
         text.append(f"\n  {clean(data.problem)}", style="red")
+    if data.unapproved:  # what follows is the approved snapshot; this is not enforced
+        text.append("\n  vibebox.toml asks for (not approved, not enforced):", style="red")
+        for line in data.unapproved:
+            text.append(f"\n    {clean(line)}", style="red")
 
     _heading(text, "VM")
     state = clean(data.vm_state or "unknown", 40)
