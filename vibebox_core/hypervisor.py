@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
-from vibebox_core import access, vm
+from vibebox_core import access, nwfilter, vm
 from vibebox_core.errors import (
     HostNetworkError,
     LibvirtUnreachableError,
@@ -474,9 +474,7 @@ def _qemu(f: LibvirtFailure) -> VMError:
     if f.errno == errno.ENOMEM:
         return _memory(f)
     return QemuError(
-        f"QEMU could not {f.action.removeprefix('start ')}: {f.message}"
-        if f.action.startswith("start ")
-        else f.base,
+        f"could not {f.action}: QEMU refused it: {f.message}",
         hint="QEMU's own log of the domain is /var/log/libvirt/qemu/NAME.log; a damaged "
         "instance disk is replaced by recreating the session (`:new`, or `vibebox delete`)",
     )
@@ -1075,8 +1073,38 @@ class LibvirtHypervisor:
         self.define_domain(domain_xml)
 
     def define_nwfilter(self, nwfilter_xml: str) -> None:
-        """Define (or update) an nwfilter."""
+        """Define (or update) an nwfilter, keeping the UUID libvirt already has for its name.
+
+        libvirt refuses a redefinition that carries another UUID ("already exists with
+        uuid", DESIGN §6), so an existing filter's UUID wins. On this host, a filter is only
+        defined when bridged traffic reaches iptables (its connection-state layer).
+
+        Raises:
+            NwfilterError: ``br_netfilter`` is off here, or libvirt refused the filter.
+        """
+        import libvirt
+
+        if self.uri.startswith("qemu:///"):
+            problem = nwfilter.bridge_netfilter_problem()
+            if problem is not None:
+                raise NwfilterError(
+                    f"cannot fence the session's network: {problem}, so the VM's connection "
+                    "filter would not apply",
+                    hint="run `sudo modprobe br_netfilter && sudo sysctl -w "
+                    "net.bridge.bridge-nf-call-iptables=1`, then start again",
+                )
         conn = self._connection()
+        name = nwfilter.filter_name(nwfilter_xml)
+        try:
+            existing = conn.nwfilterLookupByName(name)
+        except libvirt.libvirtError as exc:
+            if self._code(exc) != ERR_NO_NWFILTER:
+                raise translate_libvirt_error(
+                    exc, action=f"find filter {name}", uri=self.uri
+                ) from exc
+        else:
+            with self._errors(f"read filter {name}"):
+                nwfilter_xml = nwfilter.with_uuid(nwfilter_xml, existing.UUIDString())
         with self._errors("define the network filter"):
             conn.nwfilterDefineXML(nwfilter_xml)
 

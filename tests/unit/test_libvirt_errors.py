@@ -150,7 +150,7 @@ def translate(label: str, action: str = "start VM vibebox-p-0192abcd") -> VMErro
         ("virtiofs-missing", VirtiofsdError, "virtiofsd", "does not exist", "mounts"),
         ("missing-kernel", StorageAccessError, "storage", "vmlinuz is missing", "image build"),
         ("perm-disk", StorageAccessError, "storage", "disk.qcow2", "setfacl -m u:libvirt-qemu:x"),
-        ("bad-disk", QemuError, "qemu", "qcow2 format", "/var/log/libvirt/qemu/"),
+        ("bad-disk", QemuError, "qemu", "QEMU refused it", "/var/log/libvirt/qemu/"),
         ("busy-network", HostNetworkError, "subnet", "already in use", "free subnet"),
         ("missing-nwfilter", NwfilterError, "nwfilter", "vibebox-nope-filter", "vibebox stop"),
         ("filter-uuid", NwfilterError, "nwfilter", "already exists", "nwfilter-undefine"),
