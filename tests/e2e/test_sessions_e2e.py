@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from vibebox_core import paths, provision, supervisor, vm
+from vibebox_core import approval, paths, provision, supervisor, vm
 from vibebox_core.paths import ProjectPaths
 
 pytestmark = pytest.mark.e2e
@@ -132,6 +132,7 @@ def lab(e2e_home_shared: Path) -> Iterator[Lab]:
         f"auto_shutdown_ms = {GRACE_MS}\n"
     )
     state = Lab(ProjectPaths.for_directory(root), ro_dir)
+    approval.approve(state.project)  # the user approves the extra mount on the host
     yield state
     state.release()
     if state.session_id and state.project.cache.exists():
