@@ -46,6 +46,7 @@ CACHE_CLIENT_PUBKEY = "id_ed25519.pub"
 CACHE_HOST_KEY = "ssh_host_ed25519_key"
 CACHE_HOST_PUBKEY = "ssh_host_ed25519_key.pub"
 CACHE_KNOWN_HOSTS = "known_hosts"
+CACHE_SSH_CONFIG = "ssh_config"  # vibebox's own OpenSSH config (`ssh -F`)
 CACHE_SEED_DIR = "seed"
 CACHE_IPV4 = "ipv4"
 CACHE_CONSOLE_LOG = "console.log"
@@ -161,6 +162,10 @@ class ProjectPaths:
     @property
     def known_hosts(self) -> Path:
         return self.cache / CACHE_KNOWN_HOSTS
+
+    @property
+    def ssh_config(self) -> Path:
+        return self.cache / CACHE_SSH_CONFIG
 
     @property
     def seed_dir(self) -> Path:

@@ -5,7 +5,9 @@ the guest's ed25519 host key. Both live in ``<project>/.vibebox/`` (private halv
 reach the guest through the read-only seed share at boot. Because the host key is made here,
 vibebox never has to trust a key on first use: ``.vibebox/known_hosts`` pins it, asyncssh is
 always given that file (never ``known_hosts=None``), and ``vibebox ssh-config`` points OpenSSH at
-the same file with strict checking on.
+the same file with strict checking on. Plain OpenSSH (``vibebox shell``) runs with ``-F`` and a
+config vibebox writes, so nothing in the user's ``~/.ssh/config`` (``ForwardAgent yes``, a
+``ProxyCommand``, a ``LocalCommand``) applies to a session.
 
 The known-hosts line uses the pattern ``*``: the file belongs to one session only, and the
 guest's address may change when its network is re-created, so the pin is on the key, not on
@@ -15,6 +17,8 @@ the address.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import re
 import shlex
 import time
 from collections.abc import Awaitable, Callable
@@ -25,6 +29,7 @@ import asyncssh
 from vibebox_core.errors import SSHError
 from vibebox_core.fileio import write_atomic
 from vibebox_core.paths import ProjectPaths
+from vibebox_core.sanitize import clean
 
 #: The guest user (same as ``config.GUEST_USER``; kept here so ssh has no config import).
 GUEST_USER = "vibecoder"
@@ -238,57 +243,147 @@ async def connect(
 
 # --------------------------------------------------------------------------- OpenSSH
 
+#: What vibebox's own OpenSSH config says for every session, whatever the user's
+#: ``~/.ssh/config`` or ``/etc/ssh/ssh_config`` say (``ssh -F`` reads neither). The guest is
+#: hostile (DESIGN §5): nothing of the host may reach it through the connection, so agent,
+#: X11, port and socket forwarding, tunnels and the SSH agent are off; the key is vibebox's
+#: own and the host key the pinned one, checked strictly and never learnt or updated; no
+#: command runs on the host (LocalCommand, ProxyCommand, KnownHostsCommand, keysign).
+OPENSSH_OPTIONS: tuple[tuple[str, str], ...] = (
+    ("Port", "22"),
+    ("User", GUEST_USER),
+    ("IdentitiesOnly", "yes"),
+    ("IdentityAgent", "none"),
+    ("AddKeysToAgent", "no"),
+    ("ForwardAgent", "no"),
+    ("ForwardX11", "no"),
+    ("ForwardX11Trusted", "no"),
+    ("ClearAllForwardings", "yes"),
+    ("ExitOnForwardFailure", "yes"),
+    ("Tunnel", "no"),
+    ("PermitLocalCommand", "no"),
+    ("ProxyCommand", "none"),
+    ("ProxyJump", "none"),
+    ("KnownHostsCommand", "none"),
+    ("EnableSSHKeysign", "no"),
+    ("ControlMaster", "no"),
+    ("ControlPath", "none"),
+    ("StrictHostKeyChecking", "yes"),
+    ("GlobalKnownHostsFile", "/dev/null"),
+    ("UpdateHostKeys", "no"),
+    ("CheckHostIP", "no"),
+    ("HashKnownHosts", "no"),
+    ("VerifyHostKeyDNS", "no"),
+    ("PubkeyAuthentication", "yes"),
+    ("PasswordAuthentication", "no"),
+    ("KbdInteractiveAuthentication", "no"),
+    ("HostbasedAuthentication", "no"),
+    ("GSSAPIAuthentication", "no"),
+    ("PKCS11Provider", "none"),
+    ("ServerAliveInterval", "15"),
+    ("ServerAliveCountMax", "4"),
+    ("LogLevel", "ERROR"),
+)
 
-def _quote_config(value: str) -> str:
-    """Quote a value for ssh_config when it needs it (spaces)."""
-    if value and not any(ch.isspace() or ch == '"' for ch in value):
-        return value
-    return '"' + value.replace('"', "") + '"'
+_ALIAS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+
+
+def _config_path(path: Path) -> str:
+    """``path`` as one ssh_config argument that OpenSSH reads back as exactly ``path``.
+
+    Always in double quotes (spaces and ``#`` stay inside the word); ``\\`` and ``"`` are
+    escaped as OpenSSH's tokenizer un-escapes them; ``%`` is written ``%%`` (OpenSSH expands
+    ``%`` tokens in file names). What cannot be written safely is refused: a control
+    character (a newline would start a new option) and ``${`` (OpenSSH expands environment
+    variables in file names and has no escape for it).
+
+    Raises:
+        SSHError: the path cannot be written into an ssh_config safely.
+    """
+    text = str(path)
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text) or "${" in text:
+        raise SSHError(
+            f"cannot write an OpenSSH config for {clean(text)}: the path holds a control "
+            "character or '${'",
+            hint="move the project to a directory whose path has neither (a newline or "
+            "'${' in it would change what OpenSSH reads), then run vibebox there",
+        )
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+    return f'"{escaped}"'
+
+
+def _checked_alias(alias: str) -> str:
+    if not _ALIAS.fullmatch(alias):
+        raise SSHError(
+            f"{clean(alias)!r} cannot be an OpenSSH Host name",
+            hint="use letters, digits, '.', '_' and '-' only",
+        )
+    return alias
+
+
+def _checked_address(ipv4: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(ipv4.strip()))
+    except ValueError:
+        raise SSHError(
+            f"the guest's recorded address {clean(ipv4)!r} is not an IPv4 address",
+            hint="restart the session (`vibebox stop`, then `vibebox`); it records it again",
+        ) from None
 
 
 def ssh_config_block(project: ProjectPaths, ipv4: str, *, alias: str | None = None) -> str:
-    """An OpenSSH ``Host`` block for the session, for ``vibebox ssh-config``.
+    """An OpenSSH ``Host`` block for the session, for ``vibebox ssh-config`` and ``ssh -F``.
 
     Plain ``ssh``, ``scp`` and editors reach the session with it, using vibebox's key and the
-    pinned host key with strict checking (never trust on first use).
+    pinned host key with strict checking (never trust on first use), with every forwarding
+    and host-side command off (:data:`OPENSSH_OPTIONS`). Safe for any project path: each
+    path is quoted and escaped for ssh_config, or refused (:func:`_config_path`); the alias
+    and the address are checked.
+
+    Raises:
+        SSHError: the project path, the alias or the address cannot be written safely.
     """
-    name = alias or host_alias(project)
+    name = _checked_alias(alias or host_alias(project))
     lines = [
         f"Host {name}",
-        f"    HostName {ipv4}",
-        "    Port 22",
-        f"    User {GUEST_USER}",
-        f"    IdentityFile {_quote_config(str(project.client_key))}",
-        "    IdentitiesOnly yes",
-        f"    UserKnownHostsFile {_quote_config(str(project.known_hosts))}",
-        "    StrictHostKeyChecking yes",
-        "    PasswordAuthentication no",
-        "    LogLevel ERROR",
+        f"    HostName {_checked_address(ipv4)}",
+        f"    IdentityFile {_config_path(project.client_key)}",
+        f"    UserKnownHostsFile {_config_path(project.known_hosts)}",
+        *(f"    {key} {value}" for key, value in OPENSSH_OPTIONS),
     ]
     return "\n".join(lines) + "\n"
 
 
+def write_openssh_config(project: ProjectPaths, ipv4: str) -> Path:
+    """Write ``.vibebox/ssh_config`` (0600): vibebox's own OpenSSH config for the session.
+
+    Raises:
+        SSHError: see :func:`ssh_config_block`; or the file cannot be written.
+    """
+    text = (
+        "# Written by vibebox for `ssh -F` (the user's ~/.ssh/config is not read).\n"
+        + ssh_config_block(project, ipv4)
+    )
+    path = project.ssh_config
+    try:
+        write_atomic(path, text.encode(), mode=0o600)
+    except OSError as exc:
+        raise SSHError(
+            f"cannot write {clean(path)}: {exc.strerror or exc}",
+            hint=f"check that {clean(project.cache)} is writable by you",
+        ) from exc
+    return path
+
+
 def openssh_argv(project: ProjectPaths, ipv4: str, *extra: str) -> list[str]:
-    """The ``ssh`` command line equivalent to :func:`ssh_config_block` (for ``vibebox shell``)."""
-    return [
-        "ssh",
-        "-i",
-        str(project.client_key),
-        "-o",
-        "IdentitiesOnly=yes",
-        "-o",
-        f"UserKnownHostsFile={project.known_hosts}",
-        "-o",
-        "StrictHostKeyChecking=yes",
-        "-o",
-        "PasswordAuthentication=no",
-        "-o",
-        "LogLevel=ERROR",
-        "-l",
-        GUEST_USER,
-        *extra,
-        ipv4,
-    ]
+    """The ``ssh`` command line for ``vibebox shell``: ``ssh -F <vibebox's file> ... ALIAS``.
+
+    Writes the session's config first (:func:`write_openssh_config`). ``-F`` makes OpenSSH
+    read that file only: neither ``~/.ssh/config`` nor ``/etc/ssh/ssh_config`` can turn a
+    forwarding, a proxy or a local command back on.
+    """
+    config = write_openssh_config(project, ipv4)
+    return ["ssh", "-F", str(config), *extra, "--", host_alias(project)]
 
 
 def guest_command(argv: list[str] | tuple[str, ...], cwd: str | None = None) -> str:

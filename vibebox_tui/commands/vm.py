@@ -52,8 +52,10 @@ def register(subparsers: Any) -> None:
         "ssh-config",
         help="print an OpenSSH Host block for the project's VM",
         description="Print an OpenSSH `Host vibebox-<project>` block (address, user, vibebox's "
-        "key, a known-hosts file with the pinned host key, strict checking) for plain ssh, "
-        "scp and editors. Append it to ~/.ssh/config, or use `ssh -F FILE`.",
+        "key, a known-hosts file with the pinned host key, strict checking, no agent, X11 or "
+        "port forwarding, no proxy or local command) for plain ssh, scp and editors. It is "
+        "also written to .vibebox/ssh_config: `ssh -F .vibebox/ssh_config vibebox-<project>` "
+        "reads it alone, without your ~/.ssh/config.",
     )
     config.add_argument("directory", nargs="?", metavar="DIR", help="project directory")
     config.set_defaults(handler=run_ssh_config)
@@ -62,7 +64,9 @@ def register(subparsers: Any) -> None:
         "shell",
         help="open a plain SSH shell in the project's VM (starting it if needed)",
         description="Open an interactive shell in the project's VM over OpenSSH, starting the "
-        "session if needed; the session counts as attached while the shell runs.",
+        "session if needed; the session counts as attached while the shell runs. ssh runs "
+        "with vibebox's own config (`ssh -F .vibebox/ssh_config`): nothing in ~/.ssh/config "
+        "applies, and agent, X11 and port forwarding are off.",
     )
     shell.add_argument("directory", nargs="?", metavar="DIR", help="project directory")
     shell.set_defaults(handler=run_shell)
@@ -135,7 +139,9 @@ def run_ssh_config(args: argparse.Namespace) -> int:
             f"the session of {project.root} has not booted yet, so it has no address",
             hint="start it once (`vibebox` or `vibebox exec -- true`), then run this again",
         )
-    print(ssh.ssh_config_block(project, ipv4), end="")
+    block = ssh.ssh_config_block(project, ipv4)
+    ssh.write_openssh_config(project, ipv4)
+    print(block, end="")
     return 0
 
 
@@ -153,7 +159,9 @@ def run_shell(args: argparse.Namespace) -> int:
             if running.connection is not None:
                 running.connection.close()  # OpenSSH takes over; the attachment stays
             argv = ssh.openssh_argv(running.project, running.ipv4, "-t")
-            process = await asyncio.to_thread(subprocess.run, argv)
+            # -F: the user's ~/.ssh/config is not read; no agent socket is even offered.
+            env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
+            process = await asyncio.to_thread(subprocess.run, argv, env=env)
             return process.returncode
 
     return with_access_prompt(session)
