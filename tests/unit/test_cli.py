@@ -333,3 +333,88 @@ def test_explain_summarises_the_network_log(project: Path) -> None:
         "evil.test",
         "evil.test",
     ]
+
+
+# -- guest-derived text never reaches the terminal raw ------------------------------------------
+
+#: A directory name a cloned repository could carry: erase the screen, set the title, move
+#: the cursor back over the line, reverse the text that follows.
+HOSTILE_DIR = "proj\x1b[2J\x1b]0;owned\x07\r\u202eevil"
+
+
+def assert_no_raw_controls(*outputs: str) -> None:
+    for out in outputs:
+        raw = [ch for ch in out if (ord(ch) < 0x20 and ch != "\n") or 0x7F <= ord(ch) <= 0x9F]
+        raw += [ch for ch in out if ch in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2069"]
+        assert not raw, f"raw characters printed: {raw!r} in {out!r}"
+
+
+@pytest.fixture
+def hostile_project(tmp_path: Path) -> Path:
+    root = tmp_path / HOSTILE_DIR
+    root.mkdir()
+    (root / "vibebox.toml").write_text(TEST_CONFIG)
+    return root
+
+
+def test_list_prints_a_hostile_directory_escaped(hostile_project: Path, tmp_path: Path) -> None:
+    entry = SessionIndex().create(hostile_project)
+    result = vibebox("list", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert_no_raw_controls(result.stdout, result.stderr)
+    assert "proj\\x1b[2J\\x1b]0;owned\\x07\\r\\u202eevil" in result.stdout
+    assert entry.id in result.stdout
+    data = json.loads(vibebox("list", "--json", cwd=tmp_path).stdout)
+    assert data[0]["directory"] == str(hostile_project)  # JSON keeps the exact value
+
+
+def test_explain_prints_guest_chosen_host_names_escaped(hostile_project: Path) -> None:
+    from vibebox_core import netlog
+    from vibebox_core.paths import ProjectPaths
+
+    SessionIndex().create(hostile_project)
+    log = ProjectPaths.for_directory(hostile_project).network_log
+    hostile_host = "ok.example\x1b[1A\x1b[2K\rpypi.org\u202e\u200b"
+    for verdict in ("blocked", "blocked", "allowed"):
+        netlog.append(log, netlog.NetEvent("dns", hostile_host, 53, verdict, "test\x07"))
+    result = vibebox("explain", cwd=hostile_project)
+    assert result.returncode == 0, result.stderr
+    assert_no_raw_controls(result.stdout, result.stderr)
+    assert "ok.example\\x1b[1A\\x1b[2K\\rpypi.org\\u202e\\u200b" in result.stdout
+    assert "proj\\x1b[2J" in result.stdout
+    data = json.loads(vibebox("explain", "--json", cwd=hostile_project).stdout)
+    assert data["recent_network"][0]["host"] == hostile_host
+
+
+def test_an_error_naming_a_hostile_path_is_printed_escaped(hostile_project: Path) -> None:
+    (hostile_project / "vibebox.toml").write_text("[box]\ncpus = 0\n")
+    result = vibebox("explain", cwd=hostile_project)
+    assert_clean_error(result, "box.cpus")
+    assert_no_raw_controls(result.stdout, result.stderr)
+    assert "proj\\x1b[2J" in result.stderr
+
+
+def test_delete_prompt_shows_a_hostile_directory_escaped(
+    hostile_project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    entry = SessionIndex().create(hostile_project)
+    monkeypatch.setattr(sessions_command, "_sessionctl", lambda: (None, ""))
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True, raising=False)
+    prompts: list[str] = []
+    monkeypatch.setattr("builtins.input", lambda prompt: prompts.append(prompt) or "n")
+    assert cli.main(["delete", entry.id]) == 1
+    assert_no_raw_controls(*prompts, capsys.readouterr().out)
+    assert "proj\\x1b[2J" in prompts[0]
+
+
+def test_approve_shows_every_diff_line_escaped(hostile_project: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data\x1b[2K\rhidden"
+    data.mkdir()
+    (hostile_project / "vibebox.toml").write_text(
+        TEST_CONFIG + f"mounts = [{json.dumps(str(data) + ':/data:ro')}]\n"
+        '[network]\nentries = ["pypi.org"]\n'
+    )
+    result = vibebox("approve", cwd=hostile_project)
+    assert_no_raw_controls(result.stdout, result.stderr)
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "data\\x1b[2K\\rhidden" in result.stdout + result.stderr

@@ -18,6 +18,7 @@ from typing import Any
 from vibebox_core import approval
 from vibebox_core.errors import ConfigError
 from vibebox_core.paths import ProjectPaths
+from vibebox_core.sanitize import clean
 
 
 def register(subparsers: Any) -> None:
@@ -56,11 +57,11 @@ def run(args: argparse.Namespace) -> int:
             approval.approve(project, expected=check.digest)
             print("nothing to approve: vibebox.toml asks for the defaults only (recorded)")
             return 0
-        print(f"vibebox.toml in {project.root} was never approved; it asks for:")
+        print(f"vibebox.toml in {clean(project.root)} was never approved; it asks for:")
     else:
-        print(f"vibebox.toml in {project.root} changed since you approved it:")
+        print(f"vibebox.toml in {clean(project.root)} changed since you approved it:")
     for line in check.diff:
-        print(f"  {line}")  # policy_diff escapes control characters
+        print(f"  {clean(line, None)}")  # guest-written values: no raw control character
     if not args.yes:
         if not sys.stdin.isatty():
             print("vibebox: not approved (no terminal to ask; pass --yes)", file=sys.stderr)
