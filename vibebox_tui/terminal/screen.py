@@ -62,10 +62,7 @@ class Screen(Grid):
             chars = line.chars
             count = min(columns - x, end - pos)
             if self.insert:
-                del chars[columns - count :]
-                del line.attrs[columns - count :]
-                chars[x:x] = [" "] * count
-                line.attrs[x:x] = [0] * count
+                self.insert_chars(count)  # IRM: shift the rest right, never halving a wide char
             if x and chars[x] == "":
                 chars[x - 1] = " "  # overwrote the right half of a wide character
             chars[x : x + count] = text[pos : pos + count]
@@ -137,10 +134,7 @@ class Screen(Grid):
             x = cursor.x
             chars = line.chars
             if self.insert:
-                del chars[columns - width :]
-                del line.attrs[columns - width :]
-                chars[x:x] = [" "] * width
-                line.attrs[x:x] = [0] * width
+                self.insert_chars(width)  # IRM: shift the rest right, never halving a wide char
             if x and chars[x] == "":
                 chars[x - 1] = " "
             chars[x] = char
