@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from vibebox_core import addresses, netrecord, nwfilter, vm
 from vibebox_core.dnsfilter import DnsFilter, Upstream, start_dns_filter
 from vibebox_core.errors import NetworkPolicyError, VibeboxError
 from vibebox_core.netpolicy import (
@@ -29,7 +30,6 @@ from vibebox_core.netpolicy import (
     Policy,
     guest_proxy_env,
     nwfilter_name,
-    nwfilter_xml,
     policy_diff,
     policy_digest,
 )
@@ -44,9 +44,10 @@ class NetworkPlan:
         isolated: no ``<forward>`` in the libvirt network (allowlist: no route out).
         dns_forwarder: ``"GATEWAY#PORT"`` for ``NetworkSpec.dns_forwarder``: dnsmasq asks
             only the DNS filter (with ``no-resolv``/``no-hosts``).
-        nwfilter: the nwfilter name for ``DomainSpec.nwfilter`` (allowlist only).
+        nwfilter: the nwfilter name for ``DomainSpec.nwfilter`` (both modes: the host fence,
+            :mod:`vibebox_core.nwfilter`).
         nwfilter_xml: its definition, for ``Hypervisor.define_nwfilter`` before the domain
-            is defined (allowlist only).
+            is defined.
         guest_env: the proxy environment for ``guest.json`` "env".
         proxy: (address, port) the proxy listens on.
         dns: (address, port) the DNS filter listens on.
@@ -68,25 +69,52 @@ def plan_network(
     *,
     proxy_port: int = PROXY_PORT,
     dns_port: int = DNS_FILTER_PORT,
+    mac: str | None = None,
+    host_denied: tuple[ipaddress.IPv4Network, ...] | None = None,
+    ssh_client_ports: tuple[int, int] | None = None,
 ) -> NetworkPlan:
     """Return how to define the session's network and domain for ``policy``.
 
+    Both modes get the host fence (an nwfilter); allowlist mode also an isolated network.
+
     Args:
-        session_id: the session (names the nwfilter).
+        session_id: the session (names the nwfilter, derives its UUID and the guest's MAC).
         policy: the approved policy.
-        gateway_ip: the host's address on the session network (``NetworkSpec.gateway``).
+        gateway_ip: the host's address on the session network (``NetworkSpec.gateway``);
+            the guest's fixed address is the next one (``NetworkSpec.guest_ip``).
+        mac: the guest NIC's MAC (default: ``vm.mac_address(session_id)``).
+        host_denied: blocklist: the host's own addresses and networks the guest must not
+            reach (default: read from this host now).
+        ssh_client_ports: the host's ephemeral port range (default: read from this host).
     """
-    gateway = str(ipaddress.IPv4Address(str(gateway_ip)))
+    gateway = ipaddress.IPv4Address(str(gateway_ip))
     allowlist = policy.mode == "allowlist"
-    name = nwfilter_name(session_id) if allowlist else None
+    if host_denied is None:
+        host_denied = (
+            ()
+            if allowlist
+            else nwfilter.host_denied(addresses.host_addresses(), addresses.host_networks())
+        )
+    name = nwfilter_name(session_id)
+    fence = nwfilter.FenceSpec(
+        name=name,
+        uuid=nwfilter.nwfilter_uuid(session_id),
+        mode=policy.mode,
+        gateway=gateway,
+        guest_ip=gateway + 1,
+        mac=(mac or vm.mac_address(session_id)).lower(),
+        proxy_port=proxy_port,
+        ssh_client_ports=ssh_client_ports or nwfilter.local_port_range(),
+        denied=host_denied,
+    )
     return NetworkPlan(
         isolated=allowlist,
         dns_forwarder=f"{gateway}#{dns_port}",
         nwfilter=name,
-        nwfilter_xml=nwfilter_xml(name, gateway, proxy_port) if name else None,
-        guest_env=guest_proxy_env(gateway, proxy_port),
-        proxy=(gateway, proxy_port),
-        dns=(gateway, dns_port),
+        nwfilter_xml=nwfilter.nwfilter_xml(fence),
+        guest_env=guest_proxy_env(str(gateway), proxy_port),
+        proxy=(str(gateway), proxy_port),
+        dns=(str(gateway), dns_port),
     )
 
 
@@ -189,6 +217,7 @@ class NetworkEnforcer:
             self._server.close()
             self._server = None
         self.proxy.close_connections()
+        netrecord.close(self._log_path)  # the summaries of the last window
 
 
 def policy_from_canonical(data: Mapping[str, Any]) -> Policy:
@@ -324,6 +353,7 @@ async def follow_approvals(
             outcome = None
         if outcome is not None and on_change is not None:
             on_change(outcome)
+        netrecord.flush_all()  # summaries of finished log windows, even when the flood stopped
         await asyncio.sleep(interval)
 
 

@@ -84,7 +84,6 @@ MODES: tuple[Mode, ...] = ("allowlist", "blocklist")
 # Each session has its own gateway address, so fixed ports never collide between sessions.
 PROXY_PORT = 3128
 DNS_FILTER_PORT = 5400  # away from dnsmasq (53) and mDNS (5353)
-GUEST_SSH_PORT = 22
 
 
 @dataclass(frozen=True)
@@ -183,7 +182,7 @@ class Policy:
 
 
 # ---------------------------------------------------------------------------------------------
-# Enforcement on the VM's interface (allowlist mode)
+# Enforcement on the VM's interface (both modes; the filter itself: vibebox_core.nwfilter)
 
 
 def nwfilter_name(session_id: str) -> str:
@@ -192,93 +191,6 @@ def nwfilter_name(session_id: str) -> str:
     The whole id: UUIDv7 prefixes repeat for sessions created within a minute.
     """
     return f"vibebox-{session_id.strip().lower()}"
-
-
-def nwfilter_xml(
-    name: str,
-    gateway_ip: str,
-    proxy_port: int = PROXY_PORT,
-    dns: bool = True,
-    *,
-    ssh_port: int = GUEST_SSH_PORT,
-) -> str:
-    """Build the libvirt nwfilter that fences an allowlist session's interface.
-
-    The guest may send only DHCP, DNS to its gateway (``dns``), TCP to the proxy port on its
-    gateway, ARP, and the replies of the host's SSH connection to the guest (vibebox itself
-    drives the guest over SSH from the gateway address). Everything else, in both directions,
-    is dropped, including IPv6, traffic to other host ports or addresses and to other
-    sessions' guests. The rules are layer-2 (ebtables) rules matched on exact addresses and
-    ports, so they do not depend on ``br_netfilter`` and hold however the guest routes.
-
-    Args:
-        name: the filter's name (see :func:`nwfilter_name`).
-        gateway_ip: the IPv4 address of the host on the session's network.
-        proxy_port: the filtering proxy's TCP port on the gateway.
-        dns: allow DNS (UDP and TCP port 53) to the gateway.
-        ssh_port: the guest's SSH port the host connects to.
-
-    Returns:
-        The ``<filter>`` document for ``virNWFilterDefineXML``; reference it from the domain's
-        ``<interface>`` with ``<filterref filter='NAME'/>``.
-
-    Raises:
-        ValueError: ``gateway_ip`` is not an IPv4 address, or a port is out of range.
-    """
-    gateway = str(ipaddress.IPv4Address(gateway_ip))
-    for port in (proxy_port, ssh_port):
-        if not 0 < port < 65536:
-            raise ValueError(f"port out of range: {port}")
-    if not re.fullmatch(r"[A-Za-z0-9_.:-]+", name):
-        raise ValueError(f"invalid nwfilter name {name!r}")
-
-    def tcp_to_gateway(port: int, priority: int) -> list[str]:
-        return [
-            f"  <rule action='accept' direction='out' priority='{priority}'>",
-            f"    <ip protocol='tcp' dstipaddr='{gateway}' dstportstart='{port}'/>",
-            "  </rule>",
-            f"  <rule action='accept' direction='in' priority='{priority}'>",
-            f"    <ip protocol='tcp' srcipaddr='{gateway}' srcportstart='{port}'/>",
-            "  </rule>",
-        ]
-
-    lines = [
-        f"<filter name='{name}' chain='root'>",
-        "  <!-- vibebox allowlist fence: DHCP, DNS and the proxy on the gateway; nothing else -->",
-        "  <filterref filter='no-mac-spoofing'/>",
-        "  <rule action='accept' direction='inout' priority='-500'>",
-        "    <mac protocolid='arp'/>",
-        "  </rule>",
-        "  <rule action='accept' direction='out' priority='100'>",
-        "    <ip protocol='udp' srcportstart='68' dstportstart='67'/>",
-        "  </rule>",
-        "  <rule action='accept' direction='in' priority='100'>",
-        "    <ip protocol='udp' srcportstart='67' dstportstart='68'/>",
-        "  </rule>",
-    ]
-    if dns:
-        for proto in ("udp", "tcp"):
-            lines += [
-                "  <rule action='accept' direction='out' priority='200'>",
-                f"    <ip protocol='{proto}' dstipaddr='{gateway}' dstportstart='53'/>",
-                "  </rule>",
-                "  <rule action='accept' direction='in' priority='200'>",
-                f"    <ip protocol='{proto}' srcipaddr='{gateway}' srcportstart='53'/>",
-                "  </rule>",
-            ]
-    lines += tcp_to_gateway(proxy_port, 300)
-    # The host's SSH session to the guest: the host connects from the gateway address.
-    lines += [
-        "  <rule action='accept' direction='in' priority='400'>",
-        f"    <ip protocol='tcp' srcipaddr='{gateway}' dstportstart='{ssh_port}'/>",
-        "  </rule>",
-        "  <rule action='accept' direction='out' priority='400'>",
-        f"    <ip protocol='tcp' dstipaddr='{gateway}' srcportstart='{ssh_port}'/>",
-        "  </rule>",
-        "  <rule action='drop' direction='inout' priority='1000'/>",
-        "</filter>",
-    ]
-    return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------------------------------------

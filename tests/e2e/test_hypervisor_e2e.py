@@ -220,12 +220,15 @@ def test_domain_define_shows_in_virsh_and_undefines(
 def test_nwfilter_define_reference_undefine(
     hv: LibvirtHypervisor, sessions: list[str], workdir: Path
 ) -> None:
-    from vibebox_core.netpolicy import nwfilter_xml
+    from vibebox_core.nwfilter import FenceSpec, nwfilter_uuid, nwfilter_xml
 
     sid = new_session(sessions)
     net = vm.NetworkSpec.for_session(sid, hv.used_subnets(exclude_session=sid), isolated=True)
     name = f"vibebox-e2e-{sid}"
-    hv.define_nwfilter(nwfilter_xml(name, str(net.gateway)))
+    fence = FenceSpec(
+        name, nwfilter_uuid(sid), "allowlist", net.gateway, net.guest_ip, net.mac, 3128
+    )
+    hv.define_nwfilter(nwfilter_xml(fence))
     try:
         assert name in virsh("nwfilter-list")
         qcow2(workdir / "disk.qcow2")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from vibebox_core import netlog
+from vibebox_core import addresses, netlog
 from vibebox_core.dnsfilter import RCODE_NXDOMAIN, DnsFilter, Question, build_response
 from vibebox_core.errors import NetworkPolicyError
 from vibebox_core.netenforce import (
@@ -33,6 +34,8 @@ from vibebox_core.netpolicy import (
     canonical_policy,
     policy_digest,
 )
+from vibebox_core.nwfilter import BLOCKLIST_DENIED, nwfilter_uuid
+from vibebox_core.vm import mac_address
 
 SESSION = "019bf290-cccc-7c23-ba1d-dce7e6d40693"
 
@@ -85,17 +88,36 @@ def test_plan_allowlist_is_isolated_and_fenced() -> None:
     assert plan.isolated
     assert plan.nwfilter == f"vibebox-{SESSION}"
     assert plan.nwfilter_xml is not None and "dstipaddr='10.213.5.1'" in plan.nwfilter_xml
+    assert "name='IP' value='10.213.5.2'" in plan.nwfilter_xml  # the guest's fixed address
+    assert f"name='MAC' value='{mac_address(SESSION)}'" in plan.nwfilter_xml
+    assert f"<uuid>{nwfilter_uuid(SESSION)}</uuid>" in plan.nwfilter_xml
+    assert "NEW,ESTABLISHED,RELATED" not in plan.nwfilter_xml  # no egress beyond the gateway
     assert plan.dns_forwarder == "10.213.5.1#5400"
     assert plan.guest_env["https_proxy"] == "http://10.213.5.1:3128"
     assert plan.proxy == ("10.213.5.1", 3128)
 
 
-def test_plan_blocklist_is_nat_without_filter() -> None:
-    plan = plan_network(SESSION, Policy("blocklist", ()), "10.213.5.1")
+def test_plan_blocklist_is_nat_behind_the_same_host_fence() -> None:
+    lan = ipaddress.IPv4Network("192.168.44.0/24")
+    plan = plan_network(SESSION, Policy("blocklist", ()), "10.213.5.1", host_denied=(lan,))
     assert not plan.isolated
-    assert plan.nwfilter is None and plan.nwfilter_xml is None
+    assert plan.nwfilter == f"vibebox-{SESSION}"
+    assert plan.nwfilter_xml is not None
+    assert "dstipaddr='10.213.5.1' dstportstart='3128'" in plan.nwfilter_xml
+    assert "dstipaddr='192.168.44.0' dstipmask='24'" in plan.nwfilter_xml
+    assert "dstipaddr='10.213.0.0' dstipmask='16'" in plan.nwfilter_xml
+    assert "NEW,ESTABLISHED,RELATED" in plan.nwfilter_xml  # NAT egress for the rest
     assert plan.dns_forwarder == "10.213.5.1#5400"
     assert plan.guest_env["http_proxy"] == "http://10.213.5.1:3128"
+
+
+def test_plan_blocklist_reads_the_host_networks_by_default() -> None:
+    plan = plan_network(SESSION, Policy("blocklist", ()), "10.213.5.1")
+    assert plan.nwfilter_xml is not None
+    for net in addresses.host_networks():
+        assert f"dstipaddr='{net.network_address}'" in plan.nwfilter_xml or any(
+            net.subnet_of(d) for d in BLOCKLIST_DENIED
+        )
 
 
 def test_change_applies() -> None:
