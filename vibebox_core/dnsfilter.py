@@ -15,7 +15,6 @@ the same resolution the proxy uses.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import socket
 import struct
@@ -23,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, cast
 
-from vibebox_core import netlog
+from vibebox_core import netlog, netrecord
 from vibebox_core.netpolicy import Policy, Verdict
 
 QTYPE_A = 1
@@ -323,17 +322,17 @@ class DnsFilter(asyncio.DatagramProtocol):
         return answer
 
     def _log(self, question: Question, verdict: Verdict) -> None:
-        with contextlib.suppress(OSError):
-            netlog.append(
-                self.log_path,
-                netlog.NetEvent(
-                    "dns",
-                    question.name,
-                    53,
-                    verdict.verdict,
-                    f"{verdict.reason} ({question.type_name})",
-                ),
-            )
+        # Rate-limited: a query flood is counted into summaries instead of drowning the log.
+        netrecord.record(
+            self.log_path,
+            netlog.NetEvent(
+                "dns",
+                question.name,
+                53,
+                verdict.verdict,
+                f"{verdict.reason} ({question.type_name})",
+            ),
+        )
 
 
 async def start_dns_filter(

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from vibebox_core import addresses, netlog
+from vibebox_core import addresses, netlog, netrecord
 from vibebox_core.netpolicy import Policy, Verdict
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -38,6 +38,7 @@ MAX_HEADER_LINES = 100
 CONNECT_PORTS: tuple[int, ...] = (443,)
 HTTP_PORTS: tuple[int, ...] = (80,)
 HEAD_TIMEOUT = 15.0
+LINGER_TIMEOUT = 1.0
 CONNECT_TIMEOUT = 10.0
 IDLE_TIMEOUT = 600.0
 _RELAY_CHUNK = 64 * 1024
@@ -179,6 +180,16 @@ def _split_authority(authority: str, default_port: int | None) -> tuple[str, int
     return (str(literal) if literal is not None else host), port
 
 
+async def _discard_rest(reader: asyncio.StreamReader) -> None:
+    """Read what the client still sends, briefly, before a refused connection is closed.
+
+    Closing with unread input makes the kernel answer with a reset, which can destroy the
+    refusal the client has not read yet (a "lingering close", as HTTP servers do).
+    """
+    with contextlib.suppress(OSError, TimeoutError, asyncio.LimitOverrunError, ValueError):
+        await asyncio.wait_for(reader.read(MAX_HEAD_BYTES), LINGER_TIMEOUT)
+
+
 async def _open_numeric(
     address: addresses.IPAddress, port: int
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -303,12 +314,10 @@ class FilteringProxy:
         )
 
     def _log(self, host: str, port: int | None, verdict: Verdict) -> None:
-        # A full disk must not take the proxy down; the decision still holds.
-        with contextlib.suppress(OSError):
-            netlog.append(
-                self.log_path,
-                netlog.NetEvent("proxy", host, port, verdict.verdict, verdict.reason),
-            )
+        # Rate-limited: a flood is counted into summaries instead of drowning the log.
+        netrecord.record(
+            self.log_path, netlog.NetEvent("proxy", host, port, verdict.verdict, verdict.reason)
+        )
 
     def _client_allowed(self, writer: asyncio.StreamWriter) -> bool:
         if self.clients is None:
@@ -328,6 +337,9 @@ class FilteringProxy:
             with contextlib.suppress(OSError):
                 writer.write(_response(refusal.status, refusal.reason))
                 await writer.drain()
+                if writer.can_write_eof():
+                    writer.write_eof()  # the client sees the end and hangs up
+            await _discard_rest(reader)
         except (TimeoutError, OSError, asyncio.IncompleteReadError):
             pass
         except asyncio.CancelledError:

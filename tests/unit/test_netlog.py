@@ -83,3 +83,85 @@ def test_rotation_keeps_the_log_bounded(tmp_path: Path, monkeypatch: pytest.Monk
 
 def test_describe() -> None:
     assert _event("x.test", "blocked").describe() == "10:15:00 blocked proxy x.test:443 (why)"
+
+
+# --- a flood cannot erase the audit trail ------------------------------------------------------
+
+
+def _at(host: str, second: int, verdict: str = "blocked", source: str = "dns") -> NetEvent:
+    return NetEvent(
+        source,
+        host,
+        53,
+        verdict,
+        "why",
+        time=f"2026-11-27T10:{second // 60:02d}:{second % 60:02d}.000Z",
+    )  # type: ignore[arg-type]
+
+
+def test_count_field_only_when_a_line_stands_for_several(tmp_path: Path) -> None:
+    log = tmp_path / "network.log"
+    netlog.append(log, _at("a.test", 1))
+    netlog.append(log, NetEvent("dns", "b.test", 53, "blocked", "41 more", count=41))
+    first, second = (json.loads(line) for line in log.read_text().splitlines())
+    assert "count" not in first and second["count"] == 41
+    assert netlog.tail(log, 1)[0].count == 41
+    with log.open("a") as f:
+        f.write(json.dumps(first | {"count": 0}) + "\n")
+        f.write(json.dumps(first | {"count": True}) + "\n")
+    assert len(netlog.tail(log, 10)) == 2  # malformed counts are not events
+
+
+def test_rotation_by_line_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(netlog, "MAX_LOG_LINES", 10)
+    log = tmp_path / "network.log"
+    for i in range(25):
+        netlog.append(log, _at(f"h{i}.test", i))
+    assert len(log.read_text().splitlines()) <= 10
+    assert len(netlog.rotated(log).read_text().splitlines()) == 10
+
+
+def test_oldest_decisions_are_summarised_not_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(netlog, "MAX_LOG_LINES", 50)
+    monkeypatch.setattr(netlog, "MAX_SUMMARY_RECORDS", 20)
+    log = tmp_path / "network.log"
+    netlog.append(log, _at("allowed.vbx.test", 0, "allowed", "proxy"))
+    netlog.append(log, _at("secret.unlisted.example", 1))
+    netlog.append(log, _at("secret.unlisted.example", 2))
+    for i in range(1000):  # a flood of unique names, far more than the log keeps
+        netlog.append(log, _at(f"x{i}.flood.example", 3 + i % 50))
+    earlier = {(r.source, r.host, r.verdict): r for r in netlog.earlier(log)}
+    assert len(earlier) <= 20
+    first = earlier[("proxy", "allowed.vbx.test", "allowed")]
+    assert (first.count, first.first) == (1, "2026-11-27T10:00:00.000Z")
+    secret = earlier[("dns", "secret.unlisted.example", "blocked")]
+    assert (secret.count, secret.first, secret.last) == (
+        2,
+        "2026-11-27T10:00:01.000Z",
+        "2026-11-27T10:00:02.000Z",
+    )
+    flood = earlier[("dns", "*.flood.example", "blocked")]
+    assert flood.hosts > 1 and flood.describe().startswith(
+        f"{flood.count} blocked dns decisions for *.flood.example ("
+    )
+    # Honest: every decision is counted exactly once, summarised or still in the log.
+    summary = netlog.summary(log)
+    assert summary.total == 1003
+    assert summary.allowed == 1 and summary.blocked == 1002
+
+
+def test_summary_bound_keeps_counts_exact(tmp_path: Path) -> None:
+    records = [
+        netlog.EarlierRecord(
+            "dns", f"n{i}.d{i}.example", "blocked", i + 1, 1, f"T{i:03d}", f"T{i:03d}"
+        )
+        for i in range(30)
+    ]
+    bounded = netlog._bounded(records, limit=10)
+    assert len(bounded) <= 10
+    assert sum(r.count for r in bounded) == sum(r.count for r in records)
+    assert sum(r.hosts for r in bounded) == 30
+    assert any(r.host == "(other hosts)" for r in bounded)
+    assert min(r.first for r in bounded) == "T000"
