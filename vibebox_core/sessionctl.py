@@ -26,7 +26,7 @@ from vibebox_core import approval, paths, supervisor, vm
 from vibebox_core.errors import SessionNotFoundError, SupervisorError, VibeboxError, VMError
 from vibebox_core.hypervisor import Hypervisor, LibvirtHypervisor, VMStatus
 from vibebox_core.paths import ProjectPaths
-from vibebox_core.sessions import SessionEntry, SessionIndex
+from vibebox_core.sessions import SessionEntry, SessionIndex, read_session_id_file
 
 # --------------------------------------------------------------------------- status
 
@@ -184,10 +184,7 @@ def list_statuses(
 
 
 def _session_id_of(project: ProjectPaths) -> str:
-    try:
-        text = project.session_id.read_text().strip()
-    except OSError:
-        text = ""
+    text = read_session_id_file(project) or ""  # bounded, regular file only, validated
     if text:
         return text
     entry = SessionIndex().find_by_directory(project.root)
@@ -272,6 +269,17 @@ async def delete(entry: SessionEntry, hypervisor: Hypervisor | None = None) -> N
     await asyncio.to_thread(_delete_rest, entry, hv)
 
 
+def remove_tree(path: Path) -> None:
+    """``rm -rf path``; what vanishes meanwhile is fine (another ``vibebox delete`` of the
+    same session removing it at the same time)."""
+
+    def missing_is_fine(_func: Any, _path: str, exc_info: Any) -> None:
+        if not isinstance(exc_info[1], FileNotFoundError):
+            raise exc_info[1]
+
+    shutil.rmtree(path, onerror=missing_is_fine)
+
+
 def _delete_rest(entry: SessionEntry, hv: Hypervisor) -> None:
     project = ProjectPaths(entry.directory)
     hv.undefine(entry.id)
@@ -279,7 +287,7 @@ def _delete_rest(entry: SessionEntry, hv: Hypervisor) -> None:
         paths.supervisor_socket_path(entry.id).unlink()
     if project.cache.is_dir():
         try:
-            shutil.rmtree(project.cache)
+            remove_tree(project.cache)
         except OSError as exc:
             raise VMError(
                 f"cannot remove {project.cache}: {exc.strerror or exc}",

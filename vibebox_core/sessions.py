@@ -34,8 +34,9 @@ import uuid_utils
 from tomlkit.exceptions import ParseError
 
 from vibebox_core import paths
-from vibebox_core.errors import SessionIndexError, SessionNotFoundError
+from vibebox_core.errors import ConfigError, SessionIndexError, SessionNotFoundError
 from vibebox_core.paths import ProjectPaths
+from vibebox_core.projectfile import read_bounded_text
 
 #: Keys every entry has; everything else in an entry is kept in ``SessionEntry.extra``.
 CORE_KEYS = ("id", "directory", "last_active")
@@ -101,9 +102,9 @@ def validate_session_id(value: str) -> str:
 
 def read_session_id_file(project: ProjectPaths) -> str | None:
     """Return the id stored in ``<project>/.vibebox/session-id``, or None if absent/invalid."""
-    try:
-        text = project.session_id.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError):
+    try:  # a regular file of a few bytes only: never a symlink, FIFO or device (projectfile)
+        text = read_bounded_text(project.session_id, limit=256).strip()
+    except (OSError, ConfigError):
         return None
     try:
         return validate_session_id(text)

@@ -775,3 +775,14 @@ def test_fuzzed_inputs_only_raise_config_errors(project: ProjectPaths) -> None:
             assert exc.hint, case
         except Exception as exc:
             pytest.fail(f"{type(exc).__name__}: {exc} for {case[:200]!r}")
+
+
+def test_session_id_fifo_or_symlink_is_not_read(project: ProjectPaths) -> None:
+    from vibebox_core.sessions import read_session_id_file
+
+    project.cache.mkdir()
+    os.mkfifo(project.session_id)
+    assert read_session_id_file(project) is None  # returns at once: never waits for a writer
+    project.session_id.unlink()
+    project.session_id.symlink_to("/dev/zero")
+    assert read_session_id_file(project) is None
