@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import grp
 import ipaddress
 import json
@@ -12,9 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from vibebox_core import access, doctor, paths, vm
+from vibebox_core import access, doctor, paths, provision, runtime, vm
+from vibebox_core.config import load_config
 from vibebox_core.doctor import Check, DomainFact
 from vibebox_core.errors import VMError
+from vibebox_core.fake import FakeHypervisor
+from vibebox_core.paths import ProjectPaths
+from vibebox_core.sessions import SessionIndex
 from vibebox_tui import cli
 
 
@@ -185,3 +190,26 @@ def test_command_text_unreachable(capsys: pytest.CaptureFixture[str], tmp_path: 
     assert lines[1].startswith("✗ libvirt: cannot reach libvirt") and "libvirtd -d" in lines[1]
     assert "Traceback" not in out
     assert os.path.exists(tmp_path)  # nothing created or removed
+
+
+def test_a_failed_start_carries_the_diagnosis(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """runtime.ensure_running: the start's error gets doctor's quick findings in its hint."""
+    project = ProjectPaths.for_directory(tmp_path)
+    config = load_config(project)
+    entry = SessionIndex().ensure(project.root)
+    monkeypatch.setattr(runtime, "_load", lambda _dir: (project, config, entry))
+
+    def refuse(*_args: object) -> None:
+        raise VMError("could not start VM x: boom", hint="see its log")
+
+    monkeypatch.setattr(provision, "prepare_and_start", refuse)
+    monkeypatch.setenv(doctor.VIRTIOFSD_ENV, "/nonexistent/virtiofsd")
+    hv = FakeHypervisor()
+    with pytest.raises(VMError) as info:
+        asyncio.run(runtime.ensure_running(tmp_path, hypervisor=hv))
+    assert info.value.message == "could not start VM x: boom"
+    assert info.value.hint.startswith("see its log; vibebox doctor: ")
+    assert "✗ virtiofsd: /nonexistent/virtiofsd is missing" in info.value.hint
+    assert f"✗ uri: {hv.uri}" in info.value.hint
