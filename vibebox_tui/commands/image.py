@@ -15,6 +15,7 @@ from typing import Any
 from vibebox_core import imagebuild, imagemeta, images, paths
 from vibebox_core.errors import ImageError
 from vibebox_core.progress import ProgressEvent
+from vibebox_core.sanitize import clean
 
 
 def register(subparsers: Any) -> None:
@@ -65,10 +66,11 @@ def register(subparsers: Any) -> None:
 
 
 def print_progress(event: ProgressEvent) -> None:
-    """Print one progress event as a line on stderr."""
-    detail = f": {event.detail}" if event.detail else ""
+    """Print one progress event as a line on stderr (build output escaped: it comes from
+    programs run in the image's chroot)."""
+    detail = f": {clean(event.detail)}" if event.detail else ""
     mark = " ✓" if event.done and not event.detail else ""
-    print(f"[{event.elapsed:6.1f}s] {event.step}{detail}{mark}", file=sys.stderr, flush=True)
+    print(f"[{event.elapsed:6.1f}s] {clean(event.step)}{detail}{mark}", file=sys.stderr, flush=True)
 
 
 def run_build(args: argparse.Namespace) -> int:
@@ -78,7 +80,7 @@ def run_build(args: argparse.Namespace) -> int:
         try:
             info = images.verify_image(name, progress=print_progress)
         except ImageError as exc:
-            print(f"vibebox: {exc.message}; rebuilding it", file=sys.stderr)
+            print(f"vibebox: {clean(exc.message, None)}; rebuilding it", file=sys.stderr)
         else:
             if not images.outdated(info):
                 print(f"image {name!r} is present and verified ({info.directory})")
@@ -133,7 +135,8 @@ def run_list(args: argparse.Namespace) -> int:
     for entry in entries:
         info = entry.info
         if info is None:
-            print(f"{entry.name:<16} {'?':<9} {'?':<17} {'?':>8}  damaged: {entry.problem}")
+            problem = clean(entry.problem, None)
+            print(f"{clean(entry.name):<16} {'?':<9} {'?':<17} {'?':>8}  damaged: {problem}")
             continue
         built = info.built_at.strftime("%Y-%m-%d %H:%M")
         extras = f" (+{', '.join(info.extra_packages)})" if info.extra_packages else ""
