@@ -238,7 +238,8 @@ class VibeboxApp(PollingApp, inherit_bindings=False):
                 action = f"Not starting {directory.name}"
                 self.post_message(msg.Failed(action, message.error, fatal=message.startup))
 
-        self.push_screen(confirm_approval(directory, message.error.check.diff), answered)
+        diff, first = message.error.check.diff, message.error.first
+        self.push_screen(confirm_approval(directory, diff, first=first), answered)
 
     @work(exclusive=True, exit_on_error=False, group="approve")
     async def approve_and_attach(self, directory: Path, startup: bool, expected: str = "") -> None:

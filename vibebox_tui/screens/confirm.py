@@ -137,18 +137,28 @@ def confirm_recreate(session: SessionStatus, directory: Path) -> ConfirmScreen:
     )
 
 
-def confirm_approval(directory: Path, diff: Sequence[str]) -> ConfirmScreen:
-    """Ask before starting with mounts or network that changed since the last approval.
+def confirm_approval(directory: Path, diff: Sequence[str], *, first: bool = False) -> ConfirmScreen:
+    """Ask before starting with settings that changed since the last approval, or (``first``)
+    with a never approved file that asks for more than the defaults.
 
     Each diff line is escaped on its own, so a line cannot hide itself or another one
     (``\\r``, ``ESC [2K``, bidi overrides and markup all show as written).
     """
     lines = "\n".join(f"  {clean(line)}" for line in diff)
+    if first:
+        what = (
+            f"vibebox.toml in {clean(directory)} asks for more than the defaults and was never "
+            "approved for this project. It may come from a cloned repository, or a program in "
+            f"the VM may have written it:\n\n{lines}\n\n"
+        )
+    else:
+        what = (
+            f"vibebox.toml in {clean(directory)} changed the session's mounts, network or "
+            "resources since you last approved them. The project folder is writable from "
+            f"inside the VM, so a program there may have made this change:\n\n{lines}\n\n"
+        )
     return ConfirmScreen(
         "Approve the changed settings?",
-        f"vibebox.toml in {clean(directory)} changed the session's mounts or network since you "
-        "last approved them. The project folder is writable from inside the VM, so a "
-        f"program there may have made this change:\n\n{lines}\n\n"
-        "Start the session with these settings?",
+        what + "Start the session with these settings?",
         confirm_label="Approve",
     )
