@@ -24,7 +24,7 @@ from vibebox_core.explain import VMInfo, build_explain
 from vibebox_core.hypervisor import Hypervisor
 from vibebox_core.paths import PROJECT_CACHE, PROJECT_CONFIG, ProjectPaths
 from vibebox_core.progress import ProgressCallback, ProgressEvent
-from vibebox_core.pty import ByteStream, SSHPtyStream
+from vibebox_core.pty import ByteStream, SSHPtyStream, command_token
 from vibebox_core.sessions import SessionEntry, SessionIndex
 from vibebox_tui.backend import Attachment, InspectorData, MountRow, SessionStatus
 
@@ -69,6 +69,11 @@ class ThreadedStream:
     def end_reason(self) -> str:
         reason = getattr(self._stream, "end_reason", "")
         return reason if isinstance(reason, str) else ""
+
+    @property
+    def command_token(self) -> str:
+        """The wrapped stream's token: without it every vibebox command would be ignored."""
+        return command_token(self._stream)
 
     async def read(self) -> bytes:
         return await self._io.call(self._stream.read())

@@ -156,8 +156,7 @@ def test_dashboard_on_a_real_session(
         tmux.wait_screen(lambda s: "live-edit.example" in s, 10, "the edit in the inspector")
         assert time.monotonic() - edited < 3.0
 
-        # The inspector has the focus now: back to the terminal (t), then :exit.
-        tmux.keys("t")
+        # The terminal kept the keyboard after :explain: :exit goes straight to the guest.
         tmux.type(":exit")
         tmux.keys("Enter")
         deadline = time.monotonic() + 30

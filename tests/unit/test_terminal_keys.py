@@ -259,3 +259,9 @@ def test_a_paste_textual_began_stays_textual_s_until_its_end() -> None:
 
 def test_a_paste_cannot_type_controls_or_escape_sequences() -> None:
     assert encode_paste("a\x1b[31mb\x03\x00c\x9bd\x7f\te", bracketed=False) == b"a[31mbcd\te"
+
+
+def test_an_old_style_mouse_report_goes_to_textual_whole() -> None:
+    host = HostInput()
+    assert host.feed(b"a\x1b[M #", True) == [("keys", b"a")]
+    assert host.feed(b"!b", True) == [("app", b"\x1b[M #!"), ("keys", b"b")]

@@ -11,10 +11,13 @@ What still goes to Textual (the dashboard), even while the terminal has the focu
 
 * ``ctrl+\\`` (``0x1c``), which leaves the terminal -- and every byte after it in that read,
   until the terminal has the focus again (those keys were typed for the dashboard);
-* the host terminal's own reports: SGR mouse (``CSI < ... M/m``), focus in/out (``CSI I``,
-  ``CSI O``), mode reports (``CSI ? ... $ y`` and other ``CSI ?`` replies), in-band resize
-  (``CSI 48 ; ... t``). Mouse events reach the terminal through Textual, encoded by
-  :mod:`~vibebox_tui.terminal.mouse` for the guest's mouse mode.
+* the host terminal's own reports: mouse (``CSI < ... M/m``, ``CSI M`` and three bytes),
+  focus in/out (``CSI I``, ``CSI O``), mode reports (``CSI ? ... $ y`` and other ``CSI ?``
+  replies), in-band resize (``CSI 48 ; ... t``). Mouse events reach the terminal through
+  Textual, encoded by :mod:`~vibebox_tui.terminal.mouse` for the guest's mouse mode.
+
+The widget itself keeps ``shift+PgUp`` / ``shift+PgDn`` (``CSI 5;2~`` / ``CSI 6;2~``) on the
+main screen, to page its scrollback, as xterm does.
 
 A bracketed paste from the host (``CSI 200 ~`` ... ``CSI 201 ~``) is cut out whole and given
 to the terminal as a paste, re-encoded for the guest (bracketed only if the guest asked).
@@ -26,6 +29,10 @@ sends ``ESC O A`` for up, ``ESC O q`` for keypad 1, as xterm does for the guest'
 kitty keyboard protocol Textual would ask the host for is left off, so keys come in xterm's
 encoding. Without this driver (headless, Pilot, the web driver) keys arrive as Textual key
 events and :func:`~vibebox_tui.terminal.keys.encode_key` encodes them.
+
+Not followed (the guest gets the host's default): xterm's modifyOtherKeys and the kitty
+keyboard protocol (the emulator does not announce them, so programs use xterm's keys), DECBKM
+(Backspace is DEL, ctrl+Backspace BS) and LNM on input (Return is CR).
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ Chunk = tuple[Destination, bytes]
 ESC = 0x1B
 FOCUS_OUT_BYTE = 0x1C
 """``ctrl+\\``: the byte that leaves the terminal (see ``FOCUS_OUT_KEY`` in the widget)."""
+X10_MOUSE = b"\x1b[M"
+"""A mouse report in the old encoding (no key sends ``CSI M``)."""
 PASTE_START = b"\x1b[200~"
 PASTE_END = b"\x1b[201~"
 MAX_CSI = 64
@@ -181,7 +190,15 @@ class HostInput:
                 continue
             seq = data[i : j + 1]
             i = j + 1
-            if seq == PASTE_START:
+            if seq == X10_MOUSE:  # a host without SGR mouse: three bytes of report follow
+                if i + 3 > size:
+                    self._pending = data[i - len(seq) :]
+                    break
+                seq, i = data[i - len(seq) : i + 3], i + 3
+                _append(out, "keys", bytes(keys))
+                keys.clear()
+                _append(out, "app", seq)
+            elif seq == PASTE_START:
                 _append(out, "keys", bytes(keys))
                 keys.clear()
                 self._paste = bytearray()
