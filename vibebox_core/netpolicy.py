@@ -18,6 +18,7 @@ from typing import Any, Literal, Protocol
 
 from vibebox_core import addresses
 from vibebox_core.errors import NetworkPolicyError
+from vibebox_core.sanitize import clean
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
@@ -349,20 +350,13 @@ def policy_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     if not lines and canonical_json(old) != canonical_json(new):
         lines.append("~ policy format changed")
     # Paths and values come from a guest-writable file: never a raw control character.
-    return [_visible(line) for line in lines]
+    return [clean(line, None) for line in lines]
 
 
 _VALUE_KEYS = (
     ("box", ("cpus", "memory_mb", "disk_gb", "accel", "libvirt_uri")),
     ("supervisor", ("auto_shutdown_ms",)),
 )
-
-
-def _visible(text: str) -> str:
-    """``text`` with every control or format character shown as an escape (``\\x1b``)."""
-    return "".join(
-        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text
-    )
 
 
 @dataclass(frozen=True)
@@ -450,8 +444,8 @@ class PolicyNotApprovedError(NetworkPolicyError):
     """
 
     def __init__(self, check: ApprovalCheck, *, project: str = "", first: bool = False) -> None:
-        where = f" in {_visible(project)}" if project else ""
-        lines = "\n".join(f"  {_visible(line)}" for line in check.diff)
+        where = f" in {clean(project, None)}" if project else ""
+        lines = "\n".join(f"  {clean(line, None)}" for line in check.diff)
         if first:
             message = (
                 "vibebox.toml grants more than the defaults and was never approved for this "
