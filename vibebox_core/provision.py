@@ -31,6 +31,7 @@ from vibebox_core.fileio import write_atomic
 from vibebox_core.hypervisor import Hypervisor
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.progress import ProgressCallback, ProgressClock
+from vibebox_core.share import guard
 
 #: Tag of the read-only share that seeds the guest (keys, guest.json).
 SEED_TAG = "vibebox-seed"
@@ -227,8 +228,14 @@ def prepare_and_start(
     if create_overlay(project.disk, info.base_disk, config.box.disk_gb):
         clock("instance disk", f"{project.disk.name} ({config.box.disk_gb} GB)", done=True)
     project.disk_base.write_text(info.artifacts["base_disk"].sha256 + "\n")
-    shares = [vm.Share(project.seed_dir, SEED_TAG, True)]
-    shares += [share for share, _guest in mount_shares(config, project)]
+    # Every share runs through the share guard (vibebox_core/share/guard.py): the approved
+    # directory by device/inode, and no setuid, device or foreign-owned file on the host.
+    shares = guard.guard_shares(
+        session_id,
+        project.root,
+        [(vm.Share(project.seed_dir, SEED_TAG, True), None), *mount_shares(config, project)],
+        approval.approved_pins(project),
+    )
     readonly = vm.install_readonly_virtiofsd()
     check_qemu_access([info.kernel, info.initrd, info.base_disk, project.disk])
     # Asking libvirt about KVM costs a capabilities probe: only when the answer matters.

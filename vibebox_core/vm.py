@@ -19,6 +19,10 @@ Decisions worth knowing:
   ``.vibebox/`` covered by an empty tmpfs. The host kernel enforces both, so root in the guest
   cannot undo them (a guest-side mask alone could be unmounted by guest root, who could then
   swap the instance disk or console log for symlinks that libvirt follows as root).
+  Sessions now give every share its own wrapper (:attr:`Share.binary`) from the share guard
+  (:mod:`vibebox_core.share.guard`), which does the same in C from a pinned directory and
+  also keeps setuid bits, device nodes and foreign owners off the host; the shell wrappers
+  below remain for callers that pass no per-share binary.
 """
 
 from __future__ import annotations

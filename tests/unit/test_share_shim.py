@@ -283,6 +283,29 @@ def test_the_guard_fails_closed_without_an_owner(
     assert "share owner is not set" in done.stderr
 
 
+@needs_cc
+@pytest.mark.skipif(not vm.VIRTIOFSD.exists(), reason="no virtiofsd")
+def test_the_real_virtiofsd_loads_the_guard(binaries: guard.GuardBinaries) -> None:
+    """ld.so runs the guard's initialiser in the real virtiofsd, which then works normally."""
+    done = subprocess.run(
+        [str(vm.VIRTIOFSD), "--version"],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "LD_PRELOAD": str(binaries.shim),
+            "LD_DEBUG": "libs",
+            "VIBEBOX_SHARE_UID": str(SHARE_UID),
+            "VIBEBOX_SHARE_GID": str(SHARE_GID),
+        },
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "virtiofsd version" in done.stdout
+    assert f"calling init: {binaries.shim}" in done.stderr
+
+
 def test_build_names_a_missing_compiler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CC", "no-such-compiler-vibebox")
     with pytest.raises(VirtiofsdError, match="no C compiler") as info:

@@ -329,6 +329,28 @@ def test_domain_xml_virtiofsd_choice() -> None:
     assert binaries(explicit) == ["/w/virtiofsd-rw"]
 
 
+def test_domain_xml_per_share_binary_wins() -> None:
+    """A share with its own (share guard) wrapper runs that, whatever the spec's defaults."""
+    guarded = (
+        vm.Share(Path("/p"), "vibebox-project", False, Path("/h/bin/shares/s-vibebox-project")),
+        vm.Share(Path("/d,ata"), "vibebox-m1", True, Path("/h/bin/shares/s-vibebox-m1")),
+    )
+    root = parse(vm.domain_xml(make_domain(filesystems=guarded, virtiofsd_readonly=None)))
+    found = {
+        fs.find("target").get("dir"): (fs.find("source").get("dir"), fs.find("binary").get("path"))  # type: ignore[union-attr]
+        for fs in root.findall("devices/filesystem")
+    }
+    # a comma is fine here: the guard's launcher undoes libvirt's ",," escaping
+    assert found == {
+        "vibebox-project": ("/p", "/h/bin/shares/s-vibebox-project"),
+        "vibebox-m1": ("/d,ata", "/h/bin/shares/s-vibebox-m1"),
+    }
+    with pytest.raises(VMError, match="must be absolute"):
+        vm.domain_xml(
+            make_domain(filesystems=(vm.Share(Path("/p"), "vibebox-project", False, Path("w")),))
+        )
+
+
 def test_install_readonly_virtiofsd_compat(tmp_path: Path) -> None:
     path = vm.install_readonly_virtiofsd(tmp_path / "virtiofsd-ro")
     assert path == tmp_path / "virtiofsd-ro"

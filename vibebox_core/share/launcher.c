@@ -7,8 +7,9 @@
  *     a symlink or a non-directory at any component, and compares the directory's device and
  *     inode with the approved ones;
  *  3. bind-mounts that open directory (through /proc/self/fd, so no path is looked up again)
- *     onto a staging directory on a fresh private tmpfs (over /run/vibebox-virtiofsd), masks its .vibebox/ with an empty
- *     read-only tmpfs, makes the view read-only for read-only shares;
+ *     onto a staging directory on a fresh private tmpfs (over /run/vibebox-virtiofsd), masks
+ *     its .vibebox/ with an empty read-only tmpfs, makes the view read-only for read-only
+ *     shares;
  *  4. execs the real virtiofsd (same pid, libvirt's pid file stays right) on the staging
  *     directory, with the share guard preloaded (shim.c), capabilities it never needs dropped
  *     (mknod, setfcap, fsetid) and extended attributes off.

@@ -103,7 +103,14 @@ static unsigned long parse_id(const char *name) {
     return value;
 }
 
-__attribute__((constructor)) static void shim_init(void) {
+static volatile int ready;
+
+/*
+ * Run from the constructor, and from any wrapper called before it (another library's
+ * constructor may open files first): idempotent, and done before virtiofsd's seccomp filter.
+ */
+static void shim_init(void) {
+    if (ready) return;
     share_uid = (uid_t)parse_id("VIBEBOX_SHARE_UID");
     share_gid = (gid_t)parse_id("VIBEBOX_SHARE_GID");
     own_uid = getuid();
@@ -132,7 +139,15 @@ __attribute__((constructor)) static void shim_init(void) {
     next_lsetxattr = need("lsetxattr");
     next_fsetxattr = need("fsetxattr");
     next_renameat2 = need("renameat2");
+    ready = 1;
 }
+
+__attribute__((constructor)) static void shim_constructor(void) { shim_init(); }
+
+#define READY()                                                                                  \
+    do {                                                                                          \
+        if (!ready) shim_init();                                                                  \
+    } while (0)
 
 /* ------------------------------------------------------------------ the rules */
 
@@ -178,6 +193,7 @@ struct shim_open_how {
 };
 
 SHIM_EXPORT long syscall(long number, ...) {
+    READY();
     va_list ap;
     unsigned long a[6];
     int i;
@@ -258,23 +274,48 @@ SHIM_EXPORT long syscall(long number, ...) {
 /* ------------------------------------------------------------------ id functions */
 
 SHIM_EXPORT int setresuid(uid_t r, uid_t e, uid_t s) {
+    READY();
     return (int)syscall(SYS_setresuid, (unsigned long)r, (unsigned long)e, (unsigned long)s);
 }
 
 SHIM_EXPORT int setresgid(gid_t r, gid_t e, gid_t s) {
+    READY();
     return (int)syscall(SYS_setresgid, (unsigned long)r, (unsigned long)e, (unsigned long)s);
 }
 
-SHIM_EXPORT int setuid(uid_t id) { (void)id; return refuse(); }
-SHIM_EXPORT int setgid(gid_t id) { (void)id; return refuse(); }
-SHIM_EXPORT int setreuid(uid_t r, uid_t e) { (void)r; (void)e; return refuse(); }
-SHIM_EXPORT int setregid(gid_t r, gid_t e) { (void)r; (void)e; return refuse(); }
+SHIM_EXPORT int setuid(uid_t id) {
+    READY();
+    (void)id;
+    return refuse();
+}
+
+SHIM_EXPORT int setgid(gid_t id) {
+    READY();
+    (void)id;
+    return refuse();
+}
+
+SHIM_EXPORT int setreuid(uid_t r, uid_t e) {
+    READY();
+    (void)r;
+    (void)e;
+    return refuse();
+}
+
+SHIM_EXPORT int setregid(gid_t r, gid_t e) {
+    READY();
+    (void)r;
+    (void)e;
+    return refuse();
+}
 
 SHIM_EXPORT int seteuid(uid_t id) {
+    READY();
     return (int)syscall(SYS_setresuid, NO_ID, (unsigned long)id, NO_ID);
 }
 
 SHIM_EXPORT int setegid(gid_t id) {
+    READY();
     return (int)syscall(SYS_setresgid, NO_ID, (unsigned long)id, NO_ID);
 }
 
@@ -291,78 +332,112 @@ SHIM_EXPORT int setegid(gid_t id) {
     } while (0)
 
 SHIM_EXPORT int open(const char *path, int flags, ...) {
+    READY();
     mode_t mode = 0;
     MODE_ARG(flags, mode);
     return next_open(path, flags, mode);
 }
 
 SHIM_EXPORT int open64(const char *path, int flags, ...) {
+    READY();
     mode_t mode = 0;
     MODE_ARG(flags, mode);
     return next_open64(path, flags, mode);
 }
 
 SHIM_EXPORT int openat(int dirfd, const char *path, int flags, ...) {
+    READY();
     mode_t mode = 0;
     MODE_ARG(flags, mode);
     return next_openat(dirfd, path, flags, mode);
 }
 
 SHIM_EXPORT int openat64(int dirfd, const char *path, int flags, ...) {
+    READY();
     mode_t mode = 0;
     MODE_ARG(flags, mode);
     return next_openat64(dirfd, path, flags, mode);
 }
 
-SHIM_EXPORT int creat(const char *path, mode_t mode) { return next_creat(path, clean(mode)); }
-SHIM_EXPORT int creat64(const char *path, mode_t mode) { return next_creat64(path, clean(mode)); }
-SHIM_EXPORT int mkdir(const char *path, mode_t mode) { return next_mkdir(path, clean(mode)); }
+SHIM_EXPORT int creat(const char *path, mode_t mode) {
+    READY();
+    return next_creat(path, clean(mode));
+}
+
+SHIM_EXPORT int creat64(const char *path, mode_t mode) {
+    READY();
+    return next_creat64(path, clean(mode));
+}
+
+SHIM_EXPORT int mkdir(const char *path, mode_t mode) {
+    READY();
+    return next_mkdir(path, clean(mode));
+}
 
 SHIM_EXPORT int mkdirat(int dirfd, const char *path, mode_t mode) {
+    READY();
     return next_mkdirat(dirfd, path, clean(mode));
 }
 
 SHIM_EXPORT int mknod(const char *path, mode_t mode, dev_t dev) {
+    READY();
     if (is_device(mode)) return refuse();
     return next_mknod(path, clean(mode), dev);
 }
 
 SHIM_EXPORT int mknodat(int dirfd, const char *path, mode_t mode, dev_t dev) {
+    READY();
     if (is_device(mode)) return refuse();
     return next_mknodat(dirfd, path, clean(mode), dev);
 }
 
-SHIM_EXPORT int mkfifo(const char *path, mode_t mode) { return next_mkfifo(path, clean(mode)); }
+SHIM_EXPORT int mkfifo(const char *path, mode_t mode) {
+    READY();
+    return next_mkfifo(path, clean(mode));
+}
 
 SHIM_EXPORT int mkfifoat(int dirfd, const char *path, mode_t mode) {
+    READY();
     return next_mkfifoat(dirfd, path, clean(mode));
 }
 
-SHIM_EXPORT int chmod(const char *path, mode_t mode) { return next_chmod(path, clean(mode)); }
-SHIM_EXPORT int fchmod(int fd, mode_t mode) { return next_fchmod(fd, clean(mode)); }
+SHIM_EXPORT int chmod(const char *path, mode_t mode) {
+    READY();
+    return next_chmod(path, clean(mode));
+}
+
+SHIM_EXPORT int fchmod(int fd, mode_t mode) {
+    READY();
+    return next_fchmod(fd, clean(mode));
+}
 
 SHIM_EXPORT int fchmodat(int dirfd, const char *path, mode_t mode, int flags) {
+    READY();
     return next_fchmodat(dirfd, path, clean(mode), flags);
 }
 
 /* ------------------------------------------------------------------ owners */
 
 SHIM_EXPORT int chown(const char *path, uid_t uid, gid_t gid) {
+    READY();
     if (!owner_ok(uid, gid)) return refuse();
     return next_chown(path, uid, gid);
 }
 
 SHIM_EXPORT int lchown(const char *path, uid_t uid, gid_t gid) {
+    READY();
     if (!owner_ok(uid, gid)) return refuse();
     return next_lchown(path, uid, gid);
 }
 
 SHIM_EXPORT int fchown(int fd, uid_t uid, gid_t gid) {
+    READY();
     if (!owner_ok(uid, gid)) return refuse();
     return next_fchown(fd, uid, gid);
 }
 
 SHIM_EXPORT int fchownat(int dirfd, const char *path, uid_t uid, gid_t gid, int flags) {
+    READY();
     if (!owner_ok(uid, gid)) return refuse();
     return next_fchownat(dirfd, path, uid, gid, flags);
 }
@@ -370,21 +445,25 @@ SHIM_EXPORT int fchownat(int dirfd, const char *path, uid_t uid, gid_t gid, int 
 /* ------------------------------------------------------------------ xattrs, renames */
 
 SHIM_EXPORT int setxattr(const char *p, const char *n, const void *v, size_t s, int f) {
+    READY();
     if (!xattr_ok(n)) return refuse();
     return next_setxattr(p, n, v, s, f);
 }
 
 SHIM_EXPORT int lsetxattr(const char *p, const char *n, const void *v, size_t s, int f) {
+    READY();
     if (!xattr_ok(n)) return refuse();
     return next_lsetxattr(p, n, v, s, f);
 }
 
 SHIM_EXPORT int fsetxattr(int fd, const char *n, const void *v, size_t s, int f) {
+    READY();
     if (!xattr_ok(n)) return refuse();
     return next_fsetxattr(fd, n, v, s, f);
 }
 
 SHIM_EXPORT int renameat2(int od, const char *op, int nd, const char *np, unsigned int flags) {
+    READY();
     if (flags & RENAME_WHITEOUT) return refuse();
     return next_renameat2(od, op, nd, np, flags);
 }
