@@ -326,3 +326,136 @@ def test_cursor_outside_the_scroll_region_moves_freely_as_in_xterm() -> None:
 
 def test_next_line_is_carriage_return_plus_line_feed() -> None:
     assert rows(term("ab\x1bEc"))[:2] == ["ab", "c"]
+
+
+# -- xterm parity (issue 11): each of the known differences, pinned without the reference --
+
+
+def test_leaving_the_alternate_screen_twice_still_restores_the_cursor() -> None:
+    # as xterm: the second 1049l restores the main screen's saved cursor again
+    emulator = term("a\r\nb\r\n\x1b[4;6H\x1b[?1049hdialog\x1b[?1049l\x1b[5;1H\x1b[?1049l")
+    assert not emulator.screen.in_alt
+    assert cursor(emulator) == (5, 3)
+
+
+def test_c0_control_inside_a_csi_runs_and_the_csi_goes_on() -> None:
+    emulator = term("abcdef\x1b[2\rD")  # CR inside CUB: CR runs, then CUB 2 from column 0
+    assert rows(emulator)[0] == "abcdef"
+    assert cursor(emulator) == (0, 0)
+    emulator = term("ab\x1b[3\n;5HX")
+    assert rows(emulator)[2] == "    X"
+
+
+def test_full_reset_then_crlf_in_the_same_read_keeps_lines_apart() -> None:
+    emulator = term("junk\x1bc\r\nfirst\r\nsecond")
+    assert rows(emulator)[:3] == ["", "first", "second"]
+
+
+def test_widths_follow_glibc_flags_vs16_zwj_and_indic_marks() -> None:
+    emulator = term("\U0001f1e9\U0001f1eax|\u2764\ufe0fx|\U0001f468\u200d\U0001f469x|\u0915\u0903x")
+    line = emulator.screen.buffer[0].chars
+    assert line[:3] == ["\U0001f1e9", "\U0001f1ea", "x"]  # a regional indicator is 1 cell
+    assert line[4:6] == ["\u2764\ufe0f", "x"]  # VS16 joins, adds no cell
+    assert line[7:12] == ["\U0001f468\u200d", "", "\U0001f469", "", "x"]  # 2 + 0 + 2
+    assert line[13:16] == ["\u0915", "\u0903", "x"]  # a spacing mark takes a cell
+
+
+def test_width_table_is_the_c_library_wcwidth() -> None:
+    import ctypes
+    import ctypes.util
+    import platform
+
+    from vibebox_tui.terminal.wcwidth_table import SOURCE
+    from vibebox_tui.terminal.widths import code_width
+
+    if f"{platform.libc_ver()[0]} {platform.libc_ver()[1]}" != SOURCE:
+        pytest.skip(f"the table is {SOURCE}'s; this C library is {platform.libc_ver()}")
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    libc.setlocale.restype = ctypes.c_char_p
+    libc.setlocale.argtypes = [ctypes.c_int, ctypes.c_char_p]
+    assert libc.setlocale(0, b"C.UTF-8")
+    wcwidth = libc.wcwidth
+    wcwidth.argtypes = [ctypes.c_uint32]
+    for code in [*range(0x20, 0x3400), *range(0xA000, 0x30000, 7), *range(0xE0000, 0xE0200)]:
+        if 0xD800 <= code < 0xE000:
+            continue
+        want = wcwidth(code)
+        assert code_width(code) == (1 if want < 0 else want), hex(code)
+
+
+def test_deccolm_is_ignored_unless_mode_40_allows_it() -> None:
+    emulator = term("keep\x1b[?3h\x1b[?3l")
+    assert rows(emulator)[0] == "keep"
+    emulator = term("gone\x1b[2;3H\x1b[?40h\x1b[?3h")
+    assert rows(emulator)[0] == "" and cursor(emulator) == (0, 0)
+
+
+@pytest.mark.parametrize("cancel", ["\x18", "\x1a"])
+def test_can_and_sub_abort_osc_and_dcs_strings(cancel: str) -> None:
+    emulator = term(f"\x1b]0;title{cancel}shown\x1bPq#0{cancel}too")
+    assert emulator.title == ""
+    assert "shown" in rows(emulator)[0] and rows(emulator)[0].endswith("too")
+
+
+def test_dec_special_graphics_is_xterms_table() -> None:
+    emulator = term("\x1b(0+,-.0h_`aqx~\x1b(B")
+    assert rows(emulator)[0] == "+,-.0\u2424 \u25c6\u2592\u2500\u2502\u00b7"
+
+
+def test_malformed_csis_are_swallowed() -> None:
+    assert rows(term("a\x1b[ 1mb\x1b[1?25lc\x1b[3\x7fCd"))[0] == "abc   d"
+
+
+def test_decrc_restores_origin_and_pending_wrap_but_not_autowrap() -> None:
+    emulator = term("\x1b[?7l\x1b7\x1b[?7h\x1b8" + "x" * 25)
+    assert emulator.screen.autowrap
+    assert rows(emulator)[1] == "xxxxx"
+    emulator = term("x" * 19 + "y\x1b7\x1b[1;1H\x1b8Z")
+    assert rows(emulator)[1] == "Z"
+
+
+def test_pending_wrap_kept_by_tab_ended_by_ech() -> None:
+    assert rows(term("x" * 20 + "\tZ"))[1] == "Z"
+    emulator = term("x" * 20 + "\x1b[XZ")
+    assert rows(emulator)[0] == "x" * 19 + "Z" and rows(emulator)[1] == ""
+
+
+def test_vpa_honours_origin_mode() -> None:
+    emulator = term("\x1b[2;4r\x1b[?6h\x1b[2dX")
+    assert rows(emulator)[2] == "X"
+
+
+def test_rep_repeats_the_last_graphic_character_only_right_after_it() -> None:
+    assert rows(term("ab\x1b[3b"))[0] == "abbbb"
+    assert rows(term("ab\r\x1b[3bz"))[0] == "zb"
+    assert rows(term("a\x1b[31m\x1b[3bz"))[0] == "az"
+    assert rows(term("\x1b(0q\x1b[2b\x1b(B"))[0] == "\u2500" * 3
+
+
+def test_decstr_resets_the_charsets() -> None:
+    assert rows(term("\x1b(0q\x1b[!pq"))[0] == "\u2500q"
+
+
+def test_lnm_makes_line_feed_return_the_carriage() -> None:
+    emulator = term("\x1b[20habc\ndef")
+    assert rows(emulator)[:2] == ["abc", "def"]
+    assert emulator.take_replies() == b""
+    emulator.feed(b"\x1b[20$p")
+    assert emulator.take_replies() == b"\x1b[20;1$y"
+
+
+def test_dch_and_ich_never_strand_half_a_wide_character() -> None:
+    for data in ("a字b\x1b[1;3H\x1b[P", "a字b\x1b[1;3H\x1b[@", "x" * 17 + "字\x1b[1;1H\x1b[@"):
+        chars = term(data).screen.buffer[0].chars
+        for x, char in enumerate(chars):
+            if char == "":
+                assert x > 0 and chars[x - 1] not in ("", " ")  # a right half has its left
+            elif x + 1 < len(chars) and char in ("字",):
+                assert chars[x + 1] == ""  # a left half has its right
+
+
+def test_decaln_homes_and_resets_margins() -> None:
+    emulator = term("\x1b[2;4r\x1b[?6h\x1b[3;3H\x1b#8")
+    assert cursor(emulator) == (0, 0)
+    assert not emulator.screen.origin and emulator.screen.bottom == 4
+    assert all(row == "E" * 20 for row in rows(emulator))
