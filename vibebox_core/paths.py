@@ -11,6 +11,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from vibebox_core.errors import ConfigError
+from vibebox_core.projectfile import read_bounded_text
+
 HOME_ENV = "VIBEBOX_HOME"
 DEFAULT_HOME_NAME = ".vibebox"
 
@@ -178,9 +181,9 @@ class ProjectPaths:
 
     def recorded_ipv4(self) -> str | None:
         """The guest's address as last written to :attr:`ipv4`; None when there is none."""
-        try:
-            return self.ipv4.read_text().strip() or None
-        except OSError:
+        try:  # a regular file of a few bytes only (projectfile): never a FIFO or a device
+            return read_bounded_text(self.ipv4, limit=256).strip() or None
+        except (OSError, ConfigError):
             return None
 
     @property

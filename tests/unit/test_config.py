@@ -786,3 +786,12 @@ def test_session_id_fifo_or_symlink_is_not_read(project: ProjectPaths) -> None:
     project.session_id.unlink()
     project.session_id.symlink_to("/dev/zero")
     assert read_session_id_file(project) is None
+
+
+def test_recorded_ipv4_fifo_is_not_read(project: ProjectPaths) -> None:
+    project.cache.mkdir()
+    os.mkfifo(project.ipv4)
+    assert project.recorded_ipv4() is None  # at once: never waits for a writer
+    project.ipv4.unlink()
+    project.ipv4.write_text("10.213.0.2\n")
+    assert project.recorded_ipv4() == "10.213.0.2"
