@@ -192,9 +192,25 @@ def check_pinned(approved: PinnedDir, *, mount: str = "") -> PinnedDir:
     return now
 
 
+def changed_pins(pins: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """One line per recorded pin whose path no longer reaches its directory.
+
+    ``pins`` maps each approved mount's guest path to :meth:`PinnedDir.to_dict`. Used by
+    ``vibebox approve``: a directory the user re-created on purpose is approved again (the new
+    device and inode recorded); a damaged record counts as changed.
+    """
+    lines: list[str] = []
+    for guest, data in pins.items():
+        try:
+            approved = PinnedDir.from_dict(data)
+            check_pinned(approved, mount=f"{approved.path} → {guest}")
+        except MountPinError as exc:
+            lines.append(f"~ {exc.message}")
+    return lines
+
+
 def is_within(inner: str | os.PathLike[str], outer: str | os.PathLike[str]) -> bool:
     """True when absolute path ``inner`` is ``outer`` or lies below it (by components)."""
     a = [p for p in os.fspath(inner).split("/") if p]
     b = [p for p in os.fspath(outer).split("/") if p]
     return a[: len(b)] == b
-

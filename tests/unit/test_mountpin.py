@@ -122,3 +122,54 @@ def test_is_within_compares_components() -> None:
     assert mountpin.is_within("/a", "/a")
     assert not mountpin.is_within("/ab", "/a")
     assert mountpin.is_within("/anything", "/")
+
+
+def test_changed_pins_lists_moved_and_damaged_records(tmp_path: Path) -> None:
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "moved").mkdir()
+    pins = {
+        "/kept": mountpin.pin(tmp_path / "kept").to_dict(),
+        "/moved": mountpin.pin(tmp_path / "moved").to_dict(),
+        "/damaged": {"path": "/x"},
+    }
+    (tmp_path / "moved").rename(tmp_path / "old")
+    (tmp_path / "moved").mkdir()
+    lines = mountpin.changed_pins(pins)
+    assert len(lines) == 2
+    assert any("→ /moved' changed since it was approved" in line for line in lines)
+    assert any("damaged" in line for line in lines)
+    assert mountpin.changed_pins({"/kept": pins["/kept"]}) == []
+
+
+def test_approve_records_a_recreated_mount_directory_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`vibebox approve` shows a mount whose directory was replaced and pins the new one."""
+    import argparse
+
+    from vibebox_core import approval
+    from vibebox_core.config import load_config, set_value
+    from vibebox_core.paths import ProjectPaths
+    from vibebox_tui.commands import approve
+
+    monkeypatch.setenv("VIBEBOX_HOME", str(tmp_path / "home"))
+    (tmp_path / "proj").mkdir()
+    project = ProjectPaths.for_directory(tmp_path / "proj")
+    data = tmp_path / "data"
+    data.mkdir()
+    load_config(project)
+    set_value(project, "box", "mounts", [f"{data}:/data"])
+    args = argparse.Namespace(directory=str(project.root), yes=True)
+    assert approve.run(args) == 0
+    first = approval.approved_pins(project)["/data"]
+    assert approve.run(args) == 0
+    assert "nothing to approve" in capsys.readouterr().out
+
+    data.rename(tmp_path / "data.old")
+    data.mkdir()  # the user re-creates it: same path, another inode
+    assert approve.run(args) == 0
+    out = capsys.readouterr().out
+    assert "directories of mounts you approved" in out and "→ /data' changed" in out
+    assert "from its next start" in out
+    again = approval.approved_pins(project)["/data"]
+    assert again["ino"] == os.stat(data).st_ino != first["ino"]

@@ -12,10 +12,11 @@ snapshot and records exactly what was shown.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from typing import Any
 
-from vibebox_core import approval
+from vibebox_core import approval, mountpin
 from vibebox_core.errors import ConfigError
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.sanitize import clean
@@ -48,11 +49,18 @@ def run(args: argparse.Namespace) -> int:
     found = approval.review(project)
     if found.error is not None:
         raise found.error
+    moved: list[str] = []
     if found.status == "approved":
-        print("nothing to approve: vibebox.toml matches what you approved")
-        return 0
+        # The same text, but a mount's directory was replaced since (a new inode, a symlink).
+        moved = mountpin.changed_pins(approval.approved_pins(project))
+        if not moved:
+            print("nothing to approve: vibebox.toml matches what you approved")
+            return 0
     check = found.check()
-    if found.status == "new":
+    if moved:
+        print(f"the directories of mounts you approved in {clean(project.root)} changed:")
+        check = dataclasses.replace(check, diff=tuple(moved))
+    elif found.status == "new":
         if not found.diff:
             approval.approve(project, expected=check.digest)
             print("nothing to approve: vibebox.toml asks for the defaults only (recorded)")
@@ -72,7 +80,9 @@ def run(args: argparse.Namespace) -> int:
             return 1
     # Exactly what was shown: a file changed again meanwhile is refused, not approved.
     when = approval.approve(project, expected=check.digest)
-    if when == "live":
+    if moved:
+        print("approved: the session serves the new directories from its next start")
+    elif when == "live":
         print("approved: a running session applies it now")
     else:
         print("approved: it applies on the session's next start")
