@@ -12,9 +12,10 @@ set (its ``group``). Used by
   real dashboard, read back in a real guest in raw mode.
 
 Reference: xterm's ctlseqs ("PC-Style Function Keys"), with xterm's defaults: metaSendsEscape
-(Alt sends ESC first), Backspace sends DEL (DECBKM reset), Return sends CR (LNM reset),
-modifyOtherKeys off. Pastes: C0 controls other than TAB, CR and LF are dropped (as xterm's
-``allowPasteControls: false``), and so are DEL and C1 controls; LF becomes CR.
+(Alt sends ESC first), Backspace sends DEL (DECBKM reset), Return sends CR (CR LF with LNM
+set, as every CR xterm types), modifyOtherKeys off. Pastes: C0 controls other than TAB, CR
+and LF are dropped (as xterm's ``allowPasteControls: false``), and so are DEL and C1
+controls; LF becomes CR.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ GROUPS: dict[str, str] = {
     "app_keypad": "\x1b[?1h\x1b=",
     "bracketed_paste": "\x1b[?2004h",
     "alt_screen": "\x1b[?1049h",
+    "lnm": "\x1b[20h",
 }
 GROUP_MODES: dict[str, frozenset[str]] = {
     "normal": frozenset(),
@@ -35,6 +37,7 @@ GROUP_MODES: dict[str, frozenset[str]] = {
     "app_keypad": frozenset({"app_cursor", "app_keypad"}),
     "bracketed_paste": frozenset({"bracketed_paste"}),
     "alt_screen": frozenset({"alt_screen"}),
+    "lnm": frozenset({"lnm"}),
 }
 
 
@@ -298,4 +301,26 @@ _ALT_SCREEN = [
     KeyCase("q in a full-screen program", b"q", keys=("q",), group="alt_screen"),
 ]
 
-KEY_TABLE: list[KeyCase] = [*_NORMAL, *_APP_CURSOR, *_APP_KEYPAD, *_BRACKETED, *_ALT_SCREEN]
+# LNM (CSI 20 h): xterm sends every CR it types as CR LF (not a paste's).
+_LNM = [
+    KeyCase("enter (LNM on)", b"\r\n", host=b"\r", keys=("enter",), group="lnm"),
+    KeyCase("ctrl+m (LNM on)", b"\r\n", host=b"\r", keys=("ctrl+m",), group="lnm"),
+    KeyCase(
+        "a line typed at once (LNM on)",
+        b"ls\r\n",
+        host=b"ls\r",
+        keys=("l", "s", "enter"),
+        group="lnm",
+    ),
+    KeyCase("a paste keeps its CR (LNM on)", b"one\rtwo", host=_paste(b"one\rtwo"), group="lnm"),
+    KeyCase("ctrl+j (LNM on)", b"\n", keys=("ctrl+j",), group="lnm"),
+]
+
+KEY_TABLE: list[KeyCase] = [
+    *_NORMAL,
+    *_APP_CURSOR,
+    *_APP_KEYPAD,
+    *_BRACKETED,
+    *_ALT_SCREEN,
+    *_LNM,
+]

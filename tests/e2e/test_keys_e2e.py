@@ -41,6 +41,7 @@ RESETS = {
     "app_keypad": "\x1b[?1l\x1b>",
     "bracketed_paste": "\x1b[?2004l",
     "alt_screen": "\x1b[?1049l",
+    "lnm": "\x1b[20l",
 }
 GROUP_TIMEOUT = 120.0
 

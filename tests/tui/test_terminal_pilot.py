@@ -434,3 +434,36 @@ async def test_shift_page_up_as_bytes_pages_the_scrollback() -> None:
         term.post_message(RawInput([("keys", b"b")]))
         await stream.wait_for(lambda: stream.written == b"ab")
         assert term.history_offset == 0  # typing returns to the live screen
+
+
+# -- typing never lands nowhere: only a key moves the keyboard out of the terminal ------------
+
+
+async def test_nothing_but_a_key_takes_the_keyboard_from_the_terminal() -> None:
+    from pilot_wait import wait_for
+    from test_app import SIZE, attached_app, osc_command, until_attached
+
+    from vibebox_tui.fake_backend import fake_id
+
+    app, backend = attached_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until_attached(pilot, app)
+        term, stream = app.terminal, backend.streams[fake_id(1)]
+        assert app.focused is term
+        stream.feed(osc_command(stream, "explain"))  # the inspector opens
+        await wait_for(pilot, lambda: app.inspector.display and app.inspector.data is not None)
+        app.notify("a notification")
+        backend.set_state(fake_id(2), "running")  # a state change the poll brings
+        backend.fail_list = True  # a poll that fails: an error notification
+        await wait_for(pilot, lambda: any(n.severity == "error" for n in app._notifications))
+        backend.fail_list = False
+        await pilot.resize_terminal(80, 24)  # a resize, across a layout breakpoint
+        await pilot.pause()
+        await pilot.resize_terminal(*SIZE)
+        await pilot.pause()
+        assert app.focused is term and term.accepts_raw_input()
+        await pilot.press(*":exit")
+        await stream.wait_for(lambda: stream.written.endswith(b":exit"))
+        await pilot.press(FOCUS_OUT_KEY)  # a key does move it
+        await wait_for(pilot, lambda: app.focused is not term)
+        assert not term.accepts_raw_input()

@@ -30,9 +30,10 @@ kitty keyboard protocol Textual would ask the host for is left off, so keys come
 encoding. Without this driver (headless, Pilot, the web driver) keys arrive as Textual key
 events and :func:`~vibebox_tui.terminal.keys.encode_key` encodes them.
 
-Not followed (the guest gets the host's default): xterm's modifyOtherKeys and the kitty
-keyboard protocol (the emulator does not announce them, so programs use xterm's keys), DECBKM
-(Backspace is DEL, ctrl+Backspace BS) and LNM on input (Return is CR).
+The widget sends a typed CR as CR LF while the guest has LNM set, as xterm does. Not
+followed (the guest gets the host's default): xterm's modifyOtherKeys and the kitty keyboard
+protocol (the emulator does not announce them, so programs use xterm's keys) and DECBKM
+(Backspace is DEL, ctrl+Backspace BS).
 """
 
 from __future__ import annotations

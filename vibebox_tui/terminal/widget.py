@@ -390,10 +390,9 @@ class TerminalView(Widget, can_focus=True):
             if key == SCROLLBACK_DOWN_KEY:
                 self.scroll_lines(-(self.emulator.screen.lines - 1))
                 return
-        data = encode_key(key, event.character, app_cursor=self.emulator.app_cursor)
-        if data:
-            self.scroll_lines(-self.history_offset)
-            await self.send(data)
+        await self._send_typed(
+            encode_key(key, event.character, app_cursor=self.emulator.app_cursor)
+        )
 
     def _focus_out_fallback(self) -> None:
         if self.has_focus:
@@ -440,7 +439,8 @@ class TerminalView(Widget, can_focus=True):
                 await self._send_typed(data)
 
     async def _send_typed(self, data: bytes) -> None:
-        """Send typed bytes; shift+PgUp/PgDn page the scrollback on the main screen."""
+        """Send typed bytes; shift+PgUp/PgDn page the scrollback on the main screen. With LNM
+        set (``CSI 20 h``) a typed CR goes as CR LF, as xterm sends it."""
         if not self.emulator.screen.in_alt and b"\x1b[" in data:
             for seq, direction in _SCROLLBACK_BYTES.items():
                 if seq in data:
@@ -451,7 +451,7 @@ class TerminalView(Widget, can_focus=True):
                     return
         if data:
             self.scroll_lines(-self.history_offset)
-            await self.send(data)
+            await self.send(data.replace(b"\r", b"\r\n") if self.emulator.newline_mode else data)
 
     def scroll_lines(self, count: int) -> None:
         """Move the view ``count`` lines back into the scrollback (negative: forward)."""
