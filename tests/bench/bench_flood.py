@@ -129,7 +129,7 @@ class Tmux:
             time.sleep(POLL)
 
 
-def guest_ssh(directory: str) -> list[str]:
+def guest_ssh(directory: str, *extra: str) -> list[str]:
     """``vibebox shell``'s OpenSSH command line for the session of ``directory``."""
     from vibebox_core import ssh
     from vibebox_core.paths import ProjectPaths
@@ -138,7 +138,7 @@ def guest_ssh(directory: str) -> list[str]:
     ipv4 = project.recorded_ipv4()
     if ipv4 is None:
         raise SystemExit(f"the session of {directory} has no recorded address")
-    return ssh.openssh_argv(project, ipv4)
+    return ssh.openssh_argv(project, ipv4, *extra)
 
 
 def stage(ssh_argv: list[str], mb: float) -> None:
@@ -263,7 +263,8 @@ def main() -> int:
             f"cd {shlex.quote(directory)} && exec env {exports} "
             f"{shlex.quote(sys.executable)} -c {shlex.quote(code)}",
         )
-        tmux.start("ssh", f"exec env TERM=xterm-256color {shlex.join([*ssh_argv, '-t'])}")
+        shell = guest_ssh(directory, "-t")  # what `vibebox shell` runs
+        tmux.start("ssh", f"exec env TERM=xterm-256color {shlex.join(shell)}")
         for name in ("dash", "ssh"):
             tmux.wait_for(name, re.compile(PROMPT.pattern.decode()), 90)
         dash_pid = tmux.pane_pid("dash")

@@ -3,16 +3,24 @@
 A line's strip is built once after the line changes and kept on the line itself
 (:attr:`Line.cache`); rich ``Style`` objects are built once per attribute id. During a flood
 only the lines that scrolled into view are rendered again.
+
+The app's line filters (Textual's ANSI-to-truecolor mapping of the theme, ``NO_COLOR``, the
+dimming of a screen behind a dialog) change each segment's style and nothing else, so when
+the widget hands the strips to Textual itself (:meth:`Renderer.set_filters`) they are applied
+once per attribute here instead of once per line per frame.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from itertools import groupby
 
 from rich.cells import cell_len
 from rich.color import Color
 from rich.segment import Segment
 from rich.style import Style
+from textual.color import Color as TextualColor
+from textual.filter import LineFilter
 from textual.strip import Strip
 
 from vibebox_tui.terminal.attrs import (
@@ -52,20 +60,49 @@ class Renderer:
         self.table = table
         self.base = base or Style()
         self._styles: dict[int, Style] = {}
+        self._extras: dict[Style | None, Style] = {}
+        self._filters: tuple[LineFilter, ...] = ()
+        self._background: TextualColor | None = None
         self.generation = 0
+
+    def _changed(self) -> None:
+        self._styles.clear()
+        self._extras.clear()
+        self.generation += 1
 
     def set_table(self, table: AttrTable) -> None:
         if table is not self.table:
             self.table = table
-            self._styles.clear()
-            self.generation += 1
+            self._changed()
 
     def set_base(self, base: Style) -> None:
         """Use ``base`` (the widget's colours) under every cell; drops the caches if it changed."""
         if base != self.base:
             self.base = base
-            self._styles.clear()
-            self.generation += 1
+            self._changed()
+
+    def set_filters(self, filters: Sequence[LineFilter], background: TextualColor) -> None:
+        """Apply ``filters`` (on ``background``) to every style from now on; none: Textual
+        applies them itself. Drops the caches if they changed."""
+        key = tuple(filters)
+        if key != self._filters or (key and background != self._background):
+            self._filters, self._background = key, background
+            self._changed()
+
+    def _filtered(self, style: Style) -> Style:
+        background = self._background
+        for line_filter in self._filters:
+            assert background is not None
+            style = line_filter.apply([Segment(" ", style)], background)[0].style or style
+        return style
+
+    def styled(self, extra: Style | None = None) -> Style:
+        """The widget's colours (plus ``extra``), filtered: for blank cells and labels."""
+        found = self._extras.get(extra)
+        if found is None:
+            found = self._filtered(self.base + extra if extra is not None else self.base)
+            self._extras[extra] = found
+        return found
 
     def style(self, attr_id: int) -> Style:
         found = self._styles.get(attr_id)
@@ -84,6 +121,7 @@ class Renderer:
                 strike=bool(flags & STRIKE) or None,
                 overline=bool(flags & OVERLINE) or None,
             )
+            found = self._filtered(found)
             self._styles[attr_id] = found
         return found
 
@@ -104,17 +142,19 @@ class Renderer:
     def _build(self, line: Line, width: int) -> Strip:
         chars = line.chars
         segments: list[Segment] = []
+        append = segments.append
         x = 0
         style = self.style
         for attr, run in groupby(line.attrs[:width]):
-            count = sum(1 for _ in run)
-            text = "".join(chars[x : x + count])
+            end = x + len(list(run))
+            cells = chars[x:end]
+            text = "".join(cells)
             if not text.isascii():
-                text = _fit(chars[x : x + count])
-            segments.append(Segment(text, style(attr)))
-            x += count
+                text = _fit(cells)
+            append(Segment(text, style(attr)))
+            x = end
         if x < width:
-            segments.append(Segment(" " * (width - x), self.base))
+            append(Segment(" " * (width - x), self.styled()))
         return Strip(segments, width)
 
     def cursor_strip(self, strip: Strip, line: Line, x: int) -> Strip:

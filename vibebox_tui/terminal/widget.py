@@ -32,12 +32,14 @@ from rich.style import Style
 from textual import events
 from textual.geometry import Region
 from textual.strip import Strip
+from textual.timer import Timer
 from textual.widget import Widget
 from textual.worker import Worker
 
 from vibebox_core import commandtoken
 from vibebox_core.pty import ByteStream, command_token, end_reason
 from vibebox_tui.terminal.emulator import BellEvent, CommandEvent, Emulator, TitleEvent
+from vibebox_tui.terminal.frames import FramePacer
 from vibebox_tui.terminal.input import RawInput, VibeboxDriver
 from vibebox_tui.terminal.keys import encode_key, encode_paste
 from vibebox_tui.terminal.messages import (
@@ -63,6 +65,7 @@ WHEEL_LINES = 3
 SYNC_TIMEOUT = 0.2
 """Longest a synchronized update (mode 2026) may hold the repaint, as in other terminals."""
 RECONNECT_HINT = "press Enter to reconnect"
+_REVERSE = Style(reverse=True)
 
 
 class TerminalView(Widget, can_focus=True):
@@ -110,6 +113,8 @@ class TerminalView(Widget, can_focus=True):
         self._mouse_state = MouseState()
         self._sync_since: float | None = None
         self._size_check_pending = False
+        self._pacer = FramePacer()
+        self._frame_timer: Timer | None = None
 
     # -- public API ----------------------------------------------------------------------
 
@@ -157,6 +162,7 @@ class TerminalView(Widget, can_focus=True):
     async def send(self, data: bytes) -> None:
         """Write bytes to the guest (as if typed); ignored while disconnected."""
         if self._stream is not None and self.disconnect_reason is None and data:
+            self._pacer.typed()  # what the guest echoes paints at once, even in a flood
             try:
                 await self._stream.write(data)
             except Exception as exc:  # a dropped connection: show it, never a traceback
@@ -277,6 +283,14 @@ class TerminalView(Widget, can_focus=True):
             if now - self._sync_since < SYNC_TIMEOUT:
                 return
         self._sync_since = None
+        wait = self._pacer.wait()
+        if wait > 0:  # output keeps coming: it shows in the next frame (see frames.py)
+            if self._frame_timer is None:
+                self._frame_timer = self.set_timer(wait, self._frame_due)
+            return
+        if self._frame_timer is not None:
+            self._frame_timer.stop()
+            self._frame_timer = None
         dirty = screen.dirty
         cursor = (screen.cursor.x, screen.cursor.y, self.emulator.cursor_visible)
         if cursor != self._cursor:  # the cursor is painted by render_line: repaint both rows
@@ -285,6 +299,7 @@ class TerminalView(Widget, can_focus=True):
             self._cursor = cursor
         if not dirty:
             return
+        self._pacer.painted()
         if self.history_offset or len(dirty) > screen.lines // 2:
             self.refresh()
         else:
@@ -292,6 +307,10 @@ class TerminalView(Widget, can_focus=True):
                 self._refresh_row(row)
         dirty.clear()
         screen.dirty = dirty
+
+    def _frame_due(self) -> None:
+        self._frame_timer = None
+        self._output_changed()
 
     def _refresh_row(self, row: int) -> None:
         self.refresh(Region(0, row, self.size.width, 1))
@@ -312,7 +331,34 @@ class TerminalView(Widget, can_focus=True):
         screen = self.emulator.screen
         if (self.size.width, self.size.height) != (screen.columns, screen.lines):
             self._check_size_soon()
-        return super().render_lines(crop)
+        background = self.background_colors[1]
+        if not self._plain_box():
+            self._renderer.set_filters((), background)  # Textual's styling pass applies them
+            return super().render_lines(crop)
+        # No border, padding, tint or opacity: Textual's styling pass would copy every strip
+        # into a new one each frame. Handing over the renderer's cached strips (the app's line
+        # filters already applied to their styles) lets the caches Textual keeps on a strip
+        # (divided pieces, ANSI text) live as long as the line does: a frame costs about the
+        # lines that changed.
+        self._renderer.set_filters(self.get_line_filters(), background)
+        render_line = self.render_line
+        strips = [render_line(y) for y in crop.line_range]
+        if crop.column_span != (0, self.size.width):
+            x1, x2 = crop.column_span
+            strips = [strip.crop(x1, x2) for strip in strips]
+        return strips
+
+    def _plain_box(self) -> bool:
+        """Nothing around or over the cells that Textual's styling pass would have to draw."""
+        styles = self.styles
+        return (
+            not any(styles.gutter)
+            and not any(edge for edge, _ in styles.outline)
+            and styles.tint.a == 0
+            and styles.text_opacity == 1
+            and self.opacity == 1
+            and not (styles.has_rule("hatch") and styles.hatch != "none")
+        )
 
     def render_line(self, y: int) -> Strip:
         width = self.size.width
@@ -321,14 +367,14 @@ class TerminalView(Widget, can_focus=True):
         renderer.set_table(screen.table)  # a reset (RIS) brings a new attribute table
         if self.disconnect_reason is not None and y == self.size.height - 1:
             text = f" {self.disconnect_reason} — {RECONNECT_HINT} "[:width]
-            return Strip([Segment(text.ljust(width), renderer.base + Style(reverse=True))], width)
+            return Strip([Segment(text.ljust(width), renderer.styled(_REVERSE))], width)
         line = self._visible_line(y)
         if line is None:
-            return Strip.blank(width, renderer.base)
+            return Strip.blank(width, renderer.styled())
         strip = renderer.line(line, width)
         if self.history_offset and y == 0:
             label = f" ↑ {self.history_offset} lines back · {SCROLLBACK_DOWN_KEY} returns "
-            tag = Strip([Segment(label[-width:], renderer.base + Style(reverse=True))])
+            tag = Strip([Segment(label[-width:], renderer.styled(_REVERSE))])
             return Strip.join([strip.crop(0, width - tag.cell_length), tag])
         if (
             y == screen.cursor.y

@@ -1,0 +1,163 @@
+"""Painting: a flood is parsed as it arrives and painted in paced frames, never lossy.
+
+The widget's pacer runs on a frozen fake clock here, so "the next frame" only comes when the
+test moves the clock: what is painted before that can only come from the rules being tested
+(a quiet spell, a key's echo), never from a machine that happened to be fast or slow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from pilot_wait import wait_for
+from textual.app import App, ComposeResult
+from textual.geometry import Region
+from textual.pilot import Pilot
+from textual.strip import Strip
+
+from vibebox_core.pty import MemoryStream
+from vibebox_tui.terminal import TerminalView
+from vibebox_tui.terminal.emulator import Emulator
+from vibebox_tui.terminal.frames import FramePacer
+
+COLUMNS, LINES = 60, 12
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class PaintProbe(TerminalView):
+    """Keeps the text of every row as the compositor last asked for it (what was painted)."""
+
+    def __init__(self, stream: MemoryStream) -> None:
+        super().__init__(stream)
+        self.painted: dict[int, str] = {}
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        strips = super().render_lines(crop)
+        for y, strip in zip(crop.line_range, strips, strict=True):
+            self.painted[y] = strip.text
+        return strips
+
+
+class PaintApp(App[None]):
+    def __init__(self, stream: MemoryStream) -> None:
+        super().__init__()
+        self.stream = stream
+
+    def compose(self) -> ComposeResult:
+        yield PaintProbe(self.stream)
+
+    def on_mount(self) -> None:
+        self.query_one(PaintProbe).focus()
+
+
+def painted(view: PaintProbe) -> list[str]:
+    return [view.painted.get(y, "") for y in range(LINES)]
+
+
+def reference(data: bytes) -> list[str]:
+    """The screen a fresh emulator shows for ``data`` (fed whole)."""
+    emulator = Emulator(COLUMNS, LINES)
+    emulator.feed(data)
+    return emulator.screen.display
+
+
+def flood(count: int) -> list[bytes]:
+    """``count`` coloured log lines, one chunk each (so they arrive as separate reads)."""
+    return [
+        b"\x1b[32mINFO\x1b[0m line %05d \x1b[38;5;%dmcolour\x1b[m\r\n" % (n, n % 256)
+        for n in range(count)
+    ]
+
+
+async def feed_apart(stream: MemoryStream, chunks: list[bytes]) -> None:
+    for chunk in chunks:
+        stream.feed(chunk)
+        await asyncio.sleep(0)  # one read each, as a busy PTY delivers them
+
+
+async def parsed(pilot: Pilot[Any], view: PaintProbe, text: str) -> None:
+    """Wait until ``text`` is on the emulator's screen (parsed, painted or not)."""
+    await wait_for(pilot, lambda: any(text in row for row in view.emulator.screen.display))
+
+
+async def test_a_burst_then_idle_paints_the_exact_final_screen() -> None:
+    stream = MemoryStream()
+    app = PaintApp(stream)
+    async with app.run_test(size=(COLUMNS, LINES)) as pilot:
+        view = app.query_one(PaintProbe)
+        chunks = [*flood(400), b"$ done"]
+        await feed_apart(stream, chunks)
+        final = reference(b"".join(chunks))
+        await wait_for(pilot, lambda: painted(view) == final)
+        assert view.emulator.screen.display == final
+        # Nothing was dropped on the way: every line scrolled through is in the scrollback.
+        history = [line.text.rstrip() for line in view.emulator.screen.scrollback]
+        assert [row for row in history if row.startswith("INFO")] == [
+            f"INFO line {n:05d} colour" for n in range(400 - (LINES - 1))
+        ]
+
+
+async def test_a_flood_is_painted_at_the_next_frame_not_per_read() -> None:
+    stream = MemoryStream()
+    app = PaintApp(stream)
+    clock = Clock()
+    async with app.run_test(size=(COLUMNS, LINES)) as pilot:
+        view = app.query_one(PaintProbe)
+        view._pacer = FramePacer(interval=0.05, echo_window=0.2, clock=clock)
+        stream.feed(b"first\r\n")
+        await wait_for(pilot, lambda: painted(view)[0] == "first".ljust(COLUMNS))  # at once
+        first = painted(view)
+        chunks = flood(100)
+        await feed_apart(stream, chunks)
+        await parsed(pilot, view, "line 00099")  # every read parsed...
+        for _ in range(5):
+            await pilot.pause(0.02)
+        assert painted(view) == first  # ...but the clock stood still: no frame yet
+        clock.now += 0.05  # the next frame is due
+        final = reference(b"first\r\n" + b"".join(chunks))
+        await wait_for(pilot, lambda: painted(view) == final)
+
+
+async def test_a_keys_echo_paints_at_once_during_a_flood() -> None:
+    stream = MemoryStream()
+    app = PaintApp(stream)
+    clock = Clock()
+    async with app.run_test(size=(COLUMNS, LINES)) as pilot:
+        view = app.query_one(PaintProbe)
+        view._pacer = FramePacer(interval=0.05, echo_window=0.2, clock=clock)
+        await feed_apart(stream, flood(50))
+        await parsed(pilot, view, "line 00049")
+        clock.now += 0.05
+        stream.feed(b"tick\r\n")  # a frame's time has passed: painted at once
+        await wait_for(pilot, lambda: any("tick" in row for row in painted(view)))
+        stream.feed(b"more\r\n")  # a frame was just painted, the clock stands still: it waits
+        await parsed(pilot, view, "more")
+        for _ in range(5):
+            await pilot.pause(0.02)
+        assert not any("more" in row for row in painted(view))
+        await pilot.press("x")
+        await stream.wait_for(lambda: stream.written.endswith(b"x"))
+        stream.feed(b"x")  # the guest echoes the key
+        await wait_for(pilot, lambda: painted(view)[LINES - 1].startswith("x"))
+        assert painted(view) == reference(b"".join([*flood(50), b"tick\r\nmore\r\nx"]))
+
+
+async def test_the_cursor_paints_where_the_output_left_it() -> None:
+    stream = MemoryStream()
+    app = PaintApp(stream)
+    async with app.run_test(size=(COLUMNS, LINES)) as pilot:
+        view = app.query_one(PaintProbe)
+        await feed_apart(stream, [*flood(30), b"$ ", b"ab"])
+        await wait_for(pilot, lambda: painted(view)[LINES - 1].startswith("$ ab"))
+        strip = view.render_line(LINES - 1)
+        cursor = [seg for seg in strip if seg.style is not None and seg.style.reverse]
+        assert cursor and cursor[0].text == " "  # the block cursor right after "ab"
+        assert strip.crop(0, 4).text == "$ ab"

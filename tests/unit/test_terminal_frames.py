@@ -1,0 +1,55 @@
+"""FramePacer: when output that just arrived is painted (a fake clock; no Textual)."""
+
+from __future__ import annotations
+
+from vibebox_tui.terminal.frames import ECHO_WINDOW, FRAME_INTERVAL, FramePacer
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_output_after_a_quiet_spell_paints_at_once() -> None:
+    clock = Clock()
+    pacer = FramePacer(interval=0.05, echo_window=0.2, clock=clock)
+    assert pacer.wait() == 0.0  # nothing painted yet
+    pacer.painted()
+    clock.now += 0.05
+    assert pacer.wait() == 0.0  # a frame's time has passed
+
+
+def test_output_during_a_flood_waits_for_the_next_frame() -> None:
+    clock = Clock()
+    pacer = FramePacer(interval=0.05, echo_window=0.2, clock=clock)
+    pacer.painted()
+    clock.now += 0.01
+    assert abs(pacer.wait() - 0.04) < 1e-9  # the rest of the frame
+    clock.now += 0.03
+    assert abs(pacer.wait() - 0.01) < 1e-9
+    clock.now += 0.01
+    assert pacer.wait() == 0.0
+
+
+def test_after_a_key_output_paints_at_once_for_the_echo_window() -> None:
+    clock = Clock()
+    pacer = FramePacer(interval=0.05, echo_window=0.2, clock=clock)
+    pacer.painted()
+    pacer.typed()
+    clock.now += 0.001
+    assert pacer.wait() == 0.0  # the echo: no waiting for the flood's next frame
+    pacer.painted()
+    clock.now += 0.1
+    assert pacer.wait() == 0.0  # still inside the window
+    clock.now += 0.11
+    pacer.painted()
+    clock.now += 0.01
+    assert pacer.wait() > 0.0  # the window is over: paced again
+
+
+def test_defaults_pace_below_the_display_rate_and_keep_the_echo_window() -> None:
+    assert 1 / 60 <= FRAME_INTERVAL <= 1 / 10
+    assert ECHO_WINDOW >= FRAME_INTERVAL

@@ -1,0 +1,64 @@
+"""When the terminal repaints: every byte is parsed as it arrives, frames are paced.
+
+A flood (``cat`` of a big log) arrives as hundreds of reads a second. Repainting after each
+one costs a full Textual frame (every line restyled, composed and written to the host
+terminal) for pictures nobody can see, and that painting competes for the CPU with the parser
+and the guest, so the flood takes longer and the keys typed meanwhile wait behind it. The
+widget asks a :class:`FramePacer` instead:
+
+* output after a quiet spell is painted at once (a prompt, an echo, a status line);
+* while output keeps coming, at most one frame per :data:`FRAME_INTERVAL`; the widget sets a
+  timer for the rest, so the last state is always painted (nothing is dropped: the screen
+  model holds every byte, the pacer only decides how often it is looked at);
+* for :data:`ECHO_WINDOW` after a key was sent, output is painted at once again, so what the
+  guest echoes shows without waiting for the next frame of a flood.
+
+This module imports nothing from Textual: the pacer only does the arithmetic.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+FRAME_INTERVAL = 1 / 30
+"""Shortest time between two repaints while output keeps coming (seconds)."""
+ECHO_WINDOW = 0.25
+"""After a key is sent, output is painted at once for this long (seconds)."""
+
+
+class FramePacer:
+    """Decides whether output that just arrived is painted now or at the next frame.
+
+    Args:
+        interval: the shortest time between two frames during a flood.
+        echo_window: how long after :meth:`typed` output is painted at once.
+        clock: a monotonic clock in seconds (tests pass a fake one).
+    """
+
+    def __init__(
+        self,
+        interval: float = FRAME_INTERVAL,
+        echo_window: float = ECHO_WINDOW,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.interval = interval
+        self.echo_window = echo_window
+        self.clock = clock
+        self._painted_at = float("-inf")
+        self._typed_at = float("-inf")
+
+    def typed(self) -> None:
+        """A key (or paste) was just sent to the guest: its echo should show at once."""
+        self._typed_at = self.clock()
+
+    def wait(self) -> float:
+        """Seconds until the next frame may be painted; 0 means paint now."""
+        now = self.clock()
+        if now - self._typed_at < self.echo_window:
+            return 0.0
+        return max(0.0, self._painted_at + self.interval - now)
+
+    def painted(self) -> None:
+        """A frame was just requested."""
+        self._painted_at = self.clock()
