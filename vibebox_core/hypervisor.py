@@ -1219,9 +1219,14 @@ class LibvirtHypervisor:
         nwfilter = None
         if dom is not None:
             self.destroy(session_id)
-            with self._errors(f"read the VM of session {session_id}"):
-                nwfilter = vm.parse_domain_filter(dom.XMLDesc(_XML_INACTIVE))
-            self._undefine_domain(dom, session_id)
+            xml = self._tolerant(
+                f"read the VM of session {session_id}",
+                lambda: dom.XMLDesc(_XML_INACTIVE),
+                ERR_NO_DOMAIN,  # removed meanwhile by another vibebox deleting it
+            )
+            if xml is not None:
+                nwfilter = vm.parse_domain_filter(xml)
+                self._undefine_domain(dom, session_id)
         self.undefine_network(session_id)
         if nwfilter is not None and nwfilter.startswith("vibebox-"):
             if self._filter_users(nwfilter):
@@ -1267,7 +1272,7 @@ class LibvirtHypervisor:
             return
         except libvirt.libvirtError as exc:
             code = self._code(exc)
-            if code in ignore:
+            if code in ignore or self._lookup(session_id) is None:  # removed meanwhile
                 return
             if code not in (ERR_INVALID_ARG, ERR_NO_SUPPORT):
                 raise translate_libvirt_error(exc, action=action, uri=self.uri) from exc
@@ -1279,10 +1284,18 @@ class LibvirtHypervisor:
         if net is None:
             return
         name = vm.network_name(session_id)
-        self._tolerant(f"stop network {name}", net.destroy, ERR_OPERATION_INVALID, ERR_NO_NETWORK)
-        self._tolerant(
-            f"remove network {name}", net.undefine, ERR_NO_NETWORK, ERR_OPERATION_INVALID
-        )
+        try:
+            self._tolerant(
+                f"stop network {name}", net.destroy, ERR_OPERATION_INVALID, ERR_NO_NETWORK
+            )
+            self._tolerant(
+                f"remove network {name}", net.undefine, ERR_NO_NETWORK, ERR_OPERATION_INVALID
+            )
+        except VMError:
+            # Another vibebox deleting the same session removed it meanwhile: libvirt then
+            # fails on the config file it already deleted ("cannot remove config file").
+            if self._network(session_id) is not None:
+                raise
 
 
 if TYPE_CHECKING:

@@ -210,7 +210,13 @@ def _remove_cache(entry: SessionEntry) -> None:
         if cache.is_symlink() or cache.is_file():
             cache.unlink()
         elif cache.is_dir():
-            shutil.rmtree(cache)
+            # Another `vibebox delete` of this session may be removing it at the same time:
+            # what vanishes meanwhile is fine, what stays is an error.
+            shutil.rmtree(cache, ignore_errors=True)
+            if cache.exists():
+                shutil.rmtree(cache)
+    except FileNotFoundError:
+        pass  # removed meanwhile by that other delete
     except OSError as exc:
         raise SessionIndexError(
             f"cannot remove {cache}: {exc.strerror or exc}",
