@@ -39,6 +39,7 @@ protocol (the emulator does not announce them, so programs use xterm's keys) and
 from __future__ import annotations
 
 import os
+import re
 import selectors
 from codecs import getincrementaldecoder
 from typing import Literal, Protocol
@@ -65,6 +66,7 @@ FLUSH_DELAY = 0.03
 (a host report cut by a read) before it goes to the guest as typed keys. Bytes are never
 changed by the wait: ``ESC`` then ``:`` typed within it still reach the guest as ``ESC :``."""
 READ_SIZE = 64 * 1024
+_SPECIAL = re.compile(rb"[\x1b\x1c]")
 
 
 def _is_host_report(seq: bytes) -> bool:
@@ -160,6 +162,12 @@ class HostInput:
         keys = bytearray()
         i, size = 0, len(data)
         while i < size:
+            special = _SPECIAL.search(data, i)  # plain text in one go (a long unbracketed paste)
+            if special is None:
+                keys += data[i:]
+                break
+            keys += data[i : special.start()]
+            i = special.start()
             byte = data[i]
             if byte == FOCUS_OUT_BYTE:
                 _append(out, "keys", bytes(keys))
