@@ -1,8 +1,10 @@
 """Network policy on the real stack: sites in the lab namespace, curl and raw TCP in the guest.
 
-Test sites are served inside the lab namespace (DESIGN §6): addresses on the namespace's ``lo``
-and names in its own hosts file (``/etc/hosts`` under ``ip netns exec vbxlab`` is
-``/etc/netns/vbxlab/hosts``). Nothing here talks to the machine's own network.
+Test sites are served in a namespace the test run creates behind the lab namespace
+(``netlab.py``: the proxy refuses the host's own addresses, so a site on the lab's ``lo`` would
+be the host itself), with names in the lab's own hosts file (``/etc/hosts`` under
+``ip netns exec vbxlab`` is ``/etc/netns/vbxlab/hosts``). Nothing here talks to the machine's
+own network.
 """
 
 from __future__ import annotations
@@ -22,16 +24,16 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, TypeVar
 
 import asyncssh
 import pytest
+from netlab import Box, LoopThread, sites_namespace, wait_until
 
-from vibebox_core import netlog, provision, runtime, sessionctl
+from vibebox_core import approval, provision, runtime, sessionctl
 from vibebox_core.config import PortForward, load_config, set_value
 from vibebox_core.errors import NetworkPolicyError
 from vibebox_core.hypervisor import LibvirtHypervisor
@@ -143,14 +145,6 @@ class Sites:
         ]
 
 
-def _ensure_address(ip: str) -> bool:
-    """Put ``ip`` on the namespace's lo; True when this call added it."""
-    done = subprocess.run(
-        ["ip", "addr", "add", f"{ip}/32", "dev", "lo"], capture_output=True, text=True
-    )
-    return done.returncode == 0
-
-
 def _ensure_hosts() -> None:
     hosts = Path("/etc/hosts")  # the namespace's own file under `ip netns exec`
     present = set(hosts.read_text().splitlines())
@@ -162,22 +156,29 @@ def _ensure_hosts() -> None:
 
 @pytest.fixture(scope="module")
 def lab_sites(require_lab: None) -> Iterator[Sites]:
-    added = [ip for ip in (ALLOWED_IP, UNLISTED_IP, BLOCKED_IP, RESOLVER_IP) if _ensure_address(ip)]
     _ensure_hosts()
-    with tempfile.TemporaryDirectory(prefix="vbx-tls-") as tmp:
+    with (
+        sites_namespace([ALLOWED_IP, UNLISTED_IP, BLOCKED_IP, RESOLVER_IP]) as ns,
+        tempfile.TemporaryDirectory(prefix="vbx-tls-") as tmp,
+    ):
         cert, key = _self_signed(Path(tmp), "allowed.vbx.test")
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert, key)
-        allowed_tls = _Site("allowed-tls", (ALLOWED_IP, 443))
+        allowed_tls = ns.inside(lambda: _Site("allowed-tls", (ALLOWED_IP, 443)))
         allowed_tls.socket = context.wrap_socket(allowed_tls.socket, server_side=True)
+
+        def resolver_socket() -> socket.socket:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.bind((RESOLVER_IP, 53))
+            return sock
+
         sites = Sites(
-            allowed=_Site("allowed", (ALLOWED_IP, 80)),
+            allowed=ns.inside(lambda: _Site("allowed", (ALLOWED_IP, 80))),
             allowed_tls=allowed_tls,
-            unlisted=_Site("unlisted", (UNLISTED_IP, 80)),
-            blocked=_Site("blocked", (BLOCKED_IP, 80)),
-            resolver=_Resolver(socket.socket(socket.AF_INET, socket.SOCK_DGRAM)),
+            unlisted=ns.inside(lambda: _Site("unlisted", (UNLISTED_IP, 80))),
+            blocked=ns.inside(lambda: _Site("blocked", (BLOCKED_IP, 80))),
+            resolver=_Resolver(ns.inside(resolver_socket)),
         )
-        sites.resolver.sock.bind((RESOLVER_IP, 53))
         servers = [sites.allowed, sites.allowed_tls, sites.unlisted, sites.blocked]
         threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers]
         threads.append(threading.Thread(target=sites.resolver.serve, daemon=True))
@@ -190,8 +191,6 @@ def lab_sites(require_lab: None) -> Iterator[Sites]:
                 server.shutdown()
                 server.server_close()
             sites.resolver.sock.close()
-            for ip in added:
-                subprocess.run(["ip", "addr", "del", f"{ip}/32", "dev", "lo"], capture_output=True)
 
 
 def test_lab_sites_answer_inside_the_namespace(lab_sites: Sites) -> None:
@@ -208,83 +207,6 @@ def test_lab_sites_answer_inside_the_namespace(lab_sites: Sites) -> None:
 
 # --------------------------------------------------------------------------- sessions
 
-T = TypeVar("T")
-CALL_TIMEOUT = 600.0
-
-
-class LoopThread:
-    """An event loop in a thread, so module-scoped fixtures can hold asyncssh connections."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = CALL_TIMEOUT) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        async def cancel_rest() -> None:
-            current = asyncio.current_task()
-            rest = [t for t in asyncio.all_tasks() if t is not current]
-            for task in rest:
-                task.cancel()
-            await asyncio.gather(*rest, return_exceptions=True)
-
-        self.run(cancel_rest(), 30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-
-@dataclass
-class Box:
-    """One running session seen from the test."""
-
-    label: str
-    project: ProjectPaths
-    session: runtime.RunningSession
-    loop: LoopThread
-
-    @property
-    def ip(self) -> str:
-        return self.session.ipv4
-
-    @property
-    def gateway(self) -> str:
-        return str(ipaddress.IPv4Address(self.ip) - 1)
-
-    def sh(self, command: str, timeout: float = 90) -> tuple[int, str]:
-        """Run a shell command in the guest (a login-like environment: /etc/environment)."""
-
-        async def go() -> tuple[int, str]:
-            result = await self.session.connection.run(
-                f"bash -c {shlex.quote(command)}", timeout=timeout
-            )
-            out = str(result.stdout or "") + str(result.stderr or "")
-            return int(result.exit_status or 0), out
-
-        return self.loop.run(go(), timeout + 30)
-
-    def log(self) -> list[netlog.NetEvent]:
-        return netlog.tail(self.project.network_log, 500)
-
-    def logged(self, source: str, host: str, port: int | None, verdict: str) -> bool:
-        return any(
-            (e.source, e.host, e.port, e.verdict) == (source, host, port, verdict)
-            for e in self.log()
-        )
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
-    """Poll a condition that has no event to await (a file another process appends to)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return condition()
-
 
 def _project(label: str, network: str) -> ProjectPaths:
     root = Path(tempfile.mkdtemp(prefix=f"vbx-net-{label}-", dir="/tmp"))
@@ -296,7 +218,9 @@ def _project(label: str, network: str) -> ProjectPaths:
     uid, gid = provision.guest_ids()
     for path in (root, root / "vibebox.toml"):
         os.chown(path, uid, gid)
-    return ProjectPaths.for_directory(root)
+    project = ProjectPaths.for_directory(root)
+    approval.approve(project)  # the user approves the project's first start on the host
+    return project
 
 
 @dataclass
@@ -428,8 +352,10 @@ def test_allowlist_other_session_is_unreachable(boxes: Boxes) -> None:
     _route_around(box, str(ipaddress.IPv4Network(f"{other.ip}/24", strict=False)))
     rc, out = box.sh(f"timeout 5 bash -c '</dev/tcp/{other.ip}/22'")
     assert rc != 0, out
-    # ... and the other session's guest cannot use this session's proxy either.
-    assert _code(other, "http://allowed.vbx.test/", "-x", f"http://{box.gateway}:3128") == "403"
+    # ... and the other session's guest cannot use this session's proxy either: its own host
+    # fence drops the packets to another session's gateway, so no connection is made at all
+    # (the proxy would refuse it with 403 too, see tests/unit/test_netenforce.py).
+    assert _code(other, "http://allowed.vbx.test/", "-x", f"http://{box.gateway}:3128") == "000"
 
 
 # blocklist ---------------------------------------------------------------------------------
@@ -544,3 +470,40 @@ def test_forwarded_port_reaches_a_server_in_the_guest(boxes: Boxes) -> None:
             )
     finally:
         box.loop.loop.call_soon_threadsafe(server.terminate)
+
+
+# nwfilter redefinition -----------------------------------------------------------------------
+
+
+def test_nwfilter_redefinition_keeps_the_uuid_libvirt_has(require_lab: None) -> None:
+    """DESIGN §6: a filter first defined under another UUID (older vibebox) is redefined."""
+    import uuid
+
+    from vibebox_core.netenforce import plan_network
+    from vibebox_core.netpolicy import Policy
+
+    sid = str(uuid.uuid4())
+    plan = plan_network(sid, Policy("allowlist", ()), "10.213.251.1")
+    assert plan.nwfilter is not None and plan.nwfilter_xml is not None
+    old_uuid = str(uuid.uuid4())
+    legacy = plan.nwfilter_xml.replace(
+        plan.nwfilter_xml.split("<uuid>")[1].split("</uuid>")[0], old_uuid
+    )
+    hv = LibvirtHypervisor("qemu:///system")
+    try:
+        hv.define_nwfilter(legacy)
+        hv.define_nwfilter(plan.nwfilter_xml)  # used to fail: "already exists with uuid"
+        blocklist = plan_network(sid, Policy("blocklist", ()), "10.213.251.1")
+        assert blocklist.nwfilter_xml is not None
+        hv.define_nwfilter(blocklist.nwfilter_xml)  # a mode change redefines it too
+        dumped = subprocess.run(
+            ["virsh", "-c", "qemu:///system", "nwfilter-dumpxml", plan.nwfilter],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert f"<uuid>{old_uuid}</uuid>" in dumped
+        assert "NEW,ESTABLISHED,RELATED" in dumped  # the blocklist definition is in force
+    finally:
+        hv.undefine_nwfilter(plan.nwfilter)
+        hv.close()
