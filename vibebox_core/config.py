@@ -611,7 +611,12 @@ def parse_mount(spec: str, project_root: Path) -> Mount:
         raise ValueError(f"{spec!r}: the host path is empty; {form}")
     if not guest_raw:
         raise ValueError(f"{spec!r}: the guest path is empty; {form}")
-    host = Path(host_raw).expanduser()
+    if any(not ch.isprintable() for ch in host_raw + guest_raw):
+        raise ValueError(f"{spec!r}: a path holds a control character; expected plain paths")
+    try:
+        host = Path(host_raw).expanduser()
+    except (RuntimeError, KeyError):  # no home directory, or an unknown ~user
+        host = Path(host_raw)
     if host_raw.startswith("~") and not host.is_absolute():
         raise ValueError(f"{spec!r}: cannot expand {host_raw.split('/')[0]!r} on the host")
     if not host.is_absolute():
@@ -619,9 +624,14 @@ def parse_mount(spec: str, project_root: Path) -> Mount:
     # Resolved (symlinks and ``..`` followed) so the rules below compare real directories;
     # the approved snapshot keeps this resolved path, so a symlink swapped later shows up as
     # a change that needs approval.
-    host = Path(os.path.realpath(host))
-    if not host.is_dir():
-        problem = "is not a directory" if host.exists() else "does not exist"
+    try:
+        host = Path(os.path.realpath(host))
+        is_dir, exists = host.is_dir(), host.exists()
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ValueError(f"{spec!r}: cannot resolve the host path: {reason}") from None
+    if not is_dir:
+        problem = "is not a directory" if exists else "does not exist"
         raise ValueError(f"{spec!r}: the host path {host} {problem}; expected a directory")
     if guest_raw.startswith("~") and not (guest_raw == "~" or guest_raw.startswith("~/")):
         raise ValueError(

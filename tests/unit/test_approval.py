@@ -260,11 +260,13 @@ def test_accel_env_is_the_hosts_not_a_change(
     assert approval.enforced_config(project).box.accel == "tcg"
 
 
-def test_diff_lines_escape_control_characters(project: ProjectPaths, tmp_path: Path) -> None:
+def test_control_characters_in_mount_paths_are_refused(
+    project: ProjectPaths, tmp_path: Path
+) -> None:
     weird = tmp_path / "a\x1b[2Kb"
     weird.mkdir()
-    set_value(project, "box", "mounts", [f"{weird}:/data"])
+    project.config.write_text(f'[box]\nmounts = ["{tmp_path}/a\\u001b[2Kb:/data"]\n')
     found = approval.review(project)
-    assert all("\x1b" not in line for line in found.diff)
-    assert any("\\x1b[2Kb" in line for line in found.diff)
-    assert "\x1b" not in found.refusal().message
+    assert found.status == "unreadable" and found.error is not None
+    assert "control character" in found.error.message
+    assert "\x1b" not in found.error.message  # shown escaped
