@@ -229,3 +229,28 @@ async def test_system_upstream_sends_other_types_to_the_nameserver(tmp_path: Pat
     assert resolv_conf_nameserver(tmp_path / "missing") is None
     assert isinstance(SystemUpstream.from_host(conf).other, UdpUpstream)
     assert SystemUpstream.from_host(tmp_path / "missing").other is None
+
+
+async def test_no_unlisted_name_is_ever_forwarded_upstream(
+    dns: DnsFilter, stub: StubUpstream
+) -> None:
+    """Exfiltration: in allowlist mode nothing about an unlisted name leaves the host."""
+    names = [
+        "secret-data.unlisted.example",
+        "allowed.test.evil.example",  # the entry as a prefix is not the entry
+        "xallowed.test",
+        "allowed.test-evil.example",
+        "2130706433",
+        "",
+    ]
+    for name in names:
+        for qtype in (QTYPE_A, QTYPE_AAAA, 16, 15, 33, 255, 65):
+            reply = await ask(dns.address[1], query(name, qtype))
+            assert rcode(reply) == RCODE_NXDOMAIN, (name, qtype)
+    # Another class (CHAOS) of a listed name, and a NOTIFY opcode, are not forwarded either.
+    chaos = query("allowed.test")[:-2] + struct.pack("!H", 3)
+    assert rcode(await ask(dns.address[1], chaos)) == RCODE_NXDOMAIN
+    notify = bytearray(query("allowed.test"))
+    notify[2] = (notify[2] & 0x87) | (4 << 3)
+    assert rcode(await ask(dns.address[1], bytes(notify))) != 0
+    assert stub.asked == []
