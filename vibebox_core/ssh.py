@@ -127,7 +127,10 @@ def _options(project: ProjectPaths, timeout: float) -> asyncssh.SSHClientConnect
         client_keys=[str(project.client_key)],
         known_hosts=str(project.known_hosts),
         agent_path=None,
-        config=[],
+        # None, not []: asyncssh reads ~/.ssh/config for an empty list (and again in
+        # connect()), so a ProxyCommand there ran on the host and ForwardAgent applied.
+        config=None,
+        agent_forwarding=False,
         password=None,
         kbdint_auth=False,
         gss_host=None,
@@ -183,7 +186,7 @@ async def connect_once(
     """
     options = _options(project, timeout)
     try:
-        return await asyncssh.connect(ipv4, port, options=options)
+        return await asyncssh.connect(ipv4, port, options=options, config=None)
     except (TimeoutError, OSError, asyncssh.Error) as exc:
         raise translate_error(exc, ipv4, project) from exc
 
@@ -227,7 +230,7 @@ async def connect(
             remaining = max(1.0, min(attempt_timeout, deadline - time.monotonic()))
         options = _options(project, remaining)
         try:
-            return await asyncssh.connect(ipv4, port, options=options)
+            return await asyncssh.connect(ipv4, port, options=options, config=None)
         except (TimeoutError, OSError, asyncssh.Error) as exc:
             if not _retryable(exc):
                 raise translate_error(exc, ipv4, project) from exc

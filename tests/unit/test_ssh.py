@@ -7,6 +7,7 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import stat
 import subprocess
 import time
@@ -312,3 +313,22 @@ def test_openssh_argv_uses_only_vibeboxs_config(
     got = _ssh_g(project.ssh_config, argv[-1], hostile_home)
     assert_locked_down(got)
     assert not (tmp_path / "pwned").exists()
+
+
+async def test_asyncssh_connections_ignore_the_users_ssh_config(
+    project: ProjectPaths, hostile_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # asyncssh reads ~/.ssh/config unless told not to: its ProxyCommand would run on the
+    # host and its ForwardAgent would hand the agent to the guest.
+    monkeypatch.setenv("HOME", str(hostile_home))
+    ssh.ensure_keys(project)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens there once closed
+    with pytest.raises(SSHError) as info:
+        await ssh.connect_once(project, "127.0.0.1", port=port, timeout=5)
+    assert "cannot reach" in info.value.message  # refused directly, not "connection lost"
+    assert not (tmp_path / "pwned").exists()
+    options = ssh._options(project, 5)
+    assert options.config.get("ProxyCommand") is None
+    assert options.agent_forward_path is None
