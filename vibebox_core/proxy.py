@@ -19,21 +19,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import re
 import socket
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from vibebox_core import addresses, netlog, netrecord
+from vibebox_core.httphead import (
+    MAX_HEAD_BYTES,
+    HeadError,
+    Request,
+    parse_head,
+    read_head,
+    split_authority,
+)
 from vibebox_core.netpolicy import Policy, Verdict
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 """``async resolver(host, port) -> [ip, ...]``; raises OSError when the name does not resolve."""
 
-MAX_HEAD_BYTES = 32 * 1024
-MAX_HEADER_LINES = 100
 #: CONNECT may only reach these ports (HTTPS), plain requests only these (HTTP).
 CONNECT_PORTS: tuple[int, ...] = (443,)
 HTTP_PORTS: tuple[int, ...] = (80,)
@@ -86,100 +90,6 @@ class _Refusal(Exception):
         self.port = port
 
 
-@dataclass(frozen=True)
-class _Request:
-    method: str
-    target: str
-    version: str
-    headers: list[tuple[str, str]]
-
-    def header(self, name: str) -> list[str]:
-        return [v for k, v in self.headers if k.lower() == name]
-
-
-_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-
-
-def _parse_head(head: bytes) -> _Request:
-    """Parse a request head that ends with an empty line; refuse anything ambiguous.
-
-    Two parsers that disagree about where a header ends are how requests are smuggled past
-    a filter, so only the strict form passes: every line ends with CRLF (no bare LF or CR),
-    no NUL or other control bytes, no obsolete line folding, header names are tokens.
-    """
-    if b"\0" in head:
-        raise _Refusal(400, "NUL byte in the request head")
-    if not head.endswith(b"\r\n\r\n"):
-        raise _Refusal(400, "request head does not end with an empty CRLF line")
-    lines_b = head[:-4].split(b"\r\n")
-    for raw in lines_b:
-        if b"\n" in raw or b"\r" in raw:
-            raise _Refusal(400, "bare LF or CR in the request head (lines end with CRLF)")
-        if any((byte < 0x20 and byte != 0x09) or byte == 0x7F for byte in raw):
-            raise _Refusal(400, "control character in the request head")
-    lines = [raw.decode("latin-1") for raw in lines_b]
-    if not lines or not lines[0]:
-        raise _Refusal(400, "empty request")
-    parts = lines[0].split(" ")
-    if len(parts) != 3 or parts[2] not in ("HTTP/1.0", "HTTP/1.1"):
-        raise _Refusal(400, "malformed request line")
-    method, target, version = parts
-    if not method.isalpha() or not method.isupper() or not target:
-        raise _Refusal(400, "malformed request method")
-    if len(lines) - 1 > MAX_HEADER_LINES:
-        raise _Refusal(431, f"more than {MAX_HEADER_LINES} header lines")
-    headers: list[tuple[str, str]] = []
-    for line in lines[1:]:
-        if not line or line[0] in " \t":
-            raise _Refusal(400, "obsolete line folding in the request head")
-        name, sep, value = line.partition(":")
-        if not sep or not name or not set(name) <= _TOKEN:
-            raise _Refusal(400, "malformed header line")
-        headers.append((name, value.strip(" \t")))
-    return _Request(method, target, version, headers)
-
-
-def _split_authority(authority: str, default_port: int | None) -> tuple[str, int]:
-    """Split ``host[:port]`` (``[v6]:port`` too); host lower-cased without a trailing dot.
-
-    An IP literal comes back in its one canonical spelling; IPv6 must be bracketed, and
-    zone ids (``%eth0``) are refused.
-    """
-    host, port_text, bracketed = authority, "", False
-    if authority.startswith("["):
-        end = authority.find("]")
-        if end < 0:
-            raise ValueError("unterminated IPv6 address")
-        host, rest, bracketed = authority[1:end], authority[end + 1 :], True
-        if rest:
-            if not rest.startswith(":"):
-                raise ValueError("junk after IPv6 address")
-            port_text = rest[1:]
-    elif ":" in authority:
-        host, _, port_text = authority.rpartition(":")
-    if port_text or authority.endswith(":"):
-        if not re.fullmatch(r"[0-9]{1,5}", port_text) or not 0 < int(port_text) < 65536:
-            raise ValueError(f"bad port {port_text!r}")
-        port = int(port_text)
-    elif default_port is None:
-        raise ValueError("a port is required")
-    else:
-        port = default_port
-    host = host.strip().lower().rstrip(".")
-    if not host or any(c in host for c in "/@ \t%[]\\"):
-        raise ValueError("bad host")
-    if bracketed:
-        try:
-            return str(ipaddress.IPv6Address(host)), port
-        except ValueError:
-            raise ValueError("only an IPv6 address may be written in brackets") from None
-    if ":" in host:
-        raise ValueError("an IPv6 address must be written in brackets")
-    # One spelling per address (``0x7f.1`` and ``2130706433`` are 127.0.0.1 to getaddrinfo).
-    literal = addresses.parse_ip_literal(host)
-    return (str(literal) if literal is not None else host), port
-
-
 async def _discard_rest(reader: asyncio.StreamReader) -> None:
     """Read what the client still sends, briefly, before a refused connection is closed.
 
@@ -214,33 +124,6 @@ def _response(status: int, reason: str) -> bytes:
         "Connection: close\r\n"
         "\r\n"
     ).encode() + body
-
-
-async def _read_head(reader: asyncio.StreamReader) -> bytes:
-    """Read a request head line by line up to its empty line; every line must end in CRLF.
-
-    Reading by line (not up to the first CRLFCRLF) refuses a bare-LF head at once instead of
-    waiting for a terminator that never comes, and bounds the head's total size.
-
-    Raises:
-        _Refusal: 400 for a line without CRLF, 431 for a head over :data:`MAX_HEAD_BYTES`.
-        asyncio.IncompleteReadError: the client closed the connection first.
-    """
-    head = bytearray()
-    while True:
-        try:
-            line = await reader.readuntil(b"\n")
-        except asyncio.LimitOverrunError as exc:
-            raise _Refusal(431, f"request head larger than {MAX_HEAD_BYTES} bytes") from exc
-        head += line
-        if len(head) > MAX_HEAD_BYTES:
-            raise _Refusal(431, f"request head larger than {MAX_HEAD_BYTES} bytes")
-        if not line.endswith(b"\r\n"):
-            raise _Refusal(400, "bare LF in the request head (lines end with CRLF)")
-        if line == b"\r\n":
-            if len(head) == 2:
-                raise _Refusal(400, "empty request")
-            return bytes(head)
 
 
 class FilteringProxy:
@@ -352,14 +235,17 @@ class FilteringProxy:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            head = await asyncio.wait_for(_read_head(reader), self.head_timeout)
+            head = await asyncio.wait_for(read_head(reader), self.head_timeout)
+            allowed = self._client_allowed(writer)
+            request = parse_head(head) if allowed else None
         except asyncio.IncompleteReadError:
             return  # the client went away before sending a request
         except TimeoutError as exc:
             raise _Refusal(408, "no complete request head in time") from exc
-        if not self._client_allowed(writer):
+        except HeadError as exc:
+            raise _Refusal(exc.status, exc.reason) from exc
+        if request is None:
             raise _Refusal(403, "this proxy serves only its own session's guest")
-        request = _parse_head(head)
         if request.method == "CONNECT":
             host, port = self._connect_target(request)
             self._check_port(host, port, self.connect_ports, "CONNECT")
@@ -386,20 +272,20 @@ class FilteringProxy:
             ports = ", ".join(map(str, allowed)) or "none"
             raise _Refusal(403, f"{what} to port {port} is not allowed (only {ports})", host, port)
 
-    def _host_header(self, request: _Request, default_port: int | None) -> tuple[str, int] | None:
+    def _host_header(self, request: Request, default_port: int | None) -> tuple[str, int] | None:
         values = request.header("host")
         if not values:
             return None
         if len(values) > 1:
             raise _Refusal(400, "more than one Host header")
         try:
-            return _split_authority(values[0], default_port)
+            return split_authority(values[0], default_port)
         except ValueError as exc:
             raise _Refusal(400, f"bad Host header: {exc}") from exc
 
-    def _connect_target(self, request: _Request) -> tuple[str, int]:
+    def _connect_target(self, request: Request) -> tuple[str, int]:
         try:
-            host, port = _split_authority(request.target, None)
+            host, port = split_authority(request.target, None)
         except ValueError as exc:
             raise _Refusal(400, f"bad CONNECT target {request.target!r}: {exc}") from exc
         stated = self._host_header(request, port)
@@ -411,7 +297,7 @@ class FilteringProxy:
             raise _Refusal(400, "Host header port disagrees with the CONNECT target", host, port)
         return host, port
 
-    def _http_target(self, request: _Request) -> tuple[str, int, bytes]:
+    def _http_target(self, request: Request) -> tuple[str, int, bytes]:
         target = request.target
         scheme = target.split(":", 1)[0].lower() if "://" in target else ""
         if scheme == "https":
@@ -422,7 +308,7 @@ class FilteringProxy:
         if "@" in parts.netloc:
             raise _Refusal(400, "user information in the request target is not supported")
         try:
-            host, port = _split_authority(parts.netloc, 80)
+            host, port = split_authority(parts.netloc, 80)
         except ValueError as exc:
             raise _Refusal(400, f"bad request target: {exc}") from exc
         stated = self._host_header(request, 80)
