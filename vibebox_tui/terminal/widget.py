@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from itertools import islice
 
 from rich.segment import Segment
 from rich.style import Style
@@ -273,6 +274,10 @@ class TerminalView(Widget, can_focus=True):
                 self.history_offset = min(
                     self.history_offset + screen.scrolled, len(screen.scrollback)
                 )
+            # Lines that left the screen keep no strip (a few KB each, thousands after a
+            # flood); one is built again if the view is scrolled back to it.
+            for line in islice(reversed(screen.scrollback), screen.scrolled):
+                line.cache = None
             screen.scrolled = 0
         self.history_offset = min(self.history_offset, len(screen.scrollback))
         if self.emulator.synchronized:  # mode 2026: paint the frame once it is complete
