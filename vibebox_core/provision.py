@@ -270,7 +270,7 @@ def prepare_and_start(
     except OSError:
         changed = True
     hv.define(vm.domain_xml(domain), network_xml)
-    if plan.nwfilter is None:  # left from an earlier allowlist, now unreferenced
+    if plan.nwfilter is None:  # a filter left unreferenced (every mode has one today)
         hv.undefine_nwfilter(netpolicy.nwfilter_name(session_id))
     # The VM is off: when the network's definition changed (policy mode, DNS, subnet),
     # re-create it so isolation and DNS follow the approved policy. Unchanged, it is kept:
@@ -287,9 +287,10 @@ def network_plan(
 ) -> tuple[vm.NetworkSpec, netenforce.NetworkPlan]:
     """The session network for the (approved) network policy, and how the guest is pointed.
 
-    allowlist: an isolated network and an nwfilter that lets the guest reach only DHCP, DNS
-    and the proxy on its gateway; blocklist: NAT. Either way dnsmasq asks only the DNS filter
-    and the guest's environment points at the proxy; both run in the supervisor (NET).
+    Both modes: an nwfilter that lets the guest open only DHCP, DNS and the proxy on its
+    gateway on the host (``vibebox_core.nwfilter``); allowlist: an isolated network;
+    blocklist: NAT past the fence. Either way dnsmasq asks only the DNS filter and the
+    guest's environment points at the proxy; both run in the supervisor (NET).
     """
     spec = vm.NetworkSpec.for_session(
         session_id,
