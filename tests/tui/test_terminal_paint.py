@@ -103,6 +103,8 @@ async def test_a_burst_then_idle_paints_the_exact_final_screen() -> None:
         assert [row for row in history if row.startswith("INFO")] == [
             f"INFO line {n:05d} colour" for n in range(400 - (LINES - 1))
         ]
+        # ...and what scrolled away holds no rendered strip (memory after a long flood).
+        assert all(line.cache is None for line in view.emulator.screen.scrollback)
 
 
 async def test_a_flood_is_painted_at_the_next_frame_not_per_read() -> None:
