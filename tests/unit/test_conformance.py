@@ -114,6 +114,8 @@ SYNTHETIC: dict[str, str] = {
     "vpa_plain": f"{C}3;5r{C}2dX",
     "hpa_origin": f"{C}?6h{C}2;4r{C}2`X",
     "cuu_origin": f"{C}2;6r{C}?6h{C}5AX",
+    "cub_origin": f"{C}3;4r{C}?6h{C}5DX",
+    "hpr_origin": f"{C}2;5r{C}?6h{C}aX",
     "vpr_margin": f"{C}3;4r{C}5eX",
     "origin_cup": f"{C}2;4r{C}?6h{C}1;1HA{C}9;1HB",
     "origin_off_home": f"{C}2;4r{C}?6h{C}?6lX",
@@ -133,6 +135,7 @@ SYNTHETIC: dict[str, str] = {
     "rep_dec_graphics": f"{E}(0q{C}4b{E}(B",
     "rep_after_combining": f"a\u0301{C}2bz",
     "rep_count_big": f"a{C}200b",
+    "rep_after_malformed": f"字字{C} 1m{C}20b",
     # DECSTR
     "decstr_charsets": f"{E}(0q{C}!pq",
     "decstr_modes": f"{C}?25l{C}4h{C}31mab{C}!pcd{C}1;1Hx",
@@ -352,6 +355,18 @@ XTERM_OVER_XTERMJS: dict[str, tuple[str, list[Fix]]] = {
     "rep_after_combining": (
         "REP after a zero-width character repeats nothing (xterm CASE_REP: CharWidth > 0)",
         [put(1, 0, "z"), put(2, 0), put(3, 0), cursor(2, 0)],
+    ),
+    "rep_after_malformed": (
+        "REP after any sequence, even an ignored one, repeats nothing (xterm doparsing: lastchar)",
+        [text(4, 0, " " * 16), rows(1, 2, BLANK), cursor(4, 0)],
+    ),
+    "cub_origin": (
+        "CUB leaves the row alone in origin mode (xterm cursor.c CursorBack)",
+        [put(0, 3), put(0, 2, "X"), cursor(1, 2)],
+    ),
+    "hpr_origin": (
+        "HPR leaves the row alone in origin mode (xterm CASE_HPR calls CursorForward)",
+        [put(1, 2), put(1, 1, "X"), cursor(2, 1)],
     ),
     "alt1047_background": (
         "47/1047 enter the alternate buffer without clearing it (xterm srm_OPT_ALTBUF)",

@@ -297,7 +297,7 @@ class Emulator:
             screen.move_y(count - 1)
         elif final == "K":
             screen.erase_in_line(first)
-            if first == 0:
+            if first == 0 and screen.cursor.x >= screen.columns:
                 screen.end_pending_wrap()
         elif final == "J":
             screen.erase_in_display(first)
