@@ -206,3 +206,16 @@ async def test_a_destructive_confirm_ignores_keys_typed_before_it_was_armed(
         assert app.focused is not None and app.focused.id == "cancel"
         await pilot.press("y")
         await wait_for(pilot, lambda: backend.recreated == [fake_id(1)])
+
+
+async def test_a_disconnect_reason_from_the_guest_is_drawn_escaped() -> None:
+    app, backend = attached_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until_attached(pilot, app)
+        # The exit signal's name is whatever the guest's sshd sends.
+        backend.streams[fake_id(1)].feed_eof("Session ended by signal \x1b]0;x\x07\x1b[2JKILL")
+        view = app.query_one("TerminalView")
+        await wait_for(pilot, lambda: "KILL" in drawn(view))
+        shown = drawn(view)
+        assert "Session ended by signal \\x1b]0;x\\x07\\x1b[2JKILL" in shown
+        assert_escaped(shown)

@@ -39,6 +39,7 @@ from textual.worker import Worker
 
 from vibebox_core import commandtoken
 from vibebox_core.pty import ByteStream, command_token, end_reason
+from vibebox_core.sanitize import clean
 from vibebox_tui.terminal.emulator import BellEvent, CommandEvent, Emulator, TitleEvent
 from vibebox_tui.terminal.frames import FramePacer
 from vibebox_tui.terminal.input import RawInput, VibeboxDriver
@@ -371,7 +372,9 @@ class TerminalView(Widget, can_focus=True):
         screen = self.emulator.screen
         renderer.set_table(screen.table)  # a reset (RIS) brings a new attribute table
         if self.disconnect_reason is not None and y == self.size.height - 1:
-            text = f" {self.disconnect_reason} — {RECONNECT_HINT} "[:width]
+            # The reason can carry guest text (the exit signal's name comes from the guest's
+            # sshd): escaped, so a control character never reaches the host terminal.
+            text = f" {clean(self.disconnect_reason)} — {RECONNECT_HINT} "[:width]
             return Strip([Segment(text.ljust(width), renderer.styled(_REVERSE))], width)
         line = self._visible_line(y)
         if line is None:
