@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from vibebox_core import approval, paths, provision, sessionctl
+from vibebox_core import approval, netlog, paths, provision, sessionctl
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.sessions import SessionIndex
 
@@ -92,13 +92,16 @@ class Hostile:
         result = self.vibebox("exec", "--", "echo", "still-works")
         assert result.returncode == 0 and result.stdout.strip() == "still-works", result
 
-    def restore(self) -> None:
-        """The host user puts the approved file back (as a user who reverts a guest edit)."""
+    def restore(self, *, approve: bool = False) -> None:
+        """The host user puts the approved file back (as a user who reverts a guest edit);
+        ``approve``: and approves it again (after approving something else)."""
         config = self.project.config
         if config.is_symlink() or (config.exists() and not config.is_file()):
             config.unlink()
         config.write_text(APPROVED_TOML)
         os.chown(config, *provision.guest_ids())
+        if approve:
+            approval.approve(self.project)
         assert approval.review(self.project).status == "approved"
 
     def domstate(self) -> str:
@@ -310,7 +313,36 @@ def test_added_allowlist_entries_are_not_enforced(hostile: Hostile) -> None:
     assert data["network"]["entries"] == [ALLOWED]
     assert "+ network entry: evil.vbx.test" in data["approval"]["pending"]
     hostile.still_works()
-    hostile.restore()
+    # The control: once the host user approves it, the running session enforces it.
+    approved = hostile.vibebox("approve", "--yes", timeout=PROMPT)
+    assert approved.returncode == 0 and "applies it now" in approved.stdout, approved
+
+    def judged_by_policy() -> bool:
+        """The proxy's latest word on evil.vbx.test is no longer "not in the allowlist" (it may
+        still refuse the name for its address, or fail to resolve it: not the policy)."""
+        probe = hostile.guest("curl -s -m 15 -o /dev/null -w '%{http_code}' http://evil.vbx.test/")
+        if probe.stdout.strip()[-3:] != "403":
+            return True
+        events = [
+            e
+            for e in netlog.tail(hostile.project.network_log, 200)
+            if e.source == "proxy" and e.host == "evil.vbx.test"
+        ]
+        return bool(events) and "allowlist" not in events[-1].reason
+
+    deadline = time.monotonic() + 30
+    while not judged_by_policy():
+        assert time.monotonic() < deadline, "the approved entry was not applied"
+        time.sleep(1)
+    hostile.restore(approve=True)
+    blocked = hostile.guest("curl -s -m 15 -o /dev/null -w '%{http_code}' http://evil.vbx.test/")
+    deadline = time.monotonic() + 30
+    while blocked.stdout.strip()[-3:] != "403" and time.monotonic() < deadline:
+        time.sleep(1)
+        blocked = hostile.guest(
+            "curl -s -m 15 -o /dev/null -w '%{http_code}' http://evil.vbx.test/"
+        )
+    assert blocked.stdout.strip()[-3:] == "403", blocked
 
 
 # --------------------------------------------------------------------------- resources
