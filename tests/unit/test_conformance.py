@@ -17,6 +17,7 @@ node and runs ``npm ci`` there.
 from __future__ import annotations
 
 import json
+import random
 import re
 from collections.abc import Callable
 from functools import cache
@@ -51,6 +52,7 @@ SYNTHETIC: dict[str, str] = {
     "alt_1048": f"{C}4;4H{C}?1048h{C}1;1Hx{C}?1048lY",
     "alt1049_background": f"{C}42m{C}?1049h",
     "alt1047_background": f"{C}42m{C}?1047h",
+    "alt1049_again_clears": f"{C}?1049h\U0001f600{C}?1049h",
     # C0 controls inside a CSI run, and the CSI goes on
     "c0_in_csi_cr": f"abcdef{C}2\rD",
     "c0_in_csi_lf": f"ab{C}3\n;5HX",
@@ -194,6 +196,7 @@ SYNTHETIC: dict[str, str] = {
     "margins_survive_alt_index": f"{C}1;5r{C}7;14H{C}?1047h\tlqklqk",
     "il_dl": f"1\r\n2\r\n3\r\n4{C}2;1H{C}L{C}3;1H{C}2M",
     "dl_outside_region": f"{C}3;5r{C}1;1H{C}MX",
+    "dl_outside_region_keeps_wrap": f"{C}2;3r{C}5;20Hz{C}MY",
     "il_outside_region": f"a\r\nb{C}3;5r{C}1;1H{C}LX",
     "el_ed": f"abcdef\r\nghijkl{C}1;3H{C}K{C}2;3H{C}1K{C}J",
     "ed1": f"abcdef\r\nghijkl\r\nmn{C}2;3H{C}1J",
@@ -220,6 +223,75 @@ SYNTHETIC: dict[str, str] = {
     "esc_unknown": f"a{E}Zb{E}%Gc",
     "decscusr_ignored": f"a{C}2 qb",
 }
+
+# -- random streams ------------------------------------------------------------------------
+# Seeded random mixes of text (wide, combining, emoji), controls, cursor moves, erases, edits,
+# SGR, modes, margins, charsets, strings and C0-in-CSI, at 30x8. The vocabulary leaves out what
+# the list below already settles (origin mode, the alternate screen with margins, CBT, EL/ED 0
+# at a pending wrap, IL/DL at a pending wrap, DECSC, REP after a zero-width character, SUB,
+# DECALN, DECCOLM, SD).
+FUZZ_SIZE = (30, 8)
+FUZZ_CASES = 300
+FUZZ_TEXT = (
+    "abc",
+    "hello world",
+    "字字",
+    "漢",
+    "\u00e9",
+    "e\u0301x",
+    "\U0001f600",
+    "\u2764\ufe0fx",
+)
+FUZZ_TEXT += ("\U0001f1e9\U0001f1ea", "\u0915\u093fx")
+FUZZ_MODES = (f"{E}(0lqkxmj{E}(B", f"{C}4h", f"{C}4l", f"{C}!p", f"{C}2b", f"{E})0\x0eaq\x0f")
+FUZZ_MODES += (f"{C}20h", f"{C}20l")
+FUZZ_STRINGS = (f"{E}]0;t\x07", f"{E}]2;x{E}\\", f"{E}P1$r{E}\\", f"{C}2 q", f"{C}>c", f"{C}6n")
+FUZZ_STRINGS += (f"{E}=", f"{E}>", f"{E}]0;x\x18", f"{C}31\x18")
+
+
+def _fuzz_token(r: random.Random) -> str:
+    kind = r.randrange(15)
+    if kind == 0:
+        return r.choice([*FUZZ_TEXT, "x" * r.randrange(1, 40)])
+    if kind == 1:
+        return r.choice(["\r", "\n", "\t", "\x08", "\r\n", "\x0b", "\x0c", "\x07", "\x0e", "\x0f"])
+    if kind == 2:
+        return f"{C}{r.randrange(0, 12)};{r.randrange(0, 40)}{r.choice('Hf')}"
+    if kind == 3:
+        final = r.choice("ABCDEFGdaI`XPM@LSb")
+        cr = "\r" if final in "LM" else ""  # IL/DL at a pending wrap: listed below
+        return f"{cr}{C}{r.choice(['', '1', '2', '3', '5'])}{final}"
+    if kind == 4:
+        return f"{C}{r.choice('12')}{r.choice('JK')}"
+    if kind == 5:
+        sgr = ["0", "1", "2", "3", "4", "5", "7", "8", "9", "21", "53", "31", "42", "95", "104"]
+        sgr += ["1;4;33", "38;5;100", "48;2;9;8;7", "39", "49", "22", "23", "27", "24", "28"]
+        return f"{C}{r.choice([*sgr, '29', '55', '4:3', '58;5;1', ''])}m"
+    if kind == 6:
+        return f"{C}?{r.choice(['7', '25', '1', '2004'])}{r.choice('hl')}"
+    if kind == 7:
+        return f"{C}{r.randrange(1, 5)};{r.randrange(3, 9)}r"
+    if kind == 8:
+        return r.choice([f"{E}M", f"{E}D", f"{E}E", f"{E}H", f"{C}3g", f"{C}g", f"{C}0g"])
+    if kind == 9:
+        return r.choice(FUZZ_MODES)
+    if kind == 10:
+        return r.choice(FUZZ_STRINGS)
+    if kind == 11:
+        return r.choice([f"{C}1\r2H", f"{C}3\nA", f"{C}2\x08C", f"{C}4\tG"])
+    if kind == 12:
+        return f"{C}{r.randrange(0, 30)}{r.choice('XP@SbI')}"
+    if kind == 13:
+        return f"{C}{r.randrange(1, 30)};{r.randrange(1, 90)}H"
+    return r.choice(["z", "\u3000", "ab"])
+
+
+def fuzz_streams() -> list[str]:
+    r = random.Random(20261201)
+    return ["".join(_fuzz_token(r) for _ in range(r.randrange(3, 30))) for _ in range(FUZZ_CASES)]
+
+
+FUZZ = fuzz_streams()
 
 # -- where we follow xterm over xterm.js ---------------------------------------------------
 
@@ -368,6 +440,14 @@ XTERM_OVER_XTERMJS: dict[str, tuple[str, list[Fix]]] = {
         "HPR leaves the row alone in origin mode (xterm CASE_HPR calls CursorForward)",
         [put(1, 2), put(1, 1, "X"), cursor(2, 1)],
     ),
+    "dl_outside_region_keeps_wrap": (
+        "IL/DL outside the margins change nothing, not even a pending wrap (xterm DeleteLine)",
+        [put(19, 4, "z"), put(0, 5, "Y"), cursor(1, 5)],
+    ),
+    "alt1049_again_clears": (
+        "1049h on the alternate screen clears it again (xterm srm_OPT_ALTBUF_CURSOR: ClearScreen)",
+        [rows(0, 0, BLANK)],
+    ),
     "alt1047_background": (
         "47/1047 enter the alternate buffer without clearing it (xterm srm_OPT_ALTBUF)",
         [rows(0, 5, BLANK)],
@@ -446,6 +526,7 @@ def reference() -> dict[str, ScreenState]:
         for name, mark, offset in RECORDED
     ]
     cases += [(f"syn:{name}", data.encode(), *SIZE) for name, data in SYNTHETIC.items()]
+    cases += [(f"fuzz:{i}", data.encode(), *FUZZ_SIZE) for i, data in enumerate(FUZZ)]
     screens = reference_screens([(data, cols, lines) for _, data, cols, lines in cases])
     return {key: screen for (key, *_), screen in zip(cases, screens, strict=True)}
 
@@ -493,6 +574,15 @@ def test_synthetic_matches_xterm_js(name: str) -> None:
     ours = run_emulator(SYNTHETIC[name].encode(), *SIZE)
     diffs = differences(ours, reference()[f"syn:{name}"])
     assert not diffs, report(diffs)
+
+
+def test_random_streams_match_xterm_js() -> None:
+    failures = []
+    for i, data in enumerate(FUZZ):
+        diffs = differences(run_emulator(data.encode(), *FUZZ_SIZE), reference()[f"fuzz:{i}"])
+        if diffs:
+            failures.append(f"{data!r}:\n  " + "\n  ".join(diffs[:5]))
+    assert not failures, f"{len(failures)} of {len(FUZZ)} differ:\n" + "\n".join(failures[:5])
 
 
 @pytest.mark.parametrize("name", list(XTERM_OVER_XTERMJS))

@@ -225,6 +225,7 @@ class Grid:
         count = min(max(1, count), self.columns - x)
         if x and chars[x] == "":
             chars[x - 1] = chars[x] = " "
+            line.attrs[x - 1] = line.attrs[x] = self.cursor.attr
         chars[x:x] = [" "] * count
         line.attrs[x:x] = [self.table.bg_only(self.cursor.attr)] * count
         del chars[self.columns :]

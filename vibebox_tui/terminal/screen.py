@@ -65,10 +65,12 @@ class Screen(Grid):
                 self.insert_chars(count)  # IRM: shift the rest right, never halving a wide char
             if x and chars[x] == "":
                 chars[x - 1] = " "  # overwrote the right half of a wide character
+                line.attrs[x - 1] = attr
             chars[x : x + count] = text[pos : pos + count]
             line.attrs[x : x + count] = [attr] * count
             if x + count < columns and chars[x + count] == "":
                 chars[x + count] = " "  # overwrote the left half of a wide character
+                line.attrs[x + count] = attr
             line.cache = None
             self.dirty.add(cursor.y)
             cursor.x = x + count
@@ -104,10 +106,12 @@ class Screen(Grid):
             count = min((columns - x) // 2, end - pos)
             if x and chars[x] == "":
                 chars[x - 1] = " "
+                line.attrs[x - 1] = attr
             chars[x : x + 2 * count] = [c for char in text[pos : pos + count] for c in (char, "")]
             line.attrs[x : x + 2 * count] = [attr] * (2 * count)
             if x + 2 * count < columns and chars[x + 2 * count] == "":
                 chars[x + 2 * count] = " "
+                line.attrs[x + 2 * count] = attr
             line.cache = None
             self.dirty.add(cursor.y)
             cursor.x = x + 2 * count
@@ -122,7 +126,7 @@ class Screen(Grid):
                 self._join_previous(char)
                 continue
             if cursor.x + width > columns:
-                if cursor.x < columns and width == 2:
+                if cursor.x < columns and width == 2 and self.autowrap:
                     line = self.buffer[cursor.y]
                     line.chars[cursor.x] = " "  # a wide char never straddles the edge
                     line.attrs[cursor.x] = cursor.attr
@@ -137,6 +141,7 @@ class Screen(Grid):
                 self.insert_chars(width)  # IRM: shift the rest right, never halving a wide char
             if x and chars[x] == "":
                 chars[x - 1] = " "
+                line.attrs[x - 1] = cursor.attr
             chars[x] = char
             line.attrs[x] = cursor.attr
             if width == 2:
@@ -144,6 +149,7 @@ class Screen(Grid):
                 line.attrs[x + 1] = cursor.attr
             if x + width < columns and chars[x + width] == "":
                 chars[x + width] = " "
+                line.attrs[x + width] = cursor.attr
             line.cache = None
             self.dirty.add(cursor.y)
             cursor.x = x + width
