@@ -3,11 +3,11 @@
 The guest decides how many DNS queries and proxy requests there are. Writing every one would
 let a flood rotate the earlier decisions away (and fill the disk with noise), so the proxy and
 the DNS filter record through a :class:`Recorder`: within each window, the first few
-decisions per source, host and verdict are written as they are; repeats are counted and
-written once as an honest summary line when the window ends ("41 more blocked DNS queries for
-x.example between T1 and T2", with ``count`` 41). When a flood uses many names, the window's
-overall budget runs out and further names are counted under their parent domain
-(``*.flood.example``). Nothing is dropped without being counted.
+decisions per source, host, verdict and reason are written as they are; repeats are counted
+and written once as an honest summary line when the window ends ("41 more blocked DNS
+queries for x.example between T1 and T2: not in the allowlist (A)", with ``count`` 41). When
+a flood uses many names, the window's overall budget runs out and further names are counted
+under their parent domain (``*.flood.example``). Nothing is dropped without being counted.
 """
 
 from __future__ import annotations
@@ -73,27 +73,33 @@ class Recorder:
         self._write = write
         self._lock = threading.Lock()
         self._start = clock()
-        self._seen: dict[tuple[Source, str, VerdictName], int] = {}
+        self._seen: dict[tuple[Source, str, VerdictName, str], int] = {}
         self._written = 0
-        self._held: dict[tuple[Source, str, VerdictName], _Held] = {}
+        self._held: dict[tuple[Source, str, VerdictName, str], _Held] = {}
 
     def record(self, event: NetEvent) -> None:
-        """Write ``event`` now, or count it for the window's summary."""
+        """Write ``event`` now, or count it for the window's summary.
+
+        Decisions are "the same" when source, host, verdict and reason agree: a new reason
+        (an approved policy change, another failure) is written at once.
+        """
         with self._lock:
             self._roll()
-            key = (event.source, event.host, event.verdict)
+            key = (event.source, event.host, event.verdict, event.reason)
             seen = self._seen.get(key, 0) + 1
             self._seen[key] = seen
             if seen <= self.per_key and self._written < self.per_window:
                 self._written += 1
                 self._emit(event)
                 return
-            # Repeats of one host are counted under it; past the window's budget, new names
-            # are counted under their parent domain (or one catch-all past MAX_HELD).
-            group = event.host if seen > self.per_key else _parent(event.host)
-            hold = (event.source, group, event.verdict)
+            # Repeats of one decision are counted under it; past the window's budget, new
+            # names are counted under their parent domain (or one catch-all past MAX_HELD).
+            if seen > self.per_key:
+                hold = key
+            else:
+                hold = (event.source, _parent(event.host), event.verdict, "")
             if hold not in self._held and len(self._held) >= MAX_HELD:
-                hold = (event.source, "(other hosts)", event.verdict)
+                hold = (event.source, "(other hosts)", event.verdict, "")
             held = self._held.get(hold)
             if held is None:
                 self._held[hold] = _Held(event.port, 1, event.time, event.time, {event.host})
@@ -124,11 +130,13 @@ class Recorder:
         self._seen.clear()
         self._written = 0
         self._start = self._clock()
-        for (source, group, verdict), h in held.items():
+        for (source, group, verdict, why), h in held.items():
             what = _WHAT.get(source, "decisions")
             names = f" ({len(h.names)} names)" if len(h.names) > 1 else ""
+            because = f": {why}" if why else ""
             reason = (
-                f"{h.count} more {verdict} {what} for {group}{names} between {h.first} and {h.last}"
+                f"{h.count} more {verdict} {what} for {group}{names} between {h.first} "
+                f"and {h.last}{because}"
             )
             self._emit(NetEvent(source, group, h.port, verdict, reason, time=h.last, count=h.count))
 

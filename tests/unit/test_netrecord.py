@@ -42,12 +42,24 @@ def test_repeats_are_written_then_counted_into_one_summary(tmp_path: Path) -> No
     assert (summary.host, summary.verdict, summary.count) == ("x.example", "blocked", 17)
     assert summary.reason == (
         "17 more blocked DNS queries for x.example between "
-        "2026-11-27T10:15:03.000Z and 2026-11-27T10:15:19.000Z"
+        "2026-11-27T10:15:03.000Z and 2026-11-27T10:15:19.000Z: not in the allowlist (A)"
     )
     assert sum(e.count for e in events) == 21  # every decision counted once
     # A new window writes the first ones as they are again.
     recorder.record(_dns("x.example", 40))
     assert netlog.tail(log, 1)[0].count == 1
+
+
+def test_a_new_reason_is_written_at_once(tmp_path: Path) -> None:
+    log, clock = tmp_path / "network.log", Clock()
+    recorder = Recorder(log, window=10, per_key=2, per_window=100, clock=clock)
+    for second in range(5):
+        recorder.record(_dns("x.example", second))
+    changed = NetEvent("dns", "x.example", 53, "blocked", "blocklist entry x.example (A)")
+    recorder.record(changed)  # e.g. an approved policy change: not held back
+    assert netlog.tail(log, 1)[0].reason == "blocklist entry x.example (A)"
+    recorder.close()
+    assert sum(e.count for e in netlog.tail(log, 100)) == 6
 
 
 def test_a_flood_of_names_is_counted_under_its_domain(tmp_path: Path) -> None:
