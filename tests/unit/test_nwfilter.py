@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from vibebox_core import hypervisor
+from vibebox_core.errors import NwfilterError
 from vibebox_core.nwfilter import (
     BLOCKLIST_DENIED,
     FenceSpec,
@@ -279,3 +281,22 @@ def test_host_probes(tmp_path: Path) -> None:
     (tmp_path / "range").write_text("junk\n")
     assert local_port_range(tmp_path / "range") == (1024, 65535)
     assert local_port_range(tmp_path / "missing") == (1024, 65535)
+
+
+def test_hypervisor_refuses_to_define_a_fence_without_br_netfilter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without br_netfilter the state rules would never match: fail closed, say the fix."""
+    monkeypatch.setattr(
+        hypervisor.nwfilter, "bridge_netfilter_problem", lambda: "the module is not loaded"
+    )
+    hv = hypervisor.LibvirtHypervisor("qemu:///system")
+
+    def no_connection() -> None:
+        raise AssertionError("libvirt was asked although the fence cannot work")
+
+    monkeypatch.setattr(hv, "_connection", no_connection)
+    with pytest.raises(NwfilterError) as refused:
+        hv.define_nwfilter(nwfilter_xml(spec()))
+    assert "the module is not loaded" in refused.value.message
+    assert "modprobe br_netfilter" in (refused.value.hint or "")
