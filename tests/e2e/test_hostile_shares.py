@@ -6,12 +6,12 @@ the project share, a read-only extra mount and a read-write extra mount *inside*
 sees, then that the session still answers. The last one swaps ``sub`` for a symlink from the
 guest and checks that the next start refuses (one more cold boot after the host repairs it).
 
-Attempts (17): chmod 4755, chmod 2755 and mkdir -m 2775, mknod b, mknod c, a rename whiteout,
+Attempts (18): chmod 4755, chmod 2755 and mkdir -m 2775, mknod b, mknod c, a rename whiteout,
 sudo touch (owner), chown 1234:1234, install -o 1234 -m 4755, cp -a of a setuid binary, mv of
-a setuid file in from the guest disk, a file of another guest uid, setxattr
-security.capability, writing the read-only mount, writing the read-only seed share, the
-``.vibebox`` mask (read, replace, unmount the guest's mask, mount the share again), the
-guard loaded into the real virtiofsd, the symlink swap of an approved mount's parent.
+a setuid file in from the guest disk, a file of another guest uid, a write into a host setuid
+file, setxattr security.capability, writing the read-only mount, writing the read-only seed
+share, the ``.vibebox`` mask (read, replace, unmount the guest's mask, mount the share again),
+the guard loaded into the real virtiofsd, the symlink swap of an approved mount's parent.
 """
 
 from __future__ import annotations
@@ -300,6 +300,19 @@ def test_copied_and_moved_setuid_binaries_lose_the_bits(box: Box) -> None:
             assert not info.st_mode & (stat.S_ISUID | stat.S_ISGID), (name, oct(info.st_mode))
             assert info.st_uid == owner().uid, name
     assert (root / "planted").exists()
+    box.alive()
+
+
+def test_writing_into_a_host_setuid_file_clears_the_bit(box: Box) -> None:
+    """A setuid file the host user made: guest root's write into it drops the bit."""
+    planted = box.project.root / "host-suid"
+    shutil.copy("/bin/true", planted)
+    os.chown(planted, owner().uid, owner().gid)
+    os.chmod(planted, 0o4755)
+    assert host_mode(planted) & stat.S_ISUID
+    result = box.as_root("printf x >> host-suid; echo rc=$?")
+    assert "rc=0" in result.stdout, result.stdout + result.stderr
+    assert not host_mode(planted) & (stat.S_ISUID | stat.S_ISGID)
     box.alive()
 
 

@@ -34,7 +34,11 @@ The share owner (:func:`share_owner`) is the user running vibebox. When that is 
 owner of the project directory (e.g. ``chown 1000:1000`` of the project makes guest files
 ``1000:1000``); root-owned projects then get root-owned files, which are the user's own. A
 setgid directory the *host user* made keeps its kernel semantics (new entries take its group);
-the guest can never make one.
+the guest can never make one. ``chown`` *to* the share owner stays allowed (``cp -a`` and
+``install`` by the guest user do it), also for a file in the share someone else owns: the
+owner's directory already lets them replace it. Without ``CAP_FSETID`` a write by the guest into
+an existing setuid file of the host user clears that bit, as the kernel does for any
+unprivileged writer.
 """
 
 from __future__ import annotations
