@@ -58,12 +58,37 @@ class IOThread:
         return await asyncio.wrap_future(self.submit(coro))
 
 
+READ_AHEAD = 256 * 1024
+"""Bytes the IO thread reads ahead of the terminal before it waits for the terminal to catch up."""
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 class ThreadedStream:
-    """A :class:`~vibebox_core.pty.ByteStream` on the IO loop, usable from the app's loop."""
+    """A :class:`~vibebox_core.pty.ByteStream` on the IO loop, usable from the app's loop.
+
+    Output is read ahead on the IO loop (up to :data:`READ_AHEAD` bytes) and handed over in one
+    piece: a flood arrives as hundreds of small relay frames a second, and a trip between the
+    two loops (and the two threads' GIL hand-over) for each of them cost more than parsing it.
+    A read the terminal gives up (its worker cancelled) loses nothing: the bytes stay here for
+    the next read, and the IO side never abandons a frame half read.
+    """
 
     def __init__(self, io: IOThread, stream: ByteStream) -> None:
         self._io = io
         self._stream = stream
+        self._lock = threading.Lock()
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._ended = False
+        self._error: Exception | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._paused = False
+        self._room = asyncio.Event()  # waited for on the IO loop, set from there too
+        self._reader: concurrent.futures.Future[None] | None = None
 
     @property
     def end_reason(self) -> str:
@@ -76,7 +101,54 @@ class ThreadedStream:
         return command_token(self._stream)
 
     async def read(self) -> bytes:
-        return await self._io.call(self._stream.read())
+        loop = asyncio.get_running_loop()
+        if self._reader is None:
+            self._reader = self._io.submit(self._read_ahead(loop))
+        while True:
+            with self._lock:
+                if self._chunks:
+                    data = b"".join(self._chunks)
+                    self._chunks.clear()
+                    self._size = 0
+                    resume, self._paused = self._paused, False
+                    break
+                if self._ended:
+                    if self._error is not None:
+                        raise self._error
+                    return b""
+                waiter = self._waiter = loop.create_future()
+            await waiter
+        if resume:
+            self._io.loop.call_soon_threadsafe(self._room.set)
+        return data
+
+    async def _read_ahead(self, app_loop: asyncio.AbstractEventLoop) -> None:
+        """On the IO loop: read until the end, waking the app's read when it waits."""
+        while True:
+            error: Exception | None = None
+            try:
+                data = await self._stream.read()
+            except Exception as exc:  # the app's read raises it
+                data, error = b"", exc
+            with self._lock:
+                if data:
+                    self._chunks.append(data)
+                    self._size += len(data)
+                else:
+                    self._ended, self._error = True, error
+                waiter, self._waiter = self._waiter, None
+                pause = self._paused = bool(data) and self._size >= READ_AHEAD
+                if pause:
+                    self._room.clear()
+            if waiter is not None:
+                try:
+                    app_loop.call_soon_threadsafe(_wake, waiter)
+                except RuntimeError:  # the app's loop is closed: the dashboard is exiting
+                    return
+            if not data:
+                return
+            if pause:
+                await self._room.wait()
 
     async def write(self, data: bytes) -> None:
         await self._io.call(self._stream.write(data))
