@@ -90,6 +90,8 @@ def run_key_table(tmux: Tmux, reader_command: ReaderCommand, outputs: Path) -> N
         tmux.type(END)
         lines = _wait_file_lines(out, len(cases), GROUP_TIMEOUT)
         tmux.wait_screen(lambda s, tag=tag: f"DONE {tag}" in s, 30, f"the reader's end ({group})")
+        if len(lines) != len(cases):
+            failures.append(f"{group}: {len(lines)} keys read for {len(cases)} typed")
         for index, case in enumerate(cases):
             got = bytes.fromhex(lines[index]) if index < len(lines) else None
             if got == case.guest:
