@@ -467,3 +467,17 @@ async def test_nothing_but_a_key_takes_the_keyboard_from_the_terminal() -> None:
         await pilot.press(FOCUS_OUT_KEY)  # a key does move it
         await wait_for(pilot, lambda: app.focused is not term)
         assert not term.accepts_raw_input()
+
+
+async def test_the_host_window_s_focus_reaches_programs_that_ask() -> None:
+    stream = MemoryStream()
+    app = KeyApp(stream)
+    async with app.run_test(size=(60, 20)) as pilot:
+        term = app.query_one(TerminalView)
+        term.post_message(RawInput([("focus", b"\x1b[O"), ("keys", b"x")]))
+        await stream.wait_for(lambda: stream.written == b"x")  # not asked: not reported
+        stream.feed(b"\x1b[?1004h")
+        while not term.emulator.focus_events:
+            await pilot.pause()
+        term.post_message(RawInput([("focus", b"\x1b[O"), ("focus", b"\x1b[I")]))
+        await stream.wait_for(lambda: stream.written == b"x\x1b[O\x1b[I")

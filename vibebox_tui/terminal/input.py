@@ -14,7 +14,9 @@ What still goes to Textual (the dashboard), even while the terminal has the focu
 * the host terminal's own reports: mouse (``CSI < ... M/m``, ``CSI M`` and three bytes),
   focus in/out (``CSI I``, ``CSI O``), mode reports (``CSI ? ... $ y`` and other ``CSI ?``
   replies), in-band resize (``CSI 48 ; ... t``). Mouse events reach the terminal through
-  Textual, encoded by :mod:`~vibebox_tui.terminal.mouse` for the guest's mouse mode.
+  Textual, encoded by :mod:`~vibebox_tui.terminal.mouse` for the guest's mouse mode; focus
+  in/out also reach the guest when it asked for them (mode 1004), as xterm reports its
+  window's focus.
 
 The widget itself keeps ``shift+PgUp`` / ``shift+PgDn`` (``CSI 5;2~`` / ``CSI 6;2~``) on the
 main screen, to page its scrollback, as xterm does.
@@ -49,12 +51,14 @@ from textual.driver import Driver
 from textual.drivers.linux_driver import LinuxDriver
 from textual.message import Message
 
-Destination = Literal["keys", "paste", "app"]
+Destination = Literal["keys", "paste", "focus", "app"]
 Chunk = tuple[Destination, bytes]
 
 ESC = 0x1B
 FOCUS_OUT_BYTE = 0x1C
 """``ctrl+\\``: the byte that leaves the terminal (see ``FOCUS_OUT_KEY`` in the widget)."""
+FOCUS_REPORTS = (b"\x1b[I", b"\x1b[O")
+"""The host window gained / lost the focus."""
 X10_MOUSE = b"\x1b[M"
 """A mouse report in the old encoding (no key sends ``CSI M``)."""
 PASTE_START = b"\x1b[200~"
@@ -219,6 +223,8 @@ class HostInput:
                 _append(out, "keys", bytes(keys))
                 keys.clear()
                 _append(out, "app", seq)
+                if seq in FOCUS_REPORTS:  # the guest's too, if it asked (mode 1004)
+                    out.append(("focus", seq))
             else:
                 keys += seq
         _append(out, "keys", bytes(keys))
@@ -237,7 +243,8 @@ class RawInput(Message, bubble=False):
     """Bytes from the host terminal for the terminal widget (posted by the input thread).
 
     Attributes:
-        chunks: ``("keys", bytes)`` typed keys, ``("paste", bytes)`` a paste's text (UTF-8).
+        chunks: ``("keys", bytes)`` typed keys, ``("paste", bytes)`` a paste's text (UTF-8),
+            ``("focus", bytes)`` the host window's focus report.
     """
 
     def __init__(self, chunks: list[Chunk]) -> None:

@@ -489,6 +489,9 @@ class TerminalView(Widget, can_focus=True):
                 text = data.decode("utf-8", errors="replace")
                 self.scroll_lines(-self.history_offset)
                 await self.send(encode_paste(text, bracketed=self.emulator.bracketed_paste))
+            elif destination == "focus":  # the host window's focus, for a program that asked
+                if self.emulator.focus_events:
+                    await self.send(data)
             else:
                 await self._send_typed(data)
 
