@@ -27,6 +27,7 @@ from vibebox_core.errors import SessionNotFoundError, SupervisorError, VibeboxEr
 from vibebox_core.hypervisor import Hypervisor, LibvirtHypervisor, VMStatus
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.sessions import SessionEntry, SessionIndex, read_session_id_file
+from vibebox_core.share import guard
 
 # --------------------------------------------------------------------------- status
 
@@ -285,6 +286,7 @@ def _delete_rest(entry: SessionEntry, hv: Hypervisor) -> None:
     hv.undefine(entry.id)
     with contextlib.suppress(FileNotFoundError):
         paths.supervisor_socket_path(entry.id).unlink()
+    guard.remove_wrappers(entry.id)
     if project.cache.is_dir():
         try:
             remove_tree(project.cache)

@@ -554,3 +554,14 @@ def test_share_owner_is_the_user_or_the_project_owner_for_root(tmp_path: Path) -
         assert owner == guard.ShareOwner(info.st_uid, info.st_gid)
     else:
         assert owner == guard.ShareOwner(os.getuid(), os.getgid())
+
+
+def test_remove_wrappers_removes_only_that_sessions(tmp_path: Path) -> None:
+    shares = tmp_path / "shares"
+    shares.mkdir()
+    sid, other = "019bf290-cccc-7c23-ba1d-dce7e6d40693", "019bf290-dddd-7c23-8a1d-0123456789ab"
+    for name in (f"{sid}-vibebox-seed", f"{sid}-vibebox-m1", f"{other}-vibebox-seed"):
+        (shares / name).write_text("#!/bin/sh\n")
+    guard.remove_wrappers(sid, tmp_path)
+    assert [p.name for p in shares.iterdir()] == [f"{other}-vibebox-seed"]
+    guard.remove_wrappers(sid, tmp_path / "missing")  # nothing there: fine

@@ -43,6 +43,7 @@ unprivileged writer.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shlex
@@ -306,3 +307,17 @@ def guard_shares(
         )
         out.append(vm.Share(Path(pinned.path), share.tag, share.read_only, wrapper))
     return out
+
+
+def remove_wrappers(session_id: str, directory: Path | None = None) -> None:
+    """Remove a deleted session's share wrappers (what is already gone is fine)."""
+    base = directory if directory is not None else paths.vibebox_home() / paths.BIN_DIR
+    prefix = f"{vm.canonical_session_id(session_id)}-"
+    try:
+        entries = list((base / paths.SHARE_WRAPPERS_DIR).iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.startswith(prefix):
+            with contextlib.suppress(OSError):
+                entry.unlink()
