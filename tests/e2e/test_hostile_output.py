@@ -88,7 +88,22 @@ class Dashboard:
         assert not self.status_file.exists(), "the dashboard exited"
         current = ProjectPaths.for_directory(self.project).session_id.read_text().strip()
         assert current == self.session_id, "the session was replaced"
-        assert domain_state(self.session_id) == "running"
+        # (retried: another test of the lab may be restarting libvirtd right now)
+        deadline = time.monotonic() + 60
+        while (state := domain_state(self.session_id)) != "running":
+            assert state.startswith("error") and time.monotonic() < deadline, state
+            time.sleep(1)
+
+
+def dashboard_command(env: dict[str, str], status_file: Path) -> str:
+    """The shell command tmux runs: the dashboard, then its exit status into ``status_file``."""
+    names = ("PYTHONPATH", "VIBEBOX_HOME", "VIBEBOX_ACCEL", "TERM")
+    exported = " ".join(f"{k}={shlex.quote(env[k])}" for k in names)
+    vibebox = shlex.join(
+        [sys.executable, "-c", "from vibebox_tui.cli import main; raise SystemExit(main())"]
+    )
+    status = shlex.quote(str(status_file))
+    return f"env -u COLUMNS -u LINES {exported} {vibebox}; echo $? > {status}"
 
 
 @pytest.fixture(scope="module")
@@ -106,18 +121,8 @@ def dash(e2e_home_shared: Path) -> Iterator[Dashboard]:
     }
     env.pop("COLUMNS", None)
     env.pop("LINES", None)
-    exported = " ".join(
-        f"{k}={shlex.quote(env[k])}"
-        for k in ("PYTHONPATH", "VIBEBOX_HOME", "VIBEBOX_ACCEL", "TERM")
-    )
-    vibebox = shlex.join(
-        [sys.executable, "-c", "from vibebox_tui.cli import main; raise SystemExit(main())"]
-    )
     tmux = Tmux(f"vbx-hostile-e2e-{os.getpid()}")
-    tmux.start(
-        f"env -u COLUMNS -u LINES {exported} {vibebox}; echo $? > {shlex.quote(str(status_file))}",
-        project,
-    )
+    tmux.start(dashboard_command(env, status_file), project)
     try:
         tmux.wait_screen(lambda s: PROMPT.search(s), BOOT_TIMEOUT, "the guest prompt")
         session_id = ProjectPaths.for_directory(project).session_id.read_text().strip()
@@ -250,4 +255,64 @@ def test_new_with_a_typed_ahead_y_does_not_delete(dash: Dashboard) -> None:
     dash.tmux.keys("Escape")
     dash.tmux.wait_screen(lambda s: "Start a fresh session?" not in s, 10, "the dialog to close")
     dash.tmux.keys("C-u")  # the y went to the guest's prompt: drop it
+    dash.assert_still_works()
+
+
+def test_commands_through_the_supervisor_relay_need_the_token_too(
+    dash: Dashboard, tmp_path: Path
+) -> None:
+    # A second dashboard on the running session gets its shell from the supervisor (the relay
+    # path); the first one booted the VM and holds its own SSH PTY (the direct path).
+    status_file = tmp_path / "second.status"
+    second = Tmux(f"vbx-hostile-e2e2-{os.getpid()}")
+    second.start(dashboard_command(dash.env, status_file), dash.project)
+    try:
+        second.wait_screen(lambda s: PROMPT.search(s), 120, "the second dashboard's prompt")
+        second.type("cat README.evil; echo relay-cat-$((3*14))")
+        second.keys("Enter")
+        second.wait_screen(lambda s: "relay-cat-42" in s, 60, "the cat in the second dashboard")
+        time.sleep(1.0)  # a dialog or an exit would follow within a frame or two
+        screen = second.screen()
+        assert "Start a fresh session?" not in screen and "vibebox commands" not in screen
+        assert not status_file.exists()
+        second.type(":help")  # the relayed shell signs with the token its client made
+        second.keys("Enter")
+        second.wait_screen(lambda s: "vibebox commands" in s, 30, ":help via the relay")
+        second.keys("Escape")
+        second.wait_screen(lambda s: "vibebox commands" not in s, 10, "the dialog to close")
+        second.type(":exit")
+        second.keys("Enter")
+        deadline = time.monotonic() + 30
+        while not status_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert status_file.read_text().strip() == "0", second.screen()
+    finally:
+        second.kill()
+    dash.assert_still_works()  # the first dashboard (and the VM) stayed
+
+
+def test_the_ssh_config_block_works_with_plain_openssh_and_a_hostile_home(
+    dash: Dashboard, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    marker = tmp_path / "proxy-command-ran"
+    (home / ".ssh" / "config").write_text(
+        f"Host *\n  ForwardAgent yes\n  ProxyCommand sh -c 'touch {marker}; exit 1'\n"
+    )
+    block = dash.vibebox("ssh-config")
+    assert block.returncode == 0, block.stderr
+    config = tmp_path / "config"
+    config.write_text(block.stdout)
+    alias = block.stdout.split()[1]
+    result = subprocess.run(
+        ["ssh", "-F", str(config), alias, "echo SOCK=${SSH_AUTH_SOCK-unset}; id -un"],
+        env={**dash.env, "HOME": str(home), "SSH_AUTH_SOCK": str(tmp_path / "agent.sock")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["SOCK=unset", "vibecoder"]
+    assert not marker.exists()
     dash.assert_still_works()
