@@ -11,8 +11,8 @@ A 4 MB coloured file (log lines with 16-colour, 256-colour and truecolor SGR spa
 of ``bench_terminal.py``) is copied to the guest's ``/tmp`` once. Each round types
 ``cat FILE; echo MARK`` into each window in turn (interleaved) and times Enter -> the marker
 visible on tmux's screen (``capture-pane``, polled). Then, while a guest program floods rows
-2..N with the same file, keys are sent to the dashboard and the time until the dashboard draws
-their echo on row 1 is taken from tmux's control-mode output (the bytes the dashboard wrote);
+2..N with the same file, keys are sent to each window and the time until its echo on row 1 is
+drawn is taken from tmux's control-mode output (the bytes the dashboard, or ssh, wrote);
 p50/p95. Last, the dashboard's resident memory (now and peak).
 
 Targets: dashboard / ssh <= 1.2x, echo p95 <= 30 ms, RSS <= 80 MB.
@@ -280,6 +280,7 @@ def main() -> int:
                 seconds = time_cat(tmux, name, number, args.timeout)
                 (dash if name == "dash" else plain).append(seconds)
         latencies = [x * 1000 for x in echo_latency(tmux, "dash", args.presses)]
+        plain_echo = [x * 1000 for x in echo_latency(tmux, "ssh", args.presses)]
         now, peak = rss(dash_pid)
         tmux.key("dash", "C-\\")
         time.sleep(0.2)
@@ -295,11 +296,15 @@ def main() -> int:
     print(f"  dashboard in tmux   {med(dash):6.3f} s  ({fmt(f'{x:.3f}' for x in dash)})")
     print(f"  tmux + OpenSSH      {med(plain):6.3f} s  ({fmt(f'{x:.3f}' for x in plain)})")
     print(f"  ratio               {med(dash) / med(plain):6.2f} x   target <= 1.2 x")
-    print(
-        f"keystroke echo during a flood: p50 {med(latencies):.1f} ms, "
-        f"p95 {percentile(latencies, 0.95):.1f} ms, max {max(latencies):.1f} ms "
-        f"({len(latencies)} keys)   target p95 <= 30 ms"
-    )
+    print(f"keystroke echo during a flood ({len(latencies)} keys each):")
+    for label, values, target in (
+        ("dashboard in tmux", latencies, "   target p95 <= 30 ms"),
+        ("tmux + OpenSSH   ", plain_echo, ""),
+    ):
+        print(
+            f"  {label}   p50 {med(values):6.1f} ms, p95 {percentile(values, 0.95):6.1f} ms, "
+            f"max {max(values):6.1f} ms{target}"
+        )
     print(
         f"dashboard RSS: {started:.0f} MB at the first prompt, {now:.0f} MB after the floods, "
         f"{peak:.0f} MB peak   target <= 80 MB"
