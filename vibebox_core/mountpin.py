@@ -209,6 +209,33 @@ def changed_pins(pins: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+def check_cache(cache: str | os.PathLike[str]) -> None:
+    """Refuse a project cache (``.vibebox/``) that is, or holds, a symlink.
+
+    vibebox, libvirt, QEMU and virtlogd write there as the user or as root, and the share's
+    mask only covers a real directory: a cloned repository that ships ``.vibebox`` as a
+    symlink (or ``.vibebox/seed`` as one) would send those writes elsewhere and leave the real
+    cache reachable from the guest. vibebox never makes a symlink there itself.
+
+    Raises:
+        MountPinError: the cache, or an entry in it, is a symlink; or it is not a directory.
+    """
+    path = os.fspath(cache)
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    hint = f"remove it (rm -r {path!r}); vibebox makes its own"
+    if stat.S_ISLNK(info.st_mode):
+        raise MountPinError(f"the project cache {path!r} is a symlink", hint=hint)
+    if not stat.S_ISDIR(info.st_mode):
+        raise MountPinError(f"the project cache {path!r} is not a directory", hint=hint)
+    with os.scandir(path) as entries:
+        for entry in entries:
+            if entry.is_symlink():
+                raise MountPinError(f"the project cache holds a symlink: {entry.path!r}", hint=hint)
+
+
 def is_within(inner: str | os.PathLike[str], outer: str | os.PathLike[str]) -> bool:
     """True when absolute path ``inner`` is ``outer`` or lies below it (by components)."""
     a = [p for p in os.fspath(inner).split("/") if p]

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vibebox_core import access, approval, netenforce, netpolicy, ssh, vm
+from vibebox_core import access, approval, mountpin, netenforce, netpolicy, ssh, vm
 from vibebox_core.config import Config, all_mounts
 from vibebox_core.errors import VMError
 from vibebox_core.fileio import write_atomic
@@ -216,6 +216,7 @@ def prepare_and_start(
     # The guest can edit vibebox.toml (NET): the VM starts from the approved snapshot only;
     # a change (or a first start that grants more than the defaults) needs approval first.
     config = approval.gate(project, session_id)
+    mountpin.check_cache(project.cache)  # a shipped .vibebox symlink would redirect every write
     clock("checking image")
     from vibebox_core import images  # cold path only: keeps it off a warm attach's imports
 

@@ -33,7 +33,7 @@ import tomlkit
 import uuid_utils
 from tomlkit.exceptions import ParseError
 
-from vibebox_core import paths
+from vibebox_core import mountpin, paths
 from vibebox_core.errors import ConfigError, SessionIndexError, SessionNotFoundError
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.projectfile import read_bounded_text
@@ -386,6 +386,7 @@ def _cache_exists(entry: SessionEntry) -> bool:
 
 
 def _write_cache_files(project: ProjectPaths, session_id: str) -> None:
+    mountpin.check_cache(project.cache)  # a cloned repository's .vibebox symlink: refused
     try:
         project.cache.mkdir(exist_ok=True)
         gitignore = project.cache / paths.CACHE_GITIGNORE

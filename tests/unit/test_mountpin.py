@@ -173,3 +173,41 @@ def test_approve_records_a_recreated_mount_directory_again(
     assert "from its next start" in out
     again = approval.approved_pins(project)["/data"]
     assert again["ino"] == os.stat(data).st_ino != first["ino"]
+
+
+def test_check_cache_refuses_a_symlinked_cache_or_entry(tmp_path: Path) -> None:
+    cache = tmp_path / "proj" / ".vibebox"
+    mountpin.check_cache(cache)  # missing: vibebox makes it
+    cache.parent.mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    cache.symlink_to(tmp_path / "elsewhere")  # shipped by a cloned repository
+    with pytest.raises(MountPinError, match="is a symlink") as info:
+        mountpin.check_cache(cache)
+    assert "rm -r" in info.value.hint
+    cache.unlink()
+    cache.write_text("not a directory")
+    with pytest.raises(MountPinError, match="not a directory"):
+        mountpin.check_cache(cache)
+    cache.unlink()
+    cache.mkdir()
+    (cache / "id_ed25519").write_text("key")
+    mountpin.check_cache(cache)
+    (cache / "seed").symlink_to("/etc")
+    with pytest.raises(MountPinError, match="holds a symlink"):
+        mountpin.check_cache(cache)
+
+
+def test_a_new_session_refuses_a_symlinked_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vibebox_core.paths import ProjectPaths
+    from vibebox_core.sessions import SessionIndex
+
+    monkeypatch.setenv("VIBEBOX_HOME", str(tmp_path / "home"))
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "target").mkdir()
+    project = ProjectPaths.for_directory(tmp_path / "proj")
+    project.cache.symlink_to(tmp_path / "target")
+    with pytest.raises(MountPinError, match="is a symlink"):
+        SessionIndex().ensure(project.root)
+    assert list((tmp_path / "target").iterdir()) == []  # nothing written through it

@@ -453,6 +453,21 @@ def test_launcher_refuses_a_swapped_or_symlinked_directory(
 
 @needs_cc
 @needs_root
+def test_launcher_refuses_a_vibebox_that_is_no_directory(
+    binaries: guard.GuardBinaries, fake_virtiofsd: Path, tmp_path: Path
+) -> None:
+    project = tmp_path / "proj"
+    project.mkdir()
+    (tmp_path / "keys").mkdir()
+    (project / ".vibebox").symlink_to(tmp_path / "keys")
+    report = tmp_path / "report"
+    done = launch(binaries, fake_virtiofsd, mountpin.pin(project), report)
+    assert done.returncode == 1
+    assert ".vibebox is not a directory" in done.stderr and not report.exists()
+
+
+@needs_cc
+@needs_root
 def test_launcher_refuses_another_source(
     binaries: guard.GuardBinaries, fake_virtiofsd: Path, tmp_path: Path
 ) -> None:

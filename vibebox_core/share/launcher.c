@@ -196,14 +196,18 @@ int main(int argc, char **argv) {
     if (stage < 0 || fstat(stage, &st) != 0) fail_errno("cannot open", STAGING);
     if ((unsigned long long)st.st_dev != dev || (unsigned long long)st.st_ino != ino)
         fail("the staged directory is not the approved one", path);
-    cache = openat(stage, CACHE_NAME, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    /* A .vibebox that is not a real directory (a symlink a repository shipped) would leave the
+     * real cache unmasked or let the guest re-point it: refuse to serve rather than skip. */
+    cache = openat(stage, CACHE_NAME, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (cache >= 0 && (fstat(cache, &st) != 0 || !S_ISDIR(st.st_mode)))
+        fail("the share's .vibebox is not a directory (remove it)", path);
     if (cache >= 0) {
         fd_path(link, sizeof(link), cache);
         if (mount("vibebox-masked", link, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
                   "mode=0555,size=4k") != 0)
             fail_errno("cannot mask", CACHE_NAME);
         close(cache);
-    } else if (errno != ENOENT && errno != ENOTDIR && errno != ELOOP) {
+    } else if (errno != ENOENT) {
         fail_errno("cannot open", CACHE_NAME);
     }
     close(stage);
