@@ -44,6 +44,7 @@ RESETS = {
     "lnm": "\x1b[20l",
 }
 GROUP_TIMEOUT = 120.0
+STEP_TIMEOUT = 90.0  # a TCG guest on a loaded machine; each wait ends as soon as it holds
 
 
 def _send(tmux: Tmux, case: KeyCase) -> None:
@@ -84,12 +85,16 @@ def run_key_table(tmux: Tmux, reader_command: ReaderCommand, outputs: Path) -> N
             reader_command(f"{tag}.txt", setup.encode().hex(), RESETS[group].encode().hex(), tag)
         )
         tmux.keys("Enter")
-        tmux.wait_screen(lambda s, tag=tag: f"READY {tag}" in s, 30, f"the reader ({group})")
+        tmux.wait_screen(
+            lambda s, tag=tag: f"READY {tag}" in s, STEP_TIMEOUT, f"the reader ({group})"
+        )
         for case in cases:
             _send(tmux, case)
         tmux.type(END)
         lines = _wait_file_lines(out, len(cases), GROUP_TIMEOUT)
-        tmux.wait_screen(lambda s, tag=tag: f"DONE {tag}" in s, 30, f"the reader's end ({group})")
+        tmux.wait_screen(
+            lambda s, tag=tag: f"DONE {tag}" in s, STEP_TIMEOUT, f"the reader's end ({group})"
+        )
         if len(lines) != len(cases):
             failures.append(f"{group}: {len(lines)} keys read for {len(cases)} typed")
         for index, case in enumerate(cases):
@@ -178,23 +183,25 @@ def test_keys_on_a_real_guest(
         # A fast <Esc>:wq in vi writes the file (the Escape right before ':' is not lost).
         tmux.type("clear; vi notes.txt")
         tmux.keys("Enter")
-        tmux.wait_screen(lambda s: "notes.txt" in s, 30, "vi")
+        tmux.wait_screen(lambda s: "notes.txt" in s, STEP_TIMEOUT, "vi")
         tmux.type("ihello from vi")
         tmux.run("send-keys", "-t", "main", "-H", *(f"{b:02x}" for b in b"\x1b:wq\r"))
         notes = e2e_project / "notes.txt"
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + STEP_TIMEOUT
         while time.monotonic() < deadline and not notes.exists():
             time.sleep(0.2)
         assert notes.exists(), tmux.screen()
         assert notes.read_text() == "hello from vi\n"
         # vi has left (its screen, showing the text, is gone) and the prompt is back.
         tmux.wait_screen(
-            lambda s: "hello from vi" not in s and PROMPT.search(s), 30, "the prompt after vi"
+            lambda s: "hello from vi" not in s and PROMPT.search(s),
+            STEP_TIMEOUT,
+            "the prompt after vi",
         )
 
         # :explain then :exit, typed at once: the inspector opens and the keys stay the guest's.
         tmux.type(":explain\r:exit\r")
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + STEP_TIMEOUT
         while not status_file.exists() and time.monotonic() < deadline:
             time.sleep(0.2)
         assert status_file.exists(), tmux.screen()
