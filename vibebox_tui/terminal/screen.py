@@ -52,6 +52,25 @@ class Screen(Grid):
         cursor = self.cursor
         columns = self.columns
         attr = cursor.attr
+        x = cursor.x
+        if x + len(text) < columns and not self.insert:
+            # The common case of a flood (a run that ends inside this line): the loop below
+            # taken once, without its slicing and wrap checks.
+            end = x + len(text)
+            line = self.buffer[cursor.y]
+            chars = line.chars
+            if x and chars[x] == "":
+                chars[x - 1] = " "
+                line.attrs[x - 1] = attr
+            chars[x:end] = text
+            line.attrs[x:end] = [attr] * len(text)
+            if chars[end] == "":
+                chars[end] = " "
+                line.attrs[end] = attr
+            line.cache = None
+            self.dirty.add(cursor.y)
+            cursor.x = end
+            return
         pos = 0
         end = len(text)
         while pos < end:
