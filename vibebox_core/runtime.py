@@ -36,6 +36,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import asyncssh
 
@@ -53,7 +54,7 @@ from vibebox_core import (
 )
 from vibebox_core.access import QemuAccessError
 from vibebox_core.config import Config, load_config
-from vibebox_core.errors import ConfigError, SSHError, VibeboxError, VMError
+from vibebox_core.errors import ConfigError, SSHError, SupervisorError, VibeboxError, VMError
 from vibebox_core.fileio import write_atomic
 from vibebox_core.hypervisor import Hypervisor
 from vibebox_core.paths import ProjectPaths
@@ -70,6 +71,10 @@ BOOT_TIMEOUT_ENV = "VIBEBOX_BOOT_TIMEOUT"
 LEASE_POLL = 0.1
 #: Seconds a running-but-stopping VM may take before a new start gives up waiting.
 STOPPING_WAIT = 60.0
+#: Starts tried when the supervisor dies while this process attaches to it.
+ATTACH_ATTEMPTS = 3
+#: Seconds a supervisor whose VM is gone may take to exit (it checks every 2 s).
+SUPERVISOR_EXIT_WAIT = 30.0
 
 
 def boot_timeout(accel: str) -> float:
@@ -188,6 +193,80 @@ def _load(project_dir: str | os.PathLike[str]) -> tuple[ProjectPaths, Config, Se
     return project, approval.enforced_config(project), entry
 
 
+async def _start_unsupervised(
+    project: ProjectPaths,
+    config: Config,
+    session_id: str,
+    hv: Hypervisor,
+    clock: ProgressClock,
+    progress: ProgressCallback | None,
+    kind: str,
+) -> provision.Prepared | None:
+    """No supervisor answers: clean what a crashed one left, start the VM unless it runs, and
+    spawn a supervisor. Call with the supervisor lock held.
+
+    Returns:
+        What :func:`provision.prepare_and_start` prepared when this call booted the VM.
+    """
+    if kind == "stale":
+        clock("cleaning up", "a crashed supervisor's files")
+        await asyncio.to_thread(supervisor.clean_stale, project, session_id)
+    state = await asyncio.to_thread(_wait_not_stopping, hv, session_id)
+    if state == "broken":
+        status = await asyncio.to_thread(hv.status, session_id)
+        raise VMError(
+            f"the VM of this session is broken: {status.reason}",
+            hint="`vibebox stop` then `vibebox`, or recreate it (`:new`)",
+        )
+    prepared = None
+    if state != "running":
+        try:
+            prepared = await asyncio.to_thread(
+                provision.prepare_and_start, project, config, session_id, hv, clock, progress
+            )
+        except VMError as exc:
+            if not isinstance(exc, QemuAccessError):  # its hint is the grant command
+                await asyncio.to_thread(doctor.diagnose_failure, exc, hv.uri, project)
+            raise
+    grace = ((prepared.config if prepared else None) or config).supervisor.auto_shutdown_ms
+    await asyncio.to_thread(supervisor.spawn, project, session_id, uri=hv.uri, grace_ms=grace)
+    return prepared
+
+
+async def _attach(
+    socket_path: Path, client: str, *, last: bool
+) -> supervisor.SupervisorConnection | None:
+    """Attach to the supervisor; None when it died meanwhile (killed, or ended with its VM)
+    and another start should be tried, unless this is the ``last`` try (then it raises)."""
+    attachment: supervisor.SupervisorConnection | None = None
+    try:
+        attachment = await supervisor.SupervisorConnection.open(socket_path)
+        await attachment.attach(client)
+        return attachment
+    except BaseException as exc:
+        if attachment is not None:
+            await attachment.close()
+        if last or not isinstance(exc, SupervisorError):
+            raise
+        return None
+
+
+def _wait_supervisor_gone(socket_path: Path) -> None:
+    """Wait until the supervisor on ``socket_path`` stops answering.
+
+    Raises:
+        SupervisorError: it still answers after :data:`SUPERVISOR_EXIT_WAIT` seconds.
+    """
+    deadline = time.monotonic() + SUPERVISOR_EXIT_WAIT
+    while supervisor.status_sync(socket_path, timeout=1.0) is not None:
+        if time.monotonic() > deadline:
+            raise SupervisorError(
+                "the session's supervisor still runs although its VM is off",
+                hint="`vibebox stop`, then `vibebox` again",
+            )
+        time.sleep(0.2)
+
+
 def _wait_not_stopping(hv: Hypervisor, session_id: str) -> str:
     deadline = time.monotonic() + STOPPING_WAIT
     state = hv.state(session_id)
@@ -237,54 +316,40 @@ async def ensure_running(
     booted = False
     accel: str = config.box.accel
     attachment: supervisor.SupervisorConnection | None = None
-    lock_fd = await asyncio.to_thread(supervisor._acquire, project.supervisor_lock)
-    try:
-        kind, _status = await asyncio.to_thread(supervisor.probe, project, session_id)
-        if kind != "alive":
-            if kind == "stale":
-                clock("cleaning up", "a crashed supervisor's files")
-                await asyncio.to_thread(supervisor.clean_stale, project, session_id)
-            state = await asyncio.to_thread(_wait_not_stopping, hv, session_id)
-            if state == "broken":
-                status = await asyncio.to_thread(hv.status, session_id)
-                raise VMError(
-                    f"the VM of this session is broken: {status.reason}",
-                    hint="`vibebox stop` then `vibebox`, or recreate it (`:new`)",
-                )
-            if state != "running":
-                try:
-                    prepared = await asyncio.to_thread(
-                        provision.prepare_and_start,
-                        project,
-                        config,
-                        session_id,
-                        hv,
-                        clock,
-                        progress,
+    for attempt in range(ATTACH_ATTEMPTS):
+        lock_fd = await asyncio.to_thread(supervisor._acquire, project.supervisor_lock)
+        again = False
+        try:
+            kind, _status = await asyncio.to_thread(supervisor.probe, project, session_id)
+            if kind == "alive" and await asyncio.to_thread(hv.state, session_id) in (
+                "shut off",
+                "missing",
+            ):
+                # Its VM was destroyed or crashed: that supervisor is on its way out (it takes
+                # this lock to finish), so attaching to it would attach to nothing.
+                again = True
+            else:
+                if kind != "alive":
+                    prepared = await _start_unsupervised(
+                        project, config, session_id, hv, clock, progress, kind
                     )
-                except VMError as exc:
-                    if not isinstance(exc, QemuAccessError):  # its hint is the grant command
-                        await asyncio.to_thread(doctor.diagnose_failure, exc, hv.uri, project)
-                    raise
-                accel = prepared.accel
-                config = prepared.config or config
-                booted = True
-                timings["started"] = clock.elapsed
-            await asyncio.to_thread(
-                supervisor.spawn,
-                project,
-                session_id,
-                uri=hv.uri,
-                grace_ms=config.supervisor.auto_shutdown_ms,
-            )
-        attachment = await supervisor.SupervisorConnection.open(socket_path)
-        await attachment.attach(client)
-    except BaseException:
-        if attachment is not None:
-            await attachment.close()
-        raise
-    finally:
-        os.close(lock_fd)
+                    if prepared is not None:
+                        accel = prepared.accel
+                        config = prepared.config or config
+                        booted = True
+                        timings["started"] = clock.elapsed
+                attachment = await _attach(socket_path, client, last=attempt + 1 == ATTACH_ATTEMPTS)
+                again = attachment is None
+        finally:
+            os.close(lock_fd)
+        if not again:
+            break
+        await asyncio.to_thread(_wait_supervisor_gone, socket_path)
+    if attachment is None:
+        raise SupervisorError(
+            "the session's supervisor kept going away while vibebox attached to it",
+            hint="`vibebox stop`, then `vibebox` again; its log is .vibebox/supervisor.log",
+        )
     timings["attached"] = clock.elapsed
     known = None if connect or booted else await asyncio.to_thread(project.recorded_ipv4)
     if known is not None:

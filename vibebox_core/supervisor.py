@@ -462,6 +462,13 @@ class Supervisor:
 # --------------------------------------------------------------------------- the client side
 
 
+#: The next step when the supervisor went away mid-request (it was killed, or it stopped).
+_GONE_HINT = (
+    "the session's supervisor stopped or was killed; run the command again (vibebox starts a "
+    "new one), or `vibebox stop` then `vibebox`; its log is .vibebox/supervisor.log"
+)
+
+
 class SupervisorConnection:
     """One open connection to a supervisor (an attachment once :meth:`attach` succeeded)."""
 
@@ -486,9 +493,13 @@ class SupervisorConnection:
             await self._writer.drain()
             line = await asyncio.wait_for(self._reader.readline(), timeout)
         except (TimeoutError, OSError) as exc:
-            raise SupervisorError(f"the supervisor did not answer {op!r}: {exc}") from exc
+            raise SupervisorError(
+                f"the supervisor did not answer {op!r}: {exc}", hint=_GONE_HINT
+            ) from exc
         if not line:
-            raise SupervisorError(f"the supervisor closed the connection (during {op!r})")
+            raise SupervisorError(
+                f"the supervisor closed the connection (during {op!r})", hint=_GONE_HINT
+            )
         try:
             answer = json.loads(line)
         except ValueError as exc:
