@@ -53,3 +53,20 @@ def test_after_a_key_output_paints_at_once_for_the_echo_window() -> None:
 def test_defaults_pace_below_the_display_rate_and_keep_the_echo_window() -> None:
     assert 1 / 60 <= FRAME_INTERVAL <= 1 / 10
     assert ECHO_WINDOW >= FRAME_INTERVAL
+
+
+def test_slow_rendering_spaces_the_frames_of_a_flood() -> None:
+    clock = Clock()
+    pacer = FramePacer(interval=0.05, echo_window=0.2, clock=clock, render_share=0.1)
+    for _ in range(30):
+        pacer.rendered(0.001)  # a quick frame: the interval stands
+    pacer.painted()
+    clock.now += 0.01
+    assert abs(pacer.wait() - 0.04) < 1e-3
+    for _ in range(30):
+        pacer.rendered(0.02)  # a busy machine: 20 ms of rendering a frame
+    pacer.painted()
+    clock.now += 0.01
+    assert abs(pacer.wait() - 0.19) < 0.01  # 0.2 s apart keeps rendering at a tenth
+    pacer.typed()
+    assert pacer.wait() == 0.0  # an echo still paints at once

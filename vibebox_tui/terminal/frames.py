@@ -11,7 +11,10 @@ widget asks a :class:`FramePacer` instead:
   timer for the rest, so the last state is always painted (nothing is dropped: the screen
   model holds every byte, the pacer only decides how often it is looked at);
 * for :data:`ECHO_WINDOW` after a key was sent, output is painted at once again, so what the
-  guest echoes shows without waiting for the next frame of a flood.
+  guest echoes shows without waiting for the next frame of a flood;
+* on a machine too busy to render a frame quickly (the widget reports how long its lines
+  took, :meth:`FramePacer.rendered`), frames are spaced further apart so rendering stays
+  under :data:`RENDER_SHARE` of the time and the parser keeps up with the guest.
 
 This module imports nothing from Textual: the pacer only does the arithmetic.
 """
@@ -25,6 +28,9 @@ FRAME_INTERVAL = 1 / 30
 """Shortest time between two repaints while output keeps coming (seconds)."""
 ECHO_WINDOW = 0.25
 """After a key is sent, output is painted at once for this long (seconds)."""
+RENDER_SHARE = 0.1
+"""Most of a flood's time the terminal's own line rendering may take (Textual's composing
+and writing of the frame come on top, about as much again)."""
 
 
 class FramePacer:
@@ -34,6 +40,7 @@ class FramePacer:
         interval: the shortest time between two frames during a flood.
         echo_window: how long after :meth:`typed` output is painted at once.
         clock: a monotonic clock in seconds (tests pass a fake one).
+        render_share: the most of the time line rendering may take during a flood.
     """
 
     def __init__(
@@ -41,12 +48,15 @@ class FramePacer:
         interval: float = FRAME_INTERVAL,
         echo_window: float = ECHO_WINDOW,
         clock: Callable[[], float] = time.monotonic,
+        render_share: float = RENDER_SHARE,
     ) -> None:
         self.interval = interval
         self.echo_window = echo_window
         self.clock = clock
+        self.render_share = render_share
         self._painted_at = float("-inf")
         self._typed_at = float("-inf")
+        self._render_cost = 0.0  # seconds a full frame's lines take, smoothed
 
     def typed(self) -> None:
         """A key (or paste) was just sent to the guest: its echo should show at once."""
@@ -57,7 +67,12 @@ class FramePacer:
         now = self.clock()
         if now - self._typed_at < self.echo_window:
             return 0.0
-        return max(0.0, self._painted_at + self.interval - now)
+        interval = max(self.interval, self._render_cost / self.render_share)
+        return max(0.0, self._painted_at + interval - now)
+
+    def rendered(self, seconds: float) -> None:
+        """Rendering a full frame's lines just took ``seconds``."""
+        self._render_cost = 0.7 * self._render_cost + 0.3 * seconds
 
     def painted(self) -> None:
         """A frame was just requested."""

@@ -348,7 +348,11 @@ class TerminalView(Widget, can_focus=True):
         # lines that changed.
         self._renderer.set_filters(self.get_line_filters(), background)
         render_line = self.render_line
+        start = time.perf_counter()
         strips = [render_line(y) for y in crop.line_range]
+        if crop.height:  # scaled to a full frame: a one-row refresh is no measure
+            elapsed = time.perf_counter() - start
+            self._pacer.rendered(elapsed * self.size.height / crop.height)
         if crop.column_span != (0, self.size.width):
             x1, x2 = crop.column_span
             strips = [strip.crop(x1, x2) for strip in strips]
