@@ -58,8 +58,9 @@ class IOThread:
         return await asyncio.wrap_future(self.submit(coro))
 
 
-READ_AHEAD = 256 * 1024
-"""Bytes the IO thread reads ahead of the terminal before it waits for the terminal to catch up."""
+READ_AHEAD = 64 * 1024
+"""Bytes the IO thread reads ahead of the terminal before it waits for the terminal to catch up
+(a dozen relay frames per hop; more would only queue output ahead of a key's echo)."""
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
