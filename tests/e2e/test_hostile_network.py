@@ -36,6 +36,7 @@ import shlex
 import shutil
 import socket
 import struct
+import subprocess
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -665,6 +666,27 @@ def test_stop_then_start_in_both_modes_keeps_the_fence(boxes: Boxes, lab: Lab) -
     boxes.allow.session, boxes.block.session = sessions
     for box in boxes.both():
         still_works(box, lab)
+        before = list(lab.host.peers)
         rc, out = box.sh(f"curl -sS -m 5 --noproxy '*' http://{box.gateway}:{HOST_PORT}/")
         assert rc != 0, out
-        assert box.ip not in lab.host.peers
+        assert box.ip not in lab.host.peers, (before, _fence_state(box))
+
+
+def _fence_state(box: Box) -> str:
+    """What libvirt says about the session's interface filter (context for a failure)."""
+    sid = box.session.session_id
+
+    def run(*cmd: str) -> str:
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        return (done.stdout + done.stderr).strip()
+
+    virsh = ("virsh", "-c", "qemu:///system")
+    return "\n".join(
+        [
+            run(*virsh, "domiflist", sid),
+            run(*virsh, "nwfilter-binding-list"),
+            run("sh", "-c", f"virsh -c qemu:///system dumpxml {sid} | grep -A4 filterref"),
+            run("sh", "-c", "iptables -S | grep -c -- '-A HI-'"),
+            run("sh", "-c", "ebtables -t nat -L | grep -c 'Bridge chain: I-'"),
+        ]
+    )
