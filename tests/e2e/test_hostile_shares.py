@@ -6,12 +6,13 @@ the project share, a read-only extra mount and a read-write extra mount *inside*
 sees, then that the session still answers. The last one swaps ``sub`` for a symlink from the
 guest and checks that the next start refuses (one more cold boot after the host repairs it).
 
-Attempts (18): chmod 4755, chmod 2755 and mkdir -m 2775, mknod b, mknod c, a rename whiteout,
+Attempts (19): chmod 4755, chmod 2755 and mkdir -m 2775, mknod b, mknod c, a rename whiteout,
 sudo touch (owner), chown 1234:1234, install -o 1234 -m 4755, cp -a of a setuid binary, mv of
 a setuid file in from the guest disk, a file of another guest uid, a write into a host setuid
 file, setxattr security.capability, writing the read-only mount, writing the read-only seed
 share, the ``.vibebox`` mask (read, replace, unmount the guest's mask, mount the share again),
-the guard loaded into the real virtiofsd, the symlink swap of an approved mount's parent.
+the guard loaded into the real virtiofsd, the symlink swap of an approved mount's parent, a
+``.vibebox`` symlink shipped by a repository.
 """
 
 from __future__ import annotations
@@ -161,19 +162,23 @@ def host_mode(path: Path) -> int:
     return os.lstat(path).st_mode
 
 
-DIAGNOSE = "mount | grep virtiofs; ls -la /mnt/inner; sudo journalctl -b -u vibebox-setup | tail"
+DIAGNOSE = (
+    "mount | grep virtiofs; ls -la /mnt/inner; sudo journalctl -b -u vibebox-setup | tail -n 30"
+)
 
 
 def test_boot_with_approved_mounts(box: Box) -> None:
     approved = box.run("approve", "--yes", timeout=60)
     assert approved.returncode == 0, approved.stdout + approved.stderr
+    booted = box.run("exec", "--", "true")
+    assert booted.returncode == 0, booted.stderr
+    box.session_id = box.project.session_id.read_text().strip()
+    box.hold()  # one boot for the module; a failure below is diagnosed in this same boot
     result = box.run("exec", "--", "sh", "-c", "cat /mnt/inner/approved.txt /mnt/ro/ro.txt")
     if result.returncode != 0:
         why = box.run("exec", "--", "sh", "-c", DIAGNOSE)
         raise AssertionError(result.stderr + why.stdout + why.stderr)
     assert result.stdout == "approved\nread only\n"
-    box.session_id = box.project.session_id.read_text().strip()
-    box.hold()
     assert guard.share_owner(mountpin.pin(box.project.root)) == owner()
 
 
@@ -386,3 +391,28 @@ def test_a_symlinked_parent_of_an_approved_mount_stops_the_next_start(box: Box) 
     box.session_id = box.project.session_id.read_text().strip()
     box.hold()
     assert supervisor.status_sync(box.socket_path) is not None
+
+
+def test_a_shipped_vibebox_symlink_is_refused_before_anything_is_written(
+    e2e_home_shared: Path,
+) -> None:
+    """A cloned repository ships .vibebox as a symlink: nothing is written through it."""
+    root = Path(tempfile.mkdtemp(prefix="vbx-hostile-link-", dir="/tmp"))
+    target = Path(tempfile.mkdtemp(prefix="vbx-hostile-target-", dir="/tmp"))
+    try:
+        root.chmod(0o755)
+        (root / paths.PROJECT_CACHE).symlink_to(target)
+        result = subprocess.run(
+            [sys.executable, "-m", "vibebox_tui.cli", "exec", "--", "true"],
+            cwd=root,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode != 0
+        assert "is a symlink" in result.stderr, result.stderr
+        assert list(target.iterdir()) == []
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(target, ignore_errors=True)
