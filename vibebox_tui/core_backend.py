@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import sys
 import threading
 from collections.abc import Coroutine, Hashable
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from vibebox_tui.backend import Attachment, InspectorData, MountRow, SessionStat
 #: How the dashboard names itself to the session's supervisor (its log).
 CLIENT_NAME = "vibebox dashboard"
 RECENT_NETWORK = 20
+GIL_SWITCH = 0.001
+"""Seconds a thread waits for the GIL at most while another one runs Python (CPython: 5 ms)."""
 
 T = TypeVar("T")
 
@@ -44,6 +47,10 @@ class IOThread:
     """
 
     def __init__(self) -> None:
+        # This thread relays the terminal's bytes while the app's thread parses and paints a
+        # flood: every key and its echo cross between them twice. Hand the GIL over within
+        # 1 ms, not 5, so no crossing waits a whole switch interval.
+        sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH))
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self.loop.run_forever, name="vibebox-io", daemon=True

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator
 
 import pytest
 
 from vibebox_core.errors import SupervisorError
 from vibebox_core.pty import MemoryStream
-from vibebox_tui.core_backend import READ_AHEAD, IOThread, ThreadedStream
+from vibebox_tui.core_backend import GIL_SWITCH, READ_AHEAD, IOThread, ThreadedStream
 
 
 class FrameStream(MemoryStream):
@@ -113,3 +114,9 @@ async def test_an_error_reaches_the_terminal_and_the_end_is_an_empty_read(io: IO
     while (data := await asyncio.wait_for(threaded.read(), 5)) != b"":
         got += data
     assert got == b"last"
+
+
+async def test_the_io_thread_hands_the_gil_over_within_a_millisecond(io: IOThread) -> None:
+    # A key and its echo cross between the app's thread and this one; at CPython's default
+    # 5 ms switch interval each crossing could wait that long behind a busy parser.
+    assert sys.getswitchinterval() <= GIL_SWITCH == 0.001
