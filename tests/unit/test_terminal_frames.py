@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vibebox_tui.terminal.frames import ECHO_WINDOW, FRAME_INTERVAL, FramePacer
+from vibebox_tui.terminal.frames import ECHO_WINDOW, FRAME_INTERVAL, LONG_FLOOD_INTERVAL, FramePacer
 
 
 class Clock:
@@ -70,3 +70,22 @@ def test_slow_rendering_spaces_the_frames_of_a_flood() -> None:
     assert abs(pacer.wait() - 0.19) < 0.01  # 0.2 s apart keeps rendering at a tenth
     pacer.typed()
     assert pacer.wait() == 0.0  # an echo still paints at once
+
+
+def test_a_long_flood_gets_fewer_frames_until_it_pauses() -> None:
+    clock = Clock()
+    pacer = FramePacer(interval=1 / 30, echo_window=0.2, clock=clock)
+    pacer.painted()
+    for _ in range(13):  # 0.43 s of frames back to back
+        clock.now += 1 / 30
+        assert pacer.wait() < 1e-9
+        pacer.painted()
+    clock.now += 0.04
+    assert pacer.wait() == 0.0  # still 30 a second
+    pacer.painted()
+    clock.now += 0.04
+    assert abs(pacer.wait() - (LONG_FLOOD_INTERVAL - 0.04)) < 1e-9  # past LONG_FLOOD: 15
+    clock.now += 1.0  # a pause ends the flood
+    pacer.painted()
+    clock.now += 1 / 30
+    assert pacer.wait() < 1e-9  # 30 a second again

@@ -7,7 +7,9 @@ and the guest, so the flood takes longer and the keys typed meanwhile wait behin
 widget asks a :class:`FramePacer` instead:
 
 * output after a quiet spell is painted at once (a prompt, an echo, a status line);
-* while output keeps coming, at most one frame per :data:`FRAME_INTERVAL`; the widget sets a
+* while output keeps coming, at most one frame per :data:`FRAME_INTERVAL`, and once a flood
+  has gone on for :data:`LONG_FLOOD`, one per :data:`LONG_FLOOD_INTERVAL` (a picture of
+  text scrolling by too fast to read is all the eye gets either way); the widget sets a
   timer for the rest, so the last state is always painted (nothing is dropped: the screen
   model holds every byte, the pacer only decides how often it is looked at);
 * for :data:`ECHO_WINDOW` after a key was sent, output is painted at once again, so what the
@@ -26,6 +28,10 @@ from collections.abc import Callable
 
 FRAME_INTERVAL = 1 / 30
 """Shortest time between two repaints while output keeps coming (seconds)."""
+LONG_FLOOD = 0.5
+"""After this long of output without a pause (seconds), frames come further apart..."""
+LONG_FLOOD_INTERVAL = 1 / 15
+"""...this far apart (seconds)."""
 ECHO_WINDOW = 0.25
 """After a key is sent, output is painted at once for this long (seconds)."""
 RENDER_SHARE = 0.1
@@ -56,6 +62,7 @@ class FramePacer:
         self.render_share = render_share
         self._painted_at = float("-inf")
         self._typed_at = float("-inf")
+        self._flood_since = float("inf")  # when the current run of paced frames began
         self._render_cost = 0.0  # seconds a full frame's lines take, smoothed
 
     def typed(self) -> None:
@@ -67,7 +74,10 @@ class FramePacer:
         now = self.clock()
         if now - self._typed_at < self.echo_window:
             return 0.0
-        interval = max(self.interval, self._render_cost / self.render_share)
+        interval = self.interval
+        if now - self._flood_since >= LONG_FLOOD:
+            interval = max(interval, LONG_FLOOD_INTERVAL)
+        interval = max(interval, self._render_cost / self.render_share)
         return max(0.0, self._painted_at + interval - now)
 
     def rendered(self, seconds: float) -> None:
@@ -76,4 +86,7 @@ class FramePacer:
 
     def painted(self) -> None:
         """A frame was just requested."""
-        self._painted_at = self.clock()
+        now = self.clock()
+        if now - self._painted_at > 2 * max(self.interval, LONG_FLOOD_INTERVAL):
+            self._flood_since = now  # after a pause: a new run of output begins
+        self._painted_at = now
