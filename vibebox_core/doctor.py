@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from vibebox_core import access, paths, vm
+from vibebox_core import access, nwfilter, paths, vm
 from vibebox_core.config import load_config
 from vibebox_core.errors import VibeboxError
 from vibebox_core.hypervisor import translate_libvirt_error
@@ -76,12 +76,15 @@ class Check:
         status: ``ok``, ``warn``, ``fail`` or ``skip``.
         summary: what holds, or what is wrong (one line).
         fix: the next step when not ``ok`` (a command when there is one), else ``""``.
+        items: every thing the check names, in full (the summary line shortens long lists);
+            only in ``--json``.
     """
 
     name: str
     status: Status
     summary: str
     fix: str = ""
+    items: tuple[str, ...] = ()
 
     @property
     def holds(self) -> bool:
@@ -93,9 +96,11 @@ class Check:
         text = f"{MARKS[self.status]} {self.name}: {self.summary}"
         return f"{text} — {self.fix}" if self.fix else text
 
-    def to_dict(self) -> dict[str, str]:
+    def to_dict(self) -> dict[str, object]:
         """A JSON-able view (``vibebox doctor --json``)."""
-        return asdict(self)
+        view = asdict(self)
+        view["items"] = list(self.items)
+        return view
 
 
 def all_hold(checks: Iterable[Check]) -> bool:
@@ -350,6 +355,7 @@ def check_leftovers(left: Leftovers, *, uri: str) -> Check:
         "fail",
         "left without a session: " + "; ".join(parts),
         "; ".join(commands[:4]) + ("; …" if len(commands) > 4 else ""),
+        items=(*left.domains, *left.networks, *left.filters),
     )
 
 
@@ -537,6 +543,22 @@ def _guarded(name: str, uri: str, run: Callable[[], Check]) -> Check:
         return Check(name, "fail", error.message, error.hint)
 
 
+def check_bridge_netfilter(problem: str | None) -> Check:
+    """Bridged IPv4 reaches iptables, so the session fence's connection-state rules match.
+
+    Args:
+        problem: :func:`vibebox_core.nwfilter.bridge_netfilter_problem`'s answer.
+    """
+    if problem is None:
+        return Check("bridge-netfilter", "ok", "bridged traffic passes iptables (br_netfilter)")
+    return Check(
+        "bridge-netfilter",
+        "fail",
+        f"{problem}: the guest fence's stateful rules would never match, so sessions are refused",
+        "sudo modprobe br_netfilter && sudo sysctl -w net.bridge.bridge-nf-call-iptables=1",
+    )
+
+
 def configured_uri(project: ProjectPaths | None) -> tuple[str, Check | None]:
     """The project's libvirt URI (default ``qemu:///system``), and a failed ``config`` check
     when its ``vibebox.toml`` cannot be read."""
@@ -585,6 +607,7 @@ def run_doctor(uri: str | None = None, project: ProjectPaths | None = None) -> l
         host = _host_checks(uri, project)
         checks += host[:1]  # virtiofsd, next to the QEMU facts
         checks.append(_guarded("nwfilter", uri, lambda: _nwfilter_check(conn, uri)))
+        checks.append(check_bridge_netfilter(nwfilter.bridge_netfilter_problem()))
         checks.append(_guarded("subnet", uri, lambda: _subnet_check(conn)))
         checks += host[1:]
         checks.append(_guarded("leftovers", uri, lambda: _leftovers_check(conn, uri)))
@@ -599,6 +622,7 @@ def cheap_checks(uri: str, project: ProjectPaths | None = None) -> list[Check]:
     group, and whether ``/dev/kvm`` is closed to QEMU (what makes every call slow)."""
     checks = [check_uri(uri)]
     checks += _host_checks(uri, project)
+    checks.append(check_bridge_netfilter(nwfilter.bridge_netfilter_problem()))
     if local_kind(uri) == "qemu:///system" and kvm_closed_to_qemu():
         checks.append(
             Check(

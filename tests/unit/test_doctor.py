@@ -18,6 +18,7 @@ from vibebox_core.config import load_config
 from vibebox_core.doctor import Check, DomainFact
 from vibebox_core.errors import VMError
 from vibebox_core.fake import FakeHypervisor
+from vibebox_core.nwfilter import bridge_netfilter_problem
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.sessions import SessionIndex
 from vibebox_tui import cli
@@ -132,8 +133,22 @@ def test_leftovers_rule() -> None:
     assert check.status == "fail"
     assert vm.domain_name("c", orphan) in check.summary
     assert f"virsh -c qemu:///system undefine {vm.domain_name('c', orphan)}" in check.fix
+    assert check.items == (
+        vm.domain_name("c", orphan),
+        vm.network_name(orphan),
+        vm.network_name(netonly),
+        f"vibebox-{orphan}",
+    )
     none = doctor.check_leftovers(doctor.Leftovers(), uri="qemu:///system")
     assert none.status == "ok"
+
+
+def test_a_long_leftover_list_is_shortened_on_the_line_but_whole_in_json() -> None:
+    names = [f"vibebox-x-{n:08x}" for n in range(7)]
+    check = doctor.check_leftovers(doctor.Leftovers(domains=names), uri="qemu:///system")
+    assert names[3] not in check.summary
+    assert "…" in check.summary
+    assert check.to_dict()["items"] == names
 
 
 def test_line_and_exit_semantics() -> None:
@@ -177,7 +192,7 @@ def test_command_remote_uri_json(capsys: pytest.CaptureFixture[str], tmp_path: P
     by_name = {item["name"]: item for item in data}
     assert by_name["uri"]["status"] == "fail"
     assert by_name["libvirt"]["status"] == "skip"
-    assert set(data[0]) == {"name", "status", "summary", "fix"}
+    assert set(data[0]) == {"name", "status", "summary", "fix", "items"}
 
 
 def test_command_text_unreachable(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -213,3 +228,15 @@ def test_a_failed_start_carries_the_diagnosis(
     assert info.value.hint.startswith("see its log; vibebox doctor: ")
     assert "✗ virtiofsd: /nonexistent/virtiofsd is missing" in info.value.hint
     assert f"✗ uri: {hv.uri}" in info.value.hint
+
+
+def test_bridge_netfilter_check(tmp_path: Path) -> None:
+    missing = doctor.check_bridge_netfilter(bridge_netfilter_problem(tmp_path / "absent"))
+    assert missing.status == "fail"
+    assert "br_netfilter" in missing.summary
+    assert "modprobe br_netfilter" in missing.fix
+    (tmp_path / "bridge-nf-call-iptables").write_text("0\n")
+    off = doctor.check_bridge_netfilter(bridge_netfilter_problem(tmp_path))
+    assert off.status == "fail" and "is 0" in off.summary
+    (tmp_path / "bridge-nf-call-iptables").write_text("1\n")
+    assert doctor.check_bridge_netfilter(bridge_netfilter_problem(tmp_path)).status == "ok"
