@@ -16,8 +16,8 @@ the same lab):
 6. ``kill -9`` of the supervisor while it shuts the VM down: the VM still ends off, and the
    next ``exec`` boots it.
 7. The host "rebooting": every process of both sessions killed (supervisor, QEMU, virtiofsd,
-   dnsmasq), libvirtd restarted and the networks left inactive; both sessions resume with
-   their disks.
+   dnsmasq), virtlogd and libvirtd restarted and the networks left inactive; both sessions
+   resume with their disks.
 8. Two ``vibebox exec`` racing to create one new session: one VM, one index entry.
 9. Two ``vibebox delete`` racing on it: both end cleanly, nothing is left.
 10. A full disk (a tiny tmpfs as VIBEBOX_HOME in a private mount namespace) while writing the
@@ -56,6 +56,7 @@ URI = "qemu:///system"
 BOOT = 400  # seconds a cold start may take here (TCG, 2 cores shared by many)
 LAB_RUN = Path("/run/vibebox-lab")
 LIBVIRTD_PID = LAB_RUN / "libvirtd.pid"
+VIRTLOGD_PID = LAB_RUN / "virtlogd.pid"
 MARKER = "/var/tmp/vbx-fault-marker"  # on the guest's own disk, not a share
 SURVIVED: list[str] = []
 
@@ -298,13 +299,23 @@ def test_supervisor_killed_while_idle(boxes: Boxes, markers: dict[str, str]) -> 
     SURVIVED.append("supervisor kill -9 while idle")
 
 
-def _restart_libvirtd() -> None:
-    """Restart the lab's libvirtd the way .ci/lab-up starts it (same pid file, namespace)."""
-    pid = _pid_file(LIBVIRTD_PID)
-    assert pid is not None and b"libvirtd" in _cmdline(pid)
+def _stop_daemon(pid_file: Path, name: bytes) -> None:
+    pid = _pid_file(pid_file)
+    assert pid is not None and name in _cmdline(pid)
     os.kill(pid, signal.SIGTERM)
-    wait_until(lambda: not _alive(pid) or b"libvirtd" not in _cmdline(pid), 60)
+    wait_until(lambda: not _alive(pid) or name not in _cmdline(pid), 60)
+
+
+def _restart_libvirtd(*, virtlogd: bool = False) -> None:
+    """Restart the lab's libvirtd (and with ``virtlogd``, virtlogd first) the way .ci/lab-up
+    starts them (same pid files, inside the namespace)."""
+    _stop_daemon(LIBVIRTD_PID, b"libvirtd")
     with_ns = ["ip", "netns", "exec", "vbxlab"]
+    if virtlogd:
+        _stop_daemon(VIRTLOGD_PID, b"virtlogd")
+        subprocess.run(
+            [*with_ns, "virtlogd", "-d", "-p", str(VIRTLOGD_PID)], check=True, timeout=60
+        )
     subprocess.run([*with_ns, "libvirtd", "-d", "-p", str(LIBVIRTD_PID)], check=True, timeout=60)
 
     def answers() -> bool:
@@ -399,7 +410,7 @@ def test_host_reboot_every_process_killed(boxes: Boxes, markers: dict[str, str])
     for pid, what in victims:  # supervisors first: they must not see the VM go
         if pid is not None and _alive(pid):
             kill9(pid, what)
-    _restart_libvirtd()
+    _restart_libvirtd(virtlogd=True)
     for box in boxes.both():  # a rebooted host has the networks down
         subprocess.run(
             ["virsh", "-c", URI, "net-destroy", vm.network_name(box.session_id)],
@@ -410,7 +421,7 @@ def test_host_reboot_every_process_killed(boxes: Boxes, markers: dict[str, str])
         assert results[box.label].returncode == 0, results[box.label].stderr
         assert results[box.label].stdout.strip() == markers[box.label]
         box.assert_intact()
-    SURVIVED.append("host reboot (every process killed, libvirtd restarted), both modes")
+    SURVIVED.append("host reboot (every process killed, lab daemons restarted), both modes")
 
 
 @pytest.fixture(scope="module")
