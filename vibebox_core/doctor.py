@@ -10,15 +10,14 @@ feed them directly; :func:`run_doctor` gathers the facts from libvirt, the file 
 session index. When a start fails, :func:`diagnose_failure` runs the cheap part (no timing, no
 listing) and appends what does not hold to the error's hint.
 
-What is checked, in order: the configured URI is local (remote libvirt is not supported: the
-disk, kernel and shares are local paths, the policy proxy sits on a bridge of the VM's host and
-SSH goes to a private address there); libvirt answers, and its version; QEMU's capabilities
-answer fast twice in a row (when ``/dev/kvm`` is closed to ``libvirt-qemu`` libvirt re-probes
-QEMU on every call, 4-8 s each, DESIGN §6); KVM usable, or nested (TCG then); virtiofsd present;
-QEMU can traverse to the image store and the project (:mod:`vibebox_core.access`); the nwfilter
-driver; a free /24 in the session subnet pool; disk space for images; the user may use libvirt
-(root, or the libvirt group); no ``vibebox-*`` domains, networks or filters left without a
-session.
+What is checked, in order: the configured URI is local (remote libvirt is not supported: the disk,
+kernel and shares are local paths, the policy proxy sits on a bridge of the VM's host and SSH goes
+to a private address there); libvirt answers, and its version; QEMU's capabilities answer fast twice
+in a row (when ``/dev/kvm`` is closed to ``libvirt-qemu`` libvirt re-probes QEMU on every call, 4-8
+s each, DESIGN §6); KVM usable, or nested (TCG then); virtiofsd present; QEMU can traverse to the
+image store and the project (:mod:`vibebox_core.hypervisor.access`); the nwfilter driver; a free /24
+in the session subnet pool; disk space for images; the user may use libvirt (root, or the libvirt
+group); no ``vibebox-*`` domains, networks or filters left without a session.
 
 Test seams (for e2e tests on a deliberately broken host): ``VIBEBOX_DOCTOR_VIRTIOFSD`` points
 the virtiofsd check at another path, ``VIBEBOX_DOCTOR_POOL`` checks another subnet pool.
@@ -40,12 +39,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from vibebox_core import access, nwfilter, paths, vm
-from vibebox_core.config import load_config
+from vibebox_core import paths
+from vibebox_core.config.load import load_config
 from vibebox_core.errors import VibeboxError
-from vibebox_core.hypervisor import translate_libvirt_error
+from vibebox_core.hypervisor import access
+from vibebox_core.hypervisor import domain_xml as vm
+from vibebox_core.hypervisor.libvirt import translate_libvirt_error
+from vibebox_core.index import SessionIndex, read_session_id_file
+from vibebox_core.network import nwfilter
 from vibebox_core.paths import ProjectPaths
-from vibebox_core.sessions import SessionIndex, read_session_id_file
 
 Status = Literal["ok", "warn", "fail", "skip"]
 
@@ -439,7 +441,7 @@ def _host_checks(uri: str, project: ProjectPaths | None) -> list[Check]:
 def _open(uri: str) -> tuple[Check, Any]:
     import libvirt
 
-    from vibebox_core.hypervisor import _silence_libvirt
+    from vibebox_core.hypervisor.libvirt import _silence_libvirt
 
     _silence_libvirt()
     try:
@@ -547,7 +549,7 @@ def check_bridge_netfilter(problem: str | None) -> Check:
     """Bridged IPv4 reaches iptables, so the session fence's connection-state rules match.
 
     Args:
-        problem: :func:`vibebox_core.nwfilter.bridge_netfilter_problem`'s answer.
+        problem: :func:`vibebox_core.network.nwfilter.bridge_netfilter_problem`'s answer.
     """
     if problem is None:
         return Check("bridge-netfilter", "ok", "bridged traffic passes iptables (br_netfilter)")

@@ -1,1 +1,1 @@
-"""vibebox's dashboard and host command line; all VM logic lives in ``vibebox_core``."""
+"""vibebox's dashboard (Textual); all VM logic lives in ``vibebox_core``."""

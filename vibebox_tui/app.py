@@ -1,6 +1,6 @@
 """The vibebox dashboard: session browser, terminal, inspector, wired to a backend.
 
-The app only wires: widgets draw, the :class:`~vibebox_tui.backend.Backend` does the work in
+The app only wires: widgets draw, the :class:`~vibebox_tui.backend.base.Backend` does the work in
 workers (threads for blocking calls, an async worker for attaching), and results come back as
 messages (:mod:`vibebox_tui.messages`). :meth:`VibeboxApp.on_failed` is the one place that
 decides between an error dialog and a notification.
@@ -22,12 +22,12 @@ from textual.driver import Driver
 from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Footer, Static
 
-from vibebox_core.netpolicy import PolicyNotApprovedError
+from vibebox_core.network.rules import PolicyNotApprovedError
 from vibebox_core.progress import ProgressEvent
 from vibebox_tui import layout
 from vibebox_tui import messages as msg
 from vibebox_tui.actions import PALETTE
-from vibebox_tui.backend import Attachment, Backend, SessionStatus, with_short_ids
+from vibebox_tui.backend.base import Attachment, Backend, SessionStatus, with_short_ids
 from vibebox_tui.polling import PollingApp
 from vibebox_tui.safe import clean, guest_lines
 from vibebox_tui.screens import ErrorScreen, HelpScreen

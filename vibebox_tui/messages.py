@@ -11,9 +11,9 @@ from pathlib import Path
 
 from textual.message import Message
 
-from vibebox_core.netpolicy import PolicyNotApprovedError
+from vibebox_core.network.rules import PolicyNotApprovedError
 from vibebox_core.progress import ProgressEvent
-from vibebox_tui.backend import Attachment, InspectorData, SessionStatus
+from vibebox_tui.backend.base import Attachment, InspectorData, SessionStatus
 
 
 class SessionsListed(Message):

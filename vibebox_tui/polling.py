@@ -15,7 +15,7 @@ from textual.app import App
 from textual.worker import WorkerState
 
 from vibebox_tui import messages as msg
-from vibebox_tui.backend import Backend
+from vibebox_tui.backend.base import Backend
 from vibebox_tui.widgets import BootProgress, Inspector
 
 

@@ -9,10 +9,10 @@ measures, from process start:
 next to a raw asyncssh connect + command (``true``) to the same, already running session in
 the same run. Targets: first paint <= 0.8 s; prompt <= 1.3x raw.
 
-The dashboard gets its shell from the session's supervisor, which keeps one SSH connection
-to the guest (:mod:`vibebox_core.relay`), so it pays no key exchange; the raw numbers do. The
-first run after the session booted may be slower (the guest is still settling): the medians
-are what the targets are checked against, and every run is printed.
+The dashboard gets its shell from the session's supervisor, which keeps one SSH connection to the
+guest (:mod:`vibebox_core.supervisor.relay`), so it pays no key exchange; the raw numbers do. The
+first run after the session booted may be slower (the guest is still settling): the medians are what
+the targets are checked against, and every run is printed.
 
 The raw numbers come twice: in this (warm) process, and from a fresh Python process timed
 from its start like the dashboard is (interpreter start + imports + connect + command, or
@@ -51,7 +51,7 @@ PROMPT = re.compile(rb"vibecoder@vibebox:[^$#\s]*[$#]")
 # Plain `vibebox` in the project directory (the console script calls the same main()).
 LAUNCH = """
 import sys
-from vibebox_tui.cli import main
+from vibebox_cli.main import main
 sys.exit(main({argv!r}))
 """
 
@@ -115,8 +115,8 @@ def launch_once(directory: str, demo: bool, timeout: float) -> tuple[float, floa
 
 async def raw_ssh(directory: str) -> float:
     """asyncssh connect + ``true`` on the session, with vibebox's keys (seconds)."""
-    from vibebox_core import ssh
     from vibebox_core.paths import ProjectPaths
+    from vibebox_core.ssh import connect as ssh
 
     project = ProjectPaths.for_directory(directory)
     ipv4 = project.ipv4.read_text().strip()
@@ -131,8 +131,8 @@ async def raw_ssh(directory: str) -> float:
 
 async def raw_shell(directory: str) -> float:
     """asyncssh connect + a login shell in a PTY until its prompt shows (seconds)."""
-    from vibebox_core import ssh
     from vibebox_core.paths import ProjectPaths
+    from vibebox_core.ssh import connect as ssh
 
     project = ProjectPaths.for_directory(directory)
     ipv4 = project.ipv4.read_text().strip()
@@ -158,7 +158,7 @@ async def raw_shell(directory: str) -> float:
 # Raw baseline timed the way the dashboard is: a fresh interpreter, from process start.
 FRESH_RAW = """
 import asyncio, sys, time
-from vibebox_core import ssh
+from vibebox_core.ssh import connect as ssh
 from vibebox_core.paths import ProjectPaths
 
 async def raw():
@@ -216,7 +216,7 @@ def fresh_raw_ssh(directory: str, shell: bool = False) -> float:
 
 HOLDER = """
 import asyncio, sys
-from vibebox_core import runtime
+from vibebox_core.session import start as runtime
 
 async def hold():
     session = await runtime.ensure_running({directory!r}, client="bench holder")

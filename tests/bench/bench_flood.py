@@ -131,8 +131,8 @@ class Tmux:
 
 def guest_ssh(directory: str, *extra: str) -> list[str]:
     """``vibebox shell``'s OpenSSH command line for the session of ``directory``."""
-    from vibebox_core import ssh
     from vibebox_core.paths import ProjectPaths
+    from vibebox_core.ssh import connect as ssh
 
     project = ProjectPaths.for_directory(directory)
     ipv4 = project.recorded_ipv4()

@@ -38,8 +38,10 @@ import asyncssh
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from vibebox_core import runtime, ssh, vm  # noqa: E402
+from vibebox_core.hypervisor import domain_xml as vm  # noqa: E402
 from vibebox_core.paths import ProjectPaths  # noqa: E402
+from vibebox_core.session import start as runtime  # noqa: E402
+from vibebox_core.ssh import connect as ssh  # noqa: E402
 
 URI = "qemu:///system"
 
@@ -48,7 +50,7 @@ def cli(project: ProjectPaths, *args: str) -> float:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     start = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "vibebox_tui.cli", *args],
+        [sys.executable, "-m", "vibebox_cli.main", *args],
         cwd=project.root,
         env=env,
         stdin=subprocess.DEVNULL,
@@ -217,7 +219,7 @@ def main() -> int:
             assert is_off(session_id)
     finally:
         subprocess.run(
-            [sys.executable, "-m", "vibebox_tui.cli", "delete", "--yes"]
+            [sys.executable, "-m", "vibebox_cli.main", "delete", "--yes"]
             + ([project.session_id.read_text().strip()] if project.session_id.exists() else []),
             env=dict(os.environ, PYTHONPATH=str(REPO)),
             capture_output=True,

@@ -33,7 +33,7 @@ from textual.app import App, ComposeResult
 from textual.strip import Strip
 
 from vibebox_tui.terminal import TerminalView
-from vibebox_tui.terminal.emulator import Emulator
+from vibebox_tui.terminal.vt.emulator import Emulator
 from vibebox_tui.terminal.widget import FEED_SLICE
 
 COLUMNS, LINES = 120, 40

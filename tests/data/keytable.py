@@ -4,7 +4,7 @@ Each :class:`KeyCase` says what a person types, what an xterm (the host terminal
 and what the program in the guest must read -- the bytes xterm sends it for the modes the guest
 set (its ``group``). Used by
 
-* ``tests/unit/test_terminal_keys.py``: the host bytes through :class:`HostInput` and the
+* ``tests/tui/test_terminal_keys.py``: the host bytes through :class:`HostInput` and the
   terminal's raw-input path, and the Textual key names through ``encode_key``;
 * ``tests/tui/test_terminal_pilot.py``: the same through a running dashboard (Pilot and raw);
 * ``tests/e2e/test_keys_e2e.py``: the host bytes (or tmux key names, where the bytes depend on

@@ -30,8 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from vibebox_core import netlog, runtime
+from vibebox_core.network import log as netlog
 from vibebox_core.paths import ProjectPaths
+from vibebox_core.session import start as runtime
 
 SITES_NET = "10.77.0.0/24"
 LINK_HOST = "10.78.0.1"  # the lab namespace's end of the veth ("the host's other network")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from vibebox_core.config import load_config
+from vibebox_core.config.load import load_config
 from vibebox_core.paths import ProjectPaths
 
 pytestmark = pytest.mark.e2e
@@ -91,7 +91,7 @@ def domain_state(session_id: str) -> str:
 def delete_session(project: Path) -> None:
     """Tear the session down whatever state the test left it in."""
     subprocess.run(
-        [sys.executable, "-c", "from vibebox_tui.cli import main; raise SystemExit(main())",
+        [sys.executable, "-c", "from vibebox_cli.main import main; raise SystemExit(main())",
          "delete", "--yes", project.joinpath(".vibebox", "session-id").read_text().strip()],
         cwd=project, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, timeout=180,
     )  # fmt: skip
@@ -108,7 +108,7 @@ def test_dashboard_on_a_real_session(
     )
     status_file = tmp_path / "status"
     vibebox = shlex.join(
-        [sys.executable, "-c", "from vibebox_tui.cli import main; raise SystemExit(main())"]
+        [sys.executable, "-c", "from vibebox_cli.main import main; raise SystemExit(main())"]
     )
     env = " ".join(
         f"{k}={shlex.quote(v)}"
@@ -182,7 +182,7 @@ def test_new_recreates_the_session_and_reattaches(
     load_config(project)
     status_file = tmp_path / "status"
     vibebox = shlex.join(
-        [sys.executable, "-c", "from vibebox_tui.cli import main; raise SystemExit(main())"]
+        [sys.executable, "-c", "from vibebox_cli.main import main; raise SystemExit(main())"]
     )
     env = " ".join(
         f"{k}={shlex.quote(v)}"

@@ -28,9 +28,9 @@ from typing import Any
 
 import pytest
 
-from vibebox_core import vm
 from vibebox_core.errors import StorageAccessError, VirtiofsdError, VMError
-from vibebox_core.hypervisor import LibvirtHypervisor
+from vibebox_core.hypervisor import domain_xml as vm
+from vibebox_core.hypervisor.libvirt import LibvirtHypervisor
 
 pytestmark = pytest.mark.e2e
 
@@ -47,7 +47,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 def doctor(cwd: Path, *args: str, **env: str) -> tuple[int, dict[str, dict[str, Any]], str]:
     result = subprocess.run(
-        [sys.executable, "-m", "vibebox_tui.cli", "doctor", "--json", *args],
+        [sys.executable, "-m", "vibebox_cli.main", "doctor", "--json", *args],
         cwd=cwd,
         env=_env(**env),
         capture_output=True,
@@ -96,7 +96,7 @@ def test_doctor_on_the_lab(e2e_home: Path, e2e_project: Path) -> None:
         assert status == 1
     # Text form: one line per check, a mark first.
     text = subprocess.run(
-        [sys.executable, "-m", "vibebox_tui.cli", "doctor", "-C", str(e2e_project)],
+        [sys.executable, "-m", "vibebox_cli.main", "doctor", "-C", str(e2e_project)],
         env=_env(),
         capture_output=True,
         text=True,

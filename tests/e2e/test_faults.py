@@ -45,9 +45,13 @@ from pathlib import Path
 
 import pytest
 
-from vibebox_core import approval, paths, provision, supervisor, vm
+from vibebox_core import paths
+from vibebox_core.config import approval
+from vibebox_core.hypervisor import domain_xml as vm
+from vibebox_core.index import SessionIndex
 from vibebox_core.paths import ProjectPaths
-from vibebox_core.sessions import SessionIndex
+from vibebox_core.session import boot as provision
+from vibebox_core.supervisor import server as supervisor
 
 pytestmark = pytest.mark.e2e
 
@@ -69,7 +73,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "vibebox_tui.cli", *args]
+    return [sys.executable, "-m", "vibebox_cli.main", *args]
 
 
 def assert_clean(result: subprocess.CompletedProcess[str], what: str) -> None:
@@ -483,7 +487,7 @@ _FULL_DISK = textwrap.dedent(
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", home], check=True)
     os.environ["VIBEBOX_HOME"] = home
     os.environ["VIBEBOX_MIRROR"] = "http://127.0.0.1:9/debian"  # never leaves the host
-    from vibebox_core.sessions import SessionIndex
+    from vibebox_core.index import SessionIndex
     first = SessionIndex().ensure(project_a).id
     fd = os.open(os.path.join(home, "filler"), os.O_WRONLY | os.O_CREAT)
     try:
@@ -491,7 +495,7 @@ _FULL_DISK = textwrap.dedent(
             os.write(fd, b"x" * 4096)
     except OSError:
         os.close(fd)
-    cli = [sys.executable, "-m", "vibebox_tui.cli"]
+    cli = [sys.executable, "-m", "vibebox_cli.main"]
     index = subprocess.run(cli + ["exec", "-C", project_b, "--", "true"],
                            capture_output=True, text=True, stdin=subprocess.DEVNULL)
     image = subprocess.run(cli + ["image", "build", "--name", "full"],

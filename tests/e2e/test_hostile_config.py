@@ -2,10 +2,10 @@
 
 The project directory is shared read-write with the guest, so everything vibebox.toml says is
 untrusted: the host runs from the approved snapshot kept outside the project
-(``vibebox_core.approval``). Each test here makes one attempt from INSIDE a real guest as root
-on the real stack, checks the safe result on the host, and checks that the session still works
-afterwards (a command runs). One VM is shared by the module; it boots twice (the first start
-and the restart after the resources attempt).
+(``vibebox_core.config.approval``). Each test here makes one attempt from INSIDE a real guest as
+root on the real stack, checks the safe result on the host, and checks that the session still works
+afterwards (a command runs). One VM is shared by the module; it boots twice (the first start and the
+restart after the resources attempt).
 
 Attempts: a libvirt URI that runs a program (ext / ssh command= / socket=), an unapproved local
 URI, mounts of ``/``, ``/etc``, ``..`` and ``.vibebox``, more CPUs/memory/disk, the file
@@ -28,9 +28,13 @@ from pathlib import Path
 
 import pytest
 
-from vibebox_core import approval, netlog, paths, provision, sessionctl
+from vibebox_core import paths
+from vibebox_core.config import approval
+from vibebox_core.index import SessionIndex
+from vibebox_core.network import log as netlog
 from vibebox_core.paths import ProjectPaths
-from vibebox_core.sessions import SessionIndex
+from vibebox_core.session import boot as provision
+from vibebox_core.session import status as sessionctl
 
 pytestmark = pytest.mark.e2e
 
@@ -70,7 +74,7 @@ class Hostile:
     def vibebox(self, *args: str, timeout: float = BOOT) -> subprocess.CompletedProcess[str]:
         """A host ``vibebox`` command in the project directory."""
         return subprocess.run(
-            [sys.executable, "-m", "vibebox_tui.cli", *args],
+            [sys.executable, "-m", "vibebox_cli.main", *args],
             cwd=self.project.root,
             env=_env(),
             stdin=subprocess.DEVNULL,
@@ -164,7 +168,7 @@ def hostile(e2e_home_shared: Path) -> Iterator[Hostile]:
     state.session_id = entry.id
     yield state
     subprocess.run(
-        [sys.executable, "-m", "vibebox_tui.cli", "delete", state.session_id, "--yes"],
+        [sys.executable, "-m", "vibebox_cli.main", "delete", state.session_id, "--yes"],
         env=_env(),
         capture_output=True,
         timeout=120,

@@ -47,9 +47,14 @@ from pathlib import Path
 import pytest
 from netlab import LINK_HOST, Box, LoopThread, sites_namespace, wait_until
 
-from vibebox_core import approval, netlog, provision, runtime, sessionctl, vm
+from vibebox_core.config import approval
+from vibebox_core.hypervisor import domain_xml as vm
+from vibebox_core.index import SessionIndex
+from vibebox_core.network import log as netlog
 from vibebox_core.paths import ProjectPaths
-from vibebox_core.sessions import SessionIndex
+from vibebox_core.session import boot as provision
+from vibebox_core.session import start as runtime
+from vibebox_core.session import status as sessionctl
 
 pytestmark = pytest.mark.e2e
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 from test_dashboard_e2e import PROMPT, Tmux, delete_session, domain_state
 
-from vibebox_core.config import load_config
+from vibebox_core.config.load import load_config
 from vibebox_core.paths import ProjectPaths
 
 pytestmark = pytest.mark.e2e
@@ -60,7 +60,7 @@ class Dashboard:
         self, *args: str, env: dict[str, str] | None = None, stdin: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "vibebox_tui.cli", *args],
+            [sys.executable, "-m", "vibebox_cli.main", *args],
             cwd=self.project,
             env=env or self.env,
             input=stdin,
@@ -100,7 +100,7 @@ def dashboard_command(env: dict[str, str], status_file: Path) -> str:
     names = ("PYTHONPATH", "VIBEBOX_HOME", "VIBEBOX_ACCEL", "TERM")
     exported = " ".join(f"{k}={shlex.quote(env[k])}" for k in names)
     vibebox = shlex.join(
-        [sys.executable, "-c", "from vibebox_tui.cli import main; raise SystemExit(main())"]
+        [sys.executable, "-c", "from vibebox_cli.main import main; raise SystemExit(main())"]
     )
     status = shlex.quote(str(status_file))
     return f"env -u COLUMNS -u LINES {exported} {vibebox}; echo $? > {status}"

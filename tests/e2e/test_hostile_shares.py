@@ -33,9 +33,13 @@ from pathlib import Path
 
 import pytest
 
-from vibebox_core import mountpin, paths, provision, ssh, supervisor
+from vibebox_core import paths
 from vibebox_core.paths import ProjectPaths
+from vibebox_core.session import boot as provision
 from vibebox_core.share import guard
+from vibebox_core.share import pins as mountpin
+from vibebox_core.ssh import connect as ssh
+from vibebox_core.supervisor import server as supervisor
 
 pytestmark = pytest.mark.e2e
 
@@ -65,7 +69,7 @@ class Box:
 
     def run(self, *args: str, timeout: float = BOOT) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "vibebox_tui.cli", *args],
+            [sys.executable, "-m", "vibebox_cli.main", *args],
             cwd=self.project.root,
             env=_env(),
             capture_output=True,
@@ -145,7 +149,7 @@ def box(e2e_home_shared: Path) -> Iterator[Box]:
     state.release()
     if state.session_id and state.project.cache.exists():
         subprocess.run(
-            [sys.executable, "-m", "vibebox_tui.cli", "delete", state.session_id, "--yes"],
+            [sys.executable, "-m", "vibebox_cli.main", "delete", state.session_id, "--yes"],
             env=_env(),
             capture_output=True,
             timeout=180,
@@ -403,7 +407,7 @@ def test_a_shipped_vibebox_symlink_is_refused_before_anything_is_written(
         root.chmod(0o755)
         (root / paths.PROJECT_CACHE).symlink_to(target)
         result = subprocess.run(
-            [sys.executable, "-m", "vibebox_tui.cli", "exec", "--", "true"],
+            [sys.executable, "-m", "vibebox_cli.main", "exec", "--", "true"],
             cwd=root,
             env=_env(),
             capture_output=True,

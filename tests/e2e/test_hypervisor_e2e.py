@@ -23,9 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from vibebox_core import access, vm
 from vibebox_core.errors import VMError
-from vibebox_core.hypervisor import LibvirtHypervisor
+from vibebox_core.hypervisor import access
+from vibebox_core.hypervisor import domain_xml as vm
+from vibebox_core.hypervisor.libvirt import LibvirtHypervisor
 
 pytestmark = pytest.mark.e2e
 
@@ -220,7 +221,7 @@ def test_domain_define_shows_in_virsh_and_undefines(
 def test_nwfilter_define_reference_undefine(
     hv: LibvirtHypervisor, sessions: list[str], workdir: Path
 ) -> None:
-    from vibebox_core.nwfilter import FenceSpec, nwfilter_uuid, nwfilter_xml
+    from vibebox_core.network.nwfilter import FenceSpec, nwfilter_uuid, nwfilter_xml
 
     sid = new_session(sessions)
     net = vm.NetworkSpec.for_session(sid, hv.used_subnets(exclude_session=sid), isolated=True)
@@ -342,7 +343,7 @@ def _image_files(into: Path) -> tuple[Path, Path, Path, str]:
     (DESIGN §6, the runtime's job with the user's consent). Hard links (copies across file
     systems) keep this test independent of that decision.
     """
-    from vibebox_core import images
+    from vibebox_core.images import store as images
 
     info = images.read_image()
     linked = []

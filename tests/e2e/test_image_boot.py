@@ -22,7 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from vibebox_core import access, images, vm
+from vibebox_core.hypervisor import access
+from vibebox_core.hypervisor import domain_xml as vm
+from vibebox_core.images import store as images
 
 pytestmark = pytest.mark.e2e
 

@@ -25,7 +25,7 @@ import pytest
 from data.keytable import GROUPS, KEY_TABLE, KeyCase
 from test_dashboard_e2e import BOOT_TIMEOUT, PROMPT, Tmux, delete_session
 
-from vibebox_core.config import load_config
+from vibebox_core.config.load import load_config
 from vibebox_core.paths import ProjectPaths
 
 pytestmark = pytest.mark.e2e
@@ -155,7 +155,7 @@ def test_keys_on_a_real_guest(
         os.lchown(path, 1000, 1000)
     status_file = tmp_path / "status"
     vibebox = shlex.join(
-        [sys.executable, "-c", "from vibebox_tui.cli import main; raise SystemExit(main())"]
+        [sys.executable, "-c", "from vibebox_cli.main import main; raise SystemExit(main())"]
     )
     env = " ".join(
         f"{k}={shlex.quote(v)}"

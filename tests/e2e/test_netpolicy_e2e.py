@@ -33,14 +33,17 @@ import asyncssh
 import pytest
 from netlab import Box, LoopThread, sites_namespace, wait_until
 
-from vibebox_core import approval, provision, runtime, sessionctl
-from vibebox_core.config import PortForward, load_config, set_value
+from vibebox_core.config import approval
+from vibebox_core.config.load import PortForward, load_config, set_value
 from vibebox_core.errors import NetworkPolicyError
-from vibebox_core.hypervisor import LibvirtHypervisor
-from vibebox_core.netpolicy import PolicyNotApprovedError, record_approval
+from vibebox_core.hypervisor.libvirt import LibvirtHypervisor
+from vibebox_core.index import SessionIndex
+from vibebox_core.network.rules import PolicyNotApprovedError, record_approval
 from vibebox_core.paths import ProjectPaths
-from vibebox_core.portforward import start_port_forwards
-from vibebox_core.sessions import SessionIndex
+from vibebox_core.session import boot as provision
+from vibebox_core.session import start as runtime
+from vibebox_core.session import status as sessionctl
+from vibebox_core.ssh.forward import start_port_forwards
 
 pytestmark = pytest.mark.e2e
 
@@ -354,7 +357,7 @@ def test_allowlist_other_session_is_unreachable(boxes: Boxes) -> None:
     assert rc != 0, out
     # ... and the other session's guest cannot use this session's proxy either: its own host
     # fence drops the packets to another session's gateway, so no connection is made at all
-    # (the proxy would refuse it with 403 too, see tests/unit/test_netenforce.py).
+    # (the proxy would refuse it with 403 too, see tests/core/network/test_netenforce.py).
     assert _code(other, "http://allowed.vbx.test/", "-x", f"http://{box.gateway}:3128") == "000"
 
 
@@ -479,8 +482,8 @@ def test_nwfilter_redefinition_keeps_the_uuid_libvirt_has(require_lab: None) -> 
     """DESIGN §6: a filter first defined under another UUID (older vibebox) is redefined."""
     import uuid
 
-    from vibebox_core.netenforce import plan_network
-    from vibebox_core.netpolicy import Policy
+    from vibebox_core.network.enforce import plan_network
+    from vibebox_core.network.rules import Policy
 
     sid = str(uuid.uuid4())
     plan = plan_network(sid, Policy("allowlist", ()), "10.213.251.1")

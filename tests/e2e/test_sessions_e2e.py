@@ -24,8 +24,12 @@ from pathlib import Path
 
 import pytest
 
-from vibebox_core import approval, paths, provision, supervisor, vm
+from vibebox_core import paths
+from vibebox_core.config import approval
+from vibebox_core.hypervisor import domain_xml as vm
 from vibebox_core.paths import ProjectPaths
+from vibebox_core.session import boot as provision
+from vibebox_core.supervisor import server as supervisor
 
 pytestmark = pytest.mark.e2e
 
@@ -46,7 +50,7 @@ class Lab:
         self, *args: str, input: str | None = None, timeout: float = BOOT
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "vibebox_tui.cli", *args],
+            [sys.executable, "-m", "vibebox_cli.main", *args],
             cwd=self.project.root,
             env=_env(),
             input=input,
@@ -57,7 +61,7 @@ class Lab:
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
-            [sys.executable, "-m", "vibebox_tui.cli", *args],
+            [sys.executable, "-m", "vibebox_cli.main", *args],
             cwd=self.project.root,
             env=_env(),
             stdin=subprocess.DEVNULL,
@@ -138,7 +142,7 @@ def lab(e2e_home_shared: Path) -> Iterator[Lab]:
     if state.session_id and state.project.cache.exists():
         # A failed test left the session: take it down so the lab stays clean.
         subprocess.run(
-            [sys.executable, "-m", "vibebox_tui.cli", "delete", state.session_id, "--yes"],
+            [sys.executable, "-m", "vibebox_cli.main", "delete", state.session_id, "--yes"],
             env=_env(),
             capture_output=True,
             timeout=120,

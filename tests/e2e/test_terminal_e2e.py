@@ -4,7 +4,7 @@ One VM boot (TCG, ~40 s): a login shell appears, keys reach bash, the PTY follow
 widget's size (``stty size``), shell-integration commands (``:help``) arrive as messages and
 never as text, full-screen programs use the alternate screen, and ``exit`` shows the
 disconnected state with the shell's status. Twice: on this process's own SSH connection, then
-relayed by the session's supervisor (:mod:`vibebox_core.relay`, what the dashboard uses).
+relayed by the session's supervisor (:mod:`vibebox_core.supervisor.relay`, what the dashboard uses).
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ import pytest
 from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 
-from vibebox_core import runtime, sessionctl
-from vibebox_core.pty import ByteStream, SSHPtyStream
-from vibebox_core.sessions import SessionIndex
+from vibebox_core.index import SessionIndex
+from vibebox_core.session import start as runtime
+from vibebox_core.session import status as sessionctl
+from vibebox_core.ssh.pty import ByteStream, SSHPtyStream
 from vibebox_tui.terminal import TerminalView
 
 pytestmark = pytest.mark.e2e

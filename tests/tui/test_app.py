@@ -16,11 +16,11 @@ from textual.widgets import ContentSwitcher
 
 from vibebox_core.errors import VMError
 from vibebox_core.progress import ProgressEvent
-from vibebox_core.pty import MemoryStream
+from vibebox_core.ssh.pty import MemoryStream
 from vibebox_tui import app as app_module
 from vibebox_tui.app import VibeboxApp
-from vibebox_tui.backend import SessionStatus
-from vibebox_tui.fake_backend import FakeBackend, demo_sessions, fake_id
+from vibebox_tui.backend.base import SessionStatus
+from vibebox_tui.backend.fake import FakeBackend, demo_sessions, fake_id
 from vibebox_tui.layout import terminal_area
 from vibebox_tui.screens import ConfirmScreen, ErrorScreen, HelpScreen
 from vibebox_tui.terminal import TerminalView

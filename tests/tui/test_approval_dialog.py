@@ -21,7 +21,7 @@ def test_change_dialog_names_a_change_and_escapes_each_line() -> None:
 
 
 def test_inspector_shows_an_unapproved_change_apart() -> None:
-    from vibebox_tui.backend import InspectorData
+    from vibebox_tui.backend.base import InspectorData
     from vibebox_tui.widgets.inspector import render_inspector
 
     data = InspectorData(

@@ -3,7 +3,7 @@
 Everything but the SSH terminal is real: the session index and the project in a temporary
 ``VIBEBOX_HOME``, lines the proxy and the DNS filter write with :func:`netlog.append`, and a
 supervisor (in this event loop) answering ``status`` over its socket. VM states come from a
-:class:`~vibebox_core.fake.FakeHypervisor`.
+:class:`~vibebox_core.hypervisor.fake.FakeHypervisor`.
 """
 
 from __future__ import annotations
@@ -20,25 +20,26 @@ import pytest
 from pilot_wait import wait_for
 from textual.pilot import Pilot
 
-from vibebox_core import netlog, paths
-from vibebox_core.config import load_config
-from vibebox_core.fake import FakeDomain, FakeHypervisor
-from vibebox_core.netenforce import (
+from vibebox_core import paths
+from vibebox_core.config.load import load_config
+from vibebox_core.hypervisor.fake import FakeDomain, FakeHypervisor
+from vibebox_core.index import SessionIndex
+from vibebox_core.network import log as netlog
+from vibebox_core.network.enforce import (
     ApprovalFollower,
     NetworkEnforcer,
     SessionNetwork,
     policy_from_canonical,
 )
-from vibebox_core.netpolicy import canonical_policy
+from vibebox_core.network.rules import canonical_policy
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.progress import ProgressCallback
-from vibebox_core.pty import MemoryStream
-from vibebox_core.sessions import SessionIndex
-from vibebox_core.supervisor import HypervisorVM, Supervisor
+from vibebox_core.ssh.pty import MemoryStream
+from vibebox_core.supervisor.server import HypervisorVM, Supervisor
 from vibebox_tui import app as app_module
 from vibebox_tui.app import VibeboxApp
-from vibebox_tui.backend import Attachment, SessionStatus
-from vibebox_tui.core_backend import CoreBackend
+from vibebox_tui.backend.base import Attachment, SessionStatus
+from vibebox_tui.backend.core import CoreBackend
 from vibebox_tui.widgets import Inspector
 
 SIZE = (120, 60)

@@ -20,7 +20,7 @@ from textual.widget import Widget
 import vibebox_tui.app as app_module
 from vibebox_core.errors import VibeboxError
 from vibebox_tui.app import VibeboxApp
-from vibebox_tui.fake_backend import FakeBackend, demo_sessions, fake_id
+from vibebox_tui.backend.fake import FakeBackend, demo_sessions, fake_id
 from vibebox_tui.screens import ConfirmScreen, ErrorScreen
 from vibebox_tui.widgets import Inspector, SessionHeader
 

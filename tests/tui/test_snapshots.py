@@ -19,7 +19,7 @@ from textual.pilot import Pilot
 
 from vibebox_core.errors import VMError
 from vibebox_tui.app import VibeboxApp
-from vibebox_tui.fake_backend import FakeBackend, demo_sessions, fake_id
+from vibebox_tui.backend.fake import FakeBackend, demo_sessions, fake_id
 from vibebox_tui.screens import ConfirmScreen, ErrorScreen
 from vibebox_tui.widgets import BootProgress, Inspector
 

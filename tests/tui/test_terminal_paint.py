@@ -16,10 +16,10 @@ from textual.geometry import Region
 from textual.pilot import Pilot
 from textual.strip import Strip
 
-from vibebox_core.pty import MemoryStream
+from vibebox_core.ssh.pty import MemoryStream
 from vibebox_tui.terminal import TerminalView
-from vibebox_tui.terminal.emulator import Emulator
 from vibebox_tui.terminal.frames import FramePacer
+from vibebox_tui.terminal.vt.emulator import Emulator
 
 COLUMNS, LINES = 60, 12
 

@@ -8,7 +8,7 @@ libvirt runs a per-share wrapper instead of virtiofsd; it execs ``launcher.c``, 
 
 * serves exactly the approved directory: it walks the path as root with ``O_PATH|O_NOFOLLOW``
   right before virtiofsd starts, compares device and inode with the approved pin
-  (:mod:`vibebox_core.mountpin`) and bind-mounts *that descriptor* (via ``/proc/self/fd``) onto a
+  (:mod:`vibebox_core.share.pins`) and bind-mounts *that descriptor* (via ``/proc/self/fd``) onto a
   staging directory on a private tmpfs, which virtiofsd then serves. No path is looked up twice,
   so there is no window in which a swapped symlink is followed;
 * keeps the earlier guarantees in the same private mount namespace: ``.vibebox/`` covered by an
@@ -27,7 +27,7 @@ chowned away), the Rust virtiofsd with ``--translate-uid`` is not in Debian 12, 
 library changes the calls before they reach the kernel, so nothing is ever created wrong. The
 rules are small and follow virtiofsd's own pattern (``setresuid(-1, id, -1)`` to switch,
 the same call back to its own id to restore), so they are checked without a VM in
-``tests/unit/test_share_shim.py`` and against the real virtiofsd in
+``tests/core/share/test_share_shim.py`` and against the real virtiofsd in
 ``tests/e2e/test_hostile_shares.py``.
 
 The share owner (:func:`share_owner`) is the user running vibebox. When that is root, it is the
@@ -57,9 +57,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from vibebox_core import paths, vm
+from vibebox_core import paths
 from vibebox_core.errors import VirtiofsdError
-from vibebox_core.mountpin import MountPinError, PinnedDir, check_pinned, pin
+from vibebox_core.hypervisor import domain_xml as vm
+from vibebox_core.share.pins import MountPinError, PinnedDir, check_pinned, pin
 
 #: The C compiler the guard is built with (``$CC`` overrides).
 DEFAULT_CC = "cc"
@@ -274,7 +275,7 @@ def guard_shares(
         project_root: the project directory; it and shares inside its ``.vibebox/`` (the
             seed) are pinned now, as they are not the guest's to move.
         shares: each share with the guest path it is approved under (None: not a mount).
-        pins: the approved pins by guest path (:func:`vibebox_core.approval.approved_pins`).
+        pins: the approved pins by guest path (:func:`vibebox_core.config.approval.approved_pins`).
         directory: where the guard and wrappers go; default ``$VIBEBOX_HOME/bin``.
         real: the virtiofsd the launcher execs.
 

@@ -22,7 +22,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
-from vibebox_tui.backend import SessionStatus
+from vibebox_tui.backend.base import SessionStatus
 from vibebox_tui.safe import clean
 
 

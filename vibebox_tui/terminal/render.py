@@ -23,7 +23,7 @@ from textual.color import Color as TextualColor
 from textual.filter import LineFilter
 from textual.strip import Strip
 
-from vibebox_tui.terminal.attrs import (
+from vibebox_tui.terminal.vt.attrs import (
     BLINK,
     BOLD,
     CONCEAL,
@@ -37,7 +37,7 @@ from vibebox_tui.terminal.attrs import (
     UNDERLINE,
     AttrTable,
 )
-from vibebox_tui.terminal.screen import Line
+from vibebox_tui.terminal.vt.screen import Line
 
 # Zero-width joiners and emoji presentation selectors are kept in the model (so text can be
 # copied intact) but not sent to the outer terminal: there they could merge cells or widen a

@@ -1,6 +1,6 @@
 """``TerminalView``: the embedded terminal widget.
 
-It reads a :class:`~vibebox_core.pty.ByteStream` in a worker, feeds the emulator in slices
+It reads a :class:`~vibebox_core.ssh.pty.ByteStream` in a worker, feeds the emulator in slices
 (yielding to the event loop between them so keys stay responsive during a flood), and repaints
 only the rows that changed, from strips cached per line. Keys, pastes and focus changes go back
 to the stream, encoded as xterm does. The widget's size is the terminal's size: a resize
@@ -38,9 +38,8 @@ from textual.widget import Widget
 from textual.worker import Worker
 
 from vibebox_core import commandtoken
-from vibebox_core.pty import ByteStream, command_token, end_reason
 from vibebox_core.sanitize import clean
-from vibebox_tui.terminal.emulator import BellEvent, CommandEvent, Emulator, TitleEvent
+from vibebox_core.ssh.pty import ByteStream, command_token, end_reason
 from vibebox_tui.terminal.frames import FramePacer
 from vibebox_tui.terminal.input import RawInput, VibeboxDriver
 from vibebox_tui.terminal.keys import encode_key, encode_paste
@@ -53,7 +52,8 @@ from vibebox_tui.terminal.messages import (
 )
 from vibebox_tui.terminal.mouse import MouseKind, MouseState
 from vibebox_tui.terminal.render import Renderer
-from vibebox_tui.terminal.screen import Line
+from vibebox_tui.terminal.vt.emulator import BellEvent, CommandEvent, Emulator, TitleEvent
+from vibebox_tui.terminal.vt.screen import Line
 
 FOCUS_OUT_KEY = "ctrl+backslash"
 """The one key that never reaches the guest: it moves focus out of the terminal."""

@@ -16,7 +16,7 @@ from textual.message import Message
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
-from vibebox_tui.backend import SessionStatus
+from vibebox_tui.backend.base import SessionStatus
 from vibebox_tui.safe import clean
 from vibebox_tui.widgets.states import state_style, state_symbol
 

@@ -1,6 +1,6 @@
 """The inspector (``:explain``): what this session can see and reach, live.
 
-It only draws an :class:`~vibebox_tui.backend.InspectorData`; the app polls the backend for a
+It only draws an :class:`~vibebox_tui.backend.base.InspectorData`; the app polls the backend for a
 changed fingerprint (config mtime, VM state, network log) and hands a new one over.
 """
 
@@ -13,7 +13,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from vibebox_tui.backend import InspectorData
+from vibebox_tui.backend.base import InspectorData
 from vibebox_tui.safe import clean
 from vibebox_tui.widgets.browser import clip, short_directory
 from vibebox_tui.widgets.states import state_style, state_symbol

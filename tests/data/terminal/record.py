@@ -589,7 +589,7 @@ def record(name: str) -> None:
     answer = None
     if name in ANSWERED:
         sys.path.insert(0, str(HERE.parents[2]))
-        from vibebox_tui.terminal.emulator import Emulator
+        from vibebox_tui.terminal.vt.emulator import Emulator
 
         answer = Emulator(COLS, ROWS)
 

@@ -1,0 +1,339 @@
+"""The session glue: network plan, enforcer lifecycle (loopback), live policy changes."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vibebox_core.errors import NetworkPolicyError
+from vibebox_core.hypervisor.domain_xml import mac_address
+from vibebox_core.network import addresses
+from vibebox_core.network import log as netlog
+from vibebox_core.network.dnsfilter import RCODE_NXDOMAIN, DnsFilter, Question, build_response
+from vibebox_core.network.enforce import (
+    FAIL_CLOSED,
+    ApprovalFollower,
+    NetworkEnforcer,
+    SessionNetwork,
+    change_applies,
+    follow_approvals,
+    plan_network,
+    policy_from_canonical,
+    read_approved,
+    start_session_network,
+)
+from vibebox_core.network.nwfilter import BLOCKLIST_DENIED, nwfilter_uuid
+from vibebox_core.network.rules import (
+    APPROVED_DIGEST_KEY,
+    APPROVED_POLICY_KEY,
+    Policy,
+    canonical_json,
+    canonical_policy,
+    policy_digest,
+)
+
+SESSION = "019bf290-cccc-7c23-ba1d-dce7e6d40693"
+
+
+async def fake_resolver(host: str, port: int) -> list[str]:
+    return ["127.0.0.1"]
+
+
+class StubUpstream:
+    async def query(self, packet: bytes, question: Question) -> bytes:
+        return build_response(question, 0)
+
+
+def query(name: str) -> bytes:
+    labels = b"".join(bytes([len(p)]) + p.encode() for p in name.split("."))
+    return struct.pack("!HHHHHH", 1, 0x0100, 1, 0, 0, 0) + labels + b"\0\0\1\0\1"
+
+
+def rcode(reply: bytes) -> int:
+    return reply[3] & 0xF
+
+
+async def ask(port: int, packet: bytes) -> bytes:
+    loop = asyncio.get_running_loop()
+    received: asyncio.Future[bytes] = loop.create_future()
+
+    class Client(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: object) -> None:
+            if not received.done():
+                received.set_result(data)
+
+    transport, _ = await loop.create_datagram_endpoint(Client, remote_addr=("127.0.0.1", port))
+    try:
+        transport.sendto(packet)
+        return await asyncio.wait_for(received, 5)
+    finally:
+        transport.close()
+
+
+async def exchange(port: int, data: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    reply = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    return reply
+
+
+def test_plan_allowlist_is_isolated_and_fenced() -> None:
+    plan = plan_network(SESSION, Policy("allowlist", ("a.test",)), "10.213.5.1")
+    assert plan.isolated
+    assert plan.nwfilter == f"vibebox-{SESSION}"
+    assert plan.nwfilter_xml is not None and "dstipaddr='10.213.5.1'" in plan.nwfilter_xml
+    assert "name='IP' value='10.213.5.2'" in plan.nwfilter_xml  # the guest's fixed address
+    assert f"name='MAC' value='{mac_address(SESSION)}'" in plan.nwfilter_xml
+    assert f"<uuid>{nwfilter_uuid(SESSION)}</uuid>" in plan.nwfilter_xml
+    assert "NEW,ESTABLISHED,RELATED" not in plan.nwfilter_xml  # no egress beyond the gateway
+    assert plan.dns_forwarder == "10.213.5.1#5400"
+    assert plan.guest_env["https_proxy"] == "http://10.213.5.1:3128"
+    assert plan.proxy == ("10.213.5.1", 3128)
+
+
+def test_plan_blocklist_is_nat_behind_the_same_host_fence() -> None:
+    lan = ipaddress.IPv4Network("192.168.44.0/24")
+    plan = plan_network(SESSION, Policy("blocklist", ()), "10.213.5.1", host_denied=(lan,))
+    assert not plan.isolated
+    assert plan.nwfilter == f"vibebox-{SESSION}"
+    assert plan.nwfilter_xml is not None
+    assert "dstipaddr='10.213.5.1' dstportstart='3128'" in plan.nwfilter_xml
+    assert "dstipaddr='192.168.44.0' dstipmask='24'" in plan.nwfilter_xml
+    assert "dstipaddr='10.213.0.0' dstipmask='16'" in plan.nwfilter_xml
+    assert "NEW,ESTABLISHED,RELATED" in plan.nwfilter_xml  # NAT egress for the rest
+    assert plan.dns_forwarder == "10.213.5.1#5400"
+    assert plan.guest_env["http_proxy"] == "http://10.213.5.1:3128"
+
+
+def test_plan_blocklist_reads_the_host_networks_by_default() -> None:
+    plan = plan_network(SESSION, Policy("blocklist", ()), "10.213.5.1")
+    assert plan.nwfilter_xml is not None
+    for net in addresses.host_networks():
+        assert f"dstipaddr='{net.network_address}'" in plan.nwfilter_xml or any(
+            net.subnet_of(d) for d in BLOCKLIST_DENIED
+        )
+
+
+def test_change_applies() -> None:
+    base = {"mounts": [], "network": {"mode": "allowlist", "entries": ["a"], "ports": []}}
+    entries = {"mounts": [], "network": {"mode": "allowlist", "entries": ["b"], "ports": []}}
+    mode = {"mounts": [], "network": {"mode": "blocklist", "entries": ["a"], "ports": []}}
+    mounts = {
+        "mounts": [{"host": "/", "guest": "/h", "read_only": False}],
+        "network": base["network"],
+    }
+    assert change_applies(base, entries) == "live"
+    assert change_applies(base, mode) == "next start"
+    assert change_applies(base, mounts) == "next start"
+
+
+async def test_enforcer_runs_proxy_and_dns_and_takes_new_policy(tmp_path: Path) -> None:
+    stub = StubUpstream()
+    enforcer = NetworkEnforcer(
+        Policy("allowlist", ("allowed.test",)),
+        tmp_path / "network.log",
+        "127.0.0.1",
+        "127.0.0.0/8",
+        proxy_port=0,
+        dns_port=0,
+        resolver=fake_resolver,
+        upstream=stub,
+    )
+    await enforcer.start()
+    try:
+        assert rcode(await ask(enforcer.dns_port, query("other.test"))) == RCODE_NXDOMAIN
+        reply = await exchange(enforcer.proxy_port, b"CONNECT other.test:1 HTTP/1.1\r\n\r\n")
+        assert reply.startswith(b"HTTP/1.1 403")
+        enforcer.set_policy(Policy("allowlist", ("other.test",)))
+        assert rcode(await ask(enforcer.dns_port, query("other.test"))) == 0
+        assert enforcer.policy.entries == ("other.test",)
+    finally:
+        await enforcer.close()
+    hosts = [(e.source, e.host, e.verdict) for e in netlog.tail(tmp_path / "network.log", 10)]
+    assert hosts == [
+        ("dns", "other.test", "blocked"),
+        ("proxy", "other.test", "blocked"),
+        ("dns", "other.test", "allowed"),
+    ]
+
+
+async def test_other_sessions_are_not_served(tmp_path: Path) -> None:
+    """A client outside the session subnet gets neither proxy nor DNS answers."""
+    enforcer = NetworkEnforcer(
+        Policy("blocklist", ()),
+        tmp_path / "network.log",
+        "127.0.0.1",
+        "10.213.9.0/24",
+        proxy_port=0,
+        dns_port=0,
+        resolver=fake_resolver,
+        upstream=StubUpstream(),
+    )
+    await enforcer.start()
+    try:
+        reply = await exchange(enforcer.proxy_port, b"CONNECT allowed.test:1 HTTP/1.1\r\n\r\n")
+        assert reply.startswith(b"HTTP/1.1 403")
+        assert b"only its own session" in reply
+        dns = enforcer.dns
+        assert isinstance(dns, DnsFilter)
+        dns.datagram_received(query("allowed.test"), ("127.0.0.1", 5555))
+        assert not dns._pending  # dropped before any work
+        dns.datagram_received(query("allowed.test"), ("10.213.9.1", 5555))
+        assert dns._pending
+        await asyncio.gather(*dns._pending)
+    finally:
+        await enforcer.close()
+
+
+async def test_enforcer_without_its_network_is_a_clear_error(tmp_path: Path) -> None:
+    # 192.0.2.1 (TEST-NET-1) is not an address of this host: binding fails, nothing is sent.
+    enforcer = NetworkEnforcer(Policy(), tmp_path / "n.log", "192.0.2.1", proxy_port=0, dns_port=0)
+    with pytest.raises(NetworkPolicyError, match="is the session's network up"):
+        await enforcer.start()
+
+
+@dataclass(frozen=True)
+class _Network:
+    mode: str = "allowlist"
+    entries: tuple[str, ...] = ()
+    ports: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Box:
+    mounts: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Config:
+    network: _Network
+    box: _Box = _Box()
+
+
+def _canon(mode: str, *entries: str) -> dict[str, Any]:
+    return canonical_policy(_Config(_Network(mode, entries)))
+
+
+def test_read_approved_trusts_only_a_matching_digest() -> None:
+    data = _canon("allowlist", "a.test")
+    extra = {APPROVED_DIGEST_KEY: policy_digest(data), APPROVED_POLICY_KEY: canonical_json(data)}
+    assert read_approved(extra) == data
+    assert read_approved({}) is None
+    assert read_approved({**extra, APPROVED_DIGEST_KEY: "sha256:x"}) is None
+    assert read_approved({**extra, APPROVED_POLICY_KEY: "{not json"}) is None
+    assert policy_from_canonical(data) == Policy("allowlist", ("a.test",))
+    with pytest.raises(ValueError):
+        policy_from_canonical({"network": {"mode": "open"}})
+
+
+def test_follower_applies_newly_approved_policies(tmp_path: Path) -> None:
+    start = _canon("allowlist", "a.test")
+    enforcer = NetworkEnforcer(policy_from_canonical(start), tmp_path / "n.log", "127.0.0.1")
+    follower = ApprovalFollower(enforcer, start)
+    assert follower.update(start) is None  # nothing new
+    assert follower.update(None) is None  # unreadable index: keep what runs
+
+    widened = _canon("allowlist", "a.test", "b.test")
+    assert follower.update(widened) == "live"
+    assert enforcer.policy.entries == ("a.test", "b.test")
+    assert enforcer.proxy.policy is enforcer.policy
+
+    mode = _canon("blocklist")
+    assert follower.update(mode) == "next start"
+    assert enforcer.policy.mode == "allowlist" and follower.pending_restart
+
+
+@dataclass(frozen=True)
+class _Mount:
+    host: str
+    guest: str
+    read_only: bool = True
+
+
+def test_follower_says_what_waits_for_the_next_start(tmp_path: Path) -> None:
+    start = _canon("allowlist", "a.test")
+    enforcer = NetworkEnforcer(policy_from_canonical(start), tmp_path / "n.log", "127.0.0.1")
+    follower = ApprovalFollower(enforcer, start)
+    network = SessionNetwork(enforcer, follower)
+    assert network.status() == {"policy": {"applied": "live", "pending": []}}
+
+    assert follower.update(_canon("allowlist", "a.test", "b.test")) == "live"
+    assert network.status()["policy"] == {"applied": "live", "pending": []}
+
+    mounted = canonical_policy(
+        _Config(_Network("blocklist", ("x.test",)), _Box((_Mount("/srv/data", "/data"),)))
+    )
+    assert follower.update(mounted) == "next start"
+    assert network.status()["policy"] == {
+        "applied": "next start",
+        "pending": ["+ mount: /srv/data → /data (ro)", "~ network mode: allowlist → blocklist"],
+    }
+    # Entries meant for the other mode wait with it; the mount is no longer asked for.
+    assert follower.update(_canon("blocklist", "y.test")) == "next start"
+    assert enforcer.policy.entries == ("a.test", "b.test")
+    assert follower.pending == ["~ network mode: allowlist → blocklist"]
+    # Approving the running mode again: nothing waits any more.
+    assert follower.update(_canon("allowlist", "c.test")) == "live"
+    assert not follower.pending_restart and enforcer.policy.entries == ("c.test",)
+    assert network.status()["policy"]["applied"] == "live"
+
+
+def test_follower_that_started_fail_closed_takes_the_first_approval(tmp_path: Path) -> None:
+    enforcer = NetworkEnforcer(FAIL_CLOSED, tmp_path / "n.log", "127.0.0.1")
+    follower = ApprovalFollower(enforcer)
+    assert follower.status() == {"applied": "live", "pending": []}
+    assert follower.update(_canon("allowlist", "a.test")) == "live"
+    assert follower.update(_canon("blocklist")) == "next start"
+    assert follower.status()["pending"] == ["~ network mode: allowlist → blocklist"]
+
+
+async def test_follow_approvals_task_polls_in_a_thread(tmp_path: Path) -> None:
+    start = _canon("allowlist", "a.test")
+    widened = _canon("allowlist", "b.test")
+    enforcer = NetworkEnforcer(policy_from_canonical(start), tmp_path / "n.log", "127.0.0.1")
+    changes: asyncio.Queue[str] = asyncio.Queue()
+    task = asyncio.create_task(
+        follow_approvals(
+            ApprovalFollower(enforcer, start),
+            lambda: widened,
+            interval=0.01,
+            on_change=changes.put_nowait,
+        )
+    )
+    try:
+        assert await asyncio.wait_for(changes.get(), 5) == "live"
+        assert enforcer.policy.entries == ("b.test",)
+    finally:
+        task.cancel()
+
+
+async def test_start_session_network_enforces_the_approved_policy(tmp_path: Path) -> None:
+    approved: list[dict[str, Any] | None] = [None]
+    changes: asyncio.Queue[str] = asyncio.Queue()
+    session = await start_session_network(
+        tmp_path / "network.log",
+        "127.0.0.0/8",
+        lambda: approved[0],
+        interval=0.01,
+        on_change=changes.put_nowait,
+        proxy_port=0,
+        dns_port=0,
+    )
+    try:
+        enforcer = session.enforcer
+        assert enforcer.gateway_ip == "127.0.0.1"
+        assert enforcer.policy == FAIL_CLOSED  # nothing approved: nothing gets out
+        assert rcode(await ask(enforcer.dns_port, query("localhost"))) == RCODE_NXDOMAIN
+        approved[0] = _canon("allowlist", "localhost")
+        assert await asyncio.wait_for(changes.get(), 5) == "live"
+        assert rcode(await ask(enforcer.dns_port, query("localhost"))) == 0
+    finally:
+        await session.stop()
+    assert session.task is None

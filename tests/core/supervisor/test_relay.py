@@ -1,0 +1,238 @@
+"""The terminal relay: framing, and a shell relayed by a supervisor over its UNIX socket.
+
+The supervisor here is the real :class:`~vibebox_core.supervisor.server.Supervisor` on a fake VM;
+the guest shell is a :class:`~vibebox_core.ssh.pty.MemoryStream`. The real SSH side is covered by
+``tests/e2e/test_terminal_e2e.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import stat
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from vibebox_core import commandtoken, paths
+from vibebox_core.errors import SSHError, SupervisorError
+from vibebox_core.ssh.pty import MemoryStream
+from vibebox_core.supervisor import relay
+from vibebox_core.supervisor.relay import RelayPtyStream
+from vibebox_core.supervisor.server import Supervisor
+
+SID = "019bf290-dddd-7c23-ba1d-dce7e6d40693"
+
+
+def reader_of(data: bytes, eof: bool = True) -> asyncio.StreamReader:
+    reader = asyncio.StreamReader()
+    reader.feed_data(data)
+    if eof:
+        reader.feed_eof()
+    return reader
+
+
+async def test_frames_round_trip_and_end_cleanly_between_frames() -> None:
+    data = relay.frame(relay.DATA, b"hello") + relay.resize_frame(100, 30)
+    reader = reader_of(data)
+    assert await relay.read_frame(reader) == (b"d", b"hello")
+    kind, payload = await relay.read_frame(reader) or (b"", b"")
+    assert kind == relay.RESIZE and relay.parse_size(payload) == (100, 30)
+    assert await relay.read_frame(reader) is None
+
+
+async def test_a_cut_or_oversized_frame_is_an_error() -> None:
+    with pytest.raises(relay.FrameError):
+        await relay.read_frame(reader_of(relay.frame(relay.DATA, b"hello")[:-2]))
+    with pytest.raises(relay.FrameError):
+        await relay.read_frame(reader_of(b"d\x00"))
+    with pytest.raises(relay.FrameError):
+        await relay.read_frame(reader_of(b"d" + (relay.MAX_FRAME + 1).to_bytes(4, "big")))
+    with pytest.raises(relay.FrameError):
+        relay.parse_size(b"\x00")
+
+
+def test_sizes_are_clamped_to_what_a_pty_takes() -> None:
+    _, payload = relay.resize_frame(0, 70000)[:5], relay.resize_frame(0, 70000)[5:]
+    assert relay.parse_size(payload) == (1, 65535)
+
+
+class Terminals:
+    """Shells for ``pty`` requests: MemoryStreams the test drives."""
+
+    def __init__(self, fail: str = "") -> None:
+        self.fail = fail
+        self.shells: list[MemoryStream] = []
+        self.sizes: list[tuple[int, int]] = []
+        self.tokens: list[str | None] = []
+        self.closed = False
+
+    async def open_shell(
+        self, cols: int, rows: int, command_token: str | None = None
+    ) -> MemoryStream:
+        if self.fail:
+            raise SSHError(self.fail, hint="a hint")
+        self.sizes.append((cols, rows))
+        self.tokens.append(command_token)
+        shell = MemoryStream()
+        self.shells.append(shell)
+        return shell
+
+    async def close(self) -> None:
+        self.closed = True
+        for shell in self.shells:
+            shell.feed_eof("Connection lost: closed by the supervisor")
+
+
+class FakeVM:
+    running = True
+
+    def state(self) -> str:
+        return "running" if self.running else "shut off"
+
+    def start(self) -> None:
+        self.running = True
+
+    def stop(self, timeout: float) -> bool:
+        self.running = False
+        return True
+
+
+@pytest.fixture
+def home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    directory = Path(tempfile.mkdtemp(prefix="vbx-relay-", dir="/tmp"))  # short socket path
+    monkeypatch.setenv(paths.HOME_ENV, str(directory))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+async def serving(home: Path, terminals: Terminals | None) -> AsyncIterator[Supervisor]:
+    root = home / "proj" / paths.PROJECT_CACHE
+    root.mkdir(parents=True)
+    sup = Supervisor(
+        SID,
+        paths.supervisor_socket_path(SID),
+        root / "supervisor.lock",
+        FakeVM(),
+        grace=30.0,
+        startup_grace=30.0,
+        shutdown_timeout=1.0,
+        terminals=terminals,
+    )
+    task = asyncio.create_task(sup.run())
+    while sup.phase != "running":
+        await asyncio.sleep(0.01)
+    try:
+        yield sup
+    finally:
+        sup.request_stop("test over")
+        await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture
+async def terminals(home: Path) -> AsyncIterator[tuple[Supervisor, Terminals]]:
+    shells = Terminals()
+    async for sup in serving(home, shells):
+        yield sup, shells
+
+
+async def wait_until(condition: object, timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not condition():  # type: ignore[operator]
+        assert loop.time() < end, "timed out"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_relayed_shell_carries_output_input_and_resizes(
+    terminals: tuple[Supervisor, Terminals],
+) -> None:
+    sup, shells = terminals
+    stream = await RelayPtyStream.open(sup.socket_path, 90, 20)
+    assert shells.sizes == [(90, 20)]
+    # The client's fresh command token is the one the shell is opened with.
+    assert commandtoken.is_token(stream.command_token)
+    assert shells.tokens == [stream.command_token]
+    shell = shells.shells[0]
+    shell.feed(b"vibecoder@vibebox:~$ ")
+    assert await stream.read() == b"vibecoder@vibebox:~$ "
+    await stream.write(b"echo hi\r")
+    await stream.resize(120, 40)
+    await shell.wait_for(lambda: bytes(shell.written) == b"echo hi\r" and shell.resizes)
+    assert shell.resizes == [(120, 40)]
+    big = bytes(range(256)) * 1024  # binary-safe, larger than one socket read
+    shell.feed(big)
+    got = b""
+    while len(got) < len(big):
+        got += await stream.read()
+    assert got == big
+    assert sup.attached == 0  # a terminal is not an attachment; the attach op is
+    await stream.close()
+    await wait_until(lambda: shell.closed)
+
+
+async def test_the_shells_end_reaches_the_client_with_its_reason(
+    terminals: tuple[Supervisor, Terminals],
+) -> None:
+    sup, shells = terminals
+    stream = await RelayPtyStream.open(sup.socket_path, 80, 24)
+    shells.shells[0].feed(b"bye\r\n")
+    shells.shells[0].feed_eof("Session exited with status 3")
+    assert await stream.read() == b"bye\r\n"
+    assert await stream.read() == b""
+    assert stream.end_reason == "Session exited with status 3"
+    assert await stream.read() == b""
+    await stream.write(b"ignored after the end")  # no error, nothing sent
+
+
+async def test_only_the_user_can_reach_the_socket(
+    terminals: tuple[Supervisor, Terminals],
+) -> None:
+    sup, _ = terminals
+    assert stat.S_IMODE(sup.socket_path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(sup.socket_path.parent.stat().st_mode) == 0o700
+
+
+async def test_a_shell_the_guest_refuses_is_an_error_with_its_hint(home: Path) -> None:
+    async for sup in serving(home, Terminals(fail="the guest said no")):
+        with pytest.raises(SSHError) as caught:
+            await RelayPtyStream.open(sup.socket_path, 80, 24)
+        assert caught.value.message == "the guest said no" and caught.value.hint == "a hint"
+
+
+async def test_a_supervisor_without_terminals_refuses(home: Path) -> None:
+    async for sup in serving(home, None):
+        with pytest.raises(SSHError, match="opens no terminals"):
+            await RelayPtyStream.open(sup.socket_path, 80, 24)
+
+
+async def test_no_supervisor_is_a_clear_error(home: Path) -> None:
+    with pytest.raises(SupervisorError, match="no supervisor answers"):
+        await RelayPtyStream.open(home / "nobody.sock", 80, 24)
+
+
+async def test_shutdown_ends_relayed_shells_and_closes_the_connection(home: Path) -> None:
+    shells = Terminals()
+    async for sup in serving(home, shells):
+        stream = await RelayPtyStream.open(sup.socket_path, 80, 24)
+        await sup.request_stop("test")
+        assert shells.closed
+        while await stream.read():
+            pass
+        assert stream.end_reason
+
+
+async def test_a_supervisor_that_never_answers_times_out_with_a_clear_error(home: Path) -> None:
+    path = home / "mute.sock"
+
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # reads the request, never answers
+
+    server = await asyncio.start_unix_server(mute, path=str(path))
+    try:
+        with pytest.raises(SupervisorError, match="did not open a terminal: timed out"):
+            await RelayPtyStream.open(path, 80, 24, timeout=0.2)
+    finally:
+        server.close()

@@ -1,0 +1,461 @@
+"""Emulator behaviour on hand-written sequences: modes, regions, replies, events, robustness."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from rich.cells import cell_len
+from rich.style import Style
+
+from vibebox_tui.terminal.render import Renderer
+from vibebox_tui.terminal.vt.attrs import BOLD, TRUECOLOR, UNDERLINE, Attr, apply_sgr
+from vibebox_tui.terminal.vt.emulator import BellEvent, CommandEvent, Emulator, TitleEvent
+
+
+def term(data: bytes | str, columns: int = 20, lines: int = 5) -> Emulator:
+    emulator = Emulator(columns, lines)
+    emulator.feed(data.encode() if isinstance(data, str) else data)
+    return emulator
+
+
+def rows(emulator: Emulator) -> list[str]:
+    return [line.rstrip() for line in emulator.screen.display]
+
+
+def cursor(emulator: Emulator) -> tuple[int, int]:
+    return emulator.screen.cursor.x, emulator.screen.cursor.y
+
+
+# -- SGR -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ("", Attr()),
+        ("1;31", Attr(fg=1, flags=BOLD)),
+        ("38;5;208", Attr(fg=208)),
+        ("38:5:208", Attr(fg=208)),
+        ("48;2;1;2;3", Attr(bg=TRUECOLOR | 0x010203)),
+        ("38:2::1:2:3", Attr(fg=TRUECOLOR | 0x010203)),
+        ("38:2:1:2:3", Attr(fg=TRUECOLOR | 0x010203)),
+        ("4:3", Attr(flags=UNDERLINE)),
+        ("4:0", Attr()),
+        ("58:2::9:9:9;1", Attr(flags=BOLD)),
+        ("38;5", Attr()),  # truncated: ignored, no crash
+        ("38;2;1", Attr()),
+        ("x;1", Attr(flags=BOLD)),  # junk parameter skipped, the rest applies
+        ("95;104", Attr(fg=13, bg=12)),
+        ("1;22", Attr()),
+    ],
+)
+def test_sgr_forms(params: str, expected: Attr) -> None:
+    assert apply_sgr(Attr(), params) == expected
+
+
+def test_private_sgr_is_ignored_and_text_after_it_kept() -> None:
+    emulator = term("\x1b[1m\x1b[?4mA\x1b[>4;2mB\x1b[=5mC")
+    assert rows(emulator)[0] == "ABC"
+    table = emulator.screen.table
+    assert table.attrs[emulator.screen.buffer[0].attrs[2]] == Attr(flags=BOLD)
+
+
+# -- cursor, regions, editing --------------------------------------------------------------
+
+
+def test_scroll_region_scrolls_only_inside() -> None:
+    emulator = term("top\x1b[2;4r\x1b[4;1Ha\r\nb\r\nc", lines=5)
+    assert rows(emulator) == ["top", "a", "b", "c", ""]
+    emulator.feed(b"\r\nd")
+    assert rows(emulator) == ["top", "b", "c", "d", ""]
+    assert len(emulator.screen.scrollback) == 0  # region not at the top: no scrollback
+
+
+def test_reverse_index_at_region_top_scrolls_down() -> None:
+    emulator = term("1\r\n2\r\n3\x1b[1;3r\x1b[H\x1bM", lines=3)
+    assert rows(emulator) == ["", "1", "2"]
+
+
+def test_full_screen_scroll_feeds_scrollback() -> None:
+    emulator = term("".join(f"{i}\r\n" for i in range(10)), lines=3)
+    assert [line.text.rstrip() for line in emulator.screen.scrollback] == list("01234567")
+    assert rows(emulator) == ["8", "9", ""]
+
+
+def test_insert_delete_chars_and_lines() -> None:
+    emulator = term("abcdef\x1b[1;3H\x1b[2@XY", columns=8)
+    assert rows(emulator)[0] == "abXYcdef"
+    emulator.feed(b"\x1b[1;3H\x1b[2P")
+    assert rows(emulator)[0] == "abcdef"
+    emulator.feed(b"\r\nline2\x1b[1;1H\x1b[L")
+    assert rows(emulator)[:3] == ["", "abcdef", "line2"]
+    emulator.feed(b"\x1b[M")
+    assert rows(emulator)[:2] == ["abcdef", "line2"]
+
+
+def test_erase_in_line_and_display() -> None:
+    emulator = term("hello world\x1b[1;6H\x1b[K")
+    assert rows(emulator)[0] == "hello"
+    emulator.feed(b"\x1b[1;3H\x1b[1K")
+    assert rows(emulator)[0] == "   lo"
+    emulator.feed(b"\x1b[2J")
+    assert rows(emulator) == [""] * 5
+
+
+def test_erase_uses_background_colour_only() -> None:
+    emulator = term("\x1b[1;4;44m\x1b[2J")
+    table = emulator.screen.table
+    assert table.attrs[emulator.screen.buffer[2].attrs[5]] == Attr(bg=4)
+
+
+def test_autowrap_and_pending_wrap() -> None:
+    emulator = term("abcde", columns=5)
+    assert cursor(emulator) == (5, 0)  # wrap pending, not yet taken
+    emulator.feed(b"f")
+    assert rows(emulator)[:2] == ["abcde", "f"]
+    emulator = term("\x1b[?7labcdefg", columns=5)
+    assert rows(emulator)[:2] == ["abcdg", ""]
+
+
+def test_wide_char_overwritten_by_narrow_clears_its_other_half() -> None:
+    emulator = term("漢字\x1b[1;2Hx")
+    assert emulator.screen.buffer[0].chars[:4] == [" ", "x", "字", ""]
+
+
+def test_tabs_and_backspace() -> None:
+    emulator = term("a\tb\x08c\x1b[3g\r\td", columns=20)
+    # a, tab to 8, b, back over it, c; then no tab stops left: tab goes to the last column
+    assert rows(emulator)[0] == "a       c          d"
+
+
+def test_dec_line_drawing_charset() -> None:
+    emulator = term("\x1b(0lqk\x1b(Bq")
+    assert rows(emulator)[0] == "┌─┐q"
+
+
+# -- modes ---------------------------------------------------------------------------------
+
+
+def test_decckm_and_keypad_and_bracketed_paste_modes() -> None:
+    emulator = term("\x1b[?1h\x1b=\x1b[?2004h")
+    assert emulator.app_cursor and emulator.app_keypad and emulator.bracketed_paste
+    emulator.feed(b"\x1b[?1l\x1b>\x1b[?2004l")
+    assert not (emulator.app_cursor or emulator.app_keypad or emulator.bracketed_paste)
+
+
+@pytest.mark.parametrize("mode", [1049, 1047, 47])
+def test_alternate_screen_modes(mode: int) -> None:
+    emulator = term("main\r\n")
+    emulator.feed(f"\x1b[?{mode}hALT".encode())
+    assert emulator.screen.in_alt
+    assert rows(emulator)[:2] == ["", "ALT"]  # cursor stays where it was
+    assert "main" not in rows(emulator)
+    emulator.feed(f"\x1b[?{mode}l".encode())
+    assert not emulator.screen.in_alt
+    assert rows(emulator)[0] == "main"
+
+
+def test_1049_saves_and_restores_the_cursor() -> None:
+    emulator = term("abc\x1b[?1049h\x1b[4;4Hx\x1b[?1049l")
+    assert cursor(emulator) == (3, 0)
+
+
+def test_alternate_screen_never_reaches_scrollback() -> None:
+    emulator = term("\x1b[?1049h" + "".join(f"{i}\r\n" for i in range(20)), lines=3)
+    assert len(emulator.screen.scrollback) == 0
+    emulator.feed(b"\x1b[?1049l")
+    assert rows(emulator) == ["", "", ""]
+
+
+def test_resize_keeps_cursor_line_and_pushes_top_into_scrollback() -> None:
+    emulator = term("1\r\n2\r\n3\r\n4\r\n5", lines=5)
+    emulator.resize(10, 3)
+    assert rows(emulator) == ["3", "4", "5"]
+    assert cursor(emulator) == (1, 2)
+    assert [line.text.rstrip() for line in emulator.screen.scrollback] == ["1", "2"]
+    emulator.resize(30, 6)
+    assert emulator.screen.columns == 30
+    assert all(len(line.chars) == 30 for line in emulator.screen.buffer)
+
+
+# -- replies and events --------------------------------------------------------------------
+
+
+def test_status_and_attribute_queries_are_answered() -> None:
+    emulator = term("ab\r\nc\x1b[5n\x1b[6n\x1b[c\x1b[>c\x1b[?6n\x1b[?2004$p\x1b[18t")
+    assert emulator.take_replies() == (
+        b"\x1b[0n\x1b[2;2R\x1b[?62;22c\x1b[>1;10;0c\x1b[?2;2R\x1b[?2004;2$y\x1b[8;5;20t"
+    )
+
+
+def test_title_and_vibebox_commands_are_events_not_text() -> None:
+    emulator = term(
+        "\x1b]0;one\x07\x1b]2;two\x1b\\\x1b]7777;vibebox-command=explain;t0k\x07ok\x07"
+        "\x1b]7777;vibebox-command=new\x07"
+    )
+    assert emulator.take_events() == [
+        TitleEvent("one"),
+        TitleEvent("two"),
+        CommandEvent("explain", "t0k"),  # the widget checks the token against its PTY's
+        BellEvent(),
+        CommandEvent("new", ""),
+    ]
+    assert rows(emulator)[0] == "ok"
+
+
+def test_osc_split_across_reads() -> None:
+    emulator = Emulator(20, 3)
+    data = b"a\x1b]7777;vibebox-command=new;abc\x07b"
+    for byte in data:
+        emulator.feed(bytes([byte]))
+    assert emulator.take_events() == [CommandEvent("new", "abc")]
+    assert rows(emulator)[0] == "ab"
+
+
+def test_text_that_merely_shows_a_command_is_not_a_command() -> None:
+    emulator = term("echo ':new' vibebox-command=new\r\n")
+    assert emulator.take_events() == []
+
+
+def test_random_bytes_never_crash_the_parser() -> None:
+    rnd = random.Random(1)
+    alphabet = b"\x1b[]?>;:0123456789mHJKhlr\x07\\P\r\n\xe2\x82\xac\xff abc"
+    emulator = Emulator(30, 8)
+    for _ in range(300):
+        emulator.feed(bytes(rnd.choice(alphabet) for _ in range(rnd.randint(1, 60))))
+    assert len(emulator.screen.buffer) == 8
+    assert all(len(line.chars) == 30 for line in emulator.screen.buffer)
+
+
+def test_dcs_strings_are_swallowed() -> None:
+    assert rows(term("a\x1bPzz\x1b\\b"))[0] == "ab"
+
+
+# -- rendering -----------------------------------------------------------------------------
+
+
+def test_rendered_strips_are_exactly_as_wide_as_the_screen() -> None:
+    emulator = term("e\u0301 漢字 ❤\ufe0f 👨\u200d👩\u200d👧 🇩🇪 end", columns=30, lines=2)
+    renderer = Renderer(emulator.screen.table)
+    strip = renderer.line(emulator.screen.buffer[0], 30)
+    assert strip.cell_length == 30
+    assert cell_len(strip.text) == 30
+    assert strip.text.rstrip().endswith("end")
+
+
+def test_renderer_caches_strips_until_the_line_changes() -> None:
+    emulator = term("\x1b[31mred\x1b[0m plain", lines=2)
+    renderer = Renderer(emulator.screen.table, Style(color="white", bgcolor="black"))
+    line = emulator.screen.buffer[0]
+    first = renderer.line(line, 20)
+    assert renderer.line(line, 20) is first
+    segment = next(iter(first))
+    assert segment.text == "red" and segment.style is not None
+    assert segment.style.color is not None and segment.style.color.number == 1
+    emulator.feed(b"\x1b[1;1Hx")
+    assert renderer.line(line, 20) is not first
+
+
+def test_full_reset_keeps_pending_replies_and_events() -> None:
+    emulator = term("\x1b]2;t\x07\x1b[5n\x1b[31mx\x1bcy")
+    assert rows(emulator)[0] == "y"
+    assert emulator.take_replies() == b"\x1b[0n"
+    assert emulator.take_events() == [TitleEvent("t")]
+    table = emulator.screen.table
+    assert table.attrs[emulator.screen.buffer[0].attrs[0]] == Attr()
+
+
+def test_fast_unicode_paths_draw_exactly_what_the_per_character_path_draws() -> None:
+    from vibebox_tui.terminal.vt.screen import Screen
+
+    rnd = random.Random(5)
+    pieces = ["abc ", "é", "e\u0301", "─│┌", "█▓", "漢字", "かな", "한국", "❤\ufe0f", "👨\u200d👩"]
+    pieces += ["🇩🇪", "Ω", "\u200b", "\uff71\uff72", "\uff21\uff22", "·", "x" * 7]
+    for columns in (1, 2, 3, 7, 10):
+        fast, slow = Screen(columns, 4), Screen(columns, 4)
+        for _ in range(200):
+            text = "".join(rnd.choice(pieces) for _ in range(rnd.randint(1, 6)))
+            fast.draw(text)
+            slow._draw_unicode(text)
+            if rnd.random() < 0.2:
+                x, y = rnd.randrange(columns), rnd.randrange(4)
+                for screen in (fast, slow):
+                    screen.move_to(x, y)
+            assert [line.chars for line in fast.buffer] == [line.chars for line in slow.buffer]
+            assert [line.wrapped for line in fast.buffer] == [line.wrapped for line in slow.buffer]
+            assert (fast.cursor.x, fast.cursor.y) == (slow.cursor.x, slow.cursor.y)
+
+
+def test_synchronized_output_mode_is_tracked_and_reported() -> None:
+    emulator = term("\x1b[?2026$p\x1b[?2026h\x1b[?2026$p")
+    assert emulator.synchronized
+    assert emulator.take_replies() == b"\x1b[?2026;2$y\x1b[?2026;1$y"
+    emulator.feed(b"\x1b[?2026l")
+    assert not emulator.synchronized
+
+
+def test_sequences_cut_short_by_escape_are_dropped_not_drawn() -> None:
+    emulator = term("a\x1b[12\x1b[31mb\x1b]0;title\x1b[0mc\x1bPq\x1b[1md")
+    assert rows(emulator)[0] == "abcd"
+    assert emulator.take_events() == []
+    table = emulator.screen.table
+    assert table.attrs[emulator.screen.buffer[0].attrs[1]].fg == 1
+
+
+@pytest.mark.parametrize("split", range(1, 12))
+def test_string_terminator_split_across_reads(split: int) -> None:
+    data = b"a\x1bPzz\x1b\\b\x1b]2;t\x1b\\c"
+    for cut in (split, split + 9):
+        emulator = Emulator(20, 3)
+        emulator.feed(data[:cut])
+        emulator.feed(data[cut:])
+        assert rows(emulator)[0] == "abc"
+        assert emulator.take_events() == [TitleEvent("t")]
+
+
+def test_cursor_outside_the_scroll_region_moves_freely_as_in_xterm() -> None:
+    # pyte 0.8 pulls the cursor into the region here; xterm does not.
+    emulator = term("\x1b[5;8r\x1bMab", columns=10, lines=12)  # DECSTBM homes to row 1
+    assert cursor(emulator) == (2, 0) and rows(emulator)[0] == "ab"
+    emulator = term("\x1b[2;6r\x1b[11;3H\r\nx", columns=10, lines=12)
+    assert cursor(emulator) == (1, 11) and rows(emulator)[11] == "x"
+    emulator = term("\x1b[3;6r\x1b[2;1H\x1b[5Ax", columns=10, lines=12)
+    assert rows(emulator)[0] == "x"
+
+
+def test_next_line_is_carriage_return_plus_line_feed() -> None:
+    assert rows(term("ab\x1bEc"))[:2] == ["ab", "c"]
+
+
+# -- xterm parity (issue 11): each of the known differences, pinned without the reference --
+
+
+def test_leaving_the_alternate_screen_twice_still_restores_the_cursor() -> None:
+    # as xterm: the second 1049l restores the main screen's saved cursor again
+    emulator = term("a\r\nb\r\n\x1b[4;6H\x1b[?1049hdialog\x1b[?1049l\x1b[5;1H\x1b[?1049l")
+    assert not emulator.screen.in_alt
+    assert cursor(emulator) == (5, 3)
+
+
+def test_c0_control_inside_a_csi_runs_and_the_csi_goes_on() -> None:
+    emulator = term("abcdef\x1b[2\rD")  # CR inside CUB: CR runs, then CUB 2 from column 0
+    assert rows(emulator)[0] == "abcdef"
+    assert cursor(emulator) == (0, 0)
+    emulator = term("ab\x1b[3\n;5HX")
+    assert rows(emulator)[2] == "    X"
+
+
+def test_full_reset_then_crlf_in_the_same_read_keeps_lines_apart() -> None:
+    emulator = term("junk\x1bc\r\nfirst\r\nsecond")
+    assert rows(emulator)[:3] == ["", "first", "second"]
+
+
+def test_widths_follow_glibc_flags_vs16_zwj_and_indic_marks() -> None:
+    emulator = term("\U0001f1e9\U0001f1eax|\u2764\ufe0fx|\U0001f468\u200d\U0001f469x|\u0915\u0903x")
+    line = emulator.screen.buffer[0].chars
+    assert line[:3] == ["\U0001f1e9", "\U0001f1ea", "x"]  # a regional indicator is 1 cell
+    assert line[4:6] == ["\u2764\ufe0f", "x"]  # VS16 joins, adds no cell
+    assert line[7:12] == ["\U0001f468\u200d", "", "\U0001f469", "", "x"]  # 2 + 0 + 2
+    assert line[13:16] == ["\u0915", "\u0903", "x"]  # a spacing mark takes a cell
+
+
+def test_width_table_is_the_c_library_wcwidth() -> None:
+    import ctypes
+    import ctypes.util
+    import platform
+
+    from vibebox_tui.terminal.vt.wcwidth_table import SOURCE
+    from vibebox_tui.terminal.vt.widths import code_width
+
+    if f"{platform.libc_ver()[0]} {platform.libc_ver()[1]}" != SOURCE:
+        pytest.skip(f"the table is {SOURCE}'s; this C library is {platform.libc_ver()}")
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    libc.setlocale.restype = ctypes.c_char_p
+    libc.setlocale.argtypes = [ctypes.c_int, ctypes.c_char_p]
+    assert libc.setlocale(0, b"C.UTF-8")
+    wcwidth = libc.wcwidth
+    wcwidth.argtypes = [ctypes.c_uint32]
+    for code in [*range(0x20, 0x3400), *range(0xA000, 0x30000, 7), *range(0xE0000, 0xE0200)]:
+        if 0xD800 <= code < 0xE000:
+            continue
+        want = wcwidth(code)
+        assert code_width(code) == (1 if want < 0 else want), hex(code)
+
+
+def test_deccolm_is_ignored_unless_mode_40_allows_it() -> None:
+    emulator = term("keep\x1b[?3h\x1b[?3l")
+    assert rows(emulator)[0] == "keep"
+    emulator = term("gone\x1b[2;3H\x1b[?40h\x1b[?3h")
+    assert rows(emulator)[0] == "" and cursor(emulator) == (0, 0)
+
+
+@pytest.mark.parametrize("cancel", ["\x18", "\x1a"])
+def test_can_and_sub_abort_osc_and_dcs_strings(cancel: str) -> None:
+    emulator = term(f"\x1b]0;title{cancel}shown\x1bPq#0{cancel}too")
+    assert emulator.title == ""
+    assert "shown" in rows(emulator)[0] and rows(emulator)[0].endswith("too")
+
+
+def test_dec_special_graphics_is_xterms_table() -> None:
+    emulator = term("\x1b(0+,-.0h_`aqx~\x1b(B")
+    assert rows(emulator)[0] == "+,-.0\u2424 \u25c6\u2592\u2500\u2502\u00b7"
+
+
+def test_malformed_csis_are_swallowed() -> None:
+    assert rows(term("a\x1b[ 1mb\x1b[1?25lc\x1b[3\x7fCd"))[0] == "abc   d"
+
+
+def test_decrc_restores_origin_and_pending_wrap_but_not_autowrap() -> None:
+    emulator = term("\x1b[?7l\x1b7\x1b[?7h\x1b8" + "x" * 25)
+    assert emulator.screen.autowrap
+    assert rows(emulator)[1] == "xxxxx"
+    emulator = term("x" * 19 + "y\x1b7\x1b[1;1H\x1b8Z")
+    assert rows(emulator)[1] == "Z"
+
+
+def test_pending_wrap_kept_by_tab_ended_by_ech() -> None:
+    assert rows(term("x" * 20 + "\tZ"))[1] == "Z"
+    emulator = term("x" * 20 + "\x1b[XZ")
+    assert rows(emulator)[0] == "x" * 19 + "Z" and rows(emulator)[1] == ""
+
+
+def test_vpa_honours_origin_mode() -> None:
+    emulator = term("\x1b[2;4r\x1b[?6h\x1b[2dX")
+    assert rows(emulator)[2] == "X"
+
+
+def test_rep_repeats_the_last_graphic_character_only_right_after_it() -> None:
+    assert rows(term("ab\x1b[3b"))[0] == "abbbb"
+    assert rows(term("ab\r\x1b[3bz"))[0] == "zb"
+    assert rows(term("a\x1b[31m\x1b[3bz"))[0] == "az"
+    assert rows(term("\x1b(0q\x1b[2b\x1b(B"))[0] == "\u2500" * 3
+
+
+def test_decstr_resets_the_charsets() -> None:
+    assert rows(term("\x1b(0q\x1b[!pq"))[0] == "\u2500q"
+
+
+def test_lnm_makes_line_feed_return_the_carriage() -> None:
+    emulator = term("\x1b[20habc\ndef")
+    assert rows(emulator)[:2] == ["abc", "def"]
+    assert emulator.take_replies() == b""
+    emulator.feed(b"\x1b[20$p")
+    assert emulator.take_replies() == b"\x1b[20;1$y"
+
+
+def test_dch_and_ich_never_strand_half_a_wide_character() -> None:
+    for data in ("a字b\x1b[1;3H\x1b[P", "a字b\x1b[1;3H\x1b[@", "x" * 17 + "字\x1b[1;1H\x1b[@"):
+        chars = term(data).screen.buffer[0].chars
+        for x, char in enumerate(chars):
+            if char == "":
+                assert x > 0 and chars[x - 1] not in ("", " ")  # a right half has its left
+            elif x + 1 < len(chars) and char in ("字",):
+                assert chars[x + 1] == ""  # a left half has its right
+
+
+def test_decaln_homes_and_resets_margins() -> None:
+    emulator = term("\x1b[2;4r\x1b[?6h\x1b[3;3H\x1b#8")
+    assert cursor(emulator) == (0, 0)
+    assert not emulator.screen.origin and emulator.screen.bottom == 4
+    assert all(row == "E" * 20 for row in rows(emulator))

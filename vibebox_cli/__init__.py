@@ -1,0 +1,1 @@
+"""The ``vibebox`` host command line; only ``commands/attach.py`` opens the dashboard."""

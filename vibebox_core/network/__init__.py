@@ -1,0 +1,1 @@
+"""The network policy: rules, the guest fence, the filtering proxy, DNS and the log."""

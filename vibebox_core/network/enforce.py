@@ -1,0 +1,455 @@
+"""Where the network policy meets a session: its network's definition and its running filters.
+
+Two moments need the policy. When the session's libvirt network and domain are defined,
+:func:`plan_network` says how (isolated or NAT, the DNS forwarder, the nwfilter, the guest's
+proxy environment). While the VM runs, the session's supervisor keeps a
+:class:`NetworkEnforcer` (the filtering proxy and the DNS filter, both on the network's
+gateway) and hands it an approved policy change with :meth:`NetworkEnforcer.set_policy`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import ipaddress
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from vibebox_core.errors import NetworkPolicyError, VibeboxError
+from vibebox_core.hypervisor import domain_xml as vm
+from vibebox_core.network import addresses, nwfilter
+from vibebox_core.network import record as netrecord
+from vibebox_core.network.dnsfilter import DnsFilter, Upstream, start_dns_filter
+from vibebox_core.network.proxy import FilteringProxy, Resolver
+from vibebox_core.network.rules import (
+    APPROVED_DIGEST_KEY,
+    APPROVED_POLICY_KEY,
+    DNS_FILTER_PORT,
+    PROXY_PORT,
+    Policy,
+    guest_proxy_env,
+    nwfilter_name,
+    policy_diff,
+    policy_digest,
+)
+
+
+@dataclass(frozen=True)
+class NetworkPlan:
+    """How a session's network is defined for its policy.
+
+    Attributes:
+        isolated: no ``<forward>`` in the libvirt network (allowlist: no route out).
+        dns_forwarder: ``"GATEWAY#PORT"`` for ``NetworkSpec.dns_forwarder``: dnsmasq asks
+            only the DNS filter (with ``no-resolv``/``no-hosts``).
+        nwfilter: the nwfilter name for ``DomainSpec.nwfilter`` (both modes: the host fence,
+            :mod:`vibebox_core.network.nwfilter`).
+        nwfilter_xml: its definition, for ``Hypervisor.define_nwfilter`` before the domain
+            is defined.
+        guest_env: the proxy environment for ``guest.json`` "env".
+        proxy: (address, port) the proxy listens on.
+        dns: (address, port) the DNS filter listens on.
+    """
+
+    isolated: bool
+    dns_forwarder: str
+    nwfilter: str | None
+    nwfilter_xml: str | None
+    guest_env: dict[str, str] = field(default_factory=dict)
+    proxy: tuple[str, int] = ("", PROXY_PORT)
+    dns: tuple[str, int] = ("", DNS_FILTER_PORT)
+
+
+def plan_network(
+    session_id: str,
+    policy: Policy,
+    gateway_ip: str | ipaddress.IPv4Address,
+    *,
+    proxy_port: int = PROXY_PORT,
+    dns_port: int = DNS_FILTER_PORT,
+    mac: str | None = None,
+    host_denied: tuple[ipaddress.IPv4Network, ...] | None = None,
+    ssh_client_ports: tuple[int, int] | None = None,
+) -> NetworkPlan:
+    """Return how to define the session's network and domain for ``policy``.
+
+    Both modes get the host fence (an nwfilter); allowlist mode also an isolated network.
+
+    Args:
+        session_id: the session (names the nwfilter, derives its UUID and the guest's MAC).
+        policy: the approved policy.
+        gateway_ip: the host's address on the session network (``NetworkSpec.gateway``);
+            the guest's fixed address is the next one (``NetworkSpec.guest_ip``).
+        mac: the guest NIC's MAC (default: ``vm.mac_address(session_id)``).
+        host_denied: blocklist: the host's own addresses and networks the guest must not
+            reach (default: read from this host now).
+        ssh_client_ports: the host's ephemeral port range (default: read from this host).
+    """
+    gateway = ipaddress.IPv4Address(str(gateway_ip))
+    allowlist = policy.mode == "allowlist"
+    if host_denied is None:
+        host_denied = (
+            ()
+            if allowlist
+            else nwfilter.host_denied(addresses.host_addresses(), addresses.host_networks())
+        )
+    name = nwfilter_name(session_id)
+    fence = nwfilter.FenceSpec(
+        name=name,
+        uuid=nwfilter.nwfilter_uuid(session_id),
+        mode=policy.mode,
+        gateway=gateway,
+        guest_ip=gateway + 1,
+        mac=(mac or vm.mac_address(session_id)).lower(),
+        proxy_port=proxy_port,
+        ssh_client_ports=ssh_client_ports or nwfilter.local_port_range(),
+        denied=host_denied,
+    )
+    return NetworkPlan(
+        isolated=allowlist,
+        dns_forwarder=f"{gateway}#{dns_port}",
+        nwfilter=name,
+        nwfilter_xml=nwfilter.nwfilter_xml(fence),
+        guest_env=guest_proxy_env(str(gateway), proxy_port),
+        proxy=(str(gateway), proxy_port),
+        dns=(str(gateway), dns_port),
+    )
+
+
+def change_applies(old: dict[str, Any], new: dict[str, Any]) -> Literal["live", "next start"]:
+    """Say when an approved change of canonical policy takes effect on a running session.
+
+    Entries are judged by the running proxy and DNS filter, so a change of entries only is
+    applied at once (``"live"``; port forwards follow on the next attach). A change of mode
+    (the network's isolation and nwfilter) or of mounts needs the VM restarted.
+    """
+    if old.get("mounts") != new.get("mounts"):
+        return "next start"
+    if old.get("network", {}).get("mode") != new.get("network", {}).get("mode"):
+        return "next start"
+    return "live"
+
+
+class NetworkEnforcer:
+    """The proxy and the DNS filter of one running session, on its gateway.
+
+    Args:
+        policy: the approved policy.
+        log_path: the session's network log (``ProjectPaths.network_log``).
+        gateway_ip: the host's address on the session network (binds there).
+        subnet: the session network; only its guest (and its dnsmasq) are served.
+        proxy_port, dns_port: where to listen (0 picks free ports, for tests).
+        resolver, upstream: name resolution for the proxy and the DNS filter (tests).
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        log_path: Path,
+        gateway_ip: str,
+        subnet: str | ipaddress.IPv4Network | None = None,
+        *,
+        proxy_port: int = PROXY_PORT,
+        dns_port: int = DNS_FILTER_PORT,
+        resolver: Resolver | None = None,
+        upstream: Upstream | None = None,
+    ) -> None:
+        self.gateway_ip = gateway_ip
+        self.clients = ipaddress.IPv4Network(str(subnet)) if subnet is not None else None
+        self.proxy_port = proxy_port
+        self.dns_port = dns_port
+        self.proxy = FilteringProxy(policy, log_path, resolver=resolver, clients=self.clients)
+        self._upstream = upstream
+        self._log_path = log_path
+        self._server: asyncio.Server | None = None
+        self.dns: DnsFilter | None = None
+
+    @property
+    def policy(self) -> Policy:
+        return self.proxy.policy
+
+    async def start(self) -> None:
+        """Listen on the gateway; call once the session network is up.
+
+        Raises:
+            NetworkPolicyError: an address or port cannot be bound (the network is not up,
+                or another program holds the port).
+        """
+        try:
+            self._server = await self.proxy.start(self.gateway_ip, self.proxy_port)
+            self.proxy_port = int(self._server.sockets[0].getsockname()[1])
+            self.dns = await start_dns_filter(
+                self.gateway_ip,
+                self.dns_port,
+                self.proxy.policy,
+                self._log_path,
+                upstream=self._upstream,
+                clients=self.clients,
+            )
+            self.dns_port = self.dns.address[1]
+        except OSError as exc:
+            await self.close()
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise NetworkPolicyError(
+                    f"cannot start the network filter: {self.gateway_ip} is not an address "
+                    "of this host (is the session's network up?)",
+                    hint="start the session again; `virsh net-list --all` shows its network",
+                ) from exc
+            raise NetworkPolicyError(
+                f"cannot start the network filter on {self.gateway_ip}: {exc.strerror or exc}",
+                hint=f"another program may hold port {self.proxy_port} or {self.dns_port} there",
+            ) from exc
+
+    def set_policy(self, policy: Policy) -> None:
+        """Apply an approved policy to new connections and queries at once."""
+        self.proxy.policy = policy
+        if self.dns is not None:
+            self.dns.policy = policy
+
+    async def close(self) -> None:
+        """Stop listening and cut open connections."""
+        if self.dns is not None:
+            self.dns.close()
+            self.dns = None
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        self.proxy.close_connections()
+        netrecord.close(self._log_path)  # the summaries of the last window
+
+
+def policy_from_canonical(data: Mapping[str, Any]) -> Policy:
+    """Build the :class:`Policy` of a canonical policy dict (the approved one in the index).
+
+    Raises:
+        ValueError: the dict is not a canonical policy.
+    """
+    network = data.get("network")
+    if not isinstance(network, Mapping):
+        raise ValueError("canonical policy without a network table")
+    mode, entries = network.get("mode"), network.get("entries", [])
+    if mode not in ("allowlist", "blocklist") or not isinstance(entries, list):
+        raise ValueError("canonical policy with a bad network table")
+    return Policy("allowlist" if mode == "allowlist" else "blocklist", tuple(map(str, entries)))
+
+
+def read_approved(extra: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Return the approved canonical policy of a session index entry's ``extra``.
+
+    None when nothing was approved yet or when the stored policy does not match the stored
+    digest (a damaged or hand-edited index is not trusted).
+    """
+    digest, stored = extra.get(APPROVED_DIGEST_KEY), extra.get(APPROVED_POLICY_KEY)
+    if not isinstance(digest, str) or not isinstance(stored, str):
+        return None
+    try:
+        data = json.loads(stored)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or policy_digest(data) != digest:
+        return None
+    return data
+
+
+class ApprovalFollower:
+    """Applies the policy the user approves while a session runs.
+
+    The running session enforces the *approved* policy from the session index, never the
+    file: the guest can edit ``vibebox.toml`` but not the index on the host.
+
+    Args:
+        enforcer: the running proxy and DNS filter.
+        applied: the approved canonical policy the session started with (None: it started
+            fail-closed, and the first approval seen is applied).
+    """
+
+    def __init__(self, enforcer: NetworkEnforcer, applied: dict[str, Any] | None = None) -> None:
+        self.enforcer = enforcer
+        self.applied = applied
+        # The mounts the VM was defined with; its mode is the enforcer's, which never changes.
+        self._started_mounts = applied.get("mounts") if applied is not None else None
+
+    @property
+    def pending(self) -> list[str]:
+        """The approved changes that wait for the next start, as :func:`policy_diff` lines.
+
+        Compared with what the VM started with, so approving the old mode or mounts again
+        clears them.
+        """
+        if self.applied is None:
+            return []
+
+        def restart_part(mode: Any, mounts: Any) -> dict[str, Any]:
+            return {"mounts": mounts or [], "network": {"mode": mode}}
+
+        return policy_diff(
+            restart_part(self.enforcer.policy.mode, self._started_mounts),
+            restart_part(self.applied.get("network", {}).get("mode"), self.applied.get("mounts")),
+        )
+
+    @property
+    def pending_restart(self) -> bool:
+        """An approved change (mode or mounts) waits for the next start."""
+        return bool(self.pending)
+
+    def status(self) -> dict[str, Any]:
+        """What the supervisor's ``status`` answer says about the policy (for the inspector).
+
+        ``{"applied": "live" | "next start", "pending": [lines]}``: ``"live"`` when the
+        approved policy is the one in force, ``"next start"`` when part of it (``pending``)
+        needs the VM restarted.
+        """
+        pending = self.pending
+        return {"applied": "next start" if pending else "live", "pending": pending}
+
+    def update(self, approved: dict[str, Any] | None) -> Literal["live", "next start"] | None:
+        """Take the approved canonical policy as it is now; apply it when it is new.
+
+        Returns:
+            ``"live"`` when the whole approved policy is in force (a change of entries),
+            ``"next start"`` when part of it needs a restart (mode or mounts; new entries
+            still apply at once when the mode is unchanged), None when nothing new was
+            approved.
+        """
+        if approved is None or approved == self.applied:
+            return None
+        policy = policy_from_canonical(approved)
+        self.applied = approved
+        if self._started_mounts is None:
+            # Started fail-closed: the VM has the mounts of this first approval.
+            self._started_mounts = approved.get("mounts")
+        if policy.mode == self.enforcer.policy.mode:
+            self.enforcer.set_policy(policy)
+        return "next start" if self.pending else "live"
+
+
+async def follow_approvals(
+    follower: ApprovalFollower,
+    approved: Callable[[], dict[str, Any] | None],
+    *,
+    interval: float = 2.0,
+    on_change: Callable[[str], None] | None = None,
+) -> None:
+    """Apply policy changes the user approves while the session runs (a supervisor task).
+
+    Every ``interval`` seconds ``approved()`` (run in a thread) reads the approved canonical
+    policy from the session index (see :func:`read_approved`); a new one goes to
+    :meth:`ApprovalFollower.update`. Mount changes always wait for the next start.
+
+    Args:
+        follower: holds the enforcer and the policy the session started with.
+        approved: reads the approved canonical policy; a VibeboxError, OSError or
+            ValueError skips the round.
+        interval: seconds between checks.
+        on_change: told ``"live"`` or ``"next start"`` for each newly approved policy.
+    """
+    while True:
+        try:
+            data = await asyncio.to_thread(approved)
+            outcome = follower.update(data)
+        except (VibeboxError, OSError, ValueError):
+            outcome = None
+        if outcome is not None and on_change is not None:
+            on_change(outcome)
+        netrecord.flush_all()  # summaries of finished log windows, even when the flood stopped
+        await asyncio.sleep(interval)
+
+
+#: Until the user approved anything, nothing gets out: an empty allowlist.
+FAIL_CLOSED = Policy("allowlist", ())
+
+
+@dataclass
+class SessionNetwork:
+    """The running network services of one session (what the supervisor keeps).
+
+    Attributes:
+        enforcer: the proxy and the DNS filter.
+        follower: applies approvals; ``follower.pending`` lists the approved changes that
+            wait for the next start.
+    """
+
+    enforcer: NetworkEnforcer
+    follower: ApprovalFollower
+    task: asyncio.Task[None] | None = None
+
+    def status(self) -> dict[str, Any]:
+        """Fields for the supervisor's ``status`` answer: ``{"policy": ...}``
+        (:meth:`ApprovalFollower.status`)."""
+        return {"policy": self.follower.status()}
+
+    async def stop(self) -> None:
+        """Stop following approvals and close the proxy and the DNS filter."""
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+            self.task = None
+        await self.enforcer.close()
+
+
+async def start_session_network(
+    log_path: Path,
+    subnet: str | ipaddress.IPv4Network,
+    approved: Callable[[], dict[str, Any] | None],
+    *,
+    interval: float = 2.0,
+    on_change: Callable[[str], None] | None = None,
+    bind_timeout: float = 10.0,
+    proxy_port: int = PROXY_PORT,
+    dns_port: int = DNS_FILTER_PORT,
+) -> SessionNetwork:
+    """Start a session's proxy and DNS filter on its gateway, enforcing the approved policy.
+
+    For the supervisor, once the VM (and so its network) runs.
+
+    Args:
+        log_path: the session's network log.
+        subnet: the session network (``Hypervisor.network_subnet``); the gateway is its
+            first address.
+        approved: reads the approved canonical policy from the session index, e.g.
+            ``lambda: read_approved(SessionIndex().get(session_id).extra)``; None (nothing
+            approved, or unreadable) enforces :data:`FAIL_CLOSED`.
+        interval: seconds between checks for newly approved policies.
+        on_change: told ``"live"`` / ``"next start"`` when an approved change arrives.
+        bind_timeout: seconds to retry while the gateway address is not up yet.
+
+    Raises:
+        NetworkPolicyError: the services cannot listen on the gateway.
+    """
+    network = ipaddress.IPv4Network(str(subnet))
+    gateway = str(network.network_address + 1)
+    try:
+        current = await asyncio.to_thread(approved)
+    except (VibeboxError, OSError, ValueError):
+        current = None
+    policy = FAIL_CLOSED
+    if current is not None:
+        try:
+            policy = policy_from_canonical(current)
+        except ValueError:
+            current = None
+    enforcer = NetworkEnforcer(
+        policy, log_path, gateway, network, proxy_port=proxy_port, dns_port=dns_port
+    )
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + bind_timeout
+    while True:
+        try:
+            await enforcer.start()
+            break
+        except NetworkPolicyError as exc:
+            cause = exc.__cause__
+            not_yet = isinstance(cause, OSError) and cause.errno == errno.EADDRNOTAVAIL
+            if not not_yet or loop.time() >= deadline:
+                raise
+            await asyncio.sleep(0.25)  # the bridge's address appears with the network
+    session = SessionNetwork(enforcer, ApprovalFollower(enforcer, current))
+    session.task = asyncio.create_task(
+        follow_approvals(session.follower, approved, interval=interval, on_change=on_change)
+    )
+    return session

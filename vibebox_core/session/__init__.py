@@ -1,0 +1,1 @@
+"""Sessions: starting one, its live status, taking it down, running commands, explaining it."""

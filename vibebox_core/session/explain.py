@@ -1,0 +1,350 @@
+"""What a session can touch, as data: the model behind ``vibebox explain`` and ``:explain``.
+
+It answers "what does this VM see of my machine?": the mounts (host → guest, read-only or
+read-write, the implicit project mount marked), the network policy and port forwards, where
+the project's files live, and, when known, the VM's state and its recent network decisions.
+Callers pass the *enforced* config (:func:`vibebox_core.config.approval.enforced_config`, the
+approved snapshot), never the guest-writable file; a change the file holds that nobody
+approved yet is shown apart (:attr:`Explain.pending`).
+Building it is a pure function of data the caller already has, so it is tested without a VM;
+the CLI prints :func:`render_text` or :meth:`Explain.to_dict` as JSON, the dashboard draws
+the same fields its own way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vibebox_core import paths
+from vibebox_core.config.approval import Review
+from vibebox_core.config.load import Config, Mount, all_mounts
+from vibebox_core.errors import VibeboxError
+from vibebox_core.network.log import NetSummary
+from vibebox_core.paths import ProjectPaths
+
+
+@dataclass(frozen=True)
+class VMInfo:
+    """The VM's live facts, when the caller has them.
+
+    Attributes:
+        state: e.g. ``running``, ``shut off``, ``broken``.
+        ipv4: the guest's address, None when not running or not known yet.
+        cpus, memory_mb: the VM's size.
+        attached: how many vibebox processes are attached (None when unknown).
+    """
+
+    state: str
+    ipv4: str | None
+    cpus: int
+    memory_mb: int
+    attached: int | None = None
+
+
+@dataclass(frozen=True)
+class NetEventView:
+    """One network decision, reduced to what explain shows (any event source fits)."""
+
+    time: str
+    host: str
+    port: int | None
+    verdict: str
+
+    @classmethod
+    def of(cls, event: Any) -> NetEventView:
+        """Read an object with ``.time/.host/.port/.verdict`` attributes or a dict with them."""
+        if isinstance(event, Mapping):
+            get = event.get
+        else:
+
+            def get(key: str, default: Any = None) -> Any:
+                return getattr(event, key, default)
+
+        port = get("port")
+        return cls(
+            time=str(get("time", "") or ""),
+            host=str(get("host", "") or ""),
+            port=port if isinstance(port, int) and not isinstance(port, bool) else None,
+            verdict=str(get("verdict", "") or ""),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"time": self.time, "host": self.host, "port": self.port, "verdict": self.verdict}
+
+    def describe(self) -> str:
+        """``10:15:00  blocked  evil.example:443``."""
+        clock = self.time[11:19] if len(self.time) >= 19 and self.time[10:11] == "T" else self.time
+        where = self.host if self.port is None else f"{self.host}:{self.port}"
+        return f"{clock}  {self.verdict:<7}  {where}"
+
+
+@dataclass(frozen=True)
+class StorageItem:
+    """A place the session keeps something.
+
+    Attributes:
+        label: what it is, e.g. ``"config"``.
+        path: relative to the project directory when inside it, absolute otherwise.
+        absolute: the full path.
+        exists: whether it is there now.
+    """
+
+    label: str
+    path: str
+    absolute: Path
+    exists: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "path": self.path,
+            "absolute": str(self.absolute),
+            "exists": self.exists,
+        }
+
+
+@dataclass(frozen=True)
+class NetworkView:
+    """The ``[network]`` policy as explain shows it."""
+
+    mode: str
+    entries: tuple[str, ...]
+    ports: tuple[str, ...]
+
+    @property
+    def summary(self) -> str:
+        """One sentence saying what the mode means with these entries."""
+        if self.mode == "allowlist":
+            if not self.entries:
+                return "allowlist: no domain is reachable"
+            return "allowlist: only these domains (and their subdomains) are reachable"
+        if not self.entries:
+            return "blocklist: every domain is reachable"
+        return "blocklist: every domain except these (and their subdomains) is reachable"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mode": self.mode, "entries": list(self.entries), "ports": list(self.ports)}
+
+
+@dataclass
+class Explain:
+    """Everything ``:explain`` shows for one project.
+
+    Attributes:
+        project: the project directory.
+        session_id: its session, None before the first start.
+        mounts: project mount first, then ``[box] mounts``.
+        network: mode, entries, port forwards (``"8080 → 80"``).
+        storage: ``vibebox.toml``, ``.vibebox/`` and the global index.
+        vm: live VM facts, None when not asked for or unknown.
+        recent_network: recent allowed/blocked connections, oldest first.
+        network_summary: counts over the whole network log, None when not asked for.
+        approval: how ``vibebox.toml`` compares with the approved snapshot: ``"approved"``,
+            ``"changed"``, ``"new"`` (never approved), ``"unreadable"``, or ``""`` (not asked).
+        pending: what the file asks for beyond the enforced values (not approved, not
+            enforced), one :func:`~vibebox_core.network.rules.policy_diff` line each.
+        pending_asks: True when a start will ask before applying :attr:`pending` (False: a
+            first start approves it by itself, it grants nothing beyond the defaults).
+        file_problem: why ``vibebox.toml`` is refused (empty when it is not).
+    """
+
+    project: Path
+    session_id: str | None
+    mounts: tuple[Mount, ...]
+    network: NetworkView
+    storage: tuple[StorageItem, ...]
+    vm: VMInfo | None = None
+    recent_network: list[NetEventView] = field(default_factory=list)
+    network_summary: NetSummary | None = None
+    approval: str = ""
+    pending: tuple[str, ...] = ()
+    pending_asks: bool = True
+    file_problem: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able view (``vibebox explain --json``)."""
+        return {
+            "project": str(self.project),
+            "session_id": self.session_id,
+            "mounts": [
+                {
+                    "host": str(m.host),
+                    "guest": m.guest,
+                    "access": "ro" if m.read_only else "rw",
+                    "read_only": m.read_only,
+                    "default": m.default,
+                }
+                for m in self.mounts
+            ],
+            "network": self.network.to_dict(),
+            "storage": [item.to_dict() for item in self.storage],
+            "vm": None
+            if self.vm is None
+            else {
+                "state": self.vm.state,
+                "ipv4": self.vm.ipv4,
+                "cpus": self.vm.cpus,
+                "memory_mb": self.vm.memory_mb,
+                "attached": self.vm.attached,
+            },
+            "recent_network": [event.to_dict() for event in self.recent_network],
+            "network_summary": None
+            if self.network_summary is None
+            else self.network_summary.to_dict(),
+            "approval": {
+                "status": self.approval,
+                "pending": list(self.pending),
+                "pending_asks": self.pending_asks,
+                "file_problem": self.file_problem,
+            },
+        }
+
+
+def _relative(path: Path, root: Path, *, directory: bool = False) -> str:
+    """``path`` relative to the project when inside it (directories end in ``/``)."""
+    try:
+        text = str(path.relative_to(root))
+    except ValueError:
+        text = str(path)
+    return text + "/" if directory else text
+
+
+def build_explain(
+    project: ProjectPaths,
+    config: Config,
+    *,
+    session_id: str | None,
+    vm: VMInfo | None = None,
+    recent_network: Sequence[Any] = (),
+    network_summary: NetSummary | None = None,
+    review: Review | None = None,
+) -> Explain:
+    """Build the explain model for one project.
+
+    Args:
+        project: the project's paths.
+        config: its validated config.
+        session_id: its session, None when it has none yet.
+        vm: live VM facts when the caller has them.
+        recent_network: network decisions (objects with ``time``, ``host``, ``port`` and
+            ``verdict`` attributes, e.g. ``netlog.NetEvent``, or dicts with those keys).
+        network_summary: counts over the whole log (:func:`vibebox_core.network.log.summary`).
+        review: the file against the approved snapshot
+            (:func:`~vibebox_core.config.approval.review`); its pending change is shown apart
+            from ``config``, which is what is enforced.
+    """
+    network = NetworkView(
+        mode=config.network.mode,
+        entries=config.network.entries,
+        ports=tuple(
+            str(p.host_port) if p.host_port == p.guest_port else f"{p.host_port} → {p.guest_port}"
+            for p in config.network.ports
+        ),
+    )
+    storage = (
+        StorageItem(
+            "config",
+            _relative(project.config, project.root),
+            project.config,
+            project.config.exists(),
+        ),
+        StorageItem(
+            "cache (disk, keys, logs)",
+            _relative(project.cache, project.root, directory=True),
+            project.cache,
+            project.cache.is_dir(),
+        ),
+        StorageItem(
+            "session index",
+            str(paths.sessions_index_path()),
+            paths.sessions_index_path(),
+            paths.sessions_index_path().exists(),
+        ),
+    )
+    return Explain(
+        project=project.root,
+        session_id=session_id,
+        mounts=all_mounts(config, project),
+        network=network,
+        storage=storage,
+        vm=vm,
+        recent_network=[NetEventView.of(event) for event in recent_network],
+        network_summary=network_summary,
+        approval=review.status if review is not None else "",
+        pending=review.diff if review is not None and review.status in _PENDING else (),
+        pending_asks=review.needs_approval if review is not None else True,
+        file_problem=_problem(review.error) if review is not None and review.error else "",
+    )
+
+
+def _problem(error: VibeboxError) -> str:
+    return error.message + (f" ({error.hint})" if error.hint else "")
+
+
+_PENDING = ("changed", "new")
+_SOURCES = {
+    "approved": "the approved snapshot (vibebox.toml matches it)",
+    "changed": "the approved snapshot (vibebox.toml differs: see pending)",
+    "new": "the defaults (nothing approved yet for this project)",
+}
+
+
+def render_text(explain: Explain) -> str:
+    """Render the model as the plain text ``vibebox explain`` prints."""
+    out: list[str] = [f"project  {explain.project}"]
+    out.append(f"session  {explain.session_id or '(none yet: `vibebox` here creates it)'}")
+    if explain.approval:
+        source = _SOURCES.get(explain.approval, "the approved snapshot")
+        out.append(f"enforced {source}")
+    out.append("")
+    out.append("mounts (host → guest)")
+    for mount in explain.mounts:
+        access = "ro" if mount.read_only else "rw"
+        note = "  (project, default)" if mount.default else ""
+        out.append(f"  {mount.host} → {mount.guest}  {access}{note}")
+    out.append("")
+    out.append(f"network  {explain.network.summary}")
+    for entry in explain.network.entries:
+        out.append(f"  {entry}")
+    if explain.network.ports:
+        out.append(
+            "  ports (host loopback → guest, while attached): " + ", ".join(explain.network.ports)
+        )
+    if explain.file_problem:
+        out.append("")
+        out.append("vibebox.toml is refused; the approved values above apply:")
+        out.append(f"  {explain.file_problem}")
+    if explain.pending:
+        out.append("")
+        if explain.pending_asks:
+            out.append("pending: vibebox.toml asks for this, NOT approved and NOT enforced")
+            out.append("  (the next start asks; `vibebox approve` shows and approves it)")
+        else:
+            out.append("pending: vibebox.toml asks for this, not approved yet")
+            out.append("  (it grants nothing beyond the defaults: the first start approves it)")
+        out.extend(f"  {line}" for line in explain.pending)
+    out.append("")
+    out.append("storage")
+    width = max(len(item.label) for item in explain.storage)
+    for item in explain.storage:
+        missing = "" if item.exists else "  (not created yet)"
+        out.append(f"  {item.label:<{width}}  {item.path}{missing}")
+    if explain.vm is not None:
+        vm = explain.vm
+        out.append("")
+        attached = "" if vm.attached is None else f", {vm.attached} attached"
+        out.append(f"vm  {vm.state}{attached}")
+        out.append(f"  ipv4 {vm.ipv4 or '-'}, {vm.cpus} cpus, {vm.memory_mb} MiB")
+    if explain.network_summary is not None:
+        out.append("")
+        out.append("network log")
+        out.extend(f"  {line}" for line in explain.network_summary.lines())
+    if explain.recent_network:
+        out.append("")
+        out.append("recent network")
+        for event in explain.recent_network:
+            out.append(f"  {event.describe()}")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,493 @@
+"""Session lifecycle: bring a project's session up, attach to it, open terminals on it.
+
+The CLI and the dashboard start sessions and attach to them through this module. It ties the pieces
+together: the project's config and the session index, the cold-start preparation
+(:mod:`vibebox_core.session.boot`), the libvirt domain (through a
+:class:`~vibebox_core.hypervisor.libvirt.Hypervisor`), SSH, and the per-session supervisor that
+keeps the reference count. Statuses and teardown (stop, delete, recreate) are in
+:mod:`vibebox_core.session.status`, running a command in the guest in
+:mod:`vibebox_core.session.execute`.
+
+Start-up, in order (:func:`ensure_running`):
+
+1. Under the supervisor lock (``.vibebox/supervisor.lock``): when a supervisor answers, attach
+   to it and go on to SSH. Otherwise clean what a crashed one left, then (unless the VM already
+   runs) prepare and start the VM (:func:`vibebox_core.session.boot.prepare_and_start`: verify or
+   build the image, make the keys, write the seed share, create the instance overlay, define
+   the network and domain and start the VM); then start the supervisor and attach. Holding the
+   lock through all this is what makes two ``vibebox`` started at once in one directory share
+   one VM.
+2. Outside the lock: wait for the DHCP lease, then for SSH with the pinned host key. A lease
+   alone proves nothing (it may be left from the previous boot), so only SSH counts. A boot
+   that never answers within :func:`boot_timeout` stops with a :class:`VMError` quoting the end
+   of the console log and naming ``accel``.
+
+The attachment (a connection to the supervisor) is made *before* waiting for SSH, so a short
+``auto_shutdown_ms`` can never shut a VM down while somebody waits for it to boot.
+
+Blocking work (libvirt, files, qemu-img) runs in threads (``asyncio.to_thread``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncssh
+
+from vibebox_core import doctor, paths
+from vibebox_core.config import approval
+from vibebox_core.config.load import Config, load_config
+from vibebox_core.errors import ConfigError, SSHError, SupervisorError, VibeboxError, VMError
+from vibebox_core.fileio import write_atomic
+from vibebox_core.hypervisor import domain_xml as vm
+from vibebox_core.hypervisor.access import QemuAccessError
+from vibebox_core.hypervisor.libvirt import Hypervisor
+from vibebox_core.index import SessionEntry, SessionIndex
+from vibebox_core.paths import ProjectPaths
+from vibebox_core.progress import ProgressCallback, ProgressClock
+from vibebox_core.session import boot as provision
+from vibebox_core.session import status as sessionctl
+from vibebox_core.ssh import connect as ssh
+from vibebox_core.ssh import forward as portforward
+from vibebox_core.ssh.pty import ByteStream
+from vibebox_core.supervisor import relay
+from vibebox_core.supervisor import server as supervisor
+
+#: Seconds a boot may take until SSH answers, by accelerator. Measured here under TCG:
+#: 31-37 s (DESIGN §6); the bound leaves room for a loaded machine.
+BOOT_TIMEOUT = {"tcg": 240.0, "kvm": 90.0}
+#: Environment variable that overrides the boot timeout (seconds).
+BOOT_TIMEOUT_ENV = "VIBEBOX_BOOT_TIMEOUT"
+#: Seconds between DHCP lease checks while the VM boots.
+LEASE_POLL = 0.1
+#: Seconds a running-but-stopping VM may take before a new start gives up waiting.
+STOPPING_WAIT = 60.0
+#: Starts tried when the supervisor dies while this process attaches to it.
+ATTACH_ATTEMPTS = 3
+#: Seconds a supervisor whose VM is gone may take to exit (it checks every 2 s).
+SUPERVISOR_EXIT_WAIT = 30.0
+
+
+def boot_timeout(accel: str) -> float:
+    """Seconds a boot may take until SSH answers (``VIBEBOX_BOOT_TIMEOUT`` overrides)."""
+    override = os.environ.get(BOOT_TIMEOUT_ENV)
+    if override:
+        with contextlib.suppress(ValueError):
+            return max(5.0, float(override))
+    return BOOT_TIMEOUT.get(accel, BOOT_TIMEOUT["tcg"])
+
+
+# --------------------------------------------------------------------------- running sessions
+
+
+@dataclass
+class RunningSession:
+    """A running session this process is attached to, with an open SSH connection.
+
+    Close it (or use it as ``async with``) to detach; the VM stays up for the grace period.
+
+    Attributes:
+        project: the project's paths.
+        entry: the session's index entry.
+        config: the project's config as loaded at start.
+        ipv4: the guest's address.
+        connection: asyncssh connection as ``vibecoder`` (client key, pinned host key); None
+            when :func:`ensure_running` was asked not to connect and the session already ran
+            (terminals then come from the supervisor, :func:`open_terminal`).
+        attachment: the supervisor connection that counts this process as attached.
+        booted: True when this call started the VM (a cold start).
+    """
+
+    project: ProjectPaths
+    entry: SessionEntry
+    config: Config
+    ipv4: str
+    connection: asyncssh.SSHClientConnection | None
+    attachment: supervisor.SupervisorConnection | None
+    booted: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+    #: ``[network] ports`` forwarded while attached (NET); ``forwards.problems`` says which not.
+    forwards: portforward.PortForwards | None = None
+
+    @property
+    def session_id(self) -> str:
+        return self.entry.id
+
+    @property
+    def guest_project_path(self) -> str:
+        """Where the project is mounted in the guest (the shell's starting directory)."""
+        return provision.guest_json(self.config, self.project)["project_guest_path"]  # type: ignore[no-any-return]
+
+    async def attached_count(self) -> int | None:
+        """The supervisor's count, or None when it cannot be asked."""
+        answer = await asyncio.to_thread(
+            supervisor.status_sync, paths.supervisor_socket_path(self.session_id)
+        )
+        return int(answer["attached"]) if answer else None
+
+    async def ssh(self) -> asyncssh.SSHClientConnection:
+        """This process's own SSH connection to the guest, made now if there is none.
+
+        Raises:
+            SSHError: the guest cannot be reached.
+        """
+        if self.connection is None:
+            self.connection = await ssh.connect(self.project, self.ipv4)
+        return self.connection
+
+    async def open_forwards(self, progress: ProgressCallback | None = None) -> None:
+        """Forward the approved ``[network] ports`` (host loopback -> guest) while attached.
+
+        Connects first when this process has no SSH connection yet, and only when there is
+        something to forward. Each port that cannot be forwarded is reported to ``progress``
+        (step ``port forwarding``) and kept in :attr:`forwards`.
+        """
+        extra = await asyncio.to_thread(lambda: SessionIndex().get(self.session_id).extra)
+        ports = portforward.approved_ports(extra, self.config.network.ports)
+        if not ports:
+            return
+        self.forwards = await portforward.open_port_forwards(await self.ssh(), ports)
+        clock = ProgressClock(progress)
+        for problem in self.forwards.problems:
+            clock("port forwarding", f"{problem.message} ({problem.hint})", done=True)
+
+    async def close(self) -> None:
+        """Close SSH and detach from the supervisor (idempotent)."""
+        if self.forwards is not None:
+            self.forwards.close()
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            connection.close()
+            with contextlib.suppress(Exception):
+                await connection.wait_closed()
+        if self.attachment is not None:
+            await self.attachment.close()
+            self.attachment = None
+
+    async def __aenter__(self) -> RunningSession:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+def _load(project_dir: str | os.PathLike[str]) -> tuple[ProjectPaths, Config, SessionEntry]:
+    project = ProjectPaths.for_directory(project_dir)
+    if not project.root.is_dir():
+        raise VMError(f"{project.root} is not a directory")
+    # Writes the commented defaults for a new project; a refused file is reported by the
+    # cold start's gate (provision), and a running session is attached to as approved.
+    with contextlib.suppress(ConfigError):
+        load_config(project)
+    entry = SessionIndex().ensure(project.root)
+    # The guest can write vibebox.toml: the host uses the approved snapshot, never the file.
+    return project, approval.enforced_config(project), entry
+
+
+async def _start_unsupervised(
+    project: ProjectPaths,
+    config: Config,
+    session_id: str,
+    hv: Hypervisor,
+    clock: ProgressClock,
+    progress: ProgressCallback | None,
+    kind: str,
+) -> provision.Prepared | None:
+    """No supervisor answers: clean what a crashed one left, start the VM unless it runs, and
+    spawn a supervisor. Call with the supervisor lock held.
+
+    Returns:
+        What :func:`provision.prepare_and_start` prepared when this call booted the VM.
+    """
+    if kind == "stale":
+        clock("cleaning up", "a crashed supervisor's files")
+        await asyncio.to_thread(supervisor.clean_stale, project, session_id)
+    state = await asyncio.to_thread(_wait_not_stopping, hv, session_id)
+    if state == "broken":
+        status = await asyncio.to_thread(hv.status, session_id)
+        raise VMError(
+            f"the VM of this session is broken: {status.reason}",
+            hint="`vibebox stop` then `vibebox`, or recreate it (`:new`)",
+        )
+    prepared = None
+    if state != "running":
+        try:
+            prepared = await asyncio.to_thread(
+                provision.prepare_and_start, project, config, session_id, hv, clock, progress
+            )
+        except VMError as exc:
+            if not isinstance(exc, QemuAccessError):  # its hint is the grant command
+                await asyncio.to_thread(doctor.diagnose_failure, exc, hv.uri, project)
+            raise
+    grace = ((prepared.config if prepared else None) or config).supervisor.auto_shutdown_ms
+    await asyncio.to_thread(supervisor.spawn, project, session_id, uri=hv.uri, grace_ms=grace)
+    return prepared
+
+
+async def _attach(
+    socket_path: Path, client: str, *, last: bool
+) -> supervisor.SupervisorConnection | None:
+    """Attach to the supervisor; None when it died meanwhile (killed, or ended with its VM)
+    and another start should be tried, unless this is the ``last`` try (then it raises)."""
+    attachment: supervisor.SupervisorConnection | None = None
+    try:
+        attachment = await supervisor.SupervisorConnection.open(socket_path)
+        await attachment.attach(client)
+        return attachment
+    except BaseException as exc:
+        if attachment is not None:
+            await attachment.close()
+        if last or not isinstance(exc, SupervisorError):
+            raise
+        return None
+
+
+def _wait_supervisor_gone(socket_path: Path) -> None:
+    """Wait until the supervisor on ``socket_path`` stops answering.
+
+    Raises:
+        SupervisorError: it still answers after :data:`SUPERVISOR_EXIT_WAIT` seconds.
+    """
+    deadline = time.monotonic() + SUPERVISOR_EXIT_WAIT
+    while supervisor.status_sync(socket_path, timeout=1.0) is not None:
+        if time.monotonic() > deadline:
+            raise SupervisorError(
+                "the session's supervisor still runs although its VM is off",
+                hint="`vibebox stop`, then `vibebox` again",
+            )
+        time.sleep(0.2)
+
+
+def _wait_not_stopping(hv: Hypervisor, session_id: str) -> str:
+    deadline = time.monotonic() + STOPPING_WAIT
+    state = hv.state(session_id)
+    while state == "stopping" and time.monotonic() < deadline:
+        time.sleep(0.25)
+        state = hv.state(session_id)
+    return state
+
+
+async def ensure_running(
+    project_dir: str | os.PathLike[str],
+    progress: ProgressCallback | None = None,
+    *,
+    hypervisor: Hypervisor | None = None,
+    client: str = "vibebox",
+    connect: bool = True,
+) -> RunningSession:
+    """Make sure the project's session runs, attach to it and connect over SSH.
+
+    Creates the session (and, on first use, the base image) when there is none. Safe to call
+    from many processes at once: they share one VM.
+
+    Args:
+        project_dir: the project directory.
+        progress: called with a :class:`~vibebox_core.progress.ProgressEvent` per step.
+        hypervisor: a hypervisor to use (default: libvirt at the config's ``libvirt_uri``).
+        client: how this process names itself to the supervisor (its log).
+        connect: False to skip this process's own SSH connection when the session already
+            ran (the dashboard gets its terminal from the supervisor, :func:`open_terminal`);
+            a session this call boots is always waited for over SSH. Port forwards are then
+            left to :meth:`RunningSession.open_forwards`.
+
+    Returns:
+        The attached session; close it to detach.
+
+    Raises:
+        VibeboxError: config, index, image, VM, SSH or supervisor problems, each with a hint.
+            A boot without SSH within :func:`boot_timeout` is a :class:`VMError` quoting the
+            console log and naming ``accel``.
+    """
+    clock = ProgressClock(progress)
+    timings: dict[str, float] = {}
+    project, config, entry = await asyncio.to_thread(_load, project_dir)
+    session_id = entry.id
+    hv = hypervisor or sessionctl.shared_hypervisor(config.box.libvirt_uri)
+    socket_path = paths.supervisor_socket_path(session_id)
+    booted = False
+    accel: str = config.box.accel
+    attachment: supervisor.SupervisorConnection | None = None
+    for attempt in range(ATTACH_ATTEMPTS):
+        lock_fd = await asyncio.to_thread(supervisor._acquire, project.supervisor_lock)
+        again = False
+        try:
+            kind, _status = await asyncio.to_thread(supervisor.probe, project, session_id)
+            if kind == "alive" and await asyncio.to_thread(hv.state, session_id) in (
+                "shut off",
+                "missing",
+            ):
+                # Its VM was destroyed or crashed: that supervisor is on its way out (it takes
+                # this lock to finish), so attaching to it would attach to nothing.
+                again = True
+            else:
+                if kind != "alive":
+                    prepared = await _start_unsupervised(
+                        project, config, session_id, hv, clock, progress, kind
+                    )
+                    if prepared is not None:
+                        accel = prepared.accel
+                        config = prepared.config or config
+                        booted = True
+                        timings["started"] = clock.elapsed
+                attachment = await _attach(socket_path, client, last=attempt + 1 == ATTACH_ATTEMPTS)
+                again = attachment is None
+        finally:
+            os.close(lock_fd)
+        if not again:
+            break
+        await asyncio.to_thread(_wait_supervisor_gone, socket_path)
+    if attachment is None:
+        raise SupervisorError(
+            "the session's supervisor kept going away while vibebox attached to it",
+            hint="`vibebox stop`, then `vibebox` again; its log is .vibebox/supervisor.log",
+        )
+    timings["attached"] = clock.elapsed
+    known = None if connect or booted else await asyncio.to_thread(project.recorded_ipv4)
+    if known is not None:
+        # Warm, and no SSH wanted here: the supervisor runs, so the VM does, at this address.
+        running = RunningSession(project, entry, config, known, None, attachment, booted, timings)
+        clock("attached", known, done=True)
+        return running
+    try:
+        ipv4, connection = await _connect(project, session_id, hv, clock, accel, booted)
+    except BaseException:
+        await attachment.close()
+        raise
+    timings["ssh"] = clock.elapsed
+    await asyncio.to_thread(_remember, project, entry, ipv4)
+    clock("connected", f"{ipv4}", done=True)
+    running = RunningSession(project, entry, config, ipv4, connection, attachment, booted, timings)
+    if client != "exec" and connect:
+        try:  # NET: approved [network] ports, host loopback -> guest, while attached
+            await running.open_forwards(progress)
+        except BaseException:
+            await running.close()
+            raise
+    return running
+
+
+async def open_terminal(session: RunningSession, cols: int, rows: int) -> ByteStream:
+    """A login shell in a PTY of ``cols`` x ``rows`` on ``session``, opened by its supervisor.
+
+    The supervisor keeps one SSH connection to the guest for every vibebox attached
+    (:mod:`vibebox_core.supervisor.relay`), so this costs no key exchange or login of its own.
+
+    Raises:
+        SupervisorError: the supervisor does not answer (it stopped).
+        SSHError: the guest refused the shell or cannot be reached.
+    """
+    socket_path = paths.supervisor_socket_path(session.session_id)
+    return await relay.RelayPtyStream.open(socket_path, cols, rows)
+
+
+#: ``last_active`` is refreshed at most this often (seconds): it is shown in minutes, and each
+#: refresh rewrites the index under its lock.
+TOUCH_EVERY = 60.0
+
+
+def _remember(project: ProjectPaths, entry: SessionEntry, ipv4: str) -> None:
+    if project.recorded_ipv4() != ipv4:
+        write_atomic(project.ipv4, (ipv4 + "\n").encode())
+    age = (datetime.now(UTC) - entry.last_active).total_seconds()
+    if age > TOUCH_EVERY or age < 0:
+        with contextlib.suppress(VibeboxError):
+            SessionIndex().touch(entry.id)
+
+
+async def _connect(
+    project: ProjectPaths,
+    session_id: str,
+    hv: Hypervisor,
+    clock: ProgressClock,
+    accel: str,
+    booted: bool,
+) -> tuple[str, asyncssh.SSHClientConnection]:
+    """Wait for the lease, then for SSH with the pinned key, within the boot timeout."""
+    limit = boot_timeout(accel)
+    deadline = time.monotonic() + limit
+    ipv4: str | None = None
+    if not booted:
+        # Warm: the supervisor runs, so the VM does; its address is on file.
+        ipv4 = project.recorded_ipv4()
+        if ipv4 is not None:
+            try:
+                return ipv4, await ssh.connect(project, ipv4)
+            except SSHError as exc:
+                if "refusing" in exc.message or "refused vibebox's key" in exc.message:
+                    raise
+                ipv4 = None  # still booting, or the address changed: the slow path below
+    clock("waiting for the VM's address", "DHCP lease")
+    while ipv4 is None:
+        ipv4 = await asyncio.to_thread(hv.lease_ipv4, session_id)
+        if ipv4 is not None:
+            break
+        await _check_alive(hv, session_id, accel, limit)
+        if time.monotonic() > deadline:
+            raise await _boot_error(hv, session_id, accel, limit, "no DHCP lease")
+        await asyncio.sleep(LEASE_POLL)
+    clock("waiting for SSH", ipv4)
+
+    async def still_booting() -> bool:
+        state = await asyncio.to_thread(hv.state, session_id)
+        return state in ("running", "starting")
+
+    try:
+        connection = await ssh.connect(
+            project, ipv4, deadline=deadline, still_booting=still_booting
+        )
+    except SSHError as exc:
+        if "refusing" in exc.message or "refused vibebox's key" in exc.message:
+            raise
+        await _check_alive(hv, session_id, accel, limit)
+        raise await _boot_error(hv, session_id, accel, limit, exc.message) from exc
+    return ipv4, connection
+
+
+async def _check_alive(hv: Hypervisor, session_id: str, accel: str, limit: float) -> None:
+    state = await asyncio.to_thread(hv.state, session_id)
+    if state not in ("running", "starting"):
+        raise await _boot_error(hv, session_id, accel, limit, f"the VM is {state}", stopped=True)
+
+
+async def _boot_error(
+    hv: Hypervisor, session_id: str, accel: str, limit: float, why: str, *, stopped: bool = False
+) -> VMError:
+    tail = ""
+    with contextlib.suppress(VibeboxError):
+        tail = await asyncio.to_thread(hv.console_tail, session_id, 25)
+    quoted = "\n".join(f"    {line}" for line in tail.splitlines()) or "    (console log is empty)"
+    resolved: vm.Accel = "kvm" if accel == "kvm" else "tcg"
+    where = f"the end of its console log (.vibebox/{paths.CACHE_CONSOLE_LOG}):\n{quoted}"
+    if stopped:
+        return VMError(
+            f"the VM stopped while booting with accel={accel} ({why}); {where}",
+            hint="libvirt's log of the domain (/var/log/libvirt/qemu/NAME.log) says why QEMU "
+            f"ended; {vm.boot_stalled_hint(resolved)}",
+        )
+    return VMError(
+        f"the VM gave no SSH within {limit:.0f} s with accel={accel} ({why}); {where}",
+        hint=vm.boot_stalled_hint(resolved),
+    )
+
+
+@contextlib.asynccontextmanager
+async def attach(
+    project_dir: str | os.PathLike[str],
+    progress: ProgressCallback | None = None,
+    *,
+    hypervisor: Hypervisor | None = None,
+    client: str = "vibebox",
+) -> AsyncIterator[RunningSession]:
+    """``async with attach(dir) as session:`` — :func:`ensure_running`, detached on exit."""
+    session = await ensure_running(project_dir, progress, hypervisor=hypervisor, client=client)
+    try:
+        yield session
+    finally:
+        await session.close()

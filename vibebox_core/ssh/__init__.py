@@ -1,0 +1,1 @@
+"""SSH into a session's guest: keys, connecting, PTY streams and port forwards."""

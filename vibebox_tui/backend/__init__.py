@@ -1,0 +1,1 @@
+"""The seam between the dashboard and what drives VMs: the protocol, the core, a fake."""

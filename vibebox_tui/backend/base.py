@@ -1,0 +1,178 @@
+"""The seam between the dashboard and everything that drives VMs.
+
+The dashboard never calls libvirt, SSH or the session index directly: it talks to one small
+:class:`Backend`. :class:`~vibebox_tui.backend.core.CoreBackend` drives real sessions through
+``vibebox_core``; :class:`~vibebox_tui.backend.fake.FakeBackend` keeps everything in memory so
+the Pilot tests, the snapshots and ``screenshots/make.py`` run without a hypervisor.
+
+Blocking methods are called from worker threads, never from the event loop; ``attach`` is a
+coroutine (SSH is asyncio) that may hand its blocking parts to threads itself. Every failure
+is a :class:`~vibebox_core.errors.VibeboxError` with a message and a hint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from vibebox_core.index import short_ids
+from vibebox_core.progress import ProgressCallback
+from vibebox_core.ssh.pty import ByteStream
+
+#: Session states the browser knows how to draw (others are shown as they come).
+KNOWN_STATES = ("running", "shut off", "starting", "stopping", "missing", "broken")
+
+
+@dataclass(frozen=True)
+class SessionStatus:
+    """One row of the session browser.
+
+    Attributes:
+        id: the session id (UUIDv7).
+        directory: the project directory.
+        state: ``running``, ``shut off``, ``starting``, ``stopping``, ``missing`` or ``broken``.
+        attached: how many vibebox processes are attached (None when unknown).
+        last_active: when the session was last used (UTC), None when unknown.
+        reason: why a ``broken`` session is broken (empty otherwise).
+    """
+
+    id: str
+    directory: Path
+    state: str
+    attached: int | None = None
+    last_active: datetime | None = None
+    reason: str = ""
+    #: The id as lists show it (see :func:`with_short_ids`); empty: its first 8 digits.
+    short: str = ""
+
+    @property
+    def short_id(self) -> str:
+        return self.short or self.id[:8]
+
+    @property
+    def name(self) -> str:
+        return self.directory.name or str(self.directory)
+
+
+def with_short_ids(sessions: Sequence[SessionStatus]) -> list[SessionStatus]:
+    """``sessions`` with :attr:`SessionStatus.short` set: ids that share their first 8 digits
+    (made within a minute of each other) are shown long enough to tell apart."""
+    shorts = short_ids(s.id for s in sessions)
+    return [replace(s, short=shorts[s.id]) for s in sessions]
+
+
+@dataclass(frozen=True)
+class MountRow:
+    """One mount as the inspector shows it."""
+
+    host: str
+    guest: str
+    read_only: bool
+    default: bool = False
+
+
+@dataclass(frozen=True)
+class InspectorData:
+    """Everything the inspector shows for one session, already turned into display values.
+
+    ``storage`` pairs a label with a path relative to the project directory; ``recent_network``
+    holds ready-made lines (newest last), one per allowed or blocked connection.
+    ``policy_applied`` says how the approved network policy reached the running session:
+    ``"live"`` (in force now) or ``"next start"`` (``policy_pending`` lists what waits for a
+    restart); None when no session runs or nobody knows. ``unapproved`` lists what
+    ``vibebox.toml`` asks for that is not approved and so not enforced (everything else shown
+    is the approved snapshot).
+    """
+
+    project: Path
+    session_id: str | None
+    mounts: tuple[MountRow, ...] = ()
+    network_mode: str = "blocklist"
+    network_entries: tuple[str, ...] = ()
+    ports: tuple[str, ...] = ()
+    recent_network: tuple[str, ...] = ()
+    storage: tuple[tuple[str, str], ...] = ()
+    vm_state: str | None = None
+    ipv4: str | None = None
+    cpus: int | None = None
+    memory_mb: int | None = None
+    attached: int | None = None
+    problem: str = ""
+    policy_applied: str | None = None
+    policy_pending: tuple[str, ...] = ()
+    unapproved: tuple[str, ...] = ()
+
+
+@dataclass
+class Attachment:
+    """A terminal attached to a running session.
+
+    Holding it keeps the session's reference count up; :meth:`close` closes the stream and lets
+    go (the VM then stays up for the grace period and shuts down if nobody else is attached).
+    """
+
+    session: SessionStatus
+    stream: ByteStream
+    release: Callable[[], Awaitable[None]] | None = None
+    _closed: bool = field(default=False, repr=False)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self.stream.close()
+        finally:
+            if self.release is not None:
+                await self.release()
+
+
+class Backend(Protocol):
+    """What the dashboard needs from the rest of vibebox."""
+
+    @property
+    def project(self) -> Path | None:
+        """The project directory vibebox was started in (None: only browse)."""
+        ...
+
+    def list_sessions(self) -> list[SessionStatus]:
+        """Every session in the index with its live state; a broken one never raises (blocking)."""
+        ...
+
+    async def attach(
+        self, directory: Path, cols: int, rows: int, progress: ProgressCallback
+    ) -> Attachment:
+        """Start the session of ``directory`` if needed (creating it, building the image) and
+        open a terminal on it; reports each step to ``progress`` (possibly from a thread)."""
+        ...
+
+    def approve(self, directory: Path, expected: str | None = None) -> str:
+        """Approve what ``vibebox.toml`` asks for (after the user agreed in a dialog); returns
+        when it applies: ``"live"`` or ``"next start"`` (blocking). ``expected`` is the digest
+        the dialog showed (``PolicyNotApprovedError.check.digest``): when the file says
+        something else by now, nothing is approved and ``PolicyNotApprovedError`` is raised."""
+        ...
+
+    def delete(self, session_id: str) -> None:
+        """Stop the VM and remove the session, its cache and its index entry (blocking)."""
+        ...
+
+    def recreate(self, session_id: str, progress: ProgressCallback) -> SessionStatus:
+        """Delete the session and create a fresh one for the same directory (blocking)."""
+        ...
+
+    def inspect(self, directory: Path) -> InspectorData:
+        """Build the explain model of ``directory`` for the inspector (blocking)."""
+        ...
+
+    def fingerprint(self, directory: Path) -> Hashable:
+        """A cheap value that changes when the inspector's data may have changed (blocking):
+        ``vibebox.toml``'s mtime, the VM state, the network log's size."""
+        ...
+
+    def console_tail(self, directory: Path, lines: int = 15) -> list[str]:
+        """The last lines of the VM's serial console log (blocking; empty when none)."""
+        ...

@@ -1,0 +1,466 @@
+"""The real :class:`~vibebox_tui.backend.base.Backend`: sessions driven through ``vibebox_core``.
+
+Lifecycle goes through :mod:`vibebox_core.session.start` (start, attach) and
+:mod:`vibebox_core.session.status` (status, delete, recreate), the data through
+:mod:`vibebox_core.config.load`, :mod:`vibebox_core.index` and :mod:`vibebox_core.network.log`.
+Everything here is either a coroutine (attach) or blocking code the app runs in worker threads;
+every failure is a :class:`~vibebox_core.errors.VibeboxError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import sys
+import threading
+from collections.abc import Coroutine, Hashable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from vibebox_core.config import approval
+from vibebox_core.errors import VibeboxError
+from vibebox_core.hypervisor.libvirt import Hypervisor
+from vibebox_core.index import SessionEntry, SessionIndex
+from vibebox_core.network import log as netlog
+from vibebox_core.paths import PROJECT_CACHE, PROJECT_CONFIG, ProjectPaths
+from vibebox_core.progress import ProgressCallback, ProgressEvent
+from vibebox_core.session import start as runtime
+from vibebox_core.session import status as sessionctl
+from vibebox_core.session.explain import VMInfo, build_explain
+from vibebox_core.ssh.pty import ByteStream, SSHPtyStream, command_token
+from vibebox_tui.backend.base import Attachment, InspectorData, MountRow, SessionStatus
+
+#: How the dashboard names itself to the session's supervisor (its log).
+CLIENT_NAME = "vibebox dashboard"
+RECENT_NETWORK = 20
+GIL_SWITCH = 0.001
+"""Seconds a thread waits for the GIL at most while another one runs Python (CPython: 5 ms)."""
+
+T = TypeVar("T")
+
+
+class IOThread:
+    """An event loop in a daemon thread that owns an early SSH connection.
+
+    ``vibebox`` starts connecting before Textual is imported (the connect and the UI's start-up
+    overlap); asyncssh objects belong to the loop that made them, so that connection lives
+    here and the app talks to it through :meth:`call`.
+    """
+
+    def __init__(self) -> None:
+        # This thread relays the terminal's bytes while the app's thread parses and paints a
+        # flood: every key and its echo cross between them twice. Hand the GIL over within
+        # 1 ms, not 5, so no crossing waits a whole switch interval.
+        sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH))
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="vibebox-io", daemon=True
+        )
+        self._thread.start()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    async def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the IO loop and await its result from the caller's loop."""
+        return await asyncio.wrap_future(self.submit(coro))
+
+
+READ_AHEAD = 64 * 1024
+"""Bytes the IO thread reads ahead of the terminal before it waits for the terminal to catch up
+(a dozen relay frames per hop; more would only queue output ahead of a key's echo)."""
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class ThreadedStream:
+    """A :class:`~vibebox_core.ssh.pty.ByteStream` on the IO loop, usable from the app's loop.
+
+    Output is read ahead on the IO loop (up to :data:`READ_AHEAD` bytes) and handed over in one
+    piece: a flood arrives as hundreds of small relay frames a second, and a trip between the
+    two loops (and the two threads' GIL hand-over) for each of them cost more than parsing it.
+    A read the terminal gives up (its worker cancelled) loses nothing: the bytes stay here for
+    the next read, and the IO side never abandons a frame half read.
+    """
+
+    def __init__(self, io: IOThread, stream: ByteStream) -> None:
+        self._io = io
+        self._stream = stream
+        self._lock = threading.Lock()
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._ended = False
+        self._error: Exception | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._paused = False
+        self._room = asyncio.Event()  # waited for on the IO loop, set from there too
+        self._reader: concurrent.futures.Future[None] | None = None
+
+    @property
+    def end_reason(self) -> str:
+        reason = getattr(self._stream, "end_reason", "")
+        return reason if isinstance(reason, str) else ""
+
+    @property
+    def command_token(self) -> str:
+        """The wrapped stream's token: without it every vibebox command would be ignored."""
+        return command_token(self._stream)
+
+    async def read(self) -> bytes:
+        loop = asyncio.get_running_loop()
+        if self._reader is None:
+            self._reader = self._io.submit(self._read_ahead(loop))
+        while True:
+            with self._lock:
+                if self._chunks:
+                    data = b"".join(self._chunks)
+                    self._chunks.clear()
+                    self._size = 0
+                    resume, self._paused = self._paused, False
+                    break
+                if self._ended:
+                    if self._error is not None:
+                        raise self._error
+                    return b""
+                waiter = self._waiter = loop.create_future()
+            await waiter
+        if resume:
+            self._io.loop.call_soon_threadsafe(self._room.set)
+        return data
+
+    async def _read_ahead(self, app_loop: asyncio.AbstractEventLoop) -> None:
+        """On the IO loop: read until the end, waking the app's read when it waits."""
+        while True:
+            error: Exception | None = None
+            try:
+                data = await self._stream.read()
+            except Exception as exc:  # the app's read raises it
+                data, error = b"", exc
+            with self._lock:
+                if data:
+                    self._chunks.append(data)
+                    self._size += len(data)
+                else:
+                    self._ended, self._error = True, error
+                waiter, self._waiter = self._waiter, None
+                pause = self._paused = bool(data) and self._size >= READ_AHEAD
+                if pause:
+                    self._room.clear()
+            if waiter is not None:
+                try:
+                    app_loop.call_soon_threadsafe(_wake, waiter)
+                except RuntimeError:  # the app's loop is closed: the dashboard is exiting
+                    return
+            if not data:
+                return
+            if pause:
+                await self._room.wait()
+
+    async def write(self, data: bytes) -> None:
+        await self._io.call(self._stream.write(data))
+
+    async def resize(self, cols: int, rows: int) -> None:
+        await self._io.call(self._stream.resize(cols, rows))
+
+    async def close(self) -> None:
+        await self._io.call(self._stream.close())
+
+
+@dataclass
+class _Opened:
+    """An attached session with its terminal; port forwards open in the background."""
+
+    running: runtime.RunningSession
+    stream: ByteStream
+    attached: int | None
+    forwards: asyncio.Task[None] | None = None
+
+    async def release(self) -> None:
+        """Detach (the terminal is the app's to close); stops opening forwards."""
+        if self.forwards is not None and not self.forwards.done():
+            self.forwards.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.forwards
+        await self.running.close()
+
+    async def discard(self) -> None:
+        """Close the terminal too (nobody took this attempt)."""
+        await self.stream.close()
+        await self.release()
+
+
+async def _open(directory: Path, cols: int, rows: int, progress: ProgressCallback) -> _Opened:
+    """Start (if needed) and attach to the session, then open a login shell in a PTY.
+
+    On a running session the shell comes from its supervisor, over the supervisor's one SSH
+    connection (no key exchange of our own); a session this call booted was waited for over
+    our own connection, which then carries the shell. Port forwards follow in the background.
+    """
+    running = await runtime.ensure_running(directory, progress, client=CLIENT_NAME, connect=False)
+    try:
+        if running.connection is not None:
+            stream: ByteStream = await SSHPtyStream.open(running.connection, cols, rows)
+        else:
+            stream = await runtime.open_terminal(running, cols, rows)
+        attached = await running.attached_count()
+    except BaseException:
+        await running.close()
+        raise
+    opened = _Opened(running, stream, attached)
+    opened.forwards = asyncio.create_task(_forward(running, progress))
+    return opened
+
+
+async def _forward(running: runtime.RunningSession, progress: ProgressCallback) -> None:
+    """Open the approved port forwards; a failure is reported, never raised."""
+    try:
+        await running.open_forwards(progress)
+    except VibeboxError as exc:
+        progress(ProgressEvent("port forwarding", f"{exc.message} ({exc.hint})", 0.0, True))
+
+
+def _status(status: sessionctl.SessionStatus) -> SessionStatus:
+    entry = status.entry
+    return SessionStatus(
+        id=entry.id,
+        directory=entry.directory,
+        state=status.state,
+        attached=status.attached,
+        last_active=entry.last_active,
+        reason=status.reason if status.state == "broken" else "",
+    )
+
+
+def _policy(status: sessionctl.SessionStatus | None) -> tuple[str | None, tuple[str, ...]]:
+    """What the supervisor says about the running session's network policy (checked: it
+    comes over a socket)."""
+    policy = status.policy if status is not None else None
+    if policy is None:
+        return None, ()
+    applied, pending = policy.get("applied"), policy.get("pending")
+    lines = tuple(str(line) for line in pending) if isinstance(pending, list) else ()
+    return (applied if applied in ("live", "next start") else None), lines
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root)) or "."
+    except ValueError:
+        return str(path)
+
+
+class CoreBackend:
+    """Drives real sessions (libvirt, SSH, the supervisor).
+
+    Args:
+        project: the directory vibebox was started in (None: only browse sessions).
+        hypervisor: where VM states come from (None: libvirt at each project's URI; tests
+            pass a :class:`~vibebox_core.hypervisor.fake.FakeHypervisor`).
+    """
+
+    def __init__(self, project: Path | None, *, hypervisor: Hypervisor | None = None) -> None:
+        self._project = ProjectPaths.for_directory(project).root if project else None
+        self._hypervisor = hypervisor
+        self._io: IOThread | None = None
+        self._early: concurrent.futures.Future[_Opened] | None = None
+        self._lock = threading.Lock()
+        self._sink: ProgressCallback | None = None
+        self._buffered: list[ProgressEvent] = []
+
+    @property
+    def project(self) -> Path | None:
+        return self._project
+
+    def list_sessions(self) -> list[SessionStatus]:
+        return [_status(s) for s in sessionctl.list_statuses(hypervisor=self._hypervisor)]
+
+    def prestart(self, cols: int, rows: int) -> None:
+        """Start attaching to the project's session now, before the UI is up.
+
+        The first :meth:`attach` of the project then picks this attempt up (its progress
+        events are replayed), so the SSH connect overlaps Textual's start-up.
+        """
+        if self._project is None or self._early is not None:
+            return
+        self._io = IOThread()
+        self._early = self._io.submit(_open(self._project, cols, rows, self._early_progress))
+
+    def _early_progress(self, event: ProgressEvent) -> None:
+        with self._lock:
+            sink = self._sink
+            if sink is None:
+                self._buffered.append(event)
+        if sink is not None:
+            sink(event)
+
+    async def attach(
+        self, directory: Path, cols: int, rows: int, progress: ProgressCallback
+    ) -> Attachment:
+        early, self._early = self._early, None
+        if early is not None and self._io is not None and directory == self._project:
+            with self._lock:
+                self._sink, buffered = progress, self._buffered
+                self._buffered = []
+            for event in buffered:
+                progress(event)
+            opened = await asyncio.wrap_future(early)
+            io = self._io
+            stream: ByteStream = ThreadedStream(io, opened.stream)
+
+            async def release() -> None:
+                await io.call(opened.release())
+
+        else:
+            if early is not None:
+                early.add_done_callback(self._discard)
+            opened = await _open(directory, cols, rows, progress)
+            stream = opened.stream
+            release = opened.release
+        running = opened.running
+        status = SessionStatus(
+            id=running.session_id,
+            directory=running.project.root,
+            state="running",
+            attached=opened.attached,
+            last_active=running.entry.last_active,
+        )
+        return Attachment(status, stream, release)
+
+    def _discard(self, future: concurrent.futures.Future[Any]) -> None:
+        """An early attempt nobody wants: detach it (the VM keeps its grace period)."""
+        if self._io is None or future.cancelled() or future.exception() is not None:
+            return
+        self._io.submit(future.result().discard())
+
+    def approve(self, directory: Path, expected: str | None = None) -> str:
+        # The approved snapshot outside the project; exactly what the dialog showed.
+        return approval.approve(ProjectPaths.for_directory(directory), expected=expected)
+
+    def _entry(self, session_id: str) -> SessionEntry:
+        return SessionIndex().get(session_id)
+
+    def delete(self, session_id: str) -> None:
+        sessionctl.delete_session(self._entry(session_id), self._hypervisor)
+
+    def recreate(self, session_id: str, progress: ProgressCallback) -> SessionStatus:
+        entry = self._entry(session_id)
+        new = asyncio.run(sessionctl.recreate(entry.directory))
+        return SessionStatus(new.id, new.directory, "shut off", 0, new.last_active)
+
+    def inspect(self, directory: Path) -> InspectorData:
+        project = ProjectPaths.for_directory(directory)
+        entry = SessionIndex().find_by_directory(project.root)
+        storage = tuple(
+            (label, _relative(path, project.root) + ("/" if path.name == PROJECT_CACHE else ""))
+            for label, path in (
+                ("config", project.config),
+                ("cache", project.cache),
+                ("disk", project.disk),
+                ("console log", project.console_log),
+                ("network log", project.network_log),
+            )
+        )
+        state: str | None = "missing"
+        ipv4: str | None = None
+        attached: int | None = None
+        problem = ""
+        status: sessionctl.SessionStatus | None = None
+        if entry is not None:
+            status = sessionctl.session_status(entry, self._hypervisor)
+            state, ipv4, attached = status.state, status.ipv4, status.attached
+            if status.state == "broken":
+                problem = status.reason
+        applied, pending = _policy(status)
+        events: tuple[netlog.NetEvent, ...] = ()
+        with contextlib.suppress(OSError, ValueError):
+            events = tuple(netlog.tail(project.network_log, RECENT_NETWORK))
+        # The log's own lines (with source and reason), not explain's shorter ones.
+        recent = tuple(e.describe() for e in events)
+        # What is enforced: the approved snapshot, never the guest-writable file; the file's
+        # unapproved change is shown apart (InspectorData.unapproved).
+        found = approval.review(project)
+        config = found.enforced_config()
+        if found.error is not None:
+            exc = found.error
+            hint = f" ({exc.hint})" if exc.hint else ""
+            return InspectorData(
+                project=project.root,
+                session_id=entry.id if entry else None,
+                recent_network=recent,
+                storage=storage,
+                vm_state=state,
+                ipv4=ipv4,
+                attached=attached,
+                problem=f"{PROJECT_CONFIG}: {exc.message}{hint}",
+                policy_applied=applied,
+                policy_pending=pending,
+            )
+        vm = VMInfo(state or "missing", ipv4, config.box.cpus, config.box.memory_mb, attached)
+        explain = build_explain(
+            project,
+            config,
+            session_id=entry.id if entry else None,
+            vm=vm,
+            recent_network=events,
+            review=found,
+        )
+        return InspectorData(
+            project=explain.project,
+            session_id=explain.session_id,
+            mounts=tuple(
+                MountRow(str(m.host), m.guest, m.read_only, m.default) for m in explain.mounts
+            ),
+            network_mode=explain.network.mode,
+            network_entries=explain.network.entries,
+            ports=explain.network.ports,
+            recent_network=recent,
+            storage=(*((i.label, i.path) for i in explain.storage), *storage[2:]),
+            vm_state=vm.state,
+            ipv4=vm.ipv4,
+            cpus=vm.cpus,
+            memory_mb=vm.memory_mb,
+            attached=vm.attached,
+            problem=problem,
+            policy_applied=applied,
+            policy_pending=pending,
+            unapproved=explain.pending,
+        )
+
+    def fingerprint(self, directory: Path) -> Hashable:
+        project = ProjectPaths.for_directory(directory)
+
+        def stat(path: Path) -> tuple[int, int] | None:
+            try:
+                st = path.stat()
+            except OSError:
+                return None
+            return st.st_mtime_ns, st.st_size
+
+        vm: tuple[str, int, str | None, str | None, tuple[str, ...]] | None = None
+        try:
+            entry = SessionIndex().find_by_directory(project.root)
+        except VibeboxError:
+            entry = None
+        if entry is not None:
+            status = sessionctl.session_status(entry, self._hypervisor)
+            vm = (status.state, status.attached, status.ipv4, *_policy(status))
+        approved = stat(approval.snapshot_path(project))  # an approval changes what is shown
+        files = (stat(project.config), approved, stat(project.network_log))
+        return files, vm, entry.id if entry else None
+
+    def console_tail(self, directory: Path, lines: int = 15) -> list[str]:
+        path = ProjectPaths.for_directory(directory).console_log
+        try:
+            with path.open("rb") as f:
+                f.seek(0, 2)
+                size = f.tell()
+                f.seek(max(0, size - 16384))
+                text = f.read().decode("utf-8", "replace")
+        except OSError:
+            return []
+        return [line.rstrip("\r") for line in text.splitlines()[-lines:]]

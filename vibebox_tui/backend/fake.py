@@ -1,0 +1,343 @@
+"""An in-memory :class:`~vibebox_tui.backend.base.Backend` for tests, snapshots and demos.
+
+VM states live in a :class:`~vibebox_core.hypervisor.fake.FakeHypervisor` (the VM team's in-memory
+hypervisor); the index and the terminals in plain dictionaries. Everything is deterministic:
+fixed session ids, fixed timestamps, fixed progress steps with fixed elapsed times, so a
+snapshot taken today matches one taken tomorrow. Terminals are
+:class:`~vibebox_core.ssh.pty.MemoryStream` objects the caller feeds by hand
+(``backend.streams[session_id].feed(b"...")``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Hashable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import cast
+
+from vibebox_core.errors import SessionNotFoundError, VibeboxError
+from vibebox_core.hypervisor.fake import FakeDomain, FakeHypervisor
+from vibebox_core.hypervisor.libvirt import VMState
+from vibebox_core.network.rules import ApprovalCheck, PolicyNotApprovedError
+from vibebox_core.progress import ProgressCallback, ProgressEvent
+from vibebox_core.ssh.pty import MemoryStream
+from vibebox_tui.backend.base import Attachment, InspectorData, MountRow, SessionStatus
+
+FIXED_NOW = datetime(2026, 11, 27, 10, 15, tzinfo=UTC)
+GUEST_HOME = "/home/vibecoder"
+
+#: Steps a fake start reports, with their fixed elapsed seconds.
+BOOT_STEPS: tuple[ProgressEvent, ...] = (
+    ProgressEvent("preparing session", "keys, seed share, instance disk", 0.4, True),
+    ProgressEvent("starting VM", "libvirt domain defined, booting under TCG", 1.2, False),
+    ProgressEvent("waiting for SSH", "lease 192.168.122.57, waiting for sshd", 14.8, False),
+)
+
+CONSOLE_LINES = (
+    "[    0.000000] Linux version 6.1.0-27-cloud-amd64 (debian-kernel@lists.debian.org)",
+    "[    1.204511] virtiofs virtio1: discovered new tag: vibebox-project",
+    "[    2.918340] systemd[1]: Starting vibebox-setup.service - vibebox guest setup...",
+    "[    3.551202] systemd[1]: Finished vibebox-setup.service - vibebox guest setup.",
+    "[    4.120007] systemd[1]: Started ssh.service - OpenBSD Secure Shell server.",
+    "Debian GNU/Linux 12 vibebox ttyS0",
+)
+
+
+def fake_id(n: int) -> str:
+    """A fixed, valid-looking UUIDv7 for the ``n``-th fake session (made minutes apart, so
+    their first 8 digits differ as real ones mostly do)."""
+    return f"019bf2{0x90 + n:02x}-{n:04x}-7c23-ba1d-dce7e6d40693"
+
+
+def demo_sessions(root: Path = Path("/home/me/src")) -> list[SessionStatus]:
+    """Four sessions in every interesting state, one of them broken."""
+    return [
+        SessionStatus(fake_id(1), root / "webshop", "running", 1, FIXED_NOW),
+        SessionStatus(
+            fake_id(2), root / "ml-notebooks", "shut off", 0, FIXED_NOW - timedelta(hours=5)
+        ),
+        SessionStatus(
+            fake_id(3),
+            root / "old-api",
+            "broken",
+            None,
+            FIXED_NOW - timedelta(days=12),
+            reason="disk.qcow2 is missing; run `vibebox delete` and start again",
+        ),
+        SessionStatus(
+            fake_id(4), root / "dotfiles", "shut off", 0, FIXED_NOW - timedelta(days=2, hours=3)
+        ),
+    ]
+
+
+class FakeBackend:
+    """A backend whose sessions, VMs and terminals live in memory.
+
+    Args:
+        sessions: the initial index.
+        project: the directory vibebox was "started" in.
+        fail_attach: raise this from :meth:`attach` (after the first progress step).
+        hold_boot: when set, :meth:`attach` stops after the boot steps until the event is set
+            (lets a test or snapshot look at the progress view).
+        prompt: bytes fed to every new terminal.
+    """
+
+    def __init__(
+        self,
+        sessions: list[SessionStatus] | None = None,
+        project: Path | None = None,
+        *,
+        fail_attach: VibeboxError | None = None,
+        hold_boot: asyncio.Event | None = None,
+        prompt: bytes = b"vibecoder@vibebox:~$ ",
+        hypervisor: FakeHypervisor | None = None,
+    ) -> None:
+        self._lock = threading.Lock()
+        self.hypervisor = hypervisor or FakeHypervisor()
+        self._sessions: dict[str, SessionStatus] = {}
+        for session in sessions or []:
+            self._add(session)
+        self._project = project
+        self._next = len(self._sessions) + 1
+        self.fail_attach = fail_attach
+        self.hold_boot = hold_boot
+        self.prompt = prompt
+        self.streams: dict[str, MemoryStream] = {}
+        self.deleted: list[str] = []
+        self.recreated: list[str] = []
+        self.config_revision: dict[Path, int] = {}
+        self.network_mode: dict[Path, str] = {}
+        self.network_entries: dict[Path, tuple[str, ...]] = {}
+        self.network_log: dict[Path, tuple[str, ...]] = {}
+        self.fail_list = False
+        #: Directories whose vibebox.toml changed since approval: the diff lines to show.
+        self.unapproved: dict[Path, tuple[str, ...]] = {}
+        self.approved: list[Path] = []
+        #: What the running session's supervisor says about its policy (see set_policy_state).
+        self.policy_state: dict[Path, tuple[str, tuple[str, ...]]] = {}
+
+    # -- the VMs, in the fake hypervisor ------------------------------------------------------
+
+    def _add(self, session: SessionStatus) -> None:
+        """Index ``session`` and define its VM in the fake hypervisor."""
+        self._sessions[session.id] = session
+        name = f"vibebox-{session.name}-{session.short_id}"
+        self.hypervisor.domains[session.id] = FakeDomain(
+            session_id=session.id,
+            name=name,
+            xml=f"<domain type='qemu'><name>{name}</name><uuid>{session.id}</uuid></domain>",
+            mac=None,
+            network=None,
+            console_log=None,
+            state=cast(VMState, session.state),
+            reason=session.reason,
+        )
+        self.hypervisor.set_console(session.id, "\n".join(CONSOLE_LINES))
+
+    def _live(self, session: SessionStatus) -> SessionStatus:
+        """``session`` with the VM state the hypervisor reports now."""
+        status = self.hypervisor.status(session.id)
+        reason = status.reason if status.state == "broken" else ""
+        return replace(session, state=status.state, reason=reason)
+
+    # -- knobs for tests -------------------------------------------------------------------
+
+    def set_state(self, session_id: str, state: str, reason: str = "") -> None:
+        """Change a session's VM state, as a hypervisor event would."""
+        self.hypervisor.set_status(session_id, cast(VMState, state), reason)
+
+    def edit_config(
+        self,
+        directory: Path,
+        *,
+        mode: str | None = None,
+        entries: tuple[str, ...] | None = None,
+    ) -> None:
+        """Simulate a saved edit of ``vibebox.toml``."""
+        with self._lock:
+            if mode is not None:
+                self.network_mode[directory] = mode
+            if entries is not None:
+                self.network_entries[directory] = entries
+            self.config_revision[directory] = self.config_revision.get(directory, 0) + 1
+
+    def set_policy_state(
+        self, directory: Path, applied: str | None, pending: tuple[str, ...] = ()
+    ) -> None:
+        """Say how the approved policy reached the running session, as its supervisor would:
+        ``"live"``, ``"next start"`` with the ``pending`` lines, or None (not known)."""
+        with self._lock:
+            if applied is None:
+                self.policy_state.pop(directory, None)
+            else:
+                self.policy_state[directory] = (applied, pending)
+
+    def log_network(self, directory: Path, line: str) -> None:
+        """Append one allowed/blocked line to the session's network log."""
+        with self._lock:
+            self.network_log[directory] = (*self.network_log.get(directory, ()), line)
+
+    def session_for(self, directory: Path) -> SessionStatus | None:
+        with self._lock:
+            session = self._find(directory)
+            return self._live(session) if session else None
+
+    # -- Backend ---------------------------------------------------------------------------
+
+    @property
+    def project(self) -> Path | None:
+        return self._project
+
+    def list_sessions(self) -> list[SessionStatus]:
+        with self._lock:
+            if self.fail_list:
+                raise VibeboxError(
+                    "The session index is damaged: sessions.toml line 3",
+                    hint="Fix or remove the file.",
+                )
+            return sorted(
+                (self._live(s) for s in self._sessions.values()),
+                key=lambda s: s.last_active or FIXED_NOW,
+                reverse=True,
+            )
+
+    def _find(self, directory: Path) -> SessionStatus | None:
+        for session in self._sessions.values():
+            if session.directory == directory:
+                return session
+        return None
+
+    async def attach(
+        self, directory: Path, cols: int, rows: int, progress: ProgressCallback
+    ) -> Attachment:
+        with self._lock:
+            found = self._find(directory)
+            if found is None:
+                found = SessionStatus(fake_id(self._next), directory, "shut off", 0, FIXED_NOW)
+                self._next += 1
+                self._add(found)
+            session = self._live(found)
+        diff = self.unapproved.get(directory)
+        if diff:
+            check = ApprovalCheck("changed", "0" * 64, diff)
+            raise PolicyNotApprovedError(check, project=str(directory))
+        if session.state == "broken":
+            raise VibeboxError(
+                f"Session {session.short_id} is broken: {session.reason}",
+                hint=f"Delete it (`vibebox delete {session.short_id}`) and start again.",
+            )
+        if session.state != "running":
+            progress(BOOT_STEPS[0])
+            if self.fail_attach is not None:
+                raise self.fail_attach
+            for event in BOOT_STEPS[1:]:
+                progress(event)
+            if self.hold_boot is not None:
+                await self.hold_boot.wait()
+        elif self.fail_attach is not None:
+            raise self.fail_attach
+        stream = MemoryStream()
+        stream.feed(self.prompt)
+        await stream.resize(cols, rows)
+        with self._lock:
+            current = self._sessions[session.id]
+            attached = (current.attached or 0) + 1
+            session = replace(current, state="running", attached=attached, last_active=FIXED_NOW)
+            self._sessions[session.id] = session
+            self.hypervisor.set_status(session.id, "running")
+            self.streams[session.id] = stream
+        session_id = session.id
+
+        async def release() -> None:
+            with self._lock:
+                now = self._sessions.get(session_id)
+                if now is not None:
+                    self._sessions[session_id] = replace(
+                        now, attached=max(0, (now.attached or 1) - 1)
+                    )
+
+        return Attachment(session, stream, release)
+
+    def approve(self, directory: Path, expected: str | None = None) -> str:
+        with self._lock:
+            self.unapproved.pop(directory, None)
+            self.approved.append(directory)
+        return "next start"
+
+    def delete(self, session_id: str) -> None:
+        with self._lock:
+            if session_id not in self._sessions:
+                raise SessionNotFoundError(f"No session {session_id[:8]} in the index.")
+            del self._sessions[session_id]
+            self.hypervisor.undefine(session_id)
+            self.deleted.append(session_id)
+
+    def recreate(self, session_id: str, progress: ProgressCallback) -> SessionStatus:
+        with self._lock:
+            old = self._sessions.pop(session_id, None)
+            if old is None:
+                raise SessionNotFoundError(f"No session {session_id[:8]} in the index.")
+            self.hypervisor.undefine(session_id)
+            self.recreated.append(session_id)
+            new = SessionStatus(fake_id(self._next), old.directory, "shut off", 0, FIXED_NOW)
+            self._next += 1
+            self._add(new)
+        progress(ProgressEvent("deleting session", old.short_id, 0.3, True))
+        return new
+
+    def inspect(self, directory: Path) -> InspectorData:
+        with self._lock:
+            found = self._find(directory)
+            session = self._live(found) if found else None
+            running = session is not None and session.state == "running"
+            name = directory.name
+            applied, pending = self.policy_state.get(directory, (None, ()))
+            return InspectorData(
+                project=directory,
+                session_id=session.id if session else None,
+                mounts=(
+                    MountRow(str(directory), f"{GUEST_HOME}/{name}", False, True),
+                    MountRow(str(Path.home() / ".gitconfig"), f"{GUEST_HOME}/.gitconfig", True),
+                ),
+                network_mode=self.network_mode.get(directory, "allowlist"),
+                network_entries=self.network_entries.get(
+                    directory, ("pypi.org", "files.pythonhosted.org", "github.com")
+                ),
+                ports=("8000 → 8000",),
+                recent_network=self.network_log.get(directory, ()),
+                storage=(
+                    ("config", "vibebox.toml"),
+                    ("cache", ".vibebox/"),
+                    ("disk", ".vibebox/disk.qcow2"),
+                    ("console log", ".vibebox/console.log"),
+                ),
+                vm_state=session.state if session else "missing",
+                ipv4="192.168.122.57" if running else None,
+                cpus=2,
+                memory_mb=2048,
+                attached=session.attached if session else None,
+                policy_applied=applied if running else None,
+                policy_pending=pending if running else (),
+            )
+
+    def fingerprint(self, directory: Path) -> Hashable:
+        with self._lock:
+            found = self._find(directory)
+            session = self._live(found) if found else None
+            return (
+                self.config_revision.get(directory, 0),
+                session.state if session else None,
+                session.attached if session else None,
+                len(self.network_log.get(directory, ())),
+                self.policy_state.get(directory),
+            )
+
+    def console_tail(self, directory: Path, lines: int = 15) -> list[str]:
+        with self._lock:
+            session = self._find(directory)
+        if session is None:
+            return []
+        return self.hypervisor.console_tail(session.id, lines).splitlines()

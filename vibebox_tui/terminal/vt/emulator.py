@@ -1,0 +1,485 @@
+"""Bytes in, screen state out: the escape-sequence parser and the terminal's modes.
+
+pyte's ``ByteStream``/``Stream`` walks the input one character at a time through a generator;
+that is its hot path and runs at well under 1 MB/s. This parser tokenises whole chunks with one
+regular expression (runs of printable text, ``\\r\\n`` pairs, CSI/OSC/DCS/ESC sequences, single
+controls), so text is drawn a run at a time. UTF-8 is decoded incrementally, and an escape
+sequence cut at the end of a read is held until the next one.
+
+Anything the parser does not understand is skipped as a whole sequence: private SGR forms
+(``CSI ? ... m``, ``CSI > ... m``), unknown CSI finals, DCS strings. Queries the program makes
+(DSR, CPR, DA, DECRQM, OSC 10/11 colours) are answered through :attr:`Emulator.replies`; window
+titles and vibebox commands (OSC 7777) are collected in :attr:`Emulator.events`.
+"""
+
+from __future__ import annotations
+
+import codecs
+
+from vibebox_tui.terminal.vt.screen import Screen
+from vibebox_tui.terminal.vt.sequences import (
+    ALLOW_DECCOLM,
+    ALT_47,
+    ALT_1047,
+    ALT_1049,
+    BRACKETED_PASTE,
+    C0_IN_CSI,
+    C1,
+    C1_TO_7BIT,
+    CHARSETS,
+    CSI_BODY,
+    DECAWM,
+    DECCKM,
+    DECCOLM,
+    DECOM,
+    DECTCEM,
+    FOCUS_EVENTS,
+    IRM,
+    LNM,
+    MAX_PENDING,
+    MOUSE_MODES,
+    PARTIAL,
+    SAVE_1048,
+    STRING_OPEN,
+    SYNC_OUTPUT,
+    TOKEN,
+    VIBEBOX_COMMAND_PREFIX,
+    VIBEBOX_OSC,
+    BellEvent,
+    CommandEvent,
+    Event,
+    TitleEvent,
+    csi_ints,
+)
+from vibebox_tui.terminal.vt.widths import char_width
+
+__all__ = ["BellEvent", "CommandEvent", "Emulator", "Event", "TitleEvent"]
+
+
+class Emulator:
+    """Feed it program output; read :attr:`screen`, :attr:`replies` and :attr:`events`."""
+
+    def __init__(self, columns: int = 80, lines: int = 24) -> None:
+        self.screen = Screen(columns, lines)
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._pending = ""
+        self.replies: list[bytes] = []
+        self.events: list[Event] = []
+        self.title = ""
+        self._reset_modes()
+
+    def _reset_modes(self) -> None:
+        """Every mode at its power-on state (also RIS, which keeps the screen object)."""
+        self.app_cursor = False
+        self.app_keypad = False
+        self.bracketed_paste = False
+        self.cursor_visible = True
+        self.focus_events = False
+        self.synchronized = False  # mode 2026: the program is mid-frame, hold the repaint
+        self.newline_mode = False  # LNM (CSI 20 h): LF, VT and FF also return the carriage
+        self.allow_deccolm = False  # mode 40: xterm ignores DECCOLM unless it is set
+        self.mouse_modes: set[int] = set()
+        self._g = ["B", "B"]  # designated G0/G1 charsets ("0" = DEC special graphics)
+        self._shift = 0
+        self._last = ""  # the graphic character just drawn, for REP; "" after anything else
+        # DECSC per buffer: x, y, attr, origin, wrap pending, (G0, G1), shift
+        self._saved: dict[bool, tuple[int, int, int, bool, bool, tuple[str, str], int]] = {}
+
+    # -- feeding -------------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        """Parse a chunk of program output (any size; may end mid-character or mid-sequence)."""
+        text = self._decoder.decode(data)
+        if C1.search(text):
+            text = text.translate(C1_TO_7BIT)  # UTF-8-encoded C1 controls act, as in xterm
+        if self._pending:
+            text = self._pending + text
+            self._pending = ""
+        cut = text.rfind("\x1b")
+        if cut >= 0 and PARTIAL.match(text, cut):
+            # The last escape sequence is cut short: keep it for the next read -- from the
+            # string it may terminate, when the cut fell inside an OSC/DCS's ESC \\.
+            before = text.rfind("\x1b", 0, cut)
+            if before >= 0 and STRING_OPEN.match(text, before, cut):
+                cut = before
+            tail = text[cut:]
+            self._pending = tail if len(tail) < MAX_PENDING else ""
+            text = text[:cut]
+        self.feed_text(text)
+
+    def feed_text(self, text: str) -> None:
+        """Parse already-decoded text that holds no cut sequence at its end."""
+        screen = self.screen
+        draw = self._draw
+        for match in TOKEN.finditer(text):
+            kind = match.lastgroup
+            if kind == "text":
+                draw(match.group(kind))
+                continue
+            if kind == "crlf":
+                screen.cursor.x = 0
+                screen.index()
+            elif kind == "csi":
+                self._csi(match.group("cp"), match.group("ci"), match.group("csi"))
+            elif kind == "ctl":
+                self._control(match.group(kind))
+            elif kind == "esc":
+                self._esc(match.group("ei"), match.group("esc"))
+            elif kind == "osc":
+                self._osc(match.group(kind))
+            elif kind == "cxf":
+                self._csi_with_controls(match.group("cx"), match.group("cxf"))
+            elif kind == "abort" and match.group(kind)[1:2] == "[":
+                for char in C0_IN_CSI.findall(match.group(kind)):
+                    self._control(char)  # the C0 controls of a cancelled CSI still happen
+            # dcs: swallowed whole
+            self._last = ""
+
+    def _draw(self, text: str) -> None:
+        self._last = text[-1]
+        charset = self._g[self._shift]
+        if charset != "B":
+            text = text.translate(CHARSETS.get(charset, {}))
+        self.screen.draw(text)
+
+    # -- C0 controls ---------------------------------------------------------------------
+
+    def _control(self, char: str) -> None:
+        screen = self.screen
+        if char == "\n" or char == "\x0b" or char == "\x0c":
+            if self.newline_mode:
+                screen.cursor.x = 0
+            screen.index()
+        elif char == "\r":
+            screen.carriage_return()
+        elif char == "\x08":
+            screen.backspace()
+        elif char == "\t":
+            screen.tab()
+        elif char == "\x07":
+            self.events.append(BellEvent())
+        elif char == "\x0e":
+            self._shift = 1
+        elif char == "\x0f":
+            self._shift = 0
+        elif char == "\x1a":
+            # SUB cancels a sequence and shows the error character (xterm as VT220 and later:
+            # U+2426); CAN cancels silently
+            self.screen.draw("\u2426")
+        # everything else (NUL, a stray ESC, C1 controls) is ignored
+
+    # -- ESC sequences -------------------------------------------------------------------
+
+    def _esc(self, inter: str, final: str) -> None:
+        screen = self.screen
+        if inter in ("(", ")"):
+            self._g[0 if inter == "(" else 1] = final
+        elif inter == "#":
+            if final == "8":
+                screen.alignment_test()
+                self.screen.cursor.attr = 0
+        elif inter:
+            return
+        elif final == "7":
+            self._save_cursor()
+        elif final == "8":
+            self._restore_cursor()
+        elif final == "D":
+            screen.index()
+        elif final == "E":
+            screen.cursor.x = 0
+            screen.index()
+        elif final == "M":
+            screen.reverse_index()
+        elif final == "H":
+            screen.tabstops.add(screen.cursor.x)
+        elif final == "c":
+            # RIS: the same screen object (the caller's loop holds it), every mode reset;
+            # replies and events still to deliver are kept
+            screen.reset()
+            self._reset_modes()
+        elif final == "=":
+            self.app_keypad = True
+        elif final == ">":
+            self.app_keypad = False
+
+    def _save_cursor(self) -> None:
+        """DECSC, as xterm: position, SGR, origin mode, the pending-wrap flag, the charsets
+        and the shift -- not autowrap (xterm's cursor.c keeps DECAWM out of it)."""
+        s = self.screen
+        c = s.cursor
+        wrap = c.x >= s.columns
+        g = (self._g[0], self._g[1])
+        self._saved[s.in_alt] = (c.x, c.y, c.attr, s.origin, wrap, g, self._shift)
+
+    def _restore_cursor(self) -> None:
+        s = self.screen
+        saved = self._saved.get(s.in_alt)
+        if saved is None:  # never saved: home, default attributes, charsets reset
+            s.origin = False
+            s.move_to(0, 0)
+            s.cursor.attr = 0
+            self._g, self._shift = ["B", "B"], 0
+            return
+        x, y, attr, s.origin, wrap, charsets, self._shift = saved
+        self._g = list(charsets)
+        s.cursor.attr = attr
+        s.cursor.x = s.columns if wrap else min(x, s.columns - 1)
+        s.cursor.y = min(y, s.lines - 1)
+
+    # -- OSC -----------------------------------------------------------------------------
+
+    def _osc(self, body: str) -> None:
+        code, _, arg = body.partition(";")
+        if code in ("0", "2"):
+            self.title = arg
+            self.events.append(TitleEvent(arg))
+        elif code == VIBEBOX_OSC:
+            if arg.startswith(VIBEBOX_COMMAND_PREFIX):
+                name, _, token = arg[len(VIBEBOX_COMMAND_PREFIX) :].partition(";")
+                self.events.append(CommandEvent(name, token))
+        elif code in ("10", "11") and arg == "?":
+            rgb = "ffff/ffff/ffff" if code == "10" else "0000/0000/0000"
+            self.replies.append(f"\x1b]{code};rgb:{rgb}\x1b\\".encode())
+
+    # -- CSI -----------------------------------------------------------------------------
+
+    def _csi_with_controls(self, body: str, final: str) -> None:
+        """A CSI with C0 controls inside: they run first, then the CSI (as in xterm). One
+        whose parameters follow its intermediates is malformed and swallowed."""
+        for char in C0_IN_CSI.findall(body):
+            self._control(char)
+        match = CSI_BODY.fullmatch(C0_IN_CSI.sub("", body))
+        if match is not None:
+            self._csi(match.group("cp"), match.group("ci"), final)
+
+    def _csi(self, params: str, inter: str, final: str) -> None:
+        screen = self.screen
+        if final == "m":
+            if not inter and (not params or params[0] not in "<=>?"):
+                screen.cursor.attr = screen.table.sgr(screen.cursor.attr, params)
+            return
+        private = params[:1] if params[:1] in ("?", ">", "<", "=") else ""
+        if private:
+            params = params[1:]
+        if inter:
+            self._csi_intermediate(private, params, inter, final)
+            return
+        if private and final not in "hlnc":
+            return
+        try:
+            args = csi_ints(params)
+        except ValueError:
+            return
+        first = args[0]
+        count = max(1, first)
+        if final == "H" or final == "f":
+            row = args[0] if args[0] else 1
+            col = args[1] if len(args) > 1 and args[1] else 1
+            screen.move_to(col - 1, row - 1)
+        elif final == "A":
+            screen.up(count)
+        elif final == "B" or final == "e":
+            screen.down(count)
+        elif final == "C" or final == "a":
+            screen.forward(count)
+        elif final == "D":
+            screen.back(count)
+        elif final == "E":
+            screen.down(count)
+            screen.cursor.x = 0
+        elif final == "F":
+            screen.up(count)
+            screen.cursor.x = 0
+        elif final == "G" or final == "`":
+            screen.move_x(count - 1)
+        elif final == "d":
+            screen.move_y(count - 1)
+        elif final == "K":
+            screen.erase_in_line(first)
+            if first == 0 and screen.cursor.x >= screen.columns:
+                screen.end_pending_wrap()
+        elif final == "J":
+            screen.erase_in_display(first)
+            if first == 0:
+                screen.end_pending_wrap()
+        elif final == "h" or final == "l":
+            self._set_modes(private, args, final == "h")
+        elif final == "r":
+            bottom = args[1] if len(args) > 1 and args[1] else screen.lines
+            screen.set_margins(count - 1, bottom - 1)
+        elif final == "L":
+            screen.insert_lines(count)
+        elif final == "M":
+            screen.delete_lines(count)
+        elif final == "P":
+            screen.delete_chars(count)
+            screen.end_pending_wrap()
+        elif final == "@":
+            screen.insert_chars(count)
+            screen.end_pending_wrap()
+        elif final == "X":
+            screen.erase_chars(count)
+            screen.end_pending_wrap()
+        elif final == "S":
+            screen.scroll_up(count)
+        elif final == "T" and len(args) == 1:
+            screen.scroll_down(count)
+        elif final == "I":
+            screen.tab(count)
+        elif final == "Z":
+            screen.back_tab(count)
+        elif final == "g":
+            if first == 0:
+                screen.tabstops.discard(screen.cursor.x)
+            elif first == 3:
+                screen.tabstops.clear()
+        elif final == "b":
+            self._repeat(count)
+        elif final == "s":
+            self._save_cursor()
+        elif final == "u":
+            self._restore_cursor()
+        elif final == "n":
+            self._status_report(private, first)
+        elif final == "c":
+            self._device_attributes(private, first)
+        elif final == "t" and first == 18:
+            self.replies.append(f"\x1b[8;{screen.lines};{screen.columns}t".encode())
+
+    def _csi_intermediate(self, private: str, params: str, inter: str, final: str) -> None:
+        if inter == "!" and final == "p":  # DECSTR soft reset, as xterm's ReallyReset
+            s = self.screen
+            s.origin, s.autowrap, s.insert = False, True, False
+            s.top, s.bottom = 0, s.lines - 1
+            s.cursor.attr = 0
+            self._g, self._shift = ["B", "B"], 0
+            self.app_cursor = self.app_keypad = False
+            self.cursor_visible = True
+            self._saved[s.in_alt] = (0, 0, 0, False, False, ("B", "B"), 0)
+        elif inter == "$" and final == "p":  # DECRQM: report a mode's state
+            mode = int(params) if params.isdigit() else 0
+            state = self._mode_state(private, mode)
+            self.replies.append(f"\x1b[{private}{mode};{state}$y".encode())
+
+    def _mode_state(self, private: str, mode: int) -> int:
+        s = self.screen
+        if not private:
+            ansi = {IRM: s.insert, LNM: self.newline_mode}
+            return (1 if ansi[mode] else 2) if mode in ansi else 0
+        states = {
+            DECCKM: self.app_cursor,
+            DECOM: s.origin,
+            DECAWM: s.autowrap,
+            DECTCEM: self.cursor_visible,
+            ALT_1049: s.in_alt,
+            ALT_1047: s.in_alt,
+            ALT_47: s.in_alt,
+            BRACKETED_PASTE: self.bracketed_paste,
+            FOCUS_EVENTS: self.focus_events,
+            SYNC_OUTPUT: self.synchronized,
+        }
+        if mode in states:
+            return 1 if states[mode] else 2
+        if mode in MOUSE_MODES:
+            return 1 if mode in self.mouse_modes else 2
+        return 0
+
+    def _repeat(self, count: int) -> None:
+        """REP: the graphic character drawn right before, again (xterm: only when nothing
+        but this CSI came in between, and never a zero-width one)."""
+        char = self._last
+        if char and char_width(char) > 0:
+            self._draw(char * min(count, 65535))
+
+    def _status_report(self, private: str, what: int) -> None:
+        screen = self.screen
+        if what == 5 and not private:
+            self.replies.append(b"\x1b[0n")
+        elif what == 6:
+            y = screen.cursor.y - (screen.top if screen.origin else 0)
+            x = min(screen.cursor.x, screen.columns - 1)
+            self.replies.append(f"\x1b[{private}{y + 1};{x + 1}R".encode())
+
+    def _device_attributes(self, private: str, what: int) -> None:
+        if what != 0:
+            return
+        if not private:
+            self.replies.append(b"\x1b[?62;22c")  # VT220 with ANSI colour
+        elif private == ">":
+            self.replies.append(b"\x1b[>1;10;0c")
+
+    def _set_modes(self, private: str, modes: list[int], on: bool) -> None:
+        screen = self.screen
+        if not private:
+            for mode in modes:
+                if mode == IRM:
+                    screen.insert = on
+                elif mode == LNM:
+                    self.newline_mode = on
+            return
+        if private != "?":
+            return
+        for mode in modes:
+            if mode == DECCKM:
+                self.app_cursor = on
+            elif mode == DECOM:
+                screen.origin = on
+                screen.move_to(0, 0)
+            elif mode == DECAWM:
+                screen.autowrap = on
+            elif mode == DECTCEM:
+                self.cursor_visible = on
+            elif mode == ALT_1049:
+                # as xterm: save (in the current buffer's slot), switch, clear; leaving
+                # restores the main buffer's cursor even when already on it
+                if on:
+                    self._save_cursor()
+                    screen.use_alt(True, clear=True)
+                else:
+                    if screen.in_alt:
+                        screen.use_alt(False, clear=False)
+                    self._restore_cursor()
+            elif mode in (ALT_47, ALT_1047):
+                if on != screen.in_alt:
+                    screen.use_alt(on, clear=mode == ALT_1047 and not on)
+            elif mode == SAVE_1048:
+                if on:
+                    self._save_cursor()
+                else:
+                    self._restore_cursor()
+            elif mode == BRACKETED_PASTE:
+                self.bracketed_paste = on
+            elif mode == FOCUS_EVENTS:
+                self.focus_events = on
+            elif mode == SYNC_OUTPUT:
+                self.synchronized = on
+            elif mode in MOUSE_MODES:
+                if on:
+                    self.mouse_modes.add(mode)
+                else:
+                    self.mouse_modes.discard(mode)
+            elif mode == ALLOW_DECCOLM:
+                self.allow_deccolm = on
+            elif mode == DECCOLM and self.allow_deccolm:
+                # xterm ignores DECCOLM unless mode 40 allows it (resource c132, off by
+                # default); allowed, it clears, resets the margins and homes, and the size
+                # stays the widget's
+                screen.top, screen.bottom = 0, screen.lines - 1
+                screen.erase_in_display(2)
+                screen.origin = False
+                screen.move_to(0, 0)
+
+    # -- size ----------------------------------------------------------------------------
+
+    def resize(self, columns: int, lines: int) -> None:
+        self.screen.resize(columns, lines)
+
+    def take_replies(self) -> bytes:
+        data = b"".join(self.replies)
+        self.replies.clear()
+        return data
+
+    def take_events(self) -> list[Event]:
+        events, self.events = self.events, []
+        return events
