@@ -286,3 +286,21 @@ def _build_image(
             raise _disk_error(store, exc) from None
         finally:
             imagework.remove_build_dir(work, plan.helper if plan else ())
+
+
+def ensure_image(
+    name: str = paths.DEFAULT_IMAGE_NAME,
+    *,
+    progress: ProgressCallback | None = None,
+) -> ImageInfo:
+    """Return a verified image, building it first when there is none (first use).
+
+    A damaged image is refused (never silently rebuilt): the user decides with the rebuild
+    command in the error's hint.
+    """
+    if images.image_exists(name):
+        info = images.verify_image(name, progress=progress)
+        if images.outdated(info):
+            ProgressClock(progress)("outdated image", images.outdated_notice(info), done=True)
+        return info
+    return build_image(name, progress=progress, reuse_existing=True)

@@ -5,8 +5,8 @@ holds the kernel and initrd for direct kernel boot, the root file system as a qc
 (every session's instance disk is an overlay on it) and ``image.toml``
 (:mod:`vibebox_core.images.record`), which records what was built and the sha256 of each artifact.
 This module is what a session start needs: it reads and checks images but never builds one;
-:func:`ensure_image` hands a missing image to :mod:`vibebox_core.images.build`, imported only
-then so a start that finds its image does not load the builder.
+:func:`vibebox_core.images.build.ensure_image` builds a missing image on first use; a start
+imports the builder only on its cold path, so a warm attach never loads it.
 
 Decisions worth knowing:
 
@@ -271,25 +271,3 @@ def outdated_notice(info: ImageInfo) -> str:
         f"`{rebuild_command(info.name)}` updates it (sessions made from the old one must "
         "then be recreated with :new)"
     )
-
-
-def ensure_image(
-    name: str = paths.DEFAULT_IMAGE_NAME,
-    *,
-    progress: ProgressCallback | None = None,
-) -> ImageInfo:
-    """Return a verified image, building it first when there is none (first use).
-
-    A damaged image is refused (never silently rebuilt): the user decides with the rebuild
-    command in the error's hint.
-    """
-    if image_exists(name):
-        info = verify_image(name, progress=progress)
-        if outdated(info):
-            ProgressClock(progress)("outdated image", outdated_notice(info), done=True)
-        return info
-    # Imported here: imagebuild imports this module, and a start that finds its image never
-    # needs the builder.
-    from vibebox_core.images.build import build_image
-
-    return build_image(name, progress=progress, reuse_existing=True)

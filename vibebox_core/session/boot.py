@@ -224,11 +224,11 @@ def prepare_and_start(
     config = approval.gate(project, session_id)
     mountpin.check_cache(project.cache)  # a shipped .vibebox symlink would redirect every write
     clock("checking image")
-    from vibebox_core.images import (
-        store as images,  # cold path only: keeps it off a warm attach's imports
-    )
+    # Deferred for start-up speed: only a cold start may need the image builder, and a warm
+    # attach must not load it (tests/test_imports.py checks).
+    from vibebox_core.images import build
 
-    info = images.ensure_image(progress=progress)
+    info = build.ensure_image(progress=progress)
     clock("checking image", info.name, done=True)
     ssh.ensure_keys(project)
     spec, plan = network_plan(config, session_id, hv)

@@ -212,7 +212,7 @@ def test_ensure_image_refuses_a_damaged_image_instead_of_rebuilding(
     (directory / "vmlinuz").write_bytes(b"other!!!!!!!!")
     monkeypatch.setattr(imagebuild, "build_image", lambda *a, **k: pytest.fail("rebuilt"))
     with pytest.raises(ImageError):
-        images.ensure_image()
+        imagebuild.ensure_image()
 
 
 # --------------------------------------------------------------------------- mirror
@@ -560,7 +560,7 @@ def test_an_outdated_image_still_starts_but_says_how_to_update_it(
 ) -> None:
     _make_image(guest_digest="0" * 64)
     events: list[ProgressEvent] = []
-    info = images.ensure_image(progress=events.append)
+    info = imagebuild.ensure_image(progress=events.append)
     assert images.outdated(info)
     notes = [e.detail for e in events if e.step == "outdated image"]
     assert notes and "vibebox image build --force" in notes[0] and ":new" in notes[0]
