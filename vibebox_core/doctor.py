@@ -45,7 +45,8 @@ from vibebox_core.errors import VibeboxError
 from vibebox_core.hypervisor import access
 from vibebox_core.hypervisor import domain_xml as vm
 from vibebox_core.hypervisor.libvirt import translate_libvirt_error
-from vibebox_core.index import SessionIndex, read_session_id_file
+from vibebox_core.index.ids import read_session_id_file
+from vibebox_core.index.sessions import SessionIndex
 from vibebox_core.network import nwfilter
 from vibebox_core.paths import ProjectPaths
 

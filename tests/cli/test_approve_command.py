@@ -11,7 +11,7 @@ from vibebox_cli.commands import approve
 from vibebox_core.config import approval
 from vibebox_core.config.load import load_config, set_value
 from vibebox_core.errors import ConfigError
-from vibebox_core.index import SessionIndex
+from vibebox_core.index.sessions import SessionIndex
 from vibebox_core.network.rules import PolicyNotApprovedError
 from vibebox_core.paths import ProjectPaths
 

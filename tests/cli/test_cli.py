@@ -13,7 +13,7 @@ import pytest
 import vibebox_core
 from vibebox_cli import main as cli
 from vibebox_cli.commands import sessions as sessions_command
-from vibebox_core.index import SessionIndex
+from vibebox_core.index.sessions import SessionIndex
 
 REPO = Path(__file__).resolve().parents[2]
 # Only the local qemu:///system|session are accepted (and the host uses the approved URI, not

@@ -21,7 +21,7 @@ from vibebox_core.errors import VMError
 from vibebox_core.hypervisor import access
 from vibebox_core.hypervisor import domain_xml as vm
 from vibebox_core.hypervisor.fake import FakeHypervisor
-from vibebox_core.index import SessionIndex
+from vibebox_core.index.sessions import SessionIndex
 from vibebox_core.network.nwfilter import bridge_netfilter_problem
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.session import boot as provision

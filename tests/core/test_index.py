@@ -18,14 +18,14 @@ import uuid_utils
 
 from vibebox_core import paths
 from vibebox_core.errors import SessionIndexError, SessionNotFoundError
-from vibebox_core.index import (
-    SessionIndex,
+from vibebox_core.index.file import render_index
+from vibebox_core.index.ids import (
     new_session_id,
     read_session_id_file,
-    render_index,
     short_ids,
     validate_session_id,
 )
+from vibebox_core.index.sessions import SessionIndex
 
 REPO = Path(__file__).resolve().parents[2]
 UUID7 = "019bf290-cccc-7c23-ba1d-dce7e6d40693"
@@ -326,7 +326,7 @@ def test_unwritable_home_is_a_clear_error(tmp_path: Path) -> None:
 
 _WORKER = """
 import sys
-from vibebox_core.index import SessionIndex
+from vibebox_core.index.sessions import SessionIndex
 directory, rounds = sys.argv[1], int(sys.argv[2])
 index = SessionIndex()
 entry = index.ensure(directory)
@@ -370,7 +370,7 @@ def test_sixteen_processes_at_once(tmp_path: Path) -> None:
 
 _LOOPER = """
 import sys
-from vibebox_core.index import SessionIndex
+from vibebox_core.index.sessions import SessionIndex
 index = SessionIndex()
 entries = [index.ensure(d) for d in sys.argv[1:]]
 i = 0

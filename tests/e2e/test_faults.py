@@ -48,7 +48,7 @@ import pytest
 from vibebox_core import paths
 from vibebox_core.config import approval
 from vibebox_core.hypervisor import domain_xml as vm
-from vibebox_core.index import SessionIndex
+from vibebox_core.index.sessions import SessionIndex
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.session import boot as provision
 from vibebox_core.supervisor import server as supervisor
@@ -487,7 +487,7 @@ _FULL_DISK = textwrap.dedent(
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", home], check=True)
     os.environ["VIBEBOX_HOME"] = home
     os.environ["VIBEBOX_MIRROR"] = "http://127.0.0.1:9/debian"  # never leaves the host
-    from vibebox_core.index import SessionIndex
+    from vibebox_core.index.sessions import SessionIndex
     first = SessionIndex().ensure(project_a).id
     fd = os.open(os.path.join(home, "filler"), os.O_WRONLY | os.O_CREAT)
     try:

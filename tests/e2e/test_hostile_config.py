@@ -30,7 +30,7 @@ import pytest
 
 from vibebox_core import paths
 from vibebox_core.config import approval
-from vibebox_core.index import SessionIndex
+from vibebox_core.index.sessions import SessionIndex
 from vibebox_core.network import log as netlog
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.session import boot as provision

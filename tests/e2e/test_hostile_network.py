@@ -49,7 +49,7 @@ from netlab import LINK_HOST, Box, LoopThread, sites_namespace, wait_until
 
 from vibebox_core.config import approval
 from vibebox_core.hypervisor import domain_xml as vm
-from vibebox_core.index import SessionIndex
+from vibebox_core.index.sessions import SessionIndex
 from vibebox_core.network import log as netlog
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.session import boot as provision

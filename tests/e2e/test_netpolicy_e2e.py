@@ -37,7 +37,7 @@ from vibebox_core.config import approval
 from vibebox_core.config.load import PortForward, load_config, set_value
 from vibebox_core.errors import NetworkPolicyError
 from vibebox_core.hypervisor.libvirt import LibvirtHypervisor
-from vibebox_core.index import SessionIndex
+from vibebox_core.index.sessions import SessionIndex
 from vibebox_core.network.rules import PolicyNotApprovedError, record_approval
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.session import boot as provision

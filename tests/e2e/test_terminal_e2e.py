@@ -17,7 +17,7 @@ import pytest
 from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 
-from vibebox_core.index import SessionIndex
+from vibebox_core.index.sessions import SessionIndex
 from vibebox_core.session import start as runtime
 from vibebox_core.session import status as sessionctl
 from vibebox_core.ssh.pty import ByteStream, SSHPtyStream

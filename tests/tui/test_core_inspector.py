@@ -23,7 +23,7 @@ from textual.pilot import Pilot
 from vibebox_core import paths
 from vibebox_core.config.load import load_config
 from vibebox_core.hypervisor.fake import FakeDomain, FakeHypervisor
-from vibebox_core.index import SessionIndex
+from vibebox_core.index.sessions import SessionIndex
 from vibebox_core.network import log as netlog
 from vibebox_core.network.enforce import (
     ApprovalFollower,

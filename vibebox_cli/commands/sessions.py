@@ -1,6 +1,6 @@
 """``vibebox list``, ``vibebox delete`` and ``vibebox explain``: sessions from the command line.
 
-Thin: the data lives in :mod:`vibebox_core.index` and :mod:`vibebox_core.session.explain`. Live VM
+Thin: the data lives in the index and :mod:`vibebox_core.session.explain`. Live VM
 facts (state, attached count, teardown) come from :mod:`vibebox_core.session.status`, imported only
 when a command needs them; without it the commands still work on the index alone.
 
@@ -32,7 +32,8 @@ from vibebox_core.errors import (
     SessionNotFoundError,
     VibeboxError,
 )
-from vibebox_core.index import SessionEntry, SessionIndex
+from vibebox_core.index.entry import SessionEntry
+from vibebox_core.index.sessions import SessionIndex
 from vibebox_core.network import log as netlog
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.sanitize import clean, clean_lines

@@ -448,7 +448,7 @@ def enforced_uri(project: ProjectPaths) -> str:
 
 def _sync_index(project: ProjectPaths, values: Mapping[str, Any], session_id: str | None) -> None:
     """Copy the approved values into the session's index entry (the supervisor reads them)."""
-    from vibebox_core.index import SessionIndex
+    from vibebox_core.index.sessions import SessionIndex
     from vibebox_core.network.enforce import read_approved
 
     index = SessionIndex()

@@ -49,7 +49,8 @@ from vibebox_core.fileio import write_atomic
 from vibebox_core.hypervisor import domain_xml as vm
 from vibebox_core.hypervisor.access import QemuAccessError
 from vibebox_core.hypervisor.libvirt import Hypervisor
-from vibebox_core.index import SessionEntry, SessionIndex
+from vibebox_core.index.entry import SessionEntry
+from vibebox_core.index.sessions import SessionIndex
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.progress import ProgressCallback, ProgressClock
 from vibebox_core.session import boot as provision
@@ -60,122 +61,12 @@ from vibebox_core.ssh.pty import ByteStream
 from vibebox_core.supervisor import relay
 from vibebox_core.supervisor import server as supervisor
 
-#: Seconds a boot may take until SSH answers, by accelerator. Measured here under TCG:
-#: 31-37 s (DESIGN §6); the bound leaves room for a loaded machine.
-BOOT_TIMEOUT = {"tcg": 240.0, "kvm": 90.0}
-#: Environment variable that overrides the boot timeout (seconds).
-BOOT_TIMEOUT_ENV = "VIBEBOX_BOOT_TIMEOUT"
-#: Seconds between DHCP lease checks while the VM boots.
-LEASE_POLL = 0.1
 #: Seconds a running-but-stopping VM may take before a new start gives up waiting.
 STOPPING_WAIT = 60.0
 #: Starts tried when the supervisor dies while this process attaches to it.
 ATTACH_ATTEMPTS = 3
 #: Seconds a supervisor whose VM is gone may take to exit (it checks every 2 s).
 SUPERVISOR_EXIT_WAIT = 30.0
-
-
-def boot_timeout(accel: str) -> float:
-    """Seconds a boot may take until SSH answers (``VIBEBOX_BOOT_TIMEOUT`` overrides)."""
-    override = os.environ.get(BOOT_TIMEOUT_ENV)
-    if override:
-        with contextlib.suppress(ValueError):
-            return max(5.0, float(override))
-    return BOOT_TIMEOUT.get(accel, BOOT_TIMEOUT["tcg"])
-
-
-# --------------------------------------------------------------------------- running sessions
-
-
-@dataclass
-class RunningSession:
-    """A running session this process is attached to, with an open SSH connection.
-
-    Close it (or use it as ``async with``) to detach; the VM stays up for the grace period.
-
-    Attributes:
-        project: the project's paths.
-        entry: the session's index entry.
-        config: the project's config as loaded at start.
-        ipv4: the guest's address.
-        connection: asyncssh connection as ``vibecoder`` (client key, pinned host key); None
-            when :func:`ensure_running` was asked not to connect and the session already ran
-            (terminals then come from the supervisor, :func:`open_terminal`).
-        attachment: the supervisor connection that counts this process as attached.
-        booted: True when this call started the VM (a cold start).
-    """
-
-    project: ProjectPaths
-    entry: SessionEntry
-    config: Config
-    ipv4: str
-    connection: asyncssh.SSHClientConnection | None
-    attachment: supervisor.SupervisorConnection | None
-    booted: bool = False
-    timings: dict[str, float] = field(default_factory=dict)
-    #: ``[network] ports`` forwarded while attached (NET); ``forwards.problems`` says which not.
-    forwards: portforward.PortForwards | None = None
-
-    @property
-    def session_id(self) -> str:
-        return self.entry.id
-
-    @property
-    def guest_project_path(self) -> str:
-        """Where the project is mounted in the guest (the shell's starting directory)."""
-        return provision.guest_json(self.config, self.project)["project_guest_path"]  # type: ignore[no-any-return]
-
-    async def attached_count(self) -> int | None:
-        """The supervisor's count, or None when it cannot be asked."""
-        answer = await asyncio.to_thread(
-            supervisor.status_sync, paths.supervisor_socket_path(self.session_id)
-        )
-        return int(answer["attached"]) if answer else None
-
-    async def ssh(self) -> asyncssh.SSHClientConnection:
-        """This process's own SSH connection to the guest, made now if there is none.
-
-        Raises:
-            SSHError: the guest cannot be reached.
-        """
-        if self.connection is None:
-            self.connection = await ssh.connect(self.project, self.ipv4)
-        return self.connection
-
-    async def open_forwards(self, progress: ProgressCallback | None = None) -> None:
-        """Forward the approved ``[network] ports`` (host loopback -> guest) while attached.
-
-        Connects first when this process has no SSH connection yet, and only when there is
-        something to forward. Each port that cannot be forwarded is reported to ``progress``
-        (step ``port forwarding``) and kept in :attr:`forwards`.
-        """
-        extra = await asyncio.to_thread(lambda: SessionIndex().get(self.session_id).extra)
-        ports = portforward.approved_ports(extra, self.config.network.ports)
-        if not ports:
-            return
-        self.forwards = await portforward.open_port_forwards(await self.ssh(), ports)
-        clock = ProgressClock(progress)
-        for problem in self.forwards.problems:
-            clock("port forwarding", f"{problem.message} ({problem.hint})", done=True)
-
-    async def close(self) -> None:
-        """Close SSH and detach from the supervisor (idempotent)."""
-        if self.forwards is not None:
-            self.forwards.close()
-        connection, self.connection = self.connection, None
-        if connection is not None:
-            connection.close()
-            with contextlib.suppress(Exception):
-                await connection.wait_closed()
-        if self.attachment is not None:
-            await self.attachment.close()
-            self.attachment = None
-
-    async def __aenter__(self) -> RunningSession:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
 
 def _load(project_dir: str | os.PathLike[str]) -> tuple[ProjectPaths, Config, SessionEntry]:
@@ -399,82 +290,6 @@ def _remember(project: ProjectPaths, entry: SessionEntry, ipv4: str) -> None:
     if age > TOUCH_EVERY or age < 0:
         with contextlib.suppress(VibeboxError):
             SessionIndex().touch(entry.id)
-
-
-async def _connect(
-    project: ProjectPaths,
-    session_id: str,
-    hv: Hypervisor,
-    clock: ProgressClock,
-    accel: str,
-    booted: bool,
-) -> tuple[str, asyncssh.SSHClientConnection]:
-    """Wait for the lease, then for SSH with the pinned key, within the boot timeout."""
-    limit = boot_timeout(accel)
-    deadline = time.monotonic() + limit
-    ipv4: str | None = None
-    if not booted:
-        # Warm: the supervisor runs, so the VM does; its address is on file.
-        ipv4 = project.recorded_ipv4()
-        if ipv4 is not None:
-            try:
-                return ipv4, await ssh.connect(project, ipv4)
-            except SSHError as exc:
-                if "refusing" in exc.message or "refused vibebox's key" in exc.message:
-                    raise
-                ipv4 = None  # still booting, or the address changed: the slow path below
-    clock("waiting for the VM's address", "DHCP lease")
-    while ipv4 is None:
-        ipv4 = await asyncio.to_thread(hv.lease_ipv4, session_id)
-        if ipv4 is not None:
-            break
-        await _check_alive(hv, session_id, accel, limit)
-        if time.monotonic() > deadline:
-            raise await _boot_error(hv, session_id, accel, limit, "no DHCP lease")
-        await asyncio.sleep(LEASE_POLL)
-    clock("waiting for SSH", ipv4)
-
-    async def still_booting() -> bool:
-        state = await asyncio.to_thread(hv.state, session_id)
-        return state in ("running", "starting")
-
-    try:
-        connection = await ssh.connect(
-            project, ipv4, deadline=deadline, still_booting=still_booting
-        )
-    except SSHError as exc:
-        if "refusing" in exc.message or "refused vibebox's key" in exc.message:
-            raise
-        await _check_alive(hv, session_id, accel, limit)
-        raise await _boot_error(hv, session_id, accel, limit, exc.message) from exc
-    return ipv4, connection
-
-
-async def _check_alive(hv: Hypervisor, session_id: str, accel: str, limit: float) -> None:
-    state = await asyncio.to_thread(hv.state, session_id)
-    if state not in ("running", "starting"):
-        raise await _boot_error(hv, session_id, accel, limit, f"the VM is {state}", stopped=True)
-
-
-async def _boot_error(
-    hv: Hypervisor, session_id: str, accel: str, limit: float, why: str, *, stopped: bool = False
-) -> VMError:
-    tail = ""
-    with contextlib.suppress(VibeboxError):
-        tail = await asyncio.to_thread(hv.console_tail, session_id, 25)
-    quoted = "\n".join(f"    {line}" for line in tail.splitlines()) or "    (console log is empty)"
-    resolved: vm.Accel = "kvm" if accel == "kvm" else "tcg"
-    where = f"the end of its console log (.vibebox/{paths.CACHE_CONSOLE_LOG}):\n{quoted}"
-    if stopped:
-        return VMError(
-            f"the VM stopped while booting with accel={accel} ({why}); {where}",
-            hint="libvirt's log of the domain (/var/log/libvirt/qemu/NAME.log) says why QEMU "
-            f"ended; {vm.boot_stalled_hint(resolved)}",
-        )
-    return VMError(
-        f"the VM gave no SSH within {limit:.0f} s with accel={accel} ({why}); {where}",
-        hint=vm.boot_stalled_hint(resolved),
-    )
 
 
 @contextlib.asynccontextmanager

@@ -730,7 +730,7 @@ async def session_services(
     before the VM is shut down. Their status says whether an approved change waits for the
     next start.
     """
-    from vibebox_core.index import SessionIndex
+    from vibebox_core.index.sessions import SessionIndex
     from vibebox_core.network.enforce import read_approved, start_session_network
 
     if hypervisor is None:

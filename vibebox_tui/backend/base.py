@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from vibebox_core.index import short_ids
+from vibebox_core.index.ids import short_ids
 from vibebox_core.progress import ProgressCallback
 from vibebox_core.ssh.pty import ByteStream
 

@@ -2,7 +2,7 @@
 
 Lifecycle goes through :mod:`vibebox_core.session.start` (start, attach) and
 :mod:`vibebox_core.session.status` (status, delete, recreate), the data through
-:mod:`vibebox_core.config.load`, :mod:`vibebox_core.index` and :mod:`vibebox_core.network.log`.
+:mod:`vibebox_core.config.load`, the index and :mod:`vibebox_core.network.log`.
 Everything here is either a coroutine (attach) or blocking code the app runs in worker threads;
 every failure is a :class:`~vibebox_core.errors.VibeboxError`.
 """
@@ -22,7 +22,8 @@ from typing import Any, TypeVar
 from vibebox_core.config import approval
 from vibebox_core.errors import VibeboxError
 from vibebox_core.hypervisor.libvirt import Hypervisor
-from vibebox_core.index import SessionEntry, SessionIndex
+from vibebox_core.index.entry import SessionEntry
+from vibebox_core.index.sessions import SessionIndex
 from vibebox_core.network import log as netlog
 from vibebox_core.paths import PROJECT_CACHE, PROJECT_CONFIG, ProjectPaths
 from vibebox_core.progress import ProgressCallback, ProgressEvent

@@ -12,7 +12,7 @@ import pytest
 from vibebox_core.config import approval
 from vibebox_core.config.load import ACCEL_ENV, load_config, set_value
 from vibebox_core.errors import ConfigError
-from vibebox_core.index import SessionIndex
+from vibebox_core.index.sessions import SessionIndex
 from vibebox_core.network.enforce import read_approved
 from vibebox_core.network.rules import PolicyNotApprovedError
 from vibebox_core.paths import ProjectPaths

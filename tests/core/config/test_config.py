@@ -27,7 +27,7 @@ from vibebox_core.config.load import (
     set_value,
 )
 from vibebox_core.errors import ConfigError, SessionIndexError, VibeboxError
-from vibebox_core.index import SessionIndex
+from vibebox_core.index.sessions import SessionIndex
 from vibebox_core.paths import ProjectPaths
 
 
@@ -783,7 +783,7 @@ def test_fuzzed_inputs_only_raise_config_errors(project: ProjectPaths) -> None:
 
 
 def test_session_id_fifo_or_symlink_is_not_read(project: ProjectPaths) -> None:
-    from vibebox_core.index import read_session_id_file
+    from vibebox_core.index.ids import read_session_id_file
 
     project.cache.mkdir()
     os.mkfifo(project.session_id)

@@ -20,7 +20,7 @@ from vibebox_core.config.load import load_config
 from vibebox_core.errors import VMError
 from vibebox_core.hypervisor import domain_xml as vm
 from vibebox_core.hypervisor.fake import FakeHypervisor
-from vibebox_core.index import SessionEntry
+from vibebox_core.index.entry import SessionEntry
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.session import boot as provision
 from vibebox_core.session import start as runtime

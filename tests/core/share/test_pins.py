@@ -200,7 +200,7 @@ def test_check_cache_refuses_a_symlinked_cache_or_entry(tmp_path: Path) -> None:
 def test_a_new_session_refuses_a_symlinked_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vibebox_core.index import SessionIndex
+    from vibebox_core.index.sessions import SessionIndex
     from vibebox_core.paths import ProjectPaths
 
     monkeypatch.setenv("VIBEBOX_HOME", str(tmp_path / "home"))

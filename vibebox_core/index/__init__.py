@@ -1,0 +1,1 @@
+"""The global session index, ``~/.vibebox/sessions.toml``: which directory has which session."""
