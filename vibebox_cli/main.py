@@ -1,15 +1,14 @@
-"""The ``vibebox`` command line.
+"""The ``vibebox`` command line: the parser, its command list, the error boundary.
 
-Subcommands live in ``vibebox_cli/commands/*.py``; each module exposes
-``register(subparsers) -> None`` and sets ``handler`` (a function of the parsed arguments that
-returns the exit status) on its parsers. Plain ``vibebox`` runs
-``vibebox_cli.commands.attach.run`` (the dashboard). Textual is only imported by the
-commands that open the dashboard, so ``vibebox list`` starts fast and works anywhere.
+Subcommands live in ``vibebox_cli/commands/*.py``, registered in the order of
+:data:`COMMANDS`; each module exposes ``register(subparsers) -> None`` and sets ``handler`` (a
+function of the parsed arguments that returns the exit status) on its parsers. Plain
+``vibebox`` runs ``vibebox_cli.commands.attach.run`` (the dashboard). Textual is only imported
+by the command that opens the dashboard, so ``vibebox list`` starts fast and works anywhere.
 
 Every :class:`~vibebox_core.errors.VibeboxError` ends here as one line
-``vibebox: error: <message>`` plus ``hint: <next step>``, exit status 1; never a traceback.
-Messages embed paths, names and guest output, so :func:`print_error` escapes their control
-characters (:mod:`vibebox_core.sanitize`) before they reach the terminal.
+``vibebox: error: <message>`` plus ``hint: <next step>``, exit status 1; never a traceback
+(:func:`vibebox_cli.console.print_error`, which escapes the message's control characters).
 """
 
 from __future__ import annotations
@@ -17,18 +16,17 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import pkgutil
 import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
+from vibebox_cli import console
 from vibebox_core import __version__
 from vibebox_core.errors import VibeboxError
-from vibebox_core.sanitize import clean_lines
 
-#: Command modules registered first, in this order; any other module in the package follows.
-_FIRST = ("attach", "sessions", "vm", "image")
+#: The command modules under ``vibebox_cli.commands``, in the order ``--help`` lists them.
+COMMANDS = ("attach", "sessions", "vm", "image", "approve", "doctor")
 
 #: Set to show the traceback of an unexpected error instead of the one-line message.
 DEBUG_ENV = "VIBEBOX_DEBUG"
@@ -37,14 +35,9 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _command_modules() -> list[ModuleType]:
-    """Import every module in ``vibebox_cli.commands`` (those that exist)."""
-    import vibebox_cli.commands as package
-
-    found = sorted(info.name for info in pkgutil.iter_modules(package.__path__))
-    order = [name for name in _FIRST if name in found]
-    order += [name for name in found if name not in order]
+    """Import the modules of :data:`COMMANDS` (those this build ships)."""
     modules = []
-    for name in order:
+    for name in COMMANDS:
         module = _import_optional(f"vibebox_cli.commands.{name}")
         if module is not None:
             modules.append(module)
@@ -71,9 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vibebox {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in _command_modules():
-        register = getattr(module, "register", None)
-        if callable(register):
-            register(subparsers)
+        module.register(subparsers)
     return parser
 
 
@@ -91,15 +82,6 @@ def _default_handler(args: argparse.Namespace) -> int:
     return result
 
 
-def print_error(error: VibeboxError) -> None:
-    """Print a VibeboxError the way every command does: message, then the hint (escaped)."""
-    message = "\n  ".join(clean_lines(error.message, limit=None))
-    print(f"vibebox: error: {message}", file=sys.stderr)
-    if error.hint:
-        hint = "\n  ".join(clean_lines(error.hint, limit=None))
-        print(f"hint: {hint}", file=sys.stderr)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (the console script exits with it).
 
@@ -113,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler: Handler = getattr(args, "handler", None) or _default_handler
         return handler(args)
     except VibeboxError as exc:
-        print_error(exc)
+        console.print_error(exc)
         return 1
     except KeyboardInterrupt:
         print(file=sys.stderr)
@@ -126,12 +108,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except OSError as exc:
         # A file or socket problem no module translated: still one line, no traceback.
-        print_error(VibeboxError(str(exc), hint="check the path named above and its permissions"))
+        console.print_error(
+            VibeboxError(str(exc), hint="check the path named above and its permissions")
+        )
         return 1
     except Exception as exc:
         if os.environ.get(DEBUG_ENV):
             raise
-        print_error(
+        console.print_error(
             VibeboxError(
                 f"unexpected {type(exc).__name__}: {exc}",
                 hint=f"this is a bug in vibebox: run again with {DEBUG_ENV}=1 to see the "

@@ -12,6 +12,7 @@ import json
 import sys
 from typing import Any
 
+from vibebox_cli import console
 from vibebox_core import paths
 from vibebox_core.errors import ImageError
 from vibebox_core.images import build as imagebuild
@@ -69,11 +70,9 @@ def register(subparsers: Any) -> None:
 
 
 def print_progress(event: ProgressEvent) -> None:
-    """Print one progress event as a line on stderr (build output escaped: it comes from
-    programs run in the image's chroot)."""
-    detail = f": {clean(event.detail)}" if event.detail else ""
-    mark = " ✓" if event.done and not event.detail else ""
-    print(f"[{event.elapsed:6.1f}s] {clean(event.step)}{detail}{mark}", file=sys.stderr, flush=True)
+    """Print one progress event as a line on stderr, a finished step marked ✓ (build output
+    is escaped: it comes from programs run in the image's chroot)."""
+    console.print_progress(event, mark_done=True)
 
 
 def run_build(args: argparse.Namespace) -> int:
