@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 
 from vibebox_cli import main as cli
-from vibebox_core import doctor, paths
+from vibebox_core import paths
 from vibebox_core.config.load import load_config
-from vibebox_core.doctor import Check, DomainFact
+from vibebox_core.doctor import checks, examine, leftovers
+from vibebox_core.doctor.checks import Check
+from vibebox_core.doctor.leftovers import DomainFact
 from vibebox_core.errors import VMError
 from vibebox_core.hypervisor import access
 from vibebox_core.hypervisor import domain_xml as vm
@@ -43,7 +45,7 @@ from vibebox_core.session import start as runtime
     ],
 )
 def test_uri(uri: str, status: str) -> None:
-    check = doctor.check_uri(uri)
+    check = checks.check_uri(uri)
     assert check.status == status
     if "ssh" in uri or "tcp" in uri:
         assert "remote" in check.summary and "local paths" in check.summary
@@ -52,53 +54,53 @@ def test_uri(uri: str, status: str) -> None:
 
 
 def test_capabilities_fast_slow_and_the_kvm_cause() -> None:
-    assert doctor.check_capabilities([0.01, 0.02], kvm_closed_to_qemu=True).status == "ok"
-    slow = doctor.check_capabilities([4.7, 8.0], kvm_closed_to_qemu=True)
+    assert checks.check_capabilities([0.01, 0.02], kvm_closed_to_qemu=True).status == "ok"
+    slow = checks.check_capabilities([4.7, 8.0], kvm_closed_to_qemu=True)
     assert slow.status == "fail"
     assert "/dev/kvm" in slow.summary and "4.700 s" in slow.summary
     assert slow.fix == "setfacl -m u:libvirt-qemu:rw /dev/kvm"
-    other = doctor.check_capabilities([0.01, 3.0], kvm_closed_to_qemu=False)
+    other = checks.check_capabilities([0.01, 3.0], kvm_closed_to_qemu=False)
     assert other.status == "fail" and "setfacl" not in other.fix
 
 
 def test_kvm_is_a_warning_when_nested_or_absent() -> None:
-    nested = doctor.check_kvm(device_exists=True, kvm_capable=True, nested=True)
+    nested = checks.check_kvm(device_exists=True, kvm_capable=True, nested=True)
     assert nested.status == "warn" and nested.holds
     assert "accel=auto uses TCG" in nested.summary
-    assert doctor.check_kvm(device_exists=False, kvm_capable=False, nested=False).status == "warn"
-    assert doctor.check_kvm(device_exists=True, kvm_capable=True, nested=False).status == "ok"
+    assert checks.check_kvm(device_exists=False, kvm_capable=False, nested=False).status == "warn"
+    assert checks.check_kvm(device_exists=True, kvm_capable=True, nested=False).status == "ok"
 
 
 def test_virtiofsd(tmp_path: Path) -> None:
-    assert doctor.check_virtiofsd(tmp_path / "none").status == "fail"
+    assert checks.check_virtiofsd(tmp_path / "none").status == "fail"
     binary = tmp_path / "virtiofsd"
     binary.write_text("#!/bin/sh\n")
-    assert doctor.check_virtiofsd(binary).status == "fail"  # not executable
+    assert checks.check_virtiofsd(binary).status == "fail"  # not executable
     binary.chmod(0o755)
-    assert doctor.check_virtiofsd(binary).status == "ok"
+    assert checks.check_virtiofsd(binary).status == "ok"
 
 
 def test_qemu_access() -> None:
     blocked = [Path("/root")]
-    check = doctor.check_qemu_access(blocked, [Path("/root/x")], uri="qemu:///system")
+    check = checks.check_qemu_access(blocked, [Path("/root/x")], uri="qemu:///system")
     assert check.status == "fail"
     assert check.fix == "setfacl -m u:libvirt-qemu:x /root"
-    assert doctor.check_qemu_access([], [Path("/srv")], uri="qemu:///system").status == "ok"
-    assert doctor.check_qemu_access(blocked, [Path("/r")], uri="qemu:///session").status == "ok"
+    assert checks.check_qemu_access([], [Path("/srv")], uri="qemu:///system").status == "ok"
+    assert checks.check_qemu_access(blocked, [Path("/r")], uri="qemu:///session").status == "ok"
 
 
 def test_subnets_full_and_free() -> None:
     pool = ipaddress.IPv4Network("10.213.0.0/22")
     used = [ipaddress.IPv4Network(f"10.213.{i}.0/24") for i in range(3)]
-    assert doctor.check_subnets(used, pool).summary.startswith("1 of 4")
-    full = doctor.check_subnets([*used, ipaddress.IPv4Network("10.213.3.0/24")], pool)
+    assert checks.check_subnets(used, pool).summary.startswith("1 of 4")
+    full = checks.check_subnets([*used, ipaddress.IPv4Network("10.213.3.0/24")], pool)
     assert full.status == "fail" and "vibebox delete" in full.fix
-    assert doctor.check_subnets([ipaddress.IPv4Network("10.0.0.0/8")], pool).status == "fail"
+    assert checks.check_subnets([ipaddress.IPv4Network("10.0.0.0/8")], pool).status == "fail"
 
 
 def test_disk() -> None:
-    assert doctor.check_disk(Path("/x"), 10 * 1024**3).status == "ok"
-    low = doctor.check_disk(Path("/x"), 1024**3)
+    assert checks.check_disk(Path("/x"), 10 * 1024**3).status == "ok"
+    low = checks.check_disk(Path("/x"), 1024**3)
     assert low.status == "fail" and "VIBEBOX_HOME" in low.fix
 
 
@@ -108,13 +110,13 @@ def _group(members: list[str]) -> grp.struct_group:
 
 def test_group() -> None:
     kw = {"uri": "qemu:///system", "user": "me"}
-    assert doctor.check_group(uid=0, process_gids=[], group=None, **kw).status == "ok"
-    assert doctor.check_group(uid=1000, process_gids=[4242], group=_group([]), **kw).holds
-    stale = doctor.check_group(uid=1000, process_gids=[1000], group=_group(["me"]), **kw)
+    assert checks.check_group(uid=0, process_gids=[], group=None, **kw).status == "ok"
+    assert checks.check_group(uid=1000, process_gids=[4242], group=_group([]), **kw).holds
+    stale = checks.check_group(uid=1000, process_gids=[1000], group=_group(["me"]), **kw)
     assert stale.status == "fail" and "log out" in stale.fix
-    out = doctor.check_group(uid=1000, process_gids=[1000], group=_group([]), **kw)
+    out = checks.check_group(uid=1000, process_gids=[1000], group=_group([]), **kw)
     assert out.fix == "sudo adduser me libvirt, then log in again"
-    session = doctor.check_group(
+    session = checks.check_group(
         uid=1000, process_gids=[], group=None, uri="qemu:///session", user="me"
     )
     assert session.status == "ok"
@@ -129,11 +131,11 @@ def test_leftovers_rule() -> None:
     ]
     networks = [vm.network_name(s) for s in (mine, other, orphan, netonly)] + ["default"]
     filters = [f"vibebox-{orphan}", "allow-arp"]
-    left = doctor.find_leftovers(domains, networks, filters, known=[mine])
+    left = leftovers.find_leftovers(domains, networks, filters, known=[mine])
     assert left.domains == [vm.domain_name("c", orphan)]
     assert left.networks == [vm.network_name(orphan), vm.network_name(netonly)]
     assert left.filters == [f"vibebox-{orphan}"]
-    check = doctor.check_leftovers(left, uri="qemu:///system")
+    check = leftovers.check_leftovers(left, uri="qemu:///system")
     assert check.status == "fail"
     assert vm.domain_name("c", orphan) in check.summary
     assert f"virsh -c qemu:///system undefine {vm.domain_name('c', orphan)}" in check.fix
@@ -143,13 +145,13 @@ def test_leftovers_rule() -> None:
         vm.network_name(netonly),
         f"vibebox-{orphan}",
     )
-    none = doctor.check_leftovers(doctor.Leftovers(), uri="qemu:///system")
+    none = leftovers.check_leftovers(leftovers.Leftovers(), uri="qemu:///system")
     assert none.status == "ok"
 
 
 def test_a_long_leftover_list_is_shortened_on_the_line_but_whole_in_json() -> None:
     names = [f"vibebox-x-{n:08x}" for n in range(7)]
-    check = doctor.check_leftovers(doctor.Leftovers(domains=names), uri="qemu:///system")
+    check = leftovers.check_leftovers(leftovers.Leftovers(domains=names), uri="qemu:///system")
     assert names[3] not in check.summary
     assert "…" in check.summary
     assert check.to_dict()["items"] == names
@@ -157,20 +159,20 @@ def test_a_long_leftover_list_is_shortened_on_the_line_but_whole_in_json() -> No
 
 def test_line_and_exit_semantics() -> None:
     checks = [Check("a", "ok", "fine"), Check("b", "warn", "hm", "do x"), Check("c", "skip", "-")]
-    assert doctor.all_hold(checks)
+    assert checks.all_hold(checks)
     assert checks[1].line() == "! b: hm — do x"
-    assert not doctor.all_hold([*checks, Check("d", "fail", "bad", "fix it")])
+    assert not checks.all_hold([*checks, Check("d", "fail", "bad", "fix it")])
     assert Check("d", "fail", "bad", "fix it").line() == "✗ d: bad — fix it"
 
 
 def test_diagnose_failure_adds_failed_checks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(doctor.VIRTIOFSD_ENV, "/nonexistent/virtiofsd")
+    monkeypatch.setenv(examine.VIRTIOFSD_ENV, "/nonexistent/virtiofsd")
     error = VMError("could not start VM x: boom", hint="look at the log")
-    doctor.diagnose_failure(error, "qemu:///system", None)
+    examine.diagnose_failure(error, "qemu:///system", None)
     assert error.hint.startswith("look at the log; vibebox doctor: ✗ virtiofsd:")
     assert "/nonexistent/virtiofsd is missing" in error.hint
     remote = VMError("x")
-    doctor.diagnose_failure(remote, "qemu+ssh://h/system", None)
+    examine.diagnose_failure(remote, "qemu+ssh://h/system", None)
     assert "remote libvirt" in remote.hint
 
 
@@ -183,7 +185,7 @@ def test_access_targets_include_an_unreachable_home(
     home.mkdir()
     home.chmod(0o700)
     monkeypatch.setenv(paths.HOME_ENV, str(home))
-    checks = {c.name: c for c in doctor.cheap_checks("qemu:///system")}
+    checks = {c.name: c for c in examine.cheap_checks("qemu:///system")}
     assert checks["qemu-access"].status == "fail"
     assert str(home) in checks["qemu-access"].fix
     assert stat.S_IMODE(home.stat().st_mode) == 0o700  # doctor only reads
@@ -224,7 +226,7 @@ def test_a_failed_start_carries_the_diagnosis(
         raise VMError("could not start VM x: boom", hint="see its log")
 
     monkeypatch.setattr(provision, "prepare_and_start", refuse)
-    monkeypatch.setenv(doctor.VIRTIOFSD_ENV, "/nonexistent/virtiofsd")
+    monkeypatch.setenv(examine.VIRTIOFSD_ENV, "/nonexistent/virtiofsd")
     hv = FakeHypervisor()
     with pytest.raises(VMError) as info:
         asyncio.run(runtime.ensure_running(tmp_path, hypervisor=hv))
@@ -235,12 +237,12 @@ def test_a_failed_start_carries_the_diagnosis(
 
 
 def test_bridge_netfilter_check(tmp_path: Path) -> None:
-    missing = doctor.check_bridge_netfilter(bridge_netfilter_problem(tmp_path / "absent"))
+    missing = examine.check_bridge_netfilter(bridge_netfilter_problem(tmp_path / "absent"))
     assert missing.status == "fail"
     assert "br_netfilter" in missing.summary
     assert "modprobe br_netfilter" in missing.fix
     (tmp_path / "bridge-nf-call-iptables").write_text("0\n")
-    off = doctor.check_bridge_netfilter(bridge_netfilter_problem(tmp_path))
+    off = examine.check_bridge_netfilter(bridge_netfilter_problem(tmp_path))
     assert off.status == "fail" and "is 0" in off.summary
     (tmp_path / "bridge-nf-call-iptables").write_text("1\n")
-    assert doctor.check_bridge_netfilter(bridge_netfilter_problem(tmp_path)).status == "ok"
+    assert examine.check_bridge_netfilter(bridge_netfilter_problem(tmp_path)).status == "ok"

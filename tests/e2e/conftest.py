@@ -49,19 +49,19 @@ def _slow_libvirt_warning() -> str | None:
     every call: with /dev/kvm closed to libvirt-qemu the suite took 18 min instead of 6)."""
     import libvirt
 
-    from vibebox_core import doctor
+    from vibebox_core.doctor import checks, examine
 
     try:
         conn = libvirt.open("qemu:///system")
     except libvirt.libvirtError:
         return None
     try:
-        timings = doctor._timed_capabilities(conn)
+        timings = examine._timed_capabilities(conn)
     except libvirt.libvirtError:
         return None
     finally:
         conn.close()
-    check = doctor.check_capabilities(timings, kvm_closed_to_qemu=doctor.kvm_closed_to_qemu())
+    check = checks.check_capabilities(timings, kvm_closed_to_qemu=examine.kvm_closed_to_qemu())
     if check.holds:
         return None
     return f"WARNING: libvirt is slow here, e2e tests will crawl: {check.summary}; fix: {check.fix}"

@@ -11,7 +11,8 @@ import json
 import os
 from typing import Any
 
-from vibebox_core import doctor
+from vibebox_core.doctor import examine
+from vibebox_core.doctor.checks import all_hold
 from vibebox_core.paths import ProjectPaths
 
 
@@ -47,10 +48,10 @@ def run_doctor(args: argparse.Namespace) -> int:
         and not (project.config.is_file() or project.cache.is_dir())
     ):
         project = None  # the current directory is not a project: check the host only
-    checks = doctor.run_doctor(args.uri, project)
+    checks = examine.run_doctor(args.uri, project)
     if args.json:
         print(json.dumps([check.to_dict() for check in checks], indent=2, ensure_ascii=False))
     else:
         for check in checks:
             print(check.line())
-    return 0 if doctor.all_hold(checks) else 1
+    return 0 if all_hold(checks) else 1

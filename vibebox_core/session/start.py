@@ -1,11 +1,13 @@
-"""Session lifecycle: bring a project's session up, attach to it, open terminals on it.
+"""Bringing a project's session up and attaching to it, and opening its terminal.
 
-The CLI and the dashboard start sessions and attach to them through this module. It ties the pieces
-together: the project's config and the session index, the cold-start preparation
+The CLI and the dashboard start sessions and attach to them through this module. It ties the
+pieces together: the project's config and the session index, the cold-start preparation
 (:mod:`vibebox_core.session.boot`), the libvirt domain (through a
-:class:`~vibebox_core.hypervisor.libvirt.Hypervisor`), SSH, and the per-session supervisor that
-keeps the reference count. Statuses and teardown (stop, delete, recreate) are in
-:mod:`vibebox_core.session.status`, running a command in the guest in
+:class:`~vibebox_core.hypervisor.libvirt.Hypervisor`), SSH
+(:mod:`vibebox_core.session.ssh_wait`), and the per-session supervisor that keeps the reference
+count. The attached session is a :class:`~vibebox_core.session.running.RunningSession`.
+Statuses are in :mod:`vibebox_core.session.status`, teardown (stop, delete, recreate) in
+:mod:`vibebox_core.session.teardown`, running a command in the guest in
 :mod:`vibebox_core.session.execute`.
 
 Start-up, in order (:func:`ensure_running`):
@@ -17,13 +19,20 @@ Start-up, in order (:func:`ensure_running`):
    the network and domain and start the VM); then start the supervisor and attach. Holding the
    lock through all this is what makes two ``vibebox`` started at once in one directory share
    one VM.
-2. Outside the lock: wait for the DHCP lease, then for SSH with the pinned host key. A lease
-   alone proves nothing (it may be left from the previous boot), so only SSH counts. A boot
-   that never answers within :func:`boot_timeout` stops with a :class:`VMError` quoting the end
-   of the console log and naming ``accel``.
+2. Outside the lock: wait for the DHCP lease, then for SSH with the pinned host key
+   (:func:`vibebox_core.session.ssh_wait.wait_for_ssh`). A lease alone proves nothing (it may be
+   left from the previous boot), so only SSH counts. A boot that never answers within
+   :func:`~vibebox_core.session.ssh_wait.boot_timeout` stops with a :class:`VMError` quoting the
+   end of the console log and naming ``accel``.
 
 The attachment (a connection to the supervisor) is made *before* waiting for SSH, so a short
 ``auto_shutdown_ms`` can never shut a VM down while somebody waits for it to boot.
+
+The dashboard's terminal (:func:`open_shell`) is decided here too: a session this call booted
+was waited for over this process's own SSH connection, which then carries the shell; on a
+session that already ran the shell comes from its supervisor, over the supervisor's one SSH
+connection (no key exchange of our own). The approved port forwards then open in the
+background.
 
 Blocking work (libvirt, files, qemu-img) runs in threads (``asyncio.to_thread``).
 """
@@ -35,29 +44,29 @@ import contextlib
 import os
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncssh
-
-from vibebox_core import doctor, paths
+from vibebox_core import paths
 from vibebox_core.config import approval
-from vibebox_core.config.load import Config, load_config
-from vibebox_core.errors import ConfigError, SSHError, SupervisorError, VibeboxError, VMError
+from vibebox_core.config.load import load_config
+from vibebox_core.config.schema import Config
+from vibebox_core.doctor.examine import diagnose_failure
+from vibebox_core.errors import ConfigError, SupervisorError, VibeboxError, VMError
 from vibebox_core.fileio import write_atomic
-from vibebox_core.hypervisor import domain_xml as vm
 from vibebox_core.hypervisor.access import QemuAccessError
 from vibebox_core.hypervisor.libvirt import Hypervisor
 from vibebox_core.index.entry import SessionEntry
 from vibebox_core.index.sessions import SessionIndex
 from vibebox_core.paths import ProjectPaths
-from vibebox_core.progress import ProgressCallback, ProgressClock
-from vibebox_core.session import boot as provision
-from vibebox_core.session import status as sessionctl
-from vibebox_core.ssh import connect as ssh
-from vibebox_core.ssh import forward as portforward
-from vibebox_core.ssh.pty import ByteStream
+from vibebox_core.progress import ProgressCallback, ProgressClock, ProgressEvent
+from vibebox_core.session import boot
+from vibebox_core.session.hypervisors import shared_hypervisor
+from vibebox_core.session.running import RunningSession
+from vibebox_core.session.ssh_wait import wait_for_ssh
+from vibebox_core.ssh.pty import SSHPtyStream
+from vibebox_core.streams import ByteStream
 from vibebox_core.supervisor import relay
 from vibebox_core.supervisor import server as supervisor
 
@@ -69,17 +78,16 @@ ATTACH_ATTEMPTS = 3
 SUPERVISOR_EXIT_WAIT = 30.0
 
 
-def _load(project_dir: str | os.PathLike[str]) -> tuple[ProjectPaths, Config, SessionEntry]:
-    project = ProjectPaths.for_directory(project_dir)
+def _load(project: ProjectPaths) -> tuple[Config, SessionEntry]:
     if not project.root.is_dir():
         raise VMError(f"{project.root} is not a directory")
     # Writes the commented defaults for a new project; a refused file is reported by the
-    # cold start's gate (provision), and a running session is attached to as approved.
+    # cold start's gate (session/boot.py), and a running session is attached to as approved.
     with contextlib.suppress(ConfigError):
         load_config(project)
     entry = SessionIndex().ensure(project.root)
     # The guest can write vibebox.toml: the host uses the approved snapshot, never the file.
-    return project, approval.enforced_config(project), entry
+    return approval.enforced_config(project), entry
 
 
 async def _start_unsupervised(
@@ -90,12 +98,13 @@ async def _start_unsupervised(
     clock: ProgressClock,
     progress: ProgressCallback | None,
     kind: str,
-) -> provision.Prepared | None:
+) -> boot.Prepared | None:
     """No supervisor answers: clean what a crashed one left, start the VM unless it runs, and
     spawn a supervisor. Call with the supervisor lock held.
 
     Returns:
-        What :func:`provision.prepare_and_start` prepared when this call booted the VM.
+        What :func:`~vibebox_core.session.boot.prepare_and_start` prepared when this call
+        booted the VM.
     """
     if kind == "stale":
         clock("cleaning up", "a crashed supervisor's files")
@@ -111,11 +120,11 @@ async def _start_unsupervised(
     if state != "running":
         try:
             prepared = await asyncio.to_thread(
-                provision.prepare_and_start, project, config, session_id, hv, clock, progress
+                boot.prepare_and_start, project, config, session_id, hv, clock, progress
             )
         except VMError as exc:
             if not isinstance(exc, QemuAccessError):  # its hint is the grant command
-                await asyncio.to_thread(doctor.diagnose_failure, exc, hv.uri, project)
+                await asyncio.to_thread(diagnose_failure, exc, hv.uri, project)
             raise
     grace = ((prepared.config if prepared else None) or config).supervisor.auto_shutdown_ms
     await asyncio.to_thread(supervisor.spawn, project, session_id, uri=hv.uri, grace_ms=grace)
@@ -166,7 +175,7 @@ def _wait_not_stopping(hv: Hypervisor, session_id: str) -> str:
 
 
 async def ensure_running(
-    project_dir: str | os.PathLike[str],
+    project: ProjectPaths,
     progress: ProgressCallback | None = None,
     *,
     hypervisor: Hypervisor | None = None,
@@ -179,7 +188,7 @@ async def ensure_running(
     from many processes at once: they share one VM.
 
     Args:
-        project_dir: the project directory.
+        project: the project's paths.
         progress: called with a :class:`~vibebox_core.progress.ProgressEvent` per step.
         hypervisor: a hypervisor to use (default: libvirt at the config's ``libvirt_uri``).
         client: how this process names itself to the supervisor (its log).
@@ -193,14 +202,14 @@ async def ensure_running(
 
     Raises:
         VibeboxError: config, index, image, VM, SSH or supervisor problems, each with a hint.
-            A boot without SSH within :func:`boot_timeout` is a :class:`VMError` quoting the
-            console log and naming ``accel``.
+            A boot without SSH within :func:`~vibebox_core.session.ssh_wait.boot_timeout` is
+            a :class:`VMError` quoting the console log and naming ``accel``.
     """
     clock = ProgressClock(progress)
     timings: dict[str, float] = {}
-    project, config, entry = await asyncio.to_thread(_load, project_dir)
+    config, entry = await asyncio.to_thread(_load, project)
     session_id = entry.id
-    hv = hypervisor or sessionctl.shared_hypervisor(config.box.libvirt_uri)
+    hv = hypervisor or shared_hypervisor(config.box.libvirt_uri)
     socket_path = paths.supervisor_socket_path(session_id)
     booted = False
     accel: str = config.box.accel
@@ -247,7 +256,7 @@ async def ensure_running(
         clock("attached", known, done=True)
         return running
     try:
-        ipv4, connection = await _connect(project, session_id, hv, clock, accel, booted)
+        ipv4, connection = await wait_for_ssh(project, session_id, hv, clock, accel, booted)
     except BaseException:
         await attachment.close()
         raise
@@ -256,7 +265,7 @@ async def ensure_running(
     clock("connected", f"{ipv4}", done=True)
     running = RunningSession(project, entry, config, ipv4, connection, attachment, booted, timings)
     if client != "exec" and connect:
-        try:  # NET: approved [network] ports, host loopback -> guest, while attached
+        try:  # approved [network] ports, host loopback -> guest, while attached
             await running.open_forwards(progress)
         except BaseException:
             await running.close()
@@ -294,15 +303,81 @@ def _remember(project: ProjectPaths, entry: SessionEntry, ipv4: str) -> None:
 
 @contextlib.asynccontextmanager
 async def attach(
-    project_dir: str | os.PathLike[str],
+    project: ProjectPaths,
     progress: ProgressCallback | None = None,
     *,
     hypervisor: Hypervisor | None = None,
     client: str = "vibebox",
 ) -> AsyncIterator[RunningSession]:
-    """``async with attach(dir) as session:`` — :func:`ensure_running`, detached on exit."""
-    session = await ensure_running(project_dir, progress, hypervisor=hypervisor, client=client)
+    """``async with attach(project) as session:`` — :func:`ensure_running`, detached on exit."""
+    session = await ensure_running(project, progress, hypervisor=hypervisor, client=client)
     try:
         yield session
     finally:
         await session.close()
+
+
+@dataclass
+class Shell:
+    """An attached session with a login shell open on it; port forwards open in the background.
+
+    Attributes:
+        running: the attached session.
+        stream: the shell's PTY.
+        attached: the supervisor's count just after attaching (None when it could not be asked).
+        forwards: the task opening the approved port forwards.
+    """
+
+    running: RunningSession
+    stream: ByteStream
+    attached: int | None
+    forwards: asyncio.Task[None] | None = None
+
+    async def release(self) -> None:
+        """Detach (the terminal is the caller's to close); stops opening forwards."""
+        if self.forwards is not None and not self.forwards.done():
+            self.forwards.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.forwards
+        await self.running.close()
+
+    async def discard(self) -> None:
+        """Close the terminal too (nobody took this attempt)."""
+        await self.stream.close()
+        await self.release()
+
+
+async def open_shell(
+    project: ProjectPaths, cols: int, rows: int, progress: ProgressCallback, *, client: str
+) -> Shell:
+    """Start (if needed) and attach to the session, then open a login shell in a PTY.
+
+    On a running session the shell comes from its supervisor (:func:`open_terminal`), over the
+    supervisor's one SSH connection (no key exchange of our own); a session this call booted
+    was waited for over our own connection, which then carries the shell. Port forwards follow
+    in the background; a failure to open them is reported to ``progress``, never raised.
+
+    Raises:
+        VibeboxError: as :func:`ensure_running`, or the shell could not be opened.
+    """
+    running = await ensure_running(project, progress, client=client, connect=False)
+    try:
+        if running.connection is not None:
+            stream: ByteStream = await SSHPtyStream.open(running.connection, cols, rows)
+        else:
+            stream = await open_terminal(running, cols, rows)
+        attached = await running.attached_count()
+    except BaseException:
+        await running.close()
+        raise
+    shell = Shell(running, stream, attached)
+    shell.forwards = asyncio.create_task(_forward(running, progress))
+    return shell
+
+
+async def _forward(running: RunningSession, progress: ProgressCallback) -> None:
+    """Open the approved port forwards; a failure is reported, never raised."""
+    try:
+        await running.open_forwards(progress)
+    except VibeboxError as exc:
+        progress(ProgressEvent("port forwarding", f"{exc.message} ({exc.hint})", 0.0, True))
