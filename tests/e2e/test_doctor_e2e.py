@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import uuid
 import xml.etree.ElementTree as ET
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e.livesession import URI, cli, cli_env
 
 from vibebox_core.errors import StorageAccessError, VirtiofsdError, VMError
 from vibebox_core.hypervisor import domain_xml as vm
@@ -34,22 +34,12 @@ from vibebox_core.hypervisor.libvirt import LibvirtHypervisor
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[2]
-URI = "qemu:///system"
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    env.update(extra)
-    return env
-
 
 def doctor(cwd: Path, *args: str, **env: str) -> tuple[int, dict[str, dict[str, Any]], str]:
     result = subprocess.run(
-        [sys.executable, "-m", "vibebox_cli.main", "doctor", "--json", *args],
+        cli("doctor", "--json", *args),
         cwd=cwd,
-        env=_env(**env),
+        env=cli_env(**env),
         capture_output=True,
         text=True,
         timeout=120,
@@ -96,8 +86,8 @@ def test_doctor_on_the_lab(e2e_home: Path, e2e_project: Path) -> None:
         assert status == 1
     # Text form: one line per check, a mark first.
     text = subprocess.run(
-        [sys.executable, "-m", "vibebox_cli.main", "doctor", "-C", str(e2e_project)],
-        env=_env(),
+        cli("doctor", "-C", str(e2e_project)),
+        env=cli_env(),
         capture_output=True,
         text=True,
         timeout=120,

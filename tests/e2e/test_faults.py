@@ -38,42 +38,29 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from e2e.livesession import URI, cli, cli_env, domstate, wait_until
 
 from vibebox_core import paths
-from vibebox_core.config import approval
 from vibebox_core.hypervisor import domain_xml as vm
 from vibebox_core.index.sessions import SessionIndex
 from vibebox_core.paths import ProjectPaths
+from vibebox_core.session import approve
 from vibebox_core.session import boot as provision
-from vibebox_core.supervisor import server as supervisor
+from vibebox_core.supervisor import client
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[2]
-URI = "qemu:///system"
 BOOT = 400  # seconds a cold start may take here (TCG, 2 cores shared by many)
 LAB_RUN = Path("/run/vibebox-lab")
 LIBVIRTD_PID = LAB_RUN / "libvirtd.pid"
 VIRTLOGD_PID = LAB_RUN / "virtlogd.pid"
 MARKER = "/var/tmp/vbx-fault-marker"  # on the guest's own disk, not a share
 SURVIVED: list[str] = []
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    env.update(extra)
-    return env
-
-
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "vibebox_cli.main", *args]
 
 
 def assert_clean(result: subprocess.CompletedProcess[str], what: str) -> None:
@@ -84,14 +71,6 @@ def assert_clean(result: subprocess.CompletedProcess[str], what: str) -> None:
         assert len(lines) == 1, f"{what}: {result.stderr}"
         assert "hint:" in result.stderr, f"{what}: {result.stderr}"
         assert "unexpected" not in lines[0], f"{what}: {result.stderr}"
-
-
-def wait_until(predicate: Callable[[], object], timeout: float, step: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not reached within {timeout} s")
-        time.sleep(step)
 
 
 def _alive(pid: int | None) -> bool:
@@ -137,9 +116,9 @@ class Box:
 
     def run(self, *args: str, timeout: float = BOOT) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            _cli(*args),
+            cli(*args),
             cwd=self.project.root,
-            env=_env(),
+            env=cli_env(),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
@@ -150,9 +129,9 @@ class Box:
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
-            _cli(*args),
+            cli(*args),
             cwd=self.project.root,
-            env=_env(),
+            env=cli_env(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -189,10 +168,7 @@ class Box:
         return _pid_file(Path(f"/run/libvirt/network/{vm.network_name(self.session_id)}.pid"))
 
     def domstate(self) -> str:
-        result = subprocess.run(
-            ["virsh", "-c", URI, "domstate", self.session_id], capture_output=True, text=True
-        )
-        return result.stdout.strip() if result.returncode == 0 else "missing"
+        return domstate(self.session_id)
 
     def uptime(self) -> float:
         return float(self.sh("cut -d' ' -f1 /proc/uptime"))
@@ -205,7 +181,7 @@ class Box:
         assert self.project.disk.is_file()
 
     def supervisor_answers(self) -> bool:
-        return supervisor.status_sync(paths.supervisor_socket_path(self.session_id)) is not None
+        return client.status_sync(paths.supervisor_socket_path(self.session_id)) is not None
 
 
 def _project(label: str, network: str) -> ProjectPaths:
@@ -219,7 +195,7 @@ def _project(label: str, network: str) -> ProjectPaths:
     for path in (root, root / paths.PROJECT_CONFIG):
         os.chown(path, uid, gid)
     project = ProjectPaths.for_directory(root)
-    approval.approve(project)  # a grace above the default is approved on the host first
+    approve.approve(project)  # a grace above the default is approved on the host first
     return project
 
 
@@ -236,8 +212,8 @@ def _delete(box: Box) -> None:
     entry = SessionIndex().find_by_directory(box.project.root)
     if entry is not None:
         subprocess.run(
-            _cli("delete", entry.id, "--yes", "--force"),
-            env=_env(),
+            cli("delete", entry.id, "--yes", "--force"),
+            env=cli_env(),
             capture_output=True,
             timeout=180,
         )
@@ -294,7 +270,7 @@ def test_supervisor_killed_while_idle(boxes: Boxes, markers: dict[str, str]) -> 
     box = boxes.block
     before = box.uptime()
     pid = box.supervisor_pid()
-    kill9(pid, supervisor.MODULE.encode())
+    kill9(pid, client.MODULE.encode())
     assert not box.supervisor_answers()
     assert box.marker() == markers["block"]
     assert box.uptime() > before  # the same boot: nothing restarted the VM
@@ -358,7 +334,7 @@ def test_qemu_killed_then_supervisor_killed_while_booting(
 
     booting = box.popen("exec", "--", "cat", MARKER)
     wait_until(lambda: box.supervisor_pid() is not None and box.domstate() == "running", BOOT)
-    kill9(box.supervisor_pid(), supervisor.MODULE.encode())
+    kill9(box.supervisor_pid(), client.MODULE.encode())
     out, err = booting.communicate(timeout=BOOT)
     assert_clean(subprocess.CompletedProcess(booting.args, booting.returncode, out, err), "boot")
     if booting.returncode == 0:
@@ -389,7 +365,7 @@ def test_supervisor_killed_while_shutting_down(boxes: Boxes, markers: dict[str, 
     socket_path = paths.supervisor_socket_path(box.session_id)
     # The supervisor unlinks its socket when the shutdown begins, then powers the VM off.
     wait_until(lambda: not socket_path.exists(), 60, step=0.02)
-    kill9(pid, supervisor.MODULE.encode())
+    kill9(pid, client.MODULE.encode())
     out, err = stopping.communicate(timeout=180)
     assert_clean(subprocess.CompletedProcess(stopping.args, stopping.returncode, out, err), "stop")
     wait_until(lambda: box.domstate() in ("shut off", "running"), 120)
@@ -406,7 +382,7 @@ def test_host_reboot_every_process_killed(boxes: Boxes, markers: dict[str, str])
     victims: list[tuple[int | None, bytes]] = []
     for box in boxes.both():
         assert box.domstate() == "running"
-        victims.append((box.supervisor_pid(), supervisor.MODULE.encode()))
+        victims.append((box.supervisor_pid(), client.MODULE.encode()))
     for box in boxes.both():
         victims.append((box.qemu_pid(), b"qemu-system"))
         victims += [(pid, b"virtiofsd") for pid in box.virtiofsd_pids()]
@@ -536,7 +512,7 @@ def test_full_disk_while_writing_the_index_and_building_an_image(require_lab: No
                 str(project_a),
                 str(project_b),
             ],
-            env=_env(),
+            env=cli_env(),
             capture_output=True,
             text=True,
             timeout=300,

@@ -19,7 +19,6 @@ import os
 import shlex
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -27,7 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from e2e.livesession import URI, cli, cli_env, domstate
 
+import vibebox_core.session.approve
 from vibebox_core import paths
 from vibebox_core.config import approval
 from vibebox_core.index.sessions import SessionIndex
@@ -38,8 +39,6 @@ from vibebox_core.session import status as sessionctl
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[2]
-URI = "qemu:///system"
 BOOT = 300  # seconds a cold start may take (TCG on a busy 2-core machine)
 PROMPT = 60  # seconds a host command may take when the file is hostile (it must not hang)
 ALLOWED = "allowed.vbx.test"
@@ -59,12 +58,6 @@ auto_shutdown_ms = 600000
 """
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    return env
-
-
 @dataclass
 class Hostile:
     project: ProjectPaths
@@ -74,9 +67,9 @@ class Hostile:
     def vibebox(self, *args: str, timeout: float = BOOT) -> subprocess.CompletedProcess[str]:
         """A host ``vibebox`` command in the project directory."""
         return subprocess.run(
-            [sys.executable, "-m", "vibebox_cli.main", *args],
+            cli(*args),
             cwd=self.project.root,
-            env=_env(),
+            env=cli_env(),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
@@ -105,14 +98,11 @@ class Hostile:
         config.write_text(APPROVED_TOML)
         os.chown(config, *provision.guest_ids())
         if approve:
-            approval.approve(self.project)
+            vibebox_core.session.approve.approve(self.project)
         assert approval.review(self.project).status == "approved"
 
     def domstate(self) -> str:
-        result = subprocess.run(
-            ["virsh", "-c", URI, "domstate", self.session_id], capture_output=True, text=True
-        )
-        return result.stdout.strip() if result.returncode == 0 else "missing"
+        return domstate(self.session_id)
 
     def dumpxml(self) -> str:
         result = subprocess.run(
@@ -168,8 +158,8 @@ def hostile(e2e_home_shared: Path) -> Iterator[Hostile]:
     state.session_id = entry.id
     yield state
     subprocess.run(
-        [sys.executable, "-m", "vibebox_cli.main", "delete", state.session_id, "--yes"],
-        env=_env(),
+        cli("delete", state.session_id, "--yes"),
+        env=cli_env(),
         capture_output=True,
         timeout=120,
     )

@@ -45,13 +45,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from netlab import LINK_HOST, Box, LoopThread, sites_namespace, wait_until
+from e2e.netlab import LINK_HOST, Box, LoopThread, sites_namespace, wait_until
 
-from vibebox_core.config import approval
 from vibebox_core.hypervisor import domain_xml as vm
 from vibebox_core.index.sessions import SessionIndex
 from vibebox_core.network import log as netlog
 from vibebox_core.paths import ProjectPaths
+from vibebox_core.session import approve
 from vibebox_core.session import boot as provision
 from vibebox_core.session import start as runtime
 from vibebox_core.session import status as sessionctl
@@ -245,7 +245,7 @@ def _project(label: str, network: str) -> ProjectPaths:
     for path in (root, root / "vibebox.toml"):
         os.chown(path, uid, gid)
     project = ProjectPaths.for_directory(root)
-    approval.approve(project)  # the host user approves the first start
+    approve.approve(project)  # the host user approves the first start
     return project
 
 

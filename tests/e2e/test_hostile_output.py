@@ -25,15 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from test_dashboard_e2e import PROMPT, Tmux, delete_session, domain_state
+from e2e.dashboard_tmux import BOOT_TIMEOUT, PROMPT, Tmux, delete_session, domain_state
+from e2e.livesession import REPO
 
 from vibebox_core.config.load import load_config
 from vibebox_core.paths import ProjectPaths
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[2]
-BOOT_TIMEOUT = 300.0
 #: The sequences a planted file holds: the shell's own format, with no, an empty and a guessed
 #: token, and the old unsigned form.
 PLANTED = (

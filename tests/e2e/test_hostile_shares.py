@@ -17,61 +17,49 @@ the guard loaded into the real virtiofsd, the symlink swap of an approved mount'
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import shutil
-import socket
 import stat
 import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
+from e2e.livesession import HeldSession, cli, cli_env, wait_until
 
 from vibebox_core import paths
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.session import boot as provision
-from vibebox_core.share import guard
-from vibebox_core.share import pins as mountpin
-from vibebox_core.ssh import connect as ssh
-from vibebox_core.supervisor import server as supervisor
+from vibebox_core.share import guard, pins
+from vibebox_core.config.load import GUEST_USER
+from vibebox_core.supervisor import client
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[2]
 GRACE_MS = 2000
 BOOT = 400  # seconds a cold start may take (TCG on a busy 2-core machine)
-URI = "qemu:///system"
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    return env
 
 
 @dataclass
-class Box:
+class Box(HeldSession):
     project: ProjectPaths
     ro_dir: Path
     inner: Path
-    session_id: str = ""
-    holders: list[socket.socket] = field(default_factory=list)
+    client: ClassVar[str] = "e2e-hostile-shares"
 
     @property
     def guest_project(self) -> str:
-        return f"/home/{ssh.GUEST_USER}/{self.project.name}"
+        return f"/home/{GUEST_USER}/{self.project.name}"
 
     def run(self, *args: str, timeout: float = BOOT) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "vibebox_cli.main", *args],
+            cli(*args),
             cwd=self.project.root,
-            env=_env(),
+            env=cli_env(),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -87,38 +75,6 @@ class Box:
         result = self.run("exec", "--", "sh", "-c", f"cd {self.guest_project} && echo alive")
         assert result.returncode == 0, result.stderr
         assert result.stdout == "alive\n"
-
-    @property
-    def socket_path(self) -> Path:
-        return paths.supervisor_socket_path(self.session_id)
-
-    def hold(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(10)
-        sock.connect(str(self.socket_path))
-        sock.sendall(b'{"op": "attach", "pid": 0, "client": "e2e-hostile-shares"}\n')
-        answer = json.loads(sock.makefile().readline())
-        assert answer["ok"], answer
-        self.holders.append(sock)
-
-    def release(self) -> None:
-        for sock in self.holders:
-            sock.close()
-        self.holders.clear()
-
-    def domstate(self) -> str:
-        result = subprocess.run(
-            ["virsh", "-c", URI, "domstate", self.session_id], capture_output=True, text=True
-        )
-        return result.stdout.strip() if result.returncode == 0 else "missing"
-
-
-def wait_until(predicate: object, timeout: float, step: float = 0.2) -> None:
-    start = time.monotonic()
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"condition not reached within {timeout} s")
-        time.sleep(step)
 
 
 @pytest.fixture(scope="module")
@@ -149,8 +105,8 @@ def box(e2e_home_shared: Path) -> Iterator[Box]:
     state.release()
     if state.session_id and state.project.cache.exists():
         subprocess.run(
-            [sys.executable, "-m", "vibebox_cli.main", "delete", state.session_id, "--yes"],
-            env=_env(),
+            cli("delete", state.session_id, "--yes"),
+            env=cli_env(),
             capture_output=True,
             timeout=180,
         )
@@ -183,7 +139,7 @@ def test_boot_with_approved_mounts(box: Box) -> None:
         why = box.run("exec", "--", "sh", "-c", DIAGNOSE)
         raise AssertionError(result.stderr + why.stdout + why.stderr)
     assert result.stdout == "approved\nread only\n"
-    assert guard.share_owner(mountpin.pin(box.project.root)) == owner()
+    assert guard.share_owner(pins.pin(box.project.root)) == owner()
 
 
 def _virtiofsd_of(session_id: str) -> dict[str, list[int]]:
@@ -394,7 +350,7 @@ def test_a_symlinked_parent_of_an_approved_mount_stops_the_next_start(box: Box) 
     assert result.stdout == "approved\n", result.stderr
     box.session_id = box.project.session_id.read_text().strip()
     box.hold()
-    assert supervisor.status_sync(box.socket_path) is not None
+    assert client.status_sync(box.socket_path) is not None
 
 
 def test_a_shipped_vibebox_symlink_is_refused_before_anything_is_written(
@@ -407,9 +363,9 @@ def test_a_shipped_vibebox_symlink_is_refused_before_anything_is_written(
         root.chmod(0o755)
         (root / paths.PROJECT_CACHE).symlink_to(target)
         result = subprocess.run(
-            [sys.executable, "-m", "vibebox_cli.main", "exec", "--", "true"],
+            cli("exec", "--", "true"),
             cwd=root,
-            env=_env(),
+            env=cli_env(),
             capture_output=True,
             text=True,
             timeout=120,

@@ -23,14 +23,14 @@ from pathlib import Path
 
 import pytest
 from data.keytable import GROUPS, KEY_TABLE, KeyCase
-from test_dashboard_e2e import BOOT_TIMEOUT, PROMPT, Tmux, delete_session
+from e2e.dashboard_tmux import BOOT_TIMEOUT, PROMPT, Tmux, delete_session
+from e2e.livesession import REPO
 
 from vibebox_core.config.load import load_config
 from vibebox_core.paths import ProjectPaths
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[2]
 READER = Path(__file__).with_name("key_reader.py")
 LOCAL_TERMINAL = Path(__file__).with_name("local_terminal.py")
 SEPARATOR, END = "§", "¤"

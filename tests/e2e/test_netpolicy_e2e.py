@@ -31,15 +31,17 @@ from pathlib import Path
 
 import asyncssh
 import pytest
-from netlab import Box, LoopThread, sites_namespace, wait_until
+from e2e.netlab import Box, LoopThread, sites_namespace, wait_until
+from vibebox_core.network.rules import PolicyNotApprovedError, record_approval
 
-from vibebox_core.config import approval
-from vibebox_core.config.load import PortForward, load_config, set_value
+from vibebox_core.config.edit import set_value
+from vibebox_core.config.load import load_config
+from vibebox_core.config.schema import PortForward
 from vibebox_core.errors import NetworkPolicyError
 from vibebox_core.hypervisor.libvirt import LibvirtHypervisor
 from vibebox_core.index.sessions import SessionIndex
-from vibebox_core.network.rules import PolicyNotApprovedError, record_approval
 from vibebox_core.paths import ProjectPaths
+from vibebox_core.session import approve
 from vibebox_core.session import boot as provision
 from vibebox_core.session import start as runtime
 from vibebox_core.session import status as sessionctl
@@ -222,7 +224,7 @@ def _project(label: str, network: str) -> ProjectPaths:
     for path in (root, root / "vibebox.toml"):
         os.chown(path, uid, gid)
     project = ProjectPaths.for_directory(root)
-    approval.approve(project)  # the user approves the project's first start on the host
+    approve.approve(project)  # the user approves the project's first start on the host
     return project
 
 
@@ -482,8 +484,9 @@ def test_nwfilter_redefinition_keeps_the_uuid_libvirt_has(require_lab: None) -> 
     """DESIGN §6: a filter first defined under another UUID (older vibebox) is redefined."""
     import uuid
 
-    from vibebox_core.network.enforce import plan_network
     from vibebox_core.network.rules import Policy
+
+    from vibebox_core.network.enforce import plan_network
 
     sid = str(uuid.uuid4())
     plan = plan_network(sid, Policy("allowlist", ()), "10.213.251.1")

@@ -13,46 +13,41 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from e2e.livesession import URI, HeldSession, cli, cli_env, wait_until
 
 from vibebox_core import paths
-from vibebox_core.config import approval
 from vibebox_core.hypervisor import domain_xml as vm
 from vibebox_core.paths import ProjectPaths
+from vibebox_core.session import approve
 from vibebox_core.session import boot as provision
-from vibebox_core.supervisor import server as supervisor
+from vibebox_core.supervisor import client
+from vibebox_core.supervisor import server
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[2]
 GRACE_MS = 3000
-URI = "qemu:///system"
 BOOT = 300  # seconds a cold start may take in a test (TCG on a busy 2-core machine)
 
 
 @dataclass
-class Lab:
+class Lab(HeldSession):
     project: ProjectPaths
     ro_dir: Path
-    session_id: str = ""
-    holders: list[socket.socket] = field(default_factory=list)
 
     def run(
         self, *args: str, input: str | None = None, timeout: float = BOOT
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "vibebox_cli.main", *args],
+            cli(*args),
             cwd=self.project.root,
-            env=_env(),
+            env=cli_env(),
             input=input,
             capture_output=True,
             text=True,
@@ -61,59 +56,18 @@ class Lab:
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
-            [sys.executable, "-m", "vibebox_cli.main", *args],
+            cli(*args),
             cwd=self.project.root,
-            env=_env(),
+            env=cli_env(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
 
-    @property
-    def socket_path(self) -> Path:
-        return paths.supervisor_socket_path(self.session_id)
-
     def attached(self) -> int | None:
-        status = supervisor.status_sync(self.socket_path)
+        status = client.status_sync(self.socket_path)
         return None if status is None else int(status["attached"])
-
-    def hold(self) -> None:
-        """Attach from the test process (a raw connection, like a vibebox would)."""
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(10)
-        sock.connect(str(self.socket_path))
-        sock.sendall(b'{"op": "attach", "pid": 0, "client": "e2e"}\n')
-        answer = json.loads(sock.makefile().readline())
-        assert answer["ok"], answer
-        self.holders.append(sock)
-
-    def release(self) -> None:
-        for sock in self.holders:
-            sock.close()
-        self.holders.clear()
-
-    def domstate(self) -> str:
-        result = subprocess.run(
-            ["virsh", "-c", URI, "domstate", self.session_id], capture_output=True, text=True
-        )
-        return result.stdout.strip() if result.returncode == 0 else "missing"
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    return env
-
-
-def wait_until(predicate: object, timeout: float, step: float = 0.05) -> float:
-    """Wait for ``predicate()``; return the seconds it took (fails the test on timeout)."""
-    start = time.monotonic()
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"condition not reached within {timeout} s")
-        time.sleep(step)
-    return time.monotonic() - start
 
 
 @pytest.fixture(scope="module")
@@ -136,14 +90,14 @@ def lab(e2e_home_shared: Path) -> Iterator[Lab]:
         f"auto_shutdown_ms = {GRACE_MS}\n"
     )
     state = Lab(ProjectPaths.for_directory(root), ro_dir)
-    approval.approve(state.project)  # the user approves the extra mount on the host
+    approve.approve(state.project)  # the user approves the extra mount on the host
     yield state
     state.release()
     if state.session_id and state.project.cache.exists():
         # A failed test left the session: take it down so the lab stays clean.
         subprocess.run(
-            [sys.executable, "-m", "vibebox_cli.main", "delete", state.session_id, "--yes"],
-            env=_env(),
+            cli("delete", state.session_id, "--yes"),
+            env=cli_env(),
             capture_output=True,
             timeout=120,
         )
@@ -285,7 +239,7 @@ def test_two_attachments_then_kill_one_then_none_shuts_down(lab: Lab) -> None:
         assert dropped <= 1.0
 
         second.send_signal(signal.SIGKILL)
-        limit = GRACE_MS / 1000 + supervisor.SHUTDOWN_TIMEOUT + 5
+        limit = GRACE_MS / 1000 + server.SHUTDOWN_TIMEOUT + 5
         wait_until(lambda: lab.domstate() == "shut off", timeout=limit, step=0.2)
         # The supervisor removes its socket before the shutdown and its pid file as it exits.
         wait_until(lambda: not lab.socket_path.exists(), timeout=10)
@@ -322,7 +276,7 @@ def test_sigkill_of_the_supervisor_then_exec_recovers(lab: Lab) -> None:
     assert result.stdout == "recovered\n"
     new_pid = int(lab.project.supervisor_pid.read_text())
     assert new_pid != pid
-    assert supervisor.status_sync(lab.socket_path) is not None
+    assert client.status_sync(lab.socket_path) is not None
     assert lab.domstate() == "running"  # the running VM was kept, not rebooted
 
 

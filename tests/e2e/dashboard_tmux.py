@@ -1,0 +1,83 @@
+"""The dashboard in tmux on the real stack: a tmux server of its own, the guest's prompt, the
+domain's state and the session's teardown.
+
+Shared by test_dashboard_e2e.py, test_hostile_output.py and test_keys_e2e.py. tmux gets its own
+server socket, so the server (and vibebox under it) starts inside the lab namespace too.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from e2e.livesession import REPO
+
+BOOT_TIMEOUT = 300.0  # TCG boot is 30-40 s here; room for a loaded machine and an image check
+#: The guest's prompt in the terminal (the window title "vibecoder@vibebox: ~/x" differs).
+PROMPT = re.compile(r"vibecoder@vibebox:~\S*\$")
+
+
+class Tmux:
+    """One tmux server (own socket) running one window of ``cols`` x ``rows``."""
+
+    def __init__(self, name: str, cols: int = 140, rows: int = 40) -> None:
+        self.socket = name
+        self.cols, self.rows = cols, rows
+
+    def run(self, *args: str) -> str:
+        out = subprocess.run(
+            ["tmux", "-L", self.socket, *args], capture_output=True, text=True, timeout=30
+        )
+        if out.returncode != 0:
+            raise AssertionError(f"tmux {' '.join(args)}: {out.stderr.strip()}")
+        return out.stdout
+
+    def start(self, command: str, cwd: Path) -> None:
+        self.run(
+            "new-session", "-d", "-s", "main", "-x", str(self.cols), "-y", str(self.rows),
+            "-c", str(cwd), command,
+        )  # fmt: skip
+        self.run("set-option", "-t", "main", "remain-on-exit", "on")
+
+    def screen(self) -> str:
+        return self.run("capture-pane", "-p", "-t", "main")
+
+    def keys(self, *keys: str) -> None:
+        self.run("send-keys", "-t", "main", *keys)
+
+    def type(self, text: str) -> None:
+        self.run("send-keys", "-t", "main", "-l", text)
+
+    def wait_screen(self, check: Callable[[str], object], timeout: float, what: str) -> str:
+        deadline = time.monotonic() + timeout
+        screen = ""
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if check(screen):
+                return screen
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what}; the screen:\n{screen}")
+
+    def kill(self) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
+
+
+def domain_state(session_id: str) -> str:
+    out = subprocess.run(
+        ["virsh", "-c", "qemu:///system", "domstate", session_id], capture_output=True, text=True
+    )
+    return out.stdout.strip() if out.returncode == 0 else f"error: {out.stderr.strip()}"
+
+
+def delete_session(project: Path) -> None:
+    """Tear the session down whatever state the test left it in."""
+    subprocess.run(
+        [sys.executable, "-c", "from vibebox_cli.main import main; raise SystemExit(main())",
+         "delete", "--yes", project.joinpath(".vibebox", "session-id").read_text().strip()],
+        cwd=project, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, timeout=180,
+    )  # fmt: skip
