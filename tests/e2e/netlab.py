@@ -2,15 +2,18 @@
 
 The proxy refuses to connect to the host's own addresses, so a site on the lab namespace's
 ``lo`` would be the host itself. The sites live instead in a child namespace created here
-(``vbxsites-<pid>``, the network rule of DESIGN §6: a namespace the test run created), joined
-to the lab namespace by a veth pair and routed like a next hop: ``10.77.0.0/24`` via
-``10.78.0.2``. Servers are ordinary Python servers of the test process whose sockets were
-created inside that namespace (a thread ``setns``-es there, binds, and ends), so the tests
-read what they received directly.
+(``vbxsites-<pid>``: VM traffic may reach only addresses in a namespace the test run created
+itself, or loopback, never a bridge of the machine's own namespace), joined to the lab
+namespace by a veth pair and routed like a next hop: ``10.77.0.0/24`` via ``10.78.0.2``.
+Servers are ordinary Python servers of the test process whose sockets were created inside that
+namespace (a thread ``setns``-es there, binds, and ends), so the tests read what they received
+directly.
 
-A lock file serialises users: two modules cannot route the same site range at once. The
-helpers to drive booted sessions from module-scoped fixtures (:class:`LoopThread`, :class:`Box`)
-live here too, shared by the network e2e modules.
+A lock file serialises users: two modules cannot route the same site range at once. The HTTP
+test site (:class:`Site`), the sites' names in ``/etc/hosts``, the projects with a
+``[network]`` table and the helpers to drive booted sessions from module-scoped fixtures
+(:class:`LoopThread`, :class:`Box`) live here too, shared by test_netpolicy_e2e.py and
+test_hostile_network.py.
 """
 
 from __future__ import annotations
@@ -23,15 +26,19 @@ import ipaddress
 import os
 import shlex
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
-from vibebox_core.network import log as netlog
+from vibebox_core.network.log import NetEvent, tail
 from vibebox_core.paths import ProjectPaths
+from vibebox_core.session import approve
+from vibebox_core.session import boot as provision
 from vibebox_core.session import start as runtime
 
 SITES_NET = "10.77.0.0/24"
@@ -133,10 +140,69 @@ def sites_namespace(
             ns.down()
 
 
+# --------------------------------------------------------------------------- sites
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: Site
+
+    def do_GET(self) -> None:
+        self.server.requests.append((self.headers.get("Host", ""), self.path))
+        body = f"site {self.server.label} {self.server.greeting}\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class Site(ThreadingHTTPServer):
+    """An HTTP test site: answers ``site <label> <greeting>`` and records each request's
+    (Host, path)."""
+
+    daemon_threads = True
+
+    def __init__(self, label: str, address: tuple[str, int], greeting: str = "ok") -> None:
+        super().__init__(address, _Handler)
+        self.label = label
+        self.greeting = greeting
+        self.requests: list[tuple[str, str]] = []
+
+
+def ensure_hosts(lines: set[str]) -> None:
+    """Add the test sites' names to ``/etc/hosts`` (the lab namespace's own file under
+    ``ip netns exec``)."""
+    hosts = Path("/etc/hosts")
+    present = set(hosts.read_text().splitlines())
+    missing = sorted(lines - present)
+    if missing:
+        with hosts.open("a") as f:  # append in place: the bind mount keeps the same inode
+            f.write("".join(line + "\n" for line in missing))
+
+
 # --------------------------------------------------------------------------- sessions
 
 T = TypeVar("T")
 CALL_TIMEOUT = 600.0
+
+
+def network_project(prefix: str, network: str) -> ProjectPaths:
+    """A project directory under /tmp whose ``[network]`` table is ``network``, owned like a
+    user's project (the guest user, the host user's uid, can edit it), its first start approved
+    on the host."""
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    root.chmod(0o755)
+    (root / "vibebox.toml").write_text(
+        "[box]\ncpus = 1\nmemory_mb = 1024\n\n[network]\n" + network + "\n"
+    )
+    uid, gid = provision.guest_ids()
+    for path in (root, root / "vibebox.toml"):
+        os.chown(path, uid, gid)
+    project = ProjectPaths.for_directory(root)
+    approve.approve(project)
+    return project
 
 
 class LoopThread:
@@ -193,8 +259,8 @@ class Box:
 
         return self.loop.run(go(), timeout + 30)
 
-    def log(self) -> list[netlog.NetEvent]:
-        return netlog.tail(self.project.network_log, 500)
+    def log(self) -> list[NetEvent]:
+        return tail(self.project.network_log, 500)
 
     def logged(self, source: str, host: str, port: int | None, verdict: str) -> bool:
         return any(

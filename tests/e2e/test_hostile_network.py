@@ -30,29 +30,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import secrets
 import shlex
 import shutil
 import socket
 import struct
 import subprocess
-import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from e2e.netlab import LINK_HOST, Box, LoopThread, sites_namespace, wait_until
+from e2e.netlab import (
+    LINK_HOST,
+    Box,
+    LoopThread,
+    Site,
+    ensure_hosts,
+    network_project,
+    sites_namespace,
+    wait_until,
+)
 
 from vibebox_core.hypervisor import domain_xml as vm
 from vibebox_core.index.sessions import SessionIndex
-from vibebox_core.network import log as netlog
-from vibebox_core.paths import ProjectPaths
-from vibebox_core.session import approve
-from vibebox_core.session import boot as provision
+from vibebox_core.network import log
 from vibebox_core.session import start as runtime
 from vibebox_core.session import status as sessionctl
 
@@ -73,30 +76,6 @@ PROBE = Path(__file__).with_name("guest_probe.py")
 
 
 # --------------------------------------------------------------------------- host side
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Site
-
-    def do_GET(self) -> None:
-        self.server.requests.append((self.headers.get("Host", ""), self.path))
-        body = f"site {self.server.label} ok\n".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-class _Site(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, label: str, address: tuple[str, int]) -> None:
-        super().__init__(address, _Handler)
-        self.label = label
-        self.requests: list[tuple[str, str]] = []
 
 
 @dataclass
@@ -172,9 +151,9 @@ class _Sniffer:
 
 @dataclass
 class Lab:
-    site: _Site
-    free: _Site
-    metadata: _Site
+    site: Site
+    free: Site
+    metadata: Site
     site_tls: _Listener
     site_8443: _Listener
     host: _Listener
@@ -183,29 +162,20 @@ class Lab:
     upstream: _Recorder
 
 
-def _ensure_hosts() -> None:
-    hosts = Path("/etc/hosts")  # the lab's own file under `ip netns exec`
-    present = set(hosts.read_text().splitlines())
-    missing = sorted(HOSTS_LINES - present)
-    if missing:
-        with hosts.open("a") as f:  # in place: the bind mount keeps the inode
-            f.write("".join(line + "\n" for line in missing))
-
-
 def _start(target: object) -> None:
     threading.Thread(target=target, daemon=True).start()
 
 
 @pytest.fixture(scope="module")
 def lab(require_lab: None) -> Iterator[Lab]:
-    _ensure_hosts()
+    ensure_hosts(HOSTS_LINES)
     with sites_namespace([SITE_IP, FREE_IP, METADATA_IP], routes=[f"{METADATA_IP}/32"]) as ns:
         upstream_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         upstream_sock.bind(("127.0.0.1", 53))
         built = Lab(
-            site=ns.inside(lambda: _Site("listed", (SITE_IP, 80))),
-            free=ns.inside(lambda: _Site("free", (FREE_IP, 80))),
-            metadata=ns.inside(lambda: _Site("metadata", (METADATA_IP, 80))),
+            site=ns.inside(lambda: Site("listed", (SITE_IP, 80))),
+            free=ns.inside(lambda: Site("free", (FREE_IP, 80))),
+            metadata=ns.inside(lambda: Site("metadata", (METADATA_IP, 80))),
             site_tls=ns.inside(lambda: _listen((SITE_IP, 443))),
             site_8443=ns.inside(lambda: _listen((SITE_IP, 8443))),
             host=_listen(("0.0.0.0", HOST_PORT)),
@@ -233,20 +203,6 @@ def lab(require_lab: None) -> Iterator[Lab]:
 
 
 # --------------------------------------------------------------------------- sessions
-
-
-def _project(label: str, network: str) -> ProjectPaths:
-    root = Path(tempfile.mkdtemp(prefix=f"vbx-hnet-{label}-", dir="/tmp"))
-    root.chmod(0o755)
-    (root / "vibebox.toml").write_text(
-        "[box]\ncpus = 1\nmemory_mb = 1024\n\n[network]\n" + network + "\n"
-    )
-    uid, gid = provision.guest_ids()
-    for path in (root, root / "vibebox.toml"):
-        os.chown(path, uid, gid)
-    project = ProjectPaths.for_directory(root)
-    approve.approve(project)  # the host user approves the first start
-    return project
 
 
 @dataclass
@@ -279,8 +235,12 @@ def _sniff(box: Box) -> _Sniffer:
 @pytest.fixture(scope="module")
 def boxes(e2e_home_shared: Path, lab: Lab) -> Iterator[Boxes]:
     loop = LoopThread()
-    allow = _project("allow", 'mode = "allowlist"\nentries = ["site.hostile.test"]')
-    block = _project("block", 'mode = "blocklist"\nentries = ["*.blocked.hostile.test"]')
+    allow = network_project(
+        "vbx-hnet-allow-", 'mode = "allowlist"\nentries = ["site.hostile.test"]'
+    )
+    block = network_project(
+        "vbx-hnet-block-", 'mode = "blocklist"\nentries = ["*.blocked.hostile.test"]'
+    )
 
     async def start() -> list[runtime.RunningSession]:
         return list(
@@ -631,21 +591,21 @@ def test_a_dns_flood_does_not_erase_the_audit_trail(boxes: Boxes, lab: Lab) -> N
     )
     rc, out = box.sh(f"python3 -c {shlex.quote(flood)} {box.gateway} 6000", timeout=120)
     assert rc == 0, out
-    log = box.project.network_log
+    log_path = box.project.network_log
 
     def flood_counted() -> int:
-        events = [e for e in netlog.tail(log, 2000) if "flood.example" in e.host]
-        earlier = [r for r in netlog.earlier(log) if "flood.example" in r.host]
+        events = [e for e in log.tail(log_path, 2000) if "flood.example" in e.host]
+        earlier = [r for r in log.earlier(log_path) if "flood.example" in r.host]
         return sum(e.count for e in events) + sum(r.count for r in earlier)
 
     # The flood is counted (summaries appear when the supervisor's window closes) ...
     assert wait_until(lambda: flood_counted() > 300, 60), flood_counted()
-    summaries = [e for e in netlog.tail(log, 2000) if e.count > 1 and "flood.example" in e.host]
+    summaries = [e for e in log.tail(log_path, 2000) if e.count > 1 and "flood.example" in e.host]
     assert summaries and all("more blocked DNS queries" in e.reason for e in summaries)
     # ... it took few lines, and the decision before it is still there.
-    assert len(log.read_text().splitlines()) < 2000
+    assert len(log_path.read_text().splitlines()) < 2000
     assert box.logged("dns", early, 53, "blocked") or any(
-        r.host == early for r in netlog.earlier(log)
+        r.host == early for r in log.earlier(log_path)
     )
     still_works(box, lab)
 

@@ -14,7 +14,6 @@ import concurrent.futures
 import contextlib
 import datetime as dt
 import ipaddress
-import os
 import shlex
 import shutil
 import socket
@@ -26,23 +25,27 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import asyncssh
 import pytest
-from e2e.netlab import Box, LoopThread, sites_namespace, wait_until
-from vibebox_core.network.rules import PolicyNotApprovedError, record_approval
+from e2e.netlab import (
+    Box,
+    LoopThread,
+    Site,
+    ensure_hosts,
+    network_project,
+    sites_namespace,
+    wait_until,
+)
 
 from vibebox_core.config.edit import set_value
+from vibebox_core.config.grants import PolicyNotApprovedError, record_approval
 from vibebox_core.config.load import load_config
 from vibebox_core.config.schema import PortForward
 from vibebox_core.errors import NetworkPolicyError
 from vibebox_core.hypervisor.libvirt import LibvirtHypervisor
 from vibebox_core.index.sessions import SessionIndex
-from vibebox_core.paths import ProjectPaths
-from vibebox_core.session import approve
-from vibebox_core.session import boot as provision
 from vibebox_core.session import start as runtime
 from vibebox_core.session import status as sessionctl
 from vibebox_core.ssh.forward import start_port_forwards
@@ -59,30 +62,6 @@ HOSTS_LINES = {
     f"{UNLISTED_IP}\tunlisted.vbx.test",
     f"{BLOCKED_IP}\tblocked.vbx.test sub.blocked.vbx.test",
 }
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Site
-
-    def do_GET(self) -> None:
-        self.server.requests.append((self.headers.get("Host", ""), self.path))
-        body = f"site {self.server.label} says hello\n".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-class _Site(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, label: str, address: tuple[str, int]) -> None:
-        super().__init__(address, _Handler)
-        self.label = label
-        self.requests: list[tuple[str, str]] = []
 
 
 def _self_signed(directory: Path, name: str) -> tuple[Path, Path]:
@@ -135,10 +114,10 @@ class _Resolver:
 
 @dataclass
 class Sites:
-    allowed: _Site
-    allowed_tls: _Site
-    unlisted: _Site
-    blocked: _Site
+    allowed: Site
+    allowed_tls: Site
+    unlisted: Site
+    blocked: Site
     resolver: _Resolver
 
     def all_requests(self) -> list[tuple[str, str]]:
@@ -150,18 +129,9 @@ class Sites:
         ]
 
 
-def _ensure_hosts() -> None:
-    hosts = Path("/etc/hosts")  # the namespace's own file under `ip netns exec`
-    present = set(hosts.read_text().splitlines())
-    missing = sorted(HOSTS_LINES - present)
-    if missing:
-        with hosts.open("a") as f:  # append in place: the bind mount keeps the same inode
-            f.write("".join(line + "\n" for line in missing))
-
-
 @pytest.fixture(scope="module")
 def lab_sites(require_lab: None) -> Iterator[Sites]:
-    _ensure_hosts()
+    ensure_hosts(HOSTS_LINES)
     with (
         sites_namespace([ALLOWED_IP, UNLISTED_IP, BLOCKED_IP, RESOLVER_IP]) as ns,
         tempfile.TemporaryDirectory(prefix="vbx-tls-") as tmp,
@@ -169,7 +139,7 @@ def lab_sites(require_lab: None) -> Iterator[Sites]:
         cert, key = _self_signed(Path(tmp), "allowed.vbx.test")
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert, key)
-        allowed_tls = ns.inside(lambda: _Site("allowed-tls", (ALLOWED_IP, 443)))
+        allowed_tls = ns.inside(lambda: Site("allowed-tls", (ALLOWED_IP, 443), "says hello"))
         allowed_tls.socket = context.wrap_socket(allowed_tls.socket, server_side=True)
 
         def resolver_socket() -> socket.socket:
@@ -178,10 +148,10 @@ def lab_sites(require_lab: None) -> Iterator[Sites]:
             return sock
 
         sites = Sites(
-            allowed=ns.inside(lambda: _Site("allowed", (ALLOWED_IP, 80))),
+            allowed=ns.inside(lambda: Site("allowed", (ALLOWED_IP, 80), "says hello")),
             allowed_tls=allowed_tls,
-            unlisted=ns.inside(lambda: _Site("unlisted", (UNLISTED_IP, 80))),
-            blocked=ns.inside(lambda: _Site("blocked", (BLOCKED_IP, 80))),
+            unlisted=ns.inside(lambda: Site("unlisted", (UNLISTED_IP, 80), "says hello")),
+            blocked=ns.inside(lambda: Site("blocked", (BLOCKED_IP, 80), "says hello")),
             resolver=_Resolver(ns.inside(resolver_socket)),
         )
         servers = [sites.allowed, sites.allowed_tls, sites.unlisted, sites.blocked]
@@ -213,21 +183,6 @@ def test_lab_sites_answer_inside_the_namespace(lab_sites: Sites) -> None:
 # --------------------------------------------------------------------------- sessions
 
 
-def _project(label: str, network: str) -> ProjectPaths:
-    root = Path(tempfile.mkdtemp(prefix=f"vbx-net-{label}-", dir="/tmp"))
-    root.chmod(0o755)
-    (root / "vibebox.toml").write_text(
-        "[box]\ncpus = 1\nmemory_mb = 1024\n\n[network]\n" + network + "\n"
-    )
-    # Owned like a user's project: the guest user (the host user's uid) can edit it.
-    uid, gid = provision.guest_ids()
-    for path in (root, root / "vibebox.toml"):
-        os.chown(path, uid, gid)
-    project = ProjectPaths.for_directory(root)
-    approve.approve(project)  # the user approves the project's first start on the host
-    return project
-
-
 @dataclass
 class Boxes:
     allow: Box
@@ -238,10 +193,13 @@ class Boxes:
 def boxes(e2e_home_shared: Path, lab_sites: Sites) -> Iterator[Boxes]:
     """Two sessions booted at once: an allowlist one and a blocklist one."""
     loop = LoopThread()
-    allow = _project(
-        "allow", 'mode = "allowlist"\nentries = ["allowed.vbx.test"]\nports = ["18437:8080"]'
+    allow = network_project(
+        "vbx-net-allow-",
+        'mode = "allowlist"\nentries = ["allowed.vbx.test"]\nports = ["18437:8080"]',
     )
-    block = _project("block", 'mode = "blocklist"\nentries = ["*.blocked.vbx.test"]')
+    block = network_project(
+        "vbx-net-block-", 'mode = "blocklist"\nentries = ["*.blocked.vbx.test"]'
+    )
 
     async def start() -> list[runtime.RunningSession]:
         return list(
@@ -359,7 +317,7 @@ def test_allowlist_other_session_is_unreachable(boxes: Boxes) -> None:
     assert rc != 0, out
     # ... and the other session's guest cannot use this session's proxy either: its own host
     # fence drops the packets to another session's gateway, so no connection is made at all
-    # (the proxy would refuse it with 403 too, see tests/core/network/test_netenforce.py).
+    # (the proxy would refuse it with 403 too, see tests/core/network/test_enforce.py).
     assert _code(other, "http://allowed.vbx.test/", "-x", f"http://{box.gateway}:3128") == "000"
 
 
@@ -481,12 +439,12 @@ def test_forwarded_port_reaches_a_server_in_the_guest(boxes: Boxes) -> None:
 
 
 def test_nwfilter_redefinition_keeps_the_uuid_libvirt_has(require_lab: None) -> None:
-    """DESIGN §6: a filter first defined under another UUID (older vibebox) is redefined."""
+    """A filter first defined under another UUID (older vibebox) is redefined with the UUID
+    libvirt has: otherwise the next start fails with "filter … already exists with uuid …"."""
     import uuid
 
-    from vibebox_core.network.rules import Policy
-
-    from vibebox_core.network.enforce import plan_network
+    from vibebox_core.config.policy import Policy
+    from vibebox_core.network.definition import plan_network
 
     sid = str(uuid.uuid4())
     plan = plan_network(sid, Policy("allowlist", ()), "10.213.251.1")
