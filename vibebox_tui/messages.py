@@ -11,13 +11,13 @@ from pathlib import Path
 
 from textual.message import Message
 
-from vibebox_core.network.rules import PolicyNotApprovedError
+from vibebox_core.config.grants import PolicyNotApprovedError
 from vibebox_core.progress import ProgressEvent
-from vibebox_tui.backend.base import Attachment, InspectorData, SessionStatus
+from vibebox_tui.backend.base import Attachment, InspectorData, SessionRow
 
 
 class SessionsListed(Message):
-    def __init__(self, sessions: list[SessionStatus]) -> None:
+    def __init__(self, sessions: list[SessionRow]) -> None:
         super().__init__()
         self.sessions = sessions
 

@@ -9,11 +9,13 @@ import pytest
 
 from vibebox_cli.commands import approve
 from vibebox_core.config import approval
-from vibebox_core.config.load import load_config, set_value
+from vibebox_core.config.edit import set_value
+from vibebox_core.config.grants import PolicyNotApprovedError
+from vibebox_core.config.load import load_config
 from vibebox_core.errors import ConfigError
 from vibebox_core.index.sessions import SessionIndex
-from vibebox_core.network.rules import PolicyNotApprovedError
 from vibebox_core.paths import ProjectPaths
+from vibebox_core.session.approve import gate
 
 
 @pytest.fixture
@@ -33,13 +35,13 @@ def test_changed_policy_is_refused_until_approved(
 ) -> None:
     entry = SessionIndex().ensure(project.root)
     load_config(project)
-    approval.gate(project, entry.id)  # defaults: the first start approves them
+    gate(project, entry.id)  # defaults: the first start approves them
 
     # The guest edits vibebox.toml through the project mount.
     set_value(project, "network", "mode", "allowlist")
     set_value(project, "network", "entries", ["evil.example"])
     with pytest.raises(PolicyNotApprovedError) as refused:
-        approval.gate(project, entry.id)
+        gate(project, entry.id)
     assert f"vibebox approve` in {project.root}" in refused.value.hint
 
     monkeypatch.setattr("sys.stdin.isatty", lambda: False)
@@ -50,7 +52,7 @@ def test_changed_policy_is_refused_until_approved(
 
     assert approve.run(_args(project, yes=True)) == 0
     assert "next start" in capsys.readouterr().out  # a mode change needs a restart
-    assert approval.gate(project, entry.id).network.entries == ("evil.example",)
+    assert gate(project, entry.id).network.entries == ("evil.example",)
 
     set_value(project, "network", "entries", ["evil.example", "more.example"])
     assert approve.run(_args(project, yes=True)) == 0
@@ -63,7 +65,7 @@ def test_resources_and_uri_are_approved_too(
     project: ProjectPaths, capsys: pytest.CaptureFixture[str]
 ) -> None:
     load_config(project)
-    approval.gate(project)
+    gate(project)
     set_value(project, "box", "cpus", 6)
     set_value(project, "box", "libvirt_uri", "qemu:///session")
     set_value(project, "supervisor", "auto_shutdown_ms", 600000)
@@ -81,20 +83,20 @@ def test_interactive_no_keeps_the_old_policy(
 ) -> None:
     entry = SessionIndex().ensure(project.root)
     load_config(project)
-    approval.gate(project, entry.id)
+    gate(project, entry.id)
     set_value(project, "network", "entries", ["x.example"])
     monkeypatch.setattr("sys.stdin.isatty", lambda: True)
     monkeypatch.setattr("builtins.input", lambda prompt: "n")
     assert approve.run(_args(project, yes=False)) == 1
     with pytest.raises(PolicyNotApprovedError):
-        approval.gate(project, entry.id)
+        gate(project, entry.id)
 
 
 def test_a_change_made_while_asking_is_not_approved(
     project: ProjectPaths, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     load_config(project)
-    approval.gate(project)
+    gate(project)
     set_value(project, "box", "cpus", 4)
 
     def answer(prompt: str) -> str:

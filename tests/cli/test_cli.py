@@ -128,7 +128,7 @@ def test_delete_asks_on_a_terminal(
     project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     entry = SessionIndex().create(project)
-    monkeypatch.setattr(sessions_command, "_sessionctl", lambda: (None, ""))
+    monkeypatch.setattr(sessions_command, "delete_session", lambda entry: None)
     monkeypatch.setattr(sys.stdin, "isatty", lambda: True, raising=False)
     answers = iter(["n", "y"])
     monkeypatch.setattr("builtins.input", lambda prompt: next(answers))
@@ -231,8 +231,6 @@ def test_cli_does_not_import_textual(tmp_path: Path) -> None:
 def test_delete_force_when_teardown_fails(
     project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import types
-
     from vibebox_core.errors import VMError
 
     entry = SessionIndex().create(project)
@@ -240,8 +238,7 @@ def test_delete_force_when_teardown_fails(
     def teardown(entry: object) -> None:
         raise VMError("libvirt is not answering", hint="start libvirtd")
 
-    fake = types.SimpleNamespace(delete_session=teardown)
-    monkeypatch.setattr(sessions_command, "_sessionctl", lambda: (fake, ""))
+    monkeypatch.setattr(sessions_command, "delete_session", teardown)
     assert cli.main(["delete", entry.id, "--yes"]) == 1
     assert "libvirt is not answering" in capsys.readouterr().err
     assert SessionIndex().get(entry.id) == entry  # kept, so the delete can be repeated
@@ -308,7 +305,7 @@ def test_optional_import_hides_only_the_missing_module_itself(
 
 
 def test_explain_summarises_the_network_log(project: Path) -> None:
-    from vibebox_core.network import log as netlog
+    from vibebox_core.network.log import NetEvent, append
     from vibebox_core.paths import ProjectPaths
 
     SessionIndex().create(project)
@@ -318,7 +315,7 @@ def test_explain_summarises_the_network_log(project: Path) -> None:
         ("evil.test", "blocked"),
         ("evil.test", "blocked"),
     ]:
-        netlog.append(log, netlog.NetEvent("proxy", host, 443, verdict, "test"))
+        append(log, NetEvent("proxy", host, 443, verdict, "test"))
     result = vibebox("explain", cwd=project)
     assert result.returncode == 0, result.stderr
     assert "network log" in result.stdout
@@ -369,14 +366,14 @@ def test_list_prints_a_hostile_directory_escaped(hostile_project: Path, tmp_path
 
 
 def test_explain_prints_guest_chosen_host_names_escaped(hostile_project: Path) -> None:
-    from vibebox_core.network import log as netlog
+    from vibebox_core.network.log import NetEvent, append
     from vibebox_core.paths import ProjectPaths
 
     SessionIndex().create(hostile_project)
     log = ProjectPaths.for_directory(hostile_project).network_log
     hostile_host = "ok.example\x1b[1A\x1b[2K\rpypi.org\u202e\u200b"
     for verdict in ("blocked", "blocked", "allowed"):
-        netlog.append(log, netlog.NetEvent("dns", hostile_host, 53, verdict, "test\x07"))
+        append(log, NetEvent("dns", hostile_host, 53, verdict, "test\x07"))
     result = vibebox("explain", cwd=hostile_project)
     assert result.returncode == 0, result.stderr
     assert_no_raw_controls(result.stdout, result.stderr)

@@ -32,7 +32,7 @@ import vibebox_core.session.approve
 from vibebox_core import paths
 from vibebox_core.config import approval
 from vibebox_core.index.sessions import SessionIndex
-from vibebox_core.network import log as netlog
+from vibebox_core.network import log
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.session import boot as provision
 from vibebox_core.session import status as sessionctl
@@ -319,7 +319,7 @@ def test_added_allowlist_entries_are_not_enforced(hostile: Hostile) -> None:
             return True
         events = [
             e
-            for e in netlog.tail(hostile.project.network_log, 200)
+            for e in log.tail(hostile.project.network_log, 200)
             if e.source == "proxy" and e.host == "evil.vbx.test"
         ]
         return bool(events) and "allowlist" not in events[-1].reason

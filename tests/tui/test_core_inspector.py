@@ -1,8 +1,9 @@
 """Pilot tests of the inspector on the real CoreBackend: the network log and the policy state.
 
 Everything but the SSH terminal is real: the session index and the project in a temporary
-``VIBEBOX_HOME``, lines the proxy and the DNS filter write with :func:`netlog.append`, and a
-supervisor (in this event loop) answering ``status`` over its socket. VM states come from a
+``VIBEBOX_HOME``, lines the proxy and the DNS filter write with
+:func:`~vibebox_core.network.log.append`, and a supervisor (in this event loop) answering
+``status`` over its socket. VM states come from a
 :class:`~vibebox_core.hypervisor.fake.FakeHypervisor`.
 """
 
@@ -17,28 +18,28 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pilot_wait import wait_for
 from textual.pilot import Pilot
+from tui.pilot_wait import wait_for
 
 from vibebox_core import paths
+from vibebox_core.config.grants import canonical_policy
 from vibebox_core.config.load import load_config
 from vibebox_core.hypervisor.fake import FakeDomain, FakeHypervisor
 from vibebox_core.index.sessions import SessionIndex
-from vibebox_core.network import log as netlog
 from vibebox_core.network.enforce import (
     ApprovalFollower,
     NetworkEnforcer,
     SessionNetwork,
     policy_from_canonical,
 )
-from vibebox_core.network.rules import canonical_policy
+from vibebox_core.network.log import NetEvent, append
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.progress import ProgressCallback
-from vibebox_core.ssh.pty import MemoryStream
+from vibebox_core.streams import MemoryStream
 from vibebox_core.supervisor.server import HypervisorVM, Supervisor
 from vibebox_tui import app as app_module
 from vibebox_tui.app import VibeboxApp
-from vibebox_tui.backend.base import Attachment, SessionStatus
+from vibebox_tui.backend.base import Attachment, SessionRow
 from vibebox_tui.backend.core import CoreBackend
 from vibebox_tui.widgets import Inspector
 
@@ -69,7 +70,7 @@ class TerminalStubBackend(CoreBackend):
     ) -> Attachment:
         entry = SessionIndex().find_by_directory(directory)
         assert entry is not None
-        status = SessionStatus(entry.id, entry.directory, "running", 1, entry.last_active)
+        status = SessionRow(entry.id, entry.directory, "running", 1, entry.last_active)
         return Attachment(status, MemoryStream())
 
 
@@ -98,7 +99,7 @@ async def open_inspector(pilot: Pilot[int], app: VibeboxApp) -> Inspector:
 
 
 def event(source: Any, host: str, port: int, verdict: Any, reason: str, second: int) -> Any:
-    return netlog.NetEvent(source, host, port, verdict, reason, f"2026-11-27T10:15:{second:02}Z")
+    return NetEvent(source, host, port, verdict, reason, f"2026-11-27T10:15:{second:02}Z")
 
 
 async def test_inspector_shows_the_network_log_live(
@@ -106,10 +107,10 @@ async def test_inspector_shows_the_network_log_live(
 ) -> None:
     project, _, hypervisor = session
     log = project.network_log
-    netlog.append(log, event("proxy", "pypi.org", 443, "allowed", "listed: pypi.org", 1))
-    netlog.append(log, event("proxy", "evil.example", 443, "blocked", "not listed", 2))
-    netlog.append(log, event("dns", "github.com", 53, "allowed", "listed: github.com", 3))
-    netlog.append(log, event("dns", "tracker.example", 53, "blocked", "not listed (A)", 4))
+    append(log, event("proxy", "pypi.org", 443, "allowed", "listed: pypi.org", 1))
+    append(log, event("proxy", "evil.example", 443, "blocked", "not listed", 2))
+    append(log, event("dns", "github.com", 53, "allowed", "listed: github.com", 3))
+    append(log, event("dns", "tracker.example", 53, "blocked", "not listed (A)", 4))
     app = VibeboxApp(TerminalStubBackend(project.root, hypervisor=hypervisor), live_clock=False)
     async with app.run_test(size=SIZE) as pilot:
         inspector = await open_inspector(pilot, app)
@@ -124,7 +125,7 @@ async def test_inspector_shows_the_network_log_live(
             assert line in text
         assert "192.168.122.57" in text and "running" in text
         # A decision logged while the dashboard runs shows up without any key press.
-        netlog.append(log, event("proxy", "cdn.evil.example", 80, "blocked", "not listed", 5))
+        append(log, event("proxy", "cdn.evil.example", 80, "blocked", "not listed", 5))
         await wait_for(
             pilot, lambda: "10:15:05 blocked proxy cdn.evil.example:80" in inspector.text
         )

@@ -8,7 +8,7 @@ import pytest
 
 from vibebox_core.config.load import load_config
 from vibebox_core.index.sessions import SessionIndex
-from vibebox_core.network import log as netlog
+from vibebox_core.network import log
 from vibebox_core.paths import ProjectPaths
 from vibebox_tui.backend.core import CoreBackend
 
@@ -26,14 +26,14 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ProjectPaths:
 
 def test_inspector_shows_the_latest_decisions_and_notices_new_ones(project: ProjectPaths) -> None:
     backend = CoreBackend(project.root)
-    netlog.append(
+    log.append(
         project.network_log,
-        netlog.NetEvent("proxy", "pypi.org", 443, "allowed", "allowlist entry pypi.org"),
+        log.NetEvent("proxy", "pypi.org", 443, "allowed", "allowlist entry pypi.org"),
     )
     before = backend.fingerprint(project.root)
-    netlog.append(
+    log.append(
         project.network_log,
-        netlog.NetEvent("dns", "evil.example", 53, "blocked", "not in the allowlist (A)"),
+        log.NetEvent("dns", "evil.example", 53, "blocked", "not in the allowlist (A)"),
     )
     assert backend.fingerprint(project.root) != before  # the inspector refreshes on it
     lines = backend.inspect(project.root).recent_network

@@ -3,10 +3,12 @@
 The proxy and the DNS filter run on the host, so an address they connect to on the guest's
 behalf is reached *as the host*: a name or literal that ends at the host's loopback, its own
 interface addresses, a link-local or metadata service, or another session's network would let
-root in the guest use host services it was never granted (DESIGN §5). The same address can be
-written many ways — ``::ffff:127.0.0.1``, ``[::1]``, ``fe80::1%eth0``, ``2130706433``,
-``0x7f.1``, 6to4 or NAT64 prefixes around an IPv4 address — so every check here works on the
-parsed address, with the IPv4 address embedded in an IPv6 one judged as well.
+root in the guest use host services it was never granted (SECURITY.md, "Against root in the
+guest: network"). The same address can be written many ways — ``::ffff:127.0.0.1``, ``[::1]``,
+``fe80::1%eth0``, ``2130706433``, ``0x7f.1``, 6to4 or NAT64 prefixes around an IPv4 address —
+so every check here works on the parsed address (read by
+:func:`~vibebox_core.config.hostnames.parse_ip_literal`), with the IPv4 address embedded in an
+IPv6 one judged as well.
 
 Everything is pure except :func:`host_addresses`, which reads the host's own addresses from
 ``/proc/net`` (of the network namespace the caller runs in).
@@ -16,28 +18,18 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import re
 import socket
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from vibebox_core.config.hostnames import parse_ip_literal
+from vibebox_core.hypervisor.network_xml import SUBNET_POOL
+from vibebox_core.hypervisor.nwfilter import METADATA_ADDRESSES
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-#: The private range every session's /24 is carved from (``vm.SUBNET_POOL``): other sessions'
-#: guests and gateways, and the host's side of every session bridge.
-SESSION_POOL = ipaddress.IPv4Network("10.213.0.0/16")
-
-#: Cloud metadata services outside the link-local range.
-METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
-    {
-        ipaddress.ip_address("169.254.169.254"),  # AWS, GCP, Azure, OpenStack (also link-local)
-        ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
-        ipaddress.ip_address("fd00:ec2::254"),  # AWS over IPv6
-    }
-)
 
 _V4_THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")
 _V4_RESERVED = ipaddress.IPv4Network("240.0.0.0/4")  # includes 255.255.255.255
@@ -47,71 +39,6 @@ _V6_6TO4 = ipaddress.IPv6Network("2002::/16")
 _V6_TEREDO = ipaddress.IPv6Network("2001::/32")
 _V6_COMPATIBLE = ipaddress.IPv6Network("::/96")  # deprecated IPv4-compatible ::a.b.c.d
 _V6_SITE_LOCAL = ipaddress.IPv6Network("fec0::/10")
-
-# inet_aton() parts: decimal, 0-prefixed octal or 0x-prefixed hex.
-_AT_PART = re.compile(r"^(0[xX][0-9a-fA-F]*|0[0-7]*|[1-9][0-9]*)$")
-
-
-def _aton_part(text: str) -> int | None:
-    if not _AT_PART.match(text):
-        return None
-    if text[:2].lower() == "0x":
-        return int(text[2:] or "0", 16)
-    if text.startswith("0") and len(text) > 1:
-        return int(text, 8)
-    return int(text)
-
-
-def parse_inet_aton(text: str) -> ipaddress.IPv4Address | None:
-    """Read an IPv4 address the way ``inet_aton`` (and so ``getaddrinfo``) does.
-
-    ``127.1``, ``2130706433``, ``0x7f.1``, ``017700000001`` and ``0177.0.0.01`` all mean
-    127.0.0.1 to the C library, so a name check that only knows dotted quads would pass them.
-
-    Returns:
-        The address, or None when ``text`` is not such a literal.
-    """
-    parts = text.split(".")
-    if not 1 <= len(parts) <= 4:
-        return None
-    values = [_aton_part(part) for part in parts]
-    if any(v is None for v in values):
-        return None
-    nums = [v for v in values if v is not None]
-    # a | a.b (b: 24 bits) | a.b.c (c: 16 bits) | a.b.c.d; every leading part one byte.
-    last_bits = 32 - 8 * (len(nums) - 1)
-    if any(n > 0xFF for n in nums[:-1]) or nums[-1] >= 1 << last_bits:
-        return None
-    value = 0
-    for n in nums[:-1]:
-        value = value << 8 | n
-    value = value << last_bits | nums[-1]
-    return ipaddress.IPv4Address(value)
-
-
-def parse_ip_literal(text: str) -> IPAddress | None:
-    """Return the address a host string names literally, or None when it is a name.
-
-    Accepts ``[v6]``, zone ids (``fe80::1%eth0``; the zone is dropped) and every
-    ``inet_aton`` spelling of IPv4 (see :func:`parse_inet_aton`). A trailing dot is ignored,
-    as resolvers do.
-    """
-    host = text.strip()
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    host = host.rstrip(".") if ":" not in host else host
-    if not host:
-        return None
-    if ":" in host:
-        address, _, _zone = host.partition("%")
-        try:
-            return ipaddress.IPv6Address(address)
-        except ValueError:
-            return None
-    try:
-        return ipaddress.IPv4Address(host)
-    except ValueError:
-        return parse_inet_aton(host)
 
 
 def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
@@ -179,7 +106,7 @@ def forbidden_reason(
     address: IPAddress | str,
     *,
     host: Iterable[IPAddress] = (),
-    pool: IPNetwork = SESSION_POOL,
+    pool: IPNetwork = SUBNET_POOL,
 ) -> str | None:
     """Say why the host must not connect to ``address`` for a guest, or None when it may.
 
@@ -188,7 +115,8 @@ def forbidden_reason(
     addresses (``host``), in IPv4 and in every IPv6 form that carries an IPv4 address.
 
     Args:
-        address: the address itself (a string is parsed with :func:`parse_ip_literal`; one
+        address: the address itself (a string is parsed with
+            :func:`~vibebox_core.config.hostnames.parse_ip_literal`; one
             that is not an address at all is refused).
         host: the host's own addresses (see :func:`host_addresses`).
         pool: the session range.

@@ -3,7 +3,7 @@
 libvirt's dnsmasq stays the guest's resolver (it also serves DHCP); the session network tells
 it to ask only this filter (``server=<gateway>#<port>``, ``no-resolv``, ``no-hosts``), which
 runs in the session's supervisor on the host. Each query name is judged by the session's
-:class:`~vibebox_core.network.rules.Policy` and logged: a blocklist hit or an allowlist miss is
+:class:`~vibebox_core.config.policy.Policy` and logged: a blocklist hit or an allowlist miss is
 answered NXDOMAIN, anything else is resolved upstream and relayed.
 
 Only the question section is parsed (stdlib, no DNS library): that is all a policy needs, and
@@ -22,9 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, cast
 
-from vibebox_core.network import log as netlog
-from vibebox_core.network import record as netrecord
-from vibebox_core.network.rules import Policy, Verdict
+from vibebox_core.config.policy import Policy, Verdict
+from vibebox_core.network import log, ratelimit
 
 QTYPE_A = 1
 QTYPE_AAAA = 28
@@ -324,9 +323,9 @@ class DnsFilter(asyncio.DatagramProtocol):
 
     def _log(self, question: Question, verdict: Verdict) -> None:
         # Rate-limited: a query flood is counted into summaries instead of drowning the log.
-        netrecord.record(
+        ratelimit.record(
             self.log_path,
-            netlog.NetEvent(
+            log.NetEvent(
                 "dns",
                 question.name,
                 53,

@@ -1,10 +1,10 @@
-"""Where the network policy meets a session: its network's definition and its running filters.
+"""The running side of a session's network policy: its filters and the approvals they follow.
 
-Two moments need the policy. When the session's libvirt network and domain are defined,
-:func:`plan_network` says how (isolated or NAT, the DNS forwarder, the nwfilter, the guest's
-proxy environment). While the VM runs, the session's supervisor keeps a
+While the VM runs, the session's supervisor keeps a :class:`SessionNetwork`: a
 :class:`NetworkEnforcer` (the filtering proxy and the DNS filter, both on the network's
-gateway) and hands it an approved policy change with :meth:`NetworkEnforcer.set_policy`.
+gateway) and an :class:`ApprovalFollower` that hands it each policy the user approves
+(:meth:`NetworkEnforcer.set_policy`). How the network itself is defined is
+:mod:`vibebox_core.network.definition`.
 """
 
 from __future__ import annotations
@@ -13,111 +13,20 @@ import asyncio
 import contextlib
 import errno
 import ipaddress
-import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from vibebox_core.config.grants import (
+    policy_diff,
+)
+from vibebox_core.config.policy import Policy
 from vibebox_core.errors import NetworkPolicyError, VibeboxError
-from vibebox_core.hypervisor import domain_xml as vm
-from vibebox_core.network import addresses, nwfilter
-from vibebox_core.network import record as netrecord
+from vibebox_core.network import ratelimit
+from vibebox_core.network.definition import DNS_FILTER_PORT, PROXY_PORT
 from vibebox_core.network.dnsfilter import DnsFilter, Upstream, start_dns_filter
 from vibebox_core.network.proxy import FilteringProxy, Resolver
-from vibebox_core.network.rules import (
-    APPROVED_DIGEST_KEY,
-    APPROVED_POLICY_KEY,
-    DNS_FILTER_PORT,
-    PROXY_PORT,
-    Policy,
-    guest_proxy_env,
-    nwfilter_name,
-    policy_diff,
-    policy_digest,
-)
-
-
-@dataclass(frozen=True)
-class NetworkPlan:
-    """How a session's network is defined for its policy.
-
-    Attributes:
-        isolated: no ``<forward>`` in the libvirt network (allowlist: no route out).
-        dns_forwarder: ``"GATEWAY#PORT"`` for ``NetworkSpec.dns_forwarder``: dnsmasq asks
-            only the DNS filter (with ``no-resolv``/``no-hosts``).
-        nwfilter: the nwfilter name for ``DomainSpec.nwfilter`` (both modes: the host fence,
-            :mod:`vibebox_core.network.nwfilter`).
-        nwfilter_xml: its definition, for ``Hypervisor.define_nwfilter`` before the domain
-            is defined.
-        guest_env: the proxy environment for ``guest.json`` "env".
-        proxy: (address, port) the proxy listens on.
-        dns: (address, port) the DNS filter listens on.
-    """
-
-    isolated: bool
-    dns_forwarder: str
-    nwfilter: str | None
-    nwfilter_xml: str | None
-    guest_env: dict[str, str] = field(default_factory=dict)
-    proxy: tuple[str, int] = ("", PROXY_PORT)
-    dns: tuple[str, int] = ("", DNS_FILTER_PORT)
-
-
-def plan_network(
-    session_id: str,
-    policy: Policy,
-    gateway_ip: str | ipaddress.IPv4Address,
-    *,
-    proxy_port: int = PROXY_PORT,
-    dns_port: int = DNS_FILTER_PORT,
-    mac: str | None = None,
-    host_denied: tuple[ipaddress.IPv4Network, ...] | None = None,
-    ssh_client_ports: tuple[int, int] | None = None,
-) -> NetworkPlan:
-    """Return how to define the session's network and domain for ``policy``.
-
-    Both modes get the host fence (an nwfilter); allowlist mode also an isolated network.
-
-    Args:
-        session_id: the session (names the nwfilter, derives its UUID and the guest's MAC).
-        policy: the approved policy.
-        gateway_ip: the host's address on the session network (``NetworkSpec.gateway``);
-            the guest's fixed address is the next one (``NetworkSpec.guest_ip``).
-        mac: the guest NIC's MAC (default: ``vm.mac_address(session_id)``).
-        host_denied: blocklist: the host's own addresses and networks the guest must not
-            reach (default: read from this host now).
-        ssh_client_ports: the host's ephemeral port range (default: read from this host).
-    """
-    gateway = ipaddress.IPv4Address(str(gateway_ip))
-    allowlist = policy.mode == "allowlist"
-    if host_denied is None:
-        host_denied = (
-            ()
-            if allowlist
-            else nwfilter.host_denied(addresses.host_addresses(), addresses.host_networks())
-        )
-    name = nwfilter_name(session_id)
-    fence = nwfilter.FenceSpec(
-        name=name,
-        uuid=nwfilter.nwfilter_uuid(session_id),
-        mode=policy.mode,
-        gateway=gateway,
-        guest_ip=gateway + 1,
-        mac=(mac or vm.mac_address(session_id)).lower(),
-        proxy_port=proxy_port,
-        ssh_client_ports=ssh_client_ports or nwfilter.local_port_range(),
-        denied=host_denied,
-    )
-    return NetworkPlan(
-        isolated=allowlist,
-        dns_forwarder=f"{gateway}#{dns_port}",
-        nwfilter=name,
-        nwfilter_xml=nwfilter.nwfilter_xml(fence),
-        guest_env=guest_proxy_env(str(gateway), proxy_port),
-        proxy=(str(gateway), proxy_port),
-        dns=(str(gateway), dns_port),
-    )
 
 
 def change_applies(old: dict[str, Any], new: dict[str, Any]) -> Literal["live", "next start"]:
@@ -219,7 +128,7 @@ class NetworkEnforcer:
             self._server.close()
             self._server = None
         self.proxy.close_connections()
-        netrecord.close(self._log_path)  # the summaries of the last window
+        ratelimit.close(self._log_path)  # the summaries of the last window
 
 
 def policy_from_canonical(data: Mapping[str, Any]) -> Policy:
@@ -235,24 +144,6 @@ def policy_from_canonical(data: Mapping[str, Any]) -> Policy:
     if mode not in ("allowlist", "blocklist") or not isinstance(entries, list):
         raise ValueError("canonical policy with a bad network table")
     return Policy("allowlist" if mode == "allowlist" else "blocklist", tuple(map(str, entries)))
-
-
-def read_approved(extra: Mapping[str, Any]) -> dict[str, Any] | None:
-    """Return the approved canonical policy of a session index entry's ``extra``.
-
-    None when nothing was approved yet or when the stored policy does not match the stored
-    digest (a damaged or hand-edited index is not trusted).
-    """
-    digest, stored = extra.get(APPROVED_DIGEST_KEY), extra.get(APPROVED_POLICY_KEY)
-    if not isinstance(digest, str) or not isinstance(stored, str):
-        return None
-    try:
-        data = json.loads(stored)
-    except ValueError:
-        return None
-    if not isinstance(data, dict) or policy_digest(data) != digest:
-        return None
-    return data
 
 
 class ApprovalFollower:
@@ -337,8 +228,8 @@ async def follow_approvals(
     """Apply policy changes the user approves while the session runs (a supervisor task).
 
     Every ``interval`` seconds ``approved()`` (run in a thread) reads the approved canonical
-    policy from the session index (see :func:`read_approved`); a new one goes to
-    :meth:`ApprovalFollower.update`. Mount changes always wait for the next start.
+    policy from the session index (:func:`vibebox_core.config.snapshot.read_approved`); a new
+    one goes to :meth:`ApprovalFollower.update`. Mount changes always wait for the next start.
 
     Args:
         follower: holds the enforcer and the policy the session started with.
@@ -355,7 +246,7 @@ async def follow_approvals(
             outcome = None
         if outcome is not None and on_change is not None:
             on_change(outcome)
-        netrecord.flush_all()  # summaries of finished log windows, even when the flood stopped
+        ratelimit.flush_all()  # summaries of finished log windows, even when the flood stopped
         await asyncio.sleep(interval)
 
 

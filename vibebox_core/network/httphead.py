@@ -4,7 +4,7 @@ A filter and the server behind it must agree on where a request starts and ends 
 host it names, or a request can be smuggled past the filter. So only the unambiguous form is
 accepted: CRLF line endings only, no NUL or other control bytes, no obsolete line folding,
 token header names, a bounded size, and one canonical spelling per host (IP literals included,
-via :mod:`vibebox_core.network.addresses`). Pure functions of bytes, apart from :func:`read_head`.
+via :mod:`vibebox_core.config.hostnames`). Pure functions of bytes, apart from :func:`read_head`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from vibebox_core.network import addresses
+from vibebox_core.config import hostnames
 
 MAX_HEAD_BYTES = 32 * 1024
 MAX_HEADER_LINES = 100
@@ -122,7 +122,7 @@ def split_authority(authority: str, default_port: int | None) -> tuple[str, int]
     if ":" in host:
         raise ValueError("an IPv6 address must be written in brackets")
     # One spelling per address (``0x7f.1`` and ``2130706433`` are 127.0.0.1 to getaddrinfo).
-    literal = addresses.parse_ip_literal(host)
+    literal = hostnames.parse_ip_literal(host)
     return (str(literal) if literal is not None else host), port
 
 

@@ -11,14 +11,14 @@ generation that rotation would drop is folded into ``network.log.summary`` inste
 record per source, host and verdict with its count and first/last time (many names under one
 domain are counted together as ``*.domain`` when there are too many), so the oldest decisions
 are summarised, never silently lost. Repeated entries are also rate-limited before they are
-written (:mod:`vibebox_core.network.record`).
+written (:mod:`vibebox_core.network.ratelimit`); :mod:`vibebox_core.network.logsummary` counts
+every decision kept, for ``vibebox explain``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -37,7 +37,7 @@ _TAIL_CHUNK = 64 * 1024
 _line_counts: dict[str, tuple[int, int]] = {}  # path -> (inode, complete lines)
 
 
-def utc_now() -> str:
+def timestamp() -> str:
     """Return the current time as an ISO 8601 UTC string with milliseconds and ``Z``."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -62,7 +62,7 @@ class NetEvent:
     port: int | None
     verdict: VerdictName
     reason: str
-    time: str = field(default_factory=utc_now)
+    time: str = field(default_factory=timestamp)
     count: int = 1
 
     @property
@@ -359,70 +359,3 @@ def iter_events(path: Path) -> Iterator[NetEvent]:
                     yield event
     except FileNotFoundError:
         return
-
-
-@dataclass(frozen=True)
-class NetSummary:
-    """Counts over the whole log, for ``vibebox explain``.
-
-    Attributes:
-        total, allowed, blocked: decision counts.
-        top_blocked: most often blocked hosts with their counts, most frequent first.
-        top_allowed: most often allowed hosts with their counts.
-        first, last: time of the first and last event (None when the log is empty).
-    """
-
-    total: int = 0
-    allowed: int = 0
-    blocked: int = 0
-    top_blocked: tuple[tuple[str, int], ...] = ()
-    top_allowed: tuple[tuple[str, int], ...] = ()
-    first: str | None = None
-    last: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["top_blocked"] = [list(item) for item in self.top_blocked]
-        data["top_allowed"] = [list(item) for item in self.top_allowed]
-        return data
-
-    def lines(self) -> list[str]:
-        """Human-readable lines (empty log: one line saying so)."""
-        if self.total == 0:
-            return ["no network decisions logged yet"]
-        out = [
-            f"{self.total} decisions since {self.first}: "
-            f"{self.allowed} allowed, {self.blocked} blocked"
-        ]
-        if self.top_blocked:
-            out.append("most blocked: " + ", ".join(f"{h} ({c})" for h, c in self.top_blocked))
-        if self.top_allowed:
-            out.append("most allowed: " + ", ".join(f"{h} ({c})" for h, c in self.top_allowed))
-        return out
-
-
-def summary(path: Path, top: int = 5) -> NetSummary:
-    """Summarise every decision kept for ``path``: the summarised older generations, the
-    rotated one and the log itself (a missing log gives an empty summary)."""
-    allowed: Counter[str] = Counter()
-    blocked: Counter[str] = Counter()
-    first: str | None = None
-    last: str | None = None
-    for record in earlier(path):
-        first = min(first or record.first, record.first)
-        last = max(last or record.last, record.last)
-        (allowed if record.verdict == "allowed" else blocked)[record.host] += record.count
-    for log in (rotated(path), path):
-        for event in iter_events(log):
-            first = min(first or event.time, event.time)
-            last = max(last or event.time, event.time)
-            (allowed if event.allowed else blocked)[event.host] += event.count
-    return NetSummary(
-        total=sum(allowed.values()) + sum(blocked.values()),
-        allowed=sum(allowed.values()),
-        blocked=sum(blocked.values()),
-        top_blocked=tuple(blocked.most_common(top)),
-        top_allowed=tuple(allowed.most_common(top)),
-        first=first,
-        last=last,
-    )

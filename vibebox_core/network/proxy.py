@@ -3,8 +3,9 @@
 It runs in the session's supervisor, on the host side of the VM's network (the guest has root, so
 nothing inside it can enforce a policy). Plain HTTP requests must use the absolute form (``GET
 http://host/path HTTP/1.1``) and carry a ``Host`` header that agrees with it; HTTPS goes through
-``CONNECT host:port`` and is judged by that host name. Every request is judged by the session's
-:class:`~vibebox_core.network.rules.Policy`, logged with :mod:`vibebox_core.network.log`, and either
+``CONNECT host:port`` and is judged by that host name (read by
+:mod:`vibebox_core.network.proxytarget`). Every request is judged by the session's
+:class:`~vibebox_core.config.policy.Policy`, logged with :mod:`vibebox_core.network.log`, and either
 refused with a status and a one-line reason or connected upstream. The proxy resolves admitted names
 itself, so the guest never needs a route or a resolver of its own; name resolution is injectable so
 tests run on loopback only.
@@ -22,20 +23,18 @@ import ipaddress
 import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from urllib.parse import urlsplit
 
-from vibebox_core.network import addresses
-from vibebox_core.network import log as netlog
-from vibebox_core.network import record as netrecord
-from vibebox_core.network.httphead import (
-    MAX_HEAD_BYTES,
-    HeadError,
-    Request,
-    parse_head,
-    read_head,
-    split_authority,
+from vibebox_core.config import hostnames
+from vibebox_core.config.policy import Policy, Verdict
+from vibebox_core.network import addresses, log, ratelimit
+from vibebox_core.network.httphead import MAX_HEAD_BYTES, HeadError, parse_head, read_head
+from vibebox_core.network.proxytarget import (
+    Refusal,
+    check_port,
+    connect_target,
+    http_target,
+    refusal_response,
 )
-from vibebox_core.network.rules import Policy, Verdict
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 """``async resolver(host, port) -> [ip, ...]``; raises OSError when the name does not resolve."""
@@ -48,26 +47,6 @@ LINGER_TIMEOUT = 1.0
 CONNECT_TIMEOUT = 10.0
 IDLE_TIMEOUT = 600.0
 _RELAY_CHUNK = 64 * 1024
-_HOP_BY_HOP = {
-    "connection",
-    "proxy-connection",
-    "keep-alive",
-    "proxy-authorization",
-    "proxy-authenticate",
-    "te",
-    "trailer",
-    "transfer-encoding-proxy",
-    "upgrade",
-}
-_REASONS = {
-    400: "Bad Request",
-    403: "Forbidden",
-    405: "Method Not Allowed",
-    408: "Request Timeout",
-    431: "Request Header Fields Too Large",
-    502: "Bad Gateway",
-    504: "Gateway Timeout",
-}
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
@@ -79,17 +58,6 @@ async def system_resolver(host: str, port: int) -> list[str]:
 
 #: The host's own addresses, shared by every proxy of the process (re-read every few seconds).
 _HOST_ADDRESSES = addresses.HostAddressCache()
-
-
-class _Refusal(Exception):
-    """Answer the client with ``status`` and a one-line ``reason``; log when ``host`` is known."""
-
-    def __init__(self, status: int, reason: str, host: str | None = None, port: int | None = None):
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.host = host
-        self.port = port
 
 
 async def _discard_rest(reader: asyncio.StreamReader) -> None:
@@ -115,17 +83,6 @@ async def _open_numeric(
         sock.close()
         raise
     return await asyncio.open_connection(sock=sock, limit=_RELAY_CHUNK)
-
-
-def _response(status: int, reason: str) -> bytes:
-    body = f"vibebox: {reason}\n".encode()
-    return (
-        f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
-        "Content-Type: text/plain; charset=utf-8\r\n"
-        f"Content-Length: {len(body)}\r\n"
-        "Connection: close\r\n"
-        "\r\n"
-    ).encode() + body
 
 
 class FilteringProxy:
@@ -200,8 +157,8 @@ class FilteringProxy:
 
     def _log(self, host: str, port: int | None, verdict: Verdict) -> None:
         # Rate-limited: a flood is counted into summaries instead of drowning the log.
-        netrecord.record(
-            self.log_path, netlog.NetEvent("proxy", host, port, verdict.verdict, verdict.reason)
+        ratelimit.record(
+            self.log_path, log.NetEvent("proxy", host, port, verdict.verdict, verdict.reason)
         )
 
     def _client_allowed(self, writer: asyncio.StreamWriter) -> bool:
@@ -216,11 +173,11 @@ class FilteringProxy:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             await self._serve(reader, writer)
-        except _Refusal as refusal:
+        except Refusal as refusal:
             if refusal.host is not None:
                 self._log(refusal.host, refusal.port, Verdict("blocked", refusal.reason))
             with contextlib.suppress(OSError):
-                writer.write(_response(refusal.status, refusal.reason))
+                writer.write(refusal_response(refusal.status, refusal.reason))
                 await writer.drain()
                 if writer.can_write_eof():
                     writer.write_eof()  # the client sees the end and hangs up
@@ -243,20 +200,20 @@ class FilteringProxy:
         except asyncio.IncompleteReadError:
             return  # the client went away before sending a request
         except TimeoutError as exc:
-            raise _Refusal(408, "no complete request head in time") from exc
+            raise Refusal(408, "no complete request head in time") from exc
         except HeadError as exc:
-            raise _Refusal(exc.status, exc.reason) from exc
+            raise Refusal(exc.status, exc.reason) from exc
         if request is None:
-            raise _Refusal(403, "this proxy serves only its own session's guest")
+            raise Refusal(403, "this proxy serves only its own session's guest")
         if request.method == "CONNECT":
-            host, port = self._connect_target(request)
-            self._check_port(host, port, self.connect_ports, "CONNECT")
+            host, port = connect_target(request)
+            check_port(host, port, self.connect_ports, "CONNECT")
             upstream = await self._admit(host, port)
             first = b"HTTP/1.1 200 Connection established\r\n\r\n"
             target = writer
         else:
-            host, port, first = self._http_target(request)
-            self._check_port(host, port, self.http_ports, "plain HTTP")
+            host, port, first = http_target(request)
+            check_port(host, port, self.http_ports, "plain HTTP")
             upstream = await self._admit(host, port)
             target = upstream[1]
         self._active[writer] = host
@@ -267,75 +224,6 @@ class FilteringProxy:
             upstream[1].close()
             raise
         await self._relay(reader, writer, *upstream)
-
-    @staticmethod
-    def _check_port(host: str, port: int, allowed: tuple[int, ...] | None, what: str) -> None:
-        if allowed is not None and port not in allowed:
-            ports = ", ".join(map(str, allowed)) or "none"
-            raise _Refusal(403, f"{what} to port {port} is not allowed (only {ports})", host, port)
-
-    def _host_header(self, request: Request, default_port: int | None) -> tuple[str, int] | None:
-        values = request.header("host")
-        if not values:
-            return None
-        if len(values) > 1:
-            raise _Refusal(400, "more than one Host header")
-        try:
-            return split_authority(values[0], default_port)
-        except ValueError as exc:
-            raise _Refusal(400, f"bad Host header: {exc}") from exc
-
-    def _connect_target(self, request: Request) -> tuple[str, int]:
-        try:
-            host, port = split_authority(request.target, None)
-        except ValueError as exc:
-            raise _Refusal(400, f"bad CONNECT target {request.target!r}: {exc}") from exc
-        stated = self._host_header(request, port)
-        if stated is not None and stated[0] != host:
-            raise _Refusal(
-                400, f"Host header {stated[0]} disagrees with CONNECT {host}", host, port
-            )
-        if stated is not None and stated[1] != port:
-            raise _Refusal(400, "Host header port disagrees with the CONNECT target", host, port)
-        return host, port
-
-    def _http_target(self, request: Request) -> tuple[str, int, bytes]:
-        target = request.target
-        scheme = target.split(":", 1)[0].lower() if "://" in target else ""
-        if scheme == "https":
-            raise _Refusal(400, "send https:// requests through CONNECT")
-        if scheme != "http":
-            raise _Refusal(400, "this is a proxy: the request target must be http://host/...")
-        parts = urlsplit(target)
-        if "@" in parts.netloc:
-            raise _Refusal(400, "user information in the request target is not supported")
-        try:
-            host, port = split_authority(parts.netloc, 80)
-        except ValueError as exc:
-            raise _Refusal(400, f"bad request target: {exc}") from exc
-        stated = self._host_header(request, 80)
-        if stated is not None and stated != (host, port):
-            raise _Refusal(
-                400, f"Host header {stated[0]}:{stated[1]} disagrees with the target", host, port
-            )
-        path = parts.path or "/"
-        if parts.query:
-            path += "?" + parts.query
-        connection_tokens = {
-            token.strip().lower()
-            for value in request.header("connection")
-            for token in value.split(",")
-        }
-        lines = [f"{request.method} {path} {request.version}"]
-        if stated is None:
-            lines.append(f"Host: {parts.netloc}")
-        for name, value in request.headers:
-            lowered = name.lower()
-            if lowered in _HOP_BY_HOP or lowered in connection_tokens:
-                continue
-            lines.append(f"{name}: {value}")
-        lines.append("Connection: close")
-        return host, port, ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
     def _forbidden(self, address: str) -> str | None:
         if self.allow_host_local:
@@ -355,26 +243,26 @@ class FilteringProxy:
         """
         verdict = self.policy.decide(host)
         if not verdict.allowed:
-            raise _Refusal(403, f"{host} is blocked: {verdict.reason}", host, port)
-        if addresses.parse_ip_literal(host) is not None:
+            raise Refusal(403, f"{host} is blocked: {verdict.reason}", host, port)
+        if hostnames.parse_ip_literal(host) is not None:
             resolved = [host]
         else:
             try:
                 resolved = await asyncio.wait_for(self.resolver(host, port), self.connect_timeout)
             except (TimeoutError, OSError) as exc:
                 self._log(host, port, Verdict("allowed", f"{verdict.reason}; does not resolve"))
-                raise _Refusal(502, f"{host} does not resolve") from exc
+                raise Refusal(502, f"{host} does not resolve") from exc
         checked: list[addresses.IPAddress] = []
         for address in resolved:
-            literal = addresses.parse_ip_literal(address)
+            literal = hostnames.parse_ip_literal(address)
             reason = "resolves to a non-address" if literal is None else self._forbidden(address)
             if reason is not None:
-                raise _Refusal(403, f"{host} is blocked: {reason}", host, port)
+                raise Refusal(403, f"{host} is blocked: {reason}", host, port)
             assert literal is not None
             checked.append(literal)
         if not checked:
             self._log(host, port, Verdict("allowed", f"{verdict.reason}; does not resolve"))
-            raise _Refusal(502, f"{host} does not resolve")
+            raise Refusal(502, f"{host} does not resolve")
         last_error = "no address"
         for ip in checked:
             try:
@@ -388,7 +276,7 @@ class FilteringProxy:
                 return upstream
         self._log(host, port, Verdict("allowed", f"{verdict.reason}; upstream failed"))
         status = 504 if "timed out" in last_error else 502
-        raise _Refusal(status, f"cannot connect to {host}:{port} ({last_error})")
+        raise Refusal(status, f"cannot connect to {host}:{port} ({last_error})")
 
     async def _relay(
         self,

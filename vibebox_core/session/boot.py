@@ -24,20 +24,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vibebox_core.config import approval
-from vibebox_core.config.load import Config, all_mounts
+from vibebox_core.config import snapshot
+from vibebox_core.config.mounts import all_mounts
+from vibebox_core.config.policy import Policy
+from vibebox_core.config.schema import GUEST_USER, Config
 from vibebox_core.errors import VMError
 from vibebox_core.fileio import write_atomic
 from vibebox_core.hypervisor import access
 from vibebox_core.hypervisor import domain_xml as vm
 from vibebox_core.hypervisor.libvirt import Hypervisor
-from vibebox_core.network import enforce as netenforce
-from vibebox_core.network import rules as netpolicy
+from vibebox_core.network import definition
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.progress import ProgressCallback, ProgressClock
-from vibebox_core.share import guard
-from vibebox_core.share import pins as mountpin
-from vibebox_core.ssh import connect as ssh
+from vibebox_core.session import approve
+from vibebox_core.share import guard, pins
+from vibebox_core.ssh import keys
 
 #: Tag of the read-only share that seeds the guest (keys, guest.json).
 SEED_TAG = "vibebox-seed"
@@ -87,7 +88,7 @@ def guest_json(
     shares = mount_shares(config, project)
     project_guest = next(
         (guest for share, guest in shares if share.tag == PROJECT_TAG),
-        f"/home/{ssh.GUEST_USER}/{project.name}",
+        f"/home/{GUEST_USER}/{project.name}",
     )
     return {
         "uid": guest_uid,
@@ -183,7 +184,10 @@ def check_disk_base(project: ProjectPaths, image_name: str, base_sha256: str) ->
 
 
 def check_qemu_access(files: Sequence[Path]) -> None:
-    """Refuse to start when QEMU (libvirt-qemu) cannot reach a file it must open (DESIGN §6).
+    """Refuse to start when QEMU (libvirt-qemu) cannot reach a file it must open.
+
+    Explain, then fix with consent: nothing is changed here; the grant (search permission
+    only) is the caller's to make, after asking.
 
     Raises:
         access.QemuAccessError: a directory on the way blocks libvirt-qemu; its hint is the
@@ -216,13 +220,13 @@ def prepare_and_start(
 
     Raises:
         VibeboxError: changed mounts or ``[network]`` await approval
-            (:class:`~vibebox_core.network.rules.PolicyNotApprovedError`), or the image, keys,
+            (:class:`~vibebox_core.config.grants.PolicyNotApprovedError`), or the image, keys,
             disk, QEMU's access to its files or libvirt failed (each with a hint).
     """
-    # The guest can edit vibebox.toml (NET): the VM starts from the approved snapshot only;
+    # The guest can edit vibebox.toml: the VM starts from the approved snapshot only;
     # a change (or a first start that grants more than the defaults) needs approval first.
-    config = approval.gate(project, session_id)
-    mountpin.check_cache(project.cache)  # a shipped .vibebox symlink would redirect every write
+    config = approve.gate(project, session_id)
+    pins.check_cache(project.cache)  # a shipped .vibebox symlink would redirect every write
     clock("checking image")
     # Deferred for start-up speed: only a cold start may need the image builder, and a warm
     # attach must not load it (tests/test_imports.py checks).
@@ -230,7 +234,7 @@ def prepare_and_start(
 
     info = build.ensure_image(progress=progress)
     clock("checking image", info.name, done=True)
-    ssh.ensure_keys(project)
+    keys.ensure_keys(project)
     spec, plan = network_plan(config, session_id, hv)
     write_seed(project, guest_json(config, project, env=plan.guest_env))
     check_disk_base(project, info.name, info.artifacts["base_disk"].sha256)
@@ -243,7 +247,7 @@ def prepare_and_start(
         session_id,
         project.root,
         [(vm.Share(project.seed_dir, SEED_TAG, True), None), *mount_shares(config, project)],
-        approval.approved_pins(project),
+        snapshot.approved_pins(project),
     )
     readonly = vm.install_readonly_virtiofsd()
     check_qemu_access([info.kernel, info.initrd, info.base_disk, project.disk])
@@ -280,7 +284,7 @@ def prepare_and_start(
         changed = True
     hv.define(vm.domain_xml(domain), network_xml)
     if plan.nwfilter is None:  # a filter left unreferenced (every mode has one today)
-        hv.undefine_nwfilter(netpolicy.nwfilter_name(session_id))
+        hv.undefine_nwfilter(definition.nwfilter_name(session_id))
     # The VM is off: when the network's definition changed (policy mode, DNS, subnet),
     # re-create it so isolation and DNS follow the approved policy. Unchanged, it is kept:
     # re-creating costs ~0.5 s of every cold start.
@@ -293,20 +297,20 @@ def prepare_and_start(
 
 def network_plan(
     config: Config, session_id: str, hv: Hypervisor
-) -> tuple[vm.NetworkSpec, netenforce.NetworkPlan]:
+) -> tuple[vm.NetworkSpec, definition.NetworkPlan]:
     """The session network for the (approved) network policy, and how the guest is pointed.
 
     Both modes: an nwfilter that lets the guest open only DHCP, DNS and the proxy on its
     gateway on the host (``vibebox_core.network.nwfilter``); allowlist: an isolated network;
     blocklist: NAT past the fence. Either way dnsmasq asks only the DNS filter and the
-    guest's environment points at the proxy; both run in the supervisor (NET).
+    guest's environment points at the proxy; both run in the supervisor.
     """
     spec = vm.NetworkSpec.for_session(
         session_id,
         hv.used_subnets(exclude_session=session_id),
         current=hv.network_subnet(session_id),
     )
-    policy = netpolicy.Policy.from_network(config.network)
-    plan = netenforce.plan_network(session_id, policy, spec.gateway)
+    policy = Policy.from_network(config.network)
+    plan = definition.plan_network(session_id, policy, spec.gateway)
     spec = dataclasses.replace(spec, isolated=plan.isolated, dns_forwarder=plan.dns_forwarder)
     return spec, plan

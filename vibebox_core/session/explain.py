@@ -6,24 +6,36 @@ the project's files live, and, when known, the VM's state and its recent network
 Callers pass the *enforced* config (:func:`vibebox_core.config.approval.enforced_config`, the
 approved snapshot), never the guest-writable file; a change the file holds that nobody
 approved yet is shown apart (:attr:`Explain.pending`).
-Building it is a pure function of data the caller already has, so it is tested without a VM;
-the CLI prints :func:`render_text` or :meth:`Explain.to_dict` as JSON, the dashboard draws
-the same fields its own way.
+Both front ends collect it with one :func:`gather` (the review of the file, the index entry,
+the live state, the network log); building the model from that is a pure function
+(:func:`build_explain`), so it is tested without a VM. The CLI prints
+:func:`~vibebox_core.session.explain_text.render_text` or :meth:`Explain.to_dict` as JSON, the
+dashboard's inspector draws the same fields its own way.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vibebox_core import paths
-from vibebox_core.config.approval import Review
-from vibebox_core.config.load import Config, Mount, all_mounts
+from vibebox_core.config.approval import Review, review
+from vibebox_core.config.mounts import all_mounts
+from vibebox_core.config.schema import Config, Mount
 from vibebox_core.errors import VibeboxError
-from vibebox_core.network.log import NetSummary
+from vibebox_core.hypervisor.libvirt import Hypervisor
+from vibebox_core.index.entry import SessionEntry
+from vibebox_core.index.sessions import SessionIndex
+from vibebox_core.network.log import NetEvent, tail
+from vibebox_core.network.logsummary import NetSummary, summary
 from vibebox_core.paths import ProjectPaths
+from vibebox_core.session.status import SessionStatus, session_status
+
+#: Network decisions ``vibebox explain`` shows.
+RECENT_NETWORK = 10
 
 
 @dataclass(frozen=True)
@@ -145,7 +157,7 @@ class Explain:
         approval: how ``vibebox.toml`` compares with the approved snapshot: ``"approved"``,
             ``"changed"``, ``"new"`` (never approved), ``"unreadable"``, or ``""`` (not asked).
         pending: what the file asks for beyond the enforced values (not approved, not
-            enforced), one :func:`~vibebox_core.network.rules.policy_diff` line each.
+            enforced), one :func:`~vibebox_core.config.grants.policy_diff` line each.
         pending_asks: True when a start will ask before applying :attr:`pending` (False: a
             first start approves it by itself, it grants nothing beyond the defaults).
         file_problem: why ``vibebox.toml`` is refused (empty when it is not).
@@ -230,8 +242,8 @@ def build_explain(
         session_id: its session, None when it has none yet.
         vm: live VM facts when the caller has them.
         recent_network: network decisions (objects with ``time``, ``host``, ``port`` and
-            ``verdict`` attributes, e.g. ``netlog.NetEvent``, or dicts with those keys).
-        network_summary: counts over the whole log (:func:`vibebox_core.network.log.summary`).
+            ``verdict`` attributes, e.g. ``log.NetEvent``, or dicts with those keys).
+        network_summary: counts over the whole log (:func:`vibebox_core.network.logsummary.summary`).
         review: the file against the approved snapshot
             (:func:`~vibebox_core.config.approval.review`); its pending change is shown apart
             from ``config``, which is what is enforced.
@@ -285,66 +297,82 @@ def _problem(error: VibeboxError) -> str:
 
 
 _PENDING = ("changed", "new")
-_SOURCES = {
-    "approved": "the approved snapshot (vibebox.toml matches it)",
-    "changed": "the approved snapshot (vibebox.toml differs: see pending)",
-    "new": "the defaults (nothing approved yet for this project)",
-}
 
 
-def render_text(explain: Explain) -> str:
-    """Render the model as the plain text ``vibebox explain`` prints."""
-    out: list[str] = [f"project  {explain.project}"]
-    out.append(f"session  {explain.session_id or '(none yet: `vibebox` here creates it)'}")
-    if explain.approval:
-        source = _SOURCES.get(explain.approval, "the approved snapshot")
-        out.append(f"enforced {source}")
-    out.append("")
-    out.append("mounts (host → guest)")
-    for mount in explain.mounts:
-        access = "ro" if mount.read_only else "rw"
-        note = "  (project, default)" if mount.default else ""
-        out.append(f"  {mount.host} → {mount.guest}  {access}{note}")
-    out.append("")
-    out.append(f"network  {explain.network.summary}")
-    for entry in explain.network.entries:
-        out.append(f"  {entry}")
-    if explain.network.ports:
-        out.append(
-            "  ports (host loopback → guest, while attached): " + ", ".join(explain.network.ports)
+@dataclass(frozen=True)
+class Gathered:
+    """What :func:`gather` found for one project: the explain model and the facts behind it.
+
+    Attributes:
+        explain: the model both front ends show.
+        review: ``vibebox.toml`` against the approved snapshot; ``review.error`` says why the
+            file is refused (the model then shows the approved values).
+        config: the enforced config (the approved snapshot, never the guest-writable file).
+        entry: the project's session, None before the first start.
+        status: its live state, None when it has no session.
+        events: the network log's last decisions, oldest first, as the log has them (with
+            their source and reason).
+    """
+
+    explain: Explain
+    review: Review
+    config: Config
+    entry: SessionEntry | None
+    status: SessionStatus | None
+    events: tuple[NetEvent, ...]
+
+
+def gather(
+    project: ProjectPaths,
+    *,
+    index: SessionIndex | None = None,
+    hypervisor: Hypervisor | None = None,
+    recent: int = RECENT_NETWORK,
+    log_summary: bool = False,
+    refuse_unreadable: bool = False,
+) -> Gathered:
+    """Collect what ``vibebox explain`` and the inspector show for one project (blocking).
+
+    Reads the file's review against the approved snapshot, the project's index entry, the
+    session's live state (never raises for a broken session), the last ``recent`` network
+    decisions (an unreadable log shows none) and, with ``log_summary`` and a session, counts over
+    the whole network log.
+
+    Args:
+        project: the project's paths.
+        index: the session index to look the project up in (default: the global one).
+        hypervisor: where the VM state comes from (default: libvirt at the approved URI).
+        recent: how many network decisions to keep.
+        log_summary: also count every decision the network log keeps.
+        refuse_unreadable: raise a refused ``vibebox.toml``'s error before anything else is
+            read, instead of showing the approved values with the problem.
+
+    Raises:
+        ConfigError: ``vibebox.toml`` is refused and ``refuse_unreadable`` is set.
+        SessionIndexError: the index cannot be read.
+    """
+    found = review(project)
+    if refuse_unreadable and found.error is not None:
+        raise found.error
+    config = found.enforced_config()
+    entry = (index if index is not None else SessionIndex()).find_by_directory(project.root)
+    status: SessionStatus | None = None
+    vm: VMInfo | None = None
+    if entry is not None:
+        status = session_status(entry, hypervisor)
+        vm = VMInfo(
+            status.state, status.ipv4, config.box.cpus, config.box.memory_mb, status.attached
         )
-    if explain.file_problem:
-        out.append("")
-        out.append("vibebox.toml is refused; the approved values above apply:")
-        out.append(f"  {explain.file_problem}")
-    if explain.pending:
-        out.append("")
-        if explain.pending_asks:
-            out.append("pending: vibebox.toml asks for this, NOT approved and NOT enforced")
-            out.append("  (the next start asks; `vibebox approve` shows and approves it)")
-        else:
-            out.append("pending: vibebox.toml asks for this, not approved yet")
-            out.append("  (it grants nothing beyond the defaults: the first start approves it)")
-        out.extend(f"  {line}" for line in explain.pending)
-    out.append("")
-    out.append("storage")
-    width = max(len(item.label) for item in explain.storage)
-    for item in explain.storage:
-        missing = "" if item.exists else "  (not created yet)"
-        out.append(f"  {item.label:<{width}}  {item.path}{missing}")
-    if explain.vm is not None:
-        vm = explain.vm
-        out.append("")
-        attached = "" if vm.attached is None else f", {vm.attached} attached"
-        out.append(f"vm  {vm.state}{attached}")
-        out.append(f"  ipv4 {vm.ipv4 or '-'}, {vm.cpus} cpus, {vm.memory_mb} MiB")
-    if explain.network_summary is not None:
-        out.append("")
-        out.append("network log")
-        out.extend(f"  {line}" for line in explain.network_summary.lines())
-    if explain.recent_network:
-        out.append("")
-        out.append("recent network")
-        for event in explain.recent_network:
-            out.append(f"  {event.describe()}")
-    return "\n".join(out) + "\n"
+    events: tuple[NetEvent, ...] = ()
+    with contextlib.suppress(OSError, ValueError):
+        events = tuple(tail(project.network_log, recent))
+    explain = build_explain(
+        project,
+        config,
+        session_id=entry.id if entry else None,
+        vm=vm,
+        recent_network=events,
+        network_summary=summary(project.network_log) if log_summary and entry else None,
+        review=found,
+    )
+    return Gathered(explain, found, config, entry, status, events)

@@ -1,8 +1,12 @@
 """The real :class:`~vibebox_tui.backend.base.Backend`: sessions driven through ``vibebox_core``.
 
-Lifecycle goes through :mod:`vibebox_core.session.start` (start, attach) and
-:mod:`vibebox_core.session.status` (status, delete, recreate), the data through
-:mod:`vibebox_core.config.load`, the index and :mod:`vibebox_core.network.log`.
+It only adapts: the decisions are the core's. Starting, attaching and the terminal (a direct
+SSH PTY or the supervisor's relay, port forwards in the background) go through
+:mod:`vibebox_core.session.start`, states through :mod:`vibebox_core.session.status`, delete and
+recreate through :mod:`vibebox_core.session.teardown`, the inspector's data through
+:func:`vibebox_core.session.explain.gather` (what ``vibebox explain`` shows too). What is the
+dashboard's own is its threads: :class:`IOThread` and :class:`ThreadedStream` carry an early
+connection from the thread that made it to the app's loop.
 Everything here is either a coroutine (attach) or blocking code the app runs in worker threads;
 every failure is a :class:`~vibebox_core.errors.VibeboxError`.
 """
@@ -11,27 +15,24 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import sys
 import threading
 from collections.abc import Coroutine, Hashable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from vibebox_core.config import approval
+from vibebox_core.config import snapshot
 from vibebox_core.errors import VibeboxError
 from vibebox_core.hypervisor.libvirt import Hypervisor
 from vibebox_core.index.entry import SessionEntry
 from vibebox_core.index.sessions import SessionIndex
-from vibebox_core.network import log as netlog
 from vibebox_core.paths import PROJECT_CACHE, PROJECT_CONFIG, ProjectPaths
 from vibebox_core.progress import ProgressCallback, ProgressEvent
-from vibebox_core.session import start as runtime
-from vibebox_core.session import status as sessionctl
-from vibebox_core.session.explain import VMInfo, build_explain
-from vibebox_core.ssh.pty import ByteStream, SSHPtyStream, command_token
-from vibebox_tui.backend.base import Attachment, InspectorData, MountRow, SessionStatus
+from vibebox_core.session import approve, start, teardown
+from vibebox_core.session.explain import gather
+from vibebox_core.session.status import SessionStatus, list_statuses, session_status
+from vibebox_core.streams import ByteStream, command_token
+from vibebox_tui.backend.base import Attachment, InspectorData, MountRow, SessionRow
 
 #: How the dashboard names itself to the session's supervisor (its log).
 CLIENT_NAME = "vibebox dashboard"
@@ -80,7 +81,7 @@ def _wake(waiter: asyncio.Future[None]) -> None:
 
 
 class ThreadedStream:
-    """A :class:`~vibebox_core.ssh.pty.ByteStream` on the IO loop, usable from the app's loop.
+    """A :class:`~vibebox_core.streams.ByteStream` on the IO loop, usable from the app's loop.
 
     Output is read ahead on the IO loop (up to :data:`READ_AHEAD` bytes) and handed over in one
     piece: a flood arrives as hundreds of small relay frames a second, and a trip between the
@@ -172,62 +173,9 @@ class ThreadedStream:
         await self._io.call(self._stream.close())
 
 
-@dataclass
-class _Opened:
-    """An attached session with its terminal; port forwards open in the background."""
-
-    running: runtime.RunningSession
-    stream: ByteStream
-    attached: int | None
-    forwards: asyncio.Task[None] | None = None
-
-    async def release(self) -> None:
-        """Detach (the terminal is the app's to close); stops opening forwards."""
-        if self.forwards is not None and not self.forwards.done():
-            self.forwards.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.forwards
-        await self.running.close()
-
-    async def discard(self) -> None:
-        """Close the terminal too (nobody took this attempt)."""
-        await self.stream.close()
-        await self.release()
-
-
-async def _open(directory: Path, cols: int, rows: int, progress: ProgressCallback) -> _Opened:
-    """Start (if needed) and attach to the session, then open a login shell in a PTY.
-
-    On a running session the shell comes from its supervisor, over the supervisor's one SSH
-    connection (no key exchange of our own); a session this call booted was waited for over
-    our own connection, which then carries the shell. Port forwards follow in the background.
-    """
-    running = await runtime.ensure_running(directory, progress, client=CLIENT_NAME, connect=False)
-    try:
-        if running.connection is not None:
-            stream: ByteStream = await SSHPtyStream.open(running.connection, cols, rows)
-        else:
-            stream = await runtime.open_terminal(running, cols, rows)
-        attached = await running.attached_count()
-    except BaseException:
-        await running.close()
-        raise
-    opened = _Opened(running, stream, attached)
-    opened.forwards = asyncio.create_task(_forward(running, progress))
-    return opened
-
-
-async def _forward(running: runtime.RunningSession, progress: ProgressCallback) -> None:
-    """Open the approved port forwards; a failure is reported, never raised."""
-    try:
-        await running.open_forwards(progress)
-    except VibeboxError as exc:
-        progress(ProgressEvent("port forwarding", f"{exc.message} ({exc.hint})", 0.0, True))
-
-
-def _status(status: sessionctl.SessionStatus) -> SessionStatus:
+def _row(status: SessionStatus) -> SessionRow:
     entry = status.entry
-    return SessionStatus(
+    return SessionRow(
         id=entry.id,
         directory=entry.directory,
         state=status.state,
@@ -237,7 +185,7 @@ def _status(status: sessionctl.SessionStatus) -> SessionStatus:
     )
 
 
-def _policy(status: sessionctl.SessionStatus | None) -> tuple[str | None, tuple[str, ...]]:
+def _policy(status: SessionStatus | None) -> tuple[str | None, tuple[str, ...]]:
     """What the supervisor says about the running session's network policy (checked: it
     comes over a socket)."""
     policy = status.policy if status is not None else None
@@ -265,10 +213,11 @@ class CoreBackend:
     """
 
     def __init__(self, project: Path | None, *, hypervisor: Hypervisor | None = None) -> None:
-        self._project = ProjectPaths.for_directory(project).root if project else None
+        self._paths = ProjectPaths.for_directory(project) if project else None
+        self._project = self._paths.root if self._paths else None
         self._hypervisor = hypervisor
         self._io: IOThread | None = None
-        self._early: concurrent.futures.Future[_Opened] | None = None
+        self._early: concurrent.futures.Future[start.Shell] | None = None
         self._lock = threading.Lock()
         self._sink: ProgressCallback | None = None
         self._buffered: list[ProgressEvent] = []
@@ -277,8 +226,8 @@ class CoreBackend:
     def project(self) -> Path | None:
         return self._project
 
-    def list_sessions(self) -> list[SessionStatus]:
-        return [_status(s) for s in sessionctl.list_statuses(hypervisor=self._hypervisor)]
+    def list_sessions(self) -> list[SessionRow]:
+        return [_row(s) for s in list_statuses(hypervisor=self._hypervisor)]
 
     def prestart(self, cols: int, rows: int) -> None:
         """Start attaching to the project's session now, before the UI is up.
@@ -286,10 +235,12 @@ class CoreBackend:
         The first :meth:`attach` of the project then picks this attempt up (its progress
         events are replayed), so the SSH connect overlaps Textual's start-up.
         """
-        if self._project is None or self._early is not None:
+        if self._paths is None or self._early is not None:
             return
         self._io = IOThread()
-        self._early = self._io.submit(_open(self._project, cols, rows, self._early_progress))
+        self._early = self._io.submit(
+            start.open_shell(self._paths, cols, rows, self._early_progress, client=CLIENT_NAME)
+        )
 
     def _early_progress(self, event: ProgressEvent) -> None:
         with self._lock:
@@ -309,28 +260,29 @@ class CoreBackend:
                 self._buffered = []
             for event in buffered:
                 progress(event)
-            opened = await asyncio.wrap_future(early)
+            shell = await asyncio.wrap_future(early)
             io = self._io
-            stream: ByteStream = ThreadedStream(io, opened.stream)
+            stream: ByteStream = ThreadedStream(io, shell.stream)
 
             async def release() -> None:
-                await io.call(opened.release())
+                await io.call(shell.release())
 
         else:
             if early is not None:
                 early.add_done_callback(self._discard)
-            opened = await _open(directory, cols, rows, progress)
-            stream = opened.stream
-            release = opened.release
-        running = opened.running
-        status = SessionStatus(
+            project = ProjectPaths.for_directory(directory)
+            shell = await start.open_shell(project, cols, rows, progress, client=CLIENT_NAME)
+            stream = shell.stream
+            release = shell.release
+        running = shell.running
+        row = SessionRow(
             id=running.session_id,
             directory=running.project.root,
             state="running",
-            attached=opened.attached,
+            attached=shell.attached,
             last_active=running.entry.last_active,
         )
-        return Attachment(status, stream, release)
+        return Attachment(row, stream, release)
 
     def _discard(self, future: concurrent.futures.Future[Any]) -> None:
         """An early attempt nobody wants: detach it (the VM keeps its grace period)."""
@@ -340,22 +292,21 @@ class CoreBackend:
 
     def approve(self, directory: Path, expected: str | None = None) -> str:
         # The approved snapshot outside the project; exactly what the dialog showed.
-        return approval.approve(ProjectPaths.for_directory(directory), expected=expected)
+        return approve.approve(ProjectPaths.for_directory(directory), expected=expected)
 
     def _entry(self, session_id: str) -> SessionEntry:
         return SessionIndex().get(session_id)
 
     def delete(self, session_id: str) -> None:
-        sessionctl.delete_session(self._entry(session_id), self._hypervisor)
+        teardown.delete_session(self._entry(session_id), self._hypervisor)
 
-    def recreate(self, session_id: str, progress: ProgressCallback) -> SessionStatus:
+    def recreate(self, session_id: str, progress: ProgressCallback) -> SessionRow:
         entry = self._entry(session_id)
-        new = asyncio.run(sessionctl.recreate(entry.directory))
-        return SessionStatus(new.id, new.directory, "shut off", 0, new.last_active)
+        new = asyncio.run(teardown.recreate(entry.project))
+        return SessionRow(new.id, new.directory, "shut off", 0, new.last_active)
 
     def inspect(self, directory: Path) -> InspectorData:
         project = ProjectPaths.for_directory(directory)
-        entry = SessionIndex().find_by_directory(project.root)
         storage = tuple(
             (label, _relative(path, project.root) + ("/" if path.name == PROJECT_CACHE else ""))
             for label, path in (
@@ -366,26 +317,22 @@ class CoreBackend:
                 ("network log", project.network_log),
             )
         )
+        gathered = gather(project, hypervisor=self._hypervisor, recent=RECENT_NETWORK)
+        entry, status = gathered.entry, gathered.status
         state: str | None = "missing"
         ipv4: str | None = None
         attached: int | None = None
         problem = ""
-        status: sessionctl.SessionStatus | None = None
-        if entry is not None:
-            status = sessionctl.session_status(entry, self._hypervisor)
+        if status is not None:
             state, ipv4, attached = status.state, status.ipv4, status.attached
             if status.state == "broken":
                 problem = status.reason
         applied, pending = _policy(status)
-        events: tuple[netlog.NetEvent, ...] = ()
-        with contextlib.suppress(OSError, ValueError):
-            events = tuple(netlog.tail(project.network_log, RECENT_NETWORK))
         # The log's own lines (with source and reason), not explain's shorter ones.
-        recent = tuple(e.describe() for e in events)
+        recent = tuple(e.describe() for e in gathered.events)
         # What is enforced: the approved snapshot, never the guest-writable file; the file's
         # unapproved change is shown apart (InspectorData.unapproved).
-        found = approval.review(project)
-        config = found.enforced_config()
+        found, config, explain = gathered.review, gathered.config, gathered.explain
         if found.error is not None:
             exc = found.error
             hint = f" ({exc.hint})" if exc.hint else ""
@@ -401,15 +348,6 @@ class CoreBackend:
                 policy_applied=applied,
                 policy_pending=pending,
             )
-        vm = VMInfo(state or "missing", ipv4, config.box.cpus, config.box.memory_mb, attached)
-        explain = build_explain(
-            project,
-            config,
-            session_id=entry.id if entry else None,
-            vm=vm,
-            recent_network=events,
-            review=found,
-        )
         return InspectorData(
             project=explain.project,
             session_id=explain.session_id,
@@ -421,11 +359,11 @@ class CoreBackend:
             ports=explain.network.ports,
             recent_network=recent,
             storage=(*((i.label, i.path) for i in explain.storage), *storage[2:]),
-            vm_state=vm.state,
-            ipv4=vm.ipv4,
-            cpus=vm.cpus,
-            memory_mb=vm.memory_mb,
-            attached=vm.attached,
+            vm_state=state or "missing",
+            ipv4=ipv4,
+            cpus=config.box.cpus,
+            memory_mb=config.box.memory_mb,
+            attached=attached,
             problem=problem,
             policy_applied=applied,
             policy_pending=pending,
@@ -448,9 +386,9 @@ class CoreBackend:
         except VibeboxError:
             entry = None
         if entry is not None:
-            status = sessionctl.session_status(entry, self._hypervisor)
+            status = session_status(entry, self._hypervisor)
             vm = (status.state, status.attached, status.ipv4, *_policy(status))
-        approved = stat(approval.snapshot_path(project))  # an approval changes what is shown
+        approved = stat(snapshot.snapshot_path(project))  # an approval changes what is shown
         files = (stat(project.config), approved, stat(project.network_log))
         return files, vm, entry.id if entry else None
 

@@ -1,10 +1,10 @@
 """An in-memory :class:`~vibebox_tui.backend.base.Backend` for tests, snapshots and demos.
 
-VM states live in a :class:`~vibebox_core.hypervisor.fake.FakeHypervisor` (the VM team's in-memory
+VM states live in a :class:`~vibebox_core.hypervisor.fake.FakeHypervisor` (an in-memory
 hypervisor); the index and the terminals in plain dictionaries. Everything is deterministic:
 fixed session ids, fixed timestamps, fixed progress steps with fixed elapsed times, so a
 snapshot taken today matches one taken tomorrow. Terminals are
-:class:`~vibebox_core.ssh.pty.MemoryStream` objects the caller feeds by hand
+:class:`~vibebox_core.streams.MemoryStream` objects the caller feeds by hand
 (``backend.streams[session_id].feed(b"...")``).
 """
 
@@ -18,13 +18,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import cast
 
+from vibebox_core.config.grants import ApprovalCheck, PolicyNotApprovedError
 from vibebox_core.errors import SessionNotFoundError, VibeboxError
 from vibebox_core.hypervisor.fake import FakeDomain, FakeHypervisor
 from vibebox_core.hypervisor.libvirt import VMState
-from vibebox_core.network.rules import ApprovalCheck, PolicyNotApprovedError
 from vibebox_core.progress import ProgressCallback, ProgressEvent
-from vibebox_core.ssh.pty import MemoryStream
-from vibebox_tui.backend.base import Attachment, InspectorData, MountRow, SessionStatus
+from vibebox_core.streams import MemoryStream
+from vibebox_tui.backend.base import Attachment, InspectorData, MountRow, SessionRow
 
 FIXED_NOW = datetime(2026, 11, 27, 10, 15, tzinfo=UTC)
 GUEST_HOME = "/home/vibecoder"
@@ -52,14 +52,14 @@ def fake_id(n: int) -> str:
     return f"019bf2{0x90 + n:02x}-{n:04x}-7c23-ba1d-dce7e6d40693"
 
 
-def demo_sessions(root: Path = Path("/home/me/src")) -> list[SessionStatus]:
+def demo_sessions(root: Path = Path("/home/me/src")) -> list[SessionRow]:
     """Four sessions in every interesting state, one of them broken."""
     return [
-        SessionStatus(fake_id(1), root / "webshop", "running", 1, FIXED_NOW),
-        SessionStatus(
+        SessionRow(fake_id(1), root / "webshop", "running", 1, FIXED_NOW),
+        SessionRow(
             fake_id(2), root / "ml-notebooks", "shut off", 0, FIXED_NOW - timedelta(hours=5)
         ),
-        SessionStatus(
+        SessionRow(
             fake_id(3),
             root / "old-api",
             "broken",
@@ -67,7 +67,7 @@ def demo_sessions(root: Path = Path("/home/me/src")) -> list[SessionStatus]:
             FIXED_NOW - timedelta(days=12),
             reason="disk.qcow2 is missing; run `vibebox delete` and start again",
         ),
-        SessionStatus(
+        SessionRow(
             fake_id(4), root / "dotfiles", "shut off", 0, FIXED_NOW - timedelta(days=2, hours=3)
         ),
     ]
@@ -87,7 +87,7 @@ class FakeBackend:
 
     def __init__(
         self,
-        sessions: list[SessionStatus] | None = None,
+        sessions: list[SessionRow] | None = None,
         project: Path | None = None,
         *,
         fail_attach: VibeboxError | None = None,
@@ -97,7 +97,7 @@ class FakeBackend:
     ) -> None:
         self._lock = threading.Lock()
         self.hypervisor = hypervisor or FakeHypervisor()
-        self._sessions: dict[str, SessionStatus] = {}
+        self._sessions: dict[str, SessionRow] = {}
         for session in sessions or []:
             self._add(session)
         self._project = project
@@ -121,7 +121,7 @@ class FakeBackend:
 
     # -- the VMs, in the fake hypervisor ------------------------------------------------------
 
-    def _add(self, session: SessionStatus) -> None:
+    def _add(self, session: SessionRow) -> None:
         """Index ``session`` and define its VM in the fake hypervisor."""
         self._sessions[session.id] = session
         name = f"vibebox-{session.name}-{session.short_id}"
@@ -137,7 +137,7 @@ class FakeBackend:
         )
         self.hypervisor.set_console(session.id, "\n".join(CONSOLE_LINES))
 
-    def _live(self, session: SessionStatus) -> SessionStatus:
+    def _live(self, session: SessionRow) -> SessionRow:
         """``session`` with the VM state the hypervisor reports now."""
         status = self.hypervisor.status(session.id)
         reason = status.reason if status.state == "broken" else ""
@@ -180,7 +180,7 @@ class FakeBackend:
         with self._lock:
             self.network_log[directory] = (*self.network_log.get(directory, ()), line)
 
-    def session_for(self, directory: Path) -> SessionStatus | None:
+    def session_for(self, directory: Path) -> SessionRow | None:
         with self._lock:
             session = self._find(directory)
             return self._live(session) if session else None
@@ -191,7 +191,7 @@ class FakeBackend:
     def project(self) -> Path | None:
         return self._project
 
-    def list_sessions(self) -> list[SessionStatus]:
+    def list_sessions(self) -> list[SessionRow]:
         with self._lock:
             if self.fail_list:
                 raise VibeboxError(
@@ -204,7 +204,7 @@ class FakeBackend:
                 reverse=True,
             )
 
-    def _find(self, directory: Path) -> SessionStatus | None:
+    def _find(self, directory: Path) -> SessionRow | None:
         for session in self._sessions.values():
             if session.directory == directory:
                 return session
@@ -216,7 +216,7 @@ class FakeBackend:
         with self._lock:
             found = self._find(directory)
             if found is None:
-                found = SessionStatus(fake_id(self._next), directory, "shut off", 0, FIXED_NOW)
+                found = SessionRow(fake_id(self._next), directory, "shut off", 0, FIXED_NOW)
                 self._next += 1
                 self._add(found)
             session = self._live(found)
@@ -275,14 +275,14 @@ class FakeBackend:
             self.hypervisor.undefine(session_id)
             self.deleted.append(session_id)
 
-    def recreate(self, session_id: str, progress: ProgressCallback) -> SessionStatus:
+    def recreate(self, session_id: str, progress: ProgressCallback) -> SessionRow:
         with self._lock:
             old = self._sessions.pop(session_id, None)
             if old is None:
                 raise SessionNotFoundError(f"No session {session_id[:8]} in the index.")
             self.hypervisor.undefine(session_id)
             self.recreated.append(session_id)
-            new = SessionStatus(fake_id(self._next), old.directory, "shut off", 0, FIXED_NOW)
+            new = SessionRow(fake_id(self._next), old.directory, "shut off", 0, FIXED_NOW)
             self._next += 1
             self._add(new)
         progress(ProgressEvent("deleting session", old.short_id, 0.3, True))

@@ -11,7 +11,8 @@ from typing import cast
 
 import pytest
 
-from vibebox_core.network import log as netlog
+from vibebox_core.config.policy import Policy
+from vibebox_core.network import log
 from vibebox_core.network.dnsfilter import (
     QTYPE_A,
     QTYPE_AAAA,
@@ -28,7 +29,6 @@ from vibebox_core.network.dnsfilter import (
     resolv_conf_nameserver,
     start_dns_filter,
 )
-from vibebox_core.network.rules import Policy
 
 
 def query(name: str, qtype: int = QTYPE_A, qid: int = 0x1234) -> bytes:
@@ -42,7 +42,8 @@ def query(name: str, qtype: int = QTYPE_A, qid: int = 0x1234) -> bytes:
 
 
 def rcode(reply: bytes) -> int:
-    return struct.unpack("!H", reply[2:4])[0] & 0xF
+    (flags,) = struct.unpack("!H", reply[2:4])
+    return int(flags) & 0xF
 
 
 def answers(reply: bytes) -> list[str]:
@@ -131,7 +132,7 @@ async def test_listed_name_is_forwarded_and_relayed(dns: DnsFilter, stub: StubUp
     assert rcode(reply) == 0
     assert answers(reply) == ["127.0.0.1"]
     assert stub.asked == ["www.allowed.test"]
-    [event] = netlog.tail(dns.log_path, 10)
+    [event] = log.tail(dns.log_path, 10)
     assert (event.source, event.host, event.port, event.verdict) == (
         "dns",
         "www.allowed.test",
@@ -147,7 +148,7 @@ async def test_unlisted_name_gets_nxdomain(dns: DnsFilter, stub: StubUpstream) -
     assert struct.unpack("!HHHH", reply[4:12]) == (1, 0, 0, 0)
     assert parse_query(reply[:2] + b"\0\0" + reply[4:]).name == "unlisted.test"
     assert stub.asked == []
-    [event] = netlog.tail(dns.log_path, 10)
+    [event] = log.tail(dns.log_path, 10)
     assert (event.host, event.verdict) == ("unlisted.test", "blocked")
 
 

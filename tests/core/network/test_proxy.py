@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from vibebox_core.network import log as netlog
+from vibebox_core.config.policy import Policy
+from vibebox_core.network.log import tail
 from vibebox_core.network.proxy import FilteringProxy, start_proxy
-from vibebox_core.network.rules import Policy
 
 
 @dataclass
@@ -98,7 +98,7 @@ async def status_line(port: int, data: bytes) -> bytes:
 
 
 def logged(log: Path) -> list[tuple[str, str, int | None, str]]:
-    return [(e.source, e.host, e.port, e.verdict) for e in netlog.tail(log, 100)]
+    return [(e.source, e.host, e.port, e.verdict) for e in tail(log, 100)]
 
 
 async def test_allowed_http_is_forwarded_in_origin_form(proxy: Proxy, upstream: Upstream) -> None:

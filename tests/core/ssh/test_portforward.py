@@ -5,30 +5,24 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import asyncssh
 import pytest
 
-from vibebox_core.errors import NetworkPolicyError
-from vibebox_core.network.rules import (
+from vibebox_core.config.grants import (
     APPROVED_DIGEST_KEY,
     APPROVED_POLICY_KEY,
     canonical_json,
     policy_digest,
 )
+from vibebox_core.config.schema import PortForward
+from vibebox_core.errors import NetworkPolicyError
 from vibebox_core.ssh.forward import (
     approved_ports,
     close_port_forwards,
     open_port_forwards,
     start_port_forwards,
 )
-
-
-@dataclass(frozen=True)
-class Port:
-    host_port: int
-    guest_port: int
 
 
 class _Server(asyncssh.SSHServer):
@@ -86,7 +80,7 @@ async def test_forwarded_port_reaches_the_guest_service(
     conn: asyncssh.SSHClientConnection, guest_service: int
 ) -> None:
     host_port = free_port()
-    listeners = await start_port_forwards(conn, [Port(host_port, guest_service)])
+    listeners = await start_port_forwards(conn, [PortForward(host_port, guest_service)])
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", host_port)
         writer.write(b"hi\n")
@@ -105,7 +99,9 @@ async def test_taken_host_port_is_a_clear_error_and_nothing_stays_open(
         taken.listen()
         busy = taken.getsockname()[1]
         with pytest.raises(NetworkPolicyError, match=f"127.0.0.1:{busy} is already in use") as err:
-            await start_port_forwards(conn, [Port(first, guest_service), Port(busy, 80)])
+            await start_port_forwards(
+                conn, [PortForward(first, guest_service), PortForward(busy, 80)]
+            )
         assert f"{busy + 1}:80" in err.value.hint
     # The first listener was closed again: its port is free.
     with socket.socket() as probe:
@@ -120,7 +116,9 @@ async def test_open_port_forwards_reports_taken_ports_without_failing(
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         busy = taken.getsockname()[1]
-        forwards = await open_port_forwards(conn, [Port(busy, 80), Port(good, guest_service)])
+        forwards = await open_port_forwards(
+            conn, [PortForward(busy, 80), PortForward(good, guest_service)]
+        )
     try:
         assert forwards.ports == [good]
         [problem] = forwards.problems
@@ -135,7 +133,7 @@ async def test_open_port_forwards_reports_taken_ports_without_failing(
 
 
 def test_approved_ports_come_from_the_index_not_the_file() -> None:
-    configured = [Port(8000, 8000), Port(2222, 22)]  # the guest added 2222
+    configured = [PortForward(8000, 8000), PortForward(2222, 22)]  # the guest added 2222
     approved = {
         "version": 1,
         "mounts": [],

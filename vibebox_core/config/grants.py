@@ -1,270 +1,30 @@
-"""Network policy: which domains a session's guest may reach.
+"""What a config grants the guest (its extra mounts and ``[network]``), as approved data.
 
-An entry names a domain and matches it and every subdomain; ``*.example.com`` and
-``example.com`` mean the same. Matching is a pure function so it can be tested without a VM;
-enforcement (proxy, DNS, nwfilter) is built on top of it.
+The approvable part of a config has one canonical JSON form (:func:`canonical_policy`) and a
+digest over it (:func:`policy_digest`); the session index keeps both for the approved policy,
+so a change shows as a difference (:func:`policy_diff`), one line each, and a start can be
+gated on the user's word (:func:`require_approval`). The whole approved snapshot, which also
+holds the resources and the libvirt URI, is :mod:`vibebox_core.config.approval`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from vibebox_core.config.schema import Config
 from vibebox_core.errors import NetworkPolicyError
-from vibebox_core.network import addresses
 from vibebox_core.sanitize import clean
-
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-
-
-def normalize_entry(raw: str) -> str:
-    """Return the canonical form of one ``[network] entries`` value.
-
-    Args:
-        raw: the entry as written by the user, e.g. ``"*.Example.com."``.
-
-    Returns:
-        The lower-case domain without a leading ``*.`` or trailing dot.
-
-    Raises:
-        ValueError: the entry is not a plain domain name (schemes, paths, ports, IP
-            addresses and wildcards other than a leading ``*.`` are refused).
-    """
-    if not isinstance(raw, str):
-        raise ValueError("expected a domain name as a string")
-    entry = raw.strip().lower()
-    if not entry:
-        raise ValueError("expected a domain name, got an empty string")
-    if "://" in entry:
-        raise ValueError(f"{raw!r}: write the domain only, without a scheme such as https://")
-    if "/" in entry:
-        raise ValueError(f"{raw!r}: write the domain only, without a path")
-    if ":" in entry:
-        raise ValueError(f"{raw!r}: ports and IP addresses are not supported, write a domain")
-    if entry.startswith("*."):
-        entry = entry[2:]
-    entry = entry.rstrip(".")
-    try:
-        ipaddress.ip_address(entry)
-    except ValueError:
-        pass
-    else:
-        raise ValueError(f"{raw!r}: IP addresses are not supported, write a domain name")
-    if "*" in entry:
-        raise ValueError(f"{raw!r}: only a leading '*.' wildcard is allowed")
-    labels = entry.split(".")
-    if len(entry) > 253 or not all(_LABEL.match(label) for label in labels):
-        raise ValueError(f"{raw!r} is not a valid domain name")
-    return entry
-
-
-def matches(host: str, entries: tuple[str, ...] | list[str]) -> bool:
-    """Return True when ``host`` is one of ``entries`` or a subdomain of one.
-
-    Args:
-        host: a host name as asked for by the guest (case and a trailing dot are ignored).
-        entries: normalised entries (see :func:`normalize_entry`).
-    """
-    name = host.strip().lower().rstrip(".")
-    return any(name == entry or name.endswith("." + entry) for entry in entries)
-
-
-# ---------------------------------------------------------------------------------------------
-# Decisions
-
-Mode = Literal["allowlist", "blocklist"]
-MODES: tuple[Mode, ...] = ("allowlist", "blocklist")
-
-# Where the enforcement listens on the session network's gateway (the host side of the bridge).
-# Each session has its own gateway address, so fixed ports never collide between sessions.
-PROXY_PORT = 3128
-DNS_FILTER_PORT = 5400  # away from dnsmasq (53) and mDNS (5353)
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """What the policy says about one host.
-
-    Attributes:
-        verdict: ``"allowed"`` or ``"blocked"``.
-        reason: one short sentence a person can read in the log, e.g.
-            ``"not in the allowlist"``.
-    """
-
-    verdict: Literal["allowed", "blocked"]
-    reason: str
-
-    @property
-    def allowed(self) -> bool:
-        """True when the host may be reached."""
-        return self.verdict == "allowed"
-
-
-def _is_ip(host: str) -> bool:
-    # Every spelling the C resolver reads as an address (``2130706433``, ``0x7f.1``) counts.
-    return addresses.parse_ip_literal(host) is not None
-
-
-def _valid_host(name: str) -> bool:
-    if not name or len(name) > 253:
-        return False
-    return all(_LABEL.match(label) or _UNDERSCORE_LABEL.match(label) for label in name.split("."))
-
-
-# Real names sometimes carry underscores (SRV-style labels); they are harmless to match.
-_UNDERSCORE_LABEL = re.compile(r"^[a-z0-9_-]{1,63}$")
-
-
-@dataclass(frozen=True)
-class Policy:
-    """A session's network policy: a mode and normalised domain entries.
-
-    Args:
-        mode: ``"allowlist"`` (only listed domains) or ``"blocklist"`` (all but listed domains).
-        entries: domain entries; each is normalised with :func:`normalize_entry`.
-
-    Raises:
-        ValueError: an unknown mode or an invalid entry.
-    """
-
-    mode: Mode = "blocklist"
-    entries: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"network mode must be 'allowlist' or 'blocklist', got {self.mode!r}")
-        normalised = tuple(dict.fromkeys(normalize_entry(entry) for entry in self.entries))
-        object.__setattr__(self, "entries", normalised)
-
-    @classmethod
-    def from_network(cls, network: _NetworkLike) -> Policy:
-        """Build the policy of a ``config.NetworkConfig``."""
-        if network.mode not in MODES:
-            raise ValueError(
-                f"network mode must be 'allowlist' or 'blocklist', got {network.mode!r}"
-            )
-        mode: Mode = "allowlist" if network.mode == "allowlist" else "blocklist"
-        return cls(mode, tuple(network.entries))
-
-    def matching_entry(self, host: str) -> str | None:
-        """Return the entry that ``host`` falls under (the most specific one), or None."""
-        name = host.strip().lower().rstrip(".")
-        hits = [e for e in self.entries if name == e or name.endswith("." + e)]
-        return max(hits, key=len) if hits else None
-
-    def decide(self, host: str) -> Verdict:
-        """Judge one host name as asked for by the guest.
-
-        IP addresses cannot be judged by name: an allowlist refuses them, a blocklist lets
-        them through (the proxy still refuses the host's own loopback). Malformed names are
-        always refused.
-        """
-        name = host.strip().lower().rstrip(".")
-        if _is_ip(name):
-            if self.mode == "allowlist":
-                return Verdict("blocked", "IP addresses are not allowed in allowlist mode")
-            return Verdict("allowed", "IP address; the blocklist only names domains")
-        if not _valid_host(name):
-            return Verdict("blocked", "not a valid host name")
-        entry = self.matching_entry(name)
-        if self.mode == "allowlist":
-            if entry is None:
-                return Verdict("blocked", "not in the allowlist")
-            return Verdict("allowed", f"allowlist entry {entry}")
-        if entry is not None:
-            return Verdict("blocked", f"blocklist entry {entry}")
-        return Verdict("allowed", "not in the blocklist")
-
-
-# ---------------------------------------------------------------------------------------------
-# Enforcement on the VM's interface (both modes; the filter itself: vibebox_core.network.nwfilter)
-
-
-def nwfilter_name(session_id: str) -> str:
-    """Return the libvirt nwfilter name of one session: ``vibebox-<session id>``.
-
-    The whole id: UUIDv7 prefixes repeat for sessions created within a minute.
-    """
-    return f"vibebox-{session_id.strip().lower()}"
-
-
-# ---------------------------------------------------------------------------------------------
-# Pointing the guest at the proxy
-
-
-def guest_proxy_env(gateway_ip: str, port: int = PROXY_PORT) -> dict[str, str]:
-    """Return the proxy environment for the guest (``guest.json`` "env").
-
-    Both spellings are set because tools disagree on which one they read (curl ignores
-    upper-case ``HTTP_PROXY``; others only read upper case).
-    """
-    url = f"http://{ipaddress.IPv4Address(gateway_ip)}:{port}"
-    no_proxy = "localhost,127.0.0.1,::1"
-    return {
-        "http_proxy": url,
-        "https_proxy": url,
-        "HTTP_PROXY": url,
-        "HTTPS_PROXY": url,
-        "no_proxy": no_proxy,
-        "NO_PROXY": no_proxy,
-    }
-
-
-# ---------------------------------------------------------------------------------------------
-# Approval: a digest of what the guest may reach (mounts + network)
-
-
-class _MountLike(Protocol):
-    @property
-    def host(self) -> Path: ...
-    @property
-    def guest(self) -> str: ...
-    @property
-    def read_only(self) -> bool: ...
-
-
-class _PortLike(Protocol):
-    @property
-    def host_port(self) -> int: ...
-    @property
-    def guest_port(self) -> int: ...
-
-
-class _NetworkLike(Protocol):
-    @property
-    def mode(self) -> str: ...
-    @property
-    def entries(self) -> tuple[str, ...]: ...
-    @property
-    def ports(self) -> tuple[_PortLike, ...]: ...
-
-
-class _BoxLike(Protocol):
-    @property
-    def mounts(self) -> tuple[_MountLike, ...]: ...
-
-
-class PolicyConfig(Protocol):
-    """The parts of ``config.Config`` the approval digest covers."""
-
-    @property
-    def box(self) -> _BoxLike: ...
-    @property
-    def network(self) -> _NetworkLike: ...
-
 
 POLICY_VERSION = 1
 APPROVED_DIGEST_KEY = "approved_policy"
 APPROVED_POLICY_KEY = "approved_policy_json"
 
 
-def canonical_policy(config: PolicyConfig) -> dict[str, Any]:
+def canonical_policy(config: Config) -> dict[str, Any]:
     """Return the approvable part of a config as plain JSON data.
 
     Covers the extra mounts (the project mount is always the same) and the whole
@@ -290,7 +50,7 @@ def canonical_json(policy: Mapping[str, Any]) -> str:
     return json.dumps(policy, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
-def policy_digest(config: PolicyConfig | Mapping[str, Any]) -> str:
+def policy_digest(config: Config | Mapping[str, Any]) -> str:
     """Return ``sha256:<hex>`` over the canonical mounts + network of a config.
 
     Args:
@@ -379,7 +139,7 @@ class ApprovalCheck:
         return self.status == "changed"
 
 
-def check_approval(extra: Mapping[str, Any], config: PolicyConfig) -> ApprovalCheck:
+def check_approval(extra: Mapping[str, Any], config: Config) -> ApprovalCheck:
     """Compare a config with the approval stored in a session index entry's ``extra``.
 
     Args:
@@ -414,11 +174,16 @@ def check_approval(extra: Mapping[str, Any], config: PolicyConfig) -> ApprovalCh
 _POLICY_KEYS = ("version", "mounts", "network")
 
 
-class _ExtraWriter(Protocol):
+class ExtraWriter(Protocol):
+    """Where approvals are stored: the session index (``SessionIndex``), or a test's dict.
+
+    A role interface, not an import dodge: the config layer never imports the index.
+    """
+
     def set_extra(self, session_id: str, key: str, value: Any) -> None: ...
 
 
-def record_approval(index: _ExtraWriter, session_id: str, config: PolicyConfig) -> str:
+def record_approval(index: ExtraWriter, session_id: str, config: Config) -> str:
     """Store a config's mounts + network as approved for a session; return the digest.
 
     Both the digest and the canonical JSON are kept (as strings, so any TOML writer can
@@ -427,7 +192,7 @@ def record_approval(index: _ExtraWriter, session_id: str, config: PolicyConfig) 
     return record_values(index, session_id, canonical_policy(config))
 
 
-def record_values(index: _ExtraWriter, session_id: str, values: Mapping[str, Any]) -> str:
+def record_values(index: ExtraWriter, session_id: str, values: Mapping[str, Any]) -> str:
     """Store approved canonical values (a policy, or a whole approved snapshot's values) in a
     session's index entry; return their digest."""
     digest = policy_digest(values)
@@ -466,12 +231,14 @@ class PolicyNotApprovedError(NetworkPolicyError):
         self.first = first
 
 
-class _ApprovalIndex(_ExtraWriter, Protocol):
+class ApprovalIndex(ExtraWriter, Protocol):
+    """The session index as the gate reads and writes it (``SessionIndex``, or a test's dict)."""
+
     def get(self, session_id: str) -> Any: ...
 
 
 def require_approval(
-    index: _ApprovalIndex, session_id: str, config: PolicyConfig, *, project: str = ""
+    index: ApprovalIndex, session_id: str, config: Config, *, project: str = ""
 ) -> ApprovalCheck:
     """Gate a start on the user's approval of the config's mounts + network.
 

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import struct
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from vibebox_core.config.grants import (
+    APPROVED_DIGEST_KEY,
+    APPROVED_POLICY_KEY,
+    canonical_json,
+    canonical_policy,
+    policy_digest,
+)
+from vibebox_core.config.policy import Policy
+from vibebox_core.config.schema import BoxConfig, Config, Mount, NetworkConfig, NetworkMode
+from vibebox_core.config.snapshot import read_approved
 from vibebox_core.errors import NetworkPolicyError
-from vibebox_core.hypervisor.domain_xml import mac_address
-from vibebox_core.network import addresses
-from vibebox_core.network import log as netlog
+from vibebox_core.network import log
 from vibebox_core.network.dnsfilter import RCODE_NXDOMAIN, DnsFilter, Question, build_response
 from vibebox_core.network.enforce import (
     FAIL_CLOSED,
@@ -23,19 +29,8 @@ from vibebox_core.network.enforce import (
     SessionNetwork,
     change_applies,
     follow_approvals,
-    plan_network,
     policy_from_canonical,
-    read_approved,
     start_session_network,
-)
-from vibebox_core.network.nwfilter import BLOCKLIST_DENIED, nwfilter_uuid
-from vibebox_core.network.rules import (
-    APPROVED_DIGEST_KEY,
-    APPROVED_POLICY_KEY,
-    Policy,
-    canonical_json,
-    canonical_policy,
-    policy_digest,
 )
 
 SESSION = "019bf290-cccc-7c23-ba1d-dce7e6d40693"
@@ -84,43 +79,6 @@ async def exchange(port: int, data: bytes) -> bytes:
     return reply
 
 
-def test_plan_allowlist_is_isolated_and_fenced() -> None:
-    plan = plan_network(SESSION, Policy("allowlist", ("a.test",)), "10.213.5.1")
-    assert plan.isolated
-    assert plan.nwfilter == f"vibebox-{SESSION}"
-    assert plan.nwfilter_xml is not None and "dstipaddr='10.213.5.1'" in plan.nwfilter_xml
-    assert "name='IP' value='10.213.5.2'" in plan.nwfilter_xml  # the guest's fixed address
-    assert f"name='MAC' value='{mac_address(SESSION)}'" in plan.nwfilter_xml
-    assert f"<uuid>{nwfilter_uuid(SESSION)}</uuid>" in plan.nwfilter_xml
-    assert "NEW,ESTABLISHED,RELATED" not in plan.nwfilter_xml  # no egress beyond the gateway
-    assert plan.dns_forwarder == "10.213.5.1#5400"
-    assert plan.guest_env["https_proxy"] == "http://10.213.5.1:3128"
-    assert plan.proxy == ("10.213.5.1", 3128)
-
-
-def test_plan_blocklist_is_nat_behind_the_same_host_fence() -> None:
-    lan = ipaddress.IPv4Network("192.168.44.0/24")
-    plan = plan_network(SESSION, Policy("blocklist", ()), "10.213.5.1", host_denied=(lan,))
-    assert not plan.isolated
-    assert plan.nwfilter == f"vibebox-{SESSION}"
-    assert plan.nwfilter_xml is not None
-    assert "dstipaddr='10.213.5.1' dstportstart='3128'" in plan.nwfilter_xml
-    assert "dstipaddr='192.168.44.0' dstipmask='24'" in plan.nwfilter_xml
-    assert "dstipaddr='10.213.0.0' dstipmask='16'" in plan.nwfilter_xml
-    assert "NEW,ESTABLISHED,RELATED" in plan.nwfilter_xml  # NAT egress for the rest
-    assert plan.dns_forwarder == "10.213.5.1#5400"
-    assert plan.guest_env["http_proxy"] == "http://10.213.5.1:3128"
-
-
-def test_plan_blocklist_reads_the_host_networks_by_default() -> None:
-    plan = plan_network(SESSION, Policy("blocklist", ()), "10.213.5.1")
-    assert plan.nwfilter_xml is not None
-    for net in addresses.host_networks():
-        assert f"dstipaddr='{net.network_address}'" in plan.nwfilter_xml or any(
-            net.subnet_of(d) for d in BLOCKLIST_DENIED
-        )
-
-
 def test_change_applies() -> None:
     base = {"mounts": [], "network": {"mode": "allowlist", "entries": ["a"], "ports": []}}
     entries = {"mounts": [], "network": {"mode": "allowlist", "entries": ["b"], "ports": []}}
@@ -156,7 +114,7 @@ async def test_enforcer_runs_proxy_and_dns_and_takes_new_policy(tmp_path: Path) 
         assert enforcer.policy.entries == ("other.test",)
     finally:
         await enforcer.close()
-    hosts = [(e.source, e.host, e.verdict) for e in netlog.tail(tmp_path / "network.log", 10)]
+    hosts = [(e.source, e.host, e.verdict) for e in log.tail(tmp_path / "network.log", 10)]
     assert hosts == [
         ("dns", "other.test", "blocked"),
         ("proxy", "other.test", "blocked"),
@@ -199,26 +157,8 @@ async def test_enforcer_without_its_network_is_a_clear_error(tmp_path: Path) -> 
         await enforcer.start()
 
 
-@dataclass(frozen=True)
-class _Network:
-    mode: str = "allowlist"
-    entries: tuple[str, ...] = ()
-    ports: tuple[Any, ...] = ()
-
-
-@dataclass(frozen=True)
-class _Box:
-    mounts: tuple[Any, ...] = ()
-
-
-@dataclass(frozen=True)
-class _Config:
-    network: _Network
-    box: _Box = _Box()
-
-
-def _canon(mode: str, *entries: str) -> dict[str, Any]:
-    return canonical_policy(_Config(_Network(mode, entries)))
+def _canon(mode: NetworkMode, *entries: str) -> dict[str, Any]:
+    return canonical_policy(Config(Path("vibebox.toml"), network=NetworkConfig(mode, entries)))
 
 
 def test_read_approved_trusts_only_a_matching_digest() -> None:
@@ -250,13 +190,6 @@ def test_follower_applies_newly_approved_policies(tmp_path: Path) -> None:
     assert enforcer.policy.mode == "allowlist" and follower.pending_restart
 
 
-@dataclass(frozen=True)
-class _Mount:
-    host: str
-    guest: str
-    read_only: bool = True
-
-
 def test_follower_says_what_waits_for_the_next_start(tmp_path: Path) -> None:
     start = _canon("allowlist", "a.test")
     enforcer = NetworkEnforcer(policy_from_canonical(start), tmp_path / "n.log", "127.0.0.1")
@@ -268,7 +201,11 @@ def test_follower_says_what_waits_for_the_next_start(tmp_path: Path) -> None:
     assert network.status()["policy"] == {"applied": "live", "pending": []}
 
     mounted = canonical_policy(
-        _Config(_Network("blocklist", ("x.test",)), _Box((_Mount("/srv/data", "/data"),)))
+        Config(
+            Path("vibebox.toml"),
+            BoxConfig(mounts=(Mount(Path("/srv/data"), "/data", True),)),
+            NetworkConfig("blocklist", ("x.test",)),
+        )
     )
     assert follower.update(mounted) == "next start"
     assert network.status()["policy"] == {

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vibebox_core.network import log as netlog
-from vibebox_core.network import record as netrecord
-from vibebox_core.network.log import NetEvent
-from vibebox_core.network.record import Recorder
+from vibebox_core.network import log, ratelimit
+from vibebox_core.network.log import NetEvent, VerdictName
+from vibebox_core.network.ratelimit import Recorder
 
 
 class Clock:
@@ -18,7 +17,7 @@ class Clock:
         return self.now
 
 
-def _dns(host: str, second: int, verdict: str = "blocked") -> NetEvent:
+def _dns(host: str, second: int, verdict: VerdictName = "blocked") -> NetEvent:
     return NetEvent(
         "dns",
         host,
@@ -26,19 +25,19 @@ def _dns(host: str, second: int, verdict: str = "blocked") -> NetEvent:
         verdict,
         "not in the allowlist (A)",
         time=f"2026-11-27T10:15:{second:02d}.000Z",
-    )  # type: ignore[arg-type]
+    )
 
 
 def test_repeats_are_written_then_counted_into_one_summary(tmp_path: Path) -> None:
-    log, clock = tmp_path / "network.log", Clock()
-    recorder = Recorder(log, window=10, per_key=3, per_window=100, clock=clock)
+    path, clock = tmp_path / "network.log", Clock()
+    recorder = Recorder(path, window=10, per_key=3, per_window=100, clock=clock)
     for second in range(20):
         recorder.record(_dns("x.example", second))
     recorder.record(_dns("other.example", 30, "allowed"))
-    assert [e.count for e in netlog.tail(log, 100)] == [1, 1, 1, 1]
+    assert [e.count for e in log.tail(path, 100)] == [1, 1, 1, 1]
     clock.now = 11
     recorder.flush()
-    events = netlog.tail(log, 100)
+    events = log.tail(path, 100)
     summary = events[-1]
     assert (summary.host, summary.verdict, summary.count) == ("x.example", "blocked", 17)
     assert summary.reason == (
@@ -48,29 +47,29 @@ def test_repeats_are_written_then_counted_into_one_summary(tmp_path: Path) -> No
     assert sum(e.count for e in events) == 21  # every decision counted once
     # A new window writes the first ones as they are again.
     recorder.record(_dns("x.example", 40))
-    assert netlog.tail(log, 1)[0].count == 1
+    assert log.tail(path, 1)[0].count == 1
 
 
 def test_a_new_reason_is_written_at_once(tmp_path: Path) -> None:
-    log, clock = tmp_path / "network.log", Clock()
-    recorder = Recorder(log, window=10, per_key=2, per_window=100, clock=clock)
+    path, clock = tmp_path / "network.log", Clock()
+    recorder = Recorder(path, window=10, per_key=2, per_window=100, clock=clock)
     for second in range(5):
         recorder.record(_dns("x.example", second))
     changed = NetEvent("dns", "x.example", 53, "blocked", "blocklist entry x.example (A)")
     recorder.record(changed)  # e.g. an approved policy change: not held back
-    assert netlog.tail(log, 1)[0].reason == "blocklist entry x.example (A)"
+    assert log.tail(path, 1)[0].reason == "blocklist entry x.example (A)"
     recorder.close()
-    assert sum(e.count for e in netlog.tail(log, 100)) == 6
+    assert sum(e.count for e in log.tail(path, 100)) == 6
 
 
 def test_a_flood_of_names_is_counted_under_its_domain(tmp_path: Path) -> None:
-    log, clock = tmp_path / "network.log", Clock()
-    recorder = Recorder(log, window=10, per_key=5, per_window=10, clock=clock)
+    path, clock = tmp_path / "network.log", Clock()
+    recorder = Recorder(path, window=10, per_key=5, per_window=10, clock=clock)
     recorder.record(_dns("allowed.vbx.test", 0, "allowed"))
     for i in range(500):
         recorder.record(_dns(f"q{i}.flood.example", 1 + i % 50))
     recorder.close()
-    events = netlog.tail(log, 1000)
+    events = log.tail(path, 1000)
     assert len(events) <= 12
     assert events[0].host == "allowed.vbx.test"  # the earlier decision is still there
     flood = [e for e in events if e.host == "*.flood.example"]
@@ -80,15 +79,15 @@ def test_a_flood_of_names_is_counted_under_its_domain(tmp_path: Path) -> None:
 
 
 def test_module_recorder_is_shared_and_flushed(tmp_path: Path) -> None:
-    log = tmp_path / "network.log"
-    assert netrecord.recorder_for(log) is netrecord.recorder_for(log)
+    path = tmp_path / "network.log"
+    assert ratelimit.recorder_for(path) is ratelimit.recorder_for(path)
     for second in range(8):
-        netrecord.record(log, _dns("same.example", second))
-    netrecord.flush_all()  # the window is not over: nothing summarised yet
-    assert len(netlog.tail(log, 100)) == netrecord.PER_KEY
-    netrecord.close(log)
-    events = netlog.tail(log, 100)
-    assert events[-1].count == 8 - netrecord.PER_KEY
+        ratelimit.record(path, _dns("same.example", second))
+    ratelimit.flush_all()  # the window is not over: nothing summarised yet
+    assert len(log.tail(path, 100)) == ratelimit.PER_KEY
+    ratelimit.close(path)
+    events = log.tail(path, 100)
+    assert events[-1].count == 8 - ratelimit.PER_KEY
     assert sum(e.count for e in events) == 8
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from vibebox_core.network import log as netlog
+from vibebox_core.network import log
 from vibebox_core.network.log import NetEvent, Source, VerdictName
 
 WINDOW = 10.0
@@ -52,7 +52,7 @@ class Recorder:
         per_key: decisions written as they are per (source, host, verdict) and window.
         per_window: decisions written as they are per window in all.
         clock: monotonic seconds (tests).
-        write: how a line reaches the log (default :func:`netlog.append`).
+        write: how a line reaches the log (default :func:`vibebox_core.network.log.append`).
     """
 
     def __init__(
@@ -63,7 +63,7 @@ class Recorder:
         per_key: int = PER_KEY,
         per_window: int = PER_WINDOW,
         clock: Callable[[], float] = time.monotonic,
-        write: Callable[[Path, NetEvent], None] = netlog.append,
+        write: Callable[[Path, NetEvent], None] = log.append,
     ) -> None:
         self.path = path
         self.window = window
