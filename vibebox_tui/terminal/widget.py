@@ -1,6 +1,6 @@
 """``TerminalView``: the embedded terminal widget.
 
-It reads a :class:`~vibebox_core.ssh.pty.ByteStream` in a worker, feeds the emulator in slices
+It reads a :class:`~vibebox_core.streams.ByteStream` in a worker, feeds the emulator in slices
 (yielding to the event loop between them so keys stay responsive during a flood), and repaints
 only the rows that changed, from strips cached per line. Keys, pastes and focus changes go back
 to the stream, encoded as xterm does. The widget's size is the terminal's size: a resize
@@ -32,6 +32,7 @@ from rich.segment import Segment
 from rich.style import Style
 from textual import events
 from textual.geometry import Region
+from textual.message import Message
 from textual.strip import Strip
 from textual.timer import Timer
 from textual.widget import Widget
@@ -39,17 +40,10 @@ from textual.worker import Worker
 
 from vibebox_core import commandtoken
 from vibebox_core.sanitize import clean
-from vibebox_core.ssh.pty import ByteStream, command_token, end_reason
+from vibebox_core.streams import ByteStream, command_token, end_reason
 from vibebox_tui.terminal.frames import FramePacer
 from vibebox_tui.terminal.input import RawInput, VibeboxDriver
 from vibebox_tui.terminal.keys import encode_key, encode_paste
-from vibebox_tui.terminal.messages import (
-    Bell,
-    Disconnected,
-    ReconnectRequested,
-    TitleChanged,
-    VibeboxCommand,
-)
 from vibebox_tui.terminal.mouse import MouseKind, MouseState
 from vibebox_tui.terminal.render import Renderer
 from vibebox_tui.terminal.vt.emulator import BellEvent, CommandEvent, Emulator, TitleEvent
@@ -70,6 +64,18 @@ RECONNECT_HINT = "press Enter to reconnect"
 _REVERSE = Style(reverse=True)
 
 
+class TerminalMessage(Message):
+    """Base of the messages a :class:`TerminalView` posts; ``control`` is that terminal."""
+
+    def __init__(self, terminal: TerminalView) -> None:
+        super().__init__()
+        self.terminal = terminal
+
+    @property
+    def control(self) -> TerminalView:
+        return self.terminal
+
+
 class TerminalView(Widget, can_focus=True):
     """A terminal attached to a :class:`ByteStream` (or to nothing yet).
 
@@ -86,12 +92,34 @@ class TerminalView(Widget, can_focus=True):
     }
     """
 
-    # Messages (handlers: on_terminal_view_title_changed, ...); defined in messages.py.
-    TitleChanged = TitleChanged
-    VibeboxCommand = VibeboxCommand
-    Disconnected = Disconnected
-    ReconnectRequested = ReconnectRequested
-    Bell = Bell
+    # -- messages (handlers: on_terminal_view_title_changed, ...) ------------------------
+
+    class TitleChanged(TerminalMessage):
+        """The program set the window title (OSC 0 or 2)."""
+
+        def __init__(self, terminal: TerminalView, title: str) -> None:
+            super().__init__(terminal)
+            self.title = title
+
+    class VibeboxCommand(TerminalMessage):
+        """The guest shell ran a vibebox command (``:new``, ``:exit``, ...; OSC 7777)."""
+
+        def __init__(self, terminal: TerminalView, name: str) -> None:
+            super().__init__(terminal)
+            self.name = name
+
+    class Disconnected(TerminalMessage):
+        """The stream ended: the guest program exited or the connection dropped."""
+
+        def __init__(self, terminal: TerminalView, reason: str) -> None:
+            super().__init__(terminal)
+            self.reason = reason
+
+    class ReconnectRequested(TerminalMessage):
+        """The user pressed Enter on a disconnected terminal."""
+
+    class Bell(TerminalMessage):
+        """The program rang the bell."""
 
     def __init__(
         self,

@@ -1,0 +1,203 @@
+"""The dashboard's session actions: attach the terminal, approve, recreate, delete, leave.
+
+Each action that waits on the backend runs in a worker (a thread for blocking calls, an async
+worker for attaching) and posts its result as a message (:mod:`vibebox_tui.messages`); the
+app's :meth:`~vibebox_tui.app.VibeboxApp.on_failed` decides how a failure is shown. The app's
+widgets are made and laid out by :class:`~vibebox_tui.app.VibeboxApp`; these actions only use
+them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from textual import work
+from textual.widgets import ContentSwitcher
+
+from vibebox_core.config.grants import PolicyNotApprovedError
+from vibebox_core.progress import ProgressEvent
+from vibebox_tui import messages as msg
+from vibebox_tui.backend.base import Attachment, SessionRow
+from vibebox_tui.polling import PollingApp
+from vibebox_tui.screens.confirm import confirm_approval, confirm_recreate
+from vibebox_tui.terminal import TerminalView
+from vibebox_tui.widgets import SessionBrowser, SessionHeader
+
+
+class SessionActionsApp(PollingApp):
+    """Base of :class:`~vibebox_tui.app.VibeboxApp`: what the dashboard does to sessions."""
+
+    attachment: Attachment | None
+    sessions: list[SessionRow]
+    header: SessionHeader
+    browser: SessionBrowser
+    centre: ContentSwitcher
+    terminal: TerminalView
+
+    # -- the attached session --------------------------------------------------------------
+
+    @property
+    def current_session(self) -> SessionRow | None:
+        if self.attachment is not None:
+            sid = self.attachment.session.id
+            return next((s for s in self.sessions if s.id == sid), self.attachment.session)
+        if self.directory is not None:
+            return next((s for s in self.sessions if s.directory == self.directory), None)
+        return None
+
+    def _update_header(self) -> None:
+        header = self.header
+        session = self.current_session
+        header.project = self.directory.name if self.directory else ""
+        header.session_id = session.id if session else ""
+        header.short_id = session.short_id if session else ""
+        header.state = session.state if session else ""
+
+    def _show(self, view: str) -> None:
+        self.centre.current = view
+
+    # -- attaching -------------------------------------------------------------------------
+
+    def attach_directory(self, directory: Path, *, startup: bool) -> None:
+        """Attach the terminal to the session of ``directory``, starting it if needed."""
+        self.directory = directory
+        self._inspector_fingerprint = object()
+        self._start_attach(directory, startup)
+
+    def _terminal_size(self) -> tuple[int, int]:
+        size = self.centre.size
+        return max(20, size.width), max(5, size.height)
+
+    def _progress(self, event: ProgressEvent) -> None:
+        # May be called from a core thread; post_message is thread-safe.
+        self.post_message(msg.Progress(event))
+
+    @work(exclusive=True, exit_on_error=False, group="attach")
+    async def _start_attach(self, directory: Path, startup: bool) -> None:
+        await self._release()
+        progress = self.progress
+        progress.begin(f"Starting the session of {directory}")
+        self._show("progress")
+        if self.screen is self.screen_stack[0]:
+            progress.focus()  # keys typed now are kept for the shell; ctrl+o shows the console
+        self._update_header()
+        cols, rows = self._terminal_size()
+        try:
+            attachment = await self.backend.attach(directory, cols, rows, self._progress)
+        except PolicyNotApprovedError as exc:
+            self._show("idle")
+            self.browser.focus()
+            self.post_message(msg.ApprovalNeeded(directory, exc, startup))
+            return
+        except Exception as exc:
+            self._show("idle")
+            self.browser.focus()
+            self.post_message(msg.Failed(f"Could not start {directory.name}", exc, fatal=startup))
+            return
+        self.post_message(msg.Attached(attachment))
+
+    def on_approval_needed(self, message: msg.ApprovalNeeded) -> None:
+        directory = message.directory
+
+        def answered(confirmed: bool | None) -> None:
+            if confirmed:
+                self.approve_and_attach(directory, message.startup, message.error.check.digest)
+            else:
+                action = f"Not starting {directory.name}"
+                self.post_message(msg.Failed(action, message.error, fatal=message.startup))
+
+        diff, first = message.error.check.diff, message.error.first
+        self.push_screen(confirm_approval(directory, diff, first=first), answered)
+
+    @work(exclusive=True, exit_on_error=False, group="approve")
+    async def approve_and_attach(self, directory: Path, startup: bool, expected: str = "") -> None:
+        try:
+            when = await asyncio.to_thread(self.backend.approve, directory, expected or None)
+        except PolicyNotApprovedError as exc:  # the file changed again since the dialog
+            self.post_message(msg.ApprovalNeeded(directory, exc, startup))
+            return
+        except Exception as exc:
+            self.post_message(msg.Failed("Approving vibebox.toml", exc, fatal=startup))
+            return
+        applies = "now" if when == "live" else "from this start on"
+        self.notify(f"Approved the new mounts and network; they apply {applies}.")
+        self.attach_directory(directory, startup=startup)
+
+    def on_progress(self, message: msg.Progress) -> None:
+        self.progress.add_event(message.event)
+
+    def on_attached(self, message: msg.Attached) -> None:
+        self.attachment = message.attachment
+        self.directory = message.attachment.session.directory
+        self.terminal.attach(message.attachment.stream)
+        typed = self.progress.take_typed_ahead()
+        if typed:
+            self.run_worker(self.terminal.send(typed), group="typed-ahead")
+        self._show("terminal")
+        self.terminal.focus()
+        self._update_header()
+        self.refresh_sessions()
+
+    async def _release(self) -> None:
+        attachment, self.attachment = self.attachment, None
+        if attachment is None:
+            return
+        self.terminal.detach()
+        self.header.title = ""  # the guest's window title belonged to that shell
+        try:
+            await attachment.close()
+        except Exception as exc:
+            self.post_message(msg.Failed("Detaching", exc, dialog=False))
+
+    # -- recreating, deleting, leaving -----------------------------------------------------
+
+    def action_new_session(self) -> None:
+        if self.centre.current == "progress":
+            # Keys typed ahead of the prompt land here while a VM boots: never let them start
+            # deleting the session being started.
+            self.notify("The session is starting; :new works once it runs.", severity="warning")
+            return
+        session = self.current_session
+        if session is None or self.directory is None:
+            self.notify("No session to recreate here.", severity="warning")
+            return
+        directory = self.directory
+
+        def answered(confirmed: bool | None) -> None:
+            if confirmed:
+                self.recreate_session(session, directory)
+
+        self.push_screen(confirm_recreate(session, directory), answered)
+
+    @work(exclusive=True, exit_on_error=False, group="attach")
+    async def recreate_session(self, session: SessionRow, directory: Path) -> None:
+        await self._release()
+        progress = self.progress
+        progress.begin(f"Recreating the session of {directory}")
+        self._show("progress")
+        try:
+            await asyncio.to_thread(self.backend.recreate, session.id, self._progress)
+        except Exception as exc:
+            self._show("idle")
+            self.browser.focus()
+            self.post_message(msg.Failed(f"Recreating session {session.short_id}", exc))
+            return
+        self.attach_directory(directory, startup=False)
+
+    async def action_quit_app(self) -> None:
+        """Leave vibebox; the session stays up for its grace period."""
+        await self._release()
+        self.exit(0)
+
+    @work(exclusive=True, exit_on_error=False, group="delete")
+    async def delete_session(self, session: SessionRow) -> None:
+        if self.attachment is not None and self.attachment.session.id == session.id:
+            await self._release()
+            self._show("idle")
+        try:
+            await asyncio.to_thread(self.backend.delete, session.id)
+        except Exception as exc:
+            self.post_message(msg.Failed(f"Deleting session {session.short_id}", exc))
+            return
+        self.post_message(msg.Done("delete", f"Deleted session {session.short_id}."))
