@@ -1,4 +1,8 @@
-"""Lint, format and strict typing over both packages (everyone's code), run with the suite."""
+"""Lint, format and strict typing over the three packages and the tests, run with the suite.
+
+The tests are typed like the code; pyproject.toml's ``[tool.mypy]`` makes tests/ their import
+root (``mypy_path``, ``explicit_package_bases``), as it is at run time.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +13,15 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ["vibebox_core", "vibebox_tui", "vibebox_cli"]
+CHECKED = ["vibebox_core", "vibebox_tui", "vibebox_cli", "tests"]
 
 
 @pytest.mark.parametrize(
     "command",
     [
-        ["ruff", "check", *PACKAGES],
-        ["ruff", "format", "--check", *PACKAGES],
-        ["mypy", "--strict", *PACKAGES],
+        ["ruff", "check", *CHECKED],
+        ["ruff", "format", "--check", *CHECKED],
+        ["mypy", "--strict", *CHECKED],
     ],
     ids=["ruff-check", "ruff-format", "mypy-strict"],
 )

@@ -36,11 +36,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the helpers' import root
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench_dashboard import LAUNCH, PROMPT, REPO, start_holder
-from bench_terminal import make_stream
+from bench.bench_dashboard import LAUNCH, PROMPT, REPO, start_holder
+from bench.bench_terminal import make_stream
 
 COLS, ROWS = 120, 40
 GUEST_FILE = "/tmp/vbx-flood.txt"
@@ -132,13 +132,13 @@ class Tmux:
 def guest_ssh(directory: str, *extra: str) -> list[str]:
     """``vibebox shell``'s OpenSSH command line for the session of ``directory``."""
     from vibebox_core.paths import ProjectPaths
-    from vibebox_core.ssh import connect as ssh
+    from vibebox_core.ssh import openssh
 
     project = ProjectPaths.for_directory(directory)
     ipv4 = project.recorded_ipv4()
     if ipv4 is None:
         raise SystemExit(f"the session of {directory} has no recorded address")
-    return ssh.openssh_argv(project, ipv4, *extra)
+    return openssh.openssh_argv(project, ipv4, *extra)
 
 
 def stage(ssh_argv: list[str], mb: float) -> None:

@@ -13,7 +13,7 @@ network) and stops it, then for each round measures, on that very domain and dis
   vibebox: ``vibebox exec -- true`` as a user runs it (a new process: config, index, image
   check, supervisor, SSH).
 * **warm attach** (running -> command done). Raw: asyncssh connect + ``true``, in this process
-  and as a new ``python -c`` process; vibebox: ``runtime.attach`` + ``true`` in-process, and
+  and as a new ``python -c`` process; vibebox: ``session.start.attach`` + ``true`` in-process, and
   ``vibebox exec -- true`` (a new process, like the raw one).
 * **shutdown** (running -> shut off). Raw: ACPI shutdown and poll. vibebox: ``vibebox stop``.
 
@@ -38,10 +38,10 @@ import asyncssh
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from vibebox_core.hypervisor import domain_xml as vm  # noqa: E402
+from vibebox_core.config.schema import GUEST_USER  # noqa: E402
+from vibebox_core.hypervisor import names  # noqa: E402
 from vibebox_core.paths import ProjectPaths  # noqa: E402
-from vibebox_core.session import start as runtime  # noqa: E402
-from vibebox_core.ssh import connect as ssh  # noqa: E402
+from vibebox_core.session.start import attach  # noqa: E402
 
 URI = "qemu:///system"
 
@@ -65,7 +65,7 @@ def cli(project: ProjectPaths, *args: str) -> float:
 
 async def raw_ssh_true(project: ProjectPaths, ipv4: str, deadline: float) -> None:
     options = asyncssh.SSHClientConnectionOptions(
-        username=ssh.GUEST_USER,
+        username=GUEST_USER,
         client_keys=[str(project.client_key)],
         known_hosts=str(project.known_hosts),
         agent_path=None,
@@ -94,8 +94,8 @@ def raw_cold(project: ProjectPaths, session_id: str) -> float:
 
     conn = libvirt.open(URI)
     dom = conn.lookupByUUIDString(session_id)
-    net = conn.networkLookupByName(vm.network_name(session_id))
-    mac = vm.mac_address(session_id)
+    net = conn.networkLookupByName(names.network_name(session_id))
+    mac = names.mac_address(session_id)
     start = time.monotonic()
     if not net.isActive():
         net.create()
@@ -153,7 +153,8 @@ def raw_shutdown(session_id: str) -> float:
 
 async def vibebox_warm_inprocess(project: ProjectPaths) -> float:
     start = time.monotonic()
-    async with runtime.attach(project.root) as session:
+    async with attach(project) as session:
+        assert session.connection is not None
         await session.connection.run("true", check=True)
     return time.monotonic() - start
 

@@ -186,7 +186,7 @@ class BenchApp(App[None]):
         self.stream = stream
 
     def compose(self) -> ComposeResult:
-        view = ProbeView(self.stream)  # type: ignore[arg-type]
+        view = ProbeView(self.stream)
         view.seen = {}
         yield view
 

@@ -35,11 +35,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncssh
+
 from vibebox_core.network.log import NetEvent, tail
 from vibebox_core.paths import ProjectPaths
-from vibebox_core.session import approve
-from vibebox_core.session import boot as provision
-from vibebox_core.session import start as runtime
+from vibebox_core.session import approve, boot
+from vibebox_core.session.running import RunningSession
 
 SITES_NET = "10.77.0.0/24"
 LINK_HOST = "10.78.0.1"  # the lab namespace's end of the veth ("the host's other network")
@@ -197,7 +198,7 @@ def network_project(prefix: str, network: str) -> ProjectPaths:
     (root / "vibebox.toml").write_text(
         "[box]\ncpus = 1\nmemory_mb = 1024\n\n[network]\n" + network + "\n"
     )
-    uid, gid = provision.guest_ids()
+    uid, gid = boot.guest_ids()
     for path in (root, root / "vibebox.toml"):
         os.chown(path, uid, gid)
     project = ProjectPaths.for_directory(root)
@@ -236,8 +237,14 @@ class Box:
 
     label: str
     project: ProjectPaths
-    session: runtime.RunningSession
+    session: RunningSession
     loop: LoopThread
+
+    @property
+    def connection(self) -> asyncssh.SSHClientConnection:
+        """The session's SSH connection (these tests' sessions are started connected)."""
+        assert self.session.connection is not None
+        return self.session.connection
 
     @property
     def ip(self) -> str:
@@ -251,9 +258,7 @@ class Box:
         """Run a shell command in the guest (a login-like environment: /etc/environment)."""
 
         async def go() -> tuple[int, str]:
-            result = await self.session.connection.run(
-                f"bash -c {shlex.quote(command)}", timeout=timeout
-            )
+            result = await self.connection.run(f"bash -c {shlex.quote(command)}", timeout=timeout)
             out = str(result.stdout or "") + str(result.stderr or "")
             return int(result.exit_status or 0), out
 

@@ -37,7 +37,7 @@ import socket
 import struct
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,11 +53,12 @@ from e2e.netlab import (
     wait_until,
 )
 
-from vibebox_core.hypervisor import domain_xml as vm
+from vibebox_core.hypervisor import names
 from vibebox_core.index.sessions import SessionIndex
 from vibebox_core.network import log
-from vibebox_core.session import start as runtime
-from vibebox_core.session import status as sessionctl
+from vibebox_core.session import teardown
+from vibebox_core.session.running import RunningSession
+from vibebox_core.session.start import ensure_running
 
 pytestmark = pytest.mark.e2e
 
@@ -162,7 +163,7 @@ class Lab:
     upstream: _Recorder
 
 
-def _start(target: object) -> None:
+def _start(target: Callable[[], object]) -> None:
     threading.Thread(target=target, daemon=True).start()
 
 
@@ -226,7 +227,7 @@ def _install_probe(box: Box) -> None:
 
 def _sniff(box: Box) -> _Sniffer:
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
-    sock.bind((vm.bridge_name(box.session.session_id), 0))
+    sock.bind((names.bridge_name(box.session.session_id), 0))
     sniffer = _Sniffer(sock)
     _start(sniffer.serve)
     return sniffer
@@ -242,15 +243,15 @@ def boxes(e2e_home_shared: Path, lab: Lab) -> Iterator[Boxes]:
         "vbx-hnet-block-", 'mode = "blocklist"\nentries = ["*.blocked.hostile.test"]'
     )
 
-    async def start() -> list[runtime.RunningSession]:
+    async def start() -> list[RunningSession]:
         return list(
             await asyncio.gather(
-                runtime.ensure_running(allow.root, client="e2e-hostile"),
-                runtime.ensure_running(block.root, client="e2e-hostile"),
+                ensure_running(allow, client="e2e-hostile"),
+                ensure_running(block, client="e2e-hostile"),
             )
         )
 
-    sessions: list[runtime.RunningSession] = []
+    sessions: list[RunningSession] = []
     made: Boxes | None = None
     try:
         sessions = loop.run(start())
@@ -272,7 +273,7 @@ def boxes(e2e_home_shared: Path, lab: Lab) -> Iterator[Boxes]:
         for project in (allow, block):
             entry = SessionIndex().find_by_directory(project.root)
             if entry is not None:
-                loop.run(sessionctl.delete(entry), 180)
+                loop.run(teardown.delete(entry), 180)
             shutil.rmtree(project.root, ignore_errors=True)
         loop.close()
 
@@ -617,13 +618,13 @@ def test_stop_then_start_in_both_modes_keeps_the_fence(boxes: Boxes, lab: Lab) -
     loop = boxes.loop
     for box in boxes.both():
         loop.run(box.session.close(), 60)
-        assert loop.run(sessionctl.stop(box.project.root), 180)
+        assert loop.run(teardown.stop(box.project), 180)
 
-    async def start() -> list[runtime.RunningSession]:
+    async def start() -> list[RunningSession]:
         return list(
             await asyncio.gather(
-                runtime.ensure_running(boxes.allow.project.root, client="e2e-hostile"),
-                runtime.ensure_running(boxes.block.project.root, client="e2e-hostile"),
+                ensure_running(boxes.allow.project, client="e2e-hostile"),
+                ensure_running(boxes.block.project, client="e2e-hostile"),
             )
         )
 

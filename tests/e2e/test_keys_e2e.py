@@ -85,16 +85,12 @@ def run_key_table(tmux: Tmux, reader_command: ReaderCommand, outputs: Path) -> N
             reader_command(f"{tag}.txt", setup.encode().hex(), RESETS[group].encode().hex(), tag)
         )
         tmux.keys("Enter")
-        tmux.wait_screen(
-            lambda s, tag=tag: f"READY {tag}" in s, STEP_TIMEOUT, f"the reader ({group})"
-        )
+        tmux.wait_screen(f"READY {tag}".__contains__, STEP_TIMEOUT, f"the reader ({group})")
         for case in cases:
             _send(tmux, case)
         tmux.type(END)
         lines = _wait_file_lines(out, len(cases), GROUP_TIMEOUT)
-        tmux.wait_screen(
-            lambda s, tag=tag: f"DONE {tag}" in s, STEP_TIMEOUT, f"the reader's end ({group})"
-        )
+        tmux.wait_screen(f"DONE {tag}".__contains__, STEP_TIMEOUT, f"the reader's end ({group})")
         if len(lines) != len(cases):
             failures.append(f"{group}: {len(lines)} keys read for {len(cases)} typed")
         for index, case in enumerate(cases):

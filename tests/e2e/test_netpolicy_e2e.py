@@ -46,8 +46,9 @@ from vibebox_core.config.schema import PortForward
 from vibebox_core.errors import NetworkPolicyError
 from vibebox_core.hypervisor.libvirt import LibvirtHypervisor
 from vibebox_core.index.sessions import SessionIndex
-from vibebox_core.session import start as runtime
-from vibebox_core.session import status as sessionctl
+from vibebox_core.session import teardown
+from vibebox_core.session.running import RunningSession
+from vibebox_core.session.start import ensure_running
 from vibebox_core.ssh.forward import start_port_forwards
 
 pytestmark = pytest.mark.e2e
@@ -201,15 +202,15 @@ def boxes(e2e_home_shared: Path, lab_sites: Sites) -> Iterator[Boxes]:
         "vbx-net-block-", 'mode = "blocklist"\nentries = ["*.blocked.vbx.test"]'
     )
 
-    async def start() -> list[runtime.RunningSession]:
+    async def start() -> list[RunningSession]:
         return list(
             await asyncio.gather(
-                runtime.ensure_running(allow.root, client="e2e"),
-                runtime.ensure_running(block.root, client="e2e"),
+                ensure_running(allow, client="e2e"),
+                ensure_running(block, client="e2e"),
             )
         )
 
-    sessions: list[runtime.RunningSession] = []
+    sessions: list[RunningSession] = []
     try:
         sessions = loop.run(start())
         yield Boxes(
@@ -222,7 +223,7 @@ def boxes(e2e_home_shared: Path, lab_sites: Sites) -> Iterator[Boxes]:
         for project in (allow, block):
             entry = SessionIndex().find_by_directory(project.root)
             if entry is not None:
-                loop.run(sessionctl.delete(entry), 120)
+                loop.run(teardown.delete(entry), 120)
             shutil.rmtree(project.root, ignore_errors=True)
         loop.close()
 
@@ -378,12 +379,12 @@ def test_start_with_an_unapproved_mount_is_refused(boxes: Boxes) -> None:
     (Stops the blocklist session: it is the last test that uses it.)
     """
     box = boxes.block
-    assert box.loop.run(sessionctl.stop(box.project.root), 120)
+    assert box.loop.run(teardown.stop(box.project), 120)
     extra = Path(tempfile.mkdtemp(prefix="vbx-net-mount-", dir="/tmp"))
     try:
         set_value(box.project, "box", "mounts", [f"{extra}:/mnt/extra:rw"])
         with pytest.raises(PolicyNotApprovedError) as refused:
-            box.loop.run(runtime.ensure_running(box.project.root, client="e2e"))
+            box.loop.run(ensure_running(box.project, client="e2e"))
         assert f"+ mount: {extra} → /mnt/extra (rw)" in refused.value.message
         assert "vibebox approve" in refused.value.hint
         hv = LibvirtHypervisor("qemu:///system")
@@ -405,7 +406,7 @@ def test_forwarded_port_reaches_a_server_in_the_guest(boxes: Boxes) -> None:
 
     async def serve() -> asyncssh.SSHClientProcess[str]:
         # Held open by this test over SSH, stopped when the test ends.
-        return await box.session.connection.create_process(
+        return await box.connection.create_process(
             "exec python3 -m http.server 8080 --bind 127.0.0.1 --directory /tmp/www"
         )
 
@@ -428,9 +429,7 @@ def test_forwarded_port_reaches_a_server_in_the_guest(boxes: Boxes) -> None:
         assert body == b"forwarded-ok\n"
         # A second forward of the same host port is a clear error, not a crash.
         with pytest.raises(NetworkPolicyError, match=f"127.0.0.1:{FORWARD_PORT} is already in use"):
-            box.loop.run(
-                start_port_forwards(box.session.connection, [PortForward(FORWARD_PORT, 8080)])
-            )
+            box.loop.run(start_port_forwards(box.connection, [PortForward(FORWARD_PORT, 8080)]))
     finally:
         box.loop.loop.call_soon_threadsafe(server.terminate)
 

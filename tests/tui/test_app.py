@@ -9,17 +9,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pilot_wait import wait_for
 from textual.command import CommandPalette
 from textual.pilot import Pilot
 from textual.widgets import ContentSwitcher
+from tui.pilot_wait import wait_for
 
 from vibebox_core.errors import VMError
 from vibebox_core.progress import ProgressEvent
-from vibebox_core.ssh.pty import MemoryStream
+from vibebox_core.streams import MemoryStream
 from vibebox_tui import app as app_module
 from vibebox_tui.app import VibeboxApp
-from vibebox_tui.backend.base import SessionStatus
+from vibebox_tui.backend.base import SessionRow
 from vibebox_tui.backend.fake import FakeBackend, demo_sessions, fake_id
 from vibebox_tui.layout import terminal_area
 from vibebox_tui.screens import ConfirmScreen, ErrorScreen, HelpScreen
@@ -609,8 +609,8 @@ async def test_ids_made_within_a_minute_are_shown_long_enough_to_tell_apart(
 ) -> None:
     first, second = "019bf290-0001-7c23-ba1d-dce7e6d40693", "019bf290-0002-7c23-ba1d-dce7e6d40693"
     sessions = [
-        SessionStatus(first, tmp_path / "one", "running", 1),
-        SessionStatus(second, tmp_path / "two", "shut off", 0),
+        SessionRow(first, tmp_path / "one", "running", 1),
+        SessionRow(second, tmp_path / "two", "shut off", 0),
     ]
     backend = FakeBackend(sessions, project=None)
     app = VibeboxApp(backend, live_clock=False)

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pilot_wait import wait_for
 from textual.widget import Widget
+from tui.pilot_wait import wait_for
 
 import vibebox_tui.app as app_module
 from vibebox_core.errors import VibeboxError

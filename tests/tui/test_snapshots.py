@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pilot_wait import wait_for
 from textual.pilot import Pilot
+from tui.pilot_wait import wait_for
 
 from vibebox_core.errors import VMError
 from vibebox_tui.app import VibeboxApp

@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from pilot_wait import wait_for
 from textual.app import App, ComposeResult
 from textual.geometry import Region
 from textual.pilot import Pilot
 from textual.strip import Strip
+from tui.pilot_wait import wait_for
 
-from vibebox_core.ssh.pty import MemoryStream
+from vibebox_core.streams import MemoryStream
 from vibebox_tui.terminal import TerminalView
 from vibebox_tui.terminal.frames import FramePacer
 from vibebox_tui.terminal.vt.emulator import Emulator

@@ -12,7 +12,7 @@ from textual.app import App, ComposeResult
 from textual.strip import Strip
 from textual.widgets import Button
 
-from vibebox_core.ssh.pty import MemoryStream
+from vibebox_core.streams import MemoryStream
 from vibebox_tui.terminal import FOCUS_OUT_KEY, TerminalView
 
 
@@ -440,8 +440,8 @@ async def test_shift_page_up_as_bytes_pages_the_scrollback() -> None:
 
 
 async def test_nothing_but_a_key_takes_the_keyboard_from_the_terminal() -> None:
-    from pilot_wait import wait_for
     from test_app import SIZE, attached_app, osc_command, until_attached
+    from tui.pilot_wait import wait_for
 
     from vibebox_tui.backend.fake import fake_id
 

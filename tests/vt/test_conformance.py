@@ -24,7 +24,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
-from xterm_reference import (
+from vt.xterm_reference import (
     Cell,
     ScreenState,
     differences,

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -161,7 +162,12 @@ def test_verify_accepts_a_good_image_and_caches_the_result(
     ]
     hashed: list[Path] = []
     real = images.sha256_file
-    monkeypatch.setattr(images, "sha256_file", lambda p: hashed.append(p) or real(p))
+
+    def hashing(p: Path) -> str:
+        hashed.append(p)
+        return real(p)
+
+    monkeypatch.setattr(images, "sha256_file", hashing)
     images.verify_image()
     assert hashed == []  # nothing changed: nothing re-hashed
     images.verify_image(use_cache=False)
@@ -244,8 +250,8 @@ def test_apt_mirror_reads_deb822_and_one_line_sources(
 # --------------------------------------------------------------------------- build planning
 
 
-def _plan(tmp_path: Path, **kw):  # type: ignore[no-untyped-def]
-    args = {
+def _plan(tmp_path: Path, **kw: Any) -> imageplan.BuildPlan:
+    args: dict[str, Any] = {
         "rootfs": tmp_path / "rootfs",
         "boot_out": tmp_path / "boot",
         "packages": ("systemd", "htop"),
@@ -525,9 +531,12 @@ def test_cli_if_missing_rebuilds_a_damaged_image(
     directory = _make_image()
     (directory / "vmlinuz").write_bytes(b"tampered!!!!!")
     calls: list[dict[str, object]] = []
-    monkeypatch.setattr(
-        imagebuild, "build_image", lambda name, **k: calls.append(k) or images.read_image(name)
-    )
+
+    def build(name: str, **k: object) -> imagemeta.ImageInfo:
+        calls.append(k)
+        return images.read_image(name)
+
+    monkeypatch.setattr(imagebuild, "build_image", build)
     args = _cli("image", "build", "--if-missing")
     assert args.handler(args) == 0
     assert calls and calls[0]["force"] is True
@@ -538,9 +547,12 @@ def test_cli_if_missing_rebuilds_an_image_built_from_other_guest_files(
 ) -> None:
     _make_image(guest_digest="")  # made before digests were recorded
     calls: list[dict[str, object]] = []
-    monkeypatch.setattr(
-        imagebuild, "build_image", lambda name, **k: calls.append(k) or images.read_image(name)
-    )
+
+    def build(name: str, **k: object) -> imagemeta.ImageInfo:
+        calls.append(k)
+        return images.read_image(name)
+
+    monkeypatch.setattr(imagebuild, "build_image", build)
     args = _cli("image", "build", "--if-missing")
     assert args.handler(args) == 0
     assert calls and calls[0]["force"] is True

@@ -1,24 +1,22 @@
 """The terminal relay: framing, and a shell relayed by a supervisor over its UNIX socket.
 
 The supervisor here is the real :class:`~vibebox_core.supervisor.server.Supervisor` on a fake VM;
-the guest shell is a :class:`~vibebox_core.ssh.pty.MemoryStream`. The real SSH side is covered by
+the guest shell is a :class:`~vibebox_core.streams.MemoryStream`. The real SSH side is covered by
 ``tests/e2e/test_terminal_e2e.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import shutil
 import stat
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from vibebox_core import commandtoken, paths
 from vibebox_core.errors import SSHError, SupervisorError
-from vibebox_core.ssh.pty import MemoryStream
+from vibebox_core.streams import MemoryStream
 from vibebox_core.supervisor import relay
 from vibebox_core.supervisor.relay import RelayPtyStream
 from vibebox_core.supervisor.server import Supervisor
@@ -100,14 +98,6 @@ class FakeVM:
         return True
 
 
-@pytest.fixture
-def home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    directory = Path(tempfile.mkdtemp(prefix="vbx-relay-", dir="/tmp"))  # short socket path
-    monkeypatch.setenv(paths.HOME_ENV, str(directory))
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
-
-
 async def serving(home: Path, terminals: Terminals | None) -> AsyncIterator[Supervisor]:
     root = home / "proj" / paths.PROJECT_CACHE
     root.mkdir(parents=True)
@@ -160,7 +150,7 @@ async def test_a_relayed_shell_carries_output_input_and_resizes(
     assert await stream.read() == b"vibecoder@vibebox:~$ "
     await stream.write(b"echo hi\r")
     await stream.resize(120, 40)
-    await shell.wait_for(lambda: bytes(shell.written) == b"echo hi\r" and shell.resizes)
+    await shell.wait_for(lambda: bytes(shell.written) == b"echo hi\r" and bool(shell.resizes))
     assert shell.resizes == [(120, 40)]
     big = bytes(range(256)) * 1024  # binary-safe, larger than one socket read
     shell.feed(big)

@@ -1,18 +1,17 @@
-"""The supervisor's reference count, grace shutdown, lock and crash clean-up, on a fake VM."""
+"""The supervisor's reference count, grace shutdown and lock, on a fake VM (supervisor.server)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import socket
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from vibebox_core import paths
+from vibebox_core.errors import SupervisorError
 from vibebox_core.network.enforce import (
     ApprovalFollower,
     NetworkEnforcer,
@@ -20,8 +19,9 @@ from vibebox_core.network.enforce import (
     policy_from_canonical,
 )
 from vibebox_core.paths import ProjectPaths
-from vibebox_core.supervisor import server as supervisor
-from vibebox_core.supervisor.server import Supervisor, SupervisorConnection
+from vibebox_core.supervisor import client, lock
+from vibebox_core.supervisor.client import SupervisorConnection
+from vibebox_core.supervisor.server import Supervisor
 
 SID = "019bf290-cccc-7c23-ba1d-dce7e6d40693"
 
@@ -43,22 +43,6 @@ class FakeVM:
         self.stops += 1
         self.running = False
         return True
-
-
-@pytest.fixture
-def home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    # Short path: UNIX socket paths are limited to 107 bytes.
-    directory = Path(tempfile.mkdtemp(prefix="vbx-sup-", dir="/tmp"))
-    monkeypatch.setenv(paths.HOME_ENV, str(directory))
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
-
-
-@pytest.fixture
-def project(home: Path) -> ProjectPaths:
-    root = home / "proj"
-    (root / paths.PROJECT_CACHE).mkdir(parents=True)
-    return ProjectPaths.for_directory(root)
 
 
 def make(project: ProjectPaths, vm: FakeVM, grace: float = 0.3, **kw: float) -> Supervisor:
@@ -84,10 +68,12 @@ async def wait_for(predicate: object, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.01)
 
 
+Running = tuple[Supervisor, FakeVM, asyncio.Task[str]]
+"""The ``running`` fixture: a supervisor running its fake VM, and the task of its run()."""
+
+
 @pytest.fixture
-async def running(
-    project: ProjectPaths,
-) -> AsyncIterator[tuple[Supervisor, FakeVM, asyncio.Task[str]]]:
+async def running(project: ProjectPaths) -> AsyncIterator[Running]:
     vm = FakeVM()
     sup = make(project, vm)
     task = asyncio.create_task(sup.run())
@@ -102,16 +88,16 @@ async def connect() -> SupervisorConnection:
     return await SupervisorConnection.open(paths.supervisor_socket_path(SID))
 
 
-async def test_starts_the_vm_and_writes_its_pid(running: tuple, project: ProjectPaths) -> None:
+async def test_starts_the_vm_and_writes_its_pid(running: Running, project: ProjectPaths) -> None:
     _sup, vm, _ = running
     assert vm.starts == 1
     assert project.supervisor_pid.read_text().strip() == str(os.getpid())
-    status = await asyncio.to_thread(supervisor.status_sync, paths.supervisor_socket_path(SID))
+    status = await asyncio.to_thread(client.status_sync, paths.supervisor_socket_path(SID))
     assert status is not None and status["attached"] == 0 and status["session_id"] == SID
 
 
 async def test_counts_attachments_and_shuts_down_after_the_grace(
-    running: tuple, project: ProjectPaths
+    running: Running, project: ProjectPaths
 ) -> None:
     sup, vm, task = running
     first, second = await connect(), await connect()
@@ -131,7 +117,7 @@ async def test_counts_attachments_and_shuts_down_after_the_grace(
     await observer.close()
 
 
-async def test_an_attach_during_the_grace_calls_the_shutdown_off(running: tuple) -> None:
+async def test_an_attach_during_the_grace_calls_the_shutdown_off(running: Running) -> None:
     sup, vm, task = running
     conn = await connect()
     await conn.attach()
@@ -145,7 +131,7 @@ async def test_an_attach_during_the_grace_calls_the_shutdown_off(running: tuple)
     await asyncio.wait_for(task, 5)
 
 
-async def test_a_dropped_connection_detaches_at_once(running: tuple) -> None:
+async def test_a_dropped_connection_detaches_at_once(running: Running) -> None:
     sup, _, _ = running
     raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     raw.setblocking(False)
@@ -157,12 +143,12 @@ async def test_a_dropped_connection_detaches_at_once(running: tuple) -> None:
     await wait_for(lambda: sup.attached == 0, timeout=1.0)
 
 
-async def test_stop_shuts_down_with_attachments(running: tuple) -> None:
+async def test_stop_shuts_down_with_attachments(running: Running) -> None:
     _sup, vm, task = running
     held = await connect()
     await held.attach()
     stopper = await connect()
-    with pytest.raises(supervisor.SupervisorError):
+    with pytest.raises(SupervisorError):
         await stopper.request("stop")  # the answer may be the closed connection
     await asyncio.wait_for(task, 5)
     assert not vm.running
@@ -170,7 +156,7 @@ async def test_stop_shuts_down_with_attachments(running: tuple) -> None:
     assert held.closed
 
 
-async def test_exits_when_the_vm_stops_by_itself(running: tuple) -> None:
+async def test_exits_when_the_vm_stops_by_itself(running: Running) -> None:
     _sup, vm, task = running
     held = await connect()
     await held.attach()
@@ -180,12 +166,12 @@ async def test_exits_when_the_vm_stops_by_itself(running: tuple) -> None:
 
 
 async def test_the_lock_holds_a_shutdown_until_a_starter_attached(
-    running: tuple, project: ProjectPaths
+    running: Running, project: ProjectPaths
 ) -> None:
     sup, vm, task = running
     conn = await connect()
     await conn.attach()
-    with supervisor.locked(project.supervisor_lock):
+    with lock.locked(project.supervisor_lock):
         await conn.close()
         await asyncio.sleep(0.6)  # grace over; the shutdown waits for the lock
         assert vm.running and sup.phase == "running"
@@ -197,40 +183,21 @@ async def test_the_lock_holds_a_shutdown_until_a_starter_attached(
     await asyncio.wait_for(task, 5)
 
 
-async def test_bad_requests_get_an_error(running: tuple) -> None:
+async def test_bad_requests_get_an_error(running: Running) -> None:
     conn = await connect()
     assert (await conn.request("dance"))["ok"] is False
     await conn.close()
 
 
-def test_probe_and_clean_stale(project: ProjectPaths) -> None:
-    sock_path = paths.supervisor_socket_path(SID)
-    assert supervisor.probe(project, SID) == ("none", None)
-    sock_path.parent.mkdir(parents=True, exist_ok=True)
-    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    dead.bind(str(sock_path))  # bound, never listening: what a SIGKILL leaves
-    dead.close()
-    project.supervisor_pid.write_text("999999999\n")
-    assert supervisor.probe(project, SID) == ("stale", None)
-    supervisor.clean_stale(project, SID)
-    assert not sock_path.exists() and not project.supervisor_pid.exists()
-    assert supervisor.probe(project, SID) == ("none", None)
-
-
-def test_a_too_long_socket_path_is_refused() -> None:
-    with pytest.raises(supervisor.SupervisorError, match="too long"):
-        supervisor.check_socket_path(Path("/tmp/" + "x" * 120))
-
-
 async def test_shutdowns_racing_for_the_lock_end_in_one_stop(
-    running: tuple, project: ProjectPaths, monkeypatch: pytest.MonkeyPatch
+    running: Running, project: ProjectPaths, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Grace, power-off and `stop` all wanting to shut down while a starter holds the lock
     give one shutdown, and no thread is left waiting for the lock (that thread would keep
     the finished supervisor process from exiting)."""
     sup, vm, task = running
     waiting = 0
-    real_acquire = supervisor._acquire
+    real_acquire = lock.acquire
 
     def counting_acquire(lock_path: Path) -> int:
         nonlocal waiting
@@ -240,10 +207,10 @@ async def test_shutdowns_racing_for_the_lock_end_in_one_stop(
         finally:
             waiting -= 1
 
-    monkeypatch.setattr(supervisor, "_acquire", counting_acquire)
+    monkeypatch.setattr(lock, "acquire", counting_acquire)
     conn = await connect()
     await conn.attach()
-    with supervisor.locked(project.supervisor_lock):
+    with lock.locked(project.supervisor_lock):
         await conn.close()
         await asyncio.sleep(0.5)  # the grace ran out: its shutdown waits for the lock
         vm.running = False  # the monitor wants to shut down too
@@ -287,8 +254,8 @@ async def test_status_says_whether_the_approved_policy_waits_for_the_next_start(
         status = await conn.status()
         assert status["policy"] == {"applied": "live", "pending": []}
         network.follower.update({**start, "network": {"mode": "blocklist", "entries": []}})
-        status = await asyncio.to_thread(supervisor.status_sync, paths.supervisor_socket_path(SID))
-        assert status is not None and status["policy"] == {
+        polled = await asyncio.to_thread(client.status_sync, paths.supervisor_socket_path(SID))
+        assert polled is not None and polled["policy"] == {
             "applied": "next start",
             "pending": ["~ network mode: allowlist → blocklist"],
         }
