@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from vibebox_core import commandtoken
-from vibebox_core.ssh.pty import MemoryStream, SSHPtyStream, command_token
+from vibebox_core.ssh.pty import SSHPtyStream
+from vibebox_core.streams import MemoryStream, command_token
 
 
 def test_tokens_are_fresh_128_bit_hex() -> None:

@@ -22,7 +22,7 @@ from vibebox_tui.terminal.input import dashboard_driver
 
 
 class LocalPty:
-    """A :class:`~vibebox_core.ssh.pty.ByteStream` over a child process on a local PTY."""
+    """A :class:`~vibebox_core.streams.ByteStream` over a child process on a local PTY."""
 
     def __init__(self, argv: list[str]) -> None:
         pid, fd = pty.fork()

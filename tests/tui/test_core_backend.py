@@ -9,7 +9,7 @@ import pytest
 from vibebox_core.config.load import load_config
 from vibebox_core.index.sessions import SessionIndex
 from vibebox_core.paths import ProjectPaths
-from vibebox_core.ssh.pty import MemoryStream
+from vibebox_core.streams import MemoryStream
 from vibebox_tui.backend.core import CoreBackend, IOThread, ThreadedStream
 
 

@@ -14,7 +14,7 @@ import pytest
 from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 
-from vibebox_core.ssh.pty import MemoryStream
+from vibebox_core.streams import MemoryStream
 from vibebox_tui.terminal import TerminalView
 
 RECORDINGS = Path(__file__).parent.parent / "data" / "terminal"

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from vibebox_core.errors import SupervisorError
-from vibebox_core.ssh.pty import MemoryStream
+from vibebox_core.streams import MemoryStream
 from vibebox_tui.backend.core import GIL_SWITCH, READ_AHEAD, IOThread, ThreadedStream
 
 

@@ -11,26 +11,19 @@ from __future__ import annotations
 import errno
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import asyncssh
 
+from vibebox_core.config.schema import PortForward
+from vibebox_core.config.snapshot import read_approved
 from vibebox_core.errors import NetworkPolicyError
 
 FORWARD_HOST = "127.0.0.1"
 
 
-class PortForwardLike(Protocol):
-    """``config.PortForward``: a host port and the guest port it reaches."""
-
-    @property
-    def host_port(self) -> int: ...
-    @property
-    def guest_port(self) -> int: ...
-
-
 async def start_port_forwards(
-    conn: asyncssh.SSHClientConnection, ports: Sequence[PortForwardLike]
+    conn: asyncssh.SSHClientConnection, ports: Sequence[PortForward]
 ) -> list[asyncssh.SSHListener]:
     """Listen on ``127.0.0.1:<host_port>`` for each entry and forward to the guest's port.
 
@@ -115,7 +108,7 @@ class PortForwards:
 
 
 async def open_port_forwards(
-    conn: asyncssh.SSHClientConnection, ports: Sequence[PortForwardLike]
+    conn: asyncssh.SSHClientConnection, ports: Sequence[PortForward]
 ) -> PortForwards:
     """Forward each port on its own; collect the ones that fail instead of raising."""
     result = PortForwards()
@@ -127,17 +120,9 @@ async def open_port_forwards(
     return result
 
 
-@dataclass(frozen=True)
-class ApprovedPort:
-    """A port forward as stored in the approved policy."""
-
-    host_port: int
-    guest_port: int
-
-
 def approved_ports(
-    extra: Mapping[str, Any], configured: Sequence[PortForwardLike]
-) -> list[PortForwardLike]:
+    extra: Mapping[str, Any], configured: Sequence[PortForward]
+) -> list[PortForward]:
     """The port forwards to open: the approved ones from the session index.
 
     ``ports`` is part of ``[network]``, which the guest can edit; only approved forwards are
@@ -147,10 +132,8 @@ def approved_ports(
         extra: the session index entry's ``extra``.
         configured: ``config.network.ports``.
     """
-    from vibebox_core.network.enforce import read_approved
-
     approved = read_approved(extra)
     if approved is None:
         return list(configured)
     pairs = approved.get("network", {}).get("ports", [])
-    return [ApprovedPort(int(h), int(g)) for h, g in pairs]
+    return [PortForward(int(h), int(g)) for h, g in pairs]

@@ -1,11 +1,12 @@
-"""Terminals through the supervisor: one SSH connection per session, PTYs relayed over its socket.
+"""Terminals relayed by the supervisor: PTY sessions framed over its UNIX socket, both sides.
 
 Attaching to a running session used to mean a new SSH connection from every vibebox: a key
 exchange and a login, which cost about 0.4 s against a guest under TCG before the shell even
-started. The session's supervisor now keeps one authenticated connection to the guest (made on
-the first request, made again if it drops) and opens a PTY session on it for whoever asks on
-its UNIX socket, like OpenSSH's ``ControlMaster``. The socket is 0600 in the user's runtime
-directory, so only the user who owns the session can ask.
+started. The session's supervisor keeps one authenticated connection to the guest
+(:class:`vibebox_core.supervisor.shared_ssh.SharedSSH`) and opens a PTY session on it for
+whoever asks on its UNIX socket, like OpenSSH's ``ControlMaster``. The socket is 0600 in the
+user's runtime directory, so only the user who owns the session can ask. This module holds the
+framing, the client's stream (:class:`RelayPtyStream`) and the supervisor's side (:func:`serve`).
 
 Protocol, on a supervisor connection:
 
@@ -20,8 +21,9 @@ Protocol, on a supervisor connection:
    ``{"status": int | null, "signal": str | null, "reason": str}``), sent once, last.
 4. Either side closing the socket ends the PTY session (the shell gets SIGHUP).
 
-The client half (:class:`RelayPtyStream`) imports nothing heavy: the dashboard starts
-attaching before it has loaded asyncssh or Textual.
+This module imports no asyncssh (the shells it relays are any
+:class:`~vibebox_core.streams.ByteStream`), so a vibebox that attaches through the supervisor
+need not load it for the relay.
 """
 
 from __future__ import annotations
@@ -32,18 +34,12 @@ import json
 import struct
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from vibebox_core import commandtoken
 from vibebox_core.errors import SSHError, SupervisorError, VibeboxError
-from vibebox_core.supervisor.server import open_socket
-
-if TYPE_CHECKING:
-    import asyncssh
-
-    from vibebox_core.paths import ProjectPaths
-    from vibebox_core.ssh.pty import ByteStream
-
+from vibebox_core.streams import ByteStream
+from vibebox_core.supervisor.client import open_socket
 
 OP = "pty"
 DATA, RESIZE, END = b"d", b"r", b"x"
@@ -111,7 +107,7 @@ def _send_line(writer: asyncio.StreamWriter, answer: dict[str, Any]) -> None:
 
 
 class RelayPtyStream:
-    """A :class:`~vibebox_core.ssh.pty.ByteStream`: a login shell opened by the session's
+    """A :class:`~vibebox_core.streams.ByteStream`: a login shell opened by the session's
     supervisor.
 
     Open it with :meth:`open`. At end of stream :attr:`exit_status`, :attr:`exit_signal` and
@@ -233,62 +229,7 @@ class RelayPtyStream:
 # --------------------------------------------------------------------------- the supervisor side
 
 #: Opens the guest shell for a request: ``(cols, rows, command_token) -> stream``.
-ShellOpener = Callable[[int, int, "str | None"], Awaitable["ByteStream"]]
-
-
-class SharedSSH:
-    """The supervisor's one SSH connection to the guest: made on first use, again after a drop.
-
-    Args:
-        project: the session's project (keys, pinned host key, the guest's address on file).
-    """
-
-    def __init__(self, project: ProjectPaths) -> None:
-        self.project = project
-        self._conn: asyncssh.SSHClientConnection | None = None
-        self._lock = asyncio.Lock()
-
-    async def connection(self) -> asyncssh.SSHClientConnection:
-        """The open connection, connecting when there is none (or it dropped).
-
-        Raises:
-            SSHError: the guest cannot be reached (translated by :mod:`vibebox_core.ssh.connect`).
-        """
-        from vibebox_core.ssh import connect as ssh
-
-        async with self._lock:
-            if self._conn is None or self._conn.is_closed():
-                ipv4 = self.project.recorded_ipv4()
-                if ipv4 is None:
-                    raise SSHError(
-                        "the guest's address is not on file yet",
-                        hint="the session is still starting; try again",
-                    )
-                self._conn = await ssh.connect(self.project, ipv4)
-            return self._conn
-
-    async def open_shell(
-        self, cols: int, rows: int, command_token: str | None = None
-    ) -> ByteStream:
-        """A login shell in a PTY on the shared connection (retried once on a fresh one).
-
-        ``command_token`` is the client's secret for this terminal's vibebox commands.
-        """
-        from vibebox_core.ssh.pty import SSHPtyStream
-
-        token = command_token
-        try:
-            return await SSHPtyStream.open(await self.connection(), cols, rows, command_token=token)
-        except SSHError:
-            await self.close()  # a connection the guest dropped: try once more on a new one
-            return await SSHPtyStream.open(await self.connection(), cols, rows, command_token=token)
-
-    async def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
-            with contextlib.suppress(Exception):
-                await conn.wait_closed()
+ShellOpener = Callable[[int, int, str | None], Awaitable[ByteStream]]
 
 
 async def serve(

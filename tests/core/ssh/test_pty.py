@@ -1,4 +1,4 @@
-"""Byte streams: MemoryStream, and SSHPtyStream against a real asyncssh server on loopback."""
+"""SSHPtyStream against a real asyncssh server on loopback (vibebox_core.ssh.pty)."""
 
 from __future__ import annotations
 
@@ -9,29 +9,8 @@ import asyncssh
 import pytest
 
 from vibebox_core.errors import SSHError
-from vibebox_core.ssh.pty import TERM_TYPE, ByteStream, MemoryStream, SSHPtyStream, end_reason
-
-
-async def test_memory_stream_batches_and_records() -> None:
-    stream = MemoryStream()
-    assert isinstance(stream, ByteStream)
-    stream.feed(b"ab")
-    stream.feed(b"cd")
-    assert await stream.read() == b"abcd"
-    await stream.write(b"key")
-    await stream.resize(100, 30)
-    assert stream.written == b"key" and stream.resizes == [(100, 30)]
-    stream.feed(b"tail")
-    stream.feed_eof("Session exited with status 3")
-    assert await stream.read() == b"tail"
-    assert await stream.read() == b""
-    assert end_reason(stream) == "Session exited with status 3"
-
-
-async def test_memory_stream_wait_for_times_out() -> None:
-    stream = MemoryStream()
-    with pytest.raises(TimeoutError):
-        await stream.wait_for(lambda: bool(stream.written), timeout=0.05)
+from vibebox_core.ssh.pty import TERM_TYPE, SSHPtyStream
+from vibebox_core.streams import ByteStream
 
 
 async def _guest(process: asyncssh.SSHServerProcess[bytes]) -> None:

@@ -1,0 +1,41 @@
+"""The ByteStream protocol and the in-memory MemoryStream (vibebox_core.streams)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from vibebox_core.streams import ByteStream, MemoryStream, end_reason
+
+
+async def test_memory_stream_batches_and_records() -> None:
+    stream = MemoryStream()
+    assert isinstance(stream, ByteStream)
+    stream.feed(b"ab")
+    stream.feed(b"cd")
+    assert await stream.read() == b"abcd"
+    await stream.write(b"key")
+    await stream.resize(100, 30)
+    assert stream.written == b"key" and stream.resizes == [(100, 30)]
+    stream.feed(b"tail")
+    stream.feed_eof("Session exited with status 3")
+    assert await stream.read() == b"tail"
+    assert await stream.read() == b""
+    assert end_reason(stream) == "Session exited with status 3"
+
+
+async def test_memory_stream_wait_for_times_out() -> None:
+    stream = MemoryStream()
+    with pytest.raises(TimeoutError):
+        await stream.wait_for(lambda: bool(stream.written), timeout=0.05)
+
+
+def test_streams_import_no_asyncssh_and_no_ui() -> None:
+    code = (
+        "import sys, vibebox_core.streams; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'asyncssh', 'textual', 'rich'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
