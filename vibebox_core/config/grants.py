@@ -4,7 +4,7 @@ The approvable part of a config has one canonical JSON form (:func:`canonical_po
 digest over it (:func:`policy_digest`); the session index keeps both for the approved policy,
 so a change shows as a difference (:func:`policy_diff`), one line each, and a start can be
 gated on the user's word (:func:`require_approval`). The whole approved snapshot, which also
-holds the resources and the libvirt URI, is :mod:`vibebox_core.config.approval`.
+holds the resources and the libvirt URI, is :mod:`vibebox_core.config.snapshot`.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def policy_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
         lines.append(f"+ port forward: host 127.0.0.1:{host_port} → guest {guest_port}")
     for host_port, guest_port in (p for p in old_ports if p not in new_ports):
         lines.append(f"- port forward: host 127.0.0.1:{host_port} → guest {guest_port}")
-    # The rest of an approved snapshot (vibebox_core.config.approval): resources, URI, grace.
+    # The rest of an approved snapshot (vibebox_core.config.snapshot): resources, URI, grace.
     for table, keys in _VALUE_KEYS:
         old_table: Mapping[str, Any] = old.get(table, {})
         new_table: Mapping[str, Any] = new.get(table, {})
@@ -162,7 +162,7 @@ def check_approval(extra: Mapping[str, Any], config: Config) -> ApprovalCheck:
         except ValueError:
             loaded = None
         if isinstance(loaded, dict) and policy_digest(loaded) == approved:
-            # The index may hold the whole approved snapshot (vibebox_core.config.approval): only
+            # The index may hold the whole approved snapshot (vibebox_core.config.snapshot): only
             # its mounts + network are compared here.
             old = {key: loaded[key] for key in _POLICY_KEYS if key in loaded}
             if policy_digest(old) == digest:
@@ -244,7 +244,7 @@ def require_approval(
 
     The first start of a session approves what it finds only when it adds no mounts and no
     port forwards (a cloned repository's file is not the user's word); later starts must
-    match the approved digest. :func:`vibebox_core.config.approval.gate` is the full gate (every
+    match the approved digest. :func:`vibebox_core.session.approve.gate` is the full gate (every
     value, the snapshot outside the project) that starts use.
 
     Args:
