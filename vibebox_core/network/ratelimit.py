@@ -19,8 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from vibebox_core.network import log
-from vibebox_core.network.log import NetEvent, Source, VerdictName
+from vibebox_core.network.log import NetEvent, Source, VerdictName, append
 
 WINDOW = 10.0
 PER_KEY = 5
@@ -63,7 +62,7 @@ class Recorder:
         per_key: int = PER_KEY,
         per_window: int = PER_WINDOW,
         clock: Callable[[], float] = time.monotonic,
-        write: Callable[[Path, NetEvent], None] = log.append,
+        write: Callable[[Path, NetEvent], None] = append,
     ) -> None:
         self.path = path
         self.window = window
