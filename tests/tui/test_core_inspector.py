@@ -13,7 +13,6 @@ import asyncio
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from tui.pilot_wait import wait_for
 from vibebox_core import paths
 from vibebox_core.config.grants import canonical_policy
 from vibebox_core.config.load import load_config
+from vibebox_core.config.schema import Config, NetworkConfig, NetworkMode
 from vibebox_core.hypervisor.fake import FakeDomain, FakeHypervisor
 from vibebox_core.index.sessions import SessionIndex
 from vibebox_core.network.enforce import (
@@ -131,27 +131,9 @@ async def test_inspector_shows_the_network_log_live(
         )
 
 
-@dataclass(frozen=True)
-class _Network:
-    mode: str
-    entries: tuple[str, ...]
-    ports: tuple[Any, ...] = ()
-
-
-@dataclass(frozen=True)
-class _Box:
-    mounts: tuple[Any, ...] = ()
-
-
-@dataclass(frozen=True)
-class _Config:
-    network: _Network
-    box: _Box = _Box()
-
-
-def canon(mode: str, *entries: str) -> dict[str, Any]:
+def canon(mode: NetworkMode, *entries: str) -> dict[str, Any]:
     """An approved canonical policy, as the session index keeps it."""
-    return canonical_policy(_Config(_Network(mode, entries)))
+    return canonical_policy(Config(Path("vibebox.toml"), network=NetworkConfig(mode, entries)))
 
 
 async def test_inspector_says_how_an_approved_change_reached_the_running_session(

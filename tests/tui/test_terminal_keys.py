@@ -146,7 +146,7 @@ def test_paste_plain_and_bracketed() -> None:
 
 from data.keytable import KEY_TABLE, KeyCase  # noqa: E402  (tests/ is on sys.path)
 
-from vibebox_tui.terminal.input import HostInput  # noqa: E402
+from vibebox_tui.terminal.input import Destination, HostInput  # noqa: E402
 
 
 def test_the_key_table_has_at_least_100_key_events() -> None:
@@ -169,7 +169,7 @@ def test_textual_key_events_encode_as_the_table_says(case: KeyCase) -> None:
     assert sent == case.guest
 
 
-def _split(data: bytes, raw: bool = True) -> list[tuple[str, bytes]]:
+def _split(data: bytes, raw: bool = True) -> list[tuple[Destination, bytes]]:
     host = HostInput()
     chunks = host.feed(data, raw)
     return chunks + host.flush()
@@ -190,15 +190,15 @@ def test_host_bytes_reach_the_terminal_unparsed(case: KeyCase) -> None:
         assert keys == data
     # Byte by byte (a slow host terminal): the same split.
     host = HostInput()
-    pieces: list[tuple[str, bytes]] = []
+    pieces: list[tuple[Destination, bytes]] = []
     for byte in data:  # faster than FLUSH_DELAY: nothing is flushed in between
         pieces += host.feed(bytes([byte]), True)
     pieces += host.flush()
     assert _join(pieces) == _join(whole)
 
 
-def _join(chunks: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
-    out: list[tuple[str, bytes]] = []
+def _join(chunks: list[tuple[Destination, bytes]]) -> list[tuple[Destination, bytes]]:
+    out: list[tuple[Destination, bytes]] = []
     for destination, data in chunks:
         if out and out[-1][0] == destination == "keys":
             out[-1] = ("keys", out[-1][1] + data)

@@ -232,7 +232,7 @@ SYNTHETIC: dict[str, str] = {
 # DECALN, DECCOLM, SD).
 FUZZ_SIZE = (30, 8)
 FUZZ_CASES = 300
-FUZZ_TEXT = (
+FUZZ_TEXT: tuple[str, ...] = (
     "abc",
     "hello world",
     "字字",
@@ -243,9 +243,23 @@ FUZZ_TEXT = (
     "\u2764\ufe0fx",
 )
 FUZZ_TEXT += ("\U0001f1e9\U0001f1ea", "\u0915\u093fx")
-FUZZ_MODES = (f"{E}(0lqkxmj{E}(B", f"{C}4h", f"{C}4l", f"{C}!p", f"{C}2b", f"{E})0\x0eaq\x0f")
+FUZZ_MODES: tuple[str, ...] = (
+    f"{E}(0lqkxmj{E}(B",
+    f"{C}4h",
+    f"{C}4l",
+    f"{C}!p",
+    f"{C}2b",
+    f"{E})0\x0eaq\x0f",
+)
 FUZZ_MODES += (f"{C}20h", f"{C}20l")
-FUZZ_STRINGS = (f"{E}]0;t\x07", f"{E}]2;x{E}\\", f"{E}P1$r{E}\\", f"{C}2 q", f"{C}>c", f"{C}6n")
+FUZZ_STRINGS: tuple[str, ...] = (
+    f"{E}]0;t\x07",
+    f"{E}]2;x{E}\\",
+    f"{E}P1$r{E}\\",
+    f"{C}2 q",
+    f"{C}>c",
+    f"{C}6n",
+)
 FUZZ_STRINGS += (f"{E}=", f"{E}>", f"{E}]0;x\x18", f"{C}31\x18")
 
 
