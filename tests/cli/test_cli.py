@@ -277,7 +277,12 @@ def test_plain_vibebox_opens_the_dashboard_or_says_why(
     import types
 
     seen: list[object] = []
-    attach = types.SimpleNamespace(run=lambda args: seen.append(args) or 7)
+
+    def run(args: object) -> int:
+        seen.append(args)
+        return 7
+
+    attach = types.SimpleNamespace(run=run)
     real = cli._import_optional
     monkeypatch.setattr(
         cli,
@@ -305,16 +310,17 @@ def test_optional_import_hides_only_the_missing_module_itself(
 
 
 def test_explain_summarises_the_network_log(project: Path) -> None:
-    from vibebox_core.network.log import NetEvent, append
+    from vibebox_core.network.log import NetEvent, VerdictName, append
     from vibebox_core.paths import ProjectPaths
 
     SessionIndex().create(project)
     log = ProjectPaths.for_directory(project).network_log
-    for host, verdict in [
+    decisions: list[tuple[str, VerdictName]] = [
         ("pypi.org", "allowed"),
         ("evil.test", "blocked"),
         ("evil.test", "blocked"),
-    ]:
+    ]
+    for host, verdict in decisions:
         append(log, NetEvent("proxy", host, 443, verdict, "test"))
     result = vibebox("explain", cwd=project)
     assert result.returncode == 0, result.stderr
@@ -398,7 +404,12 @@ def test_delete_prompt_shows_a_hostile_directory_escaped(
     monkeypatch.setattr(sessions_command, "_sessionctl", lambda: (None, ""))
     monkeypatch.setattr(sys.stdin, "isatty", lambda: True, raising=False)
     prompts: list[str] = []
-    monkeypatch.setattr("builtins.input", lambda prompt: prompts.append(prompt) or "n")
+
+    def answer(prompt: str) -> str:
+        prompts.append(prompt)
+        return "n"
+
+    monkeypatch.setattr("builtins.input", answer)
     assert cli.main(["delete", entry.id]) == 1
     assert_no_raw_controls(*prompts, capsys.readouterr().out)
     assert "proj\\x1b[2J" in prompts[0]
