@@ -1,5 +1,8 @@
 """Textual key events to the bytes xterm sends for them.
 
+The three keys the terminal widget keeps for itself are named here too: :data:`FOCUS_OUT_KEY`
+and the scrollback keys never reach the guest.
+
 Cursor keys follow DECCKM (``ESC [ A`` normally, ``ESC O A`` in application mode); a modified
 key uses xterm's ``CSI 1 ; m X`` / ``CSI n ; m ~`` form where ``m = 1 + shift + 2*alt +
 4*ctrl``. Alt (meta) on an ordinary key sends ESC first. Pasted text is wrapped in
@@ -9,6 +12,11 @@ key uses xterm's ``CSI 1 ; m X`` / ``CSI n ; m ~`` form where ``m = 1 + shift + 
 from __future__ import annotations
 
 from textual.keys import key_to_character
+
+FOCUS_OUT_KEY = "ctrl+backslash"
+"""The one key that never reaches the guest: it moves focus out of the terminal."""
+SCROLLBACK_UP_KEY = "shift+pageup"
+SCROLLBACK_DOWN_KEY = "shift+pagedown"
 
 # Cursor-like keys: final byte; sent as CSI X (or SS3 X in application cursor mode).
 _CURSOR_KEYS = {"up": "A", "down": "B", "right": "C", "left": "D", "home": "H", "end": "F"}

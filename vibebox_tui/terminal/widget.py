@@ -1,10 +1,12 @@
 """``TerminalView``: the embedded terminal widget.
 
 It reads a :class:`~vibebox_core.streams.ByteStream` in a worker, feeds the emulator in slices
-(yielding to the event loop between them so keys stay responsive during a flood), and repaints
-only the rows that changed, from strips cached per line. Keys, pastes and focus changes go back
-to the stream, encoded as xterm does. The widget's size is the terminal's size: a resize
-resizes the emulator and the PTY together.
+(yielding to the event loop between them so keys stay responsive during a flood), and posts
+what the program asked for as messages nested in the widget (``TerminalView.TitleChanged``...).
+Keys, pastes and focus changes go back to the stream, encoded as xterm does. Painting the
+screen (only the rows that changed, from strips cached per line) and following the widget's
+size are its base's, :class:`~vibebox_tui.terminal.canvas.TerminalCanvas`: a resize resizes the
+emulator and the PTY together.
 
 Two keys are the widget's own rather than the guest's:
 
@@ -25,43 +27,30 @@ the focus) are encoded by :func:`~vibebox_tui.terminal.keys.encode_key`.
 from __future__ import annotations
 
 import asyncio
-import time
-from itertools import islice
 
-from rich.segment import Segment
-from rich.style import Style
 from textual import events
-from textual.geometry import Region
 from textual.message import Message
-from textual.strip import Strip
-from textual.timer import Timer
-from textual.widget import Widget
 from textual.worker import Worker
 
 from vibebox_core import commandtoken
-from vibebox_core.sanitize import clean
 from vibebox_core.streams import ByteStream, command_token, end_reason
-from vibebox_tui.terminal.frames import FramePacer
+from vibebox_tui.terminal.canvas import TerminalCanvas
 from vibebox_tui.terminal.input import RawInput, VibeboxDriver
-from vibebox_tui.terminal.keys import encode_key, encode_paste
+from vibebox_tui.terminal.keys import (
+    FOCUS_OUT_KEY,
+    SCROLLBACK_DOWN_KEY,
+    SCROLLBACK_UP_KEY,
+    encode_key,
+    encode_paste,
+)
 from vibebox_tui.terminal.mouse import MouseKind, MouseState
-from vibebox_tui.terminal.render import Renderer
 from vibebox_tui.terminal.vt.emulator import BellEvent, CommandEvent, Emulator, TitleEvent
-from vibebox_tui.terminal.vt.screen import Line
 
-FOCUS_OUT_KEY = "ctrl+backslash"
-"""The one key that never reaches the guest: it moves focus out of the terminal."""
-SCROLLBACK_UP_KEY = "shift+pageup"
-SCROLLBACK_DOWN_KEY = "shift+pagedown"
-# The same keys as the host terminal's bytes (xterm's shift+PgUp / shift+PgDn).
+# The scrollback keys as the host terminal's bytes (xterm's shift+PgUp / shift+PgDn).
 _SCROLLBACK_BYTES = {b"\x1b[5;2~": 1, b"\x1b[6;2~": -1}
 FEED_SLICE = 8 * 1024
 """Bytes parsed before yielding to the event loop (keeps key latency low under floods)."""
 WHEEL_LINES = 3
-SYNC_TIMEOUT = 0.2
-"""Longest a synchronized update (mode 2026) may hold the repaint, as in other terminals."""
-RECONNECT_HINT = "press Enter to reconnect"
-_REVERSE = Style(reverse=True)
 
 
 class TerminalMessage(Message):
@@ -76,7 +65,7 @@ class TerminalMessage(Message):
         return self.terminal
 
 
-class TerminalView(Widget, can_focus=True):
+class TerminalView(TerminalCanvas, can_focus=True):
     """A terminal attached to a :class:`ByteStream` (or to nothing yet).
 
     Args:
@@ -130,21 +119,10 @@ class TerminalView(Widget, can_focus=True):
         classes: str | None = None,
     ) -> None:
         super().__init__(name=name, id=id, classes=classes)
-        self.emulator = Emulator(80, 24)
-        self._renderer = Renderer(self.emulator.screen.table)
         self._stream: ByteStream | None = None
         self._worker: Worker[None] | None = None
         self._pending_stream = stream
-        self.history_offset = 0
-        """Lines scrolled back from the live screen (0 = live)."""
-        self.disconnect_reason: str | None = None
-        """Why the stream ended, while the terminal is disconnected; else None."""
-        self._cursor = (0, 0, True)  # (x, y, visible) as last painted
         self._mouse_state = MouseState()
-        self._sync_since: float | None = None
-        self._size_check_pending = False
-        self._pacer = FramePacer()
-        self._frame_timer: Timer | None = None
 
     # -- public API ----------------------------------------------------------------------
 
@@ -294,164 +272,8 @@ class TerminalView(Widget, can_focus=True):
         self.post_message(self.Disconnected(self, reason))
         self.refresh()
 
-    # -- painting ------------------------------------------------------------------------
-
-    def _output_changed(self) -> None:
-        screen = self.emulator.screen
-        if screen.scrolled:
-            if self.history_offset:
-                self.history_offset = min(
-                    self.history_offset + screen.scrolled, len(screen.scrollback)
-                )
-            # Lines that left the screen keep no strip (a few KB each, thousands after a
-            # flood); one is built again if the view is scrolled back to it.
-            for line in islice(reversed(screen.scrollback), screen.scrolled):
-                line.cache = None
-            screen.scrolled = 0
-        self.history_offset = min(self.history_offset, len(screen.scrollback))
-        if self.emulator.synchronized:  # mode 2026: paint the frame once it is complete
-            now = time.monotonic()
-            if self._sync_since is None:
-                self._sync_since = now
-                self.set_timer(SYNC_TIMEOUT, self._output_changed)
-            if now - self._sync_since < SYNC_TIMEOUT:
-                return
-        self._sync_since = None
-        wait = self._pacer.wait()
-        if wait > 0:  # output keeps coming: it shows in the next frame (see frames.py)
-            if self._frame_timer is None:
-                self._frame_timer = self.set_timer(wait, self._frame_due)
-            return
-        if self._frame_timer is not None:
-            self._frame_timer.stop()
-            self._frame_timer = None
-        dirty = screen.dirty
-        cursor = (screen.cursor.x, screen.cursor.y, self.emulator.cursor_visible)
-        if cursor != self._cursor:  # the cursor is painted by render_line: repaint both rows
-            dirty.add(self._cursor[1])
-            dirty.add(cursor[1])
-            self._cursor = cursor
-        if not dirty:
-            return
-        self._pacer.painted()
-        if self.history_offset or len(dirty) > screen.lines // 2:
-            self.refresh()
-        else:
-            for row in dirty:
-                self._refresh_row(row)
-        dirty.clear()
-        screen.dirty = dirty
-
-    def _frame_due(self) -> None:
-        self._frame_timer = None
-        self._output_changed()
-
-    def _refresh_row(self, row: int) -> None:
-        self.refresh(Region(0, row, self.size.width, 1))
-
-    def _visible_line(self, y: int) -> Line | None:
-        screen = self.emulator.screen
-        if self.history_offset and not screen.in_alt:
-            history = screen.scrollback
-            index = len(history) - self.history_offset + y
-            if index < len(history):
-                return history[index] if index >= 0 else None
-            y = index - len(history)
-        return screen.buffer[y] if 0 <= y < len(screen.buffer) else None
-
-    def render_lines(self, crop: Region) -> list[Strip]:
-        # The widget's colours, once per paint rather than once per line.
-        self._renderer.set_base(self.rich_style)
-        screen = self.emulator.screen
-        if (self.size.width, self.size.height) != (screen.columns, screen.lines):
-            self._check_size_soon()
-        background = self.background_colors[1]
-        if not self._plain_box():
-            self._renderer.set_filters((), background)  # Textual's styling pass applies them
-            return super().render_lines(crop)
-        # No border, padding, tint or opacity: Textual's styling pass would copy every strip
-        # into a new one each frame. Handing over the renderer's cached strips (the app's line
-        # filters already applied to their styles) lets the caches Textual keeps on a strip
-        # (divided pieces, ANSI text) live as long as the line does: a frame costs about the
-        # lines that changed.
-        self._renderer.set_filters(self.get_line_filters(), background)
-        render_line = self.render_line
-        start = time.perf_counter()
-        strips = [render_line(y) for y in crop.line_range]
-        if crop.height:  # scaled to a full frame: a one-row refresh is no measure
-            elapsed = time.perf_counter() - start
-            self._pacer.rendered(elapsed * self.size.height / crop.height)
-        if crop.column_span != (0, self.size.width):
-            x1, x2 = crop.column_span
-            strips = [strip.crop(x1, x2) for strip in strips]
-        return strips
-
-    def _plain_box(self) -> bool:
-        """Nothing around or over the cells that Textual's styling pass would have to draw."""
-        styles = self.styles
-        return (
-            not any(styles.gutter)
-            and not any(edge for edge, _ in styles.outline)
-            and styles.tint.a == 0
-            and styles.text_opacity == 1
-            and self.opacity == 1
-            and not (styles.has_rule("hatch") and styles.hatch != "none")
-        )
-
-    def render_line(self, y: int) -> Strip:
-        width = self.size.width
-        renderer = self._renderer
-        screen = self.emulator.screen
-        renderer.set_table(screen.table)  # a reset (RIS) brings a new attribute table
-        if self.disconnect_reason is not None and y == self.size.height - 1:
-            # The reason can carry guest text (the exit signal's name comes from the guest's
-            # sshd): escaped, so a control character never reaches the host terminal.
-            text = f" {clean(self.disconnect_reason)} — {RECONNECT_HINT} "[:width]
-            return Strip([Segment(text.ljust(width), renderer.styled(_REVERSE))], width)
-        line = self._visible_line(y)
-        if line is None:
-            return Strip.blank(width, renderer.styled())
-        strip = renderer.line(line, width)
-        if self.history_offset and y == 0:
-            label = f" ↑ {self.history_offset} lines back · {SCROLLBACK_DOWN_KEY} returns "
-            tag = Strip([Segment(label[-width:], renderer.styled(_REVERSE))])
-            return Strip.join([strip.crop(0, width - tag.cell_length), tag])
-        if (
-            y == screen.cursor.y
-            and not self.history_offset
-            and self.emulator.cursor_visible
-            and self.has_focus
-            and self.disconnect_reason is None
-        ):
-            strip = renderer.cursor_strip(strip, line, min(screen.cursor.x, screen.columns - 1))
-        return strip
-
-    # -- size ----------------------------------------------------------------------------
-
-    def _apply_size(self) -> bool:
-        columns, lines = max(1, self.size.width), max(1, self.size.height)
-        screen = self.emulator.screen
-        if (columns, lines) == (screen.columns, screen.lines) or not self.size.area:
-            return False
-        self.emulator.resize(columns, lines)
-        self.history_offset = min(self.history_offset, len(self.emulator.screen.scrollback))
-        self.refresh()
-        return True
-
-    async def on_resize(self, event: events.Resize) -> None:
-        await self._check_size()
-
-    def _check_size_soon(self) -> None:
-        """Follow the size at the next chance: Textual may change a widget's size without a
-        Resize event (a layout change and a focus change in one frame, e.g. hiding the focused
-        inspector), which would leave the guest's PTY at the old size."""
-        if not self._size_check_pending:
-            self._size_check_pending = True
-            self.call_later(self._check_size)
-
-    async def _check_size(self) -> None:
-        self._size_check_pending = False
-        if self._apply_size() and self._stream is not None and self.disconnect_reason is None:
+    async def _size_changed(self) -> None:
+        if self._stream is not None and self.disconnect_reason is None:
             await self._resize_stream(self._stream)
 
     # -- input ---------------------------------------------------------------------------
@@ -541,14 +363,6 @@ class TerminalView(Widget, can_focus=True):
         if data:
             self.scroll_lines(-self.history_offset)
             await self.send(data.replace(b"\r", b"\r\n") if self.emulator.newline_mode else data)
-
-    def scroll_lines(self, count: int) -> None:
-        """Move the view ``count`` lines back into the scrollback (negative: forward)."""
-        limit = len(self.emulator.screen.scrollback)
-        offset = max(0, min(limit, self.history_offset + count))
-        if offset != self.history_offset:
-            self.history_offset = offset
-            self.refresh()
 
     async def on_paste(self, event: events.Paste) -> None:
         event.stop()
