@@ -1,4 +1,4 @@
-"""The ByteStream protocol and the in-memory MemoryStream (vibebox_core.streams)."""
+"""The ByteStream protocol, the in-memory MemoryStream, what the stream modules import."""
 
 from __future__ import annotations
 
@@ -32,10 +32,18 @@ async def test_memory_stream_wait_for_times_out() -> None:
         await stream.wait_for(lambda: bool(stream.written), timeout=0.05)
 
 
-def test_streams_import_no_asyncssh_and_no_ui() -> None:
+@pytest.mark.parametrize(
+    ("module", "unwanted"),
+    [
+        ("vibebox_core.streams", ("asyncssh", "textual", "rich")),
+        ("vibebox_core.ssh.pty", ("textual", "rich")),
+    ],
+)
+def test_stream_modules_never_import_the_ui(module: str, unwanted: tuple[str, ...]) -> None:
+    """The widget's streams load no screen library; the protocol not even asyncssh."""
     code = (
-        "import sys, vibebox_core.streams; "
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'asyncssh', 'textual', 'rich'}))"
+        f"import sys, {module}; "
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({unwanted!r})))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -1,1 +1,7 @@
-"""The per-session supervisor: the server process, how to reach it, and its terminal relay."""
+"""The per-session supervisor: the server process, how to reach it, and its terminal relay.
+
+``server`` (the process: reference count, grace shutdown, the socket server), ``client`` (what
+a vibebox process uses: probe, spawn, connect, ask), ``lock`` (the start/stop lock), ``relay``
+(PTYs framed over the socket), ``shared_ssh`` (the supervisor's one SSH connection) and
+``__main__`` (``python -m vibebox_core.supervisor``, the composition root).
+"""

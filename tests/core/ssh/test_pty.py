@@ -116,18 +116,6 @@ async def test_ssh_pty_stream_open_on_closed_connection_is_an_ssh_error(
         await SSHPtyStream.open(connection, 80, 24)
 
 
-def test_pty_module_never_imports_the_ui() -> None:
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, vibebox_core.ssh.pty; "
-        "print(any(m.split('.')[0] in ('textual', 'rich') for m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
-
-
 async def test_ssh_pty_stream_reports_a_dropped_connection(
     connection: asyncssh.SSHClientConnection,
 ) -> None:
