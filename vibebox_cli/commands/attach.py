@@ -38,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
         project_or_none: Path | None = None
     else:
         project_or_none = project
+    # The dashboard's modules are imported here, not at the top: every other command (and
+    # `vibebox --help`) imports this module, and must start without loading Textual.
     if getattr(args, "demo", False):
         from vibebox_tui.backend.fake import FakeBackend, demo_sessions
 
@@ -53,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         # Connect while Textual loads: the PTY opens at the size the terminal area will have.
         size = shutil.get_terminal_size()
         backend.prestart(*terminal_area(size.columns, size.lines))
+    # Textual itself, last: the session's SSH connect (prestart) overlaps its import.
     from vibebox_tui.app import VibeboxApp
 
     app = VibeboxApp(backend)
