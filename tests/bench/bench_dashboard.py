@@ -116,12 +116,12 @@ def launch_once(directory: str, demo: bool, timeout: float) -> tuple[float, floa
 async def raw_ssh(directory: str) -> float:
     """asyncssh connect + ``true`` on the session, with vibebox's keys (seconds)."""
     from vibebox_core.paths import ProjectPaths
-    from vibebox_core.ssh import connect as ssh
+    from vibebox_core.ssh.connect import connect
 
     project = ProjectPaths.for_directory(directory)
     ipv4 = project.ipv4.read_text().strip()
     start = time.monotonic()
-    conn = await ssh.connect(project, ipv4)
+    conn = await connect(project, ipv4)
     try:
         await conn.run("true", check=True)
     finally:
@@ -132,12 +132,12 @@ async def raw_ssh(directory: str) -> float:
 async def raw_shell(directory: str) -> float:
     """asyncssh connect + a login shell in a PTY until its prompt shows (seconds)."""
     from vibebox_core.paths import ProjectPaths
-    from vibebox_core.ssh import connect as ssh
+    from vibebox_core.ssh.connect import connect
 
     project = ProjectPaths.for_directory(directory)
     ipv4 = project.ipv4.read_text().strip()
     start = time.monotonic()
-    conn = await ssh.connect(project, ipv4)
+    conn = await connect(project, ipv4)
     try:
         process = await conn.create_process(
             term_type="xterm-256color", term_size=(COLS - 36, ROWS - 2), encoding=None
@@ -158,12 +158,12 @@ async def raw_shell(directory: str) -> float:
 # Raw baseline timed the way the dashboard is: a fresh interpreter, from process start.
 FRESH_RAW = """
 import asyncio, sys, time
-from vibebox_core.ssh import connect as ssh
+from vibebox_core.ssh.connect import connect
 from vibebox_core.paths import ProjectPaths
 
 async def raw():
     project = ProjectPaths.for_directory({directory!r})
-    conn = await ssh.connect(project, project.ipv4.read_text().strip())
+    conn = await connect(project, project.ipv4.read_text().strip())
     try:
         if not {shell!r}:
             await conn.run("true", check=True)
@@ -216,10 +216,12 @@ def fresh_raw_ssh(directory: str, shell: bool = False) -> float:
 
 HOLDER = """
 import asyncio, sys
-from vibebox_core.session import start as runtime
+from vibebox_core.paths import ProjectPaths
+from vibebox_core.session.start import ensure_running
 
 async def hold():
-    session = await runtime.ensure_running({directory!r}, client="bench holder")
+    project = ProjectPaths.for_directory({directory!r})
+    session = await ensure_running(project, client="bench holder")
     print("ready", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
     await session.close()

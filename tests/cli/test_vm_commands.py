@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from vibebox_cli import main as cli
-from vibebox_cli.commands import vm as vm_commands
 from vibebox_core import paths
 from vibebox_core.paths import ProjectPaths
-from vibebox_core.ssh import connect as ssh
+from vibebox_core.session import execute
+from vibebox_core.ssh import keys, openssh
 
 
 @pytest.fixture
@@ -33,11 +33,11 @@ def test_exec_passes_the_command_exactly(
 ) -> None:
     seen: dict[str, Any] = {}
 
-    async def fake_exec(directory: str, argv: list[str], **kwargs: Any) -> int:
-        seen["directory"], seen["argv"] = directory, argv
+    async def fake_exec(project: ProjectPaths, argv: list[str], **kwargs: Any) -> int:
+        seen["directory"], seen["argv"] = project.root, argv
         return 7
 
-    monkeypatch.setattr(vm_commands.guestexec, "exec_command", fake_exec)
+    monkeypatch.setattr(execute, "exec_command", fake_exec)
     status = cli.main(["exec", "--", "sh", "-c", "exit 7", "--", "-C"])
     assert status == 7
     assert seen["argv"] == ["sh", "-c", "exit 7", "--", "-C"]
@@ -62,7 +62,7 @@ def test_ssh_config_before_the_first_boot_explains(
 def test_ssh_config_prints_the_block(
     project: ProjectPaths, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    ssh.ensure_keys(project)
+    keys.ensure_keys(project)
     project.ipv4.write_text("10.213.9.2\n")
     assert cli.main(["ssh-config"]) == 0
-    assert capsys.readouterr().out == ssh.ssh_config_block(project, "10.213.9.2")
+    assert capsys.readouterr().out == openssh.ssh_config_block(project, "10.213.9.2")

@@ -20,14 +20,12 @@ from vibebox_core.doctor import checks, examine, leftovers
 from vibebox_core.doctor.checks import Check
 from vibebox_core.doctor.leftovers import DomainFact
 from vibebox_core.errors import VMError
-from vibebox_core.hypervisor import access
-from vibebox_core.hypervisor import domain_xml as vm
+from vibebox_core.hypervisor import access, names
 from vibebox_core.hypervisor.fake import FakeHypervisor
+from vibebox_core.hypervisor.nwfilter import bridge_netfilter_problem
 from vibebox_core.index.sessions import SessionIndex
-from vibebox_core.network.nwfilter import bridge_netfilter_problem
 from vibebox_core.paths import ProjectPaths
-from vibebox_core.session import boot as provision
-from vibebox_core.session import start as runtime
+from vibebox_core.session import boot, start
 
 
 @pytest.mark.parametrize(
@@ -125,24 +123,24 @@ def test_group() -> None:
 def test_leftovers_rule() -> None:
     mine, other, orphan, netonly = (str(uuid.uuid4()) for _ in range(4))
     domains = [
-        DomainFact(vm.domain_name("a", mine), mine, None),
-        DomainFact(vm.domain_name("b", other), other, other),  # another VIBEBOX_HOME's session
-        DomainFact(vm.domain_name("c", orphan), orphan, None),  # .vibebox/ gone
+        DomainFact(names.domain_name("a", mine), mine, None),
+        DomainFact(names.domain_name("b", other), other, other),  # another VIBEBOX_HOME's session
+        DomainFact(names.domain_name("c", orphan), orphan, None),  # .vibebox/ gone
     ]
-    networks = [vm.network_name(s) for s in (mine, other, orphan, netonly)] + ["default"]
+    networks = [names.network_name(s) for s in (mine, other, orphan, netonly)] + ["default"]
     filters = [f"vibebox-{orphan}", "allow-arp"]
     left = leftovers.find_leftovers(domains, networks, filters, known=[mine])
-    assert left.domains == [vm.domain_name("c", orphan)]
-    assert left.networks == [vm.network_name(orphan), vm.network_name(netonly)]
+    assert left.domains == [names.domain_name("c", orphan)]
+    assert left.networks == [names.network_name(orphan), names.network_name(netonly)]
     assert left.filters == [f"vibebox-{orphan}"]
     check = leftovers.check_leftovers(left, uri="qemu:///system")
     assert check.status == "fail"
-    assert vm.domain_name("c", orphan) in check.summary
-    assert f"virsh -c qemu:///system undefine {vm.domain_name('c', orphan)}" in check.fix
+    assert names.domain_name("c", orphan) in check.summary
+    assert f"virsh -c qemu:///system undefine {names.domain_name('c', orphan)}" in check.fix
     assert check.items == (
-        vm.domain_name("c", orphan),
-        vm.network_name(orphan),
-        vm.network_name(netonly),
+        names.domain_name("c", orphan),
+        names.network_name(orphan),
+        names.network_name(netonly),
         f"vibebox-{orphan}",
     )
     none = leftovers.check_leftovers(leftovers.Leftovers(), uri="qemu:///system")
@@ -216,20 +214,20 @@ def test_command_text_unreachable(capsys: pytest.CaptureFixture[str], tmp_path: 
 def test_a_failed_start_carries_the_diagnosis(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """runtime.ensure_running: the start's error gets doctor's quick findings in its hint."""
+    """start.ensure_running: the start's error gets doctor's quick findings in its hint."""
     project = ProjectPaths.for_directory(tmp_path)
     config = load_config(project)
     entry = SessionIndex().ensure(project.root)
-    monkeypatch.setattr(runtime, "_load", lambda _dir: (project, config, entry))
+    monkeypatch.setattr(start, "_load", lambda _project: (config, entry))
 
     def refuse(*_args: object) -> None:
         raise VMError("could not start VM x: boom", hint="see its log")
 
-    monkeypatch.setattr(provision, "prepare_and_start", refuse)
+    monkeypatch.setattr(boot, "prepare_and_start", refuse)
     monkeypatch.setenv(examine.VIRTIOFSD_ENV, "/nonexistent/virtiofsd")
     hv = FakeHypervisor()
     with pytest.raises(VMError) as info:
-        asyncio.run(runtime.ensure_running(tmp_path, hypervisor=hv))
+        asyncio.run(start.ensure_running(project, hypervisor=hv))
     assert info.value.message == "could not start VM x: boom"
     assert info.value.hint.startswith("see its log; vibebox doctor: ")
     assert "✗ virtiofsd: /nonexistent/virtiofsd is missing" in info.value.hint

@@ -46,11 +46,10 @@ import pytest
 from e2e.livesession import URI, cli, cli_env, domstate, wait_until
 
 from vibebox_core import paths
-from vibebox_core.hypervisor import domain_xml as vm
+from vibebox_core.hypervisor import names
 from vibebox_core.index.sessions import SessionIndex
 from vibebox_core.paths import ProjectPaths
-from vibebox_core.session import approve
-from vibebox_core.session import boot as provision
+from vibebox_core.session import approve, boot
 from vibebox_core.supervisor import client
 
 pytestmark = pytest.mark.e2e
@@ -148,7 +147,7 @@ class Box:
 
     @property
     def name(self) -> str:
-        return vm.domain_name(self.project.name, self.session_id)
+        return names.domain_name(self.project.name, self.session_id)
 
     def supervisor_pid(self) -> int | None:
         return _pid_file(self.project.supervisor_pid)
@@ -165,7 +164,7 @@ class Box:
         return pids
 
     def dnsmasq_pid(self) -> int | None:
-        return _pid_file(Path(f"/run/libvirt/network/{vm.network_name(self.session_id)}.pid"))
+        return _pid_file(Path(f"/run/libvirt/network/{names.network_name(self.session_id)}.pid"))
 
     def domstate(self) -> str:
         return domstate(self.session_id)
@@ -191,7 +190,7 @@ def _project(label: str, network: str) -> ProjectPaths:
         "[box]\ncpus = 1\nmemory_mb = 768\n\n"
         f"[network]\n{network}\n\n[supervisor]\nauto_shutdown_ms = 600000\n"
     )
-    uid, gid = provision.guest_ids()
+    uid, gid = boot.guest_ids()
     for path in (root, root / paths.PROJECT_CONFIG):
         os.chown(path, uid, gid)
     project = ProjectPaths.for_directory(root)
@@ -393,7 +392,7 @@ def test_host_reboot_every_process_killed(boxes: Boxes, markers: dict[str, str])
     _restart_libvirtd(virtlogd=True)
     for box in boxes.both():  # a rebooted host has the networks down
         subprocess.run(
-            ["virsh", "-c", URI, "net-destroy", vm.network_name(box.session_id)],
+            ["virsh", "-c", URI, "net-destroy", names.network_name(box.session_id)],
             capture_output=True,
         )
     results = _boot_both(boxes, f"cat {MARKER}")
@@ -448,7 +447,7 @@ def test_two_vibebox_race_to_delete_it(racer: Box) -> None:
     assert SessionIndex().find_by_directory(racer.project.root) is None
     assert racer.domstate() == "missing"
     net = subprocess.run(
-        ["virsh", "-c", URI, "net-info", vm.network_name(racer.session_id)], capture_output=True
+        ["virsh", "-c", URI, "net-info", names.network_name(racer.session_id)], capture_output=True
     )
     assert net.returncode != 0
     SURVIVED.append("two vibebox racing to delete one session")

@@ -34,8 +34,8 @@ from vibebox_core.config import approval
 from vibebox_core.index.sessions import SessionIndex
 from vibebox_core.network import log
 from vibebox_core.paths import ProjectPaths
-from vibebox_core.session import boot as provision
-from vibebox_core.session import status as sessionctl
+from vibebox_core.session import boot
+from vibebox_core.session.status import session_status
 
 pytestmark = pytest.mark.e2e
 
@@ -96,7 +96,7 @@ class Hostile:
         if config.is_symlink() or (config.exists() and not config.is_file()):
             config.unlink()
         config.write_text(APPROVED_TOML)
-        os.chown(config, *provision.guest_ids())
+        os.chown(config, *boot.guest_ids())
         if approve:
             vibebox_core.session.approve.approve(self.project)
         assert approval.review(self.project).status == "approved"
@@ -122,7 +122,7 @@ class Hostile:
         rows = json.loads(self.vibebox("list", "--json", timeout=PROMPT).stdout)
         row = next(r for r in rows if r["id"] == self.session_id)
         assert row["state"] == "running", row
-        status = sessionctl.session_status(SessionIndex().get(self.session_id))
+        status = session_status(SessionIndex().get(self.session_id))
         assert status.state == "running", status
         explained = self.vibebox("explain", timeout=PROMPT)
         assert "Traceback" not in explained.stderr + explained.stdout
@@ -145,7 +145,7 @@ def hostile(e2e_home_shared: Path) -> Iterator[Hostile]:
     root.chmod(0o755)
     markers = Path(tempfile.mkdtemp(prefix="vbx-hostile-markers-", dir="/tmp"))
     (root / paths.PROJECT_CONFIG).write_text(APPROVED_TOML)
-    uid, gid = provision.guest_ids()
+    uid, gid = boot.guest_ids()
     for path in (root, root / paths.PROJECT_CONFIG):
         os.chown(path, uid, gid)  # owned like a user's project: the guest user can edit it
     state = Hostile(ProjectPaths.for_directory(root), markers)

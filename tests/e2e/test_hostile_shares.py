@@ -32,10 +32,10 @@ import pytest
 from e2e.livesession import HeldSession, cli, cli_env, wait_until
 
 from vibebox_core import paths
+from vibebox_core.config.schema import GUEST_USER
 from vibebox_core.paths import ProjectPaths
-from vibebox_core.session import boot as provision
+from vibebox_core.session import boot
 from vibebox_core.share import guard, pins
-from vibebox_core.config.load import GUEST_USER
 from vibebox_core.supervisor import client
 
 pytestmark = pytest.mark.e2e
@@ -91,7 +91,7 @@ def box(e2e_home_shared: Path) -> Iterator[Box]:
         # As root the guest user is uid 1000: the project belongs to that user, as a real
         # user's project belongs to them (and the share owner is the project's owner).
         for path in (root, root / "sub", inner, inner / "approved.txt"):
-            os.chown(path, *provision.guest_ids())
+            os.chown(path, *boot.guest_ids())
     (root / paths.PROJECT_CONFIG).write_text(
         "[box]\n"
         "cpus = 1\n"
@@ -115,7 +115,7 @@ def box(e2e_home_shared: Path) -> Iterator[Box]:
 
 
 def owner() -> guard.ShareOwner:
-    return guard.ShareOwner(*provision.guest_ids()) if os.getuid() == 0 else guard.share_owner()
+    return guard.ShareOwner(*boot.guest_ids()) if os.getuid() == 0 else guard.share_owner()
 
 
 def host_mode(path: Path) -> int:

@@ -23,12 +23,10 @@ import pytest
 from e2e.livesession import URI, HeldSession, cli, cli_env, wait_until
 
 from vibebox_core import paths
-from vibebox_core.hypervisor import domain_xml as vm
+from vibebox_core.hypervisor import names
 from vibebox_core.paths import ProjectPaths
-from vibebox_core.session import approve
-from vibebox_core.session import boot as provision
-from vibebox_core.supervisor import client
-from vibebox_core.supervisor import server
+from vibebox_core.session import approve, boot
+from vibebox_core.supervisor import client, server
 
 pytestmark = pytest.mark.e2e
 
@@ -77,7 +75,7 @@ def lab(e2e_home_shared: Path) -> Iterator[Lab]:
     if os.getuid() == 0:
         # As root the guest user is uid 1000 (the seed contract): give the project to that
         # user, as a real user's project belongs to them.
-        os.chown(root, *provision.guest_ids())
+        os.chown(root, *boot.guest_ids())
     ro_dir = Path(tempfile.mkdtemp(prefix="vbx-ro-", dir="/tmp"))
     ro_dir.chmod(0o755)
     (ro_dir / "ro.txt").write_text("read only\n")
@@ -108,7 +106,7 @@ def lab(e2e_home_shared: Path) -> Iterator[Lab]:
 def test_fresh_project_exec_prints_the_uid(lab: Lab) -> None:
     result = lab.run("exec", "--", "id", "-u")
     assert result.returncode == 0, result.stderr
-    expected = provision.guest_ids()[0]
+    expected = boot.guest_ids()[0]
     assert result.stdout == f"{expected}\n"
     lab.session_id = lab.project.session_id.read_text().strip()
     lab.hold()  # keep the VM up for the next tests (the grace is only 3 s)
@@ -120,7 +118,7 @@ def test_virsh_shows_the_designed_name_and_uuid(lab: Lab) -> None:
         ["virsh", "-c", URI, "domname", lab.session_id], capture_output=True, text=True
     )
     assert name.returncode == 0, name.stderr
-    assert name.stdout.strip() == vm.domain_name(lab.project.name, lab.session_id)
+    assert name.stdout.strip() == names.domain_name(lab.project.name, lab.session_id)
     assert name.stdout.strip() == f"vibebox-{lab.project.name}-{lab.session_id[:8]}"
     uuid = subprocess.run(
         ["virsh", "-c", URI, "domuuid", name.stdout.strip()], capture_output=True, text=True
@@ -152,7 +150,7 @@ def test_guest_write_in_project_mount_appears_on_host(lab: Lab) -> None:
     assert result.returncode == 0, result.stderr
     written = lab.project.root / "from-guest.txt"
     assert written.read_text() == "written by the guest\n"
-    assert written.stat().st_uid == provision.guest_ids()[0]
+    assert written.stat().st_uid == boot.guest_ids()[0]
 
 
 def test_host_write_appears_in_guest(lab: Lab) -> None:
@@ -285,7 +283,7 @@ def test_delete_removes_everything(lab: Lab) -> None:
     assert result.returncode == 0, result.stderr
     assert lab.domstate() == "missing"
     net = subprocess.run(
-        ["virsh", "-c", URI, "net-info", vm.network_name(lab.session_id)],
+        ["virsh", "-c", URI, "net-info", names.network_name(lab.session_id)],
         capture_output=True,
         text=True,
     )

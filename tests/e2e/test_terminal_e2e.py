@@ -18,9 +18,10 @@ from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 
 from vibebox_core.index.sessions import SessionIndex
-from vibebox_core.session import start as runtime
-from vibebox_core.session import status as sessionctl
-from vibebox_core.ssh.pty import ByteStream, SSHPtyStream
+from vibebox_core.paths import ProjectPaths
+from vibebox_core.session import start, teardown
+from vibebox_core.ssh.pty import SSHPtyStream
+from vibebox_core.streams import ByteStream
 from vibebox_tui.terminal import TerminalView
 
 pytestmark = pytest.mark.e2e
@@ -66,18 +67,18 @@ async def _type(pilot: Pilot[None], line: str) -> None:
 
 async def test_terminal_on_a_real_guest(e2e_home: Path, e2e_project: Path) -> None:
     try:
-        session = await runtime.ensure_running(e2e_project)
+        session = await start.ensure_running(ProjectPaths.for_directory(e2e_project))
         try:
             assert session.connection is not None
             await _drive_shell(await SSHPtyStream.open(session.connection, 80, 24), 0)
-            await _drive_shell(await runtime.open_terminal(session, 80, 24), 3)
+            await _drive_shell(await start.open_terminal(session, 80, 24), 3)
         finally:
             await session.close()
     finally:
         # Delete the session (VM, network, disk) even when the boot itself failed.
         entry = SessionIndex().find_by_directory(e2e_project)
         if entry is not None:
-            await asyncio.wait_for(sessionctl.delete(entry), 180)
+            await asyncio.wait_for(teardown.delete(entry), 180)
 
 
 async def _drive_shell(stream: ByteStream, exit_status: int) -> None:

@@ -21,11 +21,10 @@ import shutil
 import sys
 from dataclasses import dataclass
 from datetime import UTC
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from vibebox_core.config import approval
+from vibebox_cli import console
 from vibebox_core.errors import (
     ConfigError,
     SessionIndexError,
@@ -34,10 +33,11 @@ from vibebox_core.errors import (
 )
 from vibebox_core.index.entry import SessionEntry
 from vibebox_core.index.sessions import SessionIndex
-from vibebox_core.network import log as netlog
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.sanitize import clean, clean_lines
-from vibebox_core.session.explain import VMInfo, build_explain, render_text
+from vibebox_core.session.explain import gather
+from vibebox_core.session.explain_text import render_text
+from vibebox_core.session.teardown import delete_session
 
 
 def register(subparsers: Any) -> None:
@@ -199,11 +199,7 @@ def _confirm(entry: SessionEntry) -> bool:
         "(instance disk, keys, logs).\n"
         "  vibebox.toml and your project files are kept. [y/N] "
     )
-    try:
-        answer = input(prompt)
-    except EOFError:
-        return False
-    return answer.strip().lower() in ("y", "yes")
+    return console.ask_yes_no(prompt)
 
 
 def _remove_cache(entry: SessionEntry) -> None:
@@ -242,20 +238,17 @@ def run_delete(args: argparse.Namespace) -> int:
         if not _confirm(entry):
             print("not deleted")
             return 1
-    sessionctl, _ = _sessionctl()
-    teardown = getattr(sessionctl, "delete_session", None)
-    if callable(teardown):
-        try:
-            teardown(entry)  # stops the VM, undefines domain + network, removes files, entry
-        except VibeboxError as exc:
-            if not args.force:
-                raise
-            print(f"vibebox: warning: VM teardown failed: {clean(exc.message)}", file=sys.stderr)
-            print(
-                f"vibebox: warning: its libvirt domain may be left (virsh undefine it: the "
-                f"domain's UUID is {entry.id}); removing the session anyway",
-                file=sys.stderr,
-            )
+    try:
+        delete_session(entry)  # stops the VM, undefines domain + network, removes files, entry
+    except VibeboxError as exc:
+        if not args.force:
+            raise
+        print(f"vibebox: warning: VM teardown failed: {clean(exc.message)}", file=sys.stderr)
+        print(
+            f"vibebox: warning: its libvirt domain may be left (virsh undefine it: the "
+            f"domain's UUID is {entry.id}); removing the session anyway",
+            file=sys.stderr,
+        )
     # Whatever the teardown did or did not do, the session's files and entry go now.
     _remove_cache(entry)
     with contextlib.suppress(SessionNotFoundError):
@@ -277,30 +270,11 @@ def run_explain(args: argparse.Namespace) -> int:
             f"{project.root} is not a directory",
             hint="run `vibebox explain` in a project directory, or pass one",
         )
-    # What is enforced (the approved snapshot), with the file's unapproved change apart.
-    found = approval.review(project)
-    if found.error is not None:
-        raise found.error  # one clear error for a refused vibebox.toml
-    config = found.enforced_config()
+    # What is enforced (the approved snapshot), with the file's unapproved change apart; a
+    # refused vibebox.toml is one clear error.
     index = SessionIndex()
-    entry = index.find_by_directory(project.root)
+    explain = gather(project, index=index, log_summary=True, refuse_unreadable=True).explain
     _notice_pruned(index)
-    vm: VMInfo | None = None
-    if entry is not None:
-        sessionctl, _ = _sessionctl()
-        status_of = getattr(sessionctl, "session_status", None)
-        if callable(status_of):
-            row = _row(status_of(entry))
-            vm = VMInfo(row.state, row.ipv4, config.box.cpus, config.box.memory_mb, row.attached)
-    explain = build_explain(
-        project,
-        config,
-        session_id=entry.id if entry else None,
-        vm=vm,
-        recent_network=_recent_network(project.network_log),
-        network_summary=netlog.summary(project.network_log) if entry is not None else None,
-        review=found,
-    )
     if args.json:
         print(json.dumps(explain.to_dict(), indent=2))
     else:
@@ -308,9 +282,3 @@ def run_explain(args: argparse.Namespace) -> int:
         # Host names, paths and mount specs in it come from the guest and the project file.
         print("".join(f"{line}\n" for line in clean_lines(text.rstrip("\n"), limit=None)), end="")
     return 0
-
-
-def _recent_network(log: Path, count: int = 10) -> list[Any]:
-    if not log.exists():
-        return []
-    return list(netlog.tail(log, count))

@@ -1,8 +1,9 @@
 """``vibebox exec``, ``stop``, ``ssh-config`` and ``shell``: a session from the command line.
 
-Thin: every decision lives in :mod:`vibebox_core.session.start`, :mod:`vibebox_core.session.execute`
-and :mod:`vibebox_core.session.status`. Progress lines go to stderr only when stderr is a terminal,
-so ``vibebox exec`` output stays exactly the command's own.
+Thin: every decision lives in :mod:`vibebox_core.session.start`,
+:mod:`vibebox_core.session.execute` and :mod:`vibebox_core.session.teardown`. Progress lines go
+to stderr only when stderr is a terminal, so ``vibebox exec`` output stays exactly the
+command's own.
 """
 
 from __future__ import annotations
@@ -16,15 +17,13 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from vibebox_cli import console
 from vibebox_core.errors import SSHError, VibeboxError
 from vibebox_core.hypervisor import access
 from vibebox_core.paths import ProjectPaths
-from vibebox_core.progress import ProgressEvent
 from vibebox_core.sanitize import clean
-from vibebox_core.session import execute as guestexec
-from vibebox_core.session import start as runtime
-from vibebox_core.session import status as sessionctl
-from vibebox_core.ssh import connect as ssh
+from vibebox_core.session import execute, start, teardown
+from vibebox_core.ssh import openssh
 
 T = TypeVar("T")
 
@@ -76,16 +75,6 @@ def register(subparsers: Any) -> None:
     shell.set_defaults(handler=run_shell)
 
 
-def print_progress(event: ProgressEvent) -> None:
-    """One progress line on stderr: ``[  12.3s] step: detail``."""
-    detail = f": {clean(event.detail)}" if event.detail else ""
-    print(f"[{event.elapsed:6.1f}s] {clean(event.step)}{detail}", file=sys.stderr, flush=True)
-
-
-def _progress() -> Callable[[ProgressEvent], None] | None:
-    return print_progress if sys.stderr.isatty() else None
-
-
 def _directory(args: argparse.Namespace) -> str:
     return str(getattr(args, "directory", None) or os.getcwd())
 
@@ -93,7 +82,8 @@ def _directory(args: argparse.Namespace) -> str:
 def with_access_prompt(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run ``make()``; when QEMU cannot reach the files, ask (on a terminal) and retry once.
 
-    DESIGN §6: explain, then fix with consent — the grant is search permission only.
+    Explain, then fix with consent (README.md, "Sessions, the VM and SSH"): the grant is
+    search permission only (:mod:`vibebox_core.hypervisor.access`).
     """
     try:
         return asyncio.run(make())
@@ -102,11 +92,7 @@ def with_access_prompt(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
             raise
         print(f"vibebox: {clean(exc.message, None)}", file=sys.stderr)
         print(f"  command: {clean(exc.hint, None)}", file=sys.stderr)
-        try:
-            answer = input("Allow it now? [y/N] ")
-        except EOFError:
-            answer = ""
-        if answer.strip().lower() not in ("y", "yes"):
+        if not console.ask_yes_no("Allow it now? [y/N] "):
             raise
         access.grant_qemu_access(exc.path)
         return asyncio.run(make())
@@ -120,15 +106,16 @@ def run_exec_command(args: argparse.Namespace) -> int:
     if not argv:
         print("usage: vibebox exec [-C DIR] -- COMMAND [ARG...]", file=sys.stderr)
         return 2
-    directory = _directory(args)
-    return with_access_prompt(lambda: guestexec.exec_command(directory, argv, progress=_progress()))
+    project = ProjectPaths.for_directory(_directory(args))
+    return with_access_prompt(
+        lambda: execute.exec_command(project, argv, progress=console.progress_on_terminal())
+    )
 
 
 def run_stop(args: argparse.Namespace) -> int:
     """``vibebox stop``."""
-    directory = _directory(args)
-    was_running = asyncio.run(sessionctl.stop(directory))
-    project = ProjectPaths.for_directory(directory)
+    project = ProjectPaths.for_directory(_directory(args))
+    was_running = asyncio.run(teardown.stop(project))
     root = clean(project.root)
     print(f"stopped {root}" if was_running else f"{root}: not running")
     return 0
@@ -143,8 +130,8 @@ def run_ssh_config(args: argparse.Namespace) -> int:
             f"the session of {project.root} has not booted yet, so it has no address",
             hint="start it once (`vibebox` or `vibebox exec -- true`), then run this again",
         )
-    block = ssh.ssh_config_block(project, ipv4)
-    ssh.write_openssh_config(project, ipv4)
+    block = openssh.ssh_config_block(project, ipv4)
+    openssh.write_openssh_config(project, ipv4)
     print(block, end="")
     return 0
 
@@ -156,13 +143,13 @@ def run_shell(args: argparse.Namespace) -> int:
             "the OpenSSH client (ssh) is not installed",
             hint="apt-get install openssh-client, or use the dashboard (`vibebox`)",
         )
-    directory = _directory(args)
+    project = ProjectPaths.for_directory(_directory(args))
 
     async def session() -> int:
-        async with runtime.attach(directory, _progress(), client="shell") as running:
+        async with start.attach(project, console.progress_on_terminal(), client="shell") as running:
             if running.connection is not None:
                 running.connection.close()  # OpenSSH takes over; the attachment stays
-            argv = ssh.openssh_argv(running.project, running.ipv4, "-t")
+            argv = openssh.openssh_argv(running.project, running.ipv4, "-t")
             # -F: the user's ~/.ssh/config is not read; no agent socket is even offered.
             env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
             process = await asyncio.to_thread(subprocess.run, argv, env=env)

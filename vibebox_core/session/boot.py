@@ -30,9 +30,8 @@ from vibebox_core.config.policy import Policy
 from vibebox_core.config.schema import GUEST_USER, Config
 from vibebox_core.errors import VMError
 from vibebox_core.fileio import write_atomic
-from vibebox_core.hypervisor import access
-from vibebox_core.hypervisor import domain_xml as vm
-from vibebox_core.hypervisor.libvirt import Hypervisor
+from vibebox_core.hypervisor import accelerator, access, domain_xml, names, network_xml, virtiofs
+from vibebox_core.hypervisor.base import Hypervisor
 from vibebox_core.network import definition
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.progress import ProgressCallback, ProgressClock
@@ -61,9 +60,9 @@ def guest_ids(uid: int | None = None, gid: int | None = None) -> tuple[int, int]
     return uid, gid or ROOT_FALLBACK_ID
 
 
-def mount_shares(config: Config, project: ProjectPaths) -> list[tuple[vm.Share, str]]:
+def mount_shares(config: Config, project: ProjectPaths) -> list[tuple[virtiofs.Share, str]]:
     """The virtiofs shares of the project and extra mounts, each with its guest path."""
-    shares: list[tuple[vm.Share, str]] = []
+    shares: list[tuple[virtiofs.Share, str]] = []
     extra = 0
     for mount in all_mounts(config, project):
         if mount.default:
@@ -71,7 +70,7 @@ def mount_shares(config: Config, project: ProjectPaths) -> list[tuple[vm.Share, 
         else:
             extra += 1
             tag = f"{EXTRA_TAG_PREFIX}{extra}"
-        shares.append((vm.Share(Path(mount.host), tag, mount.read_only), mount.guest))
+        shares.append((virtiofs.Share(Path(mount.host), tag, mount.read_only), mount.guest))
     return shares
 
 
@@ -246,17 +245,17 @@ def prepare_and_start(
     shares = guard.guard_shares(
         session_id,
         project.root,
-        [(vm.Share(project.seed_dir, SEED_TAG, True), None), *mount_shares(config, project)],
+        [(virtiofs.Share(project.seed_dir, SEED_TAG, True), None), *mount_shares(config, project)],
         snapshot.approved_pins(project),
     )
-    readonly = vm.install_readonly_virtiofsd()
+    readonly = virtiofs.install_readonly_virtiofsd()
     check_qemu_access([info.kernel, info.initrd, info.base_disk, project.disk])
     # Asking libvirt about KVM costs a capabilities probe: only when the answer matters.
     kvm = config.box.accel != "tcg" and hv.kvm_available()
-    accel = vm.resolve_accel(config.box.accel, kvm_available=kvm)
-    machine_id = vm.canonical_session_id(session_id).replace("-", "")
-    name = vm.domain_name(project.name, session_id)
-    domain = vm.DomainSpec(
+    accel = accelerator.resolve_accel(config.box.accel, kvm_available=kvm)
+    machine_id = names.canonical_session_id(session_id).replace("-", "")
+    name = names.domain_name(project.name, session_id)
+    domain = domain_xml.DomainSpec(
         session_id=session_id,
         name=name,
         cpus=config.box.cpus,
@@ -277,19 +276,19 @@ def prepare_and_start(
     clock("defining VM", name)
     if plan.nwfilter_xml is not None:
         hv.define_nwfilter(plan.nwfilter_xml)
-    network_xml = vm.network_xml(spec)
+    net_xml = network_xml.network_xml(spec)
     try:
-        changed = project.network_def.read_text() != network_xml
+        changed = project.network_def.read_text() != net_xml
     except OSError:
         changed = True
-    hv.define(vm.domain_xml(domain), network_xml)
+    hv.define(domain_xml.domain_xml(domain), net_xml)
     if plan.nwfilter is None:  # a filter left unreferenced (every mode has one today)
         hv.undefine_nwfilter(definition.nwfilter_name(session_id))
     # The VM is off: when the network's definition changed (policy mode, DNS, subnet),
     # re-create it so isolation and DNS follow the approved policy. Unchanged, it is kept:
     # re-creating costs ~0.5 s of every cold start.
     hv.start_network(session_id, restart=changed)
-    write_atomic(project.network_def, network_xml.encode())
+    write_atomic(project.network_def, net_xml.encode())
     clock("starting VM", f"{name} (accel={accel})")
     hv.start(session_id)
     return Prepared(accel, name, config)
@@ -297,15 +296,15 @@ def prepare_and_start(
 
 def network_plan(
     config: Config, session_id: str, hv: Hypervisor
-) -> tuple[vm.NetworkSpec, definition.NetworkPlan]:
+) -> tuple[network_xml.NetworkSpec, definition.NetworkPlan]:
     """The session network for the (approved) network policy, and how the guest is pointed.
 
     Both modes: an nwfilter that lets the guest open only DHCP, DNS and the proxy on its
-    gateway on the host (``vibebox_core.network.nwfilter``); allowlist: an isolated network;
+    gateway on the host (``vibebox_core.hypervisor.nwfilter``); allowlist: an isolated network;
     blocklist: NAT past the fence. Either way dnsmasq asks only the DNS filter and the
     guest's environment points at the proxy; both run in the supervisor.
     """
-    spec = vm.NetworkSpec.for_session(
+    spec = network_xml.NetworkSpec.for_session(
         session_id,
         hv.used_subnets(exclude_session=session_id),
         current=hv.network_subnet(session_id),

@@ -18,10 +18,12 @@ from typing import IO, Any
 
 import asyncssh
 
-from vibebox_core.hypervisor.libvirt import Hypervisor
+from vibebox_core.hypervisor.base import Hypervisor
+from vibebox_core.paths import ProjectPaths
 from vibebox_core.progress import ProgressCallback
-from vibebox_core.session.start import RunningSession, attach
-from vibebox_core.ssh import connect as ssh
+from vibebox_core.session.running import RunningSession
+from vibebox_core.session.start import attach
+from vibebox_core.ssh.connect import guest_command, ssh_error
 
 
 def _fd(stream: IO[Any] | int | None, default: int) -> int:
@@ -69,7 +71,7 @@ async def run_in_session(
     stdin, stdout and stderr pass through (file objects or descriptors; default this
     process's). Returns the command's exit status (128 + signal when a signal ended it).
     """
-    command = ssh.guest_command(list(argv), cwd=session.guest_project_path)
+    command = guest_command(list(argv), cwd=session.guest_project_path)
     originals = [_fd(stdin, 0), _fd(stdout, 1), _fd(stderr, 2)]
     blocking = [_get_blocking(fd) for fd in originals]
     connection = await session.ssh()
@@ -85,11 +87,11 @@ async def run_in_session(
             if fd >= 0:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-        raise ssh.translate_error(exc, session.ipv4, session.project) from exc
+        raise ssh_error(exc, session.ipv4, session.project) from exc
     try:
         completed = await process.wait()
     except (OSError, asyncssh.Error) as exc:
-        raise ssh.translate_error(exc, session.ipv4, session.project) from exc
+        raise ssh_error(exc, session.ipv4, session.project) from exc
     finally:
         # The pipes asyncssh made non-blocking share their file status with ours.
         for fd, was in zip(originals, blocking, strict=True):
@@ -104,7 +106,7 @@ async def run_in_session(
 
 
 async def exec_command(
-    project_dir: str | os.PathLike[str],
+    project: ProjectPaths,
     argv: Sequence[str],
     *,
     stdin: IO[Any] | int | None = None,
@@ -118,5 +120,5 @@ async def exec_command(
     Returns:
         The command's exit status.
     """
-    async with attach(project_dir, progress, hypervisor=hypervisor, client="exec") as session:
+    async with attach(project, progress, hypervisor=hypervisor, client="exec") as session:
         return await run_in_session(session, argv, stdin=stdin, stdout=stdout, stderr=stderr)

@@ -26,7 +26,7 @@ from vibebox_core.config.approval import Review, review
 from vibebox_core.config.mounts import all_mounts
 from vibebox_core.config.schema import Config, Mount
 from vibebox_core.errors import VibeboxError
-from vibebox_core.hypervisor.libvirt import Hypervisor
+from vibebox_core.hypervisor.base import Hypervisor
 from vibebox_core.index.entry import SessionEntry
 from vibebox_core.index.sessions import SessionIndex
 from vibebox_core.network.log import NetEvent, tail

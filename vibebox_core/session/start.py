@@ -3,7 +3,7 @@
 The CLI and the dashboard start sessions and attach to them through this module. It ties the
 pieces together: the project's config and the session index, the cold-start preparation
 (:mod:`vibebox_core.session.boot`), the libvirt domain (through a
-:class:`~vibebox_core.hypervisor.libvirt.Hypervisor`), SSH
+:class:`~vibebox_core.hypervisor.base.Hypervisor`), SSH
 (:mod:`vibebox_core.session.ssh_wait`), and the per-session supervisor that keeps the reference
 count. The attached session is a :class:`~vibebox_core.session.running.RunningSession`.
 Statuses are in :mod:`vibebox_core.session.status`, teardown (stop, delete, recreate) in
@@ -56,7 +56,7 @@ from vibebox_core.doctor.examine import diagnose_failure
 from vibebox_core.errors import ConfigError, SupervisorError, VibeboxError, VMError
 from vibebox_core.fileio import write_atomic
 from vibebox_core.hypervisor.access import QemuAccessError
-from vibebox_core.hypervisor.libvirt import Hypervisor
+from vibebox_core.hypervisor.base import Hypervisor
 from vibebox_core.index.entry import SessionEntry
 from vibebox_core.index.sessions import SessionIndex
 from vibebox_core.paths import ProjectPaths
@@ -67,8 +67,14 @@ from vibebox_core.session.running import RunningSession
 from vibebox_core.session.ssh_wait import wait_for_ssh
 from vibebox_core.ssh.pty import SSHPtyStream
 from vibebox_core.streams import ByteStream
-from vibebox_core.supervisor import relay
-from vibebox_core.supervisor import server as supervisor
+from vibebox_core.supervisor import lock, relay
+from vibebox_core.supervisor.client import (
+    SupervisorConnection,
+    clean_stale,
+    probe,
+    spawn,
+    status_sync,
+)
 
 #: Seconds a running-but-stopping VM may take before a new start gives up waiting.
 STOPPING_WAIT = 60.0
@@ -108,7 +114,7 @@ async def _start_unsupervised(
     """
     if kind == "stale":
         clock("cleaning up", "a crashed supervisor's files")
-        await asyncio.to_thread(supervisor.clean_stale, project, session_id)
+        await asyncio.to_thread(clean_stale, project, session_id)
     state = await asyncio.to_thread(_wait_not_stopping, hv, session_id)
     if state == "broken":
         status = await asyncio.to_thread(hv.status, session_id)
@@ -127,18 +133,18 @@ async def _start_unsupervised(
                 await asyncio.to_thread(diagnose_failure, exc, hv.uri, project)
             raise
     grace = ((prepared.config if prepared else None) or config).supervisor.auto_shutdown_ms
-    await asyncio.to_thread(supervisor.spawn, project, session_id, uri=hv.uri, grace_ms=grace)
+    await asyncio.to_thread(spawn, project, session_id, uri=hv.uri, grace_ms=grace)
     return prepared
 
 
 async def _attach(
     socket_path: Path, client: str, *, last: bool
-) -> supervisor.SupervisorConnection | None:
+) -> SupervisorConnection | None:
     """Attach to the supervisor; None when it died meanwhile (killed, or ended with its VM)
     and another start should be tried, unless this is the ``last`` try (then it raises)."""
-    attachment: supervisor.SupervisorConnection | None = None
+    attachment: SupervisorConnection | None = None
     try:
-        attachment = await supervisor.SupervisorConnection.open(socket_path)
+        attachment = await SupervisorConnection.open(socket_path)
         await attachment.attach(client)
         return attachment
     except BaseException as exc:
@@ -156,7 +162,7 @@ def _wait_supervisor_gone(socket_path: Path) -> None:
         SupervisorError: it still answers after :data:`SUPERVISOR_EXIT_WAIT` seconds.
     """
     deadline = time.monotonic() + SUPERVISOR_EXIT_WAIT
-    while supervisor.status_sync(socket_path, timeout=1.0) is not None:
+    while status_sync(socket_path, timeout=1.0) is not None:
         if time.monotonic() > deadline:
             raise SupervisorError(
                 "the session's supervisor still runs although its VM is off",
@@ -213,12 +219,12 @@ async def ensure_running(
     socket_path = paths.supervisor_socket_path(session_id)
     booted = False
     accel: str = config.box.accel
-    attachment: supervisor.SupervisorConnection | None = None
+    attachment: SupervisorConnection | None = None
     for attempt in range(ATTACH_ATTEMPTS):
-        lock_fd = await asyncio.to_thread(supervisor._acquire, project.supervisor_lock)
+        lock_fd = await asyncio.to_thread(lock.acquire, project.supervisor_lock)
         again = False
         try:
-            kind, _status = await asyncio.to_thread(supervisor.probe, project, session_id)
+            kind, _status = await asyncio.to_thread(probe, project, session_id)
             if kind == "alive" and await asyncio.to_thread(hv.state, session_id) in (
                 "shut off",
                 "missing",

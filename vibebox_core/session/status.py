@@ -18,12 +18,12 @@ from typing import Any
 
 from vibebox_core import paths
 from vibebox_core.errors import VibeboxError
-from vibebox_core.hypervisor import domain_xml as vm
-from vibebox_core.hypervisor.libvirt import Hypervisor, VMStatus
+from vibebox_core.hypervisor import names
+from vibebox_core.hypervisor.base import Hypervisor, VMStatus
 from vibebox_core.index.entry import SessionEntry
 from vibebox_core.index.sessions import SessionIndex
 from vibebox_core.session.hypervisors import libvirt_uri, project_hypervisor, shared_hypervisor
-from vibebox_core.supervisor import server as supervisor
+from vibebox_core.supervisor import client
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def _status_from(entry: SessionEntry, vm_status: VMStatus) -> SessionStatus:
         return SessionStatus(
             entry, "broken", f"{project.cache} is gone (`vibebox delete {entry.id[:8]}`)"
         )
-    answer = supervisor.status_sync(paths.supervisor_socket_path(entry.id), timeout=1.0)
+    answer = client.status_sync(paths.supervisor_socket_path(entry.id), timeout=1.0)
     attached = int(answer.get("attached", 0)) if answer else 0
     state: str = vm_status.state
     reason = vm_status.reason
@@ -128,7 +128,7 @@ def list_statuses(
             result.append(SessionStatus(entry, "broken", reason))
             continue
         try:
-            found = listing.get(vm.canonical_session_id(entry.id), VMStatus("missing"))
+            found = listing.get(names.canonical_session_id(entry.id), VMStatus("missing"))
             result.append(_status_from(entry, found))
         except Exception as exc:
             result.append(SessionStatus(entry, "broken", str(exc)))

@@ -20,14 +20,14 @@ from typing import Protocol
 
 from vibebox_core.index.ids import short_ids
 from vibebox_core.progress import ProgressCallback
-from vibebox_core.ssh.pty import ByteStream
+from vibebox_core.streams import ByteStream
 
 #: Session states the browser knows how to draw (others are shown as they come).
 KNOWN_STATES = ("running", "shut off", "starting", "stopping", "missing", "broken")
 
 
 @dataclass(frozen=True)
-class SessionStatus:
+class SessionRow:
     """One row of the session browser.
 
     Attributes:
@@ -57,8 +57,8 @@ class SessionStatus:
         return self.directory.name or str(self.directory)
 
 
-def with_short_ids(sessions: Sequence[SessionStatus]) -> list[SessionStatus]:
-    """``sessions`` with :attr:`SessionStatus.short` set: ids that share their first 8 digits
+def with_short_ids(sessions: Sequence[SessionRow]) -> list[SessionRow]:
+    """``sessions`` with :attr:`SessionRow.short` set: ids that share their first 8 digits
     (made within a minute of each other) are shown long enough to tell apart."""
     shorts = short_ids(s.id for s in sessions)
     return [replace(s, short=shorts[s.id]) for s in sessions]
@@ -114,7 +114,7 @@ class Attachment:
     go (the VM then stays up for the grace period and shuts down if nobody else is attached).
     """
 
-    session: SessionStatus
+    session: SessionRow
     stream: ByteStream
     release: Callable[[], Awaitable[None]] | None = None
     _closed: bool = field(default=False, repr=False)
@@ -138,7 +138,7 @@ class Backend(Protocol):
         """The project directory vibebox was started in (None: only browse)."""
         ...
 
-    def list_sessions(self) -> list[SessionStatus]:
+    def list_sessions(self) -> list[SessionRow]:
         """Every session in the index with its live state; a broken one never raises (blocking)."""
         ...
 
@@ -160,7 +160,7 @@ class Backend(Protocol):
         """Stop the VM and remove the session, its cache and its index entry (blocking)."""
         ...
 
-    def recreate(self, session_id: str, progress: ProgressCallback) -> SessionStatus:
+    def recreate(self, session_id: str, progress: ProgressCallback) -> SessionRow:
         """Delete the session and create a fresh one for the same directory (blocking)."""
         ...
 

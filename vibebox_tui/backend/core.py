@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from vibebox_core.config import snapshot
 from vibebox_core.errors import VibeboxError
-from vibebox_core.hypervisor.libvirt import Hypervisor
+from vibebox_core.hypervisor.base import Hypervisor
 from vibebox_core.index.entry import SessionEntry
 from vibebox_core.index.sessions import SessionIndex
 from vibebox_core.paths import PROJECT_CACHE, PROJECT_CONFIG, ProjectPaths

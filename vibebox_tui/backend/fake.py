@@ -20,8 +20,8 @@ from typing import cast
 
 from vibebox_core.config.grants import ApprovalCheck, PolicyNotApprovedError
 from vibebox_core.errors import SessionNotFoundError, VibeboxError
+from vibebox_core.hypervisor.base import VMState
 from vibebox_core.hypervisor.fake import FakeDomain, FakeHypervisor
-from vibebox_core.hypervisor.libvirt import VMState
 from vibebox_core.progress import ProgressCallback, ProgressEvent
 from vibebox_core.streams import MemoryStream
 from vibebox_tui.backend.base import Attachment, InspectorData, MountRow, SessionRow

@@ -22,7 +22,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
-from vibebox_tui.backend.base import SessionStatus
+from vibebox_tui.backend.base import SessionRow
 from vibebox_tui.safe import clean
 
 
@@ -116,7 +116,7 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(answer)
 
 
-def confirm_delete(session: SessionStatus) -> ConfirmScreen:
+def confirm_delete(session: SessionRow) -> ConfirmScreen:
     """Ask before deleting ``session`` (browser ``d``)."""
     return ConfirmScreen(
         "Delete this session?",
@@ -126,7 +126,7 @@ def confirm_delete(session: SessionStatus) -> ConfirmScreen:
     )
 
 
-def confirm_recreate(session: SessionStatus, directory: Path) -> ConfirmScreen:
+def confirm_recreate(session: SessionRow, directory: Path) -> ConfirmScreen:
     """Ask before ``:new`` replaces ``session`` with a fresh one."""
     return ConfirmScreen(
         "Start a fresh session?",

@@ -16,7 +16,7 @@ from textual.message import Message
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
-from vibebox_tui.backend.base import SessionStatus
+from vibebox_tui.backend.base import SessionRow
 from vibebox_tui.safe import clean
 from vibebox_tui.widgets.states import state_style, state_symbol
 
@@ -45,7 +45,7 @@ def clip(text: str, width: int) -> str:
     return "…" + text[-(width - 1) :]
 
 
-def session_prompt(session: SessionStatus, *, current: bool, width: int = 30) -> Text:
+def session_prompt(session: SessionRow, *, current: bool, width: int = 30) -> Text:
     """The lines of one entry (name, directory and reason escaped: the project chose them)."""
     marker = "▶ " if current else "  "
     text = Text.assemble(
@@ -79,22 +79,22 @@ class SessionBrowser(OptionList):
     class AttachRequested(Message):
         """The user picked a session to attach the terminal to."""
 
-        def __init__(self, session: SessionStatus) -> None:
+        def __init__(self, session: SessionRow) -> None:
             super().__init__()
             self.session = session
 
     class DeleteRequested(Message):
         """The user asked to delete a session (not yet confirmed)."""
 
-        def __init__(self, session: SessionStatus) -> None:
+        def __init__(self, session: SessionRow) -> None:
             super().__init__()
             self.session = session
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.sessions: list[SessionStatus] = []
+        self.sessions: list[SessionRow] = []
         self.current_id: str | None = None
-        self._shown: tuple[tuple[SessionStatus, ...], str | None] | None = None
+        self._shown: tuple[tuple[SessionRow, ...], str | None] | None = None
 
     def on_mount(self) -> None:
         self.border_title = "Sessions"
@@ -105,7 +105,7 @@ class SessionBrowser(OptionList):
         self._shown = None
         self.show_sessions(self.sessions, self.current_id)
 
-    def show_sessions(self, sessions: list[SessionStatus], current_id: str | None = None) -> None:
+    def show_sessions(self, sessions: list[SessionRow], current_id: str | None = None) -> None:
         """Redraw with ``sessions``; ``current_id`` is the one the terminal shows."""
         key = (tuple(sessions), current_id)
         if key == self._shown:
@@ -144,7 +144,7 @@ class SessionBrowser(OptionList):
         self.highlighted = index
 
     @property
-    def selected_session(self) -> SessionStatus | None:
+    def selected_session(self) -> SessionRow | None:
         """The highlighted session, if any."""
         if self.highlighted is None or not self.sessions:
             return None

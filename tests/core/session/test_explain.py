@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 
 from vibebox_core import paths
-from vibebox_core.config.load import GUEST_HOME, load_config
+from vibebox_core.config.load import load_config
+from vibebox_core.config.schema import GUEST_HOME
 from vibebox_core.network.log import NetEvent
 from vibebox_core.paths import ProjectPaths
-from vibebox_core.session.explain import NetEventView, VMInfo, build_explain, render_text
+from vibebox_core.session.explain import NetEventView, VMInfo, build_explain
+from vibebox_core.session.explain_text import render_text
 
 
 @pytest.fixture
@@ -161,9 +163,10 @@ def test_network_summaries(project: ProjectPaths, mode: str, entries: str, summa
 
 def test_enforced_view_shows_an_unapproved_change_apart(project: ProjectPaths) -> None:
     from vibebox_core.config import approval
-    from vibebox_core.config.load import set_value
+    from vibebox_core.config.edit import set_value
+    from vibebox_core.session import approve
 
-    approval.approve(project)  # the user approved the file as it is
+    approve.approve(project)  # the user approved the file as it is
     set_value(project, "network", "entries", ["pypi.org", "*.github.com", "evil.example"])
     set_value(project, "box", "cpus", 16)
     found = approval.review(project)
@@ -195,8 +198,9 @@ def test_enforced_view_before_any_approval(project: ProjectPaths) -> None:
 
 def test_refused_file_is_named_and_the_approved_values_shown(project: ProjectPaths) -> None:
     from vibebox_core.config import approval
+    from vibebox_core.session import approve
 
-    approval.approve(project)
+    approve.approve(project)
     project.config.unlink()
     project.config.symlink_to("/dev/zero")
     found = approval.review(project)

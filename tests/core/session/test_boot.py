@@ -1,0 +1,95 @@
+"""The cold start's pure parts: the seed contract, the instance disk, the base it was made on."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from vibebox_core.config.load import load_config
+from vibebox_core.errors import VMError
+from vibebox_core.paths import ProjectPaths
+from vibebox_core.session import boot
+from vibebox_core.ssh import keys
+
+
+def test_guest_ids_map_root_to_1000() -> None:
+    assert boot.guest_ids(0, 0) == (1000, 1000)
+    assert boot.guest_ids(1234, 99) == (1234, 99)
+
+
+def test_guest_json_follows_the_seed_contract(project: ProjectPaths, home: Path) -> None:
+    extra = home / "data"
+    extra.mkdir()
+    project.config.write_text(f'[box]\nmounts = ["{extra}:~/data:ro", "{extra}:/srv/x"]\n')
+    config = load_config(project)
+    data = boot.guest_json(
+        config, project, env={"http_proxy": "http://10.0.0.1:3128"}, uid=0, gid=0
+    )
+    assert data == {
+        "uid": 1000,
+        "gid": 1000,
+        "hostname": "vibebox",
+        "project_name": "my-proj",
+        "project_guest_path": "/home/vibecoder/my-proj",
+        "mounts": [
+            {"tag": "vibebox-project", "guest": "/home/vibecoder/my-proj", "read_only": False},
+            {"tag": "vibebox-m1", "guest": "/home/vibecoder/data", "read_only": True},
+            {"tag": "vibebox-m2", "guest": "/srv/x", "read_only": False},
+        ],
+        "env": {"http_proxy": "http://10.0.0.1:3128"},
+    }
+
+
+def test_write_seed(project: ProjectPaths) -> None:
+    keys.ensure_keys(project)
+    boot.write_seed(project, {"uid": 1000})
+    seed = project.seed_dir
+    assert sorted(p.name for p in seed.iterdir()) == [
+        "authorized_keys",
+        "guest.json",
+        "ssh_host_ed25519_key",
+        "ssh_host_ed25519_key.pub",
+    ]
+    assert stat.S_IMODE((seed / "ssh_host_ed25519_key").stat().st_mode) == 0o600
+    assert (seed / "authorized_keys").read_bytes() == project.client_pubkey.read_bytes()
+    assert json.loads((seed / "guest.json").read_text()) == {"uid": 1000}
+
+
+@pytest.mark.skipif(shutil.which("qemu-img") is None, reason="needs qemu-img")
+def test_overlay_is_made_once_on_the_base(tmp_path: Path) -> None:
+    base = tmp_path / "base.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(base), "64M"], check=True)
+    disk = tmp_path / "disk.qcow2"
+    assert boot.create_overlay(disk, base, 2) is True
+    info = json.loads(
+        subprocess.run(
+            ["qemu-img", "info", "--output=json", str(disk)], capture_output=True, check=True
+        ).stdout
+    )
+    assert info["backing-filename"] == str(base)
+    assert info["backing-filename-format"] == "qcow2"
+    assert info["virtual-size"] == 2 * 1024**3
+    assert boot.create_overlay(disk, base, 5) is False  # kept: the guest's disk persists
+
+
+def test_overlay_failure_is_explained(tmp_path: Path) -> None:
+    if shutil.which("qemu-img") is None:
+        pytest.skip("needs qemu-img")
+    with pytest.raises(VMError, match="instance disk"):
+        boot.create_overlay(tmp_path / "d.qcow2", tmp_path / "missing.qcow2", 1)
+
+
+def test_a_disk_made_on_another_base_build_is_refused(project: ProjectPaths) -> None:
+    boot.check_disk_base(project, "debian-12", "a" * 64)  # no disk yet: fine
+    project.disk.write_bytes(b"qcow2")
+    boot.check_disk_base(project, "debian-12", "a" * 64)  # no record (older session): fine
+    project.disk_base.write_text("a" * 64 + "\n")
+    boot.check_disk_base(project, "debian-12", "a" * 64)
+    with pytest.raises(VMError, match="was rebuilt") as info:
+        boot.check_disk_base(project, "debian-12", "b" * 64)
+    assert "recreate the session" in info.value.hint
