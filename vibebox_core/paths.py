@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from vibebox_core.config.projectfile import read_bounded_text
+from vibebox_core.fileio import read_bounded_text
 from vibebox_core.errors import ConfigError
 
 HOME_ENV = "VIBEBOX_HOME"
@@ -181,7 +181,7 @@ class ProjectPaths:
 
     def recorded_ipv4(self) -> str | None:
         """The guest's address as last written to :attr:`ipv4`; None when there is none."""
-        try:  # a regular file of a few bytes only (projectfile): never a FIFO or a device
+        try:  # a regular file of a few bytes only (fileio): never a FIFO or a device
             return read_bounded_text(self.ipv4, limit=256).strip() or None
         except (OSError, ConfigError):
             return None

@@ -1,6 +1,6 @@
 """One sanitiser for every guest-derived string on its way to a host terminal or a widget.
 
-The guest has root and the project directory is writable from it (DESIGN §5), so host names in
+The guest has root and the project directory is writable from it (SECURITY.md), so host names in
 the network log, window titles, the project's own path and name, mount paths, the values and
 diff lines of ``vibebox.toml``, console-log tails and any error message that embeds one of these
 are chosen by the adversary. Printed raw, such a string can move the host terminal's cursor,

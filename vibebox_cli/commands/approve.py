@@ -16,11 +16,12 @@ import dataclasses
 import sys
 from typing import Any
 
-from vibebox_core.config import approval
+from vibebox_core.config import approval, snapshot
 from vibebox_core.errors import ConfigError
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.sanitize import clean
-from vibebox_core.share import pins as mountpin
+from vibebox_core.session import approve
+from vibebox_core.share import pins
 
 
 def register(subparsers: Any) -> None:
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     moved: list[str] = []
     if found.status == "approved":
         # The same text, but a mount's directory was replaced since (a new inode, a symlink).
-        moved = mountpin.changed_pins(approval.approved_pins(project))
+        moved = pins.changed_pins(snapshot.approved_pins(project))
         if not moved:
             print("nothing to approve: vibebox.toml matches what you approved")
             return 0
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         check = dataclasses.replace(check, diff=tuple(moved))
     elif found.status == "new":
         if not found.diff:
-            approval.approve(project, expected=check.digest)
+            approve.approve(project, expected=check.digest)
             print("nothing to approve: vibebox.toml asks for the defaults only (recorded)")
             return 0
         print(f"vibebox.toml in {clean(project.root)} was never approved; it asks for:")
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
             print("not approved; the session keeps what you approved before")
             return 1
     # Exactly what was shown: a file changed again meanwhile is refused, not approved.
-    when = approval.approve(project, expected=check.digest)
+    when = approve.approve(project, expected=check.digest)
     if moved:
         print("approved: the session serves the new directories from its next start")
     elif when == "live":

@@ -23,7 +23,6 @@ Decisions worth knowing:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -35,6 +34,7 @@ from typing import Any
 
 from vibebox_core import paths
 from vibebox_core.errors import ImageError
+from vibebox_core.fileio import lock_file
 from vibebox_core.images.plan import guest_digest
 from vibebox_core.images.record import (
     Artifact,
@@ -126,18 +126,17 @@ def build_lock(name: str, *, wait: bool) -> Iterator[None]:
     store = paths.images_dir()
     store.mkdir(parents=True, exist_ok=True)
     lock_path = store / f".{name}.lock"
-    with lock_path.open("a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            raise ImageError(
-                f"image {name!r} is being built by another vibebox",
-                hint="wait for that build to finish, then try again",
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    try:
+        fd = lock_file(lock_path, mode=0o666, wait=wait)
+    except BlockingIOError:
+        raise ImageError(
+            f"image {name!r} is being built by another vibebox",
+            hint="wait for that build to finish, then try again",
+        ) from None
+    try:
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def remove_image(name: str) -> None:

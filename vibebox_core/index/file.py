@@ -9,7 +9,6 @@ write unchanged. A damaged index is reported with its file and line and never ov
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ import tomlkit
 from tomlkit.exceptions import ParseError
 
 from vibebox_core.errors import SessionIndexError
+from vibebox_core.fileio import write_atomic
 from vibebox_core.index.entry import CORE_KEYS, SessionEntry
 from vibebox_core.index.ids import validate_session_id
 
@@ -189,30 +189,9 @@ def write_index(path: Path, entries: list[SessionEntry]) -> None:
         with contextlib.suppress(OSError):
             stale.unlink()
     try:
-        atomic_write(path, text, prefix=_TMP_PREFIX)
+        write_atomic(path, text, mode=None, durable=True)
     except OSError as exc:
         raise SessionIndexError(
             f"cannot write the session index {path}: {exc.strerror or exc}",
             hint=f"check that {path.parent} is writable and not full",
         ) from None
-
-
-def atomic_write(path: Path, text: str, *, prefix: str | None = None) -> None:
-    """Write through a temp file in the same directory, fsync it, rename, fsync the directory."""
-    tmp = path.with_name(f"{prefix or '.' + path.name + '.'}{os.getpid()}{_TMP_SUFFIX}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

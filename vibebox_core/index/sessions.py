@@ -17,7 +17,6 @@ follows it), and an entry whose ``.vibebox/`` is gone is dropped by every read a
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import re
 from collections.abc import Iterator
@@ -28,11 +27,12 @@ from typing import Any
 
 from vibebox_core import paths
 from vibebox_core.errors import SessionIndexError, SessionNotFoundError
+from vibebox_core.fileio import lock_file, write_atomic
 from vibebox_core.index.entry import CORE_KEYS, SessionEntry, utc_now
-from vibebox_core.index.file import atomic_write, read_index, toml_value, write_index
+from vibebox_core.index.file import read_index, toml_value, write_index
 from vibebox_core.index.ids import new_session_id, read_session_id_file
 from vibebox_core.paths import ProjectPaths
-from vibebox_core.share import pins as mountpin
+from vibebox_core.share import pins
 
 
 class SessionIndex:
@@ -198,14 +198,13 @@ class SessionIndex:
         """Hold the lock, read the index (pruning), yield it, write it back if it changed."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = lock_file(self.lock_path, mode=0o644)
         except OSError as exc:
             raise SessionIndexError(
                 f"cannot open the session index lock {self.lock_path}: {exc.strerror or exc}",
                 hint=f"check that {self.path.parent} is writable (VIBEBOX_HOME moves it)",
             ) from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
             entries = read_index(self.path)
             kept = [e for e in entries if _cache_exists(e)]
             pruned = [e for e in entries if not _cache_exists(e)]
@@ -304,13 +303,13 @@ def _cache_exists(entry: SessionEntry) -> bool:
 
 
 def _write_cache_files(project: ProjectPaths, session_id: str) -> None:
-    mountpin.check_cache(project.cache)  # a cloned repository's .vibebox symlink: refused
+    pins.check_cache(project.cache)  # a cloned repository's .vibebox symlink: refused
     try:
         project.cache.mkdir(exist_ok=True)
         gitignore = project.cache / paths.CACHE_GITIGNORE
         if not gitignore.exists():
             gitignore.write_text("# vibebox's per-project cache; never commit it.\n*\n")
-        atomic_write(project.session_id, session_id + "\n")
+        write_atomic(project.session_id, session_id + "\n", mode=None, durable=True)
     except OSError as exc:
         raise SessionIndexError(
             f"cannot write {project.session_id}: {exc.strerror or exc}",

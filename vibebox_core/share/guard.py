@@ -59,6 +59,7 @@ from typing import Any, NamedTuple
 
 from vibebox_core import paths
 from vibebox_core.errors import VirtiofsdError
+from vibebox_core.fileio import write_atomic
 from vibebox_core.hypervisor import domain_xml as vm
 from vibebox_core.share.pins import MountPinError, PinnedDir, check_pinned, pin
 
@@ -227,11 +228,7 @@ def wrapper_script(
 def _write_wrapper(target: Path, content: str) -> None:
     try:
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(content)
-        os.chmod(tmp, stat.S_IRWXU)
-        os.replace(tmp, target)
+        write_atomic(target, content, mode=stat.S_IRWXU)
     except OSError as exc:
         raise VirtiofsdError(
             f"cannot write the share wrapper {target}: {exc.strerror or exc}",

@@ -22,17 +22,13 @@ from vibebox_core.session import approve
 from vibebox_core.session.hypervisors import libvirt_uri
 
 
-@pytest.fixture(autouse=True)
-def _no_accel_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(ACCEL_ENV, raising=False)
+pytestmark = pytest.mark.usefixtures("no_accel_env")
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> ProjectPaths:
-    root = tmp_path / "proj"
-    root.mkdir()
-    project = ProjectPaths.for_directory(root)
-    load_config(project)  # the commented defaults
+def project(project: ProjectPaths) -> ProjectPaths:
+    """The core tests' empty project (tests/core/conftest.py), with the commented defaults."""
+    load_config(project)
     return project
 
 

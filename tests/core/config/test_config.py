@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import os
+import random
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from vibebox_core import paths
-from vibebox_core.config.load import (
+from vibebox_core.config.edit import set_value
+from vibebox_core.config.load import _write_defaults, load_config
+from vibebox_core.config.mounts import all_mounts, parse_mount, project_mount
+from vibebox_core.config.schema import (
     ACCEL_ENV,
     DEFAULT_CONFIG_TEXT,
     GUEST_HOME,
@@ -19,28 +24,16 @@ from vibebox_core.config.load import (
     NetworkConfig,
     PortForward,
     SupervisorConfig,
-    all_mounts,
-    load_config,
-    parse_mount,
-    parse_port,
-    project_mount,
-    set_value,
 )
+from vibebox_core.config.validate import check_libvirt_uri, parse_port
 from vibebox_core.errors import ConfigError, SessionIndexError, VibeboxError
+from vibebox_core.fileio import MAX_PROJECT_FILE, ProjectFileError, read_bounded_text
+from vibebox_core.index.ids import read_session_id_file
 from vibebox_core.index.sessions import SessionIndex
 from vibebox_core.paths import ProjectPaths
 
 
-@pytest.fixture(autouse=True)
-def _no_accel_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(ACCEL_ENV, raising=False)
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> ProjectPaths:
-    root = tmp_path / "proj"
-    root.mkdir()
-    return ProjectPaths.for_directory(root)
+pytestmark = pytest.mark.usefixtures("no_accel_env")
 
 
 @pytest.fixture
@@ -86,8 +79,6 @@ def test_existing_file_is_not_rewritten(project: ProjectPaths) -> None:
 
 
 def test_defaults_never_clobber_a_file_written_meanwhile(project: ProjectPaths) -> None:
-    from vibebox_core.config.load import _write_defaults
-
     write(project, "[box]\ncpus = 3\n")  # another vibebox won the race
     _write_defaults(project)
     assert project.config.read_text() == "[box]\ncpus = 3\n"
@@ -540,8 +531,6 @@ def test_remote_and_other_uris_are_refused(project: ProjectPaths, uri: str) -> N
 
 
 def test_program_transports_name_the_reason() -> None:
-    from vibebox_core.config.load import check_libvirt_uri
-
     for uri in RUNS_A_PROGRAM:
         assert "run a program" in (check_libvirt_uri(uri) or ""), uri
     assert check_libvirt_uri("qemu:///system") is None
@@ -626,8 +615,6 @@ def test_mount_inside_the_project_is_allowed(project: ProjectPaths) -> None:
 
 
 def _refused_quickly(project: ProjectPaths) -> str:
-    import threading
-
     outcome: list[BaseException | None] = []
 
     def read() -> None:
@@ -671,8 +658,6 @@ def test_config_too_large_is_refused(project: ProjectPaths) -> None:
 
 
 def test_config_of_exactly_the_limit_is_read(project: ProjectPaths) -> None:
-    from vibebox_core.config.projectfile import MAX_PROJECT_FILE
-
     head = b"[box]\ncpus = 2\n"
     project.config.write_bytes(head + b"#" * (MAX_PROJECT_FILE - len(head) - 1) + b"\n")
     assert load_config(project).box.cpus == 2
@@ -684,8 +669,6 @@ def test_config_directory_is_refused(project: ProjectPaths) -> None:
 
 
 def test_session_id_file_is_read_bounded(project: ProjectPaths) -> None:
-    from vibebox_core.config.projectfile import ProjectFileError, read_bounded_text
-
     project.cache.mkdir()
     project.session_id.symlink_to("/dev/zero")
     with pytest.raises(ProjectFileError, match="symlink"):
@@ -745,8 +728,6 @@ FUZZ_VALUES = [
 
 
 def test_fuzzed_inputs_only_raise_config_errors(project: ProjectPaths) -> None:
-    import random
-
     rng = random.Random(1234)
     keys = [("box", k) for k in ("cpus", "memory_mb", "disk_gb", "accel", "libvirt_uri", "mounts")]
     keys += [("network", k) for k in ("mode", "entries", "ports")]
@@ -783,8 +764,6 @@ def test_fuzzed_inputs_only_raise_config_errors(project: ProjectPaths) -> None:
 
 
 def test_session_id_fifo_or_symlink_is_not_read(project: ProjectPaths) -> None:
-    from vibebox_core.index.ids import read_session_id_file
-
     project.cache.mkdir()
     os.mkfifo(project.session_id)
     assert read_session_id_file(project) is None  # returns at once: never waits for a writer

@@ -21,8 +21,7 @@ import pytest
 
 from vibebox_core.errors import VirtiofsdError
 from vibebox_core.hypervisor import domain_xml as vm
-from vibebox_core.share import guard
-from vibebox_core.share import pins as mountpin
+from vibebox_core.share import guard, pins
 from vibebox_core.share.pins import MountChangedError
 
 needs_cc = pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")
@@ -357,7 +356,7 @@ def fake_virtiofsd(tmp_path: Path) -> Path:
 def launch(
     binaries: guard.GuardBinaries,
     fake: Path,
-    pinned: mountpin.PinnedDir,
+    pinned: pins.PinnedDir,
     report: Path,
     *,
     read_only: bool = False,
@@ -398,7 +397,7 @@ def test_launcher_serves_the_pinned_directory_guarded(
     project = tmp_path / "my, project"
     (project / ".vibebox").mkdir(parents=True)
     (project / ".vibebox" / "id_ed25519").write_text("secret")
-    pinned = mountpin.pin(project)
+    pinned = pins.pin(project)
     report = tmp_path / "report"
     done = launch(binaries, fake_virtiofsd, pinned, report)
     assert done.returncode == 0, done.stderr
@@ -423,7 +422,7 @@ def test_launcher_read_only_share_refuses_writes(
     data = tmp_path / "data"
     data.mkdir()
     report = tmp_path / "report"
-    done = launch(binaries, fake_virtiofsd, mountpin.pin(data), report, read_only=True)
+    done = launch(binaries, fake_virtiofsd, pins.pin(data), report, read_only=True)
     assert done.returncode == 0, done.stderr
     assert read_report(report)["WRITE"] == "refused"
     assert not (data / "written").exists()
@@ -436,7 +435,7 @@ def test_launcher_refuses_a_swapped_or_symlinked_directory(
 ) -> None:
     inner = tmp_path / "sub" / "inner"
     inner.mkdir(parents=True)
-    approved = mountpin.pin(inner)
+    approved = pins.pin(inner)
     elsewhere = tmp_path / "elsewhere" / "inner"
     elsewhere.mkdir(parents=True)
     (tmp_path / "sub").rename(tmp_path / "old")
@@ -462,7 +461,7 @@ def test_launcher_refuses_a_vibebox_that_is_no_directory(
     (tmp_path / "keys").mkdir()
     (project / ".vibebox").symlink_to(tmp_path / "keys")
     report = tmp_path / "report"
-    done = launch(binaries, fake_virtiofsd, mountpin.pin(project), report)
+    done = launch(binaries, fake_virtiofsd, pins.pin(project), report)
     assert done.returncode == 1
     assert ".vibebox is not a directory" in done.stderr and not report.exists()
 
@@ -476,7 +475,7 @@ def test_launcher_refuses_another_source(
     (tmp_path / "b").mkdir()
     report = tmp_path / "report"
     done = launch(
-        binaries, fake_virtiofsd, mountpin.pin(tmp_path / "a"), report, source=str(tmp_path / "b")
+        binaries, fake_virtiofsd, pins.pin(tmp_path / "a"), report, source=str(tmp_path / "b")
     )
     assert done.returncode == 1
     assert "another directory" in done.stderr and not report.exists()
@@ -492,7 +491,7 @@ def test_guard_shares_pins_and_writes_one_wrapper_per_share(tmp_path: Path) -> N
     seed.mkdir(parents=True)
     data = tmp_path / "data"
     data.mkdir()
-    pins = {"/home/vibecoder/data": mountpin.pin(data).to_dict()}
+    recorded = {"/home/vibecoder/data": pins.pin(data).to_dict()}
     sid = "019bf290-cccc-7c23-ba1d-dce7e6d40693"
     shares = guard.guard_shares(
         sid,
@@ -502,7 +501,7 @@ def test_guard_shares_pins_and_writes_one_wrapper_per_share(tmp_path: Path) -> N
             (vm.Share(project, "vibebox-project", False), "/home/vibecoder/proj"),
             (vm.Share(data, "vibebox-m1", True), "/home/vibecoder/data"),
         ],
-        pins,
+        recorded,
         directory=tmp_path / "bin",
     )
     assert [s.tag for s in shares] == ["vibebox-seed", "vibebox-project", "vibebox-m1"]
@@ -512,7 +511,7 @@ def test_guard_shares_pins_and_writes_one_wrapper_per_share(tmp_path: Path) -> N
         assert f"--label {sid}:{share.tag}" in text
         assert ("--ro" in text) is share.read_only
         assert stat.S_IMODE(share.binary.stat().st_mode) == 0o700
-    assert f"--ino {mountpin.pin(data).ino}" in shares[2].binary.read_text()  # type: ignore[union-attr]
+    assert f"--ino {pins.pin(data).ino}" in shares[2].binary.read_text()  # type: ignore[union-attr]
 
     xml = vm.domain_xml(
         vm.DomainSpec(
@@ -538,7 +537,7 @@ def test_guard_shares_pins_and_writes_one_wrapper_per_share(tmp_path: Path) -> N
 def test_guard_shares_refuses_a_mount_swapped_after_approval(tmp_path: Path) -> None:
     project = tmp_path / "proj"
     (project / "sub" / "inner").mkdir(parents=True)
-    pins = {"/home/vibecoder/inner": mountpin.pin(project / "sub" / "inner").to_dict()}
+    recorded = {"/home/vibecoder/inner": pins.pin(project / "sub" / "inner").to_dict()}
     (project / "sub").rename(project / "moved")
     (tmp_path / "evil" / "inner").mkdir(parents=True)
     (project / "sub").symlink_to(tmp_path / "evil")
@@ -548,7 +547,7 @@ def test_guard_shares_refuses_a_mount_swapped_after_approval(tmp_path: Path) -> 
             "019bf290-cccc-7c23-ba1d-dce7e6d40693",
             project,
             [(share, "/home/vibecoder/inner")],
-            pins,
+            recorded,
             directory=tmp_path / "bin",
         )
     assert "/home/vibecoder/inner" in info.value.message
@@ -558,13 +557,13 @@ def test_guard_shares_refuses_a_mount_swapped_after_approval(tmp_path: Path) -> 
             "019bf290-cccc-7c23-ba1d-dce7e6d40693",
             project,
             [(share, "/home/vibecoder/other")],
-            pins,
+            recorded,
             directory=tmp_path / "bin",
         )
 
 
 def test_share_owner_is_the_user_or_the_project_owner_for_root(tmp_path: Path) -> None:
-    owner = guard.share_owner(mountpin.pin(tmp_path))
+    owner = guard.share_owner(pins.pin(tmp_path))
     if os.getuid() == 0:
         info = tmp_path.stat()
         assert owner == guard.ShareOwner(info.st_uid, info.st_gid)

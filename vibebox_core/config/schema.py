@@ -1,0 +1,141 @@
+"""The project's settings as types: the tables of ``vibebox.toml``, their limits and defaults.
+
+Each table of the file is one frozen dataclass (:class:`BoxConfig`, :class:`NetworkConfig`,
+:class:`SupervisorConfig`), gathered in :class:`Config`; a field's default is the value a
+missing key takes. :data:`DEFAULT_CONFIG_TEXT` is the commented file a new project gets.
+Reading and checking a file is :mod:`vibebox_core.config.load`; the project directory itself is
+always mounted (read-write, at ``~/<project-name>`` in the guest), and ``[box] mounts`` only
+lists the extra ones (:func:`vibebox_core.config.mounts.all_mounts`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+GUEST_USER = "vibecoder"
+GUEST_HOME = "/home/vibecoder"
+
+ACCEL_ENV = "VIBEBOX_ACCEL"
+
+Accel = Literal["auto", "kvm", "tcg"]
+NetworkMode = Literal["allowlist", "blocklist"]
+ACCELS: tuple[Accel, ...] = ("auto", "kvm", "tcg")
+NETWORK_MODES: tuple[NetworkMode, ...] = ("allowlist", "blocklist")
+
+# Inclusive limits. The lower ones keep a Debian guest bootable; the upper ones catch a unit
+# mistake (e.g. memory in bytes) before libvirt reports something obscure.
+CPUS_RANGE = (1, 512)
+MEMORY_MB_RANGE = (256, 4 * 1024 * 1024)
+DISK_GB_RANGE = (1, 64 * 1024)
+AUTO_SHUTDOWN_MS_RANGE = (0, 7 * 24 * 3600 * 1000)
+PORT_RANGE = (1, 65535)
+
+DEFAULT_CONFIG_TEXT = f"""\
+# vibebox settings for this project. Commit this file; vibebox keeps your comments.
+# Every key is described in vibebox's README ("Configuration").
+
+[box]
+cpus = 2                        # virtual CPUs
+memory_mb = 2048                # guest memory in MiB
+disk_gb = 10                    # size of the instance disk in GiB
+accel = "auto"                  # auto | kvm | tcg  (the environment variable {ACCEL_ENV} wins)
+libvirt_uri = "qemu:///system"  # this machine's libvirt: qemu:///system or qemu:///session
+# Extra folders shared with the guest: "host:guest[:ro|rw]" (default rw). "~" is your home on
+# the host side and {GUEST_HOME} on the guest side. This project is always mounted
+# read-write at ~/<project-name>.
+mounts = []                     # e.g. ["~/datasets:~/datasets:ro"]
+
+[network]
+mode = "blocklist"              # allowlist | blocklist
+entries = []                    # domains; an entry matches the domain and its subdomains
+ports = []                      # "8000" or "host:guest": host loopback -> guest, while attached
+
+[supervisor]
+auto_shutdown_ms = 20000        # grace after the last vibebox detaches, then the VM shuts down
+"""
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A host directory shared with the guest.
+
+    Attributes:
+        host: absolute, ``~``-expanded host directory.
+        guest: absolute POSIX path in the guest (``~`` already mapped to :data:`GUEST_HOME`).
+        read_only: True when the guest may not write (enforced on the host).
+        default: True only for the implicit project mount.
+    """
+
+    host: Path
+    guest: str
+    read_only: bool
+    default: bool = False
+
+    @property
+    def access(self) -> str:
+        """``"ro"`` or ``"rw"``."""
+        return "ro" if self.read_only else "rw"
+
+
+@dataclass(frozen=True)
+class PortForward:
+    """A host loopback port forwarded to a guest port while a vibebox is attached."""
+
+    host_port: int
+    guest_port: int
+
+    def __str__(self) -> str:
+        if self.host_port == self.guest_port:
+            return str(self.host_port)
+        return f"{self.host_port}:{self.guest_port}"
+
+
+@dataclass(frozen=True)
+class BoxConfig:
+    """``[box]``: the VM's size, accelerator, libvirt connection and extra mounts."""
+
+    cpus: int = 2
+    memory_mb: int = 2048
+    disk_gb: int = 10
+    accel: Accel = "auto"
+    libvirt_uri: str = "qemu:///system"
+    mounts: tuple[Mount, ...] = ()
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """``[network]``: the policy mode, its (normalised) domain entries and port forwards."""
+
+    mode: NetworkMode = "blocklist"
+    entries: tuple[str, ...] = ()
+    ports: tuple[PortForward, ...] = ()
+
+
+@dataclass(frozen=True)
+class SupervisorConfig:
+    """``[supervisor]``: how long a session outlives its last attached vibebox."""
+
+    auto_shutdown_ms: int = 20000
+
+
+@dataclass(frozen=True)
+class Config:
+    """A project's validated settings.
+
+    Attributes:
+        path: the ``vibebox.toml`` they came from (it may not exist when loaded with
+            ``create=False``; then every value is the default).
+    """
+
+    path: Path
+    box: BoxConfig = field(default_factory=BoxConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
+
+
+def default_config_text() -> str:
+    """Return the commented file :func:`vibebox_core.config.load.load_config` writes for a new
+    project."""
+    return DEFAULT_CONFIG_TEXT
