@@ -29,8 +29,9 @@ import pytest
 from e2e.livesession import URI, cli, cli_env
 
 from vibebox_core.errors import StorageAccessError, VirtiofsdError, VMError
-from vibebox_core.hypervisor import domain_xml as vm
+from vibebox_core.hypervisor import domain_xml, virtiofs
 from vibebox_core.hypervisor.libvirt import LibvirtHypervisor
+from vibebox_core.hypervisor.names import domain_name, mac_address, network_name
 
 pytestmark = pytest.mark.e2e
 
@@ -104,9 +105,9 @@ def broken(e2e_project: Path) -> Iterator[dict[str, str]]:
     sid = str(uuid.uuid4())
     gone = Path(tempfile.mkdtemp(prefix="vbx-gone-", dir="/tmp"))
     image = Path(os.environ.get("VIBEBOX_TEST_IMAGES", "/root/.vibebox/images")) / "debian-12"
-    spec = vm.DomainSpec(
+    spec = domain_xml.DomainSpec(
         session_id=sid,
-        name=vm.domain_name("doctor-left", sid),
+        name=domain_name("doctor-left", sid),
         cpus=1,
         memory_mb=256,
         accel="tcg",
@@ -114,16 +115,16 @@ def broken(e2e_project: Path) -> Iterator[dict[str, str]]:
         initrd=image / "initrd.img",
         disk=gone / ".vibebox" / "disk.qcow2",  # its project is gone
         console_log=gone / ".vibebox" / "console.log",
-        network=vm.network_name(sid),
-        mac=vm.mac_address(sid),
+        network=network_name(sid),
+        mac=mac_address(sid),
     )
     shutil.rmtree(gone)
     left_net = str(uuid.uuid4())
     full = f"vbxh-doctor-full-{uuid.uuid4().hex[:8]}"
     xml_dir = Path(tempfile.mkdtemp(prefix="vbx-doc-xml-", dir="/tmp"))
     files = {
-        "domain": vm.domain_xml(spec),
-        "network": f"<network><name>{vm.network_name(left_net)}</name>"
+        "domain": domain_xml.domain_xml(spec),
+        "network": f"<network><name>{network_name(left_net)}</name>"
         "<ip address='10.251.66.1' netmask='255.255.255.0'/></network>",
         "full": f"<network><name>{full}</name><ip address='10.252.77.1' netmask='255.255.255.0'/>"
         "</network>",
@@ -132,7 +133,7 @@ def broken(e2e_project: Path) -> Iterator[dict[str, str]]:
     }
     for key, text in files.items():
         (xml_dir / f"{key}.xml").write_text(text)
-    names.update(domain=spec.name, network=vm.network_name(left_net), filter=f"vibebox-{left_net}")
+    names.update(domain=spec.name, network=network_name(left_net), filter=f"vibebox-{left_net}")
     names["full"] = full
     try:
         virsh("define", str(xml_dir / "domain.xml"))
@@ -216,7 +217,7 @@ def _start_failure(hv: LibvirtHypervisor, tmp: Path, **changes: Any) -> VMError:
     image = Path(os.environ.get("VIBEBOX_TEST_IMAGES", "/root/.vibebox/images")) / "debian-12"
     fields: dict[str, Any] = {
         "session_id": sid,
-        "name": vm.domain_name("errtable", sid),
+        "name": domain_name("errtable", sid),
         "cpus": 1,
         "memory_mb": 256,
         "accel": "tcg",
@@ -225,7 +226,7 @@ def _start_failure(hv: LibvirtHypervisor, tmp: Path, **changes: Any) -> VMError:
         "disk": tmp / "disk.qcow2",
         "console_log": tmp / "console.log",
         "network": "unused",
-        "mac": vm.mac_address(sid),
+        "mac": mac_address(sid),
     }
     fields.update(changes)
     disk = Path(fields["disk"])
@@ -235,7 +236,7 @@ def _start_failure(hv: LibvirtHypervisor, tmp: Path, **changes: Any) -> VMError:
             ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(base), str(disk)],
             check=True,
         )
-    root = ET.fromstring(vm.domain_xml(vm.DomainSpec(**fields)))
+    root = ET.fromstring(domain_xml.domain_xml(domain_xml.DomainSpec(**fields)))
     devices = root.find("devices")
     assert devices is not None
     for iface in devices.findall("interface"):
@@ -254,7 +255,7 @@ def test_libvirt_errors_name_the_real_cause(hv: LibvirtHypervisor, e2e_project: 
     real = tmp / "real"
     real.mkdir()
     (tmp / "link").symlink_to(real)
-    share = vm.Share(tmp / "link", "proj", False)
+    share = virtiofs.Share(tmp / "link", "proj", False)
     err = _start_failure(hv, tmp, filesystems=(share,))
     assert isinstance(err, VirtiofsdError)
     assert "source is not a directory" in err.message  # virtiofsd's own words, from its log

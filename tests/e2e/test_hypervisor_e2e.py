@@ -24,15 +24,15 @@ from pathlib import Path
 import pytest
 
 from vibebox_core.errors import VMError
-from vibebox_core.hypervisor import access
-from vibebox_core.hypervisor import domain_xml as vm
+from vibebox_core.hypervisor import accelerator, access, domain_xml, names, network_xml, virtiofs
 from vibebox_core.hypervisor.libvirt import LibvirtHypervisor
+from vibebox_core.hypervisor.nwfilter import FenceSpec, nwfilter_uuid, nwfilter_xml
 
 pytestmark = pytest.mark.e2e
 
 URI = "qemu:///system"
 LAB_NAMESPACE = "vbxlab"
-BOOT_TIMEOUT = 240.0  # TCG on 2 shared cores; measured 30-40 s unloaded (DESIGN §6)
+BOOT_TIMEOUT = 240.0  # TCG on 2 shared cores; measured 30-40 s unloaded on the lab
 
 
 def virsh(*args: str, check: bool = True) -> str:
@@ -113,10 +113,12 @@ def qcow2(path: Path, size: str = "16M", backing: Path | None = None) -> Path:
     return path
 
 
-def domain_spec(sid: str, net: vm.NetworkSpec, work: Path, **overrides: object) -> vm.DomainSpec:
+def domain_spec(
+    sid: str, net: network_xml.NetworkSpec, work: Path, **overrides: object
+) -> domain_xml.DomainSpec:
     values: dict[str, object] = {
         "session_id": sid,
-        "name": vm.domain_name(f"e2e {work.name}", sid),
+        "name": names.domain_name(f"e2e {work.name}", sid),
         "cpus": 1,
         "memory_mb": 512,
         "accel": "tcg",
@@ -129,7 +131,7 @@ def domain_spec(sid: str, net: vm.NetworkSpec, work: Path, **overrides: object) 
         "project_dir": work,
     }
     values.update(overrides)
-    return vm.DomainSpec(**values)  # type: ignore[arg-type]
+    return domain_xml.DomainSpec(**values)  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- no image needed
@@ -139,12 +141,12 @@ def test_networks_get_distinct_subnets_and_come_up(
     hv: LibvirtHypervisor, sessions: list[str]
 ) -> None:
     a, b = new_session(sessions), new_session(sessions)
-    net_a = vm.NetworkSpec.for_session(a, hv.used_subnets(exclude_session=a))
-    hv.define_network(vm.network_xml(net_a))
-    net_b = vm.NetworkSpec.for_session(
+    net_a = network_xml.NetworkSpec.for_session(a, hv.used_subnets(exclude_session=a))
+    hv.define_network(network_xml.network_xml(net_a))
+    net_b = network_xml.NetworkSpec.for_session(
         b, hv.used_subnets(exclude_session=b), isolated=True, dns_forwarder="127.0.0.1#5353"
     )
-    hv.define_network(vm.network_xml(net_b))
+    hv.define_network(network_xml.network_xml(net_b))
     assert not net_a.subnet.overlaps(net_b.subnet)
     assert {net_a.subnet, net_b.subnet} <= hv.used_subnets()
 
@@ -169,11 +171,11 @@ def test_networks_get_distinct_subnets_and_come_up(
     assert f"{net_a.mac},{net_a.guest_ip},vibebox" in hosts
 
     # Redefining keeps the network (stable UUID) and, with `current`, its subnet.
-    again = vm.NetworkSpec.for_session(
+    again = network_xml.NetworkSpec.for_session(
         a, hv.used_subnets(exclude_session=a), current=hv.network_subnet(a)
     )
     assert again.subnet == net_a.subnet
-    hv.define_network(vm.network_xml(again))
+    hv.define_network(network_xml.network_xml(again))
     hv.start_network(a, restart=True)
     assert "Active:         yes" in virsh("net-info", net_a.name)
 
@@ -186,22 +188,22 @@ def test_domain_define_shows_in_virsh_and_undefines(
     hv: LibvirtHypervisor, sessions: list[str], workdir: Path
 ) -> None:
     sid = new_session(sessions)
-    net = vm.NetworkSpec.for_session(sid, hv.used_subnets(exclude_session=sid))
+    net = network_xml.NetworkSpec.for_session(sid, hv.used_subnets(exclude_session=sid))
     qcow2(workdir / "disk.qcow2")
     (workdir / "seed").mkdir()
-    wrappers = vm.install_virtiofsd_wrappers(workdir / "bin")
+    wrappers = virtiofs.install_virtiofsd_wrappers(workdir / "bin")
     spec = domain_spec(
         sid,
         net,
         workdir,
         filesystems=(
-            vm.Share(workdir, "vibebox-project", False),
-            vm.Share(workdir / "seed", "vibebox-seed", True),
+            virtiofs.Share(workdir, "vibebox-project", False),
+            virtiofs.Share(workdir / "seed", "vibebox-seed", True),
         ),
         virtiofsd=wrappers.readwrite,
         virtiofsd_readonly=wrappers.readonly,
     )
-    hv.define(vm.domain_xml(spec), vm.network_xml(net))
+    hv.define(domain_xml.domain_xml(spec), network_xml.network_xml(net))
 
     assert hv.exists(sid)
     assert hv.state(sid) == "shut off"
@@ -221,10 +223,10 @@ def test_domain_define_shows_in_virsh_and_undefines(
 def test_nwfilter_define_reference_undefine(
     hv: LibvirtHypervisor, sessions: list[str], workdir: Path
 ) -> None:
-    from vibebox_core.network.nwfilter import FenceSpec, nwfilter_uuid, nwfilter_xml
-
     sid = new_session(sessions)
-    net = vm.NetworkSpec.for_session(sid, hv.used_subnets(exclude_session=sid), isolated=True)
+    net = network_xml.NetworkSpec.for_session(
+        sid, hv.used_subnets(exclude_session=sid), isolated=True
+    )
     name = f"vibebox-e2e-{sid}"
     fence = FenceSpec(
         name, nwfilter_uuid(sid), "allowlist", net.gateway, net.guest_ip, net.mac, 3128
@@ -234,14 +236,16 @@ def test_nwfilter_define_reference_undefine(
         assert name in virsh("nwfilter-list")
         qcow2(workdir / "disk.qcow2")
         spec = domain_spec(sid, net, workdir, nwfilter=name, nwfilter_params={"VIBEBOX": "1"})
-        hv.define(vm.domain_xml(spec), vm.network_xml(net))
+        hv.define(domain_xml.domain_xml(spec), network_xml.network_xml(net))
         dumped = virsh("dumpxml", sid)
         assert f"<filterref filter='{name}'>" in dumped
         # A second domain using the same filter keeps it alive through the first undefine.
         other = new_session(sessions)
-        other_net = vm.NetworkSpec.for_session(other, hv.used_subnets(exclude_session=other))
+        other_net = network_xml.NetworkSpec.for_session(
+            other, hv.used_subnets(exclude_session=other)
+        )
         other_spec = domain_spec(other, other_net, workdir, nwfilter=name)
-        hv.define(vm.domain_xml(other_spec), vm.network_xml(other_net))
+        hv.define(domain_xml.domain_xml(other_spec), network_xml.network_xml(other_net))
         hv.undefine(sid)
         assert name in virsh("nwfilter-list")
         hv.undefine(other)  # the last user: the session's filter goes with the domain
@@ -254,7 +258,7 @@ def test_unreachable_disk_names_setfacl(
     hv: LibvirtHypervisor, sessions: list[str], workdir: Path
 ) -> None:
     sid = new_session(sessions)
-    net = vm.NetworkSpec.for_session(sid, hv.used_subnets(exclude_session=sid))
+    net = network_xml.NetworkSpec.for_session(sid, hv.used_subnets(exclude_session=sid))
     closed = workdir / "closed"
     closed.mkdir(mode=0o700)
     closed.chmod(0o700)
@@ -263,7 +267,7 @@ def test_unreachable_disk_names_setfacl(
     (workdir / "initrd.img").write_bytes(b"not an initrd")
     spec = domain_spec(sid, net, workdir, disk=closed / "disk.qcow2")
     assert access.qemu_blocked_dirs([spec.disk]) == [closed]
-    hv.define(vm.domain_xml(spec), vm.network_xml(net))
+    hv.define(domain_xml.domain_xml(spec), network_xml.network_xml(net))
     with pytest.raises(VMError) as info:
         hv.start(sid)
     assert "Permission denied" in info.value.message
@@ -272,11 +276,11 @@ def test_unreachable_disk_names_setfacl(
 
 
 def test_auto_accel_on_this_host(hv: LibvirtHypervisor) -> None:
-    """These machines are VMs whose /dev/kvm hangs guests (DESIGN §6): auto must pick TCG."""
+    """These machines are VMs whose /dev/kvm hangs guests (nested KVM): auto must pick TCG."""
     nested = hv.host_is_virtual()
     cpu_flags = Path("/proc/cpuinfo").read_text().split()
     assert nested == ("hypervisor" in cpu_flags)  # local URI: libvirt sees this machine's CPU
-    accel = vm.resolve_accel("auto", kvm_available=hv.kvm_available(), nested=nested)
+    accel = accelerator.resolve_accel("auto", kvm_available=hv.kvm_available(), nested=nested)
     if nested:
         assert accel == "tcg"
 
@@ -314,7 +318,7 @@ def test_virtiofsd_wrapper_view(workdir: Path, read_only: bool) -> None:
         "else echo cache-write: refused; fi\n"
     )
     probe.chmod(0o755)
-    wrappers = vm.install_virtiofsd_wrappers(workdir / "bin", real=probe)
+    wrappers = virtiofs.install_virtiofsd_wrappers(workdir / "bin", real=probe)
     wrapper = wrappers.readonly if read_only else wrappers.readwrite
     result = subprocess.run(
         [str(wrapper), "--fd=3", "-o", f"source={share},xattr"],
@@ -340,7 +344,8 @@ def _image_files(into: Path) -> tuple[Path, Path, Path, str]:
     """Kernel, initrd and base disk of the image, linked into ``into``, and its cmdline.
 
     The store may sit under /root, which libvirt-qemu cannot enter until someone grants it
-    (DESIGN §6, the runtime's job with the user's consent). Hard links (copies across file
+    (:func:`vibebox_core.hypervisor.access.grant_qemu_access`, the runtime's job with the
+    user's consent). Hard links (copies across file
     systems) keep this test independent of that decision.
     """
     from vibebox_core.images import store as images
@@ -418,10 +423,10 @@ def test_boot_lease_readonly_share_and_acpi_shutdown(
     cache.mkdir()
     (cache / "id_ed25519").write_text("secret")
     _write_seed(cache / "seed", project, extra)
-    wrappers = vm.install_virtiofsd_wrappers(workdir / "bin")
+    wrappers = virtiofs.install_virtiofsd_wrappers(workdir / "bin")
     qcow2(workdir / "disk.qcow2", "4G", backing=base)
 
-    net = vm.NetworkSpec.for_session(sid, hv.used_subnets(exclude_session=sid))
+    net = network_xml.NetworkSpec.for_session(sid, hv.used_subnets(exclude_session=sid))
     spec = domain_spec(
         sid,
         net,
@@ -429,12 +434,14 @@ def test_boot_lease_readonly_share_and_acpi_shutdown(
         kernel=kernel,
         initrd=initrd,
         cmdline=cmdline,
-        accel=vm.resolve_accel(os.environ.get("VIBEBOX_ACCEL", "tcg"), kvm_available=False),
+        accel=accelerator.resolve_accel(
+            os.environ.get("VIBEBOX_ACCEL", "tcg"), kvm_available=False
+        ),
         memory_mb=1024,
         filesystems=(
-            vm.Share(project, "vibebox-project", False),
-            vm.Share(cache / "seed", "vibebox-seed", True),
-            vm.Share(extra, "vibebox-m1", True),
+            virtiofs.Share(project, "vibebox-project", False),
+            virtiofs.Share(cache / "seed", "vibebox-seed", True),
+            virtiofs.Share(extra, "vibebox-m1", True),
         ),
         virtiofsd=wrappers.readwrite,
         virtiofsd_readonly=wrappers.readonly,
@@ -442,7 +449,7 @@ def test_boot_lease_readonly_share_and_acpi_shutdown(
     assert access.qemu_blocked_dirs([kernel, initrd, base, spec.disk]) == [], (
         "the image store is not reachable by libvirt-qemu"
     )
-    hv.define(vm.domain_xml(spec), vm.network_xml(net))
+    hv.define(domain_xml.domain_xml(spec), network_xml.network_xml(net))
     started = time.monotonic()
     hv.start(sid)
     assert hv.state(sid) == "running"

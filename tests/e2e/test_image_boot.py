@@ -22,8 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from vibebox_core.hypervisor import access
-from vibebox_core.hypervisor import domain_xml as vm
+from vibebox_core.hypervisor import access, domain_xml, names, network_xml, virtiofs
 from vibebox_core.images import store as images
 
 pytestmark = pytest.mark.e2e
@@ -121,12 +120,14 @@ def guest(e2e_home_shared: Path) -> Iterator[Guest]:
     subprocess.run([*overlay, "-b", str(info.base_disk), str(disk), "4G"], check=True)
 
     conn = libvirt.open("qemu:///system")
-    used = [s for n in conn.listAllNetworks() for s in vm.parse_network_subnets(n.XMLDesc())]
-    net_spec = vm.NetworkSpec.for_session(session_id, used)
-    wrappers = vm.install_virtiofsd_wrappers(work / "bin")
-    dom_spec = vm.DomainSpec(
+    used = [
+        s for n in conn.listAllNetworks() for s in network_xml.parse_network_subnets(n.XMLDesc())
+    ]
+    net_spec = network_xml.NetworkSpec.for_session(session_id, used)
+    wrappers = virtiofs.install_virtiofsd_wrappers(work / "bin")
+    dom_spec = domain_xml.DomainSpec(
         session_id=session_id,
-        name=vm.domain_name("imagetest", session_id),
+        name=names.domain_name("imagetest", session_id),
         cpus=2,
         memory_mb=1024,
         accel="tcg",
@@ -138,20 +139,20 @@ def guest(e2e_home_shared: Path) -> Iterator[Guest]:
         mac=net_spec.mac,
         cmdline=info.cmdline,
         filesystems=(
-            vm.Share(seed, "vibebox-seed", True),
-            vm.Share(project, "vibebox-project", False),
-            vm.Share(readonly, "vibebox-m1", True),
+            virtiofs.Share(seed, "vibebox-seed", True),
+            virtiofs.Share(project, "vibebox-project", False),
+            virtiofs.Share(readonly, "vibebox-m1", True),
         ),
         virtiofsd=wrappers.readwrite,
         virtiofsd_readonly=wrappers.readonly,
     )
     ip = str(net_spec.guest_ip)
     (work / "known_hosts").write_text(f"{ip} {host_pub}\n")
-    network = conn.networkDefineXML(vm.network_xml(net_spec))
+    network = conn.networkDefineXML(network_xml.network_xml(net_spec))
     domain = None
     try:
         network.create()
-        domain = conn.defineXML(vm.domain_xml(dom_spec))
+        domain = conn.defineXML(domain_xml.domain_xml(dom_spec))
         start = time.monotonic()
         domain.create()
         probe = Guest(ip, work, project, readonly, 0.0)

@@ -11,8 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-from vibebox_core.hypervisor import access
-from vibebox_core.hypervisor import domain_xml as vm
+from vibebox_core.hypervisor import access, network_xml
 
 Status = Literal["ok", "warn", "fail", "skip"]
 
@@ -175,7 +174,7 @@ def check_qemu_access(blocked: Sequence[Path], reached: Sequence[Path], *, uri: 
 
 
 def check_subnets(
-    used: Iterable[ipaddress.IPv4Network], pool: ipaddress.IPv4Network = vm.SUBNET_POOL
+    used: Iterable[ipaddress.IPv4Network], pool: ipaddress.IPv4Network = network_xml.SUBNET_POOL
 ) -> Check:
     """At least one /24 of the pool overlaps no libvirt network."""
     taken = list(used)

@@ -32,12 +32,11 @@ from vibebox_core.doctor.checks import (
 )
 from vibebox_core.doctor.leftovers import DomainFact, check_leftovers, find_leftovers
 from vibebox_core.errors import VibeboxError
-from vibebox_core.hypervisor import access
-from vibebox_core.hypervisor import domain_xml as vm
-from vibebox_core.hypervisor.libvirt import translate_libvirt_error
+from vibebox_core.hypervisor import access, network_xml, nwfilter, virtiofs
+from vibebox_core.hypervisor.errors import translate_libvirt_error
+from vibebox_core.hypervisor.libvirt_connection import silence_libvirt
 from vibebox_core.index.ids import read_session_id_file
 from vibebox_core.index.sessions import SessionIndex
-from vibebox_core.network import nwfilter
 from vibebox_core.paths import ProjectPaths
 
 KVM_DEVICE = Path("/dev/kvm")
@@ -69,7 +68,7 @@ def _existing(path: Path) -> Path:
 
 
 def _virtiofsd_path() -> Path:
-    return Path(os.environ.get(VIRTIOFSD_ENV) or vm.VIRTIOFSD)
+    return Path(os.environ.get(VIRTIOFSD_ENV) or virtiofs.VIRTIOFSD)
 
 
 def _pool() -> ipaddress.IPv4Network:
@@ -77,7 +76,7 @@ def _pool() -> ipaddress.IPv4Network:
     if value:
         with contextlib.suppress(ValueError):
             return ipaddress.IPv4Network(value, strict=False)
-    return vm.SUBNET_POOL
+    return network_xml.SUBNET_POOL
 
 
 def _user() -> str:
@@ -124,9 +123,7 @@ def _host_checks(uri: str, project: ProjectPaths | None) -> list[Check]:
 def _open(uri: str) -> tuple[Check, Any]:
     import libvirt
 
-    from vibebox_core.hypervisor.libvirt import _silence_libvirt
-
-    _silence_libvirt()
+    silence_libvirt()
     try:
         conn = libvirt.open(uri)
         lib, qemu = conn.getLibVersion(), conn.getVersion()
@@ -183,7 +180,7 @@ def _subnet_check(conn: Any) -> Check:
     used: list[ipaddress.IPv4Network] = []
     for net in conn.listAllNetworks(0):
         with contextlib.suppress(Exception):  # a network vanishing mid-listing
-            used.extend(vm.parse_network_subnets(net.XMLDesc(0)))
+            used.extend(network_xml.parse_network_subnets(net.XMLDesc(0)))
     return check_subnets(used, _pool())
 
 
@@ -232,7 +229,7 @@ def check_bridge_netfilter(problem: str | None) -> Check:
     """Bridged IPv4 reaches iptables, so the session fence's connection-state rules match.
 
     Args:
-        problem: :func:`vibebox_core.network.nwfilter.bridge_netfilter_problem`'s answer.
+        problem: :func:`vibebox_core.hypervisor.nwfilter.bridge_netfilter_problem`'s answer.
     """
     if problem is None:
         return Check("bridge-netfilter", "ok", "bridged traffic passes iptables (br_netfilter)")

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from vibebox_core.doctor.checks import Check
-from vibebox_core.hypervisor import domain_xml as vm
+from vibebox_core.hypervisor.names import canonical_session_id, session_id_from_network_name
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ def find_leftovers(
     the domain's disk) still names it: another ``VIBEBOX_HOME`` on the same libvirt is not a
     leftover.
     """
-    owners = {vm.canonical_session_id(sid) for sid in known}
+    owners = {canonical_session_id(sid) for sid in known}
     left = Leftovers()
     for dom in domains:
         sid = dom.uuid.lower()
@@ -52,11 +52,11 @@ def find_leftovers(
             continue
         left.domains.append(dom.name)
     for name in networks:
-        owner = vm.session_id_from_network_name(name)
+        owner = session_id_from_network_name(name)
         if owner is not None and owner not in owners:
             left.networks.append(name)
     for name in filters:
-        owner = vm.session_id_from_network_name(name)
+        owner = session_id_from_network_name(name)
         if owner is not None and owner not in owners:
             left.filters.append(name)
     return left

@@ -16,8 +16,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from vibebox_core.errors import VMError
-from vibebox_core.hypervisor import domain_xml as vm
-from vibebox_core.hypervisor.libvirt import Hypervisor, VMState, VMStatus
+from vibebox_core.hypervisor import names
+from vibebox_core.hypervisor.base import Hypervisor, VMState, VMStatus
+from vibebox_core.hypervisor.domain_xml import (
+    parse_console_log,
+    parse_domain_filter,
+    parse_domain_interface,
+)
+from vibebox_core.hypervisor.network_xml import parse_network_subnets
 
 
 @dataclass
@@ -47,7 +53,7 @@ class FakeNetwork:
 
 
 class FakeHypervisor:
-    """:class:`~vibebox_core.hypervisor.libvirt.Hypervisor` in memory. Thread-safe.
+    """:class:`~vibebox_core.hypervisor.base.Hypervisor` in memory. Thread-safe.
 
     Args:
         uri: reported as the connection URI.
@@ -111,7 +117,7 @@ class FakeHypervisor:
     def set_console(self, session_id: str, text: str) -> None:
         """Set what :meth:`console_tail` returns for the session."""
         with self._lock:
-            self.consoles[vm.canonical_session_id(session_id)] = text
+            self.consoles[names.canonical_session_id(session_id)] = text
 
     def finish_shutdown(self, session_id: str) -> None:
         """Complete an ACPI shutdown started with ``shutdown_completes=False``."""
@@ -129,7 +135,7 @@ class FakeHypervisor:
             raise pending.pop(0)
 
     def _domain(self, session_id: str, action: str) -> FakeDomain:
-        dom = self.domains.get(vm.canonical_session_id(session_id))
+        dom = self.domains.get(names.canonical_session_id(session_id))
         if dom is None:
             raise VMError(
                 f"cannot {action}: session {session_id} has no VM defined",
@@ -155,7 +161,7 @@ class FakeHypervisor:
     def status(self, session_id: str) -> VMStatus:
         with self._lock:
             self._enter("status", session_id)
-            return self._status(vm.canonical_session_id(session_id))
+            return self._status(names.canonical_session_id(session_id))
 
     def _status(self, sid: str) -> VMStatus:
         dom = self.domains.get(sid)
@@ -173,26 +179,26 @@ class FakeHypervisor:
     def exists(self, session_id: str) -> bool:
         with self._lock:
             self._enter("exists", session_id)
-            return vm.canonical_session_id(session_id) in self.domains
+            return names.canonical_session_id(session_id) in self.domains
 
     def used_subnets(self, *, exclude_session: str | None = None) -> set[ipaddress.IPv4Network]:
         with self._lock:
             self._enter("used_subnets")
-            skip = vm.network_name(exclude_session) if exclude_session else None
+            skip = names.network_name(exclude_session) if exclude_session else None
             return {s for net in self.networks.values() if net.name != skip for s in net.subnets}
 
     def network_subnet(self, session_id: str) -> ipaddress.IPv4Network | None:
         with self._lock:
             self._enter("network_subnet", session_id)
-            net = self.networks.get(vm.network_name(session_id))
+            net = self.networks.get(names.network_name(session_id))
             return net.subnets[0] if net and net.subnets else None
 
     def lease_ipv4(self, session_id: str) -> str | None:
         with self._lock:
             self._enter("lease_ipv4", session_id)
-            dom = self.domains.get(vm.canonical_session_id(session_id))
-            mac = dom.mac if dom and dom.mac else vm.mac_address(session_id)
-            net = self.networks.get(vm.network_name(session_id))
+            dom = self.domains.get(names.canonical_session_id(session_id))
+            mac = dom.mac if dom and dom.mac else names.mac_address(session_id)
+            net = self.networks.get(names.network_name(session_id))
             if net is None or not net.active:
                 return None
             return net.leases.get(mac)
@@ -200,7 +206,7 @@ class FakeHypervisor:
     def console_tail(self, session_id: str, max_lines: int = 40) -> str:
         with self._lock:
             self._enter("console_tail", session_id)
-            text = self.consoles.get(vm.canonical_session_id(session_id), "")
+            text = self.consoles.get(names.canonical_session_id(session_id), "")
             return "\n".join(text.splitlines()[-max_lines:])
 
     # ---------------------------------------------------------------- definitions
@@ -221,7 +227,7 @@ class FakeHypervisor:
             self.networks[name] = FakeNetwork(
                 name=name,
                 xml=network_xml,
-                subnets=vm.parse_network_subnets(network_xml),
+                subnets=parse_network_subnets(network_xml),
                 fixed_hosts=hosts,
                 active=old.active if old else False,
                 leases=old.leases if old else {},
@@ -230,7 +236,7 @@ class FakeHypervisor:
     def start_network(self, session_id: str, *, restart: bool = False) -> None:
         with self._lock:
             self._enter("start_network", session_id)
-            name = vm.network_name(session_id)
+            name = names.network_name(session_id)
             net = self.networks.get(name)
             if net is None:
                 raise VMError(f"the network {name} of session {session_id} is not defined")
@@ -245,7 +251,7 @@ class FakeHypervisor:
             name, sid = root.findtext("name"), root.findtext("uuid")
             if not name or not sid:
                 raise VMError("domain XML without <uuid> or <name> (a vibebox bug)")
-            sid = vm.canonical_session_id(sid)
+            sid = names.canonical_session_id(sid)
             for other in self.domains.values():
                 if other.name == name and other.session_id != sid:
                     raise VMError(
@@ -253,8 +259,8 @@ class FakeHypervisor:
                         f"uuid {other.session_id}",
                         hint=f"another libvirt domain uses the name {name!r}",
                     )
-            mac, network = vm.parse_domain_interface(domain_xml)
-            log = vm.parse_console_log(domain_xml)
+            mac, network = parse_domain_interface(domain_xml)
+            log = parse_console_log(domain_xml)
             old = self.domains.get(sid)
             if old is not None and old.state not in ("shut off", "missing"):
                 name = old.name  # a running domain keeps its name until it stops
@@ -309,7 +315,7 @@ class FakeHypervisor:
     def shutdown(self, session_id: str) -> None:
         with self._lock:
             self._enter("shutdown", session_id)
-            dom = self.domains.get(vm.canonical_session_id(session_id))
+            dom = self.domains.get(names.canonical_session_id(session_id))
             if dom is None or dom.state != "running":
                 return
             dom.state = "shut off" if self.shutdown_completes else "stopping"
@@ -317,14 +323,14 @@ class FakeHypervisor:
     def destroy(self, session_id: str) -> None:
         with self._lock:
             self._enter("destroy", session_id)
-            dom = self.domains.get(vm.canonical_session_id(session_id))
+            dom = self.domains.get(names.canonical_session_id(session_id))
             if dom is not None and dom.state != "shut off":
                 dom.state, dom.reason = "shut off", "destroyed"
 
     def stop(self, session_id: str, *, timeout: float = 30.0) -> bool:
         with self._lock:
             self._enter("stop", session_id)
-            dom = self.domains.get(vm.canonical_session_id(session_id))
+            dom = self.domains.get(names.canonical_session_id(session_id))
             if dom is None or dom.state == "shut off":
                 return True
             if self.shutdown_completes:
@@ -336,17 +342,17 @@ class FakeHypervisor:
     def undefine(self, session_id: str) -> None:
         with self._lock:
             self._enter("undefine", session_id)
-            dom = self.domains.pop(vm.canonical_session_id(session_id), None)
-            self.networks.pop(vm.network_name(session_id), None)
-            nwfilter = vm.parse_domain_filter(dom.xml) if dom is not None else None
-            in_use = any(vm.parse_domain_filter(d.xml) == nwfilter for d in self.domains.values())
+            dom = self.domains.pop(names.canonical_session_id(session_id), None)
+            self.networks.pop(names.network_name(session_id), None)
+            nwfilter = parse_domain_filter(dom.xml) if dom is not None else None
+            in_use = any(parse_domain_filter(d.xml) == nwfilter for d in self.domains.values())
             if nwfilter is not None and nwfilter.startswith("vibebox-") and not in_use:
                 self.nwfilters.pop(nwfilter, None)
 
     def undefine_network(self, session_id: str) -> None:
         with self._lock:
             self._enter("undefine_network", session_id)
-            self.networks.pop(vm.network_name(session_id), None)
+            self.networks.pop(names.network_name(session_id), None)
 
     def close(self) -> None:
         with self._lock:

@@ -60,7 +60,7 @@ from typing import Any, NamedTuple
 from vibebox_core import paths
 from vibebox_core.errors import VirtiofsdError
 from vibebox_core.fileio import write_atomic
-from vibebox_core.hypervisor import domain_xml as vm
+from vibebox_core.hypervisor import names, virtiofs
 from vibebox_core.share.pins import MountPinError, PinnedDir, check_pinned, pin
 
 #: The C compiler the guard is built with (``$CC`` overrides).
@@ -191,7 +191,7 @@ def wrapper_script(
     read_only: bool,
     owner: ShareOwner,
     label: str,
-    real: Path = vm.VIRTIOFSD,
+    real: Path = virtiofs.VIRTIOFSD,
 ) -> str:
     """The per-share script libvirt runs as virtiofsd: it execs the launcher with the pin."""
     args = [
@@ -237,7 +237,7 @@ def _write_wrapper(target: Path, content: str) -> None:
 
 
 def _pin_for(
-    share: vm.Share, guest: str | None, fresh: bool, pins: Mapping[str, Mapping[str, Any]]
+    share: virtiofs.Share, guest: str | None, fresh: bool, pins: Mapping[str, Mapping[str, Any]]
 ) -> PinnedDir:
     if fresh:
         try:
@@ -259,12 +259,12 @@ def _pin_for(
 def guard_shares(
     session_id: str,
     project_root: Path,
-    shares: Iterable[tuple[vm.Share, str | None]],
+    shares: Iterable[tuple[virtiofs.Share, str | None]],
     pins: Mapping[str, Mapping[str, Any]],
     *,
     directory: Path | None = None,
-    real: Path = vm.VIRTIOFSD,
-) -> list[vm.Share]:
+    real: Path = virtiofs.VIRTIOFSD,
+) -> list[virtiofs.Share]:
     """Pin every share, write its wrapper and return the shares as the domain XML serves them.
 
     Args:
@@ -287,8 +287,8 @@ def guard_shares(
     root_pin = pin(project_root)
     owner = share_owner(root_pin)
     base = directory if directory is not None else paths.vibebox_home() / paths.BIN_DIR
-    sid = vm.canonical_session_id(session_id)
-    out: list[vm.Share] = []
+    sid = names.canonical_session_id(session_id)
+    out: list[virtiofs.Share] = []
     for share, guest in shares:
         # The project and its .vibebox/ (the seed) are not the guest's to move: pinned now.
         # Every other share (mounts inside the project too) must match its approved pin.
@@ -303,14 +303,14 @@ def guard_shares(
                 binaries, pinned, read_only=share.read_only, owner=owner, label=label, real=real
             ),
         )
-        out.append(vm.Share(Path(pinned.path), share.tag, share.read_only, wrapper))
+        out.append(virtiofs.Share(Path(pinned.path), share.tag, share.read_only, wrapper))
     return out
 
 
 def remove_wrappers(session_id: str, directory: Path | None = None) -> None:
     """Remove a deleted session's share wrappers (what is already gone is fine)."""
     base = directory if directory is not None else paths.vibebox_home() / paths.BIN_DIR
-    prefix = f"{vm.canonical_session_id(session_id)}-"
+    prefix = f"{names.canonical_session_id(session_id)}-"
     try:
         entries = list((base / paths.SHARE_WRAPPERS_DIR).iterdir())
     except OSError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import struct
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,32 @@ def test_ensure_raises_with_the_exact_setfacl_hint(tmp_path: Path) -> None:
 def test_missing_account_means_nothing_to_check() -> None:
     access.ensure_qemu_can_reach(Path("/root/x"), user="no-such-user-vibebox")
     assert access.grant_qemu_access(Path("/root/x"), user="no-such-user-vibebox") == []
+
+
+def test_qemu_blocked_dirs_and_setfacl(tmp_path: Path) -> None:
+    import pwd
+
+    try:
+        pwd.getpwnam(access.QEMU_USER)
+    except KeyError:
+        assert access.qemu_blocked_dirs([tmp_path / "x"]) == []
+        return
+    if os.geteuid() != 0:
+        pytest.skip("needs root to build directories owned by someone else")
+    tmp_path.chmod(0o755)
+    closed = tmp_path / "closed"
+    (closed / "inner").mkdir(parents=True)
+    closed.chmod(0o700)
+    disk = closed / "inner" / "disk.qcow2"
+
+    def blocked_here() -> list[Path]:  # pytest's own base directories are 0700: ignore them
+        return [d for d in access.qemu_blocked_dirs([disk]) if d.is_relative_to(tmp_path)]
+
+    assert blocked_here() == [closed]
+    subprocess.run(["setfacl", "-m", f"u:{access.QEMU_USER}:x", str(closed)], check=True)
+    assert blocked_here() == []
+    subprocess.run(["setfacl", "-m", "m::-", str(closed)], check=True)  # the mask wins
+    assert blocked_here() == [closed]
+    assert access.setfacl_command([Path("/root"), Path("/a b")]) == (
+        "setfacl -m u:libvirt-qemu:x /root && setfacl -m u:libvirt-qemu:x '/a b'"
+    )

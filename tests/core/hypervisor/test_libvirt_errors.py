@@ -26,13 +26,9 @@ from vibebox_core.errors import (
     VirtiofsdError,
     VMError,
 )
-from vibebox_core.hypervisor.libvirt import (
-    ERROR_TABLE,
-    failed_component,
-    translate_error,
-    translate_libvirt_error,
-    virtiofsd_log_reason,
-)
+from vibebox_core.hypervisor.errors import ERROR_TABLE, libvirt_error, translate_libvirt_error
+from vibebox_core.hypervisor.failure import failed_component
+from vibebox_core.hypervisor.virtiofs import virtiofsd_log_reason
 
 URI = "qemu:///system"
 
@@ -140,7 +136,7 @@ REAL = {
 
 def translate(label: str, action: str = "start VM vibebox-p-0192abcd") -> VMError:
     code, domain, number, message = REAL[label]
-    return translate_error(code, message, action=action, uri=URI, domain=domain, errno_value=number)
+    return libvirt_error(code, message, action=action, uri=URI, domain=domain, errno_value=number)
 
 
 @pytest.mark.parametrize(
@@ -186,7 +182,7 @@ def test_a_refused_virtiofsd_is_not_a_libvirt_connection_problem() -> None:
 
 
 def test_connection_permission_names_the_group() -> None:
-    err = translate_error(
+    err = libvirt_error(
         38,
         "Failed to connect socket to '/var/run/libvirt/libvirt-sock': Permission denied",
         action="connect",
@@ -210,7 +206,7 @@ def test_every_component_has_a_default_rule() -> None:
 @pytest.mark.parametrize("domain", [0, 7, 9, 10, 13, 18, 19, 20, 24, 33, 59, 60, 999])
 @pytest.mark.parametrize("message", ["", "x", "Permission denied '/a/b'", "virtiofsd"])
 def test_no_input_escapes_the_table(code: int, domain: int, message: str) -> None:
-    err = translate_error(code, message, action="do it", uri=URI, domain=domain)
+    err = libvirt_error(code, message, action="do it", uri=URI, domain=domain)
     assert isinstance(err, VMError)
     assert err.message and err.hint
 

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from vibebox_core.errors import NwfilterError
-from vibebox_core.hypervisor import libvirt as hypervisor
-from vibebox_core.network.nwfilter import (
+from vibebox_core.hypervisor import nwfilter
+from vibebox_core.hypervisor.libvirt import LibvirtHypervisor
+from vibebox_core.hypervisor.nwfilter import (
     BLOCKLIST_DENIED,
     FenceSpec,
     bridge_netfilter_problem,
@@ -288,10 +289,8 @@ def test_hypervisor_refuses_to_define_a_fence_without_br_netfilter(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Without br_netfilter the state rules would never match: fail closed, say the fix."""
-    monkeypatch.setattr(
-        hypervisor.nwfilter, "bridge_netfilter_problem", lambda: "the module is not loaded"
-    )
-    hv = hypervisor.LibvirtHypervisor("qemu:///system")
+    monkeypatch.setattr(nwfilter, "bridge_netfilter_problem", lambda: "the module is not loaded")
+    hv = LibvirtHypervisor("qemu:///system")
 
     def no_connection() -> None:
         raise AssertionError("libvirt was asked although the fence cannot work")

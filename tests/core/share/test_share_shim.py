@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from vibebox_core.errors import VirtiofsdError
-from vibebox_core.hypervisor import domain_xml as vm
+from vibebox_core.hypervisor import domain_xml, virtiofs
 from vibebox_core.share import guard, pins
 from vibebox_core.share.pins import MountChangedError
 
@@ -284,11 +284,11 @@ def test_the_guard_fails_closed_without_an_owner(
 
 
 @needs_cc
-@pytest.mark.skipif(not vm.VIRTIOFSD.exists(), reason="no virtiofsd")
+@pytest.mark.skipif(not virtiofs.VIRTIOFSD.exists(), reason="no virtiofsd")
 def test_the_real_virtiofsd_loads_the_guard(binaries: guard.GuardBinaries) -> None:
     """ld.so runs the guard's initialiser in the real virtiofsd, which then works normally."""
     done = subprocess.run(
-        [str(vm.VIRTIOFSD), "--version"],
+        [str(virtiofs.VIRTIOFSD), "--version"],
         env={
             "PATH": "/usr/bin:/bin",
             "LD_PRELOAD": str(binaries.shim),
@@ -497,9 +497,9 @@ def test_guard_shares_pins_and_writes_one_wrapper_per_share(tmp_path: Path) -> N
         sid,
         project,
         [
-            (vm.Share(seed, "vibebox-seed", True), None),
-            (vm.Share(project, "vibebox-project", False), "/home/vibecoder/proj"),
-            (vm.Share(data, "vibebox-m1", True), "/home/vibecoder/data"),
+            (virtiofs.Share(seed, "vibebox-seed", True), None),
+            (virtiofs.Share(project, "vibebox-project", False), "/home/vibecoder/proj"),
+            (virtiofs.Share(data, "vibebox-m1", True), "/home/vibecoder/data"),
         ],
         recorded,
         directory=tmp_path / "bin",
@@ -513,8 +513,8 @@ def test_guard_shares_pins_and_writes_one_wrapper_per_share(tmp_path: Path) -> N
         assert stat.S_IMODE(share.binary.stat().st_mode) == 0o700
     assert f"--ino {pins.pin(data).ino}" in shares[2].binary.read_text()  # type: ignore[union-attr]
 
-    xml = vm.domain_xml(
-        vm.DomainSpec(
+    xml = domain_xml.domain_xml(
+        domain_xml.DomainSpec(
             session_id=sid,
             name="vibebox-proj-019bf290",
             cpus=1,
@@ -541,7 +541,7 @@ def test_guard_shares_refuses_a_mount_swapped_after_approval(tmp_path: Path) -> 
     (project / "sub").rename(project / "moved")
     (tmp_path / "evil" / "inner").mkdir(parents=True)
     (project / "sub").symlink_to(tmp_path / "evil")
-    share = vm.Share(project / "sub" / "inner", "vibebox-m1", False)
+    share = virtiofs.Share(project / "sub" / "inner", "vibebox-m1", False)
     with pytest.raises(MountChangedError, match="changed since it was approved") as info:
         guard.guard_shares(
             "019bf290-cccc-7c23-ba1d-dce7e6d40693",

@@ -1,8 +1,8 @@
 """The libvirt nwfilter that fences a session's guest on the host side of its interface.
 
-The guest has root, so the fence sits on the host (DESIGN §5): libvirt applies it to the VM's
-tap device, in both network modes. Two layers, both built here from the session's fixed
-addresses:
+The guest has root, so the fence sits on the host (SECURITY.md, "Against root in the guest:
+network"): libvirt applies it to the VM's tap device, in both network modes. Two layers, both
+built here from the session's fixed addresses:
 
 * **Layer 2 (ebtables)**, stateless: the stock anti-spoofing filters (``no-mac-spoofing``,
   ``no-ip-spoofing``, ``no-arp-spoofing``, ``allow-dhcp-server``) pinned to the guest's fixed
@@ -39,15 +39,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from vibebox_core.network.addresses import METADATA_ADDRESSES, SESSION_POOL
+from vibebox_core.hypervisor.network_xml import SUBNET_POOL
 
 GUEST_SSH_PORT = 22
+
+#: Cloud metadata services outside the link-local range.
+METADATA_ADDRESSES: frozenset[ipaddress.IPv4Address | ipaddress.IPv6Address] = frozenset(
+    {
+        ipaddress.ip_address("169.254.169.254"),  # AWS, GCP, Azure, OpenStack (also link-local)
+        ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
+        ipaddress.ip_address("fd00:ec2::254"),  # AWS over IPv6
+    }
+)
 
 #: What blocklist mode always denies (besides the host's own networks, found at define time).
 BLOCKLIST_DENIED: tuple[ipaddress.IPv4Network, ...] = tuple(
     ipaddress.IPv4Network(n)
     for n in (
-        str(SESSION_POOL),
+        str(SUBNET_POOL),
         "169.254.0.0/16",
         "127.0.0.0/8",
         "0.0.0.0/8",
@@ -64,8 +73,8 @@ def nwfilter_uuid(session_id: str) -> str:
     """The filter's UUID, derived from the session id so a redefinition keeps it.
 
     libvirt refuses to redefine a filter under a name it knows with another UUID ("already
-    exists with uuid", DESIGN §6); :meth:`Hypervisor.define_nwfilter` also keeps the UUID of
-    a filter defined before this derivation existed.
+    exists with uuid"); :meth:`LibvirtHypervisor.define_nwfilter` also keeps the UUID of a
+    filter defined before this derivation existed.
     """
     return str(uuid.uuid5(uuid.UUID(session_id.strip().lower()), "vibebox-nwfilter"))
 
@@ -75,7 +84,7 @@ class FenceSpec:
     """Everything one session's filter is built from.
 
     Attributes:
-        name: the filter's name (``netpolicy.nwfilter_name``).
+        name: the filter's name (``nwfilter_name`` of :mod:`vibebox_core.network`).
         uuid: its UUID (:func:`nwfilter_uuid`).
         mode: ``"allowlist"`` (gateway services only) or ``"blocklist"`` (also NAT egress).
         gateway: the host's address on the session network.

@@ -1,7 +1,7 @@
 """LibvirtHypervisor against libvirt's in-process test driver, and error translation.
 
 ``test:///default`` is libvirt's mock hypervisor inside this process: no daemon, no QEMU, so
-these stay unit tests. It has no DHCP leases; tests/e2e/test_hypervisor.py covers those on
+these stay unit tests. It has no DHCP leases; tests/e2e/test_hypervisor_e2e.py covers those on
 the real stack.
 """
 
@@ -14,17 +14,12 @@ from pathlib import Path
 import pytest
 
 from vibebox_core.errors import VMError
-from vibebox_core.hypervisor import domain_xml as vm
-from vibebox_core.hypervisor.libvirt import (
-    ERR_NO_CONNECT,
-    ERR_OPERATION_FAILED,
-    ERR_SYSTEM_ERROR,
-    Hypervisor,
-    LibvirtHypervisor,
-    _status_from,
-    read_console_tail,
-    translate_error,
-)
+from vibebox_core.hypervisor import domain_xml, names, network_xml
+from vibebox_core.hypervisor.base import Hypervisor
+from vibebox_core.hypervisor.console import read_console_tail
+from vibebox_core.hypervisor.errors import libvirt_error
+from vibebox_core.hypervisor.failure import ERR_NO_CONNECT, ERR_OPERATION_FAILED, ERR_SYSTEM_ERROR
+from vibebox_core.hypervisor.libvirt import LibvirtHypervisor, _status_from
 
 URI = "qemu:///system"
 
@@ -36,11 +31,13 @@ def hv() -> Iterator[LibvirtHypervisor]:
     hypervisor.close()
 
 
-def define(hv: LibvirtHypervisor, sid: str, project: str = "p", **net: bool) -> vm.NetworkSpec:
-    spec = vm.NetworkSpec.for_session(sid, hv.used_subnets(exclude_session=sid), **net)
-    dom = vm.DomainSpec(
+def define(
+    hv: LibvirtHypervisor, sid: str, project: str = "p", **net: bool
+) -> network_xml.NetworkSpec:
+    spec = network_xml.NetworkSpec.for_session(sid, hv.used_subnets(exclude_session=sid), **net)
+    dom = domain_xml.DomainSpec(
         session_id=sid,
-        name=vm.domain_name(project, sid),
+        name=names.domain_name(project, sid),
         cpus=1,
         memory_mb=256,
         accel="tcg",
@@ -51,7 +48,7 @@ def define(hv: LibvirtHypervisor, sid: str, project: str = "p", **net: bool) -> 
         network=spec.name,
         mac=spec.mac,
     )
-    hv.define(vm.domain_xml(dom), vm.network_xml(spec))
+    hv.define(domain_xml.domain_xml(dom), network_xml.network_xml(spec))
     return spec
 
 
@@ -66,7 +63,7 @@ def test_lifecycle_on_the_test_driver(hv: LibvirtHypervisor) -> None:
     spec = define(hv, sid)
     assert hv.exists(sid)
     assert hv.status(sid) == hv.statuses()[sid]
-    assert hv.status(sid).name == vm.domain_name("p", sid)
+    assert hv.status(sid).name == names.domain_name("p", sid)
     assert hv.state(sid) == "shut off"
     assert spec.subnet in hv.used_subnets()
     assert spec.subnet not in hv.used_subnets(exclude_session=sid)
@@ -120,18 +117,18 @@ def test_renamed_project_renames_the_inactive_domain(hv: LibvirtHypervisor) -> N
     sid = str(uuid.uuid4())
     define(hv, sid, project="old")
     define(hv, sid, project="new")
-    assert hv.status(sid).name == vm.domain_name("new", sid)
+    assert hv.status(sid).name == names.domain_name("new", sid)
     hv.undefine(sid)
 
 
 def test_name_taken_by_another_session(hv: LibvirtHypervisor) -> None:
     sid, other = str(uuid.uuid4()), str(uuid.uuid4())
     define(hv, sid, project="same")
-    spec = vm.NetworkSpec.for_session(other, hv.used_subnets())
-    xml = vm.domain_xml(
-        vm.DomainSpec(
+    spec = network_xml.NetworkSpec.for_session(other, hv.used_subnets())
+    xml = domain_xml.domain_xml(
+        domain_xml.DomainSpec(
             session_id=other,
-            name=vm.domain_name("same", sid),
+            name=names.domain_name("same", sid),
             cpus=1,
             memory_mb=256,
             accel="tcg",
@@ -182,14 +179,14 @@ def test_translate_permission_denied_names_setfacl(tmp_path: Path) -> None:
         "Cannot access storage file '/root/proj/.vibebox/disk.qcow2' "
         "(as uid:64055, gid:64055): Permission denied"
     )
-    err = translate_error(ERR_SYSTEM_ERROR, message, action="start VM x", uri=URI)
+    err = libvirt_error(ERR_SYSTEM_ERROR, message, action="start VM x", uri=URI)
     assert "disk.qcow2" in err.message
     assert "setfacl -m u:libvirt-qemu:x" in err.hint
 
 
 def test_translate_connect_permission() -> None:
     message = "Failed to connect socket to '/var/run/libvirt/libvirt-sock': Permission denied"
-    err = translate_error(ERR_SYSTEM_ERROR, message, action="connect", uri=URI)
+    err = libvirt_error(ERR_SYSTEM_ERROR, message, action="connect", uri=URI)
     assert "libvirt group" in err.hint
 
 
@@ -208,14 +205,14 @@ def test_translate_connect_permission() -> None:
     ],
 )
 def test_translate_known_messages(message: str, hint_word: str) -> None:
-    err = translate_error(ERR_OPERATION_FAILED, message, action="do it", uri=URI)
+    err = libvirt_error(ERR_OPERATION_FAILED, message, action="do it", uri=URI)
     assert isinstance(err, VMError)
     assert err.message.startswith("could not do it: ")
     assert hint_word in err.hint
 
 
 def test_translate_no_connect() -> None:
-    err = translate_error(ERR_NO_CONNECT, "no connection driver available", action="x", uri=URI)
+    err = libvirt_error(ERR_NO_CONNECT, "no connection driver available", action="x", uri=URI)
     assert err.message.startswith("cannot reach libvirt")
 
 
