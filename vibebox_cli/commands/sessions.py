@@ -1,8 +1,9 @@
 """``vibebox list``, ``vibebox delete`` and ``vibebox explain``: sessions from the command line.
 
-Thin: the data lives in the index and :mod:`vibebox_core.session.explain`. Live VM
-facts (state, attached count, teardown) come from :mod:`vibebox_core.session.status`, imported only
-when a command needs them; without it the commands still work on the index alone.
+Thin: the data lives in the index and :mod:`vibebox_core.session.explain` (its
+:func:`~vibebox_core.session.explain.gather` is what the dashboard's inspector shows too). Live
+VM facts (state, attached count) come from :mod:`vibebox_core.session.status`, teardown from
+:mod:`vibebox_core.session.teardown`.
 
 Directories, states, reasons and the explain text are guest-derived (the project names its own
 directory; host names in the network log come from the guest): every one is printed through
@@ -83,7 +84,7 @@ def register(subparsers: Any) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Live state and VM teardown (vibebox_core.session.status), loaded on use: a broken libvirt
+# Live state (vibebox_core.session.status), loaded on use: a broken libvirt
 # install must not stop `vibebox list` from listing the index
 
 
