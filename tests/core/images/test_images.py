@@ -30,12 +30,6 @@ from vibebox_core.images import workspace as imagework
 from vibebox_core.progress import ProgressEvent
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("VIBEBOX_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
 def _make_image(
     name: str = paths.DEFAULT_IMAGE_NAME,
     *,
@@ -73,7 +67,7 @@ def _make_image(
 # --------------------------------------------------------------------------- metadata
 
 
-def test_metadata_round_trips(home: Path) -> None:
+def test_metadata_round_trips() -> None:
     directory = _make_image()
     info = images.read_image()
     assert info.name == "debian-12"
@@ -87,7 +81,7 @@ def test_metadata_round_trips(home: Path) -> None:
     assert imagemeta.ImageInfo.from_toml(info.to_toml(), directory) == info
 
 
-def test_missing_image_names_the_build_command(home: Path) -> None:
+def test_missing_image_names_the_build_command() -> None:
     with pytest.raises(ImageError) as err:
         images.read_image()
     assert "no image 'debian-12'" in err.value.message
@@ -103,7 +97,7 @@ def test_missing_image_names_the_build_command(home: Path) -> None:
         (lambda t: t + "[[[", "not valid TOML"),
     ],
 )
-def test_damaged_metadata_is_refused_with_the_rebuild_command(home: Path, edit, expected) -> None:  # type: ignore[no-untyped-def]
+def test_damaged_metadata_is_refused_with_the_rebuild_command(edit, expected) -> None:  # type: ignore[no-untyped-def]
     directory = _make_image("custom")
     meta = directory / paths.IMAGE_METADATA
     meta.write_text(edit(meta.read_text()))
@@ -123,7 +117,7 @@ def test_bad_names_and_packages_are_refused() -> None:
             imageplan.validate_packages([bad])
 
 
-def test_list_shows_damaged_images_without_failing(home: Path) -> None:
+def test_list_shows_damaged_images_without_failing() -> None:
     _make_image("good")
     broken = paths.image_dir("broken")
     broken.mkdir(parents=True)
@@ -134,11 +128,11 @@ def test_list_shows_damaged_images_without_failing(home: Path) -> None:
     assert listing[1].info is not None and listing[1].problem is None
 
 
-def test_list_of_empty_store(home: Path) -> None:
+def test_list_of_empty_store() -> None:
     assert images.list_images() == []
 
 
-def test_remove_image(home: Path) -> None:
+def test_remove_image() -> None:
     _make_image("old")
     images.remove_image("old")
     assert not paths.image_dir("old").exists()
@@ -149,9 +143,7 @@ def test_remove_image(home: Path) -> None:
 # --------------------------------------------------------------------------- verification
 
 
-def test_verify_accepts_a_good_image_and_caches_the_result(
-    home: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_verify_accepts_a_good_image_and_caches_the_result(monkeypatch: pytest.MonkeyPatch) -> None:
     _make_image()
     events: list[ProgressEvent] = []
     images.verify_image(progress=events.append)
@@ -174,7 +166,7 @@ def test_verify_accepts_a_good_image_and_caches_the_result(
     assert len(hashed) == 3
 
 
-def test_verify_refuses_a_modified_base_disk(home: Path) -> None:
+def test_verify_refuses_a_modified_base_disk() -> None:
     directory = _make_image()
     images.verify_image()  # cached as good
     disk = directory / "base.qcow2"
@@ -186,7 +178,7 @@ def test_verify_refuses_a_modified_base_disk(home: Path) -> None:
     assert err.value.hint == "vibebox image build --force"
 
 
-def test_verify_catches_tampering_that_restores_size_and_mtime(home: Path) -> None:
+def test_verify_catches_tampering_that_restores_size_and_mtime() -> None:
     directory = _make_image()
     images.verify_image()
     disk = directory / "base.qcow2"
@@ -200,7 +192,7 @@ def test_verify_catches_tampering_that_restores_size_and_mtime(home: Path) -> No
         images.verify_image()
 
 
-def test_verify_refuses_missing_and_truncated_files(home: Path) -> None:
+def test_verify_refuses_missing_and_truncated_files() -> None:
     directory = _make_image()
     (directory / "initrd.img").unlink()
     with pytest.raises(ImageError, match=r"initrd\.img is missing"):
@@ -212,7 +204,7 @@ def test_verify_refuses_missing_and_truncated_files(home: Path) -> None:
 
 
 def test_ensure_image_refuses_a_damaged_image_instead_of_rebuilding(
-    home: Path, monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     directory = _make_image()
     (directory / "vmlinuz").write_bytes(b"other!!!!!!!!")
@@ -374,7 +366,7 @@ def _fake_bootstrap(rootfs: Path) -> None:
 
 
 @pytest.fixture
-def fake_build(home: Path, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
+def fake_build(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
     """Replace the bootstrap/configure/initrd commands; mkfs.ext4 and qemu-img stay real."""
     if not (shutil.which("mkfs.ext4") and shutil.which("qemu-img")):
         pytest.skip("needs mkfs.ext4 and qemu-img")
@@ -500,7 +492,7 @@ def test_cli_parses_build_options() -> None:
         _cli("image", "build", "--force", "--if-missing")
 
 
-def test_cli_list_and_rm(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_list_and_rm(capsys: pytest.CaptureFixture[str]) -> None:
     _make_image()
     args = _cli("image", "list", "--json")
     assert args.handler(args) == 0
@@ -516,7 +508,7 @@ def test_cli_list_and_rm(home: Path, capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_cli_if_missing_skips_a_verified_image(
-    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _make_image()
     monkeypatch.setattr(imagebuild, "build_image", lambda *a, **k: pytest.fail("rebuilt"))
@@ -525,9 +517,7 @@ def test_cli_if_missing_skips_a_verified_image(
     assert "present and verified" in capsys.readouterr().out
 
 
-def test_cli_if_missing_rebuilds_a_damaged_image(
-    home: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_cli_if_missing_rebuilds_a_damaged_image(monkeypatch: pytest.MonkeyPatch) -> None:
     directory = _make_image()
     (directory / "vmlinuz").write_bytes(b"tampered!!!!!")
     calls: list[dict[str, object]] = []
@@ -543,7 +533,7 @@ def test_cli_if_missing_rebuilds_a_damaged_image(
 
 
 def test_cli_if_missing_rebuilds_an_image_built_from_other_guest_files(
-    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _make_image(guest_digest="")  # made before digests were recorded
     calls: list[dict[str, object]] = []
@@ -568,7 +558,7 @@ def test_guest_digest_follows_the_guest_files(tmp_path: Path) -> None:
 
 
 def test_an_outdated_image_still_starts_but_says_how_to_update_it(
-    home: Path, capsys: pytest.CaptureFixture[str]
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     _make_image(guest_digest="0" * 64)
     events: list[ProgressEvent] = []

@@ -1,10 +1,8 @@
-"""Fixtures of the session tests: a short VIBEBOX_HOME, a project with its cache, its entry."""
+"""Fixtures of the session tests: a project in the short VIBEBOX_HOME, its index entry, a fake
+hypervisor with its domain and network defined."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,17 +18,10 @@ SID = "019bf290-cccc-7c23-ba1d-dce7e6d40693"
 
 
 @pytest.fixture
-def home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    directory = Path(tempfile.mkdtemp(prefix="vbx-rt-", dir="/tmp"))  # short socket paths
-    monkeypatch.setenv(paths.HOME_ENV, str(directory))
-    monkeypatch.delenv("VIBEBOX_ACCEL", raising=False)
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
-
-
-@pytest.fixture
-def project(home: Path) -> ProjectPaths:
-    root = home / "my-proj"
+def project(short_home: Path, no_accel_env: None) -> ProjectPaths:
+    """A project in the short VIBEBOX_HOME (tests/conftest.py), its .vibebox made; no
+    VIBEBOX_ACCEL from the caller."""
+    root = short_home / "my-proj"
     (root / paths.PROJECT_CACHE).mkdir(parents=True)
     return ProjectPaths.for_directory(root)
 

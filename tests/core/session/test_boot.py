@@ -22,8 +22,8 @@ def test_guest_ids_map_root_to_1000() -> None:
     assert boot.guest_ids(1234, 99) == (1234, 99)
 
 
-def test_guest_json_follows_the_seed_contract(project: ProjectPaths, home: Path) -> None:
-    extra = home / "data"
+def test_guest_json_follows_the_seed_contract(project: ProjectPaths, short_home: Path) -> None:
+    extra = short_home / "data"
     extra.mkdir()
     project.config.write_text(f'[box]\nmounts = ["{extra}:~/data:ro", "{extra}:/srv/x"]\n')
     config = load_config(project)

@@ -18,8 +18,7 @@ from vibebox_core.session.explain_text import render_text
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ProjectPaths:
-    monkeypatch.delenv("VIBEBOX_ACCEL", raising=False)
+def project(tmp_path: Path, no_accel_env: None) -> ProjectPaths:
     (tmp_path / "data").mkdir()
     root = tmp_path / "web"
     root.mkdir()

@@ -98,8 +98,8 @@ class FakeVM:
         return True
 
 
-async def serving(home: Path, terminals: Terminals | None) -> AsyncIterator[Supervisor]:
-    root = home / "proj" / paths.PROJECT_CACHE
+async def serving(short_home: Path, terminals: Terminals | None) -> AsyncIterator[Supervisor]:
+    root = short_home / "proj" / paths.PROJECT_CACHE
     root.mkdir(parents=True)
     sup = Supervisor(
         SID,
@@ -122,9 +122,9 @@ async def serving(home: Path, terminals: Terminals | None) -> AsyncIterator[Supe
 
 
 @pytest.fixture
-async def terminals(home: Path) -> AsyncIterator[tuple[Supervisor, Terminals]]:
+async def terminals(short_home: Path) -> AsyncIterator[tuple[Supervisor, Terminals]]:
     shells = Terminals()
-    async for sup in serving(home, shells):
+    async for sup in serving(short_home, shells):
         yield sup, shells
 
 
@@ -185,27 +185,27 @@ async def test_only_the_user_can_reach_the_socket(
     assert stat.S_IMODE(sup.socket_path.parent.stat().st_mode) == 0o700
 
 
-async def test_a_shell_the_guest_refuses_is_an_error_with_its_hint(home: Path) -> None:
-    async for sup in serving(home, Terminals(fail="the guest said no")):
+async def test_a_shell_the_guest_refuses_is_an_error_with_its_hint(short_home: Path) -> None:
+    async for sup in serving(short_home, Terminals(fail="the guest said no")):
         with pytest.raises(SSHError) as caught:
             await RelayPtyStream.open(sup.socket_path, 80, 24)
         assert caught.value.message == "the guest said no" and caught.value.hint == "a hint"
 
 
-async def test_a_supervisor_without_terminals_refuses(home: Path) -> None:
-    async for sup in serving(home, None):
+async def test_a_supervisor_without_terminals_refuses(short_home: Path) -> None:
+    async for sup in serving(short_home, None):
         with pytest.raises(SSHError, match="opens no terminals"):
             await RelayPtyStream.open(sup.socket_path, 80, 24)
 
 
-async def test_no_supervisor_is_a_clear_error(home: Path) -> None:
+async def test_no_supervisor_is_a_clear_error(short_home: Path) -> None:
     with pytest.raises(SupervisorError, match="no supervisor answers"):
-        await RelayPtyStream.open(home / "nobody.sock", 80, 24)
+        await RelayPtyStream.open(short_home / "nobody.sock", 80, 24)
 
 
-async def test_shutdown_ends_relayed_shells_and_closes_the_connection(home: Path) -> None:
+async def test_shutdown_ends_relayed_shells_and_closes_the_connection(short_home: Path) -> None:
     shells = Terminals()
-    async for sup in serving(home, shells):
+    async for sup in serving(short_home, shells):
         stream = await RelayPtyStream.open(sup.socket_path, 80, 24)
         await sup.request_stop("test")
         assert shells.closed
@@ -214,8 +214,10 @@ async def test_shutdown_ends_relayed_shells_and_closes_the_connection(home: Path
         assert stream.end_reason
 
 
-async def test_a_supervisor_that_never_answers_times_out_with_a_clear_error(home: Path) -> None:
-    path = home / "mute.sock"
+async def test_a_supervisor_that_never_answers_times_out_with_a_clear_error(
+    short_home: Path,
+) -> None:
+    path = short_home / "mute.sock"
 
     async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read()  # reads the request, never answers
