@@ -18,12 +18,12 @@ from __future__ import annotations
 import glob
 import os
 import stat
-import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
 from vibebox_core import paths
 from vibebox_core.errors import VMError
+from vibebox_core.fileio import write_atomic
 from vibebox_core.hypervisor.console import read_console_tail
 
 #: virtiofsd shipped by Debian 12's qemu (package qemu-system-x86).
@@ -102,11 +102,8 @@ def _install_script(target: Path, content: str) -> None:
         pass
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(content)
-        os.chmod(tmp, stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
-        os.replace(tmp, target)
+        mode = stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH
+        write_atomic(target, content, mode=mode)
     except OSError as exc:
         raise VMError(
             f"cannot write the virtiofs helper {target}: {exc.strerror or exc}",

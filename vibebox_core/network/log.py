@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from vibebox_core.fileio import write_atomic
+
 Source = Literal["proxy", "dns"]
 VerdictName = Literal["allowed", "blocked"]
 
@@ -276,9 +278,7 @@ def _write_records(path: Path, records: list[EarlierRecord]) -> None:
     data = "".join(
         json.dumps(r.to_dict(), ensure_ascii=True, separators=(",", ":")) + "\n" for r in records
     )
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(data)
-    os.replace(tmp, path)
+    write_atomic(path, data, mode=None)
 
 
 def earlier(path: Path) -> list[EarlierRecord]:

@@ -11,10 +11,11 @@ supervisor and starts the VM afresh after the old one has stopped it.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
+
+from vibebox_core.fileio import lock_file
 
 
 @contextlib.contextmanager
@@ -30,10 +31,4 @@ def locked(lock_path: Path) -> Iterator[None]:
 def acquire(lock_path: Path) -> int:
     """Take the exclusive lock on ``lock_path`` (blocking); closing the returned fd releases it."""
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+    return lock_file(lock_path)
