@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -97,7 +98,9 @@ def test_missing_image_names_the_build_command() -> None:
         (lambda t: t + "[[[", "not valid TOML"),
     ],
 )
-def test_damaged_metadata_is_refused_with_the_rebuild_command(edit, expected) -> None:  # type: ignore[no-untyped-def]
+def test_damaged_metadata_is_refused_with_the_rebuild_command(
+    edit: Callable[[str], str], expected: str
+) -> None:
     directory = _make_image("custom")
     meta = directory / paths.IMAGE_METADATA
     meta.write_text(edit(meta.read_text()))
@@ -372,7 +375,7 @@ def fake_build(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
         pytest.skip("needs mkfs.ext4 and qemu-img")
     calls: list[tuple[str, ...]] = []
 
-    def plan(**kw):  # type: ignore[no-untyped-def]
+    def plan(**kw: Any) -> imageplan.BuildPlan:
         rootfs: Path = kw["rootfs"]
         script = f"mkdir -p {rootfs} && cd {rootfs} && python3 -c 'import sys' && echo bootstrapped"
         return imageplan.BuildPlan(
@@ -384,7 +387,9 @@ def fake_build(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
 
     real_runner_call = imagework.Runner.__call__
 
-    def runner(self, step, command, *, cwd=None):  # type: ignore[no-untyped-def]
+    def runner(
+        self: imagework.Runner, step: str, command: Sequence[str], *, cwd: Path | None = None
+    ) -> None:
         calls.append(tuple(command))
         real_runner_call(self, step, command, cwd=cwd)
         if command[0] == "sh":
@@ -433,7 +438,7 @@ def test_failed_build_leaves_no_half_image(
     _make_image()  # an existing image a --force rebuild would replace
     before = images.read_image()
 
-    def broken(**kw):  # type: ignore[no-untyped-def]
+    def broken(**kw: Any) -> imageplan.BuildPlan:
         return imageplan.BuildPlan(
             builder="debootstrap",
             bootstrap=("sh", "-c", f"mkdir -p {kw['rootfs']}; echo 'E: no mirror'; exit 3"),
@@ -455,7 +460,7 @@ def test_failed_build_leaves_no_half_image(
 def test_interrupted_build_cleans_up(
     fake_build: list[tuple[str, ...]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def interrupted(self, *a, **k):  # type: ignore[no-untyped-def]
+    def interrupted(self: imagework.Runner, *a: object, **k: object) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(imagework.Runner, "__call__", interrupted)
@@ -576,7 +581,7 @@ def test_sigterm_during_a_build_cleans_up_and_says_so(
 ) -> None:
     import signal
 
-    def terminated(self, *a, **k):  # type: ignore[no-untyped-def]
+    def terminated(self: imagework.Runner, *a: object, **k: object) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
     monkeypatch.setattr(imagework.Runner, "__call__", terminated)
@@ -595,7 +600,7 @@ def test_ensure_image_reuses_an_image_built_while_waiting_for_the_lock(
     real_lock = images.build_lock
 
     @contextlib.contextmanager
-    def lock_then_other_build(name: str, *, wait: bool):  # type: ignore[no-untyped-def]
+    def lock_then_other_build(name: str, *, wait: bool) -> Iterator[None]:
         with real_lock(name, wait=wait):
             _make_image(name)  # "the other vibebox" finished first
             yield
