@@ -11,7 +11,7 @@ Hierarchy::
     ├── SessionIndexError
     │   └── SessionNotFoundError
     ├── ImageError
-    ├── VMError                      libvirt, translated by hypervisor.translate_error
+    ├── VMError                      libvirt, translated by hypervisor.errors (by table)
     │   ├── LibvirtUnreachableError  the daemon does not answer / refuses this user
     │   ├── VirtiofsdError           a share could not be served
     │   ├── QemuError                QEMU refused the VM (disk format, memory, KVM)

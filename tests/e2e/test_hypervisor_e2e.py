@@ -27,6 +27,7 @@ from vibebox_core.errors import VMError
 from vibebox_core.hypervisor import accelerator, access, domain_xml, names, network_xml, virtiofs
 from vibebox_core.hypervisor.libvirt import LibvirtHypervisor
 from vibebox_core.hypervisor.nwfilter import FenceSpec, nwfilter_uuid, nwfilter_xml
+from vibebox_core.images import store
 
 pytestmark = pytest.mark.e2e
 
@@ -348,9 +349,7 @@ def _image_files(into: Path) -> tuple[Path, Path, Path, str]:
     user's consent). Hard links (copies across file
     systems) keep this test independent of that decision.
     """
-    from vibebox_core.images import store as images
-
-    info = images.read_image()
+    info = store.read_image()
     linked = []
     for source in (info.kernel, info.initrd, info.base_disk):
         target = into / source.name

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import libvirt
 import pytest
 
 from vibebox_core.hypervisor import access, domain_xml, names, network_xml, virtiofs
@@ -78,8 +79,6 @@ def _keygen(path: Path, comment: str) -> str:
 
 @pytest.fixture(scope="module")
 def guest(e2e_home_shared: Path) -> Iterator[Guest]:
-    import libvirt
-
     info = images.verify_image()
     access.ensure_qemu_can_reach(info.base_disk)
 

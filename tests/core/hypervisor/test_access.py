@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import stat
 import struct
 import subprocess
@@ -100,8 +101,6 @@ def test_missing_account_means_nothing_to_check() -> None:
 
 
 def test_qemu_blocked_dirs_and_setfacl(tmp_path: Path) -> None:
-    import pwd
-
     try:
         pwd.getpwnam(access.QEMU_USER)
     except KeyError:

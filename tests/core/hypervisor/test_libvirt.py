@@ -32,9 +32,10 @@ def hv() -> Iterator[LibvirtHypervisor]:
 
 
 def define(
-    hv: LibvirtHypervisor, sid: str, project: str = "p", **net: bool
+    hv: LibvirtHypervisor, sid: str, project: str = "p", *, isolated: bool = False
 ) -> network_xml.NetworkSpec:
-    spec = network_xml.NetworkSpec.for_session(sid, hv.used_subnets(exclude_session=sid), **net)
+    used = hv.used_subnets(exclude_session=sid)
+    spec = network_xml.NetworkSpec.for_session(sid, used, isolated=isolated)
     dom = domain_xml.DomainSpec(
         session_id=sid,
         name=names.domain_name(project, sid),
