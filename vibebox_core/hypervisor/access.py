@@ -2,9 +2,9 @@
 
 libvirt re-owns the disk and kernel files it hands to QEMU, but not the directories above them:
 a VM whose files sit under a home directory that ``libvirt-qemu`` (uid 64055 on Debian) may not
-traverse fails to start with "Cannot access storage file … Permission denied" (DESIGN §6).
-``~/.vibebox/images`` under ``/root`` (mode 0700) and ``<project>/.vibebox`` under a private
-home both hit it.
+traverse fails to start with "Cannot access storage file … (as uid:64055, gid:64055):
+Permission denied", as seen on the lab machines. ``~/.vibebox/images`` under ``/root`` (mode
+0700) and ``<project>/.vibebox`` under a private home both hit it.
 
 vibebox handles it the way virt-manager does: :func:`ensure_qemu_can_reach` finds the
 directories that block the way and raises :class:`QemuAccessError`, whose hint is the exact
