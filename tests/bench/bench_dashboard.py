@@ -42,6 +42,9 @@ import termios
 import time
 from pathlib import Path
 
+from vibebox_core.paths import ProjectPaths
+from vibebox_core.ssh.connect import connect
+
 REPO = Path(__file__).resolve().parents[2]
 COLS, ROWS = 120, 40
 ESCAPES = re.compile(rb"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
@@ -115,9 +118,6 @@ def launch_once(directory: str, demo: bool, timeout: float) -> tuple[float, floa
 
 async def raw_ssh(directory: str) -> float:
     """asyncssh connect + ``true`` on the session, with vibebox's keys (seconds)."""
-    from vibebox_core.paths import ProjectPaths
-    from vibebox_core.ssh.connect import connect
-
     project = ProjectPaths.for_directory(directory)
     ipv4 = project.ipv4.read_text().strip()
     start = time.monotonic()
@@ -131,9 +131,6 @@ async def raw_ssh(directory: str) -> float:
 
 async def raw_shell(directory: str) -> float:
     """asyncssh connect + a login shell in a PTY until its prompt shows (seconds)."""
-    from vibebox_core.paths import ProjectPaths
-    from vibebox_core.ssh.connect import connect
-
     project = ProjectPaths.for_directory(directory)
     ipv4 = project.ipv4.read_text().strip()
     start = time.monotonic()

@@ -42,6 +42,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bench.bench_dashboard import LAUNCH, PROMPT, REPO, start_holder
 from bench.bench_terminal import make_stream
 
+from vibebox_core.paths import ProjectPaths
+from vibebox_core.ssh import openssh
+
 COLS, ROWS = 120, 40
 GUEST_FILE = "/tmp/vbx-flood.txt"
 GUEST_ECHO = "/tmp/vbx-echo.py"
@@ -131,9 +134,6 @@ class Tmux:
 
 def guest_ssh(directory: str, *extra: str) -> list[str]:
     """``vibebox shell``'s OpenSSH command line for the session of ``directory``."""
-    from vibebox_core.paths import ProjectPaths
-    from vibebox_core.ssh import openssh
-
     project = ProjectPaths.for_directory(directory)
     ipv4 = project.recorded_ipv4()
     if ipv4 is None:

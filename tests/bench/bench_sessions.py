@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 import asyncssh
+import libvirt
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
@@ -90,8 +91,6 @@ def raw_lease(net: object, mac: str) -> str | None:
 
 
 def raw_cold(project: ProjectPaths, session_id: str) -> float:
-    import libvirt
-
     conn = libvirt.open(URI)
     dom = conn.lookupByUUIDString(session_id)
     net = conn.networkLookupByName(names.network_name(session_id))
@@ -138,8 +137,6 @@ def raw_warm_process(project: ProjectPaths, ipv4: str) -> float:
 
 
 def raw_shutdown(session_id: str) -> float:
-    import libvirt
-
     conn = libvirt.open(URI)
     dom = conn.lookupByUUIDString(session_id)
     start = time.monotonic()

@@ -15,7 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import libvirt
 import pytest
+
+from vibebox_core.doctor import checks, examine
 
 LAB_NAMESPACE = "vbxlab"
 
@@ -47,10 +50,6 @@ def _lab_problem() -> str | None:
 def _slow_libvirt_warning() -> str | None:
     """A warning line when two QEMU capability calls are slow (libvirt re-probing QEMU on
     every call: with /dev/kvm closed to libvirt-qemu the suite took 18 min instead of 6)."""
-    import libvirt
-
-    from vibebox_core.doctor import checks, examine
-
     try:
         conn = libvirt.open("qemu:///system")
     except libvirt.libvirtError:

@@ -23,12 +23,17 @@ import tempfile
 import threading
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncssh
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from e2e.netlab import (
     Box,
     LoopThread,
@@ -42,10 +47,12 @@ from e2e.netlab import (
 from vibebox_core.config.edit import set_value
 from vibebox_core.config.grants import PolicyNotApprovedError, record_approval
 from vibebox_core.config.load import load_config
+from vibebox_core.config.policy import Policy
 from vibebox_core.config.schema import PortForward
 from vibebox_core.errors import NetworkPolicyError
 from vibebox_core.hypervisor.libvirt import LibvirtHypervisor
 from vibebox_core.index.sessions import SessionIndex
+from vibebox_core.network.definition import plan_network
 from vibebox_core.session import teardown
 from vibebox_core.session.running import RunningSession
 from vibebox_core.session.start import ensure_running
@@ -66,11 +73,6 @@ HOSTS_LINES = {
 
 
 def _self_signed(directory: Path, name: str) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = dt.datetime.now(dt.UTC)
@@ -440,11 +442,6 @@ def test_forwarded_port_reaches_a_server_in_the_guest(boxes: Boxes) -> None:
 def test_nwfilter_redefinition_keeps_the_uuid_libvirt_has(require_lab: None) -> None:
     """A filter first defined under another UUID (older vibebox) is redefined with the UUID
     libvirt has: otherwise the next start fails with "filter … already exists with uuid …"."""
-    import uuid
-
-    from vibebox_core.config.policy import Policy
-    from vibebox_core.network.definition import plan_network
-
     sid = str(uuid.uuid4())
     plan = plan_network(sid, Policy("allowlist", ()), "10.213.251.1")
     assert plan.nwfilter is not None and plan.nwfilter_xml is not None
