@@ -79,8 +79,8 @@ class KeyCase:
         return not self.guest
 
 
-def _k(name: str, guest: bytes, *keys: str, **extra: object) -> KeyCase:
-    return KeyCase(name, guest, keys=keys, **extra)  # type: ignore[arg-type]
+def _k(name: str, guest: bytes, *keys: str) -> KeyCase:
+    return KeyCase(name, guest, keys=keys)
 
 
 def _paste(text: bytes) -> bytes:
