@@ -222,7 +222,9 @@ def test_vibebox_shell_ignores_a_hostile_ssh_config(dash: Dashboard, tmp_path: P
         text=True,
         check=True,
     )
-    agent_pid = int(re.search(r"SSH_AGENT_PID=(\d+)", agent.stdout).group(1))  # type: ignore[union-attr]
+    found = re.search(r"SSH_AGENT_PID=(\d+)", agent.stdout)
+    assert found is not None, agent.stdout
+    agent_pid = int(found.group(1))
     try:
         env = {**dash.env, "HOME": str(home), "SSH_AUTH_SOCK": str(tmp_path / "agent.sock")}
         result = dash.vibebox(

@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -115,9 +116,9 @@ def qcow2(path: Path, size: str = "16M", backing: Path | None = None) -> Path:
 
 
 def domain_spec(
-    sid: str, net: network_xml.NetworkSpec, work: Path, **overrides: object
+    sid: str, net: network_xml.NetworkSpec, work: Path, **overrides: Any
 ) -> domain_xml.DomainSpec:
-    values: dict[str, object] = {
+    values: dict[str, Any] = {
         "session_id": sid,
         "name": names.domain_name(f"e2e {work.name}", sid),
         "cpus": 1,
@@ -132,7 +133,7 @@ def domain_spec(
         "project_dir": work,
     }
     values.update(overrides)
-    return domain_xml.DomainSpec(**values)  # type: ignore[arg-type]
+    return domain_xml.DomainSpec(**values)
 
 
 # --------------------------------------------------------------------------- no image needed
