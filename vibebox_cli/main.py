@@ -64,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vibebox {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in _command_modules():
-        module.register(subparsers)
+        register = getattr(module, "register", None)
+        if callable(register):
+            register(subparsers)
     return parser
 
 

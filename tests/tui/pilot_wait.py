@@ -1,12 +1,31 @@
-"""One way for Pilot tests to wait: let the app run until a condition holds (no bare sleeps)."""
+"""Helpers for Pilot tests: wait until a condition holds (no bare sleeps), until attached;
+what the guest shell prints for a vibebox command.
+
+The fixtures that set the dashboard up (UTC clocks, fast polls, the app on the fake backend)
+are in ``conftest.py``; :class:`DemoApp` is the type of its ``demo_app`` factory.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from textual.pilot import Pilot
+from textual.widgets import ContentSwitcher
+
+from vibebox_core.streams import MemoryStream
+from vibebox_tui.app import VibeboxApp
+from vibebox_tui.backend.fake import FakeBackend
+
+
+class DemoApp(Protocol):
+    """Makes the dashboard on a fake backend over the demo sessions (``demo_app`` fixture)."""
+
+    def __call__(self, session: int | None = 0, **backend: Any) -> tuple[VibeboxApp, FakeBackend]:
+        """The app started in the directory of demo session ``session`` (None: in none), and
+        its backend; ``backend`` keywords go to :class:`FakeBackend`."""
+        ...
 
 
 async def wait_for(
@@ -18,3 +37,16 @@ async def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await pilot.pause(0.02)
+
+
+async def until_attached(pilot: Pilot[Any], app: VibeboxApp) -> None:
+    """Wait until the terminal shows an attached session."""
+    await wait_for(
+        pilot,
+        lambda: app.attachment is not None and app.query_one(ContentSwitcher).current == "terminal",
+    )
+
+
+def osc_command(stream: MemoryStream, name: str) -> bytes:
+    """What the guest shell's ``:name`` prints: the command signed with the PTY's token."""
+    return f"\x1b]7777;vibebox-command={name};{stream.command_token}\x07".encode()

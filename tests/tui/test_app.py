@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from textual.command import CommandPalette
 from textual.pilot import Pilot
 from textual.widgets import ContentSwitcher
-from tui.pilot_wait import wait_for
+from tui.pilot_wait import DemoApp, osc_command, until_attached, wait_for
 
 from vibebox_core.errors import VMError
 from vibebox_core.progress import ProgressEvent
-from vibebox_core.streams import MemoryStream
-from vibebox_tui import app as app_module
 from vibebox_tui.app import VibeboxApp
 from vibebox_tui.backend.base import SessionRow
 from vibebox_tui.backend.fake import FakeBackend, demo_sessions, fake_id
@@ -28,27 +23,12 @@ from vibebox_tui.widgets import BootProgress, Inspector, SessionBrowser, Session
 
 SIZE = (100, 30)
 
-
-def osc_command(stream: MemoryStream, name: str) -> bytes:
-    """What the guest shell's ``:name`` prints: the command signed with the PTY's token."""
-    return f"\x1b]7777;vibebox-command={name};{stream.command_token}\x07".encode()
+pytestmark = pytest.mark.usefixtures("fast_polls", "utc")
 
 
 def confirm_armed(app: VibeboxApp) -> bool:
     """A confirm dialog is up and takes its destructive answer (it ignores early keys)."""
     return isinstance(app.screen, ConfirmScreen) and app.screen.armed
-
-
-@pytest.fixture(autouse=True)
-def fast_polls(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(app_module, "SESSION_POLL_SECONDS", 0.05)
-    monkeypatch.setattr(app_module, "INSPECTOR_POLL_SECONDS", 0.05)
-    monkeypatch.setattr(app_module, "CONSOLE_POLL_SECONDS", 0.05)
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    os.environ.pop("TZ", None)
-    time.tzset()
 
 
 def browser_text(app: VibeboxApp) -> str:
@@ -62,22 +42,11 @@ def centre(app: VibeboxApp) -> str | None:
     return app.query_one(ContentSwitcher).current
 
 
-def attached_app(**kwargs: object) -> tuple[VibeboxApp, FakeBackend]:
-    sessions = demo_sessions()
-    backend = FakeBackend(sessions, project=sessions[0].directory, **kwargs)  # type: ignore[arg-type]
-    return VibeboxApp(backend, live_clock=False), backend
-
-
-async def until_attached(pilot: Pilot[int], app: VibeboxApp) -> None:
-    await wait_for(pilot, lambda: app.attachment is not None and centre(app) == "terminal")
-
-
-def booting_app() -> tuple[VibeboxApp, FakeBackend, asyncio.Event]:
+def booting_app(demo_app: DemoApp) -> tuple[VibeboxApp, FakeBackend, asyncio.Event]:
     """The dashboard starting a shut-off session whose boot waits for the returned event."""
     hold = asyncio.Event()
-    sessions = demo_sessions()
-    backend = FakeBackend(sessions, project=sessions[1].directory, hold_boot=hold)
-    return VibeboxApp(backend, live_clock=False), backend, hold
+    app, backend = demo_app(1, hold_boot=hold)
+    return app, backend, hold
 
 
 async def until_booting(pilot: Pilot[int], app: VibeboxApp) -> BootProgress:
@@ -90,8 +59,8 @@ async def until_booting(pilot: Pilot[int], app: VibeboxApp) -> BootProgress:
 # -- start-up --------------------------------------------------------------------------------
 
 
-async def test_startup_attaches_to_the_project_session() -> None:
-    app, backend = attached_app()
+async def test_startup_attaches_to_the_project_session(demo_app: DemoApp) -> None:
+    app, backend = demo_app()
     async with app.run_test(size=SIZE) as pilot:
         await until_attached(pilot, app)
         sid = fake_id(1)
@@ -123,8 +92,8 @@ async def test_startup_creates_a_session_for_a_new_directory(tmp_path: Path) -> 
         await wait_for(pilot, lambda: "fresh" in browser_text(app))
 
 
-async def test_boot_progress_shows_steps_and_console_tail() -> None:
-    app, _, hold = booting_app()
+async def test_boot_progress_shows_steps_and_console_tail(demo_app: DemoApp) -> None:
+    app, _, hold = booting_app(demo_app)
     async with app.run_test(size=SIZE) as pilot:
         progress = await until_booting(pilot, app)
         assert centre(app) == "progress"
@@ -143,8 +112,10 @@ async def test_boot_progress_shows_steps_and_console_tail() -> None:
         await until_attached(pilot, app)
 
 
-async def test_keys_typed_while_booting_reach_the_shell_and_act_on_nothing() -> None:
-    app, backend, hold = booting_app()
+async def test_keys_typed_while_booting_reach_the_shell_and_act_on_nothing(
+    demo_app: DemoApp,
+) -> None:
+    app, backend, hold = booting_app(demo_app)
     async with app.run_test(size=SIZE) as pilot:
         progress = await until_booting(pilot, app)
         progress.focus()
@@ -163,8 +134,8 @@ async def test_keys_typed_while_booting_reach_the_shell_and_act_on_nothing() -> 
         assert progress.typed_ahead == ""
 
 
-async def test_fatal_startup_error_shows_dialog_then_exits_1() -> None:
-    app, _ = attached_app()
+async def test_fatal_startup_error_shows_dialog_then_exits_1(demo_app: DemoApp) -> None:
+    app, _ = demo_app()
     backend = app.backend
     assert isinstance(backend, FakeBackend)
     backend.set_state(fake_id(1), "shut off")
@@ -181,8 +152,8 @@ async def test_fatal_startup_error_shows_dialog_then_exits_1() -> None:
     assert app.return_code == 1
 
 
-async def test_error_after_startup_is_a_dialog_not_an_exit() -> None:
-    app, backend = attached_app()
+async def test_error_after_startup_is_a_dialog_not_an_exit(demo_app: DemoApp) -> None:
+    app, backend = demo_app()
     async with app.run_test(size=SIZE) as pilot:
         await until_attached(pilot, app)
         backend.fail_attach = VMError("libvirt refused to start the VM", hint="Check libvirtd")
@@ -209,8 +180,8 @@ async def test_empty_index_shows_a_hint() -> None:
         assert app.focused is app.query_one(SessionBrowser)
 
 
-async def test_browser_lists_every_session_with_state_and_reason() -> None:
-    app, backend = attached_app()
+async def test_browser_lists_every_session_with_state_and_reason(demo_app: DemoApp) -> None:
+    app, backend = demo_app()
     async with app.run_test(size=SIZE) as pilot:
         await until_attached(pilot, app)
         # The demo's other vibebox and ours.
@@ -230,8 +201,8 @@ async def test_browser_lists_every_session_with_state_and_reason() -> None:
         )
 
 
-async def test_enter_on_another_session_switches_the_terminal() -> None:
-    app, backend = attached_app()
+async def test_enter_on_another_session_switches_the_terminal(demo_app: DemoApp) -> None:
+    app, backend = demo_app()
     async with app.run_test(size=SIZE) as pilot:
         await until_attached(pilot, app)
         await pilot.press("ctrl+backslash")
@@ -247,8 +218,8 @@ async def test_enter_on_another_session_switches_the_terminal() -> None:
         assert app.query_one(SessionHeader).project == "ml-notebooks"
 
 
-async def test_enter_on_a_broken_session_explains_why() -> None:
-    app, _ = attached_app()
+async def test_enter_on_a_broken_session_explains_why(demo_app: DemoApp) -> None:
+    app, _ = demo_app()
     async with app.run_test(size=SIZE) as pilot:
         await until_attached(pilot, app)
         browser = app.query_one(SessionBrowser)
@@ -265,8 +236,8 @@ async def test_enter_on_a_broken_session_explains_why() -> None:
 
 
 @pytest.mark.parametrize("key", ["d", "delete"])
-async def test_delete_asks_and_deletes(key: str) -> None:
-    app, backend = attached_app()
+async def test_delete_asks_and_deletes(key: str, demo_app: DemoApp) -> None:
+    app, backend = demo_app()
     async with app.run_test(size=SIZE) as pilot:
         await until_attached(pilot, app)
         browser = app.query_one(SessionBrowser)
@@ -285,8 +256,8 @@ async def test_delete_asks_and_deletes(key: str) -> None:
         await wait_for(pilot, lambda: "dotfiles" not in browser_text(app))
 
 
-async def test_delete_confirm_enter_defaults_to_cancel() -> None:
-    app, backend = attached_app()
+async def test_delete_confirm_enter_defaults_to_cancel(demo_app: DemoApp) -> None:
+    app, backend = demo_app()
     async with app.run_test(size=SIZE) as pilot:
         await until_attached(pilot, app)
         app.query_one(SessionBrowser).focus()
@@ -297,8 +268,8 @@ async def test_delete_confirm_enter_defaults_to_cancel() -> None:
         assert backend.deleted == []
 
 
-async def test_deleting_the_attached_session_detaches_first() -> None:
-    app, backend = attached_app()
+async def test_deleting_the_attached_session_detaches_first(demo_app: DemoApp) -> None:
+    app, backend = demo_app()
     async with app.run_test(size=SIZE) as pilot:
         await until_attached(pilot, app)
         app.query_one(SessionBrowser).focus()
@@ -310,8 +281,8 @@ async def test_deleting_the_attached_session_detaches_first() -> None:
         assert backend.streams[fake_id(1)].closed
 
 
-async def test_a_failing_index_is_a_notification_and_recovers() -> None:
-    app, backend = attached_app()
+async def test_a_failing_index_is_a_notification_and_recovers(demo_app: DemoApp) -> None:
+    app, backend = demo_app()
     async with app.run_test(size=SIZE) as pilot:
         await until_attached(pilot, app)
         backend.fail_list = True
@@ -325,8 +296,10 @@ async def test_a_failing_index_is_a_notification_and_recovers() -> None:
 # -- vibebox commands ------------------------------------------------------------------------
 
 
-async def test_command_explain_shows_the_inspector_and_keeps_the_keyboard() -> None:
-    app, backend = attached_app()
+async def test_command_explain_shows_the_inspector_and_keeps_the_keyboard(
+    demo_app: DemoApp,
+) -> None:
+    app, backend = demo_app()
     async with app.run_test(size=SIZE) as pilot:
         await until_attached(pilot, app)
         backend.streams[fake_id(1)].feed(osc_command(backend.streams[fake_id(1)], "explain"))
@@ -341,8 +314,8 @@ async def test_command_explain_shows_the_inspector_and_keeps_the_keyboard() -> N
         assert "vibebox.toml" in text and ".vibebox/" in text
 
 
-async def test_inspector_is_live() -> None:
-    app, backend = attached_app()
+async def test_inspector_is_live(demo_app: DemoApp) -> None:
+    app, backend = demo_app()
     directory = demo_sessions()[0].directory
     async with app.run_test(size=SIZE) as pilot:
         await until_attached(pilot, app)
@@ -360,8 +333,8 @@ async def test_inspector_is_live() -> None:
         await wait_for(pilot, lambda: not inspector.display)
 
 
-async def test_inspector_says_whether_an_approved_change_applied_live() -> None:
-    app, backend = attached_app()
+async def test_inspector_says_whether_an_approved_change_applied_live(demo_app: DemoApp) -> None:
+    app, backend = demo_app()
     directory = demo_sessions()[0].directory
     async with app.run_test(size=SIZE) as pilot:
         await until_attached(pilot, app)
@@ -379,8 +352,8 @@ async def test_inspector_says_whether_an_approved_change_applied_live() -> None:
         assert "applied live" not in inspector.text
 
 
-async def test_command_help_lists_every_command() -> None:
-    app, backend = attached_app()
+async def test_command_help_lists_every_command(demo_app: DemoApp) -> None:
+    app, backend = demo_app()
     async with app.run_test(size=SIZE) as pilot:
         await until_attached(pilot, app)
         backend.streams[fake_id(1)].feed(osc_command(backend.streams[fake_id(1)], "help"))
@@ -398,8 +371,8 @@ async def test_command_help_lists_every_command() -> None:
         await wait_for(pilot, lambda: not isinstance(app.screen, HelpScreen))
 
 
-async def test_command_new_confirms_recreates_and_reattaches() -> None:
-    app, backend = attached_app()
+async def test_command_new_confirms_recreates_and_reattaches(demo_app: DemoApp) -> None:
+    app, backend = demo_app()
     async with app.run_test(size=SIZE) as pilot:
         await until_attached(pilot, app)
         old_stream = backend.streams[fake_id(1)]
@@ -420,8 +393,8 @@ async def test_command_new_confirms_recreates_and_reattaches() -> None:
         assert app.query_one(SessionHeader).session_id == fake_id(5)
 
 
-async def test_command_exit_leaves_with_status_0_and_detaches() -> None:
-    app, backend = attached_app()
+async def test_command_exit_leaves_with_status_0_and_detaches(demo_app: DemoApp) -> None:
+    app, backend = demo_app()
     async with app.run_test(size=SIZE) as pilot:
         await until_attached(pilot, app)
         stream = backend.streams[fake_id(1)]
@@ -434,8 +407,8 @@ async def test_command_exit_leaves_with_status_0_and_detaches() -> None:
     assert session.attached == 1 and session.state == "running"
 
 
-async def test_command_text_merely_displayed_does_nothing() -> None:
-    app, backend = attached_app()
+async def test_command_text_merely_displayed_does_nothing(demo_app: DemoApp) -> None:
+    app, backend = demo_app()
     async with app.run_test(size=SIZE) as pilot:
         await until_attached(pilot, app)
         stream = backend.streams[fake_id(1)]
@@ -446,8 +419,8 @@ async def test_command_text_merely_displayed_does_nothing() -> None:
         assert not app.query_one(Inspector).display
 
 
-async def test_unknown_command_is_a_warning() -> None:
-    app, backend = attached_app()
+async def test_unknown_command_is_a_warning(demo_app: DemoApp) -> None:
+    app, backend = demo_app()
     async with app.run_test(size=SIZE) as pilot:
         await until_attached(pilot, app)
         backend.streams[fake_id(1)].feed(osc_command(backend.streams[fake_id(1)], "frobnicate"))
@@ -457,8 +430,8 @@ async def test_unknown_command_is_a_warning() -> None:
 # -- bindings --------------------------------------------------------------------------------
 
 
-async def test_bindings_outside_the_terminal() -> None:
-    app, backend = attached_app()
+async def test_bindings_outside_the_terminal(demo_app: DemoApp) -> None:
+    app, backend = demo_app()
     async with app.run_test(size=SIZE) as pilot:
         await until_attached(pilot, app)
         await pilot.press("ctrl+backslash")
@@ -492,8 +465,8 @@ async def test_bindings_outside_the_terminal() -> None:
     assert backend.recreated == []
 
 
-async def test_footer_hides_letter_bindings_inside_the_terminal() -> None:
-    app, _ = attached_app()
+async def test_footer_hides_letter_bindings_inside_the_terminal(demo_app: DemoApp) -> None:
+    app, _ = demo_app()
     async with app.run_test(size=SIZE) as pilot:
         await until_attached(pilot, app)
         assert app.check_action("toggle_inspector", ()) is False
@@ -503,8 +476,10 @@ async def test_footer_hides_letter_bindings_inside_the_terminal() -> None:
         assert app.check_action("leave_terminal", ()) is False
 
 
-async def test_ctrl_p_goes_to_the_guest_in_the_terminal_and_opens_the_palette_outside() -> None:
-    app, backend = attached_app()
+async def test_ctrl_p_goes_to_the_guest_in_the_terminal_and_opens_the_palette_outside(
+    demo_app: DemoApp,
+) -> None:
+    app, backend = demo_app()
     async with app.run_test(size=SIZE) as pilot:
         await until_attached(pilot, app)
         stream = backend.streams[fake_id(1)]
@@ -532,8 +507,8 @@ async def test_ctrl_p_goes_to_the_guest_in_the_terminal_and_opens_the_palette_ou
         await wait_for(pilot, lambda: app.query_one(Inspector).display)
 
 
-async def test_disconnect_then_enter_reconnects() -> None:
-    app, backend = attached_app()
+async def test_disconnect_then_enter_reconnects(demo_app: DemoApp) -> None:
+    app, backend = demo_app()
     async with app.run_test(size=SIZE) as pilot:
         await until_attached(pilot, app)
         first = backend.streams[fake_id(1)]
@@ -544,8 +519,8 @@ async def test_disconnect_then_enter_reconnects() -> None:
         await until_attached(pilot, app)
 
 
-async def test_usable_at_80x24() -> None:
-    app, _ = attached_app()
+async def test_usable_at_80x24(demo_app: DemoApp) -> None:
+    app, _ = demo_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await until_attached(pilot, app)
         assert app.terminal.size.width >= 40
@@ -562,9 +537,11 @@ async def test_usable_at_80x24() -> None:
 
 
 @pytest.mark.parametrize("size", [(80, 24), (100, 30), (120, 40), (200, 50)])
-async def test_layout_module_agrees_with_the_stylesheet(size: tuple[int, int]) -> None:
+async def test_layout_module_agrees_with_the_stylesheet(
+    size: tuple[int, int], demo_app: DemoApp
+) -> None:
     """``vibebox`` opens the PTY at layout.terminal_area() before the app exists."""
-    app, _ = attached_app()
+    app, _ = demo_app()
     async with app.run_test(size=size) as pilot:
         await until_attached(pilot, app)
         await pilot.pause()
@@ -630,8 +607,8 @@ def test_boot_steps_keep_their_times_in_one_column() -> None:
     assert len({row.index("s  detail") for row in rows}) == 1, rows
 
 
-async def test_ctrl_q_leaves_while_booting_as_q_is_typed_ahead() -> None:
-    app, _, hold = booting_app()
+async def test_ctrl_q_leaves_while_booting_as_q_is_typed_ahead(demo_app: DemoApp) -> None:
+    app, _, hold = booting_app(demo_app)
     async with app.run_test(size=SIZE) as pilot:
         progress = await until_booting(pilot, app)
         progress.focus()

@@ -37,7 +37,6 @@ from vibebox_core.paths import ProjectPaths
 from vibebox_core.progress import ProgressCallback
 from vibebox_core.streams import MemoryStream
 from vibebox_core.supervisor.server import HypervisorVM, Supervisor
-from vibebox_tui import app as app_module
 from vibebox_tui.app import VibeboxApp
 from vibebox_tui.backend.base import Attachment, SessionRow
 from vibebox_tui.backend.core import CoreBackend
@@ -46,11 +45,7 @@ from vibebox_tui.widgets import Inspector
 SIZE = (120, 60)
 
 
-@pytest.fixture(autouse=True)
-def fast_polls(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(app_module, "SESSION_POLL_SECONDS", 0.05)
-    monkeypatch.setattr(app_module, "INSPECTOR_POLL_SECONDS", 0.05)
-    monkeypatch.setattr(app_module, "CONSOLE_POLL_SECONDS", 0.05)
+pytestmark = pytest.mark.usefixtures("fast_polls")
 
 
 @pytest.fixture

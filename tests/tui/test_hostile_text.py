@@ -8,16 +8,12 @@ header, the inspector, a dialog and the approval diff, and read what is really d
 
 from __future__ import annotations
 
-import os
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from textual.widget import Widget
-from tui.pilot_wait import wait_for
+from tui.pilot_wait import DemoApp, until_attached, wait_for
 
-import vibebox_tui.app as app_module
 from vibebox_core.errors import VibeboxError
 from vibebox_tui.app import VibeboxApp
 from vibebox_tui.backend.fake import FakeBackend, demo_sessions, fake_id
@@ -28,16 +24,7 @@ SIZE = (120, 40)
 #: Strings a hostile guest would try; each must show as text with every control escaped.
 HOSTILE = "[bold red]ALERT[/] [@click=app.quit]x[/] \x1b[2K\rsafe \u202egnp.exe \x1b]0;t\x07"
 
-
-@pytest.fixture(autouse=True)
-def fast_polls(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(app_module, "SESSION_POLL_SECONDS", 0.05)
-    monkeypatch.setattr(app_module, "INSPECTOR_POLL_SECONDS", 0.05)
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    os.environ.pop("TZ", None)
-    time.tzset()
+pytestmark = pytest.mark.usefixtures("fast_polls", "utc")
 
 
 def drawn(widget: Widget) -> str:
@@ -52,18 +39,8 @@ def assert_escaped(text: str) -> None:
     assert not bad, f"raw characters drawn: {bad!r}"
 
 
-def attached_app(directory_name: str = "webshop") -> tuple[VibeboxApp, FakeBackend]:
-    sessions = demo_sessions()
-    backend = FakeBackend(sessions, project=sessions[0].directory)
-    return VibeboxApp(backend, live_clock=False), backend
-
-
-async def until_attached(pilot: object, app: VibeboxApp) -> None:
-    await wait_for(pilot, lambda: app.attachment is not None)  # type: ignore[arg-type]
-
-
-async def test_a_guest_window_title_is_drawn_escaped_in_the_header() -> None:
-    app, backend = attached_app()
+async def test_a_guest_window_title_is_drawn_escaped_in_the_header(demo_app: DemoApp) -> None:
+    app, backend = demo_app()
     async with app.run_test(size=SIZE) as pilot:
         await until_attached(pilot, app)
         stream = backend.streams[fake_id(1)]
@@ -78,8 +55,8 @@ async def test_a_guest_window_title_is_drawn_escaped_in_the_header() -> None:
         assert_escaped(shown)
 
 
-async def test_hostile_host_names_in_the_inspector_log_are_escaped() -> None:
-    app, backend = attached_app()
+async def test_hostile_host_names_in_the_inspector_log_are_escaped(demo_app: DemoApp) -> None:
+    app, backend = demo_app()
     directory = demo_sessions()[0].directory
     backend.log_network(directory, f"12:00:00 allowed {HOSTILE}")
     backend.log_network(directory, "12:00:01 blocked ev\u200bil.example\x1b[8m")
@@ -96,8 +73,8 @@ async def test_hostile_host_names_in_the_inspector_log_are_escaped() -> None:
         assert app.is_running  # [@click=app.quit] was text, not an action
 
 
-async def test_an_error_dialog_shows_a_hostile_message_as_text() -> None:
-    app, _ = attached_app()
+async def test_an_error_dialog_shows_a_hostile_message_as_text(demo_app: DemoApp) -> None:
+    app, _ = demo_app()
     async with app.run_test(size=SIZE) as pilot:
         await until_attached(pilot, app)
         error = VibeboxError(f"cannot mount {HOSTILE}", hint="[/]fix \x1b[31mit")
@@ -158,8 +135,8 @@ def command(name: str, token: str) -> bytes:
     return f"\x1b]7777;vibebox-command={name};{token}\x07".encode()
 
 
-async def test_program_output_cannot_forge_a_vibebox_command() -> None:
-    app, backend = attached_app()
+async def test_program_output_cannot_forge_a_vibebox_command(demo_app: DemoApp) -> None:
+    app, backend = demo_app()
     async with app.run_test(size=SIZE) as pilot:
         await until_attached(pilot, app)
         stream = backend.streams[fake_id(1)]
@@ -181,10 +158,11 @@ async def test_program_output_cannot_forge_a_vibebox_command() -> None:
 
 async def test_a_destructive_confirm_ignores_keys_typed_before_it_was_armed(
     monkeypatch: pytest.MonkeyPatch,
+    demo_app: DemoApp,
 ) -> None:
     # A long guard for the first dialog, so a loaded machine cannot arm it mid-test.
     monkeypatch.setattr(ConfirmScreen, "ARM_SECONDS", 60.0)
-    app, backend = attached_app()
+    app, backend = demo_app()
     async with app.run_test(size=SIZE) as pilot:
         await until_attached(pilot, app)
         stream = backend.streams[fake_id(1)]
@@ -208,8 +186,8 @@ async def test_a_destructive_confirm_ignores_keys_typed_before_it_was_armed(
         await wait_for(pilot, lambda: backend.recreated == [fake_id(1)])
 
 
-async def test_a_disconnect_reason_from_the_guest_is_drawn_escaped() -> None:
-    app, backend = attached_app()
+async def test_a_disconnect_reason_from_the_guest_is_drawn_escaped(demo_app: DemoApp) -> None:
+    app, backend = demo_app()
     async with app.run_test(size=SIZE) as pilot:
         await until_attached(pilot, app)
         # The exit signal's name is whatever the guest's sshd sends.

@@ -7,15 +7,13 @@ in ``__snapshots__/`` before committing.
 from __future__ import annotations
 
 import asyncio
-import os
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from tui.pilot_wait import wait_for
+from tui.pilot_wait import DemoApp, wait_for
 
 from vibebox_core.errors import VMError
 from vibebox_tui.app import VibeboxApp
@@ -30,14 +28,7 @@ RECORDINGS = Path(__file__).parent.parent / "data" / "terminal"
 
 SnapCompare = Callable[..., bool]
 
-
-@pytest.fixture(autouse=True)
-def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    os.environ.pop("TZ", None)
-    time.tzset()
+pytestmark = pytest.mark.usefixtures("utc")
 
 
 def attached(app: VibeboxApp) -> Callable[[Pilot[Any]], Awaitable[None]]:
@@ -47,12 +38,6 @@ def attached(app: VibeboxApp) -> Callable[[Pilot[Any]], Awaitable[None]]:
         await pilot.pause()
 
     return run_before
-
-
-def demo_app(**kwargs: Any) -> tuple[VibeboxApp, FakeBackend]:
-    sessions = demo_sessions()
-    backend = FakeBackend(sessions, project=sessions[0].directory, **kwargs)
-    return VibeboxApp(backend, live_clock=False), backend
 
 
 def colour_test_bytes() -> bytes:
@@ -79,12 +64,12 @@ def test_empty_index(snap_compare: SnapCompare) -> None:
     assert snap_compare(app, terminal_size=SIZE)
 
 
-def test_sessions_with_a_broken_one(snap_compare: SnapCompare) -> None:
+def test_sessions_with_a_broken_one(snap_compare: SnapCompare, demo_app: DemoApp) -> None:
     app, _ = demo_app()
     assert snap_compare(app, terminal_size=SIZE, run_before=attached(app))
 
 
-def test_inspector_open(snap_compare: SnapCompare) -> None:
+def test_inspector_open(snap_compare: SnapCompare, demo_app: DemoApp) -> None:
     app, backend = demo_app()
     directory = demo_sessions()[0].directory
     backend.log_network(directory, "10:15:02 allowed proxy pypi.org:443")
@@ -99,7 +84,7 @@ def test_inspector_open(snap_compare: SnapCompare) -> None:
     assert snap_compare(app, terminal_size=(120, 34), run_before=run_before)
 
 
-def test_confirm_dialog(snap_compare: SnapCompare) -> None:
+def test_confirm_dialog(snap_compare: SnapCompare, demo_app: DemoApp) -> None:
     app, _ = demo_app()
 
     async def run_before(pilot: Pilot[Any]) -> None:
@@ -112,10 +97,8 @@ def test_confirm_dialog(snap_compare: SnapCompare) -> None:
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
 
-def test_boot_progress(snap_compare: SnapCompare) -> None:
-    sessions = demo_sessions()
-    backend = FakeBackend(sessions, project=sessions[1].directory, hold_boot=asyncio.Event())
-    app = VibeboxApp(backend, live_clock=False)
+def test_boot_progress(snap_compare: SnapCompare, demo_app: DemoApp) -> None:
+    app, _ = demo_app(1, hold_boot=asyncio.Event())
 
     async def run_before(pilot: Pilot[Any]) -> None:
         progress = app.query_one(BootProgress)
@@ -131,15 +114,13 @@ def test_boot_progress(snap_compare: SnapCompare) -> None:
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
 
-def test_error_dialog(snap_compare: SnapCompare) -> None:
-    sessions = demo_sessions()
+def test_error_dialog(snap_compare: SnapCompare, demo_app: DemoApp) -> None:
     error = VMError(
         "The VM of ml-notebooks showed no sign of life for 120 s "
         "(console: 'Booting the kernel.' and nothing after).",
         hint='KVM may hang under nested virtualisation: set accel = "tcg" in vibebox.toml.',
     )
-    backend = FakeBackend(sessions, project=sessions[1].directory, fail_attach=error)
-    app = VibeboxApp(backend, live_clock=False)
+    app, _ = demo_app(1, fail_attach=error)
 
     async def run_before(pilot: Pilot[Any]) -> None:
         await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen))
@@ -149,7 +130,7 @@ def test_error_dialog(snap_compare: SnapCompare) -> None:
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
 
-def test_terminal_colours(snap_compare: SnapCompare) -> None:
+def test_terminal_colours(snap_compare: SnapCompare, demo_app: DemoApp) -> None:
     app, backend = demo_app(prompt=b"")
 
     async def run_before(pilot: Pilot[Any]) -> None:
@@ -161,7 +142,7 @@ def test_terminal_colours(snap_compare: SnapCompare) -> None:
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
 
-def test_terminal_full_screen_program(snap_compare: SnapCompare) -> None:
+def test_terminal_full_screen_program(snap_compare: SnapCompare, demo_app: DemoApp) -> None:
     app, backend = demo_app(prompt=b"")
     meta = (RECORDINGS / "vim.json").read_text()
     assert '"cols": 80' in meta and '"rows": 24' in meta

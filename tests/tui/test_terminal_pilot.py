@@ -11,9 +11,14 @@ from textual import events
 from textual.app import App, ComposeResult
 from textual.strip import Strip
 from textual.widgets import Button
+from tui.pilot_wait import DemoApp, osc_command, until_attached, wait_for
 
 from vibebox_core.streams import MemoryStream
+from vibebox_tui.backend.fake import fake_id
 from vibebox_tui.terminal import FOCUS_OUT_KEY, TerminalView
+
+#: The dashboard's size in its Pilot tests (tests/tui/test_app.py).
+DASHBOARD_SIZE = (100, 30)
 
 
 class TermApp(App[None]):
@@ -440,14 +445,9 @@ async def test_shift_page_up_as_bytes_pages_the_scrollback() -> None:
 # -- typing never lands nowhere: only a key moves the keyboard out of the terminal ------------
 
 
-async def test_nothing_but_a_key_takes_the_keyboard_from_the_terminal() -> None:
-    from test_app import SIZE, attached_app, osc_command, until_attached
-    from tui.pilot_wait import wait_for
-
-    from vibebox_tui.backend.fake import fake_id
-
-    app, backend = attached_app()
-    async with app.run_test(size=SIZE) as pilot:
+async def test_nothing_but_a_key_takes_the_keyboard_from_the_terminal(demo_app: DemoApp) -> None:
+    app, backend = demo_app()
+    async with app.run_test(size=DASHBOARD_SIZE) as pilot:
         await until_attached(pilot, app)
         term, stream = app.terminal, backend.streams[fake_id(1)]
         assert app.focused is term
@@ -460,7 +460,7 @@ async def test_nothing_but_a_key_takes_the_keyboard_from_the_terminal() -> None:
         backend.fail_list = False
         await pilot.resize_terminal(80, 24)  # a resize, across a layout breakpoint
         await pilot.pause()
-        await pilot.resize_terminal(*SIZE)
+        await pilot.resize_terminal(*DASHBOARD_SIZE)
         await pilot.pause()
         assert app.focused is term and term.accepts_raw_input()
         await pilot.press(*":exit")

@@ -47,6 +47,7 @@ from codecs import getincrementaldecoder
 from typing import Literal, Protocol
 
 from textual import constants
+from textual._xterm_parser import XTermParser
 from textual.driver import Driver
 from textual.drivers.linux_driver import LinuxDriver
 from textual.message import Message
@@ -304,8 +305,6 @@ class VibeboxDriver(LinuxDriver):
 
     def run_input_thread(self) -> None:
         """Read the host terminal; raw keys to the terminal, the rest to Textual's parser."""
-        from textual._xterm_parser import XTermParser
-
         parser = XTermParser(self._debug)
         decode = getincrementaldecoder("utf-8")(errors="replace").decode
         host = self.host_input
