@@ -16,6 +16,7 @@ import dataclasses
 import sys
 from typing import Any
 
+from vibebox_cli import console
 from vibebox_core.config import approval, snapshot
 from vibebox_core.errors import ConfigError
 from vibebox_core.paths import ProjectPaths
@@ -76,8 +77,7 @@ def run(args: argparse.Namespace) -> int:
         if not sys.stdin.isatty():
             print("vibebox: not approved (no terminal to ask; pass --yes)", file=sys.stderr)
             return 1
-        answer = input("Approve these changes? [y/N] ").strip().lower()
-        if answer not in ("y", "yes"):
+        if not console.ask_yes_no("Approve these changes? [y/N] "):
             print("not approved; the session keeps what you approved before")
             return 1
     # Exactly what was shown: a file changed again meanwhile is refused, not approved.
