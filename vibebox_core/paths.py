@@ -11,8 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from vibebox_core.fileio import read_bounded_text
 from vibebox_core.errors import ConfigError
+from vibebox_core.fileio import read_bounded_text
 
 HOME_ENV = "VIBEBOX_HOME"
 DEFAULT_HOME_NAME = ".vibebox"

@@ -21,7 +21,6 @@ from vibebox_core.paths import ProjectPaths
 from vibebox_core.session import approve
 from vibebox_core.session.hypervisors import libvirt_uri
 
-
 pytestmark = pytest.mark.usefixtures("no_accel_env")
 
 

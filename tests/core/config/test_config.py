@@ -32,7 +32,6 @@ from vibebox_core.index.ids import read_session_id_file
 from vibebox_core.index.sessions import SessionIndex
 from vibebox_core.paths import ProjectPaths
 
-
 pytestmark = pytest.mark.usefixtures("no_accel_env")
 
 
