@@ -99,7 +99,8 @@ def config_from_values(project: ProjectPaths, values: Mapping[str, Any]) -> Conf
     """Rebuild the :class:`~vibebox_core.config.schema.Config` a snapshot's values describe.
 
     Every value is checked again (ranges, the URI rule, the mount rules), so a damaged
-    snapshot never drives libvirt. ``$VIBEBOX_ACCEL`` is not applied (see :func:`apply_env`).
+    snapshot never drives libvirt. ``$VIBEBOX_ACCEL`` is not applied
+    (:func:`vibebox_core.config.load.apply_env`).
 
     Raises:
         ValueError: the values are not a valid approved config.

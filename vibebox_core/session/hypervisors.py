@@ -45,7 +45,7 @@ def libvirt_uri(project: ProjectPaths) -> str:
     """The project's approved libvirt URI (the default before any approval).
 
     Never the one ``vibebox.toml`` holds: the guest can write that file, and some URIs run
-    programs on the host (:func:`vibebox_core.config.load.check_libvirt_uri`).
+    programs on the host (:func:`vibebox_core.config.validate.check_libvirt_uri`).
     """
     return approval.enforced_uri(project)
 

@@ -272,7 +272,7 @@ def guard_shares(
         project_root: the project directory; it and shares inside its ``.vibebox/`` (the
             seed) are pinned now, as they are not the guest's to move.
         shares: each share with the guest path it is approved under (None: not a mount).
-        pins: the approved pins by guest path (:func:`vibebox_core.config.approval.approved_pins`).
+        pins: the approved pins by guest path (:func:`vibebox_core.config.snapshot.approved_pins`).
         directory: where the guard and wrappers go; default ``$VIBEBOX_HOME/bin``.
         real: the virtiofsd the launcher execs.
 
