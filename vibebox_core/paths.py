@@ -28,6 +28,7 @@ VIRTIOFSD_READWRITE = "virtiofsd-rw"  # under BIN_DIR: serves read-write shares,
 SHARE_GUARD_LAUNCHER = "vibebox-share-launch"  # under BIN_DIR, + "-<digest>": runs virtiofsd
 SHARE_GUARD_LIB = "vibebox-share-guard"  # under BIN_DIR, + "-<digest>.so": preloaded into it
 SHARE_WRAPPERS_DIR = "shares"  # under BIN_DIR: one wrapper per share, "<session>-<tag>"
+APPROVED_DIR = "approved"  # one approved snapshot per project, "<key>.json"
 
 # Inside one image directory, ``images/<name>/``.
 IMAGE_KERNEL = "vmlinuz"

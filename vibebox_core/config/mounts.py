@@ -192,5 +192,5 @@ _HOME_ENTRIES = (
     paths.IMAGES_DIR,
     paths.RUN_DIR,
     paths.BIN_DIR,
-    "approved",
+    paths.APPROVED_DIR,
 )

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from vibebox_core import paths
 from vibebox_core.config.grants import (
     APPROVED_DIGEST_KEY,
     APPROVED_POLICY_KEY,
@@ -51,8 +52,6 @@ from vibebox_core.fileio import ProjectFileError, read_bounded, write_atomic
 from vibebox_core.paths import ProjectPaths, vibebox_home
 from vibebox_core.share.pins import pin
 
-#: Directory under ``VIBEBOX_HOME`` that holds one snapshot per approved project.
-APPROVED_DIR = "approved"
 SNAPSHOT_VERSION = 1
 #: The largest snapshot read back (a snapshot is a few hundred bytes).
 _SNAPSHOT_LIMIT = 256 * 1024
@@ -207,7 +206,7 @@ def snapshot_path(project: ProjectPaths) -> Path:
     """Where the approved snapshot of a project lives (keyed by its real directory path)."""
     real = os.path.realpath(project.root)
     key = hashlib.sha256(real.encode("utf-8", "surrogateescape")).hexdigest()[:32]
-    return vibebox_home() / APPROVED_DIR / f"{key}.json"
+    return vibebox_home() / paths.APPROVED_DIR / f"{key}.json"
 
 
 @dataclass(frozen=True)
