@@ -75,7 +75,7 @@ async def confirm(app: VibeboxApp, backend: FakeBackend, pilot: Pilot[Any]) -> N
     await attached(app, backend, pilot)
     stream = backend.streams[fake_id(1)]
     stream.feed(f":new\r\n\x1b]7777;vibebox-command=new;{stream.command_token}\x07".encode())
-    await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+    await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen.armed)
     await pilot.pause(0.1)
 
 
@@ -110,7 +110,8 @@ async def vim(app: VibeboxApp, backend: FakeBackend, pilot: Pilot[Any]) -> None:
 
 
 async def approval(app: VibeboxApp, backend: FakeBackend, pilot: Pilot[Any]) -> None:
-    await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+    # Armed: the dialog takes "y" only after ConfirmScreen.ARM_SECONDS, and says so then.
+    await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen.armed)
     await wait_for(pilot, lambda: app.browser.option_count == 4)
     await pilot.pause(0.1)
 
