@@ -5,8 +5,8 @@ Files vibebox writes (keys, the seed, the guest's address, the network definitio
 :func:`write_atomic`: a reader — QEMU's virtiofsd, OpenSSH, another vibebox — sees the old
 content or the new, never half of it.
 
-:func:`lock_file` and :func:`locked` hold the exclusive ``flock`` that serialises vibebox
-processes over one file (the session index, a supervisor's lock).
+:func:`lock_file` takes the exclusive ``flock`` that serialises vibebox processes over one
+file (the session index, a supervisor's start/stop lock, an image build).
 
 :func:`read_bounded` reads a file the guest can write. The project directory is shared
 read-write with the guest, so ``vibebox.toml`` (and anything else vibebox reads from the
@@ -21,13 +21,11 @@ too. Every refusal is one :class:`ProjectFileError`.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import os
 import stat
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 from vibebox_core.errors import ConfigError
@@ -141,16 +139,6 @@ def lock_file(path: Path, *, mode: int = 0o600, wait: bool = True) -> int:
         os.close(fd)
         raise
     return fd
-
-
-@contextlib.contextmanager
-def locked(path: Path, *, mode: int = 0o600, wait: bool = True) -> Iterator[int]:
-    """Hold :func:`lock_file` on ``path`` for the ``with`` body; yields the descriptor."""
-    fd = lock_file(path, mode=mode, wait=wait)
-    try:
-        yield fd
-    finally:
-        os.close(fd)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ import pytest
 from vibebox_core.fileio import (
     ProjectFileError,
     lock_file,
-    locked,
     read_bounded,
     read_bounded_text,
     write_atomic,
@@ -58,10 +57,11 @@ def test_write_atomic_leaves_no_temp_file_when_it_fails(tmp_path: Path) -> None:
 
 def test_lock_file_is_exclusive_until_closed(tmp_path: Path) -> None:
     path = tmp_path / "sessions.lock"
-    with locked(path) as fd:
-        assert fd >= 0 and _mode(path) == 0o600 & ~_current_umask()
-        with pytest.raises(BlockingIOError):
-            lock_file(path, wait=False)
+    fd = lock_file(path)
+    assert _mode(path) == 0o600 & ~_current_umask()
+    with pytest.raises(BlockingIOError):
+        lock_file(path, wait=False)
+    os.close(fd)
     again = lock_file(path, wait=False)  # released by the close
     os.close(again)
 
