@@ -1,1 +1,16 @@
-"""Sessions: starting one, its live status, taking it down, running commands, explaining it."""
+"""Sessions: bringing one up, its live state, taking it down, running a command, explaining it.
+
+- :mod:`.start`: bring a session up and attach (:func:`~.start.ensure_running`, ``attach``), and
+  the dashboard's terminal (:func:`~.start.open_shell`: a direct SSH PTY or the supervisor's
+  relay, the port forwards in the background).
+- :mod:`.boot`: the cold start of the VM (image, keys, seed share, disk, definitions).
+- :mod:`.approve`: approving ``vibebox.toml`` and the start gate on it.
+- :mod:`.ssh_wait`: waiting for the guest's SSH within the boot timeout.
+- :mod:`.running`: the session this process is attached to (:class:`~.running.RunningSession`).
+- :mod:`.status`: the live state ``vibebox list`` and the session browser show.
+- :mod:`.teardown`: stop, delete, recreate.
+- :mod:`.execute`: one command in the guest on this process's stdio (``vibebox exec``).
+- :mod:`.explain` (:func:`~.explain.gather`, shared by ``vibebox explain`` and the inspector) and
+  :mod:`.explain_text` (its plain text).
+- :mod:`.hypervisors`: one libvirt connection per URI for this process, at the approved URI.
+"""

@@ -1,4 +1,4 @@
-"""The explain model: mounts, network, storage, VM facts and recent network events."""
+"""The explain model: mounts, network, storage, VM facts and recent network events; gather()."""
 
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ import pytest
 from vibebox_core import paths
 from vibebox_core.config.load import load_config
 from vibebox_core.config.schema import GUEST_HOME
-from vibebox_core.network.log import NetEvent
+from vibebox_core.errors import ConfigError
+from vibebox_core.hypervisor.fake import FakeHypervisor
+from vibebox_core.index.sessions import SessionIndex
+from vibebox_core.network.log import NetEvent, append
 from vibebox_core.paths import ProjectPaths
-from vibebox_core.session.explain import NetEventView, VMInfo, build_explain
+from vibebox_core.session.explain import NetEventView, VMInfo, build_explain, gather
 from vibebox_core.session.explain_text import render_text
 
 
@@ -207,3 +210,28 @@ def test_refused_file_is_named_and_the_approved_values_shown(project: ProjectPat
     assert set(explain.network.entries) == {"pypi.org", "github.com"}
     assert "symlink" in explain.file_problem
     assert "vibebox.toml is refused" in render_text(explain)
+
+
+def test_gather_reads_the_entry_the_live_state_and_the_log(project: ProjectPaths) -> None:
+    """The one collector of ``vibebox explain`` and the inspector: before and after a session."""
+    before = gather(project, log_summary=True)
+    assert before.entry is None and before.status is None and before.events == ()
+    assert before.explain.vm is None and before.explain.network_summary is None
+    entry = SessionIndex().ensure(project.root)
+    append(project.network_log, NetEvent("proxy", "pypi.org", 443, "allowed", "listed"))
+    found = gather(project, hypervisor=FakeHypervisor(), recent=5, log_summary=True)
+    assert found.entry == entry and found.explain.session_id == entry.id
+    assert found.status is not None and found.status.state == "shut off"
+    assert found.explain.vm is not None and found.explain.vm.state == "shut off"
+    assert found.explain.vm.cpus == found.config.box.cpus
+    assert [event.host for event in found.events] == ["pypi.org"]
+    assert [event.host for event in found.explain.recent_network] == ["pypi.org"]
+    assert found.explain.network_summary is not None
+
+
+def test_gather_raises_a_refused_file_only_when_asked(project: ProjectPaths) -> None:
+    project.config.write_text("[box]\ncpus = -1\n")
+    shown = gather(project)
+    assert shown.review.error is not None and "cpus" in shown.explain.file_problem
+    with pytest.raises(ConfigError, match="cpus"):
+        gather(project, refuse_unreadable=True)
