@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
 from textual.command import CommandPalette
-from textual.pilot import Pilot
-from textual.widgets import ContentSwitcher
-from tui.pilot_wait import DemoApp, osc_command, until_attached, wait_for
+from tui.pilot_wait import (
+    DemoApp,
+    booting_app,
+    browser_text,
+    centre,
+    osc_command,
+    until_attached,
+    until_booting,
+    wait_for,
+)
 
 from vibebox_core.errors import VMError
 from vibebox_core.progress import ProgressEvent
 from vibebox_tui.app import VibeboxApp
 from vibebox_tui.backend.base import SessionRow
-from vibebox_tui.backend.fake import FakeBackend, demo_sessions, fake_id
+from vibebox_tui.backend.fake import FakeBackend, fake_id
 from vibebox_tui.layout import terminal_area
 from vibebox_tui.screens import ConfirmScreen, ErrorScreen, HelpScreen
 from vibebox_tui.terminal import TerminalView
@@ -24,36 +30,6 @@ from vibebox_tui.widgets import BootProgress, Inspector, SessionBrowser, Session
 SIZE = (100, 30)
 
 pytestmark = pytest.mark.usefixtures("fast_polls", "utc")
-
-
-def confirm_armed(app: VibeboxApp) -> bool:
-    """A confirm dialog is up and takes its destructive answer (it ignores early keys)."""
-    return isinstance(app.screen, ConfirmScreen) and app.screen.armed
-
-
-def browser_text(app: VibeboxApp) -> str:
-    browser = app.query_one(SessionBrowser)
-    return "\n".join(
-        str(browser.get_option_at_index(i).prompt) for i in range(browser.option_count)
-    )
-
-
-def centre(app: VibeboxApp) -> str | None:
-    return app.query_one(ContentSwitcher).current
-
-
-def booting_app(demo_app: DemoApp) -> tuple[VibeboxApp, FakeBackend, asyncio.Event]:
-    """The dashboard starting a shut-off session whose boot waits for the returned event."""
-    hold = asyncio.Event()
-    app, backend = demo_app(1, hold_boot=hold)
-    return app, backend, hold
-
-
-async def until_booting(pilot: Pilot[int], app: VibeboxApp) -> BootProgress:
-    """Wait until the boot shows its last step; return the progress view."""
-    progress = app.query_one(BootProgress)
-    await wait_for(pilot, lambda: "waiting for SSH" in progress.steps)
-    return progress
 
 
 # -- start-up --------------------------------------------------------------------------------
@@ -201,23 +177,6 @@ async def test_browser_lists_every_session_with_state_and_reason(demo_app: DemoA
         )
 
 
-async def test_enter_on_another_session_switches_the_terminal(demo_app: DemoApp) -> None:
-    app, backend = demo_app()
-    async with app.run_test(size=SIZE) as pilot:
-        await until_attached(pilot, app)
-        await pilot.press("ctrl+backslash")
-        await wait_for(pilot, lambda: isinstance(app.focused, SessionBrowser))
-        await pilot.press("down")  # ml-notebooks
-        await pilot.press("enter")
-        await wait_for(
-            pilot, lambda: app.attachment is not None and app.attachment.session.id == fake_id(2)
-        )
-        await until_attached(pilot, app)
-        first = next(s for s in backend.list_sessions() if s.id == fake_id(1))
-        assert first.attached == 1  # ours was released; the demo's other vibebox remains
-        assert app.query_one(SessionHeader).project == "ml-notebooks"
-
-
 async def test_enter_on_a_broken_session_explains_why(demo_app: DemoApp) -> None:
     app, _ = demo_app()
     async with app.run_test(size=SIZE) as pilot:
@@ -235,52 +194,6 @@ async def test_enter_on_a_broken_session_explains_why(demo_app: DemoApp) -> None
         assert app.attachment is not None and app.attachment.session.id == fake_id(1)
 
 
-@pytest.mark.parametrize("key", ["d", "delete"])
-async def test_delete_asks_and_deletes(key: str, demo_app: DemoApp) -> None:
-    app, backend = demo_app()
-    async with app.run_test(size=SIZE) as pilot:
-        await until_attached(pilot, app)
-        browser = app.query_one(SessionBrowser)
-        browser.focus()
-        await wait_for(pilot, lambda: browser.option_count == 4)
-        browser.highlighted = 2  # dotfiles
-        await pilot.press(key)
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-        await pilot.press("n")
-        await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
-        assert backend.deleted == []
-        await pilot.press(key)
-        await wait_for(pilot, lambda: confirm_armed(app))
-        await pilot.press("y")
-        await wait_for(pilot, lambda: backend.deleted == [fake_id(4)])
-        await wait_for(pilot, lambda: "dotfiles" not in browser_text(app))
-
-
-async def test_delete_confirm_enter_defaults_to_cancel(demo_app: DemoApp) -> None:
-    app, backend = demo_app()
-    async with app.run_test(size=SIZE) as pilot:
-        await until_attached(pilot, app)
-        app.query_one(SessionBrowser).focus()
-        await pilot.press("d")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
-        assert backend.deleted == []
-
-
-async def test_deleting_the_attached_session_detaches_first(demo_app: DemoApp) -> None:
-    app, backend = demo_app()
-    async with app.run_test(size=SIZE) as pilot:
-        await until_attached(pilot, app)
-        app.query_one(SessionBrowser).focus()
-        await pilot.press("d")  # the highlighted one is the attached session
-        await wait_for(pilot, lambda: confirm_armed(app))
-        await pilot.click("#confirm")
-        await wait_for(pilot, lambda: backend.deleted == [fake_id(1)])
-        assert app.attachment is None and centre(app) == "idle"
-        assert backend.streams[fake_id(1)].closed
-
-
 async def test_a_failing_index_is_a_notification_and_recovers(demo_app: DemoApp) -> None:
     app, backend = demo_app()
     async with app.run_test(size=SIZE) as pilot:
@@ -294,62 +207,6 @@ async def test_a_failing_index_is_a_notification_and_recovers(demo_app: DemoApp)
 
 
 # -- vibebox commands ------------------------------------------------------------------------
-
-
-async def test_command_explain_shows_the_inspector_and_keeps_the_keyboard(
-    demo_app: DemoApp,
-) -> None:
-    app, backend = demo_app()
-    async with app.run_test(size=SIZE) as pilot:
-        await until_attached(pilot, app)
-        backend.streams[fake_id(1)].feed(osc_command(backend.streams[fake_id(1)], "explain"))
-        inspector = app.query_one(Inspector)
-        await wait_for(pilot, lambda: inspector.display and inspector.data is not None)
-        # The terminal keeps the keyboard: keys typed after :explain (e.g. :exit) are the guest's.
-        assert app.focused is app.terminal
-        text = inspector.text
-        assert "/home/vibecoder/webshop" in text and "rw default" in text
-        assert "allowlist" in text and "pypi.org" in text
-        assert "192.168.122.57" in text and "2048 MB" in text
-        assert "vibebox.toml" in text and ".vibebox/" in text
-
-
-async def test_inspector_is_live(demo_app: DemoApp) -> None:
-    app, backend = demo_app()
-    directory = demo_sessions()[0].directory
-    async with app.run_test(size=SIZE) as pilot:
-        await until_attached(pilot, app)
-        await pilot.press("ctrl+backslash", "i")
-        inspector = app.query_one(Inspector)
-        await wait_for(pilot, lambda: inspector.data is not None)
-        backend.edit_config(directory, mode="blocklist", entries=("evil.example",))
-        await wait_for(pilot, lambda: "evil.example" in inspector.text)
-        assert "blocklist" in inspector.text
-        backend.set_state(fake_id(1), "stopping")
-        await wait_for(pilot, lambda: "◑ stopping" in inspector.text)
-        backend.log_network(directory, "10:15:03 blocked proxy evil.example:443 (listed)")
-        await wait_for(pilot, lambda: "blocked proxy evil.example" in inspector.text)
-        await pilot.press("i")
-        await wait_for(pilot, lambda: not inspector.display)
-
-
-async def test_inspector_says_whether_an_approved_change_applied_live(demo_app: DemoApp) -> None:
-    app, backend = demo_app()
-    directory = demo_sessions()[0].directory
-    async with app.run_test(size=SIZE) as pilot:
-        await until_attached(pilot, app)
-        await pilot.press("ctrl+backslash", "i")
-        inspector = app.query_one(Inspector)
-        await wait_for(pilot, lambda: inspector.data is not None)
-        assert "applied live" not in inspector.text and "next start" not in inspector.text
-        backend.set_policy_state(directory, "live")
-        await wait_for(pilot, lambda: "approved policy applied live" in inspector.text)
-        backend.set_policy_state(
-            directory, "next start", ("~ network mode: allowlist → blocklist",)
-        )
-        await wait_for(pilot, lambda: "approved change applies at next start" in inspector.text)
-        assert "~ network mode: allowlist → blocklist" in inspector.text
-        assert "applied live" not in inspector.text
 
 
 async def test_command_help_lists_every_command(demo_app: DemoApp) -> None:
@@ -369,42 +226,6 @@ async def test_command_help_lists_every_command(demo_app: DemoApp) -> None:
             assert name in text
         await pilot.press("escape")
         await wait_for(pilot, lambda: not isinstance(app.screen, HelpScreen))
-
-
-async def test_command_new_confirms_recreates_and_reattaches(demo_app: DemoApp) -> None:
-    app, backend = demo_app()
-    async with app.run_test(size=SIZE) as pilot:
-        await until_attached(pilot, app)
-        old_stream = backend.streams[fake_id(1)]
-        old_stream.feed(osc_command(old_stream, "new"))
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-        await pilot.press("escape")
-        await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
-        assert backend.recreated == []
-        old_stream.feed(osc_command(old_stream, "new"))
-        await wait_for(pilot, lambda: confirm_armed(app))
-        await pilot.press("y")
-        await wait_for(pilot, lambda: backend.recreated == [fake_id(1)])
-        await wait_for(
-            pilot, lambda: app.attachment is not None and app.attachment.session.id == fake_id(5)
-        )
-        await until_attached(pilot, app)
-        assert old_stream.closed
-        assert app.query_one(SessionHeader).session_id == fake_id(5)
-
-
-async def test_command_exit_leaves_with_status_0_and_detaches(demo_app: DemoApp) -> None:
-    app, backend = demo_app()
-    async with app.run_test(size=SIZE) as pilot:
-        await until_attached(pilot, app)
-        stream = backend.streams[fake_id(1)]
-        stream.feed(osc_command(stream, "exit"))
-        await wait_for(pilot, lambda: app.return_code is not None)
-    assert app.return_code == 0
-    assert stream.closed
-    session = next(s for s in backend.list_sessions() if s.id == fake_id(1))
-    # Ours was released (the demo's other vibebox remains); the VM stays up.
-    assert session.attached == 1 and session.state == "running"
 
 
 async def test_command_text_merely_displayed_does_nothing(demo_app: DemoApp) -> None:
@@ -548,39 +369,6 @@ async def test_layout_module_agrees_with_the_stylesheet(
         assert (app.terminal.size.width, app.terminal.size.height) == terminal_area(*size)
 
 
-DIFF = ('network.entries: + "evil.example"', 'mounts: + "/:/host:rw"')
-
-
-async def test_changed_policy_asks_and_approval_starts_the_session() -> None:
-    sessions = demo_sessions()
-    backend = FakeBackend(sessions, project=sessions[1].directory)
-    backend.unapproved[sessions[1].directory] = DIFF
-    app = VibeboxApp(backend, live_clock=False)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-        assert "evil.example" in str(app.screen.query_one("#body").render())
-        await wait_for(pilot, lambda: confirm_armed(app))
-        await pilot.press("y")
-        await until_attached(pilot, app)
-        assert backend.approved == [sessions[1].directory]
-        assert app.attachment is not None and app.attachment.session.id == fake_id(2)
-
-
-async def test_refused_policy_at_startup_is_fatal() -> None:
-    sessions = demo_sessions()
-    backend = FakeBackend(sessions, project=sessions[1].directory)
-    backend.unapproved[sessions[1].directory] = DIFF
-    app = VibeboxApp(backend, live_clock=False)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-        await pilot.press("n")
-        await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen))
-        assert "vibebox approve" in app.screen.hint  # type: ignore[attr-defined]
-        await pilot.press("escape")
-        await wait_for(pilot, lambda: app.return_code is not None)
-    assert app.return_code == 1 and backend.approved == []
-
-
 async def test_ids_made_within_a_minute_are_shown_long_enough_to_tell_apart(
     tmp_path: Path,
 ) -> None:
@@ -605,17 +393,3 @@ def test_boot_steps_keep_their_times_in_one_column() -> None:
     rows = [line for line in progress.render_steps().plain.splitlines() if "s  detail" in line]
     assert len(rows) == 3
     assert len({row.index("s  detail") for row in rows}) == 1, rows
-
-
-async def test_ctrl_q_leaves_while_booting_as_q_is_typed_ahead(demo_app: DemoApp) -> None:
-    app, _, hold = booting_app(demo_app)
-    async with app.run_test(size=SIZE) as pilot:
-        progress = await until_booting(pilot, app)
-        progress.focus()
-        await pilot.press("q")
-        await wait_for(pilot, lambda: progress.typed_ahead == "q")
-        assert app.return_code is None
-        await pilot.press("ctrl+q")
-        await wait_for(pilot, lambda: app.return_code is not None)
-        hold.set()
-    assert app.return_code == 0
