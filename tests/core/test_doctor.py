@@ -156,10 +156,10 @@ def test_a_long_leftover_list_is_shortened_on_the_line_but_whole_in_json() -> No
 
 
 def test_line_and_exit_semantics() -> None:
-    checks = [Check("a", "ok", "fine"), Check("b", "warn", "hm", "do x"), Check("c", "skip", "-")]
-    assert checks.all_hold(checks)
-    assert checks[1].line() == "! b: hm — do x"
-    assert not checks.all_hold([*checks, Check("d", "fail", "bad", "fix it")])
+    lines = [Check("a", "ok", "fine"), Check("b", "warn", "hm", "do x"), Check("c", "skip", "-")]
+    assert checks.all_hold(lines)
+    assert lines[1].line() == "! b: hm — do x"
+    assert not checks.all_hold([*lines, Check("d", "fail", "bad", "fix it")])
     assert Check("d", "fail", "bad", "fix it").line() == "✗ d: bad — fix it"
 
 
@@ -183,9 +183,9 @@ def test_access_targets_include_an_unreachable_home(
     home.mkdir()
     home.chmod(0o700)
     monkeypatch.setenv(paths.HOME_ENV, str(home))
-    checks = {c.name: c for c in examine.cheap_checks("qemu:///system")}
-    assert checks["qemu-access"].status == "fail"
-    assert str(home) in checks["qemu-access"].fix
+    found = {c.name: c for c in examine.cheap_checks("qemu:///system")}
+    assert found["qemu-access"].status == "fail"
+    assert str(home) in found["qemu-access"].fix
     assert stat.S_IMODE(home.stat().st_mode) == 0o700  # doctor only reads
 
 

@@ -24,7 +24,7 @@ import libvirt
 import pytest
 
 from vibebox_core.hypervisor import access, domain_xml, names, network_xml, virtiofs
-from vibebox_core.images import store as images
+from vibebox_core.images import store
 
 pytestmark = pytest.mark.e2e
 
@@ -79,7 +79,7 @@ def _keygen(path: Path, comment: str) -> str:
 
 @pytest.fixture(scope="module")
 def guest(e2e_home_shared: Path) -> Iterator[Guest]:
-    info = images.verify_image()
+    info = store.verify_image()
     access.ensure_qemu_can_reach(info.base_disk)
 
     work = Path(tempfile.mkdtemp(prefix="vbx-imgboot-", dir="/tmp"))

@@ -15,9 +15,7 @@ from typing import Any
 from vibebox_cli import console
 from vibebox_core import paths
 from vibebox_core.errors import ImageError
-from vibebox_core.images import build as imagebuild
-from vibebox_core.images import record as imagemeta
-from vibebox_core.images import store as images
+from vibebox_core.images import build, record, store
 from vibebox_core.progress import ProgressEvent
 from vibebox_core.sanitize import clean
 
@@ -32,21 +30,23 @@ def register(subparsers: Any) -> None:
     )
     sub = parser.add_subparsers(dest="image_command", metavar="COMMAND", required=True)
 
-    build = sub.add_parser(
+    build_cmd = sub.add_parser(
         "build",
         help="build a Debian 12 base image",
         description="Build a Debian 12 (bookworm) guest from the Debian mirror "
         "(debootstrap as root, mmdebstrap --mode=unshare otherwise).",
     )
-    build.add_argument("--name", default=paths.DEFAULT_IMAGE_NAME, help="image name (%(default)s)")
-    build.add_argument(
+    build_cmd.add_argument(
+        "--name", default=paths.DEFAULT_IMAGE_NAME, help="image name (%(default)s)"
+    )
+    build_cmd.add_argument(
         "--package",
         action="append",
         default=[],
         metavar="P",
         help="extra Debian package to install (repeatable)",
     )
-    group = build.add_mutually_exclusive_group()
+    group = build_cmd.add_mutually_exclusive_group()
     group.add_argument("--force", action="store_true", help="replace an existing image")
     group.add_argument(
         "--if-missing",
@@ -54,7 +54,7 @@ def register(subparsers: Any) -> None:
         help="do nothing when the image exists, its checksums hold and it was built from this "
         "vibebox's guest files (rebuild it otherwise)",
     )
-    build.set_defaults(handler=run_build)
+    build_cmd.set_defaults(handler=run_build)
 
     listing = sub.add_parser("list", help="list base images")
     listing.add_argument("--json", action="store_true", help="print JSON")
@@ -78,13 +78,13 @@ def print_progress(event: ProgressEvent) -> None:
 def run_build(args: argparse.Namespace) -> int:
     """``vibebox image build``."""
     name: str = args.name
-    if args.if_missing and images.image_exists(name):
+    if args.if_missing and store.image_exists(name):
         try:
-            info = images.verify_image(name, progress=print_progress)
+            info = store.verify_image(name, progress=print_progress)
         except ImageError as exc:
             print(f"vibebox: {clean(exc.message, None)}; rebuilding it", file=sys.stderr)
         else:
-            if not images.outdated(info):
+            if not store.outdated(info):
                 print(f"image {name!r} is present and verified ({info.directory})")
                 return 0
             print(
@@ -94,7 +94,7 @@ def run_build(args: argparse.Namespace) -> int:
         force = True
     else:
         force = bool(args.force)
-    info = imagebuild.build_image(name, packages=args.package, force=force, progress=print_progress)
+    info = build.build_image(name, packages=args.package, force=force, progress=print_progress)
     print(
         f"built image {info.name!r} in {info.build_seconds:.0f} s: kernel {info.kernel_version}, "
         f"{_mib(info.total_bytes)} MiB in {info.directory}"
@@ -106,7 +106,7 @@ def _mib(size: int) -> int:
     return round(size / 2**20)
 
 
-def _listing_dict(entry: images.ImageListing) -> dict[str, Any]:
+def _listing_dict(entry: store.ImageListing) -> dict[str, Any]:
     info = entry.info
     if info is None:
         return {"name": entry.name, "directory": str(entry.directory), "problem": entry.problem}
@@ -119,14 +119,14 @@ def _listing_dict(entry: images.ImageListing) -> dict[str, Any]:
         "kernel_version": info.kernel_version,
         "bytes": info.total_bytes,
         "extra_packages": list(info.extra_packages),
-        "outdated": images.outdated(info),
+        "outdated": store.outdated(info),
         "problem": None,
     }
 
 
 def run_list(args: argparse.Namespace) -> int:
     """``vibebox image list``."""
-    entries = images.list_images()
+    entries = store.list_images()
     if args.json:
         print(json.dumps([_listing_dict(e) for e in entries], indent=2))
         return 0
@@ -144,24 +144,24 @@ def run_list(args: argparse.Namespace) -> int:
         extras = f" (+{', '.join(info.extra_packages)})" if info.extra_packages else ""
         size = f"{_mib(info.total_bytes)} MiB"
         kernel = info.kernel_version + extras
-        if images.outdated(info):
-            kernel += f"  (outdated: {imagemeta.rebuild_command(info.name)})"
+        if store.outdated(info):
+            kernel += f"  (outdated: {record.rebuild_command(info.name)})"
         print(f"{info.name:<16} {info.suite:<9} {built:<17} {size:>8}  {kernel}")
     return 0
 
 
 def run_verify(args: argparse.Namespace) -> int:
     """``vibebox image verify``: hash every file, ignoring the cache."""
-    info = images.verify_image(args.name, use_cache=False, progress=print_progress)
+    info = store.verify_image(args.name, use_cache=False, progress=print_progress)
     print(f"image {info.name!r}: every checksum holds ({info.directory})")
     return 0
 
 
 def run_rm(args: argparse.Namespace) -> int:
     """``vibebox image rm NAME``."""
-    images.remove_image(args.name)
+    store.remove_image(args.name)
     print(
         f"removed image {args.name!r}; sessions created from it need it back "
-        f"({imagemeta.build_command(args.name)}) or a fresh start (:new)"
+        f"({record.build_command(args.name)}) or a fresh start (:new)"
     )
     return 0

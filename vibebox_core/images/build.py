@@ -32,9 +32,7 @@ from pathlib import Path
 
 from vibebox_core import __version__, paths
 from vibebox_core.errors import ImageError
-from vibebox_core.images import plan as imageplan
-from vibebox_core.images import store as images
-from vibebox_core.images import workspace as imagework
+from vibebox_core.images import plan, store, workspace
 from vibebox_core.images.record import (
     ARTIFACT_FILES,
     Artifact,
@@ -64,7 +62,7 @@ def build_image(
     force: bool = False,
     progress: ProgressCallback | None = None,
     mirror: str | None = None,
-    suite: str = imageplan.SUITE,
+    suite: str = plan.SUITE,
     reuse_existing: bool = False,
 ) -> ImageInfo:
     """Build a Debian guest image into the store, step by step, atomically.
@@ -97,24 +95,24 @@ def build_image(
             suite=suite,
             reuse_existing=reuse_existing,
         )
-    except imagework.Interrupted:
+    except workspace.Interrupted:
         raise ImageError(
             f"the build of image {name!r} was terminated; nothing was left behind",
             hint=build_command(name),
         ) from None
 
 
-def _disk_error(store: Path, exc: OSError) -> ImageError:
-    """A build that cannot write under ``store`` (a full disk, most often)."""
+def _disk_error(store_dir: Path, exc: OSError) -> ImageError:
+    """A build that cannot write under ``store_dir`` (a full disk, most often)."""
     if exc.errno == errno.ENOSPC:
         return ImageError(
-            f"cannot build the image: the disk under {store} is full (No space left on device)",
+            f"cannot build the image: the disk under {store_dir} is full (No space left on device)",
             hint="free some space (an image and its build need about 3 GiB), or set "
             "VIBEBOX_HOME to a larger disk; `vibebox doctor` shows the free space",
         )
     return ImageError(
-        f"cannot build the image in {store}: {exc.strerror or exc}",
-        hint=f"check that you may write to {store}",
+        f"cannot build the image in {store_dir}: {exc.strerror or exc}",
+        hint=f"check that you may write to {store_dir}",
     )
 
 
@@ -125,16 +123,16 @@ def _build_image(
     force: bool = False,
     progress: ProgressCallback | None = None,
     mirror: str | None = None,
-    suite: str = imageplan.SUITE,
+    suite: str = plan.SUITE,
     reuse_existing: bool = False,
 ) -> ImageInfo:
     """The build itself; :func:`build_image` turns SIGTERM into an ImageError."""
     validate_name(name)
-    extras = imageplan.validate_packages(packages)
-    all_packages = imageplan.validate_packages((*imageplan.BASE_PACKAGES, *extras))
-    mirror = (mirror or imageplan.apt_mirror()).rstrip("/")
+    extras = plan.validate_packages(packages)
+    all_packages = plan.validate_packages((*plan.BASE_PACKAGES, *extras))
+    mirror = (mirror or plan.apt_mirror()).rstrip("/")
     clock = ProgressClock(progress)
-    store = paths.images_dir()
+    store_dir = paths.images_dir()
     target = paths.image_dir(name)
     is_root = os.geteuid() == 0
 
@@ -143,54 +141,54 @@ def _build_image(
             raise ImageError(f"{tool} is not installed", hint=f"apt-get install {package}")
 
     clock("preparing", f"image {name!r} in {target}")
-    with imagework.terminate_unwinds(), images.build_lock(name, wait=True):
-        if reuse_existing and images.image_exists(name):
+    with workspace.terminate_unwinds(), store.build_lock(name, wait=True):
+        if reuse_existing and store.image_exists(name):
             # Another vibebox built it while this one waited for the lock (first use).
-            return images.verify_image(name, progress=progress)
-        if target.exists() and not force and images.image_exists(name):
+            return store.verify_image(name, progress=progress)
+        if target.exists() and not force and store.image_exists(name):
             raise ImageError(
                 f"image {name!r} already exists ({target})", hint=rebuild_command(name)
             )
-        imagework.clean_stale_builds(store)
-        work = store / f"{imagework.BUILD_PREFIX}{name}-{os.getpid()}"
-        imagework.remove_build_dir(work)
+        workspace.clean_stale_builds(store_dir)
+        work = store_dir / f"{workspace.BUILD_PREFIX}{name}-{os.getpid()}"
+        workspace.remove_build_dir(work)
         out = work / "out"
         try:
             work.mkdir(mode=0o755, parents=True)
             (work / "pid").write_text(str(os.getpid()))
             out.mkdir(mode=0o755)
         except OSError as exc:
-            imagework.remove_build_dir(work)
-            raise _disk_error(store, exc) from None
+            workspace.remove_build_dir(work)
+            raise _disk_error(store_dir, exc) from None
         rootfs = work / "rootfs"
         boot_out = work / "boot"
         mkfs_dir = work / "mkfs"
         log = out / BUILD_LOG
-        run = imagework.Runner(clock, log)
-        plan: imageplan.BuildPlan | None = None
+        run = workspace.Runner(clock, log)
+        build_plan: plan.BuildPlan | None = None
         try:
             cache_dir = paths.vibebox_home() / "cache"
-            plan = imageplan.plan_build(
+            build_plan = plan.plan_build(
                 rootfs=rootfs,
                 boot_out=boot_out,
                 packages=all_packages,
                 mirror=mirror,
                 suite=suite,
                 cache_dir=cache_dir,
-                guest=imageplan.guest_dir(),
+                guest=plan.guest_dir(),
                 is_root=is_root,
-                unshare_problem=imageplan.unshare_problem,
+                unshare_problem=plan.unshare_problem,
             )
-            (cache_dir / plan.builder).mkdir(parents=True, exist_ok=True)
+            (cache_dir / build_plan.builder).mkdir(parents=True, exist_ok=True)
             log.write_text(
-                f"vibebox {__version__} building image {name!r} with {plan.builder} from "
+                f"vibebox {__version__} building image {name!r} with {build_plan.builder} from "
                 f"{mirror} ({suite})\n",
                 encoding="utf-8",
             )
-            run(f"bootstrapping Debian {suite} ({plan.builder})", plan.bootstrap)
-            if plan.builder == "debootstrap":
-                run("configuring the guest", plan.configure)
-                run("building the initrd", plan.initramfs)
+            run(f"bootstrapping Debian {suite} ({build_plan.builder})", build_plan.bootstrap)
+            if build_plan.builder == "debootstrap":
+                run("configuring the guest", build_plan.configure)
+                run("building the initrd", build_plan.initramfs)
                 boot = rootfs / "boot"
             else:
                 boot = boot_out
@@ -200,19 +198,19 @@ def _build_image(
             shutil.copyfile(initrd, out / paths.IMAGE_INITRD)
 
             clock("sizing the root file system")
-            size = imageplan.rootfs_size_bytes(imagework.dir_bytes(rootfs, plan.helper))
+            size = plan.rootfs_size_bytes(workspace.dir_bytes(rootfs, build_plan.helper))
             ext4 = mkfs_dir / "root.ext4"
-            mkfs_dir.mkdir(mode=0o777 if plan.helper else 0o755)
-            if plan.helper:
+            mkfs_dir.mkdir(mode=0o777 if build_plan.helper else 0o755)
+            if build_plan.helper:
                 mkfs_dir.chmod(0o777)  # the namespace's root writes here
             with ext4.open("wb") as handle:
                 handle.truncate(size)
-            if plan.helper:
+            if build_plan.helper:
                 ext4.chmod(0o666)
             run(
                 f"making the ext4 root file system ({size // 2**20} MiB)",
                 [
-                    *plan.helper,
+                    *build_plan.helper,
                     "mkfs.ext4",
                     "-q",
                     "-F",
@@ -223,7 +221,7 @@ def _build_image(
                     str(ext4),
                 ],
             )
-            imagework.remove_build_dir(rootfs, plan.helper)
+            workspace.remove_build_dir(rootfs, build_plan.helper)
             run(
                 "converting to a qcow2 base disk",
                 ["qemu-img", "convert", "-O", "qcow2", str(ext4), str(out / paths.IMAGE_BASE_DISK)],
@@ -235,41 +233,41 @@ def _build_image(
             for key, file in ARTIFACT_FILES.items():
                 path = out / file
                 path.chmod(0o644)  # QEMU runs as libvirt-qemu and only reads these
-                artifacts[key] = Artifact(file, path.stat().st_size, images.sha256_file(path))
+                artifacts[key] = Artifact(file, path.stat().st_size, store.sha256_file(path))
             info = ImageInfo(
                 name=name,
                 directory=target,
                 suite=suite,
                 mirror=mirror,
-                builder=plan.builder,
+                builder=build_plan.builder,
                 packages=all_packages,
                 extra_packages=extras,
                 built_at=datetime.now(UTC),
                 build_seconds=clock.elapsed,
                 kernel_version=kernel_version,
-                cmdline=imageplan.KERNEL_CMDLINE,
+                cmdline=plan.KERNEL_CMDLINE,
                 rootfs_bytes=size,
                 artifacts=artifacts,
-                guest_digest=imageplan.guest_digest(),
+                guest_digest=plan.guest_digest(),
             )
             (out / paths.IMAGE_METADATA).write_text(info.to_toml(), encoding="utf-8")
-            images.remember_verified(out, artifacts.values())
+            store.remember_verified(out, artifacts.values())
 
             clock("installing the image", str(target))
             old = None
             if target.exists():
-                old = store / f".old-{name}-{os.getpid()}"
+                old = store_dir / f".old-{name}-{os.getpid()}"
                 target.rename(old)
             out.rename(target)
             if old is not None:
                 shutil.rmtree(old, ignore_errors=True)
             with contextlib.suppress(OSError):
-                (store / f".failed-{name}.log").unlink()
+                (store_dir / f".failed-{name}.log").unlink()
             clock("done", f"image {name!r} built in {clock.elapsed:.0f} s", done=True)
             return info
         except ImageError as exc:
             # Keep the log of a failed build next to the store and point the hint at it.
-            kept = store / f".failed-{name}.log"
+            kept = store_dir / f".failed-{name}.log"
             try:
                 shutil.copyfile(log, kept)
                 inner = rootfs / "debootstrap" / "debootstrap.log"
@@ -283,9 +281,9 @@ def _build_image(
         except OSError as exc:
             if exc.errno != errno.ENOSPC:
                 raise
-            raise _disk_error(store, exc) from None
+            raise _disk_error(store_dir, exc) from None
         finally:
-            imagework.remove_build_dir(work, plan.helper if plan else ())
+            workspace.remove_build_dir(work, build_plan.helper if build_plan else ())
 
 
 def ensure_image(
@@ -298,9 +296,9 @@ def ensure_image(
     A damaged image is refused (never silently rebuilt): the user decides with the rebuild
     command in the error's hint.
     """
-    if images.image_exists(name):
-        info = images.verify_image(name, progress=progress)
-        if images.outdated(info):
-            ProgressClock(progress)("outdated image", images.outdated_notice(info), done=True)
+    if store.image_exists(name):
+        info = store.verify_image(name, progress=progress)
+        if store.outdated(info):
+            ProgressClock(progress)("outdated image", store.outdated_notice(info), done=True)
         return info
     return build_image(name, progress=progress, reuse_existing=True)

@@ -14,12 +14,12 @@ from types import ModuleType
 
 import pytest
 
-from vibebox_core.images import plan as imageplan
+from vibebox_core.images import plan
 
 
 @pytest.fixture
 def setup() -> ModuleType:
-    path = imageplan.guest_dir() / "vibebox-setup"
+    path = plan.guest_dir() / "vibebox-setup"
     loader = importlib.machinery.SourceFileLoader("vibebox_setup", str(path))
     spec = importlib.util.spec_from_loader("vibebox_setup", loader)
     assert spec is not None
@@ -81,7 +81,7 @@ def test_environment_files_follow_guest_json(
 
 
 def test_shell_integration_defines_the_four_commands() -> None:
-    text = (imageplan.guest_dir() / "shell.bash").read_text()
+    text = (plan.guest_dir() / "shell.bash").read_text()
     for name in ("new", "exit", "explain", "help"):
         assert f":{name}() {{ __vibebox_command {name}; }}" in text
     assert "\\033]7777;vibebox-command=%s;%s\\007" in text
@@ -91,7 +91,7 @@ def test_shell_integration_runs_in_bash_and_is_skipped_by_sh(tmp_path: Path) -> 
     import shutil
     import subprocess
 
-    guest = imageplan.guest_dir()
+    guest = plan.guest_dir()
     # The profile snippet sources /usr/lib/vibebox/shell.bash; point it at the package copy.
     profile = tmp_path / "vibebox.sh"
     profile.write_text(

@@ -25,9 +25,7 @@ from vibebox_core import paths
 from vibebox_core.errors import ImageError
 from vibebox_core.images import build as imagebuild
 from vibebox_core.images import plan as imageplan
-from vibebox_core.images import record as imagemeta
-from vibebox_core.images import store as images
-from vibebox_core.images import workspace as imagework
+from vibebox_core.images import record, store, workspace
 from vibebox_core.progress import ProgressEvent
 
 
@@ -41,11 +39,11 @@ def _make_image(
     directory = paths.image_dir(name)
     directory.mkdir(parents=True)
     artifacts = {}
-    for key, file in imagemeta.ARTIFACT_FILES.items():
+    for key, file in record.ARTIFACT_FILES.items():
         data = payload + key.encode()
         (directory / file).write_bytes(data)
-        artifacts[key] = imagemeta.Artifact(file, len(data), images.sha256_file(directory / file))
-    info = imagemeta.ImageInfo(
+        artifacts[key] = record.Artifact(file, len(data), store.sha256_file(directory / file))
+    info = record.ImageInfo(
         name=name,
         directory=directory,
         suite="bookworm",
@@ -70,7 +68,7 @@ def _make_image(
 
 def test_metadata_round_trips() -> None:
     directory = _make_image()
-    info = images.read_image()
+    info = store.read_image()
     assert info.name == "debian-12"
     assert info.extra_packages == ("htop",)
     assert info.built_at == datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
@@ -79,12 +77,12 @@ def test_metadata_round_trips() -> None:
     assert info.base_disk == directory / "base.qcow2"
     assert info.cmdline.startswith("console=ttyS0 root=/dev/vda")
     assert set(info.artifacts) == {"kernel", "initrd", "base_disk"}
-    assert imagemeta.ImageInfo.from_toml(info.to_toml(), directory) == info
+    assert record.ImageInfo.from_toml(info.to_toml(), directory) == info
 
 
 def test_missing_image_names_the_build_command() -> None:
     with pytest.raises(ImageError) as err:
-        images.read_image()
+        store.read_image()
     assert "no image 'debian-12'" in err.value.message
     assert err.value.hint == "vibebox image build"
 
@@ -105,7 +103,7 @@ def test_damaged_metadata_is_refused_with_the_rebuild_command(
     meta = directory / paths.IMAGE_METADATA
     meta.write_text(edit(meta.read_text()))
     with pytest.raises(ImageError) as err:
-        images.read_image("custom")
+        store.read_image("custom")
     assert expected in err.value.message
     assert err.value.hint == "vibebox image build --name custom --force"
 
@@ -113,7 +111,7 @@ def test_damaged_metadata_is_refused_with_the_rebuild_command(
 def test_bad_names_and_packages_are_refused() -> None:
     for bad in ("", ".hidden", "a/b", "x" * 65, "spa ce"):
         with pytest.raises(ImageError):
-            imagemeta.validate_name(bad)
+            record.validate_name(bad)
     assert imageplan.validate_packages(["htop", "g++", "htop"]) == ("htop", "g++")
     for bad in ("Htop", "--force", "a;rm -rf /", ""):
         with pytest.raises(ImageError):
@@ -125,22 +123,22 @@ def test_list_shows_damaged_images_without_failing() -> None:
     broken = paths.image_dir("broken")
     broken.mkdir(parents=True)
     (paths.images_dir() / ".build-x-1").mkdir()  # an unfinished build is not listed
-    listing = images.list_images()
+    listing = store.list_images()
     assert [e.name for e in listing] == ["broken", "good"]
     assert listing[0].info is None and "image.toml" in (listing[0].problem or "")
     assert listing[1].info is not None and listing[1].problem is None
 
 
 def test_list_of_empty_store() -> None:
-    assert images.list_images() == []
+    assert store.list_images() == []
 
 
 def test_remove_image() -> None:
     _make_image("old")
-    images.remove_image("old")
+    store.remove_image("old")
     assert not paths.image_dir("old").exists()
     with pytest.raises(ImageError, match="no image 'old'"):
-        images.remove_image("old")
+        store.remove_image("old")
 
 
 # --------------------------------------------------------------------------- verification
@@ -149,41 +147,41 @@ def test_remove_image() -> None:
 def test_verify_accepts_a_good_image_and_caches_the_result(monkeypatch: pytest.MonkeyPatch) -> None:
     _make_image()
     events: list[ProgressEvent] = []
-    images.verify_image(progress=events.append)
+    store.verify_image(progress=events.append)
     assert [e.detail for e in events] == [
         "sha256 of vmlinuz",
         "sha256 of initrd.img",
         "sha256 of base.qcow2",
     ]
     hashed: list[Path] = []
-    real = images.sha256_file
+    real = store.sha256_file
 
     def hashing(p: Path) -> str:
         hashed.append(p)
         return real(p)
 
-    monkeypatch.setattr(images, "sha256_file", hashing)
-    images.verify_image()
+    monkeypatch.setattr(store, "sha256_file", hashing)
+    store.verify_image()
     assert hashed == []  # nothing changed: nothing re-hashed
-    images.verify_image(use_cache=False)
+    store.verify_image(use_cache=False)
     assert len(hashed) == 3
 
 
 def test_verify_refuses_a_modified_base_disk() -> None:
     directory = _make_image()
-    images.verify_image()  # cached as good
+    store.verify_image()  # cached as good
     disk = directory / "base.qcow2"
     data = disk.read_bytes()
     disk.write_bytes(b"X" + data[1:])  # same size
     with pytest.raises(ImageError) as err:
-        images.verify_image()
+        store.verify_image()
     assert "does not match its checksum" in err.value.message
     assert err.value.hint == "vibebox image build --force"
 
 
 def test_verify_catches_tampering_that_restores_size_and_mtime() -> None:
     directory = _make_image()
-    images.verify_image()
+    store.verify_image()
     disk = directory / "base.qcow2"
     before = disk.stat()
     data = disk.read_bytes()
@@ -192,18 +190,18 @@ def test_verify_catches_tampering_that_restores_size_and_mtime() -> None:
     after = disk.stat()
     assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
     with pytest.raises(ImageError, match="does not match its checksum"):
-        images.verify_image()
+        store.verify_image()
 
 
 def test_verify_refuses_missing_and_truncated_files() -> None:
     directory = _make_image()
     (directory / "initrd.img").unlink()
     with pytest.raises(ImageError, match=r"initrd\.img is missing"):
-        images.verify_image()
+        store.verify_image()
     _make_image("two")
     (paths.image_dir("two") / "vmlinuz").write_bytes(b"")
     with pytest.raises(ImageError, match="has 0 bytes"):
-        images.verify_image("two")
+        store.verify_image("two")
 
 
 def test_ensure_image_refuses_a_damaged_image_instead_of_rebuilding(
@@ -353,7 +351,7 @@ def test_mounts_below(tmp_path: Path) -> None:
         f"42 22 0:7 / {tmp_path}/bb rw - tmpfs tmpfs rw\n"
     )
     (tmp_path / "b").mkdir()
-    found = imagework.mounts_below(tmp_path / "b", mountinfo)
+    found = workspace.mounts_below(tmp_path / "b", mountinfo)
     assert found == [tmp_path / "b/rootfs/dev/pts", tmp_path / "b/rootfs/proc"]
 
 
@@ -385,10 +383,10 @@ def fake_build(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
             initramfs=("true", "initramfs"),
         )
 
-    real_runner_call = imagework.Runner.__call__
+    real_runner_call = workspace.Runner.__call__
 
     def runner(
-        self: imagework.Runner, step: str, command: Sequence[str], *, cwd: Path | None = None
+        self: workspace.Runner, step: str, command: Sequence[str], *, cwd: Path | None = None
     ) -> None:
         calls.append(tuple(command))
         real_runner_call(self, step, command, cwd=cwd)
@@ -396,7 +394,7 @@ def fake_build(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
             _fake_bootstrap(Path(command[2].split()[2]))
 
     monkeypatch.setattr(imageplan, "plan_build", plan)
-    monkeypatch.setattr(imagework.Runner, "__call__", runner)
+    monkeypatch.setattr(workspace.Runner, "__call__", runner)
     monkeypatch.setattr(imageplan, "ROOTFS_HEADROOM_MB", 8)
     return calls
 
@@ -405,10 +403,10 @@ def test_build_produces_a_verified_image_with_progress(fake_build: list[tuple[st
     events: list[ProgressEvent] = []
     info = imagebuild.build_image(packages=["htop"], progress=events.append)
     assert info.kernel_version == "6.1.0-99-cloud-amd64"
-    assert info.guest_digest == imageplan.guest_digest() and not images.outdated(info)
+    assert info.guest_digest == imageplan.guest_digest() and not store.outdated(info)
     assert info.extra_packages == ("htop",)
     assert info.kernel.read_bytes() == b"kernel"
-    assert images.verify_image().artifacts == info.artifacts
+    assert store.verify_image().artifacts == info.artifacts
     steps = [e.step for e in events]
     assert steps[0] == "preparing"
     for expected in (
@@ -436,7 +434,7 @@ def test_failed_build_leaves_no_half_image(
     fake_build: list[tuple[str, ...]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _make_image()  # an existing image a --force rebuild would replace
-    before = images.read_image()
+    before = store.read_image()
 
     def broken(**kw: Any) -> imageplan.BuildPlan:
         return imageplan.BuildPlan(
@@ -453,17 +451,17 @@ def test_failed_build_leaves_no_half_image(
     assert "E: no mirror" in err.value.message
     kept = paths.images_dir() / ".failed-debian-12.log"
     assert str(kept) in err.value.hint and "E: no mirror" in kept.read_text()
-    assert images.read_image() == before  # the old image is untouched
+    assert store.read_image() == before  # the old image is untouched
     assert not any(p.name.startswith(".build") for p in paths.images_dir().iterdir())
 
 
 def test_interrupted_build_cleans_up(
     fake_build: list[tuple[str, ...]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def interrupted(self: imagework.Runner, *a: object, **k: object) -> None:
+    def interrupted(self: workspace.Runner, *a: object, **k: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(imagework.Runner, "__call__", interrupted)
+    monkeypatch.setattr(workspace.Runner, "__call__", interrupted)
     with pytest.raises(KeyboardInterrupt):
         imagebuild.build_image()
     assert not paths.image_dir().exists()
@@ -527,9 +525,9 @@ def test_cli_if_missing_rebuilds_a_damaged_image(monkeypatch: pytest.MonkeyPatch
     (directory / "vmlinuz").write_bytes(b"tampered!!!!!")
     calls: list[dict[str, object]] = []
 
-    def build(name: str, **k: object) -> imagemeta.ImageInfo:
+    def build(name: str, **k: object) -> record.ImageInfo:
         calls.append(k)
-        return images.read_image(name)
+        return store.read_image(name)
 
     monkeypatch.setattr(imagebuild, "build_image", build)
     args = _cli("image", "build", "--if-missing")
@@ -543,9 +541,9 @@ def test_cli_if_missing_rebuilds_an_image_built_from_other_guest_files(
     _make_image(guest_digest="")  # made before digests were recorded
     calls: list[dict[str, object]] = []
 
-    def build(name: str, **k: object) -> imagemeta.ImageInfo:
+    def build(name: str, **k: object) -> record.ImageInfo:
         calls.append(k)
-        return images.read_image(name)
+        return store.read_image(name)
 
     monkeypatch.setattr(imagebuild, "build_image", build)
     args = _cli("image", "build", "--if-missing")
@@ -568,7 +566,7 @@ def test_an_outdated_image_still_starts_but_says_how_to_update_it(
     _make_image(guest_digest="0" * 64)
     events: list[ProgressEvent] = []
     info = imagebuild.ensure_image(progress=events.append)
-    assert images.outdated(info)
+    assert store.outdated(info)
     notes = [e.detail for e in events if e.step == "outdated image"]
     assert notes and "vibebox image build --force" in notes[0] and ":new" in notes[0]
     args = _cli("image", "list")
@@ -581,10 +579,10 @@ def test_sigterm_during_a_build_cleans_up_and_says_so(
 ) -> None:
     import signal
 
-    def terminated(self: imagework.Runner, *a: object, **k: object) -> None:
+    def terminated(self: workspace.Runner, *a: object, **k: object) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
-    monkeypatch.setattr(imagework.Runner, "__call__", terminated)
+    monkeypatch.setattr(workspace.Runner, "__call__", terminated)
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(ImageError) as err:
         imagebuild.build_image()
@@ -597,7 +595,7 @@ def test_sigterm_during_a_build_cleans_up_and_says_so(
 def test_ensure_image_reuses_an_image_built_while_waiting_for_the_lock(
     fake_build: list[tuple[str, ...]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_lock = images.build_lock
+    real_lock = store.build_lock
 
     @contextlib.contextmanager
     def lock_then_other_build(name: str, *, wait: bool) -> Iterator[None]:
@@ -605,7 +603,7 @@ def test_ensure_image_reuses_an_image_built_while_waiting_for_the_lock(
             _make_image(name)  # "the other vibebox" finished first
             yield
 
-    monkeypatch.setattr(images, "build_lock", lock_then_other_build)
+    monkeypatch.setattr(store, "build_lock", lock_then_other_build)
     info = imagebuild.build_image(reuse_existing=True)
     assert info.extra_packages == ("htop",)  # the other build's image, not a new one
     assert fake_build == []  # nothing was bootstrapped
