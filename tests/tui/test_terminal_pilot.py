@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Coroutine
 from typing import Any
 
@@ -11,50 +10,10 @@ from textual import events
 from textual.app import App, ComposeResult
 from textual.strip import Strip
 from textual.widgets import Button
-from tui.pilot_wait import DemoApp, osc_command, until_attached, wait_for
+from tui.terminal_apps import TermApp, rendered_row, screen_text
 
 from vibebox_core.streams import MemoryStream
-from vibebox_tui.backend.fake import fake_id
 from vibebox_tui.terminal import FOCUS_OUT_KEY, TerminalView
-
-#: The dashboard's size in its Pilot tests (tests/tui/test_app.py).
-DASHBOARD_SIZE = (100, 30)
-
-
-class TermApp(App[None]):
-    def __init__(self, stream: MemoryStream) -> None:
-        super().__init__()
-        self.stream = stream
-        self.messages: list[object] = []
-
-    def compose(self) -> ComposeResult:
-        yield TerminalView(self.stream, id="term")
-        yield Button("other", id="other")
-
-    def on_mount(self) -> None:
-        self.query_one(TerminalView).focus()
-
-    def on_terminal_view_title_changed(self, message: TerminalView.TitleChanged) -> None:
-        self.messages.append(("title", message.title))
-
-    def on_terminal_view_vibebox_command(self, message: TerminalView.VibeboxCommand) -> None:
-        self.messages.append(("command", message.name))
-
-    def on_terminal_view_disconnected(self, message: TerminalView.Disconnected) -> None:
-        self.messages.append(("disconnected", message.reason))
-
-    def on_terminal_view_reconnect_requested(
-        self, message: TerminalView.ReconnectRequested
-    ) -> None:
-        self.messages.append(("reconnect",))
-
-
-def screen_text(term: TerminalView) -> str:
-    return "\n".join(term.emulator.screen.display)
-
-
-def rendered_row(term: TerminalView, y: int) -> str:
-    return term.render_line(y).text
 
 
 async def test_typing_reaches_the_stream() -> None:
@@ -331,154 +290,3 @@ async def test_cursor_moves_without_output_are_repainted() -> None:
                 break
             await pilot.pause(0.01)
         assert 0 in painted
-
-
-# -- the key table (tests/data/keytable.py), through a running app ----------------------------
-
-from data.keytable import GROUPS, KEY_TABLE, KeyCase  # noqa: E402  (tests/ is on sys.path)
-
-from vibebox_tui.terminal.input import Destination, HostInput, RawInput  # noqa: E402
-
-
-class KeyApp(TermApp, inherit_bindings=False):
-    """No app bindings (ctrl+q, ctrl+c, ctrl+p): every key is the terminal's to encode."""
-
-    ENABLE_COMMAND_PALETTE = False
-
-
-async def _in_group(pilot: Any, stream: MemoryStream, term: TerminalView, group: str) -> None:
-    stream.feed(b"".join(b"%d\r\n" % i for i in range(40)) + GROUPS[group].encode() + b"$ ")
-    while not screen_text(term).rstrip().endswith("$"):
-        await pilot.pause()
-
-
-async def _written_after(stream: MemoryStream, before: int, expected: bytes) -> bytes:
-    with contextlib.suppress(TimeoutError):  # fewer bytes came: the comparison says so
-        await stream.wait_for(lambda: len(stream.written) - before >= len(expected), timeout=2)
-    return bytes(stream.written[before:])
-
-
-@pytest.mark.parametrize("group", list(GROUPS))
-async def test_key_table_as_textual_key_events(group: str) -> None:
-    stream = MemoryStream()
-    app = KeyApp(stream)
-    async with app.run_test(size=(60, 20)) as pilot:
-        term = app.query_one(TerminalView)
-        await _in_group(pilot, stream, term, group)
-        failures = []
-        for case in (c for c in KEY_TABLE if c.group == group and c.keys):
-            before = len(stream.written)
-            await pilot.press(*case.keys)
-            got = await _written_after(stream, before, case.guest)
-            if got != case.guest:
-                failures.append((case.name, case.guest, got))
-        assert not failures
-
-
-def _raw_chunks(case: KeyCase) -> list[tuple[Destination, bytes]]:
-    host = HostInput()
-    return [c for c in host.feed(case.host_bytes, True) + host.flush() if c[0] != "app"]
-
-
-@pytest.mark.parametrize("group", list(GROUPS))
-async def test_key_table_as_the_host_terminal_s_bytes(group: str) -> None:
-    """What the dashboard's driver gives the terminal (RawInput) reaches the guest as the
-    table says: unchanged, pastes re-encoded, shift+PgUp/PgDn kept on the main screen."""
-    stream = MemoryStream()
-    app = KeyApp(stream)
-    async with app.run_test(size=(60, 20)) as pilot:
-        term = app.query_one(TerminalView)
-        await _in_group(pilot, stream, term, group)
-        failures = []
-        for case in (c for c in KEY_TABLE if c.group == group):
-            before = len(stream.written)
-            chunks = _raw_chunks(case)
-            if chunks:
-                term.post_message(RawInput(chunks))
-            await pilot.pause()
-            got = await _written_after(stream, before, case.guest)
-            if got != case.guest:
-                failures.append((case.name, case.guest, got))
-            term.scroll_lines(-term.history_offset)
-        assert not failures
-
-
-async def test_raw_input_only_while_the_terminal_has_the_keyboard() -> None:
-    stream = MemoryStream()
-    app = KeyApp(stream)
-    async with app.run_test(size=(60, 20)) as pilot:
-        term = app.query_one(TerminalView)
-        assert term.accepts_raw_input()
-        app.query_one(Button).focus()
-        await pilot.pause()
-        assert not term.accepts_raw_input()
-        term.focus()
-        await pilot.pause()
-        assert term.accepts_raw_input()
-        stream.feed_eof("Session exited")
-        while term.disconnect_reason is None:
-            await pilot.pause()
-        assert not term.accepts_raw_input()
-        term.post_message(RawInput([("keys", b"\r")]))  # Enter reconnects, as a key event does
-        while ("reconnect",) not in app.messages:
-            await pilot.pause()
-        assert bytes(stream.written) == b""
-
-
-async def test_shift_page_up_as_bytes_pages_the_scrollback() -> None:
-    stream = MemoryStream()
-    app = KeyApp(stream)
-    async with app.run_test(size=(60, 20)) as pilot:
-        term = app.query_one(TerminalView)
-        stream.feed(b"".join(b"line %d\r\n" % i for i in range(100)))
-        while "line 99" not in screen_text(term):
-            await pilot.pause()
-        term.post_message(RawInput([("keys", b"a\x1b[5;2~")]))
-        while term.history_offset == 0:
-            await pilot.pause()
-        assert term.history_offset == term.size.height - 1
-        term.post_message(RawInput([("keys", b"b")]))
-        await stream.wait_for(lambda: stream.written == b"ab")
-        assert term.history_offset == 0  # typing returns to the live screen
-
-
-# -- typing never lands nowhere: only a key moves the keyboard out of the terminal ------------
-
-
-async def test_nothing_but_a_key_takes_the_keyboard_from_the_terminal(demo_app: DemoApp) -> None:
-    app, backend = demo_app()
-    async with app.run_test(size=DASHBOARD_SIZE) as pilot:
-        await until_attached(pilot, app)
-        term, stream = app.terminal, backend.streams[fake_id(1)]
-        assert app.focused is term
-        stream.feed(osc_command(stream, "explain"))  # the inspector opens
-        await wait_for(pilot, lambda: app.inspector.display and app.inspector.data is not None)
-        app.notify("a notification")
-        backend.set_state(fake_id(2), "running")  # a state change the poll brings
-        backend.fail_list = True  # a poll that fails: an error notification
-        await wait_for(pilot, lambda: any(n.severity == "error" for n in app._notifications))
-        backend.fail_list = False
-        await pilot.resize_terminal(80, 24)  # a resize, across a layout breakpoint
-        await pilot.pause()
-        await pilot.resize_terminal(*DASHBOARD_SIZE)
-        await pilot.pause()
-        assert app.focused is term and term.accepts_raw_input()
-        await pilot.press(*":exit")
-        await stream.wait_for(lambda: stream.written.endswith(b":exit"))
-        await pilot.press(FOCUS_OUT_KEY)  # a key does move it
-        await wait_for(pilot, lambda: app.focused is not term)
-        assert not term.accepts_raw_input()
-
-
-async def test_the_host_window_s_focus_reaches_programs_that_ask() -> None:
-    stream = MemoryStream()
-    app = KeyApp(stream)
-    async with app.run_test(size=(60, 20)) as pilot:
-        term = app.query_one(TerminalView)
-        term.post_message(RawInput([("focus", b"\x1b[O"), ("keys", b"x")]))
-        await stream.wait_for(lambda: stream.written == b"x")  # not asked: not reported
-        stream.feed(b"\x1b[?1004h")
-        while not term.emulator.focus_events:
-            await pilot.pause()
-        term.post_message(RawInput([("focus", b"\x1b[O"), ("focus", b"\x1b[I")]))
-        await stream.wait_for(lambda: stream.written == b"x\x1b[O\x1b[I")
