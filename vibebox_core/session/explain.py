@@ -243,7 +243,8 @@ def build_explain(
         vm: live VM facts when the caller has them.
         recent_network: network decisions (objects with ``time``, ``host``, ``port`` and
             ``verdict`` attributes, e.g. ``log.NetEvent``, or dicts with those keys).
-        network_summary: counts over the whole log (:func:`vibebox_core.network.logsummary.summary`).
+        network_summary: counts over the whole log
+            (:func:`vibebox_core.network.logsummary.summary`).
         review: the file against the approved snapshot
             (:func:`~vibebox_core.config.approval.review`); its pending change is shown apart
             from ``config``, which is what is enforced.
