@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -81,3 +82,33 @@ def delete_session(project: Path) -> None:
          "delete", "--yes", project.joinpath(".vibebox", "session-id").read_text().strip()],
         cwd=project, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, timeout=180,
     )  # fmt: skip
+
+
+def dashboard_env() -> dict[str, str]:
+    """What the dashboard under tmux needs from the test: this checkout, its VIBEBOX_HOME and
+    accel, an xterm-256color terminal."""
+    return {
+        "PYTHONPATH": str(REPO),
+        "VIBEBOX_HOME": os.environ["VIBEBOX_HOME"],
+        "VIBEBOX_ACCEL": os.environ.get("VIBEBOX_ACCEL", "tcg"),
+        "TERM": "xterm-256color",
+    }
+
+
+def dashboard_command(env: dict[str, str], status_file: Path) -> str:
+    """The shell command tmux runs: the dashboard, then its exit status into ``status_file``."""
+    names = ("PYTHONPATH", "VIBEBOX_HOME", "VIBEBOX_ACCEL", "TERM")
+    exported = " ".join(f"{k}={shlex.quote(env[k])}" for k in names)
+    vibebox = shlex.join(
+        [sys.executable, "-c", "from vibebox_cli.main import main; raise SystemExit(main())"]
+    )
+    status = shlex.quote(str(status_file))
+    return f"env -u COLUMNS -u LINES {exported} {vibebox}; echo $? > {status}"
+
+
+def wait_for_file(path: Path, timeout: float) -> None:
+    """Wait at most ``timeout`` seconds for ``path`` (the dashboard's exit status, written when
+    it ends)."""
+    deadline = time.monotonic() + timeout
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)

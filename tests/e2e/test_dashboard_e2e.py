@@ -8,15 +8,21 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e.dashboard_tmux import BOOT_TIMEOUT, PROMPT, Tmux, delete_session, domain_state
-from e2e.livesession import REPO
+from e2e.dashboard_tmux import (
+    BOOT_TIMEOUT,
+    PROMPT,
+    Tmux,
+    dashboard_command,
+    dashboard_env,
+    delete_session,
+    domain_state,
+    wait_for_file,
+)
 
 from vibebox_core.config.load import load_config
 from vibebox_core.paths import ProjectPaths
@@ -43,23 +49,8 @@ def test_dashboard_on_a_real_session(
         re.sub(r"auto_shutdown_ms = \d+", f"auto_shutdown_ms = {GRACE_MS}", text)
     )
     status_file = tmp_path / "status"
-    vibebox = shlex.join(
-        [sys.executable, "-c", "from vibebox_cli.main import main; raise SystemExit(main())"]
-    )
-    env = " ".join(
-        f"{k}={shlex.quote(v)}"
-        for k, v in {
-            "PYTHONPATH": str(REPO),
-            "VIBEBOX_HOME": os.environ["VIBEBOX_HOME"],
-            "VIBEBOX_ACCEL": os.environ.get("VIBEBOX_ACCEL", "tcg"),
-            "TERM": "xterm-256color",
-        }.items()
-    )
     # COLUMNS/LINES inherited from the test run would pin the app's size: drop them.
-    tmux.start(
-        f"env -u COLUMNS -u LINES {env} {vibebox}; echo $? > {shlex.quote(str(status_file))}",
-        e2e_project,
-    )
+    tmux.start(dashboard_command(dashboard_env(), status_file), e2e_project)
     try:
         # Progress first, then the guest's prompt in the terminal.
         tmux.wait_screen(lambda s: "vibebox" in s and "project" in s, 20, "the first paint")
@@ -95,9 +86,7 @@ def test_dashboard_on_a_real_session(
         # The terminal kept the keyboard after :explain: :exit goes straight to the guest.
         tmux.type(":exit")
         tmux.keys("Enter")
-        deadline = time.monotonic() + 30
-        while not status_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_for_file(status_file, 30)
         assert status_file.read_text().strip() == "0", tmux.screen()
 
         # Nobody is attached any more: the VM shuts off after the grace period.
@@ -117,22 +106,7 @@ def test_new_recreates_the_session_and_reattaches(
     project = ProjectPaths.for_directory(e2e_project)
     load_config(project)
     status_file = tmp_path / "status"
-    vibebox = shlex.join(
-        [sys.executable, "-c", "from vibebox_cli.main import main; raise SystemExit(main())"]
-    )
-    env = " ".join(
-        f"{k}={shlex.quote(v)}"
-        for k, v in {
-            "PYTHONPATH": str(REPO),
-            "VIBEBOX_HOME": os.environ["VIBEBOX_HOME"],
-            "VIBEBOX_ACCEL": os.environ.get("VIBEBOX_ACCEL", "tcg"),
-            "TERM": "xterm-256color",
-        }.items()
-    )
-    tmux.start(
-        f"env -u COLUMNS -u LINES {env} {vibebox}; echo $? > {shlex.quote(str(status_file))}",
-        e2e_project,
-    )
+    tmux.start(dashboard_command(dashboard_env(), status_file), e2e_project)
     try:
         tmux.wait_screen(lambda s: PROMPT.search(s), BOOT_TIMEOUT, "the guest prompt")
         old_id = project.session_id.read_text().strip()
@@ -159,9 +133,7 @@ def test_new_recreates_the_session_and_reattaches(
 
         tmux.type(":exit")
         tmux.keys("Enter")
-        deadline = time.monotonic() + 30
-        while not status_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_for_file(status_file, 30)
         assert status_file.read_text().strip() == "0", tmux.screen()
     finally:
         tmux.kill()

@@ -25,7 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from e2e.dashboard_tmux import BOOT_TIMEOUT, PROMPT, Tmux, delete_session, domain_state
+from e2e.dashboard_tmux import (
+    BOOT_TIMEOUT,
+    PROMPT,
+    Tmux,
+    dashboard_command,
+    delete_session,
+    domain_state,
+    wait_for_file,
+)
 from e2e.livesession import REPO
 
 from vibebox_core.config.load import load_config
@@ -92,17 +100,6 @@ class Dashboard:
         while (state := domain_state(self.session_id)) != "running":
             assert state.startswith("error") and time.monotonic() < deadline, state
             time.sleep(1)
-
-
-def dashboard_command(env: dict[str, str], status_file: Path) -> str:
-    """The shell command tmux runs: the dashboard, then its exit status into ``status_file``."""
-    names = ("PYTHONPATH", "VIBEBOX_HOME", "VIBEBOX_ACCEL", "TERM")
-    exported = " ".join(f"{k}={shlex.quote(env[k])}" for k in names)
-    vibebox = shlex.join(
-        [sys.executable, "-c", "from vibebox_cli.main import main; raise SystemExit(main())"]
-    )
-    status = shlex.quote(str(status_file))
-    return f"env -u COLUMNS -u LINES {exported} {vibebox}; echo $? > {status}"
 
 
 @pytest.fixture(scope="module")
@@ -283,9 +280,7 @@ def test_commands_through_the_supervisor_relay_need_the_token_too(
         second.wait_screen(lambda s: "vibebox commands" not in s, 10, "the dialog to close")
         second.type(":exit")
         second.keys("Enter")
-        deadline = time.monotonic() + 30
-        while not status_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_for_file(status_file, 30)
         assert status_file.read_text().strip() == "0", second.screen()
     finally:
         second.kill()

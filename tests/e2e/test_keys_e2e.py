@@ -23,7 +23,15 @@ from pathlib import Path
 
 import pytest
 from data.keytable import GROUPS, KEY_TABLE, KeyCase
-from e2e.dashboard_tmux import BOOT_TIMEOUT, PROMPT, Tmux, delete_session
+from e2e.dashboard_tmux import (
+    BOOT_TIMEOUT,
+    PROMPT,
+    Tmux,
+    dashboard_command,
+    dashboard_env,
+    delete_session,
+    wait_for_file,
+)
 from e2e.livesession import REPO
 
 from vibebox_core.config.load import load_config
@@ -150,22 +158,7 @@ def test_keys_on_a_real_guest(
     for path in e2e_project.rglob("*"):
         os.lchown(path, 1000, 1000)
     status_file = tmp_path / "status"
-    vibebox = shlex.join(
-        [sys.executable, "-c", "from vibebox_cli.main import main; raise SystemExit(main())"]
-    )
-    env = " ".join(
-        f"{k}={shlex.quote(v)}"
-        for k, v in {
-            "PYTHONPATH": str(REPO),
-            "VIBEBOX_HOME": os.environ["VIBEBOX_HOME"],
-            "VIBEBOX_ACCEL": os.environ.get("VIBEBOX_ACCEL", "tcg"),
-            "TERM": "xterm-256color",
-        }.items()
-    )
-    tmux.start(
-        f"env -u COLUMNS -u LINES {env} {vibebox}; echo $? > {shlex.quote(str(status_file))}",
-        e2e_project,
-    )
+    tmux.start(dashboard_command(dashboard_env(), status_file), e2e_project)
     try:
         tmux.wait_screen(lambda s: PROMPT.search(s), BOOT_TIMEOUT, "the guest prompt")
         run_key_table(
@@ -197,9 +190,7 @@ def test_keys_on_a_real_guest(
 
         # :explain then :exit, typed at once: the inspector opens and the keys stay the guest's.
         tmux.type(":explain\r:exit\r")
-        deadline = time.monotonic() + STEP_TIMEOUT
-        while not status_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_for_file(status_file, STEP_TIMEOUT)
         assert status_file.exists(), tmux.screen()
         assert status_file.read_text().strip() == "0", tmux.screen()
     finally:
