@@ -78,9 +78,7 @@ async def wait_for_ssh(
         return state in ("running", "starting")
 
     try:
-        connection = await connect(
-            project, ipv4, deadline=deadline, still_booting=still_booting
-        )
+        connection = await connect(project, ipv4, deadline=deadline, still_booting=still_booting)
     except SSHError as exc:
         if "refusing" in exc.message or "refused vibebox's key" in exc.message:
             raise

@@ -137,9 +137,7 @@ async def _start_unsupervised(
     return prepared
 
 
-async def _attach(
-    socket_path: Path, client: str, *, last: bool
-) -> SupervisorConnection | None:
+async def _attach(socket_path: Path, client: str, *, last: bool) -> SupervisorConnection | None:
     """Attach to the supervisor; None when it died meanwhile (killed, or ended with its VM)
     and another start should be tried, unless this is the ``last`` try (then it raises)."""
     attachment: SupervisorConnection | None = None
