@@ -2,11 +2,13 @@
 
 Workers never touch widgets: they post one of these, and the app's handlers update the screen.
 Every failure arrives as :class:`Failed`, and exactly one handler decides whether it deserves
-an error dialog or a notification.
+an error dialog or a notification. Each is a dataclass (Textual's ``Message.__post_init__``
+sets a message up); ``eq=False`` keeps messages compared by identity, as Textual's own are.
 """
 
 from __future__ import annotations
 
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 
 from textual.message import Message
@@ -16,55 +18,49 @@ from vibebox_core.progress import ProgressEvent
 from vibebox_tui.backend.base import Attachment, InspectorData, SessionRow
 
 
+@dataclass(eq=False)
 class SessionsListed(Message):
-    def __init__(self, sessions: list[SessionRow]) -> None:
-        super().__init__()
-        self.sessions = sessions
+    sessions: list[SessionRow]
 
 
+@dataclass(eq=False)
 class Progress(Message):
-    def __init__(self, event: ProgressEvent) -> None:
-        super().__init__()
-        self.event = event
+    event: ProgressEvent
 
 
+@dataclass(eq=False)
 class Attached(Message):
-    def __init__(self, attachment: Attachment) -> None:
-        super().__init__()
-        self.attachment = attachment
+    attachment: Attachment
 
 
+@dataclass(eq=False)
 class InspectorUpdated(Message):
-    def __init__(self, data: InspectorData) -> None:
-        super().__init__()
-        self.data = data
+    data: InspectorData
 
 
+@dataclass(eq=False)
 class ConsoleTail(Message):
-    def __init__(self, lines: list[str]) -> None:
-        super().__init__()
-        self.lines = lines
+    lines: list[str]
 
 
+@dataclass(eq=False)
 class ApprovalNeeded(Message):
     """A start was refused: ``vibebox.toml`` changed mounts or network since approved."""
 
-    def __init__(self, directory: Path, error: PolicyNotApprovedError, startup: bool) -> None:
-        super().__init__()
-        self.directory = directory
-        self.error = error
-        self.startup = startup
+    directory: Path
+    error: PolicyNotApprovedError
+    startup: bool
 
 
+@dataclass(eq=False)
 class Done(Message):
     """A background action finished; ``text`` is worth a notification."""
 
-    def __init__(self, action: str, text: str) -> None:
-        super().__init__()
-        self.action = action
-        self.text = text
+    action: str
+    text: str
 
 
+@dataclass(eq=False)
 class Failed(Message):
     """A background action failed.
 
@@ -75,11 +71,8 @@ class Failed(Message):
         fatal: the app cannot go on; it exits non-zero after the dialog.
     """
 
-    def __init__(
-        self, action: str, error: BaseException, *, dialog: bool = True, fatal: bool = False
-    ) -> None:
-        super().__init__()
-        self.action = action
-        self.error = error
-        self.dialog = dialog
-        self.fatal = fatal
+    action: str
+    error: BaseException
+    _: KW_ONLY
+    dialog: bool = True
+    fatal: bool = False
