@@ -1,10 +1,11 @@
 """``TerminalCanvas``: an emulator's screen drawn as a widget, the base of ``TerminalView``.
 
-It repaints only the rows that changed, from strips cached per line (:mod:`.render`), at most
-one frame per :class:`~vibebox_tui.terminal.frames.FramePacer` tick during a flood, and holds a
-synchronized update (mode 2026) until its frame is complete. It shows the scrollback when the
-view is scrolled back and the disconnect line when the stream has ended, and follows the
-widget's size: a resize resizes the emulator, and :meth:`TerminalCanvas._size_changed` lets
+It repaints only the rows that changed, from strips cached per line
+(:mod:`vibebox_tui.terminal.render`), at most one frame per
+:class:`~vibebox_tui.terminal.frames.FramePacer` tick during a flood, and holds a synchronized
+update (mode 2026) until its frame is complete. It shows the scrollback when the view is
+scrolled back and the disconnect line when the stream has ended, and follows the widget's size:
+a resize resizes the emulator, and :meth:`TerminalCanvas._size_changed` lets
 :class:`~vibebox_tui.terminal.widget.TerminalView` resize the PTY with it.
 """
 
