@@ -10,7 +10,8 @@ from vibebox_core.config.load import load_config
 from vibebox_core.index.sessions import SessionIndex
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.streams import MemoryStream
-from vibebox_tui.backend.core import CoreBackend, IOThread, ThreadedStream
+from vibebox_tui.backend.core import CoreBackend
+from vibebox_tui.backend.io_thread import IOThread, ThreadedStream
 
 
 @pytest.fixture

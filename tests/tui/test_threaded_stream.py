@@ -10,7 +10,7 @@ import pytest
 
 from vibebox_core.errors import SupervisorError
 from vibebox_core.streams import MemoryStream
-from vibebox_tui.backend.core import GIL_SWITCH, READ_AHEAD, IOThread, ThreadedStream
+from vibebox_tui.backend.io_thread import GIL_SWITCH, READ_AHEAD, IOThread, ThreadedStream
 
 
 class FrameStream(MemoryStream):
