@@ -3,7 +3,8 @@
 Thin: the data lives in the index and :mod:`vibebox_core.session.explain` (its
 :func:`~vibebox_core.session.explain.gather` is what the dashboard's inspector shows too). Live
 VM facts (state, attached count) come from :mod:`vibebox_core.session.status`, teardown from
-:mod:`vibebox_core.session.teardown`.
+:mod:`vibebox_core.session.teardown`; without the live facts (:func:`_sessionctl` answers None,
+as tests make it) ``vibebox list`` shows the index alone.
 
 Directories, states, reasons and the explain text are guest-derived (the project names its own
 directory; host names in the network log come from the guest): every one is printed through
@@ -15,14 +16,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import json
 import os
 import shutil
 import sys
 from dataclasses import dataclass
 from datetime import UTC
-from types import ModuleType
 from typing import Any
 
 from vibebox_cli import console
@@ -36,6 +35,7 @@ from vibebox_core.index.entry import SessionEntry
 from vibebox_core.index.sessions import SessionIndex
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.sanitize import clean, clean_lines
+from vibebox_core.session import status as session_status
 from vibebox_core.session.explain import gather
 from vibebox_core.session.explain_text import render_text
 from vibebox_core.session.teardown import delete_session
@@ -84,21 +84,12 @@ def register(subparsers: Any) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Live state (vibebox_core.session.status), loaded on use: a broken libvirt
-# install must not stop `vibebox list` from listing the index
+# Live state (vibebox_core.session.status)
 
 
-def _sessionctl() -> tuple[ModuleType | None, str]:
-    """Import ``vibebox_core.session.status``; (None, why) when it is absent or cannot load."""
-    name = "vibebox_core.session.status"
-    try:
-        return importlib.import_module(name), ""
-    except ModuleNotFoundError as exc:
-        if exc.name == name:
-            return None, ""
-        return None, f"cannot load {name}: {exc}"
-    except ImportError as exc:
-        return None, f"cannot load {name}: {exc}"
+def _sessionctl() -> tuple[Any, str]:
+    """The live state's module, or None and why not (then the index is listed alone)."""
+    return session_status, ""
 
 
 @dataclass(frozen=True)
@@ -123,12 +114,9 @@ def _row(status: Any) -> _Row:
 
 def _rows(index: SessionIndex) -> list[_Row]:
     sessionctl, problem = _sessionctl()
-    if sessionctl is not None and hasattr(sessionctl, "list_statuses"):
+    if sessionctl is not None:
         return [_row(status) for status in sessionctl.list_statuses(index)]
-    entries = index.entries()
-    if sessionctl is not None and hasattr(sessionctl, "session_status"):
-        return [_row(sessionctl.session_status(entry)) for entry in entries]
-    return [_Row(entry, "unknown", None, problem) for entry in entries]
+    return [_Row(entry, "unknown", None, problem) for entry in index.entries()]
 
 
 def _notice_pruned(index: SessionIndex) -> None:
