@@ -18,7 +18,7 @@ Hierarchy::
     │   ├── StorageAccessError       a disk, kernel or log is missing or closed to QEMU
     │   ├── HostNetworkError         dnsmasq, firewall, subnet collision
     │   └── NwfilterError            the policy's nwfilter is missing or stale
-    ├── SSHError
+    ├── SSHError                     asyncssh and OS errors, translated by ssh.connect.ssh_error
     ├── SupervisorError
     └── NetworkPolicyError
 """
