@@ -78,6 +78,14 @@ def network_name(session_id: str) -> str:
     return f"vibebox-{canonical_session_id(session_id)}"
 
 
+def nwfilter_name(session_id: str) -> str:
+    """Return the libvirt nwfilter name of one session: ``vibebox-<session id>``.
+
+    The whole id: UUIDv7 prefixes repeat for sessions created within a minute.
+    """
+    return f"vibebox-{session_id.strip().lower()}"
+
+
 def network_uuid(session_id: str) -> str:
     """Return the network's UUID, derived from the session id.
 

@@ -84,7 +84,7 @@ class FenceSpec:
     """Everything one session's filter is built from.
 
     Attributes:
-        name: the filter's name (``nwfilter_name`` of :mod:`vibebox_core.network`).
+        name: the filter's name (:func:`~vibebox_core.hypervisor.names.nwfilter_name`).
         uuid: its UUID (:func:`nwfilter_uuid`).
         mode: ``"allowlist"`` (gateway services only) or ``"blocklist"`` (also NAT egress).
         gateway: the host's address on the session network.

@@ -21,14 +21,6 @@ PROXY_PORT = 3128
 DNS_FILTER_PORT = 5400  # away from dnsmasq (53) and mDNS (5353)
 
 
-def nwfilter_name(session_id: str) -> str:
-    """Return the libvirt nwfilter name of one session: ``vibebox-<session id>``.
-
-    The whole id: UUIDv7 prefixes repeat for sessions created within a minute.
-    """
-    return f"vibebox-{session_id.strip().lower()}"
-
-
 def guest_proxy_env(gateway_ip: str, port: int = PROXY_PORT) -> dict[str, str]:
     """Return the proxy environment for the guest (``guest.json`` "env").
 
@@ -106,7 +98,7 @@ def plan_network(
             if allowlist
             else nwfilter.host_denied(addresses.host_addresses(), addresses.host_networks())
         )
-    name = nwfilter_name(session_id)
+    name = names.nwfilter_name(session_id)
     fence = nwfilter.FenceSpec(
         name=name,
         uuid=nwfilter.nwfilter_uuid(session_id),

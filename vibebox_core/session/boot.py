@@ -283,7 +283,7 @@ def prepare_and_start(
         changed = True
     hv.define(domain_xml.domain_xml(domain), net_xml)
     if plan.nwfilter is None:  # a filter left unreferenced (every mode has one today)
-        hv.undefine_nwfilter(definition.nwfilter_name(session_id))
+        hv.undefine_nwfilter(names.nwfilter_name(session_id))
     # The VM is off: when the network's definition changed (policy mode, DNS, subnet),
     # re-create it so isolation and DNS follow the approved policy. Unchanged, it is kept:
     # re-creating costs ~0.5 s of every cold start.

@@ -7,10 +7,10 @@ import ipaddress
 import pytest
 
 from vibebox_core.config.policy import Policy
-from vibebox_core.hypervisor.names import mac_address
+from vibebox_core.hypervisor.names import mac_address, nwfilter_name
 from vibebox_core.hypervisor.nwfilter import BLOCKLIST_DENIED, nwfilter_uuid
 from vibebox_core.network import addresses
-from vibebox_core.network.definition import guest_proxy_env, nwfilter_name, plan_network
+from vibebox_core.network.definition import guest_proxy_env, plan_network
 
 SESSION = "019bf290-cccc-7c23-ba1d-dce7e6d40693"
 
