@@ -1,5 +1,5 @@
-"""The dashboard in tmux on the real stack: a tmux server of its own, the guest's prompt, the
-domain's state and the session's teardown.
+"""The dashboard in tmux on the real stack: a tmux server of its own, the dashboard's command
+line, the guest's prompt, the domain's state as the dashboard tests check it.
 
 Shared by test_dashboard_e2e.py, test_hostile_output.py and test_keys_e2e.py. tmux gets its own
 server socket, so the server (and vibebox under it) starts inside the lab namespace too.
@@ -73,15 +73,6 @@ def domain_state(session_id: str) -> str:
         ["virsh", "-c", "qemu:///system", "domstate", session_id], capture_output=True, text=True
     )
     return out.stdout.strip() if out.returncode == 0 else f"error: {out.stderr.strip()}"
-
-
-def delete_session(project: Path) -> None:
-    """Tear the session down whatever state the test left it in."""
-    subprocess.run(
-        [sys.executable, "-c", "from vibebox_cli.main import main; raise SystemExit(main())",
-         "delete", "--yes", project.joinpath(".vibebox", "session-id").read_text().strip()],
-        cwd=project, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, timeout=180,
-    )  # fmt: skip
 
 
 def dashboard_env() -> dict[str, str]:

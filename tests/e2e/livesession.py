@@ -1,8 +1,10 @@
-"""A live session seen from an e2e test: the host CLI in a subprocess, a raw attachment that
-keeps the VM up between tests, the domain's state as libvirt reports it.
+"""A live session seen from an e2e test: the host CLI in a subprocess (run, started, or deleting
+what a test left), a raw attachment that keeps the VM up between tests, the domain's state as
+libvirt reports it.
 
 Shared by the modules that boot one session for many tests (test_sessions_e2e.py,
-test_hostile_shares.py, test_hostile_config.py, test_faults.py, test_doctor_e2e.py).
+test_hostile_shares.py, test_hostile_config.py, test_faults.py, test_doctor_e2e.py) and the
+dashboard tests' teardown.
 """
 
 from __future__ import annotations
@@ -35,6 +37,52 @@ def cli_env(**extra: str) -> dict[str, str]:
 def cli(*args: str) -> list[str]:
     """The command line of the host ``vibebox`` with ``args``."""
     return [sys.executable, "-m", "vibebox_cli.main", *args]
+
+
+def run_cli(
+    cwd: Path, *args: str, timeout: float, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the host ``vibebox`` in ``cwd``; its stdin is ``input``, or empty (a question to the
+    user reads end of file), its output captured."""
+    return subprocess.run(
+        cli(*args),
+        cwd=cwd,
+        env=cli_env(),
+        input=input,
+        stdin=None if input is not None else subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def popen_cli(cwd: Path, *args: str) -> subprocess.Popen[str]:
+    """Start the host ``vibebox`` in ``cwd`` without waiting (empty stdin, output piped)."""
+    return subprocess.Popen(
+        cli(*args),
+        cwd=cwd,
+        env=cli_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def session_id_of(project: Path) -> str:
+    """The session id a project records in ``.vibebox/session-id``."""
+    return (project / paths.PROJECT_CACHE / "session-id").read_text().strip()
+
+
+def delete_session(session_id: str, *flags: str, timeout: float = 180) -> None:
+    """Take a session down with ``vibebox delete --yes``, whatever state a test left it in
+    (its output is not checked: the session may be half gone already)."""
+    subprocess.run(
+        cli("delete", session_id, "--yes", *flags),
+        env=cli_env(),
+        capture_output=True,
+        timeout=timeout,
+    )
 
 
 def domstate(session_id: str) -> str:

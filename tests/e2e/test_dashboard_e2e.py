@@ -19,10 +19,10 @@ from e2e.dashboard_tmux import (
     Tmux,
     dashboard_command,
     dashboard_env,
-    delete_session,
     domain_state,
     wait_for_file,
 )
+from e2e.livesession import delete_session, session_id_of
 
 from vibebox_core.config.load import load_config
 from vibebox_core.paths import ProjectPaths
@@ -97,7 +97,7 @@ def test_dashboard_on_a_real_session(
     finally:
         tmux.kill()
         if project.session_id.exists():
-            delete_session(e2e_project)
+            delete_session(session_id_of(e2e_project))
 
 
 def test_new_recreates_the_session_and_reattaches(
@@ -138,4 +138,4 @@ def test_new_recreates_the_session_and_reattaches(
     finally:
         tmux.kill()
         if project.session_id.exists():
-            delete_session(e2e_project)
+            delete_session(session_id_of(e2e_project))

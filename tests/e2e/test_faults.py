@@ -43,7 +43,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from e2e.livesession import URI, cli, cli_env, domstate, wait_until
+from e2e.livesession import (
+    URI,
+    cli_env,
+    delete_session,
+    domstate,
+    popen_cli,
+    run_cli,
+    wait_until,
+)
 
 from vibebox_core import paths
 from vibebox_core.hypervisor import names
@@ -114,28 +122,12 @@ class Box:
     session_id: str = ""
 
     def run(self, *args: str, timeout: float = BOOT) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            cli(*args),
-            cwd=self.project.root,
-            env=cli_env(),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        result = run_cli(self.project.root, *args, timeout=timeout)
         assert_clean(result, f"{self.label}: vibebox {' '.join(args)}")
         return result
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            cli(*args),
-            cwd=self.project.root,
-            env=cli_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        return popen_cli(self.project.root, *args)
 
     def sh(self, script: str, timeout: float = BOOT) -> str:
         result = self.run("exec", "--", "sh", "-c", script, timeout=timeout)
@@ -210,12 +202,7 @@ class Boxes:
 def _delete(box: Box) -> None:
     entry = SessionIndex().find_by_directory(box.project.root)
     if entry is not None:
-        subprocess.run(
-            cli("delete", entry.id, "--yes", "--force"),
-            env=cli_env(),
-            capture_output=True,
-            timeout=180,
-        )
+        delete_session(entry.id, "--force")
 
 
 @pytest.fixture(scope="module")

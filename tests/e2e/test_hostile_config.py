@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from e2e.livesession import URI, cli, cli_env, domstate
+from e2e.livesession import URI, delete_session, domstate, run_cli
 
 import vibebox_core.session.approve
 from vibebox_core import paths
@@ -66,15 +66,7 @@ class Hostile:
 
     def vibebox(self, *args: str, timeout: float = BOOT) -> subprocess.CompletedProcess[str]:
         """A host ``vibebox`` command in the project directory."""
-        return subprocess.run(
-            cli(*args),
-            cwd=self.project.root,
-            env=cli_env(),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        return run_cli(self.project.root, *args, timeout=timeout)
 
     def guest_root(self, script: str) -> subprocess.CompletedProcess[str]:
         """``script`` as root inside the guest, in the project mount (through vibebox exec)."""
@@ -157,12 +149,7 @@ def hostile(e2e_home_shared: Path) -> Iterator[Hostile]:
     assert entry is not None
     state.session_id = entry.id
     yield state
-    subprocess.run(
-        cli("delete", state.session_id, "--yes"),
-        env=cli_env(),
-        capture_output=True,
-        timeout=120,
-    )
+    delete_session(state.session_id)
     shutil.rmtree(root, ignore_errors=True)
     shutil.rmtree(markers, ignore_errors=True)
 

@@ -30,11 +30,10 @@ from e2e.dashboard_tmux import (
     PROMPT,
     Tmux,
     dashboard_command,
-    delete_session,
     domain_state,
     wait_for_file,
 )
-from e2e.livesession import REPO
+from e2e.livesession import REPO, delete_session, session_id_of
 
 from vibebox_core.config.load import load_config
 from vibebox_core.paths import ProjectPaths
@@ -126,7 +125,7 @@ def dash(e2e_home_shared: Path) -> Iterator[Dashboard]:
     finally:
         tmux.kill()
         if ProjectPaths.for_directory(project).session_id.exists():
-            delete_session(project)
+            delete_session(session_id_of(project))
         status_file.unlink(missing_ok=True)
 
 

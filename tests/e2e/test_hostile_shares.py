@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from e2e.livesession import HeldSession, cli, cli_env, wait_until
+from e2e.livesession import HeldSession, delete_session, run_cli, wait_until
 
 from vibebox_core import paths
 from vibebox_core.config.schema import GUEST_USER
@@ -56,14 +56,7 @@ class Box(HeldSession):
         return f"/home/{GUEST_USER}/{self.project.name}"
 
     def run(self, *args: str, timeout: float = BOOT) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            cli(*args),
-            cwd=self.project.root,
-            env=cli_env(),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        return run_cli(self.project.root, *args, timeout=timeout)
 
     def as_root(self, script: str) -> subprocess.CompletedProcess[str]:
         """Run ``script`` as root in the guest, in the project mount."""
@@ -104,12 +97,7 @@ def box(e2e_home_shared: Path) -> Iterator[Box]:
     yield state
     state.release()
     if state.session_id and state.project.cache.exists():
-        subprocess.run(
-            cli("delete", state.session_id, "--yes"),
-            env=cli_env(),
-            capture_output=True,
-            timeout=180,
-        )
+        delete_session(state.session_id)
     shutil.rmtree(root, ignore_errors=True)
     shutil.rmtree(ro_dir, ignore_errors=True)
 
@@ -362,14 +350,7 @@ def test_a_shipped_vibebox_symlink_is_refused_before_anything_is_written(
     try:
         root.chmod(0o755)
         (root / paths.PROJECT_CACHE).symlink_to(target)
-        result = subprocess.run(
-            cli("exec", "--", "true"),
-            cwd=root,
-            env=cli_env(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        result = run_cli(root, "exec", "--", "true", timeout=120)
         assert result.returncode != 0
         assert "is a symlink" in result.stderr, result.stderr
         assert list(target.iterdir()) == []

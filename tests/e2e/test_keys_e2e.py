@@ -29,10 +29,9 @@ from e2e.dashboard_tmux import (
     Tmux,
     dashboard_command,
     dashboard_env,
-    delete_session,
     wait_for_file,
 )
-from e2e.livesession import REPO
+from e2e.livesession import REPO, delete_session, session_id_of
 
 from vibebox_core.config.load import load_config
 from vibebox_core.paths import ProjectPaths
@@ -196,4 +195,4 @@ def test_keys_on_a_real_guest(
     finally:
         tmux.kill()
         if project.session_id.exists():
-            delete_session(e2e_project)
+            delete_session(session_id_of(e2e_project))

@@ -20,7 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from e2e.livesession import URI, HeldSession, cli, cli_env, wait_until
+from e2e.livesession import (
+    URI,
+    HeldSession,
+    delete_session,
+    popen_cli,
+    run_cli,
+    wait_until,
+)
 
 from vibebox_core import paths
 from vibebox_core.hypervisor import names
@@ -42,26 +49,10 @@ class Lab(HeldSession):
     def run(
         self, *args: str, input: str | None = None, timeout: float = BOOT
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            cli(*args),
-            cwd=self.project.root,
-            env=cli_env(),
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        return run_cli(self.project.root, *args, input=input, timeout=timeout)
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            cli(*args),
-            cwd=self.project.root,
-            env=cli_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        return popen_cli(self.project.root, *args)
 
     def attached(self) -> int | None:
         status = client.status_sync(self.socket_path)
@@ -93,12 +84,7 @@ def lab(e2e_home_shared: Path) -> Iterator[Lab]:
     state.release()
     if state.session_id and state.project.cache.exists():
         # A failed test left the session: take it down so the lab stays clean.
-        subprocess.run(
-            cli("delete", state.session_id, "--yes"),
-            env=cli_env(),
-            capture_output=True,
-            timeout=120,
-        )
+        delete_session(state.session_id)
     shutil.rmtree(root, ignore_errors=True)
     shutil.rmtree(ro_dir, ignore_errors=True)
 
