@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import pytest
+from cli.cli_run import TEST_CONFIG, assert_no_raw_controls, vibebox
 
 from vibebox_cli.commands import approve
 from vibebox_core.config import approval
@@ -140,3 +142,16 @@ def test_registers_the_subcommand() -> None:
     approve.register(parser.add_subparsers())
     args = parser.parse_args(["approve", "--yes", "/tmp"])
     assert args.handler is approve.run and args.yes and args.directory == "/tmp"
+
+
+def test_approve_shows_every_diff_line_escaped(hostile_project: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data\x1b[2K\rhidden"
+    data.mkdir()
+    (hostile_project / "vibebox.toml").write_text(
+        TEST_CONFIG + f"mounts = [{json.dumps(str(data) + ':/data:ro')}]\n"
+        '[network]\nentries = ["pypi.org"]\n'
+    )
+    result = vibebox("approve", cwd=hostile_project)
+    assert_no_raw_controls(result.stdout, result.stderr)
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "data\\x1b[2K\\rhidden" in result.stdout + result.stderr
