@@ -121,7 +121,7 @@ def _host_checks(uri: str, project: ProjectPaths | None) -> list[Check]:
 
 
 def _open(uri: str) -> tuple[Check, Any]:
-    import libvirt
+    import libvirt  # deferred: a start imports this module; its cheap checks need no libvirt
 
     silence_libvirt()
     try:
@@ -145,7 +145,7 @@ def _timed_capabilities(conn: Any, calls: int = 2) -> list[float]:
 
 
 def _kvm_check(conn: Any) -> Check:
-    import libvirt
+    import libvirt  # deferred: a start imports this module; its cheap checks need no libvirt
 
     try:
         conn.getDomainCapabilities(None, "x86_64", None, "kvm", 0)
@@ -160,7 +160,7 @@ def _kvm_check(conn: Any) -> Check:
 
 
 def _nwfilter_check(conn: Any, uri: str) -> Check:
-    import libvirt
+    import libvirt  # deferred: a start imports this module; its cheap checks need no libvirt
 
     try:
         count = len(conn.listAllNWFilters(0))
@@ -216,7 +216,7 @@ def _leftovers_check(conn: Any, uri: str) -> Check:
 
 def _guarded(name: str, uri: str, run: Callable[[], Check]) -> Check:
     """Run one libvirt-backed check; a libvirt error becomes that check's failure."""
-    import libvirt
+    import libvirt  # deferred: a start imports this module; its cheap checks need no libvirt
 
     try:
         return run()
