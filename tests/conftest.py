@@ -1,8 +1,8 @@
 """Fixtures for every test: each one gets its own empty VIBEBOX_HOME; a short home and an
 environment without VIBEBOX_ACCEL for the tests that ask.
 
-Area-specific fixtures live in the conftest.py of their folder (tests/core/conftest.py: a
-project directory).
+Also an empty project directory (``project``). Area-specific fixtures live in the conftest.py
+of their folder.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pytest
 
 from vibebox_core import paths
 from vibebox_core.config.schema import ACCEL_ENV
+from vibebox_core.paths import ProjectPaths
 
 
 @pytest.fixture(autouse=True)
@@ -50,3 +51,11 @@ def short_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 def no_accel_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No VIBEBOX_ACCEL from the caller (.ci/test exports ``tcg``): the config's accel counts."""
     monkeypatch.delenv(ACCEL_ENV, raising=False)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> ProjectPaths:
+    """An empty project directory ``proj`` (no vibebox.toml yet)."""
+    root = tmp_path / "proj"
+    root.mkdir()
+    return ProjectPaths.for_directory(root)

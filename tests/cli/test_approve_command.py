@@ -20,14 +20,6 @@ from vibebox_core.paths import ProjectPaths
 from vibebox_core.session.approve import gate
 
 
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ProjectPaths:
-    monkeypatch.setenv("VIBEBOX_HOME", str(tmp_path / "home"))
-    root = tmp_path / "proj"
-    root.mkdir()
-    return ProjectPaths.for_directory(root)
-
-
 def _args(project: ProjectPaths, yes: bool) -> argparse.Namespace:
     return argparse.Namespace(directory=str(project.root), yes=yes)
 
