@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import cast
 
 import pytest
+from core.network.dns_client import ask, query, rcode
 
 from vibebox_core.config.policy import Policy
 from vibebox_core.network import log
@@ -29,21 +30,6 @@ from vibebox_core.network.dnsfilter import (
     resolv_conf_nameserver,
     start_dns_filter,
 )
-
-
-def query(name: str, qtype: int = QTYPE_A, qid: int = 0x1234) -> bytes:
-    labels = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".") if p)
-    return (
-        struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0)
-        + labels
-        + b"\0"
-        + struct.pack("!HH", qtype, 1)
-    )
-
-
-def rcode(reply: bytes) -> int:
-    (flags,) = struct.unpack("!H", reply[2:4])
-    return int(flags) & 0xF
 
 
 def answers(reply: bytes) -> list[str]:
@@ -74,23 +60,6 @@ class StubUpstream:
         self.asked.append(question.name)
         record = struct.pack("!HHHIH", 0xC00C, QTYPE_A, 1, 30, 4) + socket.inet_aton("127.0.0.1")
         return build_response(question, 0, [record])
-
-
-async def ask(port: int, packet: bytes) -> bytes:
-    loop = asyncio.get_running_loop()
-    received: asyncio.Future[bytes] = loop.create_future()
-
-    class Client(asyncio.DatagramProtocol):
-        def datagram_received(self, data: bytes, addr: object) -> None:
-            if not received.done():
-                received.set_result(data)
-
-    transport, _ = await loop.create_datagram_endpoint(Client, remote_addr=("127.0.0.1", port))
-    try:
-        transport.sendto(packet)
-        return await asyncio.wait_for(received, 5)
-    finally:
-        transport.close()
 
 
 @pytest.fixture

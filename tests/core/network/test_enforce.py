@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import struct
 from pathlib import Path
 from typing import Any
 
 import pytest
+from core.network.dns_client import ask, query, rcode
 
 from vibebox_core.config.grants import (
     APPROVED_DIGEST_KEY,
@@ -43,32 +43,6 @@ async def fake_resolver(host: str, port: int) -> list[str]:
 class StubUpstream:
     async def query(self, packet: bytes, question: Question) -> bytes:
         return build_response(question, 0)
-
-
-def query(name: str) -> bytes:
-    labels = b"".join(bytes([len(p)]) + p.encode() for p in name.split("."))
-    return struct.pack("!HHHHHH", 1, 0x0100, 1, 0, 0, 0) + labels + b"\0\0\1\0\1"
-
-
-def rcode(reply: bytes) -> int:
-    return reply[3] & 0xF
-
-
-async def ask(port: int, packet: bytes) -> bytes:
-    loop = asyncio.get_running_loop()
-    received: asyncio.Future[bytes] = loop.create_future()
-
-    class Client(asyncio.DatagramProtocol):
-        def datagram_received(self, data: bytes, addr: object) -> None:
-            if not received.done():
-                received.set_result(data)
-
-    transport, _ = await loop.create_datagram_endpoint(Client, remote_addr=("127.0.0.1", port))
-    try:
-        transport.sendto(packet)
-        return await asyncio.wait_for(received, 5)
-    finally:
-        transport.close()
 
 
 async def exchange(port: int, data: bytes) -> bytes:
