@@ -287,6 +287,50 @@ def test_fast_unicode_paths_draw_exactly_what_the_per_character_path_draws() -> 
             assert (fast.cursor.x, fast.cursor.y) == (slow.cursor.x, slow.cursor.y)
 
 
+def _cells(emulator: Emulator) -> list[tuple[str, list[str], list[Attr], bool]]:
+    screen = emulator.screen
+    table = screen.table.attrs
+    return [
+        (where, line.chars, [table[a] for a in line.attrs], line.wrapped)
+        for where, lines in (("history", list(screen.scrollback)), ("screen", screen.buffer))
+        for line in lines
+    ]
+
+
+@pytest.mark.parametrize("columns", [1, 2, 3, 7, 10])
+def test_plain_output_fast_path_draws_exactly_what_the_general_parser_draws(
+    columns: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks of text, SGRs, CRs and LFs (plain.py) against the same bytes token by token,
+    over wide characters, pending wraps, scroll regions, LNM and background colours."""
+    from vibebox_tui.terminal import emulator as module
+    from vibebox_tui.terminal.plain import plain_parts as plain
+
+    rnd = random.Random(columns)
+    pieces = ["ab", "x" * 9, " ", "\x1b[31m", "\x1b[0m", "\x1b[m", "\x1b[1;44m", "\x1b[48;5;9m"]
+    pieces += ["\x1b[38;2;1;2;3m", "\r\n", "\r\r\n", "\r", "\n", "\n\r", "zz"]
+    wide = "漢字かな한국漢字"
+    setups = [f"\x1b[H{wide}\x1b[2;1H{wide}\x1b[1;2H", f"\x1b[H{wide}\x1b[H", "\x1b[20h", ""]
+    setups += ["\x1b[2;3r\x1b[3;1H", "\x1b[5;1H\x1b[44m"]
+    for _ in range(40):
+        chunks = [rnd.choice(setups)] + [
+            "".join(rnd.choice(pieces) for _ in range(rnd.randint(1, 12))) for _ in range(8)
+        ]
+        chunks.append("\x1b[2b")  # REP: the character the last chunk ended with, if any
+        results = []
+        for fast in (True, False):
+            monkeypatch.setattr(module, "plain_parts", plain if fast else lambda text: None)
+            emulator = Emulator(columns, 5)
+            for chunk in chunks:
+                emulator.feed(chunk.encode())
+            screen = emulator.screen
+            cursor = (screen.cursor.x, screen.cursor.y, screen.table.attrs[screen.cursor.attr])
+            results.append((_cells(emulator), cursor))
+        assert results[0] == results[1], chunks
+    assert plain("a\x1b[1mb\r\r\nc") == ["a", "\x1b[1m", "b", "\r\r\n", "c"]
+    assert plain("a\tb") is None and plain("\x1b[Ha") is None and plain("é") is None
+
+
 def test_synchronized_output_mode_is_tracked_and_reported() -> None:
     emulator = term("\x1b[?2026$p\x1b[?2026h\x1b[?2026$p")
     assert emulator.synchronized

@@ -101,6 +101,46 @@ class Screen(Grid):
                 pos = end
                 cursor.x = columns
 
+    def draw_run(self, text: str, attrs: list[int]) -> None:
+        """Draw printable ASCII ``text`` whose cells take ``attrs`` (one id per character), as
+        drawing each same-attribute piece in turn would (autowrap on, insert mode off): the
+        fast path of plain output (:mod:`~vibebox_tui.terminal.plain`), a line's pieces at once.
+        """
+        cursor = self.cursor
+        columns = self.columns
+        dirty = self.dirty
+        pos = 0
+        end = len(text)
+        while pos < end:
+            if cursor.x >= columns:
+                # the blank line a wrap scrolls in takes the background of the character
+                # that wrapped, as when that piece is drawn on its own
+                attr, cursor.attr = cursor.attr, attrs[pos]
+                self._wrap()
+                cursor.attr = attr
+            x = cursor.x
+            line = self.buffer[cursor.y]
+            chars = line.chars
+            cells = line.attrs
+            count = min(columns - x, end - pos)
+            stop = x + count
+            if x and chars[x] == "":
+                chars[x - 1] = " "  # overwrote the right half of a wide character
+                cells[x - 1] = attrs[pos]
+            if count == end:
+                chars[x:stop] = text
+                cells[x:stop] = attrs
+            else:
+                chars[x:stop] = text[pos : pos + count]
+                cells[x:stop] = attrs[pos : pos + count]
+            pos += count
+            if stop < columns and chars[stop] == "":
+                chars[stop] = " "  # overwrote the left half of a wide character
+                cells[stop] = attrs[pos - 1]
+            line.cache = None
+            dirty.add(cursor.y)
+            cursor.x = stop
+
     def _draw_wide(self, text: str) -> None:
         """Draw characters that are all two cells wide (autowrap on, insert mode off)."""
         cursor = self.cursor
