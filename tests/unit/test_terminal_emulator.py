@@ -291,7 +291,7 @@ def _cells(emulator: Emulator) -> list[tuple[str, list[str], list[Attr], bool]]:
     screen = emulator.screen
     table = screen.table.attrs
     return [
-        (where, line.chars, [table[a] for a in line.attrs], line.wrapped)
+        (where, list(line.chars), [table[a] for a in line.attrs], line.wrapped)
         for where, lines in (("history", list(screen.scrollback)), ("screen", screen.buffer))
         for line in lines
     ]
@@ -329,6 +329,21 @@ def test_plain_output_fast_path_draws_exactly_what_the_general_parser_draws(
         assert results[0] == results[1], chunks
     assert plain("a\x1b[1mb\r\r\nc") == ["a", "\x1b[1m", "b", "\r\r\n", "c"]
     assert plain("a\tb") is None and plain("\x1b[Ha") is None and plain("é") is None
+
+
+def test_scrollback_lines_are_compact_and_render_as_they_did_on_screen() -> None:
+    from vibebox_tui.terminal.grid import HistoryLine, Line
+
+    emulator = term("\x1b[41mred\x1b[0m plain\r\n漢字 e\u0301\r\n" + "\r\n" * 5, columns=10)
+    red, wide = list(emulator.screen.scrollback)[:2]
+    assert isinstance(red, HistoryLine) and red.chars == "red plain " and red.text == red.chars
+    assert isinstance(wide.chars, tuple) and wide.text.rstrip() == "漢字 e\u0301"
+    renderer = Renderer(emulator.screen.table)
+    for history in (red, wide):
+        line = Line(10)
+        line.chars[:] = list(history.chars)
+        line.attrs[:] = list(history.attrs)
+        assert list(renderer.line(history, 10)) == list(renderer.line(line, 10))
 
 
 def test_synchronized_output_mode_is_tracked_and_reported() -> None:

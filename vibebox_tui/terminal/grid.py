@@ -11,6 +11,7 @@ A cell holds the character drawn there plus any zero-width characters that follo
 
 from __future__ import annotations
 
+from array import array
 from collections import deque
 
 from vibebox_tui.terminal.attrs import AttrTable
@@ -47,6 +48,36 @@ class Line:
         self.cache = None
 
 
+class HistoryLine:
+    """A row that scrolled off the top, kept compactly: nothing edits it any more.
+
+    Its cells as one string when each holds one character (else a tuple), its attribute ids
+    as an unsigned int array: about a third of a :class:`Line`'s memory, and nothing in it
+    the cycle collector has to visit -- a flood turns thousands of rows a second into
+    scrollback, which as lists of cells kept every collection busy walking them.
+    """
+
+    __slots__ = ("attrs", "cache", "chars", "wrapped")
+
+    def __init__(self, line: Line) -> None:
+        text = "".join(line.chars)
+        self.chars: str | tuple[str, ...] = (
+            text if len(text) == len(line.chars) else tuple(line.chars)
+        )
+        self.attrs = array("I", line.attrs)
+        self.wrapped = line.wrapped
+        self.cache: object | None = None
+
+    @property
+    def text(self) -> str:
+        chars = self.chars
+        return chars if isinstance(chars, str) else "".join(chars)
+
+
+AnyLine = Line | HistoryLine
+"""A row on the screen or in the scrollback (what the renderer draws)."""
+
+
 class Cursor:
     __slots__ = ("attr", "x", "y")
 
@@ -71,7 +102,7 @@ class Grid:
         self.main = [Line(columns) for _ in range(lines)]
         self.alt = [Line(columns) for _ in range(lines)]
         self.buffer = self.main
-        self.scrollback: deque[Line] = deque(maxlen=SCROLLBACK_LINES)
+        self.scrollback: deque[HistoryLine] = deque(maxlen=SCROLLBACK_LINES)
         self.top = 0
         self.bottom = lines - 1
         self.autowrap = True
@@ -135,7 +166,7 @@ class Grid:
             line = buffer.pop(top)
             buffer.insert(bottom, self.blank())
             if keep:
-                self.scrollback.append(line)
+                self.scrollback.append(HistoryLine(line))
                 self.scrolled += 1
         self.dirty.update(range(top, bottom + 1))
 

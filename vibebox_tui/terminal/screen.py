@@ -12,10 +12,18 @@ pyte 0.8.
 
 from __future__ import annotations
 
-from vibebox_tui.terminal.grid import SCROLLBACK_LINES, Cursor, Grid, Line
+from vibebox_tui.terminal.grid import SCROLLBACK_LINES, AnyLine, Cursor, Grid, HistoryLine, Line
 from vibebox_tui.terminal.widths import char_width, runs
 
-__all__ = ["SCROLLBACK_LINES", "Cursor", "Line", "Screen", "char_width"]
+__all__ = [
+    "SCROLLBACK_LINES",
+    "AnyLine",
+    "Cursor",
+    "HistoryLine",
+    "Line",
+    "Screen",
+    "char_width",
+]
 
 
 class Screen(Grid):
@@ -329,7 +337,7 @@ class Screen(Grid):
                 else:
                     line = buffer.pop(0)
                     if buffer is self.main:
-                        self.scrollback.append(line)
+                        self.scrollback.append(HistoryLine(line))
                     if is_current:
                         cursor.y -= 1
             while len(buffer) < lines:

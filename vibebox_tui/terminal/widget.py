@@ -53,7 +53,7 @@ from vibebox_tui.terminal.messages import (
 )
 from vibebox_tui.terminal.mouse import MouseKind, MouseState
 from vibebox_tui.terminal.render import Renderer
-from vibebox_tui.terminal.screen import Line
+from vibebox_tui.terminal.screen import AnyLine
 
 FOCUS_OUT_KEY = "ctrl+backslash"
 """The one key that never reaches the guest: it moves focus out of the terminal."""
@@ -321,7 +321,7 @@ class TerminalView(Widget, can_focus=True):
     def _refresh_row(self, row: int) -> None:
         self.refresh(Region(0, row, self.size.width, 1))
 
-    def _visible_line(self, y: int) -> Line | None:
+    def _visible_line(self, y: int) -> AnyLine | None:
         screen = self.emulator.screen
         if self.history_offset and not screen.in_alt:
             history = screen.scrollback
