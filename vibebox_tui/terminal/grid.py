@@ -142,10 +142,18 @@ class Grid:
         cursor = self.cursor
         if cursor.x >= self.columns:
             cursor.x = self.columns - 1
-        if cursor.y == self.bottom:
-            self.scroll_up(1)
-        elif cursor.y < self.lines - 1:
-            cursor.y += 1
+        if cursor.y != self.bottom:
+            if cursor.y < self.lines - 1:
+                cursor.y += 1
+            return
+        # scroll_up(1), spelled out: a flood scrolls tens of thousands of times a second
+        top, bottom, buffer = self.top, self.bottom, self.buffer
+        line = buffer.pop(top)
+        buffer.insert(bottom, Line(self.columns, self.table.bg_only(cursor.attr)))
+        if top == 0 and buffer is self.main:
+            self.scrollback.append(HistoryLine(line))
+            self.scrolled += 1
+        self.dirty.update(range(top, bottom + 1))
 
     def reverse_index(self) -> None:
         cursor = self.cursor
