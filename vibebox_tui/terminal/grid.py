@@ -52,9 +52,10 @@ class HistoryLine:
     """A row that scrolled off the top, kept compactly: nothing edits it any more.
 
     Its cells as one string when each holds one character (else a tuple), its attribute ids
-    as an unsigned int array: about a third of a :class:`Line`'s memory, and nothing in it
-    the cycle collector has to visit -- a flood turns thousands of rows a second into
-    scrollback, which as lists of cells kept every collection busy walking them.
+    as an array of 16-bit ints (32-bit past 65535 attributes): under a third of a
+    :class:`Line`'s memory, and nothing in it the cycle collector has to visit -- a flood
+    turns thousands of rows a second into scrollback, which as lists of cells kept every
+    collection busy walking them.
     """
 
     __slots__ = ("attrs", "cache", "chars", "wrapped")
@@ -64,7 +65,10 @@ class HistoryLine:
         self.chars: str | tuple[str, ...] = (
             text if len(text) == len(line.chars) else tuple(line.chars)
         )
-        self.attrs = array("I", line.attrs)
+        try:
+            self.attrs = array("H", line.attrs)  # two bytes a cell: ids below 65536
+        except OverflowError:
+            self.attrs = array("I", line.attrs)  # a stream that made more attributes
         self.wrapped = line.wrapped
         self.cache: object | None = None
 
