@@ -344,6 +344,9 @@ def test_scrollback_lines_are_compact_and_render_as_they_did_on_screen() -> None
         line.chars[:] = list(history.chars)
         line.attrs[:] = list(history.attrs)
         assert list(renderer.line(history, 10)) == list(renderer.line(line, 10))
+    many = Line(3)
+    many.attrs[1] = 70000  # past 16 bits
+    assert list(HistoryLine(many).attrs) == [0, 70000, 0]
 
 
 def test_synchronized_output_mode_is_tracked_and_reported() -> None:
