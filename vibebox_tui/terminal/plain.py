@@ -21,9 +21,11 @@ from vibebox_tui.terminal.sequences import PLAIN_SPLIT
 
 def plain_parts(text: str) -> list[str] | None:
     """``text`` split as ``[text, delimiter, text, ...]`` if it is plain output, else None."""
+    if not text.isascii():
+        return None  # checked first: it costs far less than the split
     parts = PLAIN_SPLIT.split(text)
     texts = "".join(parts[::2])
-    if texts.isascii() and texts.isprintable():
+    if texts.isprintable():
         return parts
     return None
 
