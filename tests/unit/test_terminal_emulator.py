@@ -349,6 +349,18 @@ def test_scrollback_lines_are_compact_and_render_as_they_did_on_screen() -> None
     assert list(HistoryLine(many).attrs) == [0, 70000, 0]
 
 
+def test_every_scroll_after_the_renderer_looked_marks_the_region_again() -> None:
+    emulator = term("\x1b[2;4r\x1b[4;1H" + "x\r\n" * 3, lines=5)
+    screen = emulator.screen
+    assert screen.dirty >= {1, 2, 3}
+    screen.clean()
+    emulator.feed(b"y\r\n")
+    assert screen.dirty >= {1, 2, 3}
+    screen.clean()
+    emulator.feed(b"\x1b[r\x1b[5;1Hz\r\n")  # a new region (the whole screen)
+    assert screen.dirty == {0, 1, 2, 3, 4}
+
+
 def test_synchronized_output_mode_is_tracked_and_reported() -> None:
     emulator = term("\x1b[?2026$p\x1b[?2026h\x1b[?2026$p")
     assert emulator.synchronized

@@ -114,6 +114,10 @@ class Grid:
         self.insert = False
         self.tabstops = set(range(8, columns, 8))
         self.dirty: set[int] = set(range(lines))
+        # The scroll region (top, bottom) whose rows a line feed already put in ``dirty``: the
+        # next ones need not again (a flood scrolls tens of thousands of times between two
+        # looks). Only :meth:`clean` empties ``dirty``, and it forgets this.
+        self._dirty_region: tuple[int, int] | None = None
         self.scrolled = 0  # lines scrolled into scrollback since the renderer last looked
 
     # -- helpers -----------------------------------------------------------------------
@@ -131,6 +135,11 @@ class Grid:
 
     def touch_all(self) -> None:
         self.dirty.update(range(self.lines))
+
+    def clean(self) -> None:
+        """The renderer has seen every row in :attr:`dirty`: start collecting anew."""
+        self.dirty.clear()
+        self._dirty_region = None
 
     @property
     def display(self) -> list[str]:
@@ -157,7 +166,9 @@ class Grid:
         if top == 0 and buffer is self.main:
             self.scrollback.append(HistoryLine(line))
             self.scrolled += 1
-        self.dirty.update(range(top, bottom + 1))
+        if self._dirty_region != (top, bottom):
+            self.dirty.update(range(top, bottom + 1))
+            self._dirty_region = (top, bottom)
 
     def reverse_index(self) -> None:
         cursor = self.cursor

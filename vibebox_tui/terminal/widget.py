@@ -311,8 +311,7 @@ class TerminalView(Widget, can_focus=True):
         else:
             for row in dirty:
                 self._refresh_row(row)
-        dirty.clear()
-        screen.dirty = dirty
+        screen.clean()
 
     def _frame_due(self) -> None:
         self._frame_timer = None
