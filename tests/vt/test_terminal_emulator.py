@@ -11,6 +11,8 @@ from rich.style import Style
 from vibebox_tui.terminal.render import Renderer
 from vibebox_tui.terminal.vt.attrs import BOLD, TRUECOLOR, UNDERLINE, Attr, apply_sgr
 from vibebox_tui.terminal.vt.emulator import BellEvent, CommandEvent, Emulator, TitleEvent
+from vibebox_tui.terminal.vt.grid import HistoryLine, Line
+from vibebox_tui.terminal.vt.plain import plain_parts
 
 
 def term(data: bytes | str, columns: int = 20, lines: int = 5) -> Emulator:
@@ -285,6 +287,79 @@ def test_fast_unicode_paths_draw_exactly_what_the_per_character_path_draws() -> 
             assert [line.chars for line in fast.buffer] == [line.chars for line in slow.buffer]
             assert [line.wrapped for line in fast.buffer] == [line.wrapped for line in slow.buffer]
             assert (fast.cursor.x, fast.cursor.y) == (slow.cursor.x, slow.cursor.y)
+
+
+def _cells(emulator: Emulator) -> list[tuple[str, list[str], list[Attr], bool]]:
+    screen = emulator.screen
+    table = screen.table.attrs
+    return [
+        (where, list(line.chars), [table[a] for a in line.attrs], line.wrapped)
+        for where, lines in (("history", list(screen.scrollback)), ("screen", screen.buffer))
+        for line in lines
+    ]
+
+
+@pytest.mark.parametrize("columns", [1, 2, 3, 7, 10])
+def test_plain_output_fast_path_draws_exactly_what_the_general_parser_draws(
+    columns: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks of text, SGRs, CRs and LFs (plain.py) against the same bytes token by token,
+    over wide characters, pending wraps, scroll regions, LNM and background colours."""
+    rnd = random.Random(columns)
+    pieces = ["ab", "x" * 9, " ", "\x1b[31m", "\x1b[0m", "\x1b[m", "\x1b[1;44m", "\x1b[48;5;9m"]
+    pieces += ["\x1b[38;2;1;2;3m", "\r\n", "\r\r\n", "\r", "\n", "\n\r", "zz"]
+    wide = "漢字かな한국漢字"
+    setups = [f"\x1b[H{wide}\x1b[2;1H{wide}\x1b[1;2H", f"\x1b[H{wide}\x1b[H", "\x1b[20h", ""]
+    setups += ["\x1b[2;3r\x1b[3;1H", "\x1b[5;1H\x1b[44m"]
+    for _ in range(40):
+        chunks = [rnd.choice(setups)] + [
+            "".join(rnd.choice(pieces) for _ in range(rnd.randint(1, 12))) for _ in range(8)
+        ]
+        chunks.append("\x1b[2b")  # REP: the character the last chunk ended with, if any
+        results = []
+        for fast in (True, False):
+            monkeypatch.setattr(
+                "vibebox_tui.terminal.vt.emulator.plain_parts",
+                plain_parts if fast else lambda text: None,
+            )
+            emulator = Emulator(columns, 5)
+            for chunk in chunks:
+                emulator.feed(chunk.encode())
+            screen = emulator.screen
+            cursor = (screen.cursor.x, screen.cursor.y, screen.table.attrs[screen.cursor.attr])
+            results.append((_cells(emulator), cursor))
+        assert results[0] == results[1], chunks
+    assert plain_parts("a\x1b[1mb\r\r\nc") == ["a", "\x1b[1m", "b", "\r\r\n", "c"]
+    assert plain_parts("a\tb") is None and plain_parts("\x1b[Ha") is None
+    assert plain_parts("é") is None
+
+
+def test_scrollback_lines_are_compact_and_render_as_they_did_on_screen() -> None:
+    emulator = term("\x1b[41mred\x1b[0m plain\r\n漢字 e\u0301\r\n" + "\r\n" * 5, columns=10)
+    red, wide = list(emulator.screen.scrollback)[:2]
+    assert isinstance(red, HistoryLine) and red.chars == "red plain " and red.text == red.chars
+    assert isinstance(wide.chars, tuple) and wide.text.rstrip() == "漢字 e\u0301"
+    renderer = Renderer(emulator.screen.table)
+    for history in (red, wide):
+        line = Line(10)
+        line.chars[:] = list(history.chars)
+        line.attrs[:] = list(history.attrs)
+        assert list(renderer.line(history, 10)) == list(renderer.line(line, 10))
+    many = Line(3)
+    many.attrs[1] = 70000  # past 16 bits
+    assert list(HistoryLine(many).attrs) == [0, 70000, 0]
+
+
+def test_every_scroll_after_the_renderer_looked_marks_the_region_again() -> None:
+    emulator = term("\x1b[2;4r\x1b[4;1H" + "x\r\n" * 3, lines=5)
+    screen = emulator.screen
+    assert screen.dirty >= {1, 2, 3}
+    screen.clean()
+    emulator.feed(b"y\r\n")
+    assert screen.dirty >= {1, 2, 3}
+    screen.clean()
+    emulator.feed(b"\x1b[r\x1b[5;1Hz\r\n")  # a new region (the whole screen)
+    assert screen.dirty == {0, 1, 2, 3, 4}
 
 
 def test_synchronized_output_mode_is_tracked_and_reported() -> None:

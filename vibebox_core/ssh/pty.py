@@ -21,6 +21,13 @@ TERM_TYPE = "xterm-256color"
 READ_SIZE = 65536
 """Most bytes one :meth:`SSHPtyStream.read` returns; larger reads mean fewer, bigger batches."""
 
+PTY_WINDOW = 256 * 1024
+"""The SSH receive window of a PTY session (asyncssh's default is 2 MiB). During a flood the
+guest sends as far ahead as the window lets it, and what it sent queues in front of the echo of
+a key typed meanwhile -- up to twice the window (asyncssh buffers one window for the reader,
+then stops reading and lets the channel fill another). A quarter of a MiB still covers the
+round trip of a window adjust many times over: a ``cat`` is not slower for it."""
+
 EXIT_WAIT = 5.0
 """Seconds to wait, after the output ended, for the session's exit status."""
 
@@ -74,6 +81,7 @@ class SSHPtyStream:
                 term_type=TERM_TYPE,
                 term_size=(max(1, cols), max(1, rows)),
                 encoding=None,
+                window=PTY_WINDOW,
                 env={**(env or {}), commandtoken.ENV_NAME: token},
             )
         except (asyncssh.Error, OSError) as exc:

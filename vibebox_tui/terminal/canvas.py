@@ -27,7 +27,7 @@ from vibebox_tui.terminal.frames import FramePacer
 from vibebox_tui.terminal.keys import SCROLLBACK_DOWN_KEY
 from vibebox_tui.terminal.render import Renderer
 from vibebox_tui.terminal.vt.emulator import Emulator
-from vibebox_tui.terminal.vt.screen import Line
+from vibebox_tui.terminal.vt.screen import AnyLine
 
 SYNC_TIMEOUT = 0.2
 """Longest a synchronized update (mode 2026) may hold the repaint, as in other terminals."""
@@ -99,8 +99,7 @@ class TerminalCanvas(Widget):
         else:
             for row in dirty:
                 self._refresh_row(row)
-        dirty.clear()
-        screen.dirty = dirty
+        screen.clean()
 
     def _frame_due(self) -> None:
         self._frame_timer = None
@@ -109,7 +108,7 @@ class TerminalCanvas(Widget):
     def _refresh_row(self, row: int) -> None:
         self.refresh(Region(0, row, self.size.width, 1))
 
-    def _visible_line(self, y: int) -> Line | None:
+    def _visible_line(self, y: int) -> AnyLine | None:
         screen = self.emulator.screen
         if self.history_offset and not screen.in_alt:
             history = screen.scrollback

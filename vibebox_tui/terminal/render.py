@@ -37,7 +37,7 @@ from vibebox_tui.terminal.vt.attrs import (
     UNDERLINE,
     AttrTable,
 )
-from vibebox_tui.terminal.vt.screen import Line
+from vibebox_tui.terminal.vt.screen import AnyLine
 
 # Zero-width joiners and emoji presentation selectors are kept in the model (so text can be
 # copied intact) but not sent to the outer terminal: there they could merge cells or widen a
@@ -125,7 +125,7 @@ class Renderer:
             self._styles[attr_id] = found
         return found
 
-    def line(self, line: Line, width: int) -> Strip:
+    def line(self, line: AnyLine, width: int) -> Strip:
         """The strip for ``line``, exactly ``width`` cells wide."""
         cached = line.cache
         if (
@@ -139,7 +139,7 @@ class Renderer:
         line.cache = (self.generation, width, strip)
         return strip
 
-    def _build(self, line: Line, width: int) -> Strip:
+    def _build(self, line: AnyLine, width: int) -> Strip:
         chars = line.chars
         segments: list[Segment] = []
         append = segments.append
@@ -148,16 +148,16 @@ class Renderer:
         for attr, run in groupby(line.attrs[:width]):
             end = x + len(list(run))
             cells = chars[x:end]
-            text = "".join(cells)
+            text = cells if isinstance(cells, str) else "".join(cells)
             if not text.isascii():
-                text = _fit(cells)
+                text = _fit(list(cells))
             append(Segment(text, style(attr)))
             x = end
         if x < width:
             append(Segment(" " * (width - x), self.styled()))
         return Strip(segments, width)
 
-    def cursor_strip(self, strip: Strip, line: Line, x: int) -> Strip:
+    def cursor_strip(self, strip: Strip, line: AnyLine, x: int) -> Strip:
         """``strip`` with the cell at ``x`` drawn as a block cursor (reversed)."""
         if not 0 <= x < len(line.chars):
             return strip

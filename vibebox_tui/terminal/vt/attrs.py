@@ -54,6 +54,9 @@ class AttrTable:
         self._ids: dict[Attr, int] = {Attr(): 0}
         self._sgr_cache: dict[tuple[int, str], int] = {}
         self._bg_only: dict[int, int] = {0: 0}
+        self.sequences: dict[tuple[int, str], int] = {}
+        """:meth:`sgr`'s results by (attribute id, the whole ``CSI ... m`` as it came): the
+        plain-output fast path looks them up without slicing the parameters out."""
 
     def intern(self, attr: Attr) -> int:
         """Return the id of ``attr``, adding it if new."""
@@ -81,6 +84,14 @@ class AttrTable:
                 self._sgr_cache.clear()
             found = self.intern(apply_sgr(self.attrs[attr_id], params))
             self._sgr_cache[key] = found
+        return found
+
+    def sgr_sequence(self, attr_id: int, sequence: str) -> int:
+        """:meth:`sgr` for a whole ``CSI params m`` sequence, remembered in :attr:`sequences`."""
+        found = self.sgr(attr_id, sequence[2:-1])
+        if len(self.sequences) > 65536:
+            self.sequences.clear()
+        self.sequences[attr_id, sequence] = found
         return found
 
 

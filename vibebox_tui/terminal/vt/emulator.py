@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import codecs
 
+from vibebox_tui.terminal.vt.plain import feed_plain, plain_parts
 from vibebox_tui.terminal.vt.screen import Screen
 from vibebox_tui.terminal.vt.sequences import (
     ALLOW_DECCOLM,
@@ -110,6 +111,11 @@ class Emulator:
     def feed_text(self, text: str) -> None:
         """Parse already-decoded text that holds no cut sequence at its end."""
         screen = self.screen
+        if not screen.insert and screen.autowrap and self._g[self._shift] == "B":
+            parts = plain_parts(text)
+            if parts is not None:
+                self._last = feed_plain(screen, parts, self.newline_mode)
+                return
         draw = self._draw
         for match in TOKEN.finditer(text):
             kind = match.lastgroup

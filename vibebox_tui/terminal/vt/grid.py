@@ -11,6 +11,7 @@ A cell holds the character drawn there plus any zero-width characters that follo
 
 from __future__ import annotations
 
+from array import array
 from collections import deque
 
 from vibebox_tui.terminal.vt.attrs import AttrTable
@@ -47,6 +48,40 @@ class Line:
         self.cache = None
 
 
+class HistoryLine:
+    """A row that scrolled off the top, kept compactly: nothing edits it any more.
+
+    Its cells as one string when each holds one character (else a tuple), its attribute ids
+    as an array of 16-bit ints (32-bit past 65535 attributes): under a third of a
+    :class:`Line`'s memory, and nothing in it the cycle collector has to visit -- a flood
+    turns thousands of rows a second into scrollback, which as lists of cells kept every
+    collection busy walking them.
+    """
+
+    __slots__ = ("attrs", "cache", "chars", "wrapped")
+
+    def __init__(self, line: Line) -> None:
+        text = "".join(line.chars)
+        self.chars: str | tuple[str, ...] = (
+            text if len(text) == len(line.chars) else tuple(line.chars)
+        )
+        try:
+            self.attrs = array("H", line.attrs)  # two bytes a cell: ids below 65536
+        except OverflowError:
+            self.attrs = array("I", line.attrs)  # a stream that made more attributes
+        self.wrapped = line.wrapped
+        self.cache: object | None = None
+
+    @property
+    def text(self) -> str:
+        chars = self.chars
+        return chars if isinstance(chars, str) else "".join(chars)
+
+
+AnyLine = Line | HistoryLine
+"""A row on the screen or in the scrollback (what the renderer draws)."""
+
+
 class Cursor:
     __slots__ = ("attr", "x", "y")
 
@@ -71,7 +106,7 @@ class Grid:
         self.main = [Line(columns) for _ in range(lines)]
         self.alt = [Line(columns) for _ in range(lines)]
         self.buffer = self.main
-        self.scrollback: deque[Line] = deque(maxlen=SCROLLBACK_LINES)
+        self.scrollback: deque[HistoryLine] = deque(maxlen=SCROLLBACK_LINES)
         self.top = 0
         self.bottom = lines - 1
         self.autowrap = True
@@ -79,6 +114,10 @@ class Grid:
         self.insert = False
         self.tabstops = set(range(8, columns, 8))
         self.dirty: set[int] = set(range(lines))
+        # The scroll region (top, bottom) whose rows a line feed already put in ``dirty``: the
+        # next ones need not again (a flood scrolls tens of thousands of times between two
+        # looks). Only :meth:`clean` empties ``dirty``, and it forgets this.
+        self._dirty_region: tuple[int, int] | None = None
         self.scrolled = 0  # lines scrolled into scrollback since the renderer last looked
 
     # -- helpers -----------------------------------------------------------------------
@@ -97,6 +136,11 @@ class Grid:
     def touch_all(self) -> None:
         self.dirty.update(range(self.lines))
 
+    def clean(self) -> None:
+        """The renderer has seen every row in :attr:`dirty`: start collecting anew."""
+        self.dirty.clear()
+        self._dirty_region = None
+
     @property
     def display(self) -> list[str]:
         """The visible text, one string per row (wide-char right halves omitted)."""
@@ -111,10 +155,20 @@ class Grid:
         cursor = self.cursor
         if cursor.x >= self.columns:
             cursor.x = self.columns - 1
-        if cursor.y == self.bottom:
-            self.scroll_up(1)
-        elif cursor.y < self.lines - 1:
-            cursor.y += 1
+        if cursor.y != self.bottom:
+            if cursor.y < self.lines - 1:
+                cursor.y += 1
+            return
+        # scroll_up(1), spelled out: a flood scrolls tens of thousands of times a second
+        top, bottom, buffer = self.top, self.bottom, self.buffer
+        line = buffer.pop(top)
+        buffer.insert(bottom, Line(self.columns, self.table.bg_only(cursor.attr)))
+        if top == 0 and buffer is self.main:
+            self.scrollback.append(HistoryLine(line))
+            self.scrolled += 1
+        if self._dirty_region != (top, bottom):
+            self.dirty.update(range(top, bottom + 1))
+            self._dirty_region = (top, bottom)
 
     def reverse_index(self) -> None:
         cursor = self.cursor
@@ -135,7 +189,7 @@ class Grid:
             line = buffer.pop(top)
             buffer.insert(bottom, self.blank())
             if keep:
-                self.scrollback.append(line)
+                self.scrollback.append(HistoryLine(line))
                 self.scrolled += 1
         self.dirty.update(range(top, bottom + 1))
 

@@ -12,10 +12,18 @@ pyte 0.8.
 
 from __future__ import annotations
 
-from vibebox_tui.terminal.vt.grid import SCROLLBACK_LINES, Cursor, Grid, Line
+from vibebox_tui.terminal.vt.grid import SCROLLBACK_LINES, AnyLine, Cursor, Grid, HistoryLine, Line
 from vibebox_tui.terminal.vt.widths import char_width, runs
 
-__all__ = ["SCROLLBACK_LINES", "Cursor", "Line", "Screen", "char_width"]
+__all__ = [
+    "SCROLLBACK_LINES",
+    "AnyLine",
+    "Cursor",
+    "HistoryLine",
+    "Line",
+    "Screen",
+    "char_width",
+]
 
 
 class Screen(Grid):
@@ -100,6 +108,46 @@ class Screen(Grid):
                 chars[-1] = text[end - 1]
                 pos = end
                 cursor.x = columns
+
+    def draw_run(self, text: str, attrs: list[int]) -> None:
+        """Draw printable ASCII ``text`` whose cells take ``attrs`` (one id per character), as
+        drawing each same-attribute piece in turn would (autowrap on, insert mode off): the
+        fast path of plain output (:mod:`~vibebox_tui.terminal.vt.plain`), a line's pieces at once.
+        """
+        cursor = self.cursor
+        columns = self.columns
+        dirty = self.dirty
+        pos = 0
+        end = len(text)
+        while pos < end:
+            if cursor.x >= columns:
+                # the blank line a wrap scrolls in takes the background of the character
+                # that wrapped, as when that piece is drawn on its own
+                attr, cursor.attr = cursor.attr, attrs[pos]
+                self._wrap()
+                cursor.attr = attr
+            x = cursor.x
+            line = self.buffer[cursor.y]
+            chars = line.chars
+            cells = line.attrs
+            count = min(columns - x, end - pos)
+            stop = x + count
+            if x and chars[x] == "":
+                chars[x - 1] = " "  # overwrote the right half of a wide character
+                cells[x - 1] = attrs[pos]
+            if count == end:
+                chars[x:stop] = text
+                cells[x:stop] = attrs
+            else:
+                chars[x:stop] = text[pos : pos + count]
+                cells[x:stop] = attrs[pos : pos + count]
+            pos += count
+            if stop < columns and chars[stop] == "":
+                chars[stop] = " "  # overwrote the left half of a wide character
+                cells[stop] = attrs[pos - 1]
+            line.cache = None
+            dirty.add(cursor.y)
+            cursor.x = stop
 
     def _draw_wide(self, text: str) -> None:
         """Draw characters that are all two cells wide (autowrap on, insert mode off)."""
@@ -289,7 +337,7 @@ class Screen(Grid):
                 else:
                     line = buffer.pop(0)
                     if buffer is self.main:
-                        self.scrollback.append(line)
+                        self.scrollback.append(HistoryLine(line))
                     if is_current:
                         cursor.y -= 1
             while len(buffer) < lines:

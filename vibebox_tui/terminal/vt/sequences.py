@@ -38,6 +38,11 @@ PARTIAL = re.compile(
 )
 # An OSC/DCS string still open at the end of a chunk (its ESC \\ terminator not yet seen).
 STRING_OPEN = re.compile(r"\x1b(?:[P^_X][^\x18\x1a\x1b]*|\][^\x07\x18\x1a\x1b]*)\Z")
+# Plain output -- printable ASCII, SGR sequences, CRs and LFs, what a coloured log or a `cat`
+# of one is made of (through a PTY: "\r\r\n" for each "\r\n" of the file) -- splits at its
+# SGRs and line ends into [text, delimiter, text, ...] (see plain.py); a chunk is plain when
+# its texts hold printable ASCII only.
+PLAIN_SPLIT = re.compile(r"(\x1b\[[0-9;]*m|\r+\n?|\n)")
 # The parameters and intermediates of a well-formed CSI, once C0 controls are taken out.
 CSI_BODY = re.compile(r"(?P<cp>[\x30-\x3f]*)(?P<ci>[\x20-\x2f]*)")
 C0_IN_CSI = re.compile(f"[{_CSI_C0}]")
