@@ -334,6 +334,84 @@ def test_plain_output_fast_path_draws_exactly_what_the_general_parser_draws(
     assert plain_parts("é") is None
 
 
+@pytest.mark.parametrize("columns", [1, 2, 3, 7, 10])
+@pytest.mark.parametrize("limit", [3, 40])
+def test_lines_scrolled_off_in_one_chunk_are_exactly_what_the_general_parser_leaves(
+    columns: int, limit: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks of many lines, most of which scroll off before the chunk ends (plain.py puts
+    those straight into the scrollback, Grid.scroll_in), against the general parser: lines
+    as long as the screen is wide (pending wrap) and longer, empty lines, colours that change
+    mid-line and at line ends, lone CRs and bare LFs among them, scroll regions, the alternate
+    screen, LNM, wide characters left on the screen, and a scrollback shorter than a chunk."""
+    monkeypatch.setattr("vibebox_tui.terminal.vt.grid.SCROLLBACK_LINES", limit)
+    rnd = random.Random(100 + columns + limit)
+    words = ["a", "bc", "x" * columns, "y" * (columns - 1), "z" * (2 * columns + 1), ""]
+    sgrs = ["\x1b[31m", "\x1b[0m", "\x1b[44m", "\x1b[1;42m", "\x1b[m", ""]
+    ends = ["\r\n"] * 8 + ["\n", "\r\r\n", "\r", "\n\r"]
+    wide = "漢字かな한국漢字"
+    setups = ["", "\x1b[20h", "\x1b[?1049h", "\x1b[1;3r\x1b[3;1H", "\x1b[2;4r\x1b[4;1H"]
+    setups += [f"\x1b[H{wide}\x1b[5;1H{wide}\r\n", "\x1b[44m\x1b[2J\x1b[5;1H", "\x1b[1;9r"]
+    setups += ["\x1b[3;1H", f"\x1b[4;1H{wide}\x1b[2A"]
+
+    def line() -> str:
+        return "".join(rnd.choice(sgrs) + rnd.choice(words) for _ in range(rnd.randint(0, 3)))
+
+    for _ in range(25):
+        chunks = [rnd.choice(setups)]
+        for _ in range(4):
+            chunks.append("".join(line() + rnd.choice(ends) for _ in range(rnd.randint(1, 30))))
+            chunks[-1] += line()  # most chunks end inside a line
+        chunks.append("\x1b[2b")
+        results = []
+        for fast in (True, False):
+            monkeypatch.setattr(
+                "vibebox_tui.terminal.vt.emulator.plain_parts",
+                plain_parts if fast else lambda text: None,
+            )
+            emulator = Emulator(columns, 5)
+            for chunk in chunks:
+                emulator.feed(chunk.encode())
+            screen = emulator.screen
+            state = (screen.cursor.x, screen.cursor.y, screen.table.attrs[screen.cursor.attr])
+            results.append((_cells(emulator), state, screen.scrolled, len(screen.scrollback)))
+        assert results[0] == results[1], chunks
+
+
+def test_rows_scrolled_off_unseen_become_history_rows_and_mark_the_screen() -> None:
+    emulator = Emulator(4, 3)
+    screen = emulator.screen
+    emulator.feed(b"\x1b[3;1H\r\n")  # the cursor on a fresh bottom row
+    screen.clean()
+    emulator.feed(b"".join(b"%d\x1b[31mr\x1b[0m\r\n" % n for n in range(10)) + b"tail")
+    assert rows(emulator) == ["8r", "9r", "tail"]
+    history = list(screen.scrollback)
+    assert all(isinstance(line, HistoryLine) for line in history)
+    assert [line.text for line in history[-3:]] == ["5r  ", "6r  ", "7r  "]
+    assert screen.scrolled == 11 and screen.dirty >= {0, 1, 2}
+    assert all(isinstance(line, Line) for line in screen.buffer)
+
+
+def test_rows_scrolled_off_unseen_keep_attribute_ids_past_16_bits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    chunk = "".join(f"\x1b[38;2;{n};1;2m{n}\x1b[48;5;{n % 256}m.\r\n" for n in range(60)) + "end"
+    results = []
+    for fast in (True, False):
+        monkeypatch.setattr(
+            "vibebox_tui.terminal.vt.emulator.plain_parts",
+            plain_parts if fast else lambda text: None,
+        )
+        emulator = Emulator(6, 4)
+        table = emulator.screen.table
+        for n in range((1 << 16) - 40):  # a long session's attributes: the chunk goes past 16 bits
+            table.intern(Attr(fg=TRUECOLOR | n, bg=TRUECOLOR | n))
+        emulator.feed(b"\x1b[4;1H\r\n" + chunk.encode())
+        results.append(_cells(emulator))
+        assert max(emulator.screen.scrollback[-1].attrs) >= 1 << 16
+    assert results[0] == results[1]
+
+
 def test_scrollback_lines_are_compact_and_render_as_they_did_on_screen() -> None:
     emulator = term("\x1b[41mred\x1b[0m plain\r\n漢字 e\u0301\r\n" + "\r\n" * 5, columns=10)
     red, wide = list(emulator.screen.scrollback)[:2]
