@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 from rich.cells import cell_len
@@ -10,9 +11,16 @@ from rich.style import Style
 
 from vibebox_tui.terminal.render import Renderer
 from vibebox_tui.terminal.vt.attrs import BOLD, TRUECOLOR, UNDERLINE, Attr, apply_sgr
-from vibebox_tui.terminal.vt.emulator import BellEvent, CommandEvent, Emulator, TitleEvent
+from vibebox_tui.terminal.vt.emulator import (
+    PLAIN_STRETCH,
+    BellEvent,
+    CommandEvent,
+    Emulator,
+    TitleEvent,
+)
 from vibebox_tui.terminal.vt.grid import HistoryLine, Line
 from vibebox_tui.terminal.vt.plain import plain_parts
+from vibebox_tui.terminal.vt.sequences import NOT_PLAIN
 
 
 def term(data: bytes | str, columns: int = 20, lines: int = 5) -> Emulator:
@@ -289,6 +297,15 @@ def test_fast_unicode_paths_draw_exactly_what_the_per_character_path_draws() -> 
             assert (fast.cursor.x, fast.cursor.y) == (slow.cursor.x, slow.cursor.y)
 
 
+def _general_parser_only(monkeypatch: pytest.MonkeyPatch, fast: bool) -> None:
+    """With ``fast`` False, every chunk goes through the general parser whole, as before
+    the fast paths of plain output (plain.py) existed."""
+    where = "vibebox_tui.terminal.vt.emulator"
+    monkeypatch.setattr(f"{where}.plain_parts", plain_parts if fast else lambda text: None)
+    monkeypatch.setattr(f"{where}.NOT_PLAIN", NOT_PLAIN if fast else re.compile("(?!)"))
+    monkeypatch.setattr(f"{where}.PLAIN_STRETCH", PLAIN_STRETCH if fast else 1 << 30)
+
+
 def _cells(emulator: Emulator) -> list[tuple[str, list[str], list[Attr], bool]]:
     screen = emulator.screen
     table = screen.table.attrs
@@ -318,10 +335,7 @@ def test_plain_output_fast_path_draws_exactly_what_the_general_parser_draws(
         chunks.append("\x1b[2b")  # REP: the character the last chunk ended with, if any
         results = []
         for fast in (True, False):
-            monkeypatch.setattr(
-                "vibebox_tui.terminal.vt.emulator.plain_parts",
-                plain_parts if fast else lambda text: None,
-            )
+            _general_parser_only(monkeypatch, fast)
             emulator = Emulator(columns, 5)
             for chunk in chunks:
                 emulator.feed(chunk.encode())
@@ -365,16 +379,52 @@ def test_lines_scrolled_off_in_one_chunk_are_exactly_what_the_general_parser_lea
         chunks.append("\x1b[2b")
         results = []
         for fast in (True, False):
-            monkeypatch.setattr(
-                "vibebox_tui.terminal.vt.emulator.plain_parts",
-                plain_parts if fast else lambda text: None,
-            )
+            _general_parser_only(monkeypatch, fast)
             emulator = Emulator(columns, 5)
             for chunk in chunks:
                 emulator.feed(chunk.encode())
             screen = emulator.screen
             state = (screen.cursor.x, screen.cursor.y, screen.table.attrs[screen.cursor.attr])
             results.append((_cells(emulator), state, screen.scrolled, len(screen.scrollback)))
+        assert results[0] == results[1], chunks
+
+
+@pytest.mark.parametrize("columns", [1, 3, 10])
+@pytest.mark.parametrize(("stretch", "credit"), [(1, 8), (64, 8), (8, 1)])
+def test_plain_stretches_of_other_chunks_draw_exactly_what_the_general_parser_draws(
+    columns: int, stretch: int, credit: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks that mix plain output with everything else (cursor moves, erases, DECSC/DECRC,
+    modes the fast path leaves to the general parser: insert, autowrap off, DEC graphics,
+    LNM; the alternate screen, scroll regions, non-ASCII and combining characters, OSC, REP)
+    parsed stretch by stretch against the same chunks parsed whole by the general parser."""
+    rnd = random.Random(200 + columns + stretch + credit)
+    plain = ["ab", "x" * 9, " ", "\x1b[31m", "\x1b[0m", "\x1b[1;44m", "\r\n", "\r", "\n"]
+    plain += ["lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod\r\n"]
+    other = ["\x1b[H", "\x1b[2;3H", "\x1b7", "\x1b8", "\x1b[2K", "\x1b[J", "\x1b[4h", "\x1b[4l"]
+    other += ["\x1b[?7l", "\x1b[?7h", "\x1b(0", "\x1b(B", "\x0e", "\x0f", "\x1b[20h", "\x1b[20l"]
+    other += ["é", "e\u0301", "\u0301", "漢字", "\t", "\x08", "\x1b]0;t\x07", "\x1b[?1049h"]
+    other += ["\x1b[?1049l", "\x1b[2;4r", "\x1b[r", "\x1b[3b", "\x1b[?m", "\x1b[1", "\x1b[P"]
+    for _ in range(40):
+        chunks = [
+            "".join(
+                rnd.choice(other if rnd.random() < 0.15 else plain)
+                for _ in range(rnd.randint(1, 40))
+            )
+            for _ in range(6)
+        ]
+        results = []
+        for fast in (True, False):
+            _general_parser_only(monkeypatch, fast)
+            if fast:
+                monkeypatch.setattr("vibebox_tui.terminal.vt.emulator.PLAIN_STRETCH", stretch)
+                monkeypatch.setattr("vibebox_tui.terminal.vt.emulator.PLAIN_CREDIT", credit)
+            emulator = Emulator(columns, 5)
+            for chunk in chunks:
+                emulator.feed(chunk.encode())
+            screen = emulator.screen
+            state = (screen.cursor.x, screen.cursor.y, screen.table.attrs[screen.cursor.attr])
+            results.append((_cells(emulator), state, screen.insert, screen.autowrap))
         assert results[0] == results[1], chunks
 
 
@@ -398,10 +448,7 @@ def test_rows_scrolled_off_unseen_keep_attribute_ids_past_16_bits(
     chunk = "".join(f"\x1b[38;2;{n};1;2m{n}\x1b[48;5;{n % 256}m.\r\n" for n in range(60)) + "end"
     results = []
     for fast in (True, False):
-        monkeypatch.setattr(
-            "vibebox_tui.terminal.vt.emulator.plain_parts",
-            plain_parts if fast else lambda text: None,
-        )
+        _general_parser_only(monkeypatch, fast)
         emulator = Emulator(6, 4)
         table = emulator.screen.table
         for n in range((1 << 16) - 40):  # a long session's attributes: the chunk goes past 16 bits
