@@ -17,8 +17,10 @@ of cells. The result is cell for cell what drawing and scrolling them one by one
 tests compare both against the general parser).
 
 A chunk holding anything else (another control or escape sequence, non-ASCII text) takes the
-general path, and so does every chunk while the screen is in a mode this path does not model
-(insert mode, autowrap off, a non-ASCII character set); the emulator checks those.
+general path but for its long stretches of plain output, and every chunk does while the
+screen is in a mode this path does not model (insert mode, autowrap off, a non-ASCII
+character set); the emulator checks those (:meth:`Emulator.feed_text
+<vibebox_tui.terminal.vt.emulator.Emulator.feed_text>`).
 """
 
 from __future__ import annotations
