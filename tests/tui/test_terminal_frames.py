@@ -50,6 +50,44 @@ def test_after_a_key_output_paints_at_once_for_the_echo_window() -> None:
     assert pacer.wait() > 0.0  # the window is over: paced again
 
 
+def test_a_key_at_a_quiet_prompt_paints_its_echo_then_the_flood_it_starts_is_paced() -> None:
+    clock = Clock()
+    pacer = FramePacer(interval=0.05, echo_window=0.2, clock=clock)
+    pacer.painted()
+    clock.now += 1.0
+    pacer.typed()  # Enter on `cat big.log`, nothing scrolling
+    clock.now += 0.001
+    pacer.scrolled(1, 24)  # the echo of Enter
+    assert pacer.wait() == 0.0
+    pacer.painted()
+    clock.now += 0.001
+    pacer.scrolled(30, 24)  # the first read of the flood
+    assert pacer.wait() == 0.0  # still the echo window: this frame is painted at once...
+    pacer.painted()
+    clock.now += 0.001
+    pacer.scrolled(30, 24)
+    assert pacer.wait() > 0.0  # ...and the rest of the flood waits for its frames
+
+
+def test_a_key_typed_while_output_scrolls_keeps_its_whole_echo_window() -> None:
+    clock = Clock()
+    pacer = FramePacer(interval=0.05, echo_window=0.2, clock=clock)
+    pacer.scrolled(40, 24)
+    pacer.painted()
+    clock.now += 0.01
+    pacer.typed()  # its echo may come behind output already on its way
+    for _ in range(5):
+        clock.now += 0.01
+        pacer.scrolled(40, 24)
+        assert pacer.wait() == 0.0
+        pacer.painted()
+    clock.now += 0.16
+    pacer.scrolled(40, 24)
+    pacer.painted()
+    clock.now += 0.01
+    assert pacer.wait() > 0.0  # the window is over
+
+
 def test_defaults_pace_below_the_display_rate_and_keep_the_echo_window() -> None:
     assert 1 / 60 <= FRAME_INTERVAL <= 1 / 10
     assert ECHO_WINDOW >= FRAME_INTERVAL

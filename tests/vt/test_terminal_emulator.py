@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 from rich.cells import cell_len
@@ -10,9 +11,16 @@ from rich.style import Style
 
 from vibebox_tui.terminal.render import Renderer
 from vibebox_tui.terminal.vt.attrs import BOLD, TRUECOLOR, UNDERLINE, Attr, apply_sgr
-from vibebox_tui.terminal.vt.emulator import BellEvent, CommandEvent, Emulator, TitleEvent
+from vibebox_tui.terminal.vt.emulator import (
+    PLAIN_STRETCH,
+    BellEvent,
+    CommandEvent,
+    Emulator,
+    TitleEvent,
+)
 from vibebox_tui.terminal.vt.grid import HistoryLine, Line
 from vibebox_tui.terminal.vt.plain import plain_parts
+from vibebox_tui.terminal.vt.sequences import NOT_PLAIN
 
 
 def term(data: bytes | str, columns: int = 20, lines: int = 5) -> Emulator:
@@ -289,6 +297,15 @@ def test_fast_unicode_paths_draw_exactly_what_the_per_character_path_draws() -> 
             assert (fast.cursor.x, fast.cursor.y) == (slow.cursor.x, slow.cursor.y)
 
 
+def _general_parser_only(monkeypatch: pytest.MonkeyPatch, fast: bool) -> None:
+    """With ``fast`` False, every chunk goes through the general parser whole, as before
+    the fast paths of plain output (plain.py) existed."""
+    where = "vibebox_tui.terminal.vt.emulator"
+    monkeypatch.setattr(f"{where}.plain_parts", plain_parts if fast else lambda text: None)
+    monkeypatch.setattr(f"{where}.NOT_PLAIN", NOT_PLAIN if fast else re.compile("(?!)"))
+    monkeypatch.setattr(f"{where}.PLAIN_STRETCH", PLAIN_STRETCH if fast else 1 << 30)
+
+
 def _cells(emulator: Emulator) -> list[tuple[str, list[str], list[Attr], bool]]:
     screen = emulator.screen
     table = screen.table.attrs
@@ -318,10 +335,7 @@ def test_plain_output_fast_path_draws_exactly_what_the_general_parser_draws(
         chunks.append("\x1b[2b")  # REP: the character the last chunk ended with, if any
         results = []
         for fast in (True, False):
-            monkeypatch.setattr(
-                "vibebox_tui.terminal.vt.emulator.plain_parts",
-                plain_parts if fast else lambda text: None,
-            )
+            _general_parser_only(monkeypatch, fast)
             emulator = Emulator(columns, 5)
             for chunk in chunks:
                 emulator.feed(chunk.encode())
@@ -332,6 +346,117 @@ def test_plain_output_fast_path_draws_exactly_what_the_general_parser_draws(
     assert plain_parts("a\x1b[1mb\r\r\nc") == ["a", "\x1b[1m", "b", "\r\r\n", "c"]
     assert plain_parts("a\tb") is None and plain_parts("\x1b[Ha") is None
     assert plain_parts("é") is None
+
+
+@pytest.mark.parametrize("columns", [1, 2, 3, 7, 10])
+@pytest.mark.parametrize("limit", [3, 40])
+def test_lines_scrolled_off_in_one_chunk_are_exactly_what_the_general_parser_leaves(
+    columns: int, limit: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks of many lines, most of which scroll off before the chunk ends (plain.py puts
+    those straight into the scrollback, Grid.scroll_in), against the general parser: lines
+    as long as the screen is wide (pending wrap) and longer, empty lines, colours that change
+    mid-line and at line ends, lone CRs and bare LFs among them, scroll regions, the alternate
+    screen, LNM, wide characters left on the screen, and a scrollback shorter than a chunk."""
+    monkeypatch.setattr("vibebox_tui.terminal.vt.grid.SCROLLBACK_LINES", limit)
+    rnd = random.Random(100 + columns + limit)
+    words = ["a", "bc", "x" * columns, "y" * (columns - 1), "z" * (2 * columns + 1), ""]
+    sgrs = ["\x1b[31m", "\x1b[0m", "\x1b[44m", "\x1b[1;42m", "\x1b[m", ""]
+    ends = ["\r\n"] * 8 + ["\n", "\r\r\n", "\r", "\n\r"]
+    wide = "漢字かな한국漢字"
+    setups = ["", "\x1b[20h", "\x1b[?1049h", "\x1b[1;3r\x1b[3;1H", "\x1b[2;4r\x1b[4;1H"]
+    setups += [f"\x1b[H{wide}\x1b[5;1H{wide}\r\n", "\x1b[44m\x1b[2J\x1b[5;1H", "\x1b[1;9r"]
+    setups += ["\x1b[3;1H", f"\x1b[4;1H{wide}\x1b[2A"]
+
+    def line() -> str:
+        return "".join(rnd.choice(sgrs) + rnd.choice(words) for _ in range(rnd.randint(0, 3)))
+
+    for _ in range(25):
+        chunks = [rnd.choice(setups)]
+        for _ in range(4):
+            chunks.append("".join(line() + rnd.choice(ends) for _ in range(rnd.randint(1, 30))))
+            chunks[-1] += line()  # most chunks end inside a line
+        chunks.append("\x1b[2b")
+        results = []
+        for fast in (True, False):
+            _general_parser_only(monkeypatch, fast)
+            emulator = Emulator(columns, 5)
+            for chunk in chunks:
+                emulator.feed(chunk.encode())
+            screen = emulator.screen
+            state = (screen.cursor.x, screen.cursor.y, screen.table.attrs[screen.cursor.attr])
+            results.append((_cells(emulator), state, screen.scrolled, len(screen.scrollback)))
+        assert results[0] == results[1], chunks
+
+
+@pytest.mark.parametrize("columns", [1, 3, 10])
+@pytest.mark.parametrize(("stretch", "credit"), [(1, 8), (64, 8), (8, 1)])
+def test_plain_stretches_of_other_chunks_draw_exactly_what_the_general_parser_draws(
+    columns: int, stretch: int, credit: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks that mix plain output with everything else (cursor moves, erases, DECSC/DECRC,
+    modes the fast path leaves to the general parser: insert, autowrap off, DEC graphics,
+    LNM; the alternate screen, scroll regions, non-ASCII and combining characters, OSC, REP)
+    parsed stretch by stretch against the same chunks parsed whole by the general parser."""
+    rnd = random.Random(200 + columns + stretch + credit)
+    plain = ["ab", "x" * 9, " ", "\x1b[31m", "\x1b[0m", "\x1b[1;44m", "\r\n", "\r", "\n"]
+    plain += ["lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod\r\n"]
+    other = ["\x1b[H", "\x1b[2;3H", "\x1b7", "\x1b8", "\x1b[2K", "\x1b[J", "\x1b[4h", "\x1b[4l"]
+    other += ["\x1b[?7l", "\x1b[?7h", "\x1b(0", "\x1b(B", "\x0e", "\x0f", "\x1b[20h", "\x1b[20l"]
+    other += ["é", "e\u0301", "\u0301", "漢字", "\t", "\x08", "\x1b]0;t\x07", "\x1b[?1049h"]
+    other += ["\x1b[?1049l", "\x1b[2;4r", "\x1b[r", "\x1b[3b", "\x1b[?m", "\x1b[1", "\x1b[P"]
+    for _ in range(40):
+        chunks = [
+            "".join(
+                rnd.choice(other if rnd.random() < 0.15 else plain)
+                for _ in range(rnd.randint(1, 40))
+            )
+            for _ in range(6)
+        ]
+        results = []
+        for fast in (True, False):
+            _general_parser_only(monkeypatch, fast)
+            if fast:
+                monkeypatch.setattr("vibebox_tui.terminal.vt.emulator.PLAIN_STRETCH", stretch)
+                monkeypatch.setattr("vibebox_tui.terminal.vt.emulator.PLAIN_CREDIT", credit)
+            emulator = Emulator(columns, 5)
+            for chunk in chunks:
+                emulator.feed(chunk.encode())
+            screen = emulator.screen
+            state = (screen.cursor.x, screen.cursor.y, screen.table.attrs[screen.cursor.attr])
+            results.append((_cells(emulator), state, screen.insert, screen.autowrap))
+        assert results[0] == results[1], chunks
+
+
+def test_rows_scrolled_off_unseen_become_history_rows_and_mark_the_screen() -> None:
+    emulator = Emulator(4, 3)
+    screen = emulator.screen
+    emulator.feed(b"\x1b[3;1H\r\n")  # the cursor on a fresh bottom row
+    screen.clean()
+    emulator.feed(b"".join(b"%d\x1b[31mr\x1b[0m\r\n" % n for n in range(10)) + b"tail")
+    assert rows(emulator) == ["8r", "9r", "tail"]
+    history = list(screen.scrollback)
+    assert all(isinstance(line, HistoryLine) for line in history)
+    assert [line.text for line in history[-3:]] == ["5r  ", "6r  ", "7r  "]
+    assert screen.scrolled == 11 and screen.dirty >= {0, 1, 2}
+    assert all(isinstance(line, Line) for line in screen.buffer)
+
+
+def test_rows_scrolled_off_unseen_keep_attribute_ids_past_16_bits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    chunk = "".join(f"\x1b[38;2;{n};1;2m{n}\x1b[48;5;{n % 256}m.\r\n" for n in range(60)) + "end"
+    results = []
+    for fast in (True, False):
+        _general_parser_only(monkeypatch, fast)
+        emulator = Emulator(6, 4)
+        table = emulator.screen.table
+        for n in range((1 << 16) - 40):  # a long session's attributes: the chunk goes past 16 bits
+            table.intern(Attr(fg=TRUECOLOR | n, bg=TRUECOLOR | n))
+        emulator.feed(b"\x1b[4;1H\r\n" + chunk.encode())
+        results.append(_cells(emulator))
+        assert max(emulator.screen.scrollback[-1].attrs) >= 1 << 16
+    assert results[0] == results[1]
 
 
 def test_scrollback_lines_are_compact_and_render_as_they_did_on_screen() -> None:

@@ -59,6 +59,7 @@ class TerminalCanvas(Widget):
     def _output_changed(self) -> None:
         screen = self.emulator.screen
         if screen.scrolled:
+            self._pacer.scrolled(screen.scrolled, screen.lines)
             if self.history_offset:
                 self.history_offset = min(
                     self.history_offset + screen.scrolled, len(screen.scrollback)

@@ -13,7 +13,12 @@ widget asks a :class:`FramePacer` instead:
   timer for the rest, so the last state is always painted (nothing is dropped: the screen
   model holds every byte, the pacer only decides how often it is looked at);
 * for :data:`ECHO_WINDOW` after a key was sent, output is painted at once again, so what the
-  guest echoes shows without waiting for the next frame of a flood;
+  guest echoes shows without waiting for the next frame of a flood -- except that a key typed
+  while nothing scrolled (a command entered at a quiet prompt) has its window end once a
+  frame has shown a screenful scrolled by since the key: the echo was in that frame, what
+  follows is the flood the command started (``cat`` of a big file), paced like any other. A
+  key typed while output scrolls keeps its whole window, since its echo may come after much
+  output that was already on its way;
 * on a machine too busy to render a frame quickly (the widget reports how long its lines
   took, :meth:`FramePacer.rendered`), frames are spaced further apart so rendering stays
   under :data:`RENDER_SHARE` of the time and the parser keeps up with the guest.
@@ -34,6 +39,8 @@ LONG_FLOOD_INTERVAL = 1 / 15
 """...this far apart (seconds)."""
 ECHO_WINDOW = 0.25
 """After a key is sent, output is painted at once for this long (seconds)."""
+QUIET = 2 * LONG_FLOOD_INTERVAL
+"""No rows scrolled for this long before a key (seconds): it was typed at a quiet prompt."""
 RENDER_SHARE = 0.1
 """Most of a flood's time the terminal's own line rendering may take (Textual's composing
 and writing of the frame come on top, about as much again)."""
@@ -64,10 +71,24 @@ class FramePacer:
         self._typed_at = float("-inf")
         self._flood_since = float("inf")  # when the current run of paced frames began
         self._render_cost = 0.0  # seconds a full frame's lines take, smoothed
+        self._scrolled_at = float("-inf")  # when output last scrolled rows off the screen
+        self._key_in_flood = True  # the last key came while output scrolled
+        self._scrolled_since_key = 0
+        self._lines = 0  # the screen's height, as last reported
 
     def typed(self) -> None:
         """A key (or paste) was just sent to the guest: its echo should show at once."""
-        self._typed_at = self.clock()
+        now = self.clock()
+        self._typed_at = now
+        self._key_in_flood = now - self._scrolled_at < QUIET
+        self._scrolled_since_key = 0
+
+    def scrolled(self, rows: int, lines: int) -> None:
+        """Output just scrolled ``rows`` rows off a screen of ``lines`` rows."""
+        if rows > 0:
+            self._scrolled_at = self.clock()
+            self._scrolled_since_key += rows
+            self._lines = lines
 
     def wait(self) -> float:
         """Seconds until the next frame may be painted; 0 means paint now."""
@@ -90,3 +111,5 @@ class FramePacer:
         if now - self._painted_at > 2 * max(self.interval, LONG_FLOOD_INTERVAL):
             self._flood_since = now  # after a pause: a new run of output begins
         self._painted_at = now
+        if not self._key_in_flood and self._scrolled_since_key >= self._lines > 0:
+            self._typed_at = float("-inf")  # this frame showed the echo; a flood follows

@@ -15,6 +15,7 @@ titles and vibebox commands (OSC 7777) are collected in :attr:`Emulator.events`.
 from __future__ import annotations
 
 import codecs
+import re
 
 from vibebox_tui.terminal.vt.plain import feed_plain, plain_parts
 from vibebox_tui.terminal.vt.screen import Screen
@@ -39,7 +40,9 @@ from vibebox_tui.terminal.vt.sequences import (
     LNM,
     MAX_PENDING,
     MOUSE_MODES,
+    NOT_PLAIN,
     PARTIAL,
+    PLAIN_SPLIT,
     SAVE_1048,
     STRING_OPEN,
     SYNC_OUTPUT,
@@ -55,6 +58,15 @@ from vibebox_tui.terminal.vt.sequences import (
 from vibebox_tui.terminal.vt.widths import char_width
 
 __all__ = ["BellEvent", "CommandEvent", "Emulator", "Event", "TitleEvent"]
+
+PLAIN_STRETCH = 64
+"""Characters of plain output between two other tokens worth the fast path: shorter ones (a
+full-screen program's redraw) cost less token by token."""
+PLAIN_CREDIT = 8
+"""Other tokens a chunk may hold before its first long plain stretch, and one more for each
+:data:`PLAIN_STRETCH` characters of plain output in it; past that the rest of the chunk is
+parsed token by token (looking for stretches between a full-screen program's sequences would
+cost more than it saves)."""
 
 
 class Emulator:
@@ -109,37 +121,79 @@ class Emulator:
         self.feed_text(text)
 
     def feed_text(self, text: str) -> None:
-        """Parse already-decoded text that holds no cut sequence at its end."""
+        """Parse already-decoded text that holds no cut sequence at its end.
+
+        A chunk of plain output takes the fast path (plain.py) whole. Any other chunk is
+        parsed token by token, except that its long stretches of plain output still take the
+        fast path: a flood with a status line drawn now and then (a cursor move, an erase)
+        is mostly such stretches. Every stretch and token starts where one of the general
+        parser's own would, so the cells are the same either way.
+        """
         screen = self.screen
         if not screen.insert and screen.autowrap and self._g[self._shift] == "B":
             parts = plain_parts(text)
             if parts is not None:
                 self._last = feed_plain(screen, parts, self.newline_mode)
                 return
+        pos = 0
+        end = len(text)
+        credit = PLAIN_CREDIT
+        while pos < end:
+            if credit <= 0 or screen.insert or not screen.autowrap or self._g[self._shift] != "B":
+                # few plain stretches, or a mode the fast path does not model: token by token
+                self._parse(text, pos, end)
+                return
+            found = NOT_PLAIN.search(text, pos)
+            stop = end if found is None else found.start()
+            if stop - pos >= PLAIN_STRETCH:
+                parts = PLAIN_SPLIT.split(text[pos:stop])
+                self._last = feed_plain(screen, parts, self.newline_mode)
+                credit += (stop - pos) // PLAIN_STRETCH
+            elif stop > pos:
+                self._parse(text, pos, stop)
+            if found is None:
+                return
+            credit -= 1
+            match = TOKEN.match(text, stop)
+            assert match is not None  # the last alternative takes any character
+            if match.lastgroup == "text":
+                self._draw(match.group("text"))
+            else:
+                self._sequence(match)
+            pos = match.end()
+
+    def _parse(self, text: str, pos: int, end: int) -> None:
+        """The general parser on ``text[pos:end]``, token by token."""
         draw = self._draw
-        for match in TOKEN.finditer(text):
-            kind = match.lastgroup
-            if kind == "text":
-                draw(match.group(kind))
-                continue
-            if kind == "crlf":
-                screen.cursor.x = 0
-                screen.index()
-            elif kind == "csi":
-                self._csi(match.group("cp"), match.group("ci"), match.group("csi"))
-            elif kind == "ctl":
-                self._control(match.group(kind))
-            elif kind == "esc":
-                self._esc(match.group("ei"), match.group("esc"))
-            elif kind == "osc":
-                self._osc(match.group(kind))
-            elif kind == "cxf":
-                self._csi_with_controls(match.group("cx"), match.group("cxf"))
-            elif kind == "abort" and match.group(kind)[1:2] == "[":
-                for char in C0_IN_CSI.findall(match.group(kind)):
-                    self._control(char)  # the C0 controls of a cancelled CSI still happen
-            # dcs: swallowed whole
-            self._last = ""
+        sequence = self._sequence
+        for match in TOKEN.finditer(text, pos, end):
+            if match.lastgroup == "text":
+                draw(match.group("text"))
+            else:
+                sequence(match)
+
+    def _sequence(self, match: re.Match[str]) -> None:
+        """Act on a token that is not text: a control, an escape sequence, a string."""
+        screen = self.screen
+        kind = match.lastgroup
+        if kind == "crlf":
+            screen.cursor.x = 0
+            screen.index()
+        elif kind == "csi":
+            self._csi(match.group("cp"), match.group("ci"), match.group("csi"))
+        elif kind == "ctl":
+            self._control(match.group(kind))
+        elif kind == "esc":
+            self._esc(match.group("ei"), match.group("esc"))
+        elif kind == "osc":
+            self._osc(match.group(kind))
+        elif kind == "cxf":
+            self._csi_with_controls(match.group("cx"), match.group("cxf"))
+        elif kind == "abort" and match.group(kind)[1:2] == "[":
+            for char in C0_IN_CSI.findall(match.group(kind)):
+                self._control(char)  # the C0 controls of a cancelled CSI still happen
+        # dcs: swallowed whole
+        self._last = ""
 
     def _draw(self, text: str) -> None:
         self._last = text[-1]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from array import array
 from collections import deque
+from collections.abc import Sequence
 
 from vibebox_tui.terminal.vt.attrs import AttrTable
 from vibebox_tui.terminal.vt.widths import char_width
@@ -30,6 +31,16 @@ class Line:
         self.attrs: list[int] = [attr] * columns
         self.wrapped = False
         self.cache: object | None = None  # the renderer's strip for this content
+
+    @classmethod
+    def of(cls, chars: str, attrs: Sequence[int], wrapped: bool) -> Line:
+        """A row holding ``chars`` (one character a cell) with ``attrs``."""
+        line = cls.__new__(cls)
+        line.chars = list(chars)
+        line.attrs = list(attrs)
+        line.wrapped = wrapped
+        line.cache = None
+        return line
 
     @property
     def text(self) -> str:
@@ -71,6 +82,17 @@ class HistoryLine:
             self.attrs = array("I", line.attrs)  # a stream that made more attributes
         self.wrapped = line.wrapped
         self.cache: object | None = None
+
+    @classmethod
+    def of(cls, chars: str, attrs: array[int], wrapped: bool) -> HistoryLine:
+        """A row built straight from ``chars`` (one character a cell) and ``attrs``, never a
+        :class:`Line` first (rows of a flood that scroll off unseen, :meth:`Grid.scroll_in`)."""
+        line = cls.__new__(cls)
+        line.chars = chars
+        line.attrs = attrs
+        line.wrapped = wrapped
+        line.cache = None
+        return line
 
     @property
     def text(self) -> str:
@@ -166,6 +188,40 @@ class Grid:
         if top == 0 and buffer is self.main:
             self.scrollback.append(HistoryLine(line))
             self.scrolled += 1
+        if self._dirty_region != (top, bottom):
+            self.dirty.update(range(top, bottom + 1))
+            self._dirty_region = (top, bottom)
+
+    def scroll_in(self, rows: list[tuple[str, array[int], bool]], attr: int) -> None:
+        """Put ``rows`` on the fresh bottom row of the scroll region and below it, as drawing
+        each from column 0 and ending it with a line feed would, the cursor at the region
+        bottom throughout: the rows above scroll up, those that leave the top of the main
+        screen go to scrollback, and a blank row of ``attr``'s background comes in last.
+
+        A row is its cells' characters (``columns`` of them), their attributes, and whether
+        it wrapped. Rows that scroll off become :class:`HistoryLine` rows at once (no
+        :class:`Line` is built and scrolled for them); only those left on the screen become
+        :class:`Line` rows. The cursor stays where it is, on the new blank row.
+        """
+        top, bottom, buffer = self.top, self.bottom, self.buffer
+        count = len(rows)
+        # S = the rows above the fresh one, then the new rows, then the last blank one
+        above = buffer[top:bottom]
+        if top == 0 and buffer is self.main:
+            scrollback = self.scrollback
+            limit = scrollback.maxlen
+            # only the rows the scrollback can still hold are worth building
+            skip = 0 if limit is None else max(0, count - limit)
+            scrollback.extend(HistoryLine(line) for line in above[skip:count])
+            first = max(skip - len(above), 0)
+            last = count - len(above)
+            if last > first:
+                scrollback.extend(HistoryLine.of(*row) for row in rows[first:last])
+            self.scrolled += count
+        stay = bottom - top  # rows besides the last blank one
+        kept = above[count:] if count < len(above) else []
+        new = [Line.of(*row) for row in rows[max(0, count - stay) :]]
+        buffer[top : bottom + 1] = [*kept, *new, Line(self.columns, self.table.bg_only(attr))]
         if self._dirty_region != (top, bottom):
             self.dirty.update(range(top, bottom + 1))
             self._dirty_region = (top, bottom)
