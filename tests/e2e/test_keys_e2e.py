@@ -62,6 +62,11 @@ def _send(tmux: Tmux, case: KeyCase) -> None:
     tmux.type(SEPARATOR)
 
 
+def _showing(text: str) -> Callable[[str], bool]:
+    """A screen check: ``text`` is on the screen."""
+    return lambda screen: text in screen
+
+
 def _wait_file_lines(path: Path, count: int, timeout: float) -> list[str]:
     deadline = time.monotonic() + timeout
     lines: list[str] = []
@@ -92,12 +97,12 @@ def run_key_table(tmux: Tmux, reader_command: ReaderCommand, outputs: Path) -> N
             reader_command(f"{tag}.txt", setup.encode().hex(), RESETS[group].encode().hex(), tag)
         )
         tmux.keys("Enter")
-        tmux.wait_screen(f"READY {tag}".__contains__, STEP_TIMEOUT, f"the reader ({group})")
+        tmux.wait_screen(_showing(f"READY {tag}"), STEP_TIMEOUT, f"the reader ({group})")
         for case in cases:
             _send(tmux, case)
         tmux.type(END)
         lines = _wait_file_lines(out, len(cases), GROUP_TIMEOUT)
-        tmux.wait_screen(f"DONE {tag}".__contains__, STEP_TIMEOUT, f"the reader's end ({group})")
+        tmux.wait_screen(_showing(f"DONE {tag}"), STEP_TIMEOUT, f"the reader's end ({group})")
         if len(lines) != len(cases):
             failures.append(f"{group}: {len(lines)} keys read for {len(cases)} typed")
         for index, case in enumerate(cases):
