@@ -21,12 +21,18 @@ class ProgressEvent:
         detail: one line of detail (may be empty).
         elapsed: seconds since the operation began.
         done: True on the last event of a step.
+        output: lines a step's program printed since the last event (raw: the guest chose
+            them, so each front end escapes them before it shows them); e.g. provisioning.
+        failed: with ``done``, the step ended in failure (the start goes on, e.g. a failing
+            provisioning step).
     """
 
     step: str
     detail: str = ""
     elapsed: float = 0.0
     done: bool = False
+    output: tuple[str, ...] = ()
+    failed: bool = False
 
 
 ProgressCallback = Callable[[ProgressEvent], None]
@@ -48,6 +54,14 @@ class ProgressClock:
         """Seconds since the clock started."""
         return time.monotonic() - self._start
 
-    def __call__(self, step: str, detail: str = "", *, done: bool = False) -> None:
+    def __call__(
+        self,
+        step: str,
+        detail: str = "",
+        *,
+        done: bool = False,
+        output: tuple[str, ...] = (),
+        failed: bool = False,
+    ) -> None:
         """Send one event to the callback."""
-        self._callback(ProgressEvent(step, detail, self.elapsed, done))
+        self._callback(ProgressEvent(step, detail, self.elapsed, done, output, failed))
