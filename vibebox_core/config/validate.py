@@ -266,10 +266,10 @@ def _entries(ctx: FileLines, value: Any) -> tuple[str, ...]:
     return tuple(entries)
 
 
-#: Control characters a provisioning step may not hold: every C0 one but tab and newline
-#: (a multi-line script is fine), and DEL. A NUL would cut the command short in the guest;
+#: Control characters a provisioning step may not hold: every C0 one but tab, newline and
+#: carriage return (a multi-line script is fine, from a file saved with CRLF too), and DEL. A NUL would cut the command short in the guest;
 #: the others would only hide what the step does when it is shown.
-_STEP_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_STEP_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def _provision_run(ctx: FileLines, value: Any) -> tuple[str, ...]:
@@ -299,7 +299,7 @@ def _provision_run(ctx: FileLines, value: Any) -> tuple[str, ...]:
         if control is not None:
             raise refuse(
                 f"holds the control character {control.group()!r} in {_shown(step)}; expected "
-                "text (tabs and newlines are fine)"
+                "text (tabs and line breaks are fine)"
             )
     return tuple(steps)
 

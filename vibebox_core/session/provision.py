@@ -264,7 +264,11 @@ async def provision(
     """
     clock = ProgressClock(progress)
     if only_if_new and not await asyncio.to_thread(is_pending, project, session_id):
-        return Outcome(await asyncio.to_thread(read_record, project), ran=False)
+        record = await asyncio.to_thread(read_record, project)
+        if record is None or record.state != "running":
+            return Outcome(record, ran=False)
+        # Another vibebox may be running it now: wait for it (its lock) before going on, so
+        # a command started meanwhile finds the session provisioned.
     fd = await _locked(project, clock)
     try:
         if only_if_new and not await asyncio.to_thread(is_pending, project, session_id):
