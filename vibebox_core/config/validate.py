@@ -267,8 +267,9 @@ def _entries(ctx: FileLines, value: Any) -> tuple[str, ...]:
 
 
 #: Control characters a provisioning step may not hold: every C0 one but tab, newline and
-#: carriage return (a multi-line script is fine, from a file saved with CRLF too), and DEL. A NUL would cut the command short in the guest;
-#: the others would only hide what the step does when it is shown.
+#: carriage return (a multi-line script is fine, from a file saved with CRLF too), and DEL.
+#: A NUL would cut the command short in the guest; the others would only hide what the step
+#: does when it is shown.
 _STEP_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 

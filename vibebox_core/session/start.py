@@ -340,15 +340,16 @@ class Shell:
         stream: the shell's PTY.
         attached: the supervisor's count just after attaching (None when it could not be asked).
         forwards: the task opening the approved port forwards.
-        notice: how provisioning a new session went, when worth saying (a failing step).
+        provisioned: how provisioning a new session went.
     """
 
     running: RunningSession
     stream: ByteStream
     attached: int | None
     forwards: asyncio.Task[None] | None = None
-    #: How provisioning a new session went, when worth saying (empty otherwise).
-    notice: str = ""
+    #: How provisioning a new session went (:func:`vibebox_core.session.provision.notice`
+    #: says it in words); None before it was tried.
+    provisioned: provision.Outcome | None = None
 
     async def release(self) -> None:
         """Detach (the terminal is the caller's to close); stops opening forwards."""
@@ -369,8 +370,8 @@ async def open_shell(
 ) -> Shell:
     """Start (if needed) and attach to the session, then open a login shell in a PTY.
 
-    A new session is provisioned first (its output to ``progress``; :attr:`Shell.notice` says
-    how it went). On a running session the shell comes from its supervisor
+    A new session is provisioned first (its output to ``progress``; :attr:`Shell.provisioned`
+    says how it went). On a running session the shell comes from its supervisor
     (:func:`open_terminal`), over the supervisor's one SSH connection (no key exchange of our
     own); a session this call booted was waited for over our own connection, which then carries
     the shell. Port forwards follow
@@ -392,7 +393,7 @@ async def open_shell(
     except BaseException:
         await running.close()
         raise
-    shell = Shell(running, stream, attached, notice=provision.notice(outcome, success=True))
+    shell = Shell(running, stream, attached, provisioned=outcome)
     shell.forwards = asyncio.create_task(_forward(running, progress))
     return shell
 
