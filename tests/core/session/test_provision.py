@@ -24,7 +24,7 @@ from vibebox_core.config.schema import PROVISION_MAX_STEPS
 from vibebox_core.errors import ConfigError, ProvisionError, SSHError
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.progress import ProgressClock, ProgressEvent
-from vibebox_core.session import approve, provision, provision_output, provision_record
+from vibebox_core.session import approve, provision, provision_output, provision_record, start
 from vibebox_core.ssh import keys
 
 
@@ -383,3 +383,55 @@ def test_a_long_line_is_cut() -> None:
     lines.flush(end=True)
     assert all(len(line) <= provision_output.MAX_LINE for line in seen[0].output)
     assert sum(len(line) for line in seen[0].output) == provision_output.MAX_LINE * 3
+
+
+# -- wired into the starts ------------------------------------------------------------------
+
+
+class _Running:
+    def __init__(self, project: ProjectPaths) -> None:
+        self.project, self.session_id, self.connection = project, SID, None
+        self.closed = False
+
+    async def close(self) -> None:
+        self.closed = True
+
+    async def attached_count(self) -> int:
+        return 1
+
+
+async def test_starts_provision_a_new_session_first(
+    project: ProjectPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    failed = provision.Outcome(
+        provision_record.Record(SID, "failed", "d", 1, (provision_record.StepResult(1, "x", 3, 0),))
+    )
+
+    async def ensure_running(*args: object, **kwargs: object) -> _Running:
+        return _Running(project)
+
+    async def provision_session(running: object, progress: object, *, only_if_new: bool) -> object:
+        calls.append(f"provision only_if_new={only_if_new}")
+        return failed
+
+    async def open_terminal(running: object, cols: int, rows: int) -> object:
+        calls.append("terminal")
+        return object()
+
+    async def forward(running: object, progress: object) -> None:
+        return None
+
+    monkeypatch.setattr(start, "ensure_running", ensure_running)
+    monkeypatch.setattr(provision, "provision_session", provision_session)
+    monkeypatch.setattr(start, "open_terminal", open_terminal)
+    monkeypatch.setattr(start, "_forward", forward)
+    said: list[str] = []
+    async with start.attach(project, notice=said.append) as running:
+        assert isinstance(running, _Running)
+    assert calls == ["provision only_if_new=True"]
+    assert "step 1 of 1 failed with exit status 3" in said[0]
+    shell = await start.open_shell(project, 80, 24, lambda e: None, client="test")
+    await shell.release()
+    assert calls[1:] == ["provision only_if_new=True", "terminal"]  # provisioned, then a shell
+    assert shell.provisioned is failed
