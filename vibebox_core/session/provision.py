@@ -212,12 +212,17 @@ async def run_steps(
         log.close()
 
 
-async def _locked(project: ProjectPaths, clock: ProgressClock) -> int:
-    """Take ``.vibebox/provision.lock``, waiting (and saying so) while another vibebox holds it."""
+async def _locked(project: ProjectPaths, clock: ProgressClock) -> tuple[int, bool]:
+    """Take ``.vibebox/provision.lock``, waiting (and saying so) while another vibebox holds it.
+
+    Returns:
+        The lock's descriptor (close it to release), and whether it was waited for.
+    """
     said = False
     while True:
         try:
-            return await asyncio.to_thread(lock_file, project.provision_lock, wait=False)
+            fd = await asyncio.to_thread(lock_file, project.provision_lock, wait=False)
+            return fd, said
         except BlockingIOError:
             if not said:
                 clock(STEP, "waiting for another vibebox that provisions this session")
@@ -269,10 +274,14 @@ async def provision(
             return Outcome(record, ran=False)
         # Another vibebox may be running it now: wait for it (its lock) before going on, so
         # a command started meanwhile finds the session provisioned.
-    fd = await _locked(project, clock)
+    fd, waited = await _locked(project, clock)
     try:
         if only_if_new and not await asyncio.to_thread(is_pending, project, session_id):
-            return Outcome(await asyncio.to_thread(read_record, project), ran=False)
+            record = await asyncio.to_thread(read_record, project)
+            if waited:
+                ended = record.summary() if record is not None else "ended"
+                clock(STEP, f"by another vibebox: {ended}", done=True)
+            return Outcome(record, ran=False)
         try:
             steps = await asyncio.to_thread(file_steps, project)
             if steps:

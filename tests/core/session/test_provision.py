@@ -321,6 +321,7 @@ async def test_another_vibebox_provisioning_is_waited_for(
     assert (await first).ran and not second.ran
     assert (project.root / "ran.txt").read_text() == "once\n"
     assert "waiting for another vibebox" in waited[0].detail
+    assert waited[-1].done and waited[-1].detail.startswith("by another vibebox: 1 step succeeded")
 
 
 def test_a_damaged_record_counts_as_none(project: ProjectPaths) -> None:
