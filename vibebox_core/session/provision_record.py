@@ -228,7 +228,8 @@ class Status:
 
     Attributes:
         steps: how many steps ``[provision] run`` lists now (None: the file is refused).
-        state: ``none`` (no list, never ran), ``pending`` (runs at the next start),
+        state: ``none`` (no list, never ran), ``pending`` (runs at the next start, or at
+            the first one: no session yet),
             ``never`` (a list, but it never ran in this session), or the last record's state.
         changed: the list differs from the one that last ran.
         summary: one line for people.
@@ -263,6 +264,8 @@ def status(project: ProjectPaths, session_id: str | None) -> Status:
     if session_id is not None and is_pending(project, session_id):
         return Status(count, "pending", False, "runs once SSH answers at this start", record)
     if record is None:
+        if session_id is None and steps:
+            return Status(count, "pending", False, "runs once the new session's SSH answers")
         if not steps:
             return Status(count, "none", False, "nothing to run ([provision] run is empty)")
         return Status(

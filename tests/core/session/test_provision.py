@@ -20,11 +20,13 @@ from core.session.conftest import SID
 
 from vibebox_core.config import approval
 from vibebox_core.config.load import load_config
-from vibebox_core.config.schema import PROVISION_MAX_STEPS
+from vibebox_core.config.schema import PROVISION_MAX_STEPS, Config
 from vibebox_core.errors import ConfigError, ProvisionError, SSHError
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.progress import ProgressClock, ProgressEvent
 from vibebox_core.session import approve, provision, provision_output, provision_record, start
+from vibebox_core.session.explain import build_explain
+from vibebox_core.session.explain_text import render_text
 from vibebox_core.ssh import keys
 
 
@@ -257,6 +259,7 @@ def test_status_before_any_run(project: ProjectPaths) -> None:
     assert provision_record.status(project, SID).state == "none"
     _write_steps(project, "echo a")
     assert provision_record.status(project, SID).state == "never"
+    assert provision_record.status(project, None).state == "pending"  # no session yet
     project.config.write_text("[provision]\nrun = 1\n")
     assert provision_record.status(project, SID).steps is None
 
@@ -436,3 +439,26 @@ async def test_starts_provision_a_new_session_first(
     await shell.release()
     assert calls[1:] == ["provision only_if_new=True", "terminal"]  # provisioned, then a shell
     assert shell.provisioned is failed
+
+
+def test_explain_says_the_list_changed_since_it_ran(project: ProjectPaths) -> None:
+    _write_steps(project, "echo a")
+    record = provision_record.Record(SID, "done", provision_record.steps_digest(["old"]), 1)
+    provision_record.write_record(project, record)
+    status = provision_record.status(project, SID)
+    assert status.changed and status.state == "done"
+    explain = build_explain(project, Config(path=project.config), session_id=SID, provision=status)
+    text = render_text(explain)
+    assert "provision  1 step in [provision] run" in text
+    assert "the list changed since: `vibebox provision` runs it again" in text
+    assert explain.to_dict()["provision"]["changed"] is True
+    # Nothing to say without a list or a run.
+    project.config.write_text("[box]\ncpus = 2\n")
+    project.provision_record.unlink()
+    quiet = build_explain(
+        project,
+        Config(path=project.config),
+        session_id=SID,
+        provision=provision_record.status(project, SID),
+    )
+    assert "provision " not in render_text(quiet)
