@@ -202,11 +202,7 @@ async def run_steps(
         if isinstance(exc, (asyncssh.Error, ConnectionError, TimeoutError)):
             raise ssh_error(exc, ipv4 or "the guest", project) from exc
         if isinstance(exc, OSError):
-            raise ProvisionError(
-                f"cannot write the provisioning record or log in {project.cache}: "
-                f"{exc.strerror or exc}",
-                hint=f"check the free space and permissions of {project.cache}",
-            ) from exc
+            raise _cache_error(project, exc) from exc
         raise
     finally:
         log.close()
@@ -274,7 +270,34 @@ async def provision(
             return Outcome(record, ran=False)
         # Another vibebox may be running it now: wait for it (its lock) before going on, so
         # a command started meanwhile finds the session provisioned.
-    fd, waited = await _locked(project, clock)
+    try:
+        return await _provision_locked(
+            connect, project, session_id, guest_dir, clock, only_if_new=only_if_new, ipv4=ipv4
+        )
+    except (ConfigError, SSHError, ProvisionError) as exc:
+        if not only_if_new:
+            raise
+        # A refused file, no SSH, an unwritable .vibebox/: the start goes on. Before the first
+        # step it is still due at the next start; after it, the record says it was interrupted.
+        clock(STEP, f"not finished: {exc.message}", done=True, failed=True)
+        return Outcome(await asyncio.to_thread(read_record, project), problem=exc)
+
+
+async def _provision_locked(
+    connect: Connect,
+    project: ProjectPaths,
+    session_id: str,
+    guest_dir: str,
+    clock: ProgressClock,
+    *,
+    only_if_new: bool,
+    ipv4: str,
+) -> Outcome:
+    """:func:`provision` under the provision lock."""
+    try:
+        fd, waited = await _locked(project, clock)
+    except OSError as exc:
+        raise _cache_error(project, exc) from exc
     try:
         if only_if_new and not await asyncio.to_thread(is_pending, project, session_id):
             record = await asyncio.to_thread(read_record, project)
@@ -282,26 +305,30 @@ async def provision(
                 ended = record.summary() if record is not None else "ended"
                 clock(STEP, f"by another vibebox: {ended}", done=True)
             return Outcome(record, ran=False)
-        try:
-            steps = await asyncio.to_thread(file_steps, project)
-            if steps:
-                clock(STEP, f"{len(steps)} step{'s' if len(steps) != 1 else ''}")
-                record = await run_steps(
-                    await connect(), project, session_id, steps, guest_dir, clock, ipv4=ipv4
-                )
-            else:
-                record = Record(session_id, "done", steps_digest(()), 0, (), now(), now())
+        steps = await asyncio.to_thread(file_steps, project)
+        if steps:
+            clock(STEP, f"{len(steps)} step{'s' if len(steps) != 1 else ''}")
+            record = await run_steps(
+                await connect(), project, session_id, steps, guest_dir, clock, ipv4=ipv4
+            )
+        else:
+            record = Record(session_id, "done", steps_digest(()), 0, (), now(), now())
+            try:
                 await asyncio.to_thread(write_record, project, record)
                 await asyncio.to_thread(clear_pending, project)
-        except (ConfigError, SSHError, ProvisionError) as exc:
-            if not only_if_new:
-                raise
-            # A refused file, or no SSH before the first step: still due at the next start.
-            clock(STEP, f"not finished: {exc.message}", done=True, failed=True)
-            return Outcome(await asyncio.to_thread(read_record, project), problem=exc)
+            except OSError as exc:
+                raise _cache_error(project, exc) from exc
         return Outcome(record)
     finally:
         os.close(fd)
+
+
+def _cache_error(project: ProjectPaths, exc: OSError) -> ProvisionError:
+    return ProvisionError(
+        f"cannot write the provisioning record, log or lock in {project.cache}: "
+        f"{exc.strerror or exc}",
+        hint=f"check the free space and permissions of {project.cache}",
+    )
 
 
 async def provision_session(

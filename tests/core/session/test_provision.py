@@ -462,3 +462,16 @@ def test_explain_says_the_list_changed_since_it_ran(project: ProjectPaths) -> No
         provision=provision_record.status(project, SID),
     )
     assert "provision " not in render_text(quiet)
+
+
+async def test_an_unusable_cache_is_a_clear_error_and_no_failed_start(
+    project: ProjectPaths, guest: asyncssh.SSHClientConnection
+) -> None:
+    _write_steps(project, "echo a")
+    _mark_new(project)
+    project.provision_lock.mkdir()  # cannot be opened as the lock file
+    outcome = await _provision(project, guest)
+    assert isinstance(outcome.problem, ProvisionError)
+    assert "provisioning record, log or lock" in outcome.problem.message
+    with pytest.raises(ProvisionError):
+        await _provision(project, guest, only_if_new=False)
