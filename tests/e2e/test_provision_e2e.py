@@ -32,7 +32,9 @@ BOOT = 300  # seconds a cold start may take (TCG on a busy 2-core machine)
 WARM = 120
 
 STEPS = [
-    "echo run >> provisioned.txt",
+    # A program left in the background keeps the step's output open: sshd reports the exit
+    # status anyway, and the step ends without waiting 30 s for it.
+    "sleep 30 & echo run >> provisioned.txt",
     'printf "%s %s\\n" "$(id -un)" "$PWD" >> ~/guest-provisioned.txt',
 ]
 FAILING = ["echo first >> failing.txt", "echo broken >&2; exit 3", "touch never.txt"]
@@ -91,6 +93,7 @@ def test_the_first_start_provisions_as_the_guest_user_in_the_project(box: Box) -
     assert box.guest_file() == [f"vibecoder /home/vibecoder/{box.project.name}"]
     log = box.project.provision_log.read_text()
     assert "==> step 2/2: exit status 0" in log
+    assert "background programs' output is not waited for" in log
     state = box.explain()
     assert state["state"] == "done" and state["changed"] is False
 

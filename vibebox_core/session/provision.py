@@ -8,7 +8,9 @@ so changing the list asks nothing (it grants nothing on the host).
 When: once after the session's instance disk is made (its first start, and after ``:new``).
 The cold start marks a fresh disk (``.vibebox/provision-pending``,
 :func:`vibebox_core.session.boot.prepare_and_start`); the first attach that has SSH runs the
-list (:func:`provision_if_new`) and replaces the marker with the record
+list (:func:`provision` with ``only_if_new``, from
+:func:`vibebox_core.session.start.attach` and :func:`~vibebox_core.session.start.open_shell`)
+and replaces the marker with the record
 (``.vibebox/provision.json``, :mod:`vibebox_core.session.provision_record`), so a stop and
 start never runs it twice. ``vibebox provision`` runs it again whatever the record says
 (:func:`provision`). One vibebox at a time provisions a session
@@ -64,6 +66,10 @@ from vibebox_core.ssh.connect import guest_command, ssh_error
 STEP = "provisioning"
 #: Seconds between tries of a lock another vibebox holds.
 LOCK_POLL = 0.2
+#: Seconds a step's output may go on after its exit status arrived (see :func:`_run_step`).
+EXIT_GRACE = 2.0
+#: How often a running step is checked for its exit status.
+EXIT_POLL = 0.25
 
 
 @dataclass(frozen=True)
@@ -85,16 +91,30 @@ class Outcome:
         return self.problem is None and (self.record is None or self.record.state == "done")
 
 
-def _exit_status(completed: asyncssh.SSHCompletedProcess) -> int:
-    if completed.exit_status is not None and completed.exit_status >= 0:
-        return completed.exit_status
-    name = completed.exit_signal[0] if completed.exit_signal else ""
+def _exit_status(status: int | None, signal_info: tuple[str, bool, str, str] | None) -> int:
+    """The step's exit status: 128 + the signal that ended it, 255 when unknown."""
+    if status is not None and status >= 0:
+        return status
+    name = signal_info[0] if signal_info else ""
     number = getattr(signal, f"SIG{name}", None)
     return 128 + int(number) if number is not None else 255
 
 
 async def _write(log: BoundedLog, data: bytes) -> None:
     await asyncio.to_thread(log.write, data)
+
+
+async def _pump(
+    process: asyncssh.SSHClientProcess[bytes], log: BoundedLog, lines: OutputLines
+) -> None:
+    """Copy a step's output to the log and the progress until it ends (EOF)."""
+    while chunk := await process.stdout.read(65536):
+        await _write(log, chunk)
+        lines.feed(chunk)
+
+
+def _exited(process: asyncssh.SSHClientProcess[bytes]) -> bool:
+    return process.exit_status is not None or process.exit_signal is not None
 
 
 async def _run_step(
@@ -106,6 +126,11 @@ async def _run_step(
 ) -> int:
     """Run one step (``bash -lc STEP`` in ``guest_dir``); its output to ``log`` and ``lines``.
 
+    The step is over when its output ends, or :data:`EXIT_GRACE` seconds after its exit
+    status arrived: sshd reports the status when the step's shell exits, but keeps the
+    channel open while a program it started in the background (``daemon &``) still holds
+    its output, and a start must not wait for that.
+
     Raises:
         asyncssh.Error, OSError: the connection failed.
     """
@@ -113,22 +138,31 @@ async def _run_step(
     process = await connection.create_process(
         line, stdin=asyncssh.DEVNULL, stderr=asyncssh.STDOUT, encoding=None
     )
+    pump = asyncio.create_task(_pump(process, log, lines))
     flusher = asyncio.create_task(lines.flush_every(BATCH_SECONDS))
     try:
-        while True:
-            chunk = await process.stdout.read(65536)
-            if not chunk:
-                break
-            await _write(log, chunk)
-            lines.feed(chunk)
-        completed = await process.wait()
+        while not pump.done() and not _exited(process):
+            await asyncio.wait({pump}, timeout=EXIT_POLL)
+        if not pump.done():
+            await asyncio.wait({pump}, timeout=EXIT_GRACE)
+        if not pump.done():
+            pump.cancel()
+            notice = "[vibebox: the step exited; its background programs' output is not waited for]"
+            lines.feed(f"\n{notice}\n".encode())
+            await _write(log, f"\n{notice}\n".encode())
+        await asyncio.wait({pump})
+        error = None if pump.cancelled() else pump.exception()
+        if error is not None:
+            raise error  # the connection failed while the output came
+        if not _exited(process):
+            await process.wait()
     finally:
-        flusher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await flusher
+        for task in (pump, flusher):
+            task.cancel()
+        await asyncio.wait({pump, flusher})
         lines.flush(end=True)
         process.close()
-    return _exit_status(completed)
+    return _exit_status(process.exit_status, process.exit_signal)
 
 
 async def run_steps(

@@ -9,13 +9,17 @@ directory) is what a guest's shell would get.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import subprocess
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncssh
 import pytest
 import tomlkit
+from asyncssh.packet import UInt32
 from core.session.conftest import SID
 
 from vibebox_core.config import approval
@@ -36,23 +40,36 @@ class _Server(asyncssh.SSHServer):
 
 
 async def _bash(process: asyncssh.SSHServerProcess[bytes]) -> None:
-    """The guest: run the command line in a local bash, stdout and stderr as they come."""
-    child = await asyncio.create_subprocess_exec(
-        "bash",
-        "-c",
-        process.command or "",
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+    """The guest: run the command line in a local bash, stdout and stderr as they come.
+
+    As OpenSSH's sshd does, the exit status goes out when the shell exits, and the channel
+    stays open while something it left in the background still holds its output. (Popen in
+    threads: asyncio's ``wait()`` would wait for the output to end too.)
+    """
+    child = subprocess.Popen(
+        ["bash", "-c", process.command or ""],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     assert child.stdout is not None
-    while chunk := await child.stdout.read(65536):
-        process.stdout.write(chunk)
-    status = await child.wait()
+    output = child.stdout
+
+    async def forward() -> None:
+        while chunk := await asyncio.to_thread(os.read, output.fileno(), 65536):
+            process.stdout.write(chunk)
+
+    forwarding = asyncio.create_task(forward())
+    status = await asyncio.to_thread(child.wait)
     if status < 0:  # as sshd says it: the signal's name
+        await forwarding
         process.exit_with_signal(signal.Signals(-status).name.removeprefix("SIG"))
-    else:
-        process.exit(status)
+        return
+    await asyncio.sleep(0.05)  # what was printed before the exit goes first, as from sshd
+    process.channel._send_request(b"exit-status", UInt32(status))
+    await forwarding
+    output.close()
+    process.close()
 
 
 @pytest.fixture
@@ -294,7 +311,7 @@ async def test_no_ssh_leaves_it_due(project: ProjectPaths) -> None:
 async def test_a_closed_connection_is_recorded_as_interrupted(
     project: ProjectPaths, guest: asyncssh.SSHClientConnection
 ) -> None:
-    _write_steps(project, "sleep 30")
+    _write_steps(project, "sleep 3")
     _mark_new(project)
     task = asyncio.create_task(_provision(project, guest))
     for _ in range(100):
@@ -325,6 +342,22 @@ async def test_another_vibebox_provisioning_is_waited_for(
     assert (project.root / "ran.txt").read_text() == "once\n"
     assert "waiting for another vibebox" in waited[0].detail
     assert waited[-1].done and waited[-1].detail.startswith("by another vibebox: 1 step succeeded")
+
+
+async def test_a_background_program_does_not_hold_the_step(
+    project: ProjectPaths, guest: asyncssh.SSHClientConnection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(provision, "EXIT_GRACE", 0.3)
+    _write_steps(project, "sleep 4 & echo started", "echo next")
+    events: list[ProgressEvent] = []
+    started = time.monotonic()
+    outcome = await _provision(project, guest, events, only_if_new=False)
+    assert time.monotonic() - started < 3
+    assert outcome.ok and outcome.record is not None
+    assert [s.status for s in outcome.record.steps] == [0, 0]
+    output = [line for e in events for line in e.output]
+    assert "started" in output and "next" in output
+    assert any("not waited for" in line for line in output)
 
 
 def test_a_damaged_record_counts_as_none(project: ProjectPaths) -> None:
