@@ -273,7 +273,8 @@ class FakeBackend:
                 f"Session {session.short_id} is broken: {session.reason}",
                 hint=f"Delete it (`vibebox delete {session.short_id}`) and start again.",
             )
-        if session.state != "running":
+        booted = session.state != "running"
+        if booted:
             progress(BOOT_STEPS[0])
             if self.fail_attach is not None:
                 raise self.fail_attach
@@ -305,8 +306,7 @@ class FakeBackend:
                         now, attached=max(0, (now.attached or 1) - 1)
                     )
 
-        cold = bool(self.provision) and found.state != "running"
-        notice = self.provision_notice if cold else ""
+        notice = self.provision_notice if booted else ""
         return Attachment(
             session, stream, release, notice=notice, notice_failed=self.provision_failed
         )
