@@ -241,6 +241,11 @@ class Status:
     summary: str
     record: Record | None = None
 
+    @property
+    def needs_attention(self) -> bool:
+        """The list changed since it ran, or its last run did not succeed."""
+        return self.changed or self.state in ("failed", "interrupted")
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "steps": self.steps,

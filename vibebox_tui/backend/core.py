@@ -72,12 +72,6 @@ def _provision_line(status: provision_record.Status | None) -> str:
     return f"{status.steps} step{'s' if status.steps != 1 else ''}; {status.summary}"
 
 
-def _provision_warn(status: provision_record.Status | None) -> bool:
-    if status is None:
-        return False
-    return status.changed or status.state in ("failed", "interrupted")
-
-
 def _relative(path: Path, root: Path) -> str:
     try:
         return str(path.relative_to(root)) or "."
@@ -254,7 +248,7 @@ class CoreBackend:
             policy_pending=pending,
             unapproved=explain.pending,
             provision=_provision_line(explain.provision),
-            provision_warn=_provision_warn(explain.provision),
+            provision_warn=bool(explain.provision and explain.provision.needs_attention),
         )
 
     def fingerprint(self, directory: Path) -> Hashable:
