@@ -13,8 +13,13 @@ import pytest
 from textual.pilot import Pilot
 from tui.pilot_wait import DemoApp, centre, until_attached, wait_for
 
+from vibebox_core.hypervisor.fake import FakeHypervisor
+from vibebox_core.index.sessions import SessionIndex
+from vibebox_core.paths import ProjectPaths
 from vibebox_core.progress import ProgressEvent
+from vibebox_core.session import provision_record
 from vibebox_tui.backend.base import InspectorData
+from vibebox_tui.backend.core import CoreBackend
 from vibebox_tui.backend.fake import PROVISION_FAILING, PROVISION_FAILING_NOTICE
 from vibebox_tui.widgets import BootProgress
 from vibebox_tui.widgets.inspector import render_inspector
@@ -117,3 +122,24 @@ def test_snapshot_of_a_failing_provisioning(snap_compare: SnapCompare, demo_app:
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_the_real_backend_says_the_list_changed_since_it_ran(vibebox_home: Path) -> None:
+    root = vibebox_home.parent / f"{vibebox_home.name}-proj"
+    root.mkdir()
+    project = ProjectPaths.for_directory(root)
+    project.config.write_text('[provision]\nrun = ["echo new"]\n')
+    entry = SessionIndex().ensure(project.root)
+    record = provision_record.Record(entry.id, "done", provision_record.steps_digest(["old"]), 1)
+    provision_record.write_record(project, record)
+    backend = CoreBackend(root, hypervisor=FakeHypervisor())
+    before = backend.fingerprint(root)
+    data = backend.inspect(root)
+    assert data.provision.startswith("1 step; last run: 1 step succeeded")
+    assert "the list changed since" in data.provision
+    assert data.provision_warn
+    project.config.write_text('[provision]\nrun = ["old"]\n')
+    provision_record.write_record(project, record)
+    assert backend.fingerprint(root) != before
+    again = backend.inspect(root)
+    assert "changed" not in again.provision and not again.provision_warn
