@@ -39,7 +39,10 @@ def register(subparsers: Any) -> None:
 
 async def provision_again(project: ProjectPaths) -> provision.Outcome:
     """Start the session if needed and run the list, whatever the record says."""
-    running = await start.ensure_running(project, console.print_progress, client=CLIENT_NAME)
+    # connect=False: no port forwards for this; SSH is made when a step runs.
+    running = await start.ensure_running(
+        project, console.print_progress, client=CLIENT_NAME, connect=False
+    )
     try:
         return await provision.provision_session(running, console.print_progress, only_if_new=False)
     finally:
