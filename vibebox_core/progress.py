@@ -7,6 +7,7 @@ progress view without core knowing which one is listening.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +41,20 @@ ProgressCallback = Callable[[ProgressEvent], None]
 
 def ignore_progress(event: ProgressEvent) -> None:
     """A progress callback that drops every event."""
+
+
+def continued(callback: ProgressCallback | None, since: float) -> ProgressCallback | None:
+    """``callback`` for a later part of an operation that began at ``since``
+    (``time.monotonic()``): its events' elapsed times go on from the operation's start, so
+    the steps of both parts line up."""
+    if callback is None:
+        return None
+    offset = time.monotonic() - since
+
+    def shifted(event: ProgressEvent) -> None:
+        callback(dataclasses.replace(event, elapsed=event.elapsed + offset))
+
+    return shifted
 
 
 class ProgressClock:

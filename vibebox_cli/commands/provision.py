@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 from typing import Any
 
 from vibebox_cli import console
 from vibebox_cli.commands.vm import with_access_prompt
 from vibebox_core.paths import ProjectPaths
+from vibebox_core.progress import continued
 from vibebox_core.session import provision, start
 
 #: How this command names itself to the session's supervisor (its log).
@@ -40,11 +42,13 @@ def register(subparsers: Any) -> None:
 async def provision_again(project: ProjectPaths) -> provision.Outcome:
     """Start the session if needed and run the list, whatever the record says."""
     # connect=False: no port forwards for this; SSH is made when a step runs.
+    began = time.monotonic()
     running = await start.ensure_running(
         project, console.print_progress, client=CLIENT_NAME, connect=False
     )
     try:
-        return await provision.provision_session(running, console.print_progress, only_if_new=False)
+        later = continued(console.print_progress, began)
+        return await provision.provision_session(running, later, only_if_new=False)
     finally:
         await running.close()
 

@@ -60,7 +60,7 @@ from vibebox_core.hypervisor.base import Hypervisor
 from vibebox_core.index.entry import SessionEntry
 from vibebox_core.index.sessions import SessionIndex
 from vibebox_core.paths import ProjectPaths
-from vibebox_core.progress import ProgressCallback, ProgressClock, ProgressEvent
+from vibebox_core.progress import ProgressCallback, ProgressClock, ProgressEvent, continued
 from vibebox_core.session import boot, provision
 from vibebox_core.session.hypervisors import shared_hypervisor
 from vibebox_core.session.running import RunningSession
@@ -320,9 +320,11 @@ async def attach(
     ``progress``); how that went, when worth saying (a failing step), goes to ``notice``.
     The session is yielded whatever provisioning did.
     """
+    began = time.monotonic()
     session = await ensure_running(project, progress, hypervisor=hypervisor, client=client)
     try:
-        outcome = await provision.provision_session(session, progress, only_if_new=True)
+        later = continued(progress, began)
+        outcome = await provision.provision_session(session, later, only_if_new=True)
         said = provision.notice(outcome)
         if said and notice is not None:
             notice(said)
@@ -380,11 +382,13 @@ async def open_shell(
     Raises:
         VibeboxError: as :func:`ensure_running`, or the shell could not be opened.
     """
+    began = time.monotonic()
     running = await ensure_running(project, progress, client=client, connect=False)
     try:
         # A new session runs [provision] first, its output in the start-up view; whatever
         # it does, the shell opens.
-        outcome = await provision.provision_session(running, progress, only_if_new=True)
+        later = continued(progress, began)
+        outcome = await provision.provision_session(running, later, only_if_new=True)
         if running.connection is not None:
             stream: ByteStream = await SSHPtyStream.open(running.connection, cols, rows)
         else:

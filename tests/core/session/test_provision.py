@@ -27,7 +27,7 @@ from vibebox_core.config.load import load_config
 from vibebox_core.config.schema import PROVISION_MAX_STEPS, Config
 from vibebox_core.errors import ConfigError, ProvisionError, SSHError
 from vibebox_core.paths import ProjectPaths
-from vibebox_core.progress import ProgressClock, ProgressEvent
+from vibebox_core.progress import ProgressClock, ProgressEvent, continued
 from vibebox_core.session import approve, provision, provision_output, provision_record, start
 from vibebox_core.session.explain import build_explain
 from vibebox_core.session.explain_text import render_text
@@ -508,3 +508,11 @@ async def test_an_unusable_cache_is_a_clear_error_and_no_failed_start(
     assert "provisioning record, log or lock" in outcome.problem.message
     with pytest.raises(ProvisionError):
         await _provision(project, guest, only_if_new=False)
+
+
+def test_a_later_part_of_a_start_goes_on_with_its_clock() -> None:
+    seen: list[ProgressEvent] = []
+    later = continued(seen.append, time.monotonic() - 30.0)
+    assert later is not None and continued(None, 0.0) is None
+    later(ProgressEvent("provisioning", "step 1/1", 1.5, output=("x",)))
+    assert 31.4 < seen[0].elapsed < 32.5 and seen[0].output == ("x",)
