@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -74,6 +75,9 @@ def box(e2e_home_shared: Path) -> Iterator[Box]:
     root.mkdir()
     root.parent.chmod(0o755)
     root.chmod(0o755)
+    # The steps write into the project as the guest user (uid 1000 when vibebox runs as
+    # root): the directory is that user's, as a real project of a non-root user would be.
+    os.chown(root, 1000, 1000)
     project = ProjectPaths.for_directory(root)
     project.config.write_text(
         "[box]\ncpus = 1\nmemory_mb = 1024\n\n[supervisor]\nauto_shutdown_ms = 600000\n\n"
