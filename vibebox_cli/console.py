@@ -14,6 +14,9 @@ from vibebox_core.errors import VibeboxError
 from vibebox_core.progress import ProgressCallback, ProgressEvent
 from vibebox_core.sanitize import clean, clean_lines
 
+#: Characters of one output line a progress line shows (the log keeps it whole).
+OUTPUT_LINE_LIMIT = 300
+
 
 def print_error(error: VibeboxError) -> None:
     """Print a VibeboxError the way every command does: message, then the hint (escaped)."""
@@ -32,9 +35,21 @@ def print_progress(event: ProgressEvent, *, mark_done: bool = False) -> None:
         mark_done: end the last event of a step that has no detail with `` ✓`` (the image
             builder's steps).
     """
+    if event.output:
+        # A program's output under its step (provisioning): the guest chose it, so escaped.
+        for line in event.output:
+            print(f"          │ {clean(line, OUTPUT_LINE_LIMIT)}", file=sys.stderr)
+        sys.stderr.flush()
+        return
     detail = f": {clean(event.detail)}" if event.detail else ""
     mark = " ✓" if mark_done and event.done and not event.detail else ""
+    mark = " ✗" if event.failed else mark
     print(f"[{event.elapsed:6.1f}s] {clean(event.step)}{detail}{mark}", file=sys.stderr, flush=True)
+
+
+def print_notice(text: str) -> None:
+    """A line worth knowing that is not an error (a failed provisioning step), on stderr."""
+    print(f"vibebox: {clean(text, None)}", file=sys.stderr, flush=True)
 
 
 def progress_on_terminal() -> ProgressCallback | None:

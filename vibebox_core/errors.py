@@ -20,7 +20,8 @@ Hierarchy::
     │   └── NwfilterError            the policy's nwfilter is missing or stale
     ├── SSHError                     asyncssh and OS errors, translated by ssh.connect.ssh_error
     ├── SupervisorError
-    └── NetworkPolicyError
+    ├── NetworkPolicyError
+    └── ProvisionError               a ``[provision] run`` step failed in the guest
 """
 
 from __future__ import annotations
@@ -72,6 +73,10 @@ class SupervisorError(VibeboxError):
 
 class NetworkPolicyError(VibeboxError):
     """The network policy is invalid, unapproved, or cannot be enforced."""
+
+
+class ProvisionError(VibeboxError):
+    """A ``[provision] run`` step failed (or could not run) in the guest."""
 
 
 class LibvirtUnreachableError(VMError):

@@ -59,6 +59,10 @@ CACHE_SUPERVISOR_PID = "supervisor.pid"
 CACHE_SUPERVISOR_LOCK = "supervisor.lock"
 CACHE_NETWORK_LOG = "network.log"
 CACHE_NETWORK_DEF = "network.xml"  # the session network as last defined (restart if changed)
+CACHE_PROVISION_PENDING = "provision-pending"  # made with a fresh instance disk: provision it
+CACHE_PROVISION_RECORD = "provision.json"  # what ran: the list's digest, when, each step's status
+CACHE_PROVISION_LOG = "provision.log"  # the steps' output, the last MiB
+CACHE_PROVISION_LOCK = "provision.lock"  # one vibebox provisions a session at a time
 CACHE_GITIGNORE = ".gitignore"
 
 
@@ -211,3 +215,20 @@ class ProjectPaths:
     @property
     def network_log(self) -> Path:
         return self.cache / CACHE_NETWORK_LOG
+
+    @property
+    def provision_pending(self) -> Path:
+        """Exists while a fresh instance disk waits for ``[provision] run``."""
+        return self.cache / CACHE_PROVISION_PENDING
+
+    @property
+    def provision_record(self) -> Path:
+        return self.cache / CACHE_PROVISION_RECORD
+
+    @property
+    def provision_log(self) -> Path:
+        return self.cache / CACHE_PROVISION_LOG
+
+    @property
+    def provision_lock(self) -> Path:
+        return self.cache / CACHE_PROVISION_LOCK

@@ -7,6 +7,7 @@ progress view without core knowing which one is listening.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,12 +22,18 @@ class ProgressEvent:
         detail: one line of detail (may be empty).
         elapsed: seconds since the operation began.
         done: True on the last event of a step.
+        output: lines a step's program printed since the last event (raw: the guest chose
+            them, so each front end escapes them before it shows them); e.g. provisioning.
+        failed: with ``done``, the step ended in failure (the start goes on, e.g. a failing
+            provisioning step).
     """
 
     step: str
     detail: str = ""
     elapsed: float = 0.0
     done: bool = False
+    output: tuple[str, ...] = ()
+    failed: bool = False
 
 
 ProgressCallback = Callable[[ProgressEvent], None]
@@ -34,6 +41,20 @@ ProgressCallback = Callable[[ProgressEvent], None]
 
 def ignore_progress(event: ProgressEvent) -> None:
     """A progress callback that drops every event."""
+
+
+def continued(callback: ProgressCallback | None, since: float) -> ProgressCallback | None:
+    """``callback`` for a later part of an operation that began at ``since``
+    (``time.monotonic()``): its events' elapsed times go on from the operation's start, so
+    the steps of both parts line up."""
+    if callback is None:
+        return None
+    offset = time.monotonic() - since
+
+    def shifted(event: ProgressEvent) -> None:
+        callback(dataclasses.replace(event, elapsed=event.elapsed + offset))
+
+    return shifted
 
 
 class ProgressClock:
@@ -48,6 +69,14 @@ class ProgressClock:
         """Seconds since the clock started."""
         return time.monotonic() - self._start
 
-    def __call__(self, step: str, detail: str = "", *, done: bool = False) -> None:
+    def __call__(
+        self,
+        step: str,
+        detail: str = "",
+        *,
+        done: bool = False,
+        output: tuple[str, ...] = (),
+        failed: bool = False,
+    ) -> None:
         """Send one event to the callback."""
-        self._callback(ProgressEvent(step, detail, self.elapsed, done))
+        self._callback(ProgressEvent(step, detail, self.elapsed, done, output, failed))

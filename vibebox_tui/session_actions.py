@@ -20,6 +20,7 @@ from vibebox_core.progress import ProgressEvent
 from vibebox_tui import messages as msg
 from vibebox_tui.backend.base import Attachment, SessionRow
 from vibebox_tui.polling import PollingApp
+from vibebox_tui.safe import guest_lines
 from vibebox_tui.screens.confirm import confirm_approval, confirm_recreate
 from vibebox_tui.terminal import TerminalView
 from vibebox_tui.widgets import SessionBrowser, SessionHeader
@@ -138,6 +139,14 @@ class SessionActionsApp(PollingApp):
         self.terminal.focus()
         self._update_header()
         self.refresh_sessions()
+        notice, failed = message.attachment.notice, message.attachment.notice_failed
+        if notice:  # how provisioning a new session went (the core's words, guest text in it)
+            self.notify(
+                guest_lines(notice),
+                severity="warning" if failed else "information",
+                timeout=12 if failed else 5,
+                markup=False,
+            )
 
     async def _release(self) -> None:
         attachment, self.attachment = self.attachment, None

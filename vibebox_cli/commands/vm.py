@@ -108,7 +108,9 @@ def run_exec_command(args: argparse.Namespace) -> int:
         return 2
     project = ProjectPaths.for_directory(_directory(args))
     return with_access_prompt(
-        lambda: execute.exec_command(project, argv, progress=console.progress_on_terminal())
+        lambda: execute.exec_command(
+            project, argv, progress=console.progress_on_terminal(), notice=console.print_notice
+        )
     )
 
 
@@ -146,7 +148,9 @@ def run_shell(args: argparse.Namespace) -> int:
     project = ProjectPaths.for_directory(_directory(args))
 
     async def session() -> int:
-        async with start.attach(project, console.progress_on_terminal(), client="shell") as running:
+        async with start.attach(
+            project, console.progress_on_terminal(), client="shell", notice=console.print_notice
+        ) as running:
             if running.connection is not None:
                 running.connection.close()  # OpenSSH takes over; the attachment stays
             argv = openssh.openssh_argv(running.project, running.ipv4, "-t")

@@ -9,6 +9,7 @@ value is checked (:mod:`vibebox_core.config.validate`) before anything starts.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 from pathlib import Path
@@ -18,7 +19,7 @@ from tomlkit.exceptions import KeyAlreadyPresent, ParseError, TOMLKitError
 from tomlkit.toml_document import TOMLDocument
 
 from vibebox_core.config.lines import at_line, duplicate_line
-from vibebox_core.config.schema import ACCEL_ENV, ACCELS, DEFAULT_CONFIG_TEXT, BoxConfig, Config
+from vibebox_core.config.schema import ACCEL_ENV, ACCELS, DEFAULT_CONFIG_TEXT, Config
 from vibebox_core.config.validate import validate
 from vibebox_core.errors import ConfigError
 from vibebox_core.fileio import read_bounded, write_atomic
@@ -123,7 +124,7 @@ def parse_document(path: Path, text: str) -> TOMLDocument:
         ) from None
     if not doc:
         raise ConfigError(
-            f"{path} is empty: expected the tables [box], [network] and [supervisor]",
+            f"{path} is empty: expected the tables [box], [network], [supervisor] and [provision]",
             hint="delete the file and vibebox writes a commented default one",
         )
     return doc
@@ -146,15 +147,7 @@ def apply_env(config: Config) -> Config:
         )
     if accel == config.box.accel:
         return config
-    box = BoxConfig(
-        cpus=config.box.cpus,
-        memory_mb=config.box.memory_mb,
-        disk_gb=config.box.disk_gb,
-        accel=accel,
-        libvirt_uri=config.box.libvirt_uri,
-        mounts=config.box.mounts,
-    )
-    return Config(path=config.path, box=box, network=config.network, supervisor=config.supervisor)
+    return dataclasses.replace(config, box=dataclasses.replace(config.box, accel=accel))
 
 
 def _write_defaults(project: ProjectPaths) -> None:

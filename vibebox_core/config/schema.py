@@ -1,8 +1,9 @@
 """The project's settings as types: the tables of ``vibebox.toml``, their limits and defaults.
 
 Each table of the file is one frozen dataclass (:class:`BoxConfig`, :class:`NetworkConfig`,
-:class:`SupervisorConfig`), gathered in :class:`Config`; a field's default is the value a
-missing key takes. :data:`DEFAULT_CONFIG_TEXT` is the commented file a new project gets.
+:class:`SupervisorConfig`, :class:`ProvisionConfig`), gathered in :class:`Config`; a field's
+default is the value a missing key takes. :data:`DEFAULT_CONFIG_TEXT` is the commented file a
+new project gets.
 Reading and checking a file is :mod:`vibebox_core.config.load`; the project directory itself is
 always mounted (read-write, at ``~/<project-name>`` in the guest), and ``[box] mounts`` only
 lists the extra ones (:func:`vibebox_core.config.mounts.all_mounts`).
@@ -31,6 +32,10 @@ MEMORY_MB_RANGE = (256, 4 * 1024 * 1024)
 DISK_GB_RANGE = (1, 64 * 1024)
 AUTO_SHUTDOWN_MS_RANGE = (0, 7 * 24 * 3600 * 1000)
 PORT_RANGE = (1, 65535)
+#: ``[provision] run``: at most this many steps, each at most this many characters. The list
+#: is guest-writable and each step is recorded and shown on the host: both stay bounded.
+PROVISION_MAX_STEPS = 64
+PROVISION_MAX_CHARS = 4096
 
 DEFAULT_CONFIG_TEXT = f"""\
 # vibebox settings for this project. Commit this file; vibebox keeps your comments.
@@ -54,6 +59,11 @@ ports = []                      # "8000" or "host:guest": host loopback -> guest
 
 [supervisor]
 auto_shutdown_ms = 20000        # grace after the last vibebox detaches, then the VM shuts down
+
+[provision]
+# Commands run once in a new session (its first start, and after :new), in order, with
+# `bash -lc` as {GUEST_USER} in the project directory; `vibebox provision` runs them again.
+run = []                        # e.g. ["sudo apt-get install -y jq", "pip install --user ruff"]
 """
 
 
@@ -121,6 +131,17 @@ class SupervisorConfig:
 
 
 @dataclass(frozen=True)
+class ProvisionConfig:
+    """``[provision]``: commands run once in a new session's guest (never on the host).
+
+    Nothing here needs approval: the commands run inside the guest, through its network
+    policy, as the guest user could run them anyway.
+    """
+
+    run: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     """A project's validated settings.
 
@@ -133,6 +154,7 @@ class Config:
     box: BoxConfig = field(default_factory=BoxConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
+    provision: ProvisionConfig = field(default_factory=ProvisionConfig)
 
 
 def default_config_text() -> str:

@@ -27,11 +27,14 @@ from vibebox_core.config.schema import (
     MEMORY_MB_RANGE,
     NETWORK_MODES,
     PORT_RANGE,
+    PROVISION_MAX_CHARS,
+    PROVISION_MAX_STEPS,
     BoxConfig,
     Config,
     Mount,
     NetworkConfig,
     PortForward,
+    ProvisionConfig,
     SupervisorConfig,
 )
 from vibebox_core.errors import ConfigError
@@ -263,6 +266,45 @@ def _entries(ctx: FileLines, value: Any) -> tuple[str, ...]:
     return tuple(entries)
 
 
+#: Control characters a provisioning step may not hold: every C0 one but tab, newline and
+#: carriage return (a multi-line script is fine, from a file saved with CRLF too), and DEL.
+#: A NUL would cut the command short in the guest; the others would only hide what the step
+#: does when it is shown.
+_STEP_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _provision_run(ctx: FileLines, value: Any) -> tuple[str, ...]:
+    steps = _str_list(ctx, "provision", "run", value, "command strings")
+    if len(steps) > PROVISION_MAX_STEPS:
+        raise ctx.error(
+            "provision",
+            "run",
+            f"{len(steps)} steps; expected at most {PROVISION_MAX_STEPS} commands "
+            "(put a longer script in a file of the project and run that)",
+        )
+    for number, step in enumerate(steps, start=1):
+        first_line = step.strip().split("\n", 1)[0]
+        line = ctx.line_of_item("provision", "run", first_line) if first_line else None
+
+        def refuse(problem: str, number: int = number, line: int | None = line) -> ConfigError:
+            return ctx.error("provision", "run", f"step {number}: {problem}", line=line)
+
+        if not step.strip():
+            raise refuse("an empty command; expected a shell command such as 'make setup'")
+        if len(step) > PROVISION_MAX_CHARS:
+            raise refuse(
+                f"{len(step)} characters; expected at most {PROVISION_MAX_CHARS} (put a longer "
+                "script in a file of the project and run that)"
+            )
+        control = _STEP_CONTROL.search(step)
+        if control is not None:
+            raise refuse(
+                f"holds the control character {control.group()!r} in {_shown(step)}; expected "
+                "text (tabs and line breaks are fine)"
+            )
+    return tuple(steps)
+
+
 _Validator = Callable[[FileLines, ProjectPaths, Any], Any]
 
 _SCHEMA: dict[str, dict[str, _Validator]] = {
@@ -283,6 +325,9 @@ _SCHEMA: dict[str, dict[str, _Validator]] = {
         "auto_shutdown_ms": lambda c, p, v: _int(
             c, "supervisor", "auto_shutdown_ms", v, AUTO_SHUTDOWN_MS_RANGE, "milliseconds"
         ),
+    },
+    "provision": {
+        "run": lambda c, p, v: _provision_run(c, v),
     },
 }
 
@@ -351,4 +396,5 @@ def validate(project: ProjectPaths, path: Path, text: str, doc: TOMLDocument) ->
     box = BoxConfig(**values["box"])
     network = NetworkConfig(**values["network"])
     supervisor = SupervisorConfig(**values["supervisor"])
-    return Config(path=path, box=box, network=network, supervisor=supervisor)
+    provision = ProvisionConfig(**values["provision"])
+    return Config(path=path, box=box, network=network, supervisor=supervisor, provision=provision)

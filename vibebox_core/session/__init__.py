@@ -1,4 +1,5 @@
-"""Sessions: bringing one up, its live state, taking it down, running a command, explaining it.
+"""Sessions: bringing one up, provisioning it, its live state, taking it down, running a command,
+explaining it.
 
 - :mod:`.start`: bring a session up and attach (:func:`~.start.ensure_running`, ``attach``), and
   the dashboard's terminal (:func:`~.start.open_shell`: a direct SSH PTY or the supervisor's
@@ -10,6 +11,9 @@
 - :mod:`.status`: the live state ``vibebox list`` and the session browser show.
 - :mod:`.teardown`: stop, delete, recreate.
 - :mod:`.execute`: one command in the guest on this process's stdio (``vibebox exec``).
+- :mod:`.provision`: ``[provision] run`` once in a new session, and on demand
+  (``vibebox provision``); :mod:`.provision_record` what ran (and whether the list changed
+  since), :mod:`.provision_output` its output, bounded in the log and in the progress.
 - :mod:`.explain` (:func:`~.explain.gather`, shared by ``vibebox explain`` and the inspector) and
   :mod:`.explain_text` (its plain text).
 - :mod:`.hypervisors`: one libvirt connection per URI for this process, at the approved URI.

@@ -239,6 +239,9 @@ def prepare_and_start(
     check_disk_base(project, info.name, info.artifacts["base_disk"].sha256)
     if create_overlay(project.disk, info.base_disk, config.box.disk_gb):
         clock("instance disk", f"{project.disk.name} ({config.box.disk_gb} GB)", done=True)
+        # A fresh guest disk: `[provision] run` is due once SSH answers
+        # (vibebox_core/session/provision.py); the marker outlives a start that fails first.
+        write_atomic(project.provision_pending, session_id + "\n", mode=0o600)
     project.disk_base.write_text(info.artifacts["base_disk"].sha256 + "\n")
     # Every share runs through the share guard (vibebox_core/share/guard.py): the approved
     # directory by device/inode, and no setuid, device or foreign-owned file on the host.

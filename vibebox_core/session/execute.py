@@ -13,7 +13,7 @@ import os
 import select
 import signal
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import IO, Any
 
 import asyncssh
@@ -114,11 +114,17 @@ async def exec_command(
     stderr: IO[Any] | int | None = None,
     progress: ProgressCallback | None = None,
     hypervisor: Hypervisor | None = None,
+    notice: Callable[[str], None] | None = None,
 ) -> int:
     """``vibebox exec -- CMD...``: start the session if needed, run one command.
+
+    A new session is provisioned first (:func:`~vibebox_core.session.start.attach`); a failing
+    step goes to ``notice`` and the command still runs.
 
     Returns:
         The command's exit status.
     """
-    async with attach(project, progress, hypervisor=hypervisor, client="exec") as session:
+    async with attach(
+        project, progress, hypervisor=hypervisor, client="exec", notice=notice
+    ) as session:
         return await run_in_session(session, argv, stdin=stdin, stdout=stdout, stderr=stderr)

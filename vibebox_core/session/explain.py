@@ -32,6 +32,7 @@ from vibebox_core.index.sessions import SessionIndex
 from vibebox_core.network.log import NetEvent, tail
 from vibebox_core.network.logsummary import NetSummary, summary
 from vibebox_core.paths import ProjectPaths
+from vibebox_core.session import provision_record
 from vibebox_core.session.status import SessionStatus, session_status
 
 #: Network decisions ``vibebox explain`` shows.
@@ -161,6 +162,8 @@ class Explain:
         pending_asks: True when a start will ask before applying :attr:`pending` (False: a
             first start approves it by itself, it grants nothing beyond the defaults).
         file_problem: why ``vibebox.toml`` is refused (empty when it is not).
+        provision: ``[provision] run`` against its last run in the session (changed since,
+            failed, due), None when not asked for.
     """
 
     project: Path
@@ -175,6 +178,7 @@ class Explain:
     pending: tuple[str, ...] = ()
     pending_asks: bool = True
     file_problem: str = ""
+    provision: provision_record.Status | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able view (``vibebox explain --json``)."""
@@ -212,6 +216,7 @@ class Explain:
                 "pending_asks": self.pending_asks,
                 "file_problem": self.file_problem,
             },
+            "provision": None if self.provision is None else self.provision.to_dict(),
         }
 
 
@@ -233,6 +238,7 @@ def build_explain(
     recent_network: Sequence[Any] = (),
     network_summary: NetSummary | None = None,
     review: Review | None = None,
+    provision: provision_record.Status | None = None,
 ) -> Explain:
     """Build the explain model for one project.
 
@@ -248,6 +254,8 @@ def build_explain(
         review: the file against the approved snapshot
             (:func:`~vibebox_core.config.approval.review`); its pending change is shown apart
             from ``config``, which is what is enforced.
+        provision: ``[provision] run`` against its last run
+            (:func:`vibebox_core.session.provision_record.status`).
     """
     network = NetworkView(
         mode=config.network.mode,
@@ -290,6 +298,7 @@ def build_explain(
         pending=review.diff if review is not None and review.status in _PENDING else (),
         pending_asks=review.needs_approval if review is not None else True,
         file_problem=_problem(review.error) if review is not None and review.error else "",
+        provision=provision,
     )
 
 
@@ -375,5 +384,6 @@ def gather(
         recent_network=events,
         network_summary=summary(project.network_log) if log_summary and entry else None,
         review=found,
+        provision=provision_record.status(project, entry.id if entry else None),
     )
     return Gathered(explain, found, config, entry, status, events)

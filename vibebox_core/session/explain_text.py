@@ -50,6 +50,13 @@ def render_text(explain: Explain) -> str:
             out.append("pending: vibebox.toml asks for this, not approved yet")
             out.append("  (it grants nothing beyond the defaults: the first start approves it)")
         out.extend(f"  {line}" for line in explain.pending)
+    shown = explain.provision
+    if shown is not None and (shown.steps != 0 or shown.record is not None):
+        steps = shown.steps
+        listed = "refused file" if steps is None else f"{steps} step{'s' if steps != 1 else ''}"
+        out.append("")
+        out.append(f"provision  {listed} in [provision] run")
+        out.append(f"  {shown.summary}")
     out.append("")
     out.append("storage")
     width = max(len(item.label) for item in explain.storage)

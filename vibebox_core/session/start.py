@@ -43,7 +43,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,8 +60,8 @@ from vibebox_core.hypervisor.base import Hypervisor
 from vibebox_core.index.entry import SessionEntry
 from vibebox_core.index.sessions import SessionIndex
 from vibebox_core.paths import ProjectPaths
-from vibebox_core.progress import ProgressCallback, ProgressClock, ProgressEvent
-from vibebox_core.session import boot
+from vibebox_core.progress import ProgressCallback, ProgressClock, ProgressEvent, continued
+from vibebox_core.session import boot, provision
 from vibebox_core.session.hypervisors import shared_hypervisor
 from vibebox_core.session.running import RunningSession
 from vibebox_core.session.ssh_wait import wait_for_ssh
@@ -312,10 +312,22 @@ async def attach(
     *,
     hypervisor: Hypervisor | None = None,
     client: str = "vibebox",
+    notice: Callable[[str], None] | None = None,
 ) -> AsyncIterator[RunningSession]:
-    """``async with attach(project) as session:`` — :func:`ensure_running`, detached on exit."""
+    """``async with attach(project) as session:`` — :func:`ensure_running`, detached on exit.
+
+    A new session is provisioned first (:mod:`vibebox_core.session.provision`, its output to
+    ``progress``); how that went, when worth saying (a failing step), goes to ``notice``.
+    The session is yielded whatever provisioning did.
+    """
+    began = time.monotonic()
     session = await ensure_running(project, progress, hypervisor=hypervisor, client=client)
     try:
+        later = continued(progress, began)
+        outcome = await provision.provision_session(session, later, only_if_new=True)
+        said = provision.notice(outcome)
+        if said and notice is not None:
+            notice(said)
         yield session
     finally:
         await session.close()
@@ -330,12 +342,16 @@ class Shell:
         stream: the shell's PTY.
         attached: the supervisor's count just after attaching (None when it could not be asked).
         forwards: the task opening the approved port forwards.
+        provisioned: how provisioning a new session went.
     """
 
     running: RunningSession
     stream: ByteStream
     attached: int | None
     forwards: asyncio.Task[None] | None = None
+    #: How provisioning a new session went (:func:`vibebox_core.session.provision.notice`
+    #: says it in words); None before it was tried.
+    provisioned: provision.Outcome | None = None
 
     async def release(self) -> None:
         """Detach (the terminal is the caller's to close); stops opening forwards."""
@@ -356,16 +372,23 @@ async def open_shell(
 ) -> Shell:
     """Start (if needed) and attach to the session, then open a login shell in a PTY.
 
-    On a running session the shell comes from its supervisor (:func:`open_terminal`), over the
-    supervisor's one SSH connection (no key exchange of our own); a session this call booted
-    was waited for over our own connection, which then carries the shell. Port forwards follow
+    A new session is provisioned first (its output to ``progress``; :attr:`Shell.provisioned`
+    says how it went). On a running session the shell comes from its supervisor
+    (:func:`open_terminal`), over the supervisor's one SSH connection (no key exchange of our
+    own); a session this call booted was waited for over our own connection, which then carries
+    the shell. Port forwards follow
     in the background; a failure to open them is reported to ``progress``, never raised.
 
     Raises:
         VibeboxError: as :func:`ensure_running`, or the shell could not be opened.
     """
+    began = time.monotonic()
     running = await ensure_running(project, progress, client=client, connect=False)
     try:
+        # A new session runs [provision] first, its output in the start-up view; whatever
+        # it does, the shell opens.
+        later = continued(progress, began)
+        outcome = await provision.provision_session(running, later, only_if_new=True)
         if running.connection is not None:
             stream: ByteStream = await SSHPtyStream.open(running.connection, cols, rows)
         else:
@@ -374,7 +397,7 @@ async def open_shell(
     except BaseException:
         await running.close()
         raise
-    shell = Shell(running, stream, attached)
+    shell = Shell(running, stream, attached, provisioned=outcome)
     shell.forwards = asyncio.create_task(_forward(running, progress))
     return shell
 

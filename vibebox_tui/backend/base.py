@@ -84,7 +84,9 @@ class InspectorData:
     ``"live"`` (in force now) or ``"next start"`` (``policy_pending`` lists what waits for a
     restart); None when no session runs or nobody knows. ``unapproved`` lists what
     ``vibebox.toml`` asks for that is not approved and so not enforced (everything else shown
-    is the approved snapshot).
+    is the approved snapshot). ``provision`` says how ``[provision] run`` stands against its
+    last run in this session (empty: nothing to say); ``provision_warn`` that it deserves a
+    look (the list changed since it ran, or its last run failed).
     """
 
     project: Path
@@ -104,6 +106,8 @@ class InspectorData:
     policy_applied: str | None = None
     policy_pending: tuple[str, ...] = ()
     unapproved: tuple[str, ...] = ()
+    provision: str = ""
+    provision_warn: bool = False
 
 
 @dataclass
@@ -112,11 +116,15 @@ class Attachment:
 
     Holding it keeps the session's reference count up; :meth:`close` closes the stream and lets
     go (the VM then stays up for the grace period and shuts down if nobody else is attached).
+    ``notice`` is what the start has to tell once the terminal shows (how provisioning a new
+    session went; empty: nothing), ``notice_failed`` that it tells of a failure.
     """
 
     session: SessionRow
     stream: ByteStream
     release: Callable[[], Awaitable[None]] | None = None
+    notice: str = ""
+    notice_failed: bool = False
     _closed: bool = field(default=False, repr=False)
 
     async def close(self) -> None:

@@ -27,7 +27,7 @@ from vibebox_core.index.entry import SessionEntry
 from vibebox_core.index.sessions import SessionIndex
 from vibebox_core.paths import PROJECT_CACHE, PROJECT_CONFIG, ProjectPaths
 from vibebox_core.progress import ProgressCallback, ProgressEvent
-from vibebox_core.session import approve, start, teardown
+from vibebox_core.session import approve, provision, provision_record, start, teardown
 from vibebox_core.session.explain import gather
 from vibebox_core.session.status import SessionStatus, list_statuses, session_status
 from vibebox_core.streams import ByteStream
@@ -61,6 +61,15 @@ def _policy(status: SessionStatus | None) -> tuple[str | None, tuple[str, ...]]:
     applied, pending = policy.get("applied"), policy.get("pending")
     lines = tuple(str(line) for line in pending) if isinstance(pending, list) else ()
     return (applied if applied in ("live", "next start") else None), lines
+
+
+def _provision_line(status: provision_record.Status | None) -> str:
+    """The inspector's provisioning line: nothing while there is no list and no run."""
+    if status is None or (status.steps == 0 and status.record is None):
+        return ""
+    if status.steps is None:
+        return status.summary
+    return f"{status.steps} step{'s' if status.steps != 1 else ''}; {status.summary}"
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -149,7 +158,10 @@ class CoreBackend:
             attached=shell.attached,
             last_active=running.entry.last_active,
         )
-        return Attachment(row, stream, release)
+        outcome = shell.provisioned
+        said = provision.notice(outcome, success=True) if outcome is not None else ""
+        failed = outcome is not None and not outcome.ok
+        return Attachment(row, stream, release, notice=said, notice_failed=failed)
 
     def _discard(self, future: concurrent.futures.Future[Any]) -> None:
         """An early attempt nobody wants: detach it (the VM keeps its grace period)."""
@@ -235,6 +247,8 @@ class CoreBackend:
             policy_applied=applied,
             policy_pending=pending,
             unapproved=explain.pending,
+            provision=_provision_line(explain.provision),
+            provision_warn=bool(explain.provision and explain.provision.needs_attention),
         )
 
     def fingerprint(self, directory: Path) -> Hashable:
@@ -256,7 +270,13 @@ class CoreBackend:
             status = session_status(entry, self._hypervisor)
             vm = (status.state, status.attached, status.ipv4, *_policy(status))
         approved = stat(snapshot.snapshot_path(project))  # an approval changes what is shown
-        files = (stat(project.config), approved, stat(project.network_log))
+        files = (
+            stat(project.config),
+            approved,
+            stat(project.network_log),
+            stat(project.provision_record),  # a run ended, or started
+            stat(project.provision_pending),
+        )
         return files, vm, entry.id if entry else None
 
     def console_tail(self, directory: Path, lines: int = 15) -> list[str]:

@@ -36,6 +36,39 @@ BOOT_STEPS: tuple[ProgressEvent, ...] = (
     ProgressEvent("waiting for SSH", "lease 192.168.122.57, waiting for sshd", 14.8, False),
 )
 
+#: A provisioning a fake start can report after its boot steps (``provision=``): two steps,
+#: their output, the second one failing.
+PROVISION_FAILING: tuple[ProgressEvent, ...] = (
+    ProgressEvent("provisioning", "2 steps", 15.1),
+    ProgressEvent("provisioning", "step 1/2: sudo apt-get install -y jq", 15.1),
+    ProgressEvent(
+        "provisioning",
+        "step 1/2: sudo apt-get install -y jq",
+        16.0,
+        output=(
+            "Reading package lists...",
+            "Setting up jq (1.6-2.1) ...",
+            "\x1b[31mhostile\x1b]0;title\x07 output",
+        ),
+    ),
+    ProgressEvent("provisioning", "step 2/2: make setup", 16.2),
+    ProgressEvent(
+        "provisioning",
+        "step 2/2: make setup",
+        16.4,
+        output=("make: *** No rule to make target 'setup'.  Stop.",),
+    ),
+    ProgressEvent(
+        "provisioning", "step 2/2 failed with exit status 2", 16.4, done=True, failed=True
+    ),
+)
+#: What the core says after :data:`PROVISION_FAILING`.
+PROVISION_FAILING_NOTICE = (
+    "Provisioning step 2 of 2 failed with exit status 2: make setup (2026-11-27T10:15:16Z). "
+    "The session is usable; the output is in .vibebox/provision.log, and `vibebox provision` "
+    "runs the list again."
+)
+
 CONSOLE_LINES = (
     "[    0.000000] Linux version 6.1.0-27-cloud-amd64 (debian-kernel@lists.debian.org)",
     "[    1.204511] virtiofs virtio1: discovered new tag: vibebox-project",
@@ -83,6 +116,9 @@ class FakeBackend:
         hold_boot: when set, :meth:`attach` stops after the boot steps until the event is set
             (lets a test or snapshot look at the progress view).
         prompt: bytes fed to every new terminal.
+        provision: events a cold start reports after its boot steps (before ``hold_boot``),
+            e.g. :data:`PROVISION_FAILING`; ``provision_notice`` is what the attachment then
+            tells (``provision_failed``: of a failure).
     """
 
     def __init__(
@@ -94,6 +130,9 @@ class FakeBackend:
         hold_boot: asyncio.Event | None = None,
         prompt: bytes = b"vibecoder@vibebox:~$ ",
         hypervisor: FakeHypervisor | None = None,
+        provision: tuple[ProgressEvent, ...] = (),
+        provision_notice: str = "",
+        provision_failed: bool = False,
     ) -> None:
         self._lock = threading.Lock()
         self.hypervisor = hypervisor or FakeHypervisor()
@@ -105,6 +144,11 @@ class FakeBackend:
         self.fail_attach = fail_attach
         self.hold_boot = hold_boot
         self.prompt = prompt
+        self.provision = provision
+        self.provision_notice = provision_notice
+        self.provision_failed = provision_failed
+        #: What the inspector says about provisioning, per directory.
+        self.provision_line: dict[Path, tuple[str, bool]] = {}
         self.streams: dict[str, MemoryStream] = {}
         self.deleted: list[str] = []
         self.recreated: list[str] = []
@@ -229,11 +273,14 @@ class FakeBackend:
                 f"Session {session.short_id} is broken: {session.reason}",
                 hint=f"Delete it (`vibebox delete {session.short_id}`) and start again.",
             )
-        if session.state != "running":
+        booted = session.state != "running"
+        if booted:
             progress(BOOT_STEPS[0])
             if self.fail_attach is not None:
                 raise self.fail_attach
             for event in BOOT_STEPS[1:]:
+                progress(event)
+            for event in self.provision:
                 progress(event)
             if self.hold_boot is not None:
                 await self.hold_boot.wait()
@@ -259,7 +306,10 @@ class FakeBackend:
                         now, attached=max(0, (now.attached or 1) - 1)
                     )
 
-        return Attachment(session, stream, release)
+        notice = self.provision_notice if booted else ""
+        return Attachment(
+            session, stream, release, notice=notice, notice_failed=self.provision_failed
+        )
 
     def approve(self, directory: Path, expected: str | None = None) -> str:
         with self._lock:
@@ -295,6 +345,7 @@ class FakeBackend:
             running = session is not None and session.state == "running"
             name = directory.name
             applied, pending = self.policy_state.get(directory, (None, ()))
+            provision_line, provision_warn = self.provision_line.get(directory, ("", False))
             return InspectorData(
                 project=directory,
                 session_id=session.id if session else None,
@@ -321,6 +372,8 @@ class FakeBackend:
                 attached=session.attached if session else None,
                 policy_applied=applied if running else None,
                 policy_pending=pending if running else (),
+                provision=provision_line,
+                provision_warn=provision_warn,
             )
 
     def fingerprint(self, directory: Path) -> Hashable:
@@ -333,6 +386,7 @@ class FakeBackend:
                 session.attached if session else None,
                 len(self.network_log.get(directory, ())),
                 self.policy_state.get(directory),
+                self.provision_line.get(directory),
             )
 
     def console_tail(self, directory: Path, lines: int = 15) -> list[str]:

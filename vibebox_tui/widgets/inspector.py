@@ -98,6 +98,11 @@ def render_inspector(data: InspectorData, width: int = 40) -> Text:
         style = "red" if " blocked " in f" {line} " else "green"
         text.append(f"\n    {clean(line)}", style=style)
 
+    if data.provision:
+        _heading(text, "Provisioning")
+        style = "yellow" if data.provision_warn else ""
+        text.append(f"\n  {clean(data.provision, 400)}", style=style)
+
     _heading(text, "Storage")
     for label, path in data.storage:
         if len(label) < 12:

@@ -1,7 +1,9 @@
 """What the terminal area shows while an image builds or a VM boots.
 
-Each :class:`~vibebox_core.progress.ProgressEvent` becomes a line: done steps get a tick, the
-current one an arrow, each with the elapsed time core reported. ``ctrl+o`` shows the tail of
+Each :class:`~vibebox_core.progress.ProgressEvent` becomes a line: done steps get a tick (a
+cross when the step failed and the start went on), the current one an arrow, each with the
+elapsed time core reported. A step's program output (provisioning) shows under it, its last
+:data:`OUTPUT_LINES` lines, each escaped: the guest chose them. ``ctrl+o`` shows the tail of
 the VM's serial console (the app fetches it), which is where a boot that hangs tells why.
 
 Keys typed meanwhile are kept for the shell, as a terminal keeps what is typed ahead of the
@@ -13,7 +15,8 @@ session starts (``q`` in ``sqlite3`` must not quit vibebox).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 
 from rich.text import Text
 from textual import events
@@ -30,11 +33,19 @@ from vibebox_tui.safe import clean
 CONSOLE_KEY = "ctrl+o"
 
 
+#: Output lines a step keeps on screen (provisioning); the whole output is in its log.
+OUTPUT_LINES = 10
+#: Characters of one output line shown.
+OUTPUT_WIDTH = 200
+
+
 @dataclass
 class _Step:
     detail: str
     elapsed: float
     done: bool
+    failed: bool = False
+    output: deque[str] = field(default_factory=lambda: deque(maxlen=OUTPUT_LINES))
 
 
 class BootProgress(Vertical, can_focus=True):
@@ -107,10 +118,15 @@ class BootProgress(Vertical, can_focus=True):
 
     def add_event(self, event: ProgressEvent) -> None:
         """Record one progress event and redraw."""
-        if event.step not in self.steps:
-            for step in self.steps.values():
-                step.done = True  # a new step means the earlier ones are over
-        self.steps[event.step] = _Step(event.detail, event.elapsed, event.done)
+        step = self.steps.get(event.step)
+        if step is None:
+            for earlier in self.steps.values():
+                earlier.done = True  # a new step means the earlier ones are over
+            step = self.steps[event.step] = _Step(event.detail, event.elapsed, event.done)
+        elif not event.output:  # an output event keeps the step's line as it is
+            step.detail, step.elapsed, step.done = event.detail, event.elapsed, event.done
+        step.failed = step.failed or event.failed
+        step.output.extend(event.output)
         self._redraw()
 
     @property
@@ -128,11 +144,16 @@ class BootProgress(Vertical, can_focus=True):
         for raw_name, step in self.steps.items():
             name = clean(raw_name, 80)
             mark, style = ("✓", "green") if step.done else ("▸", "bold yellow")
+            if step.failed:
+                mark, style = "✗", "bold red"
             text.append(f"\n  {mark} ", style=style)
             text.append(f"{name:<{column}}", style="" if step.done else "bold")
             text.append(f"{step.elapsed:7.1f}s", style="dim")
             if step.detail:
-                text.append(f"  {clean(step.detail)}", style="dim")
+                text.append(f"  {clean(step.detail)}", style="red" if step.failed else "dim")
+            for line in step.output:
+                text.append("\n      │ ", style="dim")
+                text.append(clean(line, OUTPUT_WIDTH), style="dim")
         text.append(f"\n\n  elapsed {self.elapsed:.0f}s", style="dim")
         hint = "ctrl+o hides" if self.console_shown else "ctrl+o shows"
         text.append(f"  ·  {hint} the console log", style="dim italic")
