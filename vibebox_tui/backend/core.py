@@ -149,7 +149,9 @@ class CoreBackend:
             attached=shell.attached,
             last_active=running.entry.last_active,
         )
-        return Attachment(row, stream, release)
+        # Tabs: each another PTY from the supervisor's relay, on this loop (the relay is plain
+        # asyncio over the socket); the process stays attached once (Shell.open_terminal).
+        return Attachment(row, stream, release, opener=shell.open_terminal)
 
     def _discard(self, future: concurrent.futures.Future[Any]) -> None:
         """An early attempt nobody wants: detach it (the VM keeps its grace period)."""
