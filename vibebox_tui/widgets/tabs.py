@@ -149,6 +149,8 @@ class TerminalTabs(Vertical):
         """Add ``view`` (its stream attached, not mounted yet) as the last tab and show it."""
         columns, lines = self.new_tab_size()
         view.emulator.resize(columns, lines)  # its first frame has the right size already
+        for other in self.views:  # the bar may have just taken a row from all of them
+            await other.resize_to(columns, lines)
         self.views.append(view)
         await self.mount(view)
         self.select(len(self.views) - 1)
