@@ -12,6 +12,7 @@ is a :class:`~vibebox_core.errors.VibeboxError` with a message and a hint.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -165,10 +166,8 @@ class Attachment:
         extra, self._extra = self._extra, []
         try:
             for stream in extra:
-                try:
+                with contextlib.suppress(Exception):  # a broken tab must not keep us attached
                     await stream.close()
-                except Exception:  # one broken tab must not keep the session attached
-                    pass
             await self.stream.close()
         finally:
             if self.release is not None:
