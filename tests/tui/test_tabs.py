@@ -275,3 +275,45 @@ async def test_the_attachment_opens_closes_and_refuses_tabs() -> None:
         await attachment.open_terminal(80, 24)
     with pytest.raises(SupervisorError, match="opens no more terminals"):
         await Attachment(row, MemoryStream()).open_terminal(80, 24)
+
+
+class StubDriver:
+    """What the terminal asks of the dashboard's driver (terminal/input.py), recorded."""
+
+    def __init__(self) -> None:
+        self.raw_target: object = None
+        self.modes: list[tuple[bool, bool]] = []
+
+    def resume_raw_input(self) -> None:
+        pass
+
+    def mirror_modes(self, app_cursor: bool, app_keypad: bool) -> None:
+        self.modes.append((app_cursor, app_keypad))
+
+
+async def test_the_host_s_raw_keys_and_modes_follow_the_shown_tab(
+    demo_app: DemoApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    driver = StubDriver()
+    monkeypatch.setattr(TerminalView, "_raw_driver", lambda self: driver)
+    app, backend = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until_attached(pilot, app)
+        tabs = tabs_of(app)
+        await wait_for(pilot, lambda: driver.raw_target is tabs.views[0])
+        first = backend.streams[SID]
+        second = await open_tab(pilot, app, backend)
+        # The driver gives the host's bytes to the focused tab only.
+        assert driver.raw_target is tabs.views[1] and tabs.views[1].accepts_raw_input()
+        assert not tabs.views[0].accepts_raw_input()
+        # A program in the tab that is not shown changes no host mode; the shown one's does.
+        driver.modes.clear()
+        first.feed(b"\x1b[?1h\x1b=")
+        await wait_for(pilot, lambda: tabs.views[0].emulator.app_cursor)
+        await pilot.pause(0.05)
+        assert (True, True) not in driver.modes
+        second.feed(b"\x1b[?1h")
+        await wait_for(pilot, lambda: driver.modes[-1:] == [(True, False)])
+        await pilot.press("ctrl+backslash", "1")
+        await wait_for(pilot, lambda: driver.raw_target is tabs.views[0])
+        await wait_for(pilot, lambda: driver.modes[-1:] == [(True, True)])
