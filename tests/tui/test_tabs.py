@@ -317,3 +317,22 @@ async def test_the_host_s_raw_keys_and_modes_follow_the_shown_tab(
         await pilot.press("ctrl+backslash", "1")
         await wait_for(pilot, lambda: driver.raw_target is tabs.views[0])
         await wait_for(pilot, lambda: driver.modes[-1:] == [(True, True)])
+
+
+async def test_the_first_tab_closes_like_any_other(demo_app: DemoApp) -> None:
+    app, backend = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until_attached(pilot, app)
+        first, header, tabs = backend.streams[SID], app.query_one(SessionHeader), tabs_of(app)
+        second = await open_tab(pilot, app, backend)
+        second.feed(b"\x1b]2;htop\x07")
+        await pilot.press("ctrl+backslash", "1")
+        await wait_for(pilot, lambda: app.focused is tabs.views[0])
+        await pilot.press("ctrl+backslash", "w")
+        await wait_for(pilot, lambda: first.closed and tabs.count == 1)
+        await wait_for(pilot, lambda: app.focused is tabs.active and header.title == "htop")
+        assert tabs.active.stream is second and app.attachment is not None
+        await pilot.press("e", "n", "v")
+        await second.wait_for(lambda: bytes(second.written).endswith(b"env"))
+        await pilot.press("ctrl+backslash", "q")
+        await wait_for(pilot, lambda: second.closed)
