@@ -2,8 +2,7 @@
 
 Public API (for the dashboard): :class:`TerminalView` and its messages
 (``TitleChanged``, ``VibeboxCommand``, ``Disconnected``, ``ReconnectRequested``, ``Bell``,
-``Resized``),
-and the key constants :data:`FOCUS_OUT_KEY`, :data:`SCROLLBACK_UP_KEY`,
+``Resized``), and the key constants :data:`FOCUS_OUT_KEY`, :data:`SCROLLBACK_UP_KEY`,
 :data:`SCROLLBACK_DOWN_KEY`.
 """
 

@@ -21,7 +21,9 @@ With the dashboard's own driver (:class:`~vibebox_tui.terminal.input.VibeboxDriv
 typed while the terminal has the focus come as the host terminal's bytes (:class:`RawInput`),
 not as Textual key events: see :mod:`vibebox_tui.terminal.input` for what is forwarded and
 what the dashboard keeps. Key events (headless, Pilot, keys parsed before the terminal took
-the focus) are encoded by :func:`~vibebox_tui.terminal.keys.encode_key`.
+the focus) are encoded by :func:`~vibebox_tui.terminal.keys.encode_key`. Several terminals
+(the dashboard's tabs) share that driver: the focused one gets the host's bytes and mirrors its
+modes onto the host terminal; the others keep reading their streams and change nothing there.
 """
 
 from __future__ import annotations
