@@ -5,7 +5,8 @@ workers (threads for blocking calls, an async worker for attaching), and results
 messages (:mod:`vibebox_tui.messages`). :meth:`VibeboxApp.on_failed` is the one place that
 decides between an error dialog and a notification. The background polls live in
 :mod:`vibebox_tui.polling`, what the dashboard does to sessions (attach, approve, recreate,
-delete, leave) in :mod:`vibebox_tui.session_actions`.
+delete, leave) in :mod:`vibebox_tui.session_actions`, the terminal's tabs in
+:mod:`vibebox_tui.tab_actions`.
 """
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ from vibebox_tui.safe import clean, guest_lines
 from vibebox_tui.screens import ErrorScreen, HelpScreen
 from vibebox_tui.screens.confirm import confirm_delete
 from vibebox_tui.screens.error import describe_error
-from vibebox_tui.session_actions import SessionActionsApp
+from vibebox_tui.tab_actions import TAB_ACTIONS, TabActionsApp
 from vibebox_tui.terminal import FOCUS_OUT_KEY, TerminalView
 from vibebox_tui.terminal.input import dashboard_driver
-from vibebox_tui.widgets import BootProgress, Inspector, SessionBrowser, SessionHeader
+from vibebox_tui.widgets import BootProgress, Inspector, SessionBrowser, SessionHeader, TerminalTabs
+from vibebox_tui.widgets.tabs import MAX_TABS
 
 SESSION_POLL_SECONDS = 1.0
 INSPECTOR_POLL_SECONDS = 0.5
@@ -42,10 +44,17 @@ CONSOLE_POLL_SECONDS = 1.0
 
 # Actions bound to plain letters work only outside the terminal (the terminal takes every key
 # but FOCUS_OUT_KEY), so the footer hides them while the terminal has the focus.
-LETTER_ACTIONS = {"toggle_inspector", "new_session", "help", "quit_app", "focus_browser"}
+LETTER_ACTIONS = {
+    "toggle_inspector",
+    "new_session",
+    "help",
+    "quit_app",
+    "focus_browser",
+    *TAB_ACTIONS,
+}
 
 
-class VibeboxApp(SessionActionsApp, inherit_bindings=False):
+class VibeboxApp(TabActionsApp, inherit_bindings=False):
     """The dashboard. ``run()`` returns the exit status (non-zero only for a fatal start-up)."""
 
     CSS_PATH = "app.tcss"
@@ -61,6 +70,15 @@ class VibeboxApp(SessionActionsApp, inherit_bindings=False):
         Binding("f1", "help", "Help", show=False),
         Binding("q", "quit_app", "Exit"),
         Binding("ctrl+q", "quit_app", "Exit", show=False),
+        # Tabs (outside the terminal, like the letters above): new, close, next, previous, N.
+        Binding("o", "new_tab", "New tab", show=False),
+        Binding("w", "close_tab", "Close tab", show=False),
+        Binding("right_square_bracket", "next_tab", "Next tab", show=False),
+        Binding("left_square_bracket", "previous_tab", "Previous tab", show=False),
+        *(
+            Binding(str(n), f"select_tab({n})", f"Tab {n}", show=False)
+            for n in range(1, MAX_TABS + 1)
+        ),
     ]
 
     def __init__(self, backend: Backend, *, live_clock: bool = True) -> None:
@@ -81,7 +99,7 @@ class VibeboxApp(SessionActionsApp, inherit_bindings=False):
         self.browser = SessionBrowser(id="browser")
         self.centre = ContentSwitcher(id="centre", initial="idle")
         self.progress = BootProgress(id="progress", live_clock=live_clock)
-        self.terminal = TerminalView(id="terminal")
+        self.tabs = TerminalTabs(id="terminal")
         self.inspector = Inspector(id="inspector")
         self.main = Horizontal(id="main")
 
@@ -102,7 +120,7 @@ class VibeboxApp(SessionActionsApp, inherit_bindings=False):
                     id="idle",
                 )
                 yield self.progress
-                yield self.terminal
+                yield self.tabs
             yield self.inspector
         yield Footer()
 
@@ -153,25 +171,6 @@ class VibeboxApp(SessionActionsApp, inherit_bindings=False):
                 self.delete_session(session)
 
         self.push_screen(confirm_delete(session), answered)
-
-    # -- terminal --------------------------------------------------------------------------
-
-    @on(TerminalView.ReconnectRequested)
-    def _reconnect(self) -> None:
-        if self.directory is not None:
-            self.attach_directory(self.directory, startup=False)
-
-    @on(TerminalView.Disconnected)
-    def _disconnected(self, message: TerminalView.Disconnected) -> None:
-        self.notify(
-            f"{guest_lines(message.reason)}. Press Enter in the terminal to reconnect.",
-            timeout=6,
-            markup=False,
-        )
-
-    @on(TerminalView.TitleChanged)
-    def _title_changed(self, message: TerminalView.TitleChanged) -> None:
-        self.header.title = message.title
 
     # -- vibebox commands (typed at the guest prompt) --------------------------------------
 

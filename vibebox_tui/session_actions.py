@@ -24,6 +24,7 @@ from vibebox_tui.safe import guest_lines
 from vibebox_tui.screens.confirm import confirm_approval, confirm_recreate
 from vibebox_tui.terminal import TerminalView
 from vibebox_tui.widgets import SessionBrowser, SessionHeader
+from vibebox_tui.widgets.tabs import TerminalTabs
 
 
 class SessionActionsApp(PollingApp):
@@ -34,7 +35,12 @@ class SessionActionsApp(PollingApp):
     header: SessionHeader
     browser: SessionBrowser
     centre: ContentSwitcher
-    terminal: TerminalView
+    tabs: TerminalTabs
+
+    @property
+    def terminal(self) -> TerminalView:
+        """The terminal on screen (the shown tab)."""
+        return self.tabs.active
 
     # -- the attached session --------------------------------------------------------------
 
@@ -152,7 +158,7 @@ class SessionActionsApp(PollingApp):
         attachment, self.attachment = self.attachment, None
         if attachment is None:
             return
-        self.terminal.detach()
+        await self.tabs.reset()  # every tab's stream detached; the attachment closes them
         self.header.title = ""  # the guest's window title belonged to that shell
         try:
             await attachment.close()

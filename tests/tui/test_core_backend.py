@@ -1,15 +1,24 @@
-"""CoreBackend's data side on real config/index files (no VM needed)."""
+"""CoreBackend's data side on real config/index files, and its tabs on a real supervisor (no VM
+needed)."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 
+from vibebox_core import paths
 from vibebox_core.config.load import load_config
 from vibebox_core.index.sessions import SessionIndex
-from vibebox_core.paths import ProjectPaths
+from vibebox_core.paths import PROJECT_CACHE, ProjectPaths
+from vibebox_core.session import start
+from vibebox_core.session.running import RunningSession
 from vibebox_core.streams import MemoryStream
+from vibebox_core.supervisor.client import SupervisorConnection
+from vibebox_core.supervisor.server import Supervisor
 from vibebox_tui.backend.core import CoreBackend
 from vibebox_tui.backend.io_thread import IOThread, ThreadedStream
 
@@ -96,3 +105,78 @@ def test_prestart_without_a_project_does_nothing() -> None:
     backend = CoreBackend(None)
     backend.prestart(80, 24)
     assert backend._early is None
+
+
+class _Shells:
+    """The supervisor's shells for ``pty`` requests: in-memory PTYs."""
+
+    def __init__(self) -> None:
+        self.shells: list[MemoryStream] = []
+
+    async def open_shell(
+        self, cols: int, rows: int, command_token: str | None = None
+    ) -> MemoryStream:
+        self.shells.append(MemoryStream())
+        return self.shells[-1]
+
+    async def close(self) -> None:
+        pass
+
+
+class _VM:
+    def state(self) -> str:
+        return "running"
+
+    def start(self) -> None:
+        pass
+
+    def stop(self, timeout: float) -> bool:
+        return True
+
+
+async def test_tabs_come_from_the_supervisors_relay_and_count_once(
+    short_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real backend's tabs: each a PTY of the session's supervisor, the count unchanged."""
+    directory = short_home / "webshop"
+    (directory / PROJECT_CACHE).mkdir(parents=True)
+    entry = SessionIndex().ensure(directory)
+    shells = _Shells()
+    sup = Supervisor(
+        entry.id,
+        paths.supervisor_socket_path(entry.id),
+        directory / PROJECT_CACHE / "supervisor.lock",
+        _VM(),
+        grace=30.0,
+        terminals=shells,
+    )
+    task = asyncio.create_task(sup.run())
+    while sup.phase != "running":
+        await asyncio.sleep(0.01)
+    attachment = await SupervisorConnection.open(sup.socket_path)
+    await attachment.attach("vibebox dashboard")
+    running = SimpleNamespace(
+        session_id=entry.id,
+        project=ProjectPaths.for_directory(directory),
+        entry=entry,
+        close=attachment.close,
+    )
+    first = MemoryStream()
+
+    async def open_shell(*args: object, **kwargs: object) -> start.Shell:
+        return start.Shell(cast(RunningSession, running), first, 1)
+
+    monkeypatch.setattr(start, "open_shell", open_shell)
+    try:
+        attached = await CoreBackend(None).attach(directory, 80, 24, lambda event: None)
+        tabs = [await attached.open_terminal(100, 30) for _ in range(2)]
+        assert len(shells.shells) == 2 and sup.attached == 1
+        await tabs[0].write(b"pwd\r")
+        await shells.shells[0].wait_for(lambda: bytes(shells.shells[0].written) == b"pwd\r")
+        await attached.close()  # every tab and the first terminal closed, detached once
+        assert first.closed
+        while sup.attached or not all(shell.closed for shell in shells.shells):
+            await asyncio.sleep(0.01)
+    finally:
+        sup.request_stop("test over")
+        await asyncio.wait_for(task, 10)

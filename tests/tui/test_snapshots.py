@@ -156,3 +156,25 @@ def test_terminal_full_screen_program(snap_compare: SnapCompare, demo_app: DemoA
         await pilot.pause(0.1)
 
     assert snap_compare(app, terminal_size=TERMINAL_80x24, run_before=run_before)
+
+
+def test_two_tabs(snap_compare: SnapCompare, demo_app: DemoApp) -> None:
+    app, backend = demo_app(prompt=b"")
+    sid = fake_id(1)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await attached(app)(pilot)
+        backend.streams[sid].feed(b"\x1b]2;vim notes.txt\x07vibecoder@vibebox:~/webshop$ vim")
+        await wait_for(pilot, lambda: app.header.title == "vim notes.txt")
+        await pilot.press("ctrl+backslash", "o")
+        await wait_for(pilot, lambda: len(backend.tab_streams[sid]) == 1)
+        await wait_for(pilot, lambda: app.focused is app.terminal and app.tabs.count == 2)
+        backend.tab_streams[sid][0].feed(
+            b"\x1b]2;pytest -q\x07vibecoder@vibebox:~/webshop$ pytest -q\r\n"
+            b"\x1b[32m12 passed\x1b[0m in 0.42s\r\nvibecoder@vibebox:~/webshop$ "
+        )
+        await wait_for(pilot, lambda: "passed" in "".join(app.terminal.emulator.screen.display))
+        await wait_for(pilot, lambda: app.header.title == "pytest -q")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)

@@ -361,6 +361,20 @@ class Shell:
                 await self.forwards
         await self.running.close()
 
+    async def open_terminal(self, cols: int, rows: int) -> ByteStream:
+        """Another login shell into this session, in a PTY of its own (a dashboard tab).
+
+        It comes from the supervisor's relay (:func:`open_terminal`) whatever carried the first
+        one. This process stays counted once: the supervisor counts ``attach`` connections, and
+        a relayed terminal's connection is none (:mod:`vibebox_core.supervisor.server`), so
+        nothing a tab sends, and nothing the guest says, can change the count.
+
+        Raises:
+            SupervisorError: the supervisor does not answer (it stopped).
+            SSHError: the guest refused the shell or cannot be reached.
+        """
+        return await open_terminal(self.running, cols, rows)
+
     async def discard(self) -> None:
         """Close the terminal too (nobody took this attempt)."""
         await self.stream.close()

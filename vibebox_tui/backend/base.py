@@ -12,12 +12,14 @@ is a :class:`~vibebox_core.errors.VibeboxError` with a message and a hint.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from vibebox_core.errors import SupervisorError
 from vibebox_core.index.ids import short_ids
 from vibebox_core.progress import ProgressCallback
 from vibebox_core.streams import ByteStream
@@ -110,14 +112,26 @@ class InspectorData:
     provision_warn: bool = False
 
 
+#: Opens another terminal into an attached session: ``(cols, rows) -> stream``.
+TerminalOpener = Callable[[int, int], Awaitable[ByteStream]]
+
+
 @dataclass
 class Attachment:
-    """A terminal attached to a running session.
+    """A terminal attached to a running session, and the tabs opened next to it.
 
-    Holding it keeps the session's reference count up; :meth:`close` closes the stream and lets
-    go (the VM then stays up for the grace period and shuts down if nobody else is attached).
-    ``notice`` is what the start has to tell once the terminal shows (how provisioning a new
-    session went; empty: nothing), ``notice_failed`` that it tells of a failure.
+    Holding it keeps the session's reference count up (once, however many terminals are open);
+    :meth:`close` closes every stream and lets go (the VM then stays up for the grace period
+    and shuts down if nobody else is attached).
+
+    Attributes:
+        session: the session's row.
+        stream: the first terminal.
+        release: lets go of the session (detach), after the streams are closed.
+        opener: opens another terminal into the session (None: this attachment has no tabs).
+        notice: what the start has to tell once the terminal shows (how provisioning a new
+            session went; empty: nothing).
+        notice_failed: the notice tells of a failure.
     """
 
     session: SessionRow
@@ -125,13 +139,44 @@ class Attachment:
     release: Callable[[], Awaitable[None]] | None = None
     notice: str = ""
     notice_failed: bool = False
+    opener: TerminalOpener | None = None
+    _extra: list[ByteStream] = field(default_factory=list, repr=False)
     _closed: bool = field(default=False, repr=False)
+
+    async def open_terminal(self, cols: int, rows: int) -> ByteStream:
+        """Another terminal into the session (a tab), closed with the attachment.
+
+        Raises:
+            SupervisorError: this attachment opens no more terminals, or it was closed.
+            VibeboxError: the terminal could not be opened (the backend's error).
+        """
+        if self.opener is None or self._closed:
+            why = "was closed" if self._closed else "opens no more terminals"
+            raise SupervisorError(
+                f"this session's attachment {why}", hint="attach to the session again"
+            )
+        stream = await self.opener(cols, rows)
+        if self._closed:  # detached while the terminal was being opened
+            await stream.close()
+            raise SupervisorError("the session was detached while the terminal opened")
+        self._extra.append(stream)
+        return stream
+
+    async def close_terminal(self, stream: ByteStream) -> None:
+        """Close one of this attachment's terminals (a tab); the attachment stays."""
+        if stream in self._extra:
+            self._extra.remove(stream)
+        await stream.close()
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        extra, self._extra = self._extra, []
         try:
+            for stream in extra:
+                with contextlib.suppress(Exception):  # a broken tab must not keep us attached
+                    await stream.close()
             await self.stream.close()
         finally:
             if self.release is not None:

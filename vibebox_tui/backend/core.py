@@ -161,7 +161,11 @@ class CoreBackend:
         outcome = shell.provisioned
         said = provision.notice(outcome, success=True) if outcome is not None else ""
         failed = outcome is not None and not outcome.ok
-        return Attachment(row, stream, release, notice=said, notice_failed=failed)
+        # Tabs: each another PTY from the supervisor's relay, on this loop (the relay is plain
+        # asyncio over the socket); the process stays attached once (Shell.open_terminal).
+        return Attachment(
+            row, stream, release, opener=shell.open_terminal, notice=said, notice_failed=failed
+        )
 
     def _discard(self, future: concurrent.futures.Future[Any]) -> None:
         """An early attempt nobody wants: detach it (the VM keeps its grace period)."""

@@ -5,7 +5,8 @@ hypervisor); the index and the terminals in plain dictionaries. Everything is de
 fixed session ids, fixed timestamps, fixed progress steps with fixed elapsed times, so a
 snapshot taken today matches one taken tomorrow. Terminals are
 :class:`~vibebox_core.streams.MemoryStream` objects the caller feeds by hand
-(``backend.streams[session_id].feed(b"...")``).
+(``backend.streams[session_id].feed(b"...")``; the tabs opened next to it are in
+``backend.tab_streams[session_id]``).
 """
 
 from __future__ import annotations
@@ -150,6 +151,8 @@ class FakeBackend:
         #: What the inspector says about provisioning, per directory.
         self.provision_line: dict[Path, tuple[str, bool]] = {}
         self.streams: dict[str, MemoryStream] = {}
+        #: The terminals opened as tabs next to each session's first one, oldest first.
+        self.tab_streams: dict[str, list[MemoryStream]] = {}
         self.deleted: list[str] = []
         self.recreated: list[str] = []
         self.config_revision: dict[Path, int] = {}
@@ -296,6 +299,7 @@ class FakeBackend:
             self._sessions[session.id] = session
             self.hypervisor.set_status(session.id, "running")
             self.streams[session.id] = stream
+            self.tab_streams[session.id] = []
         session_id = session.id
 
         async def release() -> None:
@@ -307,8 +311,23 @@ class FakeBackend:
                     )
 
         notice = self.provision_notice if booted else ""
+
+        async def open_tab(cols: int, rows: int) -> MemoryStream:
+            # Another PTY, as the supervisor's relay opens one: the count stays as it is.
+            tab = MemoryStream()
+            tab.feed(self.prompt)
+            await tab.resize(cols, rows)
+            with self._lock:
+                self.tab_streams.setdefault(session_id, []).append(tab)
+            return tab
+
         return Attachment(
-            session, stream, release, notice=notice, notice_failed=self.provision_failed
+            session,
+            stream,
+            release,
+            opener=open_tab,
+            notice=notice,
+            notice_failed=self.provision_failed,
         )
 
     def approve(self, directory: Path, expected: str | None = None) -> str:

@@ -27,6 +27,9 @@ DASHBOARD_KEYS: tuple[tuple[str, str], ...] = (
     ("i", "Show or hide the inspector"),
     ("n", "Recreate this session, like :new (asks first)"),
     ("s / t", "Go to the session list / the terminal"),
+    ("o", "New tab: another shell into this session, in a PTY of its own (up to 9)"),
+    ("w", "Close the shown tab (its shell ends; the last one disconnects, Enter reconnects)"),
+    ("1-9 / [ / ]", "Go to tab N / the previous / the next tab (the keyboard goes with it)"),
     (
         "ctrl+o",
         "While a VM boots: show or hide the console log (what you type is kept for the shell)",

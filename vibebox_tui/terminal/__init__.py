@@ -1,8 +1,8 @@
 """The embedded terminal: an xterm-compatible emulator and the Textual widget showing it.
 
 Public API (for the dashboard): :class:`TerminalView` and its messages
-(``TitleChanged``, ``VibeboxCommand``, ``Disconnected``, ``ReconnectRequested``, ``Bell``),
-and the key constants :data:`FOCUS_OUT_KEY`, :data:`SCROLLBACK_UP_KEY`,
+(``TitleChanged``, ``VibeboxCommand``, ``Disconnected``, ``ReconnectRequested``, ``Bell``,
+``Resized``), and the key constants :data:`FOCUS_OUT_KEY`, :data:`SCROLLBACK_UP_KEY`,
 :data:`SCROLLBACK_DOWN_KEY`.
 """
 

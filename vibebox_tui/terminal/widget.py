@@ -21,7 +21,9 @@ With the dashboard's own driver (:class:`~vibebox_tui.terminal.input.VibeboxDriv
 typed while the terminal has the focus come as the host terminal's bytes (:class:`RawInput`),
 not as Textual key events: see :mod:`vibebox_tui.terminal.input` for what is forwarded and
 what the dashboard keeps. Key events (headless, Pilot, keys parsed before the terminal took
-the focus) are encoded by :func:`~vibebox_tui.terminal.keys.encode_key`.
+the focus) are encoded by :func:`~vibebox_tui.terminal.keys.encode_key`. Several terminals
+(the dashboard's tabs) share that driver: the focused one gets the host's bytes and mirrors its
+modes onto the host terminal; the others keep reading their streams and change nothing there.
 """
 
 from __future__ import annotations
@@ -110,6 +112,14 @@ class TerminalView(TerminalCanvas, can_focus=True):
     class Bell(TerminalMessage):
         """The program rang the bell."""
 
+    class Resized(TerminalMessage):
+        """The terminal took a new size from its widget (and told its PTY)."""
+
+        def __init__(self, terminal: TerminalView, columns: int, lines: int) -> None:
+            super().__init__(terminal)
+            self.columns = columns
+            self.lines = lines
+
     def __init__(
         self,
         stream: ByteStream | None = None,
@@ -167,6 +177,18 @@ class TerminalView(TerminalCanvas, can_focus=True):
         self._sync_input()
         return stream
 
+    async def resize_to(self, columns: int, lines: int) -> None:
+        """Give the emulator and the PTY this size although the widget is not shown (a tab in
+        the background follows the one on screen, so its programs draw for the right size)."""
+        screen = self.emulator.screen
+        columns, lines = max(1, columns), max(1, lines)
+        if (columns, lines) == (screen.columns, screen.lines):
+            return
+        self.emulator.resize(columns, lines)
+        self.history_offset = min(self.history_offset, len(self.emulator.screen.scrollback))
+        if self._stream is not None and self.disconnect_reason is None:
+            await self._resize_stream(self._stream)
+
     async def send(self, data: bytes) -> None:
         """Write bytes to the guest (as if typed); ignored while disconnected."""
         if self._stream is not None and self.disconnect_reason is None and data:
@@ -182,7 +204,8 @@ class TerminalView(TerminalCanvas, can_focus=True):
         self._apply_size()
         driver = self._raw_driver()
         if driver is not None:
-            driver.raw_target = self
+            if driver.raw_target is None:
+                driver.raw_target = self  # the focused terminal takes it over (on_focus)
             # A dialog on top takes the keyboard without a Blur: follow the screen changes.
             self.app.screen_change_signal.subscribe(self, lambda _: self._sync_input())
         if self._pending_stream is not None:
@@ -275,6 +298,8 @@ class TerminalView(TerminalCanvas, can_focus=True):
     async def _size_changed(self) -> None:
         if self._stream is not None and self.disconnect_reason is None:
             await self._resize_stream(self._stream)
+        screen = self.emulator.screen
+        self.post_message(self.Resized(self, screen.columns, screen.lines))
 
     # -- input ---------------------------------------------------------------------------
 
@@ -326,8 +351,8 @@ class TerminalView(TerminalCanvas, can_focus=True):
         """Mirror the guest's cursor/keypad modes onto the host terminal while it types for
         the guest, so the host sends what xterm would send the guest; normal modes else."""
         driver = self._raw_driver()
-        if driver is None:
-            return
+        if driver is None or driver.raw_target is not self:
+            return  # another terminal (a tab) types for the guest: its modes are the host's
         active = self.is_mounted and self.accepts_raw_input()
         emulator = self.emulator
         driver.mirror_modes(active and emulator.app_cursor, active and emulator.app_keypad)
@@ -413,6 +438,7 @@ class TerminalView(TerminalCanvas, can_focus=True):
     async def on_focus(self, event: events.Focus) -> None:
         driver = self._raw_driver()
         if driver is not None:
+            driver.raw_target = self  # of several terminals (tabs), keys go to the focused one
             driver.resume_raw_input()
         self._sync_input()
         self._refresh_row(self.emulator.screen.cursor.y)

@@ -17,7 +17,8 @@ import pytest
 from vibebox_core import commandtoken, paths
 from vibebox_core.errors import SSHError, SupervisorError
 from vibebox_core.streams import MemoryStream
-from vibebox_core.supervisor import relay
+from vibebox_core.supervisor import client, relay
+from vibebox_core.supervisor.client import SupervisorConnection
 from vibebox_core.supervisor.relay import RelayPtyStream
 from vibebox_core.supervisor.server import Supervisor
 
@@ -228,3 +229,28 @@ async def test_a_supervisor_that_never_answers_times_out_with_a_clear_error(
             await RelayPtyStream.open(path, 80, 24, timeout=0.2)
     finally:
         server.close()
+
+
+async def test_two_tabs_of_one_vibebox_count_it_once(
+    terminals: tuple[Supervisor, Terminals],
+) -> None:
+    sup, shells = terminals
+    # A vibebox attaches once, then opens its terminals (the dashboard's tabs) on the relay.
+    attachment = await SupervisorConnection.open(sup.socket_path)
+    assert await attachment.attach("vibebox dashboard") == 1
+    tabs = [await RelayPtyStream.open(sup.socket_path, 80, 24) for _ in range(2)]
+    assert len(shells.shells) == 2 and shells.shells[0] is not shells.shells[1]
+    assert sup.attached == 1 and (await attachment.status())["attached"] == 1
+    status = await asyncio.to_thread(client.status_sync, sup.socket_path)
+    assert status is not None and status["attached"] == 1  # what `vibebox list` shows
+    # Each tab is its own PTY: what one tab types reaches its shell only.
+    await tabs[1].write(b"ls\r")
+    await shells.shells[1].wait_for(lambda: bytes(shells.shells[1].written) == b"ls\r")
+    assert shells.shells[0].written == b""
+    # Closing a tab leaves the count alone; detaching drops it to 0, whatever tab is open.
+    await tabs[0].close()
+    await wait_until(lambda: shells.shells[0].closed)
+    assert sup.attached == 1
+    await attachment.close()
+    await wait_until(lambda: sup.attached == 0)
+    await tabs[1].close()
