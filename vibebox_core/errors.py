@@ -20,7 +20,8 @@ Hierarchy::
     │   └── NwfilterError            the policy's nwfilter is missing or stale
     ├── SSHError                     asyncssh and OS errors, translated by ssh.connect.ssh_error
     ├── SupervisorError
-    └── NetworkPolicyError
+    ├── NetworkPolicyError
+    └── CheckpointError              a checkpoint name, or qemu-img/QEMU refused one
 """
 
 from __future__ import annotations
@@ -96,3 +97,8 @@ class HostNetworkError(VMError):
 
 class NwfilterError(VMError):
     """The network policy's libvirt nwfilter is missing, stale or unsupported."""
+
+
+class CheckpointError(VibeboxError):
+    """A checkpoint name is invalid or unknown, or qemu-img/QEMU refused to save, restore or
+    remove a checkpoint of the guest's disk."""

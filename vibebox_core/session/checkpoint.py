@@ -1,0 +1,490 @@
+"""Checkpoints of a session's guest disk: save, list, restore, remove (``vibebox checkpoint``).
+
+A checkpoint is an **internal qcow2 snapshot** in the instance disk, ``.vibebox/disk.qcow2``
+(the overlay on the base image, :func:`vibebox_core.session.boot.create_overlay`). Why internal
+and not libvirt's external snapshots: it stays one file, so checkpoints survive stop/start
+with nothing else to track, go with the disk when the session is deleted (``vibebox delete``,
+``:new``), and restoring or removing one never rebases or merges a chain of overlays. The
+project directory is a virtiofs share, not on that disk: no checkpoint holds, restores or
+touches a project file on the host.
+
+How each step works, by VM state:
+
+- **stopped** (``shut off`` or no domain): ``qemu-img snapshot -c/-a/-d`` on the disk
+  directly, under the session's start/stop lock (``.vibebox/supervisor.lock``), so no vibebox
+  starts the VM meanwhile (QEMU would also refuse to share the image: it locks it).
+- **running, save**: the guest's dirty pages are written out first (``sync`` over SSH, best
+  effort, bounded by :data:`SYNC_TIMEOUT`), then, under the lock, the VM is paused, QEMU takes
+  the snapshot of its own disk node through its monitor and the VM resumes
+  (:mod:`vibebox_core.hypervisor.libvirt_disks` says why libvirt's snapshot API cannot do this
+  here). The result says how long the VM was held (:attr:`Saved.held`). The disk state is what
+  the guest had written when its vCPUs stopped: consistent the way a power cut is, with
+  everything up to the ``sync`` included.
+- **running, restore**: a clean shutdown as ``vibebox stop`` does (forced after its timeout;
+  attached vibebox processes are let go), ``qemu-img snapshot -a``, then a start through the
+  normal start path (:func:`vibebox_core.session.start.ensure_running`: the approval gate, the
+  same checks, SSH answering), unless the caller starts it itself (the dashboard re-attaches).
+- **running, remove**: QEMU deletes the snapshot through its monitor (no pause needed).
+
+The size of a checkpoint. qemu-img reports no size for an internal snapshot without memory
+(``VM SIZE 0 B``): its clusters are shared with the live disk and the other checkpoints until
+one of them changes. :attr:`Checkpoint.data` is what ``qemu-img measure`` says a qcow2 holding
+only that disk state (without the base image) would need, less the metadata of an empty disk
+of that size: the guest's own data on top of the base image at the checkpoint. It is an upper
+bound of what removing the checkpoint frees (shared clusters stay), and the checkpoints' data
+do not add up; the disk file's real use on the host, checkpoints included, is
+:func:`disk_usage`.
+
+Names are user input: :func:`check_name` allows 1-40 letters, digits, ``.``, ``_`` and ``-``,
+starting with a letter or digit, and not only digits (qemu-img also takes a snapshot's numeric
+id where a name goes, so a number could mean another checkpoint). Names read back from the
+disk are listed as they are and escaped by the front ends; only names that pass
+:func:`check_name` are ever acted on.
+
+Blocking parts (qemu-img, libvirt, the lock) run in threads; the public functions are
+coroutines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncssh
+
+from vibebox_core.errors import CheckpointError, SessionNotFoundError, VibeboxError
+from vibebox_core.hypervisor.base import Hypervisor
+from vibebox_core.index.ids import read_session_id_file
+from vibebox_core.paths import ProjectPaths
+from vibebox_core.progress import ProgressCallback, ProgressClock
+from vibebox_core.session import start, teardown
+from vibebox_core.session.hypervisors import project_hypervisor
+from vibebox_core.share import pins
+from vibebox_core.ssh.connect import connect
+from vibebox_core.supervisor import lock
+
+#: Longest checkpoint name.
+NAME_MAX = 40
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+#: Seconds the guest's ``sync`` may take before the save goes on without it.
+SYNC_TIMEOUT = 30.0
+#: Seconds one qemu-img call may take (they only touch metadata).
+QEMU_IMG_TIMEOUT = 120.0
+#: The longest qemu-img answer read (its JSON for a disk with many checkpoints is small).
+_OUTPUT_LIMIT = 1 << 20
+#: How the checkpoint commands name themselves to the supervisor when they start a VM.
+CLIENT_NAME = "checkpoint"
+_STOPPED = ("shut off", "missing")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One checkpoint of the guest disk.
+
+    Attributes:
+        name: as stored in the disk (escape it before showing it).
+        created: when it was saved (UTC).
+        data: bytes of guest data in that disk state on top of the base image (see the module
+            docstring), None when qemu-img could not measure it.
+    """
+
+    name: str
+    created: datetime
+    data: int | None = None
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What :func:`save` did.
+
+    Attributes:
+        name: the checkpoint's name.
+        held: seconds the running VM was paused for it; None when the VM was off.
+        synced: False when the guest's ``sync`` failed or timed out (then the checkpoint has
+            what the disk held, without the guest's unwritten pages); None when the VM was off.
+    """
+
+    name: str
+    held: float | None
+    synced: bool | None = None
+
+
+@dataclass(frozen=True)
+class Restored:
+    """What :func:`restore` did: ``was_running`` the VM ran before, ``started`` it runs again."""
+
+    name: str
+    was_running: bool
+    started: bool
+
+
+def valid_name(name: str) -> bool:
+    """True when ``name`` follows the checkpoint name rules (see the module docstring)."""
+    return 0 < len(name) <= NAME_MAX and bool(_NAME.fullmatch(name)) and not name.isdigit()
+
+
+def check_name(name: str) -> str:
+    """``name`` if it is a valid checkpoint name (see the module docstring).
+
+    Raises:
+        CheckpointError: it is not.
+    """
+    if not valid_name(name):
+        raise CheckpointError(
+            f"invalid checkpoint name {name!r}",
+            hint=f"use 1-{NAME_MAX} letters, digits, '.', '_' or '-', starting with a letter "
+            "or digit and not only digits (e.g. before-upgrade)",
+        )
+    return name
+
+
+def default_name(existing: set[str], now: datetime | None = None) -> str:
+    """``ckpt-YYYYMMDD-HHMMSS`` (UTC), with ``-2``, ``-3``... when that one exists."""
+    base = f"ckpt-{(now or datetime.now(UTC)):%Y%m%d-%H%M%S}"
+    name, n = base, 1
+    while name in existing:
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+# -- qemu-img ----------------------------------------------------------------------------------
+
+
+def _qemu_img(args: list[str], what: str) -> str:
+    """Run ``qemu-img ARGS``; its stdout.
+
+    Raises:
+        CheckpointError: qemu-img is missing, failed (its message quoted) or hung.
+    """
+    if shutil.which("qemu-img") is None:
+        raise CheckpointError("qemu-img is not installed", hint="apt-get install qemu-utils")
+    try:
+        done = subprocess.run(
+            ["qemu-img", *args],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=QEMU_IMG_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise CheckpointError(
+            f"qemu-img did not {what} within {QEMU_IMG_TIMEOUT:.0f} s",
+            hint="is the host disk very slow or full? Try again",
+        ) from exc
+    if done.returncode != 0:
+        raise CheckpointError(
+            f"qemu-img could not {what}: {done.stderr.strip()[:2000]}",
+            hint="is another program using the disk? `vibebox stop`, then try again",
+        )
+    return done.stdout[:_OUTPUT_LIMIT]
+
+
+def _unlocked(disk: str, snapshot: str | None = None) -> list[str]:
+    """qemu-img arguments that open ``disk``'s own layer (not the base) without taking QEMU's
+    image lock: reading a running VM's disk. A snapshot's clusters never change once taken
+    (QEMU copies a shared cluster before writing it), so reading one is safe."""
+    spec = {
+        "driver": "qcow2",
+        "backing": None,
+        "file": {"driver": "file", "filename": disk, "locking": "off"},
+    }
+    tail = ["-l", f"snapshot.name={snapshot}"] if snapshot is not None else []
+    return [*tail, "json:" + json.dumps(spec)]
+
+
+def _info(disk: str) -> dict[str, Any]:
+    text = _qemu_img(["info", "-U", "--output=json", disk], "read the disk's checkpoints")
+    try:
+        info = json.loads(text)
+    except ValueError as exc:
+        raise CheckpointError("qemu-img gave an unreadable answer about the disk") from exc
+    if not isinstance(info, dict):
+        raise CheckpointError("qemu-img gave an unreadable answer about the disk")
+    return info
+
+
+def _required(args: list[str]) -> int | None:
+    try:
+        answer = json.loads(
+            _qemu_img(["measure", "--output=json", "-O", "qcow2", *args], "measure")
+        )
+    except (CheckpointError, ValueError):
+        return None
+    required = answer.get("required") if isinstance(answer, dict) else None
+    return required if isinstance(required, int) else None
+
+
+def _snapshots(info: dict[str, Any]) -> Iterator[tuple[str, datetime]]:
+    for item in info.get("snapshots") or []:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            continue
+        seconds = item.get("date-sec")
+        created = datetime.fromtimestamp(seconds if isinstance(seconds, int) else 0, UTC)
+        yield item["name"], created
+
+
+def _read(disk: str, *, measure: bool) -> list[Checkpoint]:
+    info = _info(disk)
+    empty: int | None = None
+    size = info.get("virtual-size")
+    if measure and isinstance(size, int):
+        empty = _required(["--size", str(size)])
+    found = []
+    for name, created in _snapshots(info):
+        data = None
+        if empty is not None and valid_name(name):  # only those reach qemu-img's options
+            required = _required(_unlocked(disk, name))
+            data = max(0, required - empty) if required is not None else None
+        found.append(Checkpoint(name, created, data))
+    return sorted(found, key=lambda c: c.created)
+
+
+# -- the session -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Session:
+    project: ProjectPaths
+    session_id: str
+    hv: Hypervisor
+
+    @property
+    def disk(self) -> str:
+        return str(self.project.disk)
+
+
+def _session(project: ProjectPaths, hypervisor: Hypervisor | None) -> _Session:
+    """The project's session and disk, checked: ``.vibebox/`` holds no symlink and the disk is
+    a regular file (a cloned repository's ``.vibebox/`` could point it at another image).
+
+    Raises:
+        VibeboxError: no session, no disk yet, or ``.vibebox/`` / the disk is not plain.
+    """
+    pins.check_cache(project.cache)
+    session_id = read_session_id_file(project)
+    if session_id is None:
+        raise SessionNotFoundError(
+            f"{project.root} has no session", hint="`vibebox` in the directory creates one"
+        )
+    try:
+        mode = os.lstat(project.disk).st_mode
+    except FileNotFoundError:
+        raise CheckpointError(
+            f"the session of {project.root} has no disk yet (it never started)",
+            hint="start it once (`vibebox` or `vibebox exec -- true`), then save a checkpoint",
+        ) from None
+    if not stat.S_ISREG(mode):
+        raise CheckpointError(
+            f"{project.disk} is not a regular file",
+            hint="recreate the session (`:new`, or `vibebox delete` and start again)",
+        )
+    return _Session(project, session_id, project_hypervisor(project, hypervisor))
+
+
+@contextlib.contextmanager
+def _locked(session: _Session) -> Iterator[str]:
+    """Hold the start/stop lock; yield the VM's state as read under it."""
+    fd = lock.acquire(session.project.supervisor_lock)
+    try:
+        yield session.hv.state(session.session_id)
+    finally:
+        os.close(fd)
+
+
+def _busy(state: str) -> CheckpointError:
+    return CheckpointError(
+        f"the session's VM is {state}",
+        hint="wait until it runs or is off (`vibebox list`), or `vibebox stop` it",
+    )
+
+
+def _known(disk: str, name: str) -> None:
+    if name not in {c.name for c in _read(disk, measure=False)}:
+        raise CheckpointError(
+            f"no checkpoint {name!r} in this session",
+            hint="`vibebox checkpoint list` shows the session's checkpoints",
+        )
+
+
+def disk_usage(project: ProjectPaths) -> int:
+    """Bytes the instance disk file takes on the host, every checkpoint included (0: none)."""
+    try:
+        return os.stat(project.disk).st_blocks * 512
+    except OSError:
+        return 0
+
+
+async def list_checkpoints(
+    project: ProjectPaths, *, hypervisor: Hypervisor | None = None, measure: bool = True
+) -> list[Checkpoint]:
+    """The session's checkpoints, oldest first (``measure=False`` skips their sizes).
+
+    Raises:
+        VibeboxError: no session or disk, or qemu-img failed.
+    """
+    session = await asyncio.to_thread(_session, project, hypervisor)
+    return await asyncio.to_thread(_read, session.disk, measure=measure)
+
+
+async def save(
+    project: ProjectPaths,
+    name: str | None = None,
+    *,
+    hypervisor: Hypervisor | None = None,
+    progress: ProgressCallback | None = None,
+) -> Saved:
+    """Save a checkpoint of the guest disk (default name: :func:`default_name`).
+
+    Raises:
+        CheckpointError: bad or taken name, the VM is starting or stopping, or qemu-img/QEMU
+            refused.
+    """
+    clock = ProgressClock(progress)
+    if name is not None:
+        check_name(name)
+    session = await asyncio.to_thread(_session, project, hypervisor)
+    existing = {c.name for c in await asyncio.to_thread(_read, session.disk, measure=False)}
+    name = name or default_name(existing)
+    if name in existing:
+        raise CheckpointError(
+            f"this session already has a checkpoint {name!r}",
+            hint=f"choose another name, or `vibebox checkpoint rm {name}` first",
+        )
+    state = await asyncio.to_thread(session.hv.state, session.session_id)
+    synced: bool | None = None
+    if state == "running":
+        clock("syncing the guest's disk")
+        synced = await _sync_guest(project)
+        if not synced:
+            clock("syncing the guest's disk", "no answer; saving what the disk holds", done=True)
+    clock("saving checkpoint", name)
+    saved = await asyncio.to_thread(_save_locked, session, name, synced)
+    if saved.held is not None:
+        clock("saving checkpoint", f"{name} (the VM was paused {saved.held:.2f} s)", done=True)
+    else:
+        clock("saving checkpoint", f"{name} (the VM is off)", done=True)
+    return saved
+
+
+async def _sync_guest(project: ProjectPaths) -> bool:
+    """``sync`` in the guest (its page cache to the disk); False when that did not happen."""
+    ipv4 = await asyncio.to_thread(project.recorded_ipv4)
+    if ipv4 is None:
+        return False
+    try:
+        async with asyncio.timeout(SYNC_TIMEOUT):
+            conn = await connect(project, ipv4)
+            try:
+                result = await conn.run("sync", check=False)
+            finally:
+                conn.close()
+    except (TimeoutError, VibeboxError, OSError, asyncssh.Error):
+        return False  # the guest is not to be trusted to answer; the pause still holds
+    return result.exit_status == 0
+
+
+def _save_locked(session: _Session, name: str, synced: bool | None) -> Saved:
+    with _locked(session) as state:
+        if state in _STOPPED:
+            _qemu_img(["snapshot", "-q", "-c", name, session.disk], f"save checkpoint {name!r}")
+            return Saved(name, None, None)
+        if state != "running":
+            raise _busy(state)
+        sid = session.session_id
+        session.hv.suspend(sid)
+        paused = time.monotonic()
+        try:
+            session.hv.snapshot_disk(sid, session.disk, name)
+        finally:
+            session.hv.resume(sid)
+            held = time.monotonic() - paused
+        return Saved(name, held, synced)
+
+
+async def restore(
+    project: ProjectPaths,
+    name: str,
+    *,
+    hypervisor: Hypervisor | None = None,
+    progress: ProgressCallback | None = None,
+    start_again: bool = True,
+) -> Restored:
+    """Bring the guest disk back to checkpoint ``name``; a running VM is stopped first and
+    (``start_again``) started again through the normal start path, SSH answering.
+
+    Raises:
+        CheckpointError: unknown name, the VM was started again meanwhile, qemu-img failed,
+            or the restored VM did not start (the disk is restored then; the error says why).
+    """
+    clock = ProgressClock(progress)
+    check_name(name)
+    session = await asyncio.to_thread(_session, project, hypervisor)
+    await asyncio.to_thread(_known, session.disk, name)
+    state = await asyncio.to_thread(session.hv.state, session.session_id)
+    was_running = state not in _STOPPED
+    if was_running:
+        clock("stopping VM", "a clean shutdown, as `vibebox stop`")
+        await teardown.stop_session(project, session.session_id, session.hv)
+        clock("stopping VM", done=True)
+    clock("restoring checkpoint", name)
+    await asyncio.to_thread(_restore_locked, session, name)
+    clock("restoring checkpoint", name, done=True)
+    if not (was_running and start_again):
+        return Restored(name, was_running, False)
+    try:
+        running = await start.ensure_running(
+            project, progress, hypervisor=hypervisor, client=CLIENT_NAME, connect=False
+        )
+    except VibeboxError as exc:
+        raise CheckpointError(
+            f"checkpoint {name!r} was restored, but the VM did not start again: {exc.message}",
+            hint=exc.hint or "`vibebox` starts it",
+        ) from exc
+    await running.close()
+    return Restored(name, was_running, True)
+
+
+def _restore_locked(session: _Session, name: str) -> None:
+    with _locked(session) as state:
+        if state not in _STOPPED:
+            raise CheckpointError(
+                f"the session's VM was started again ({state}) before checkpoint {name!r} "
+                "could be restored; nothing was changed",
+                hint="run the restore again",
+            )
+        _qemu_img(["snapshot", "-q", "-a", name, session.disk], f"restore checkpoint {name!r}")
+
+
+async def remove(project: ProjectPaths, name: str, *, hypervisor: Hypervisor | None = None) -> None:
+    """Remove checkpoint ``name`` (QEMU does it while the VM runs).
+
+    Raises:
+        CheckpointError: unknown name, the VM is starting or stopping, or qemu-img/QEMU refused.
+    """
+    check_name(name)
+    session = await asyncio.to_thread(_session, project, hypervisor)
+    await asyncio.to_thread(_known, session.disk, name)
+    await asyncio.to_thread(_remove_locked, session, name)
+
+
+def _remove_locked(session: _Session, name: str) -> None:
+    with _locked(session) as state:
+        if state in _STOPPED:
+            _qemu_img(["snapshot", "-q", "-d", name, session.disk], f"remove checkpoint {name!r}")
+        elif state == "running":
+            session.hv.delete_disk_snapshot(session.session_id, session.disk, name)
+        else:
+            raise _busy(state)
