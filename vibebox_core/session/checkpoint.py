@@ -119,6 +119,13 @@ class Saved:
     held: float | None
     synced: bool | None = None
 
+    def describe(self) -> str:
+        """One line for both front ends (escape it: the name is shown as given)."""
+        if self.held is None:
+            return f"saved checkpoint {self.name} (the VM is off)"
+        note = "" if self.synced is not False else "; the guest did not answer `sync`"
+        return f"saved checkpoint {self.name} (the VM was paused {self.held:.2f} s{note})"
+
 
 @dataclass(frozen=True)
 class Restored:
@@ -127,6 +134,16 @@ class Restored:
     name: str
     was_running: bool
     started: bool
+
+    def describe(self) -> str:
+        """One line for both front ends; project files are never part of a checkpoint."""
+        if self.started:
+            how = "the VM runs again"
+        elif self.was_running:
+            how = "the VM was stopped for it"
+        else:
+            how = "the VM starts from it next time"
+        return f"restored checkpoint {self.name}: {how}; project files on the host are untouched"
 
 
 def valid_name(name: str) -> bool:
@@ -317,6 +334,18 @@ def _known(disk: str, name: str) -> None:
             f"no checkpoint {name!r} in this session",
             hint="`vibebox checkpoint list` shows the session's checkpoints",
         )
+
+
+def format_size(size: int | None) -> str:
+    """``1.5 MiB``, ``640 KiB``, ``2.0 GiB``; ``?`` for None."""
+    if size is None:
+        return "?"
+    value, unit = float(size), "B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            break
+        value /= 1024
+    return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
 
 
 def disk_usage(project: ProjectPaths) -> int:
