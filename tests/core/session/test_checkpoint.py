@@ -45,16 +45,14 @@ def holds(disk: Path, pattern: int, offset: int = 0, length: int = MiB) -> bool:
 
 @pytest.fixture
 def session(project: ProjectPaths, tmp_path: Path) -> ProjectPaths:
-    """The project (its .vibebox/ made) with a session id, a base image and a 64 MiB instance overlay on it."""
+    """The project (its .vibebox/ made) with a session id, a base image and a 64 MiB instance
+    overlay on it."""
     base = tmp_path / "base.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(base), "64M"], check=True)
     write(base, 0xAA, 0, 4 * MiB)
     project.session_id.write_text(SESSION_ID + "\n")
-    subprocess.run(
-        ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(base), "-F", "qcow2"]
-        + [str(project.disk), "64M"],
-        check=True,
-    )
+    backed = ["-b", str(base), "-F", "qcow2", str(project.disk), "64M"]
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", *backed], check=True)
     (project.root / "main.py").write_text("print('project file on the host')\n")
     return project
 
@@ -179,9 +177,12 @@ def test_a_symlinked_disk_is_refused(session: ProjectPaths, tmp_path: Path) -> N
     session.disk.symlink_to(other)
     with pytest.raises(VibeboxError, match="symlink"):
         asyncio.run(checkpoint.save(session, "x", hypervisor=FakeHypervisor()))
-    assert "Snapshot list" not in subprocess.run(
-        ["qemu-img", "snapshot", "-l", str(other)], capture_output=True, text=True
-    ).stdout
+    assert (
+        "Snapshot list"
+        not in subprocess.run(
+            ["qemu-img", "snapshot", "-l", str(other)], capture_output=True, text=True
+        ).stdout
+    )
 
 
 def test_qemu_img_failure_is_quoted(session: ProjectPaths) -> None:
@@ -235,9 +236,7 @@ def test_restore_of_a_running_vm_stops_it_first(session: ProjectPaths) -> None:
     asyncio.run(checkpoint.save(session, "good", hypervisor=FakeHypervisor()))
     write(session.disk, 0x66)
     hv = running_hv()
-    restored = asyncio.run(
-        checkpoint.restore(session, "good", hypervisor=hv, start_again=False)
-    )
+    restored = asyncio.run(checkpoint.restore(session, "good", hypervisor=hv, start_again=False))
     assert restored == checkpoint.Restored("good", was_running=True, started=False)
     assert ("stop", SESSION_ID) in hv.calls
     assert hv.state(SESSION_ID) == "shut off"
