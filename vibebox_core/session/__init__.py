@@ -10,6 +10,8 @@
 - :mod:`.status`: the live state ``vibebox list`` and the session browser show.
 - :mod:`.teardown`: stop, delete, recreate.
 - :mod:`.execute`: one command in the guest on this process's stdio (``vibebox exec``).
+- :mod:`.checkpoint`: checkpoints of the guest's disk (``vibebox checkpoint``), internal qcow2
+  snapshots of the instance disk.
 - :mod:`.explain` (:func:`~.explain.gather`, shared by ``vibebox explain`` and the inspector) and
   :mod:`.explain_text` (its plain text).
 - :mod:`.hypervisors`: one libvirt connection per URI for this process, at the approved URI.
