@@ -388,10 +388,7 @@ async def save(
     existing = {c.name for c in await asyncio.to_thread(_read, session.disk, measure=False)}
     name = name or default_name(existing)
     if name in existing:
-        raise CheckpointError(
-            f"this session already has a checkpoint {name!r}",
-            hint=f"choose another name, or `vibebox checkpoint rm {name}` first",
-        )
+        raise _taken(name)
     state = await asyncio.to_thread(session.hv.state, session.session_id)
     synced: bool | None = None
     if state == "running":
@@ -425,8 +422,17 @@ async def _sync_guest(project: ProjectPaths) -> bool:
     return result.exit_status == 0
 
 
+def _taken(name: str) -> CheckpointError:
+    return CheckpointError(
+        f"this session already has a checkpoint {name!r}",
+        hint=f"choose another name, or `vibebox checkpoint rm {name}` first",
+    )
+
+
 def _save_locked(session: _Session, name: str, synced: bool | None) -> Saved:
     with _locked(session) as state:
+        if name in {c.name for c in _read(session.disk, measure=False)}:
+            raise _taken(name)  # saved meanwhile by another vibebox (qemu-img allows twins)
         if state in _STOPPED:
             _qemu_img(["snapshot", "-q", "-c", name, session.disk], f"save checkpoint {name!r}")
             return Saved(name, None, None)
