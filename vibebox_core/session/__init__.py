@@ -11,7 +11,7 @@
 - :mod:`.teardown`: stop, delete, recreate.
 - :mod:`.execute`: one command in the guest on this process's stdio (``vibebox exec``).
 - :mod:`.checkpoint`: checkpoints of the guest's disk (``vibebox checkpoint``), internal qcow2
-  snapshots of the instance disk.
+  snapshots of the instance disk; :mod:`.checkpoint_disk`: their qemu-img side and sizes.
 - :mod:`.explain` (:func:`~.explain.gather`, shared by ``vibebox explain`` and the inspector) and
   :mod:`.explain_text` (its plain text).
 - :mod:`.hypervisors`: one libvirt connection per URI for this process, at the approved URI.

@@ -26,20 +26,9 @@ How each step works, by VM state:
   same checks, SSH answering), unless the caller starts it itself (the dashboard re-attaches).
 - **running, remove**: QEMU deletes the snapshot through its monitor (no pause needed).
 
-The size of a checkpoint. qemu-img reports no size for an internal snapshot without memory
-(``VM SIZE 0 B``): its clusters are shared with the live disk and the other checkpoints until
-one of them changes. :attr:`Checkpoint.data` is what ``qemu-img measure`` says a qcow2 holding
-only that disk state (without the base image) would need, less the metadata of an empty disk
-of that size: the guest's own data on top of the base image at the checkpoint. It is an upper
-bound of what removing the checkpoint frees (shared clusters stay), and the checkpoints' data
-do not add up; the disk file's real use on the host, checkpoints included, is
-:func:`disk_usage`.
+The size of a checkpoint and the qemu-img calls: :mod:`.checkpoint_disk`.
 
-Names are user input: :func:`check_name` allows 1-40 letters, digits, ``.``, ``_`` and ``-``,
-starting with a letter or digit, and not only digits (qemu-img also takes a snapshot's numeric
-id where a name goes, so a number could mean another checkpoint). Names read back from the
-disk are listed as they are and escaped by the front ends; only names that pass
-:func:`check_name` are ever acted on.
+Names are user input: :func:`~.checkpoint_disk.check_name` says which are allowed.
 
 Blocking parts (qemu-img, libvirt, the lock) run in threads; the public functions are
 coroutines.
@@ -49,17 +38,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
-import re
-import shutil
 import stat
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import asyncssh
 
@@ -68,40 +52,41 @@ from vibebox_core.hypervisor.base import Hypervisor
 from vibebox_core.index.ids import read_session_id_file
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.progress import ProgressCallback, ProgressClock
-from vibebox_core.session import start, teardown
+from vibebox_core.session import checkpoint_disk, start, teardown
+from vibebox_core.session.checkpoint_disk import (
+    NAME_MAX,
+    Checkpoint,
+    check_name,
+    disk_usage,
+    format_size,
+    valid_name,
+)
 from vibebox_core.session.hypervisors import project_hypervisor
 from vibebox_core.share import pins
 from vibebox_core.ssh.connect import connect
 from vibebox_core.supervisor import lock
 
-#: Longest checkpoint name.
-NAME_MAX = 40
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+__all__ = [
+    "NAME_MAX",
+    "Checkpoint",
+    "Restored",
+    "Saved",
+    "check_name",
+    "default_name",
+    "disk_usage",
+    "format_size",
+    "list_checkpoints",
+    "remove",
+    "restore",
+    "save",
+    "valid_name",
+]
+
 #: Seconds the guest's ``sync`` may take before the save goes on without it.
 SYNC_TIMEOUT = 30.0
-#: Seconds one qemu-img call may take (they only touch metadata).
-QEMU_IMG_TIMEOUT = 120.0
-#: The longest qemu-img answer read (its JSON for a disk with many checkpoints is small).
-_OUTPUT_LIMIT = 1 << 20
 #: How the checkpoint commands name themselves to the supervisor when they start a VM.
 CLIENT_NAME = "checkpoint"
 _STOPPED = ("shut off", "missing")
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """One checkpoint of the guest disk.
-
-    Attributes:
-        name: as stored in the disk (escape it before showing it).
-        created: when it was saved (UTC).
-        data: bytes of guest data in that disk state on top of the base image (see the module
-            docstring), None when qemu-img could not measure it.
-    """
-
-    name: str
-    created: datetime
-    data: int | None = None
 
 
 @dataclass(frozen=True)
@@ -146,26 +131,6 @@ class Restored:
         return f"restored checkpoint {self.name}: {how}; project files on the host are untouched"
 
 
-def valid_name(name: str) -> bool:
-    """True when ``name`` follows the checkpoint name rules (see the module docstring)."""
-    return 0 < len(name) <= NAME_MAX and bool(_NAME.fullmatch(name)) and not name.isdigit()
-
-
-def check_name(name: str) -> str:
-    """``name`` if it is a valid checkpoint name (see the module docstring).
-
-    Raises:
-        CheckpointError: it is not.
-    """
-    if not valid_name(name):
-        raise CheckpointError(
-            f"invalid checkpoint name {name!r}",
-            hint=f"use 1-{NAME_MAX} letters, digits, '.', '_' or '-', starting with a letter "
-            "or digit and not only digits (e.g. before-upgrade)",
-        )
-    return name
-
-
 def default_name(existing: set[str], now: datetime | None = None) -> str:
     """``ckpt-YYYYMMDD-HHMMSS`` (UTC), with ``-2``, ``-3``... when that one exists."""
     base = f"ckpt-{(now or datetime.now(UTC)):%Y%m%d-%H%M%S}"
@@ -174,99 +139,6 @@ def default_name(existing: set[str], now: datetime | None = None) -> str:
         n += 1
         name = f"{base}-{n}"
     return name
-
-
-# -- qemu-img ----------------------------------------------------------------------------------
-
-
-def _qemu_img(args: list[str], what: str) -> str:
-    """Run ``qemu-img ARGS``; its stdout.
-
-    Raises:
-        CheckpointError: qemu-img is missing, failed (its message quoted) or hung.
-    """
-    if shutil.which("qemu-img") is None:
-        raise CheckpointError("qemu-img is not installed", hint="apt-get install qemu-utils")
-    try:
-        done = subprocess.run(
-            ["qemu-img", *args],
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=QEMU_IMG_TIMEOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise CheckpointError(
-            f"qemu-img did not {what} within {QEMU_IMG_TIMEOUT:.0f} s",
-            hint="is the host disk very slow or full? Try again",
-        ) from exc
-    if done.returncode != 0:
-        raise CheckpointError(
-            f"qemu-img could not {what}: {done.stderr.strip()[:2000]}",
-            hint="is another program using the disk? `vibebox stop`, then try again",
-        )
-    return done.stdout[:_OUTPUT_LIMIT]
-
-
-def _unlocked(disk: str, snapshot: str | None = None) -> list[str]:
-    """qemu-img arguments that open ``disk``'s own layer (not the base) without taking QEMU's
-    image lock: reading a running VM's disk. A snapshot's clusters never change once taken
-    (QEMU copies a shared cluster before writing it), so reading one is safe."""
-    spec = {
-        "driver": "qcow2",
-        "backing": None,
-        "file": {"driver": "file", "filename": disk, "locking": "off"},
-    }
-    tail = ["-l", f"snapshot.name={snapshot}"] if snapshot is not None else []
-    return [*tail, "json:" + json.dumps(spec)]
-
-
-def _info(disk: str) -> dict[str, Any]:
-    text = _qemu_img(["info", "-U", "--output=json", disk], "read the disk's checkpoints")
-    try:
-        info = json.loads(text)
-    except ValueError as exc:
-        raise CheckpointError("qemu-img gave an unreadable answer about the disk") from exc
-    if not isinstance(info, dict):
-        raise CheckpointError("qemu-img gave an unreadable answer about the disk")
-    return info
-
-
-def _required(args: list[str]) -> int | None:
-    try:
-        answer = json.loads(
-            _qemu_img(["measure", "--output=json", "-O", "qcow2", *args], "measure")
-        )
-    except (CheckpointError, ValueError):
-        return None
-    required = answer.get("required") if isinstance(answer, dict) else None
-    return required if isinstance(required, int) else None
-
-
-def _snapshots(info: dict[str, Any]) -> Iterator[tuple[str, datetime]]:
-    for item in info.get("snapshots") or []:
-        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-            continue
-        seconds = item.get("date-sec")
-        created = datetime.fromtimestamp(seconds if isinstance(seconds, int) else 0, UTC)
-        yield item["name"], created
-
-
-def _read(disk: str, *, measure: bool) -> list[Checkpoint]:
-    info = _info(disk)
-    empty: int | None = None
-    size = info.get("virtual-size")
-    if measure and isinstance(size, int):
-        empty = _required(["--size", str(size)])
-    found = []
-    for name, created in _snapshots(info):
-        data = None
-        if empty is not None and valid_name(name):  # only those reach qemu-img's options
-            required = _required(_unlocked(disk, name))
-            data = max(0, required - empty) if required is not None else None
-        found.append(Checkpoint(name, created, data))
-    return sorted(found, key=lambda c: c.created)
 
 
 # -- the session -------------------------------------------------------------------------------
@@ -329,31 +201,11 @@ def _busy(state: str) -> CheckpointError:
 
 
 def _known(disk: str, name: str) -> None:
-    if name not in {c.name for c in _read(disk, measure=False)}:
+    if name not in {c.name for c in checkpoint_disk.read_checkpoints(disk, measure=False)}:
         raise CheckpointError(
             f"no checkpoint {name!r} in this session",
             hint="`vibebox checkpoint list` shows the session's checkpoints",
         )
-
-
-def format_size(size: int | None) -> str:
-    """``1.5 MiB``, ``640 KiB``, ``2.0 GiB``; ``?`` for None."""
-    if size is None:
-        return "?"
-    value, unit = float(size), "B"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            break
-        value /= 1024
-    return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
-
-
-def disk_usage(project: ProjectPaths) -> int:
-    """Bytes the instance disk file takes on the host, every checkpoint included (0: none)."""
-    try:
-        return os.stat(project.disk).st_blocks * 512
-    except OSError:
-        return 0
 
 
 async def list_checkpoints(
@@ -365,7 +217,7 @@ async def list_checkpoints(
         VibeboxError: no session or disk, or qemu-img failed.
     """
     session = await asyncio.to_thread(_session, project, hypervisor)
-    return await asyncio.to_thread(_read, session.disk, measure=measure)
+    return await asyncio.to_thread(checkpoint_disk.read_checkpoints, session.disk, measure=measure)
 
 
 async def save(
@@ -385,7 +237,12 @@ async def save(
     if name is not None:
         check_name(name)
     session = await asyncio.to_thread(_session, project, hypervisor)
-    existing = {c.name for c in await asyncio.to_thread(_read, session.disk, measure=False)}
+    existing = {
+        c.name
+        for c in await asyncio.to_thread(
+            checkpoint_disk.read_checkpoints, session.disk, measure=False
+        )
+    }
     name = name or default_name(existing)
     if name in existing:
         raise _taken(name)
@@ -431,10 +288,12 @@ def _taken(name: str) -> CheckpointError:
 
 def _save_locked(session: _Session, name: str, synced: bool | None) -> Saved:
     with _locked(session) as state:
-        if name in {c.name for c in _read(session.disk, measure=False)}:
+        if name in {c.name for c in checkpoint_disk.read_checkpoints(session.disk, measure=False)}:
             raise _taken(name)  # saved meanwhile by another vibebox (qemu-img allows twins)
         if state in _STOPPED:
-            _qemu_img(["snapshot", "-q", "-c", name, session.disk], f"save checkpoint {name!r}")
+            checkpoint_disk.qemu_img(
+                ["snapshot", "-q", "-c", name, session.disk], f"save checkpoint {name!r}"
+            )
             return Saved(name, None, None)
         if state != "running":
             raise _busy(state)
@@ -500,7 +359,9 @@ def _restore_locked(session: _Session, name: str) -> None:
                 "could be restored; nothing was changed",
                 hint="run the restore again",
             )
-        _qemu_img(["snapshot", "-q", "-a", name, session.disk], f"restore checkpoint {name!r}")
+        checkpoint_disk.qemu_img(
+            ["snapshot", "-q", "-a", name, session.disk], f"restore checkpoint {name!r}"
+        )
 
 
 async def remove(project: ProjectPaths, name: str, *, hypervisor: Hypervisor | None = None) -> None:
@@ -518,7 +379,9 @@ async def remove(project: ProjectPaths, name: str, *, hypervisor: Hypervisor | N
 def _remove_locked(session: _Session, name: str) -> None:
     with _locked(session) as state:
         if state in _STOPPED:
-            _qemu_img(["snapshot", "-q", "-d", name, session.disk], f"remove checkpoint {name!r}")
+            checkpoint_disk.qemu_img(
+                ["snapshot", "-q", "-d", name, session.disk], f"remove checkpoint {name!r}"
+            )
         elif state == "running":
             session.hv.delete_disk_snapshot(session.session_id, session.disk, name)
         else:
