@@ -16,7 +16,6 @@ import sys
 from typing import Any
 
 from vibebox_cli import console
-from vibebox_cli.commands.vm import with_access_prompt
 from vibebox_core.errors import CheckpointError
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.sanitize import clean
@@ -155,8 +154,9 @@ def run_restore(args: argparse.Namespace) -> int:
         if not console.ask_yes_no(prompt):
             print("not restored")
             return 1
-    restored = with_access_prompt(
-        lambda: checkpoint.restore(project, name, progress=console.progress_on_terminal())
+    # No access prompt to retry with: a second restore would find the VM off and not start it.
+    restored = asyncio.run(
+        checkpoint.restore(project, name, progress=console.progress_on_terminal())
     )
     print(clean(restored.describe()))
     return 0
