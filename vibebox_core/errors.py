@@ -21,7 +21,8 @@ Hierarchy::
     ├── SSHError                     asyncssh and OS errors, translated by ssh.connect.ssh_error
     ├── SupervisorError
     ├── NetworkPolicyError
-    └── ProvisionError               a ``[provision] run`` step failed in the guest
+    ├── ProvisionError               a ``[provision] run`` step failed in the guest
+    └── CheckpointError              a checkpoint name, or qemu-img/QEMU refused one
 """
 
 from __future__ import annotations
@@ -101,3 +102,8 @@ class HostNetworkError(VMError):
 
 class NwfilterError(VMError):
     """The network policy's libvirt nwfilter is missing, stale or unsupported."""
+
+
+class CheckpointError(VibeboxError):
+    """A checkpoint name is invalid or unknown, or qemu-img/QEMU refused to save, restore or
+    remove a checkpoint of the guest's disk."""

@@ -6,6 +6,16 @@ PALETTE: tuple[tuple[str, str, str], ...] = (
     ("Attach to the selected session", "Enter in the session list", "attach_selected"),
     ("Delete the selected session", "Asks first (d in the session list)", "delete_selected"),
     ("New session (:new)", "Delete this session and start a fresh one (n)", "new_session"),
+    (
+        "Save a checkpoint",
+        "Checkpoint the guest's disk now (a running VM pauses for a moment)",
+        "save_checkpoint",
+    ),
+    (
+        "Checkpoints",
+        "List this session's checkpoints; restore (asks first) or remove one",
+        "checkpoints",
+    ),
     ("Explain (:explain)", "Show and focus the inspector", "explain"),
     ("Toggle inspector", "Show or hide the inspector (i)", "toggle_inspector"),
     ("Help (:help)", "List the vibebox commands (?)", "help"),

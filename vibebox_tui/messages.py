@@ -15,7 +15,7 @@ from textual.message import Message
 
 from vibebox_core.config.grants import PolicyNotApprovedError
 from vibebox_core.progress import ProgressEvent
-from vibebox_tui.backend.base import Attachment, InspectorData, SessionRow
+from vibebox_tui.backend.base import Attachment, CheckpointList, InspectorData, SessionRow
 
 
 @dataclass(eq=False)
@@ -50,6 +50,16 @@ class ApprovalNeeded(Message):
     directory: Path
     error: PolicyNotApprovedError
     startup: bool
+
+
+@dataclass(eq=False)
+class CheckpointsListed(Message):
+    """The checkpoints of the session of ``directory``, to choose from (``running``: its VM
+    ran when they were listed)."""
+
+    directory: Path
+    checkpoints: CheckpointList
+    running: bool
 
 
 @dataclass(eq=False)

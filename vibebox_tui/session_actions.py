@@ -1,4 +1,5 @@
-"""The dashboard's session actions: attach the terminal, approve, recreate, delete, leave.
+"""The dashboard's session actions: attach the terminal, approve, recreate, delete, leave, and
+the checkpoints of the guest's disk (save, restore, remove).
 
 Each action that waits on the backend runs in a worker (a thread for blocking calls, an async
 worker for attaching) and posts its result as a message (:mod:`vibebox_tui.messages`); the
@@ -16,12 +17,18 @@ from textual import work
 from textual.widgets import ContentSwitcher
 
 from vibebox_core.config.grants import PolicyNotApprovedError
-from vibebox_core.progress import ProgressEvent
+from vibebox_core.progress import ProgressEvent, ignore_progress
 from vibebox_tui import messages as msg
 from vibebox_tui.backend.base import Attachment, SessionRow
 from vibebox_tui.polling import PollingApp
 from vibebox_tui.safe import guest_lines
-from vibebox_tui.screens.confirm import confirm_approval, confirm_recreate
+from vibebox_tui.screens.checkpoints import CheckpointChoice, CheckpointsScreen
+from vibebox_tui.screens.confirm import (
+    confirm_approval,
+    confirm_recreate,
+    confirm_remove_checkpoint,
+    confirm_restore,
+)
 from vibebox_tui.terminal import TerminalView
 from vibebox_tui.widgets import SessionBrowser, SessionHeader
 from vibebox_tui.widgets.tabs import TerminalTabs
@@ -216,3 +223,112 @@ class SessionActionsApp(PollingApp):
             self.post_message(msg.Failed(f"Deleting session {session.short_id}", exc))
             return
         self.post_message(msg.Done("delete", f"Deleted session {session.short_id}."))
+
+    # -- checkpoints of the guest's disk ---------------------------------------------------
+
+    def _checkpoint_directory(self) -> Path | None:
+        """The directory whose session the checkpoint actions act on, or None (said why)."""
+        if self.centre.current == "progress":
+            self.notify(
+                "The session is starting; checkpoints work once it runs or is off.",
+                severity="warning",
+            )
+            return None
+        if self.current_session is None or self.directory is None:
+            self.notify("No session here to checkpoint.", severity="warning")
+            return None
+        return self.directory
+
+    def action_save_checkpoint(self) -> None:
+        directory = self._checkpoint_directory()
+        if directory is not None:
+            self.save_checkpoint(directory)
+
+    @work(exclusive=True, exit_on_error=False, group="checkpoint")
+    async def save_checkpoint(self, directory: Path) -> None:
+        self.notify("Saving a checkpoint of the guest's disk…", timeout=3)
+        try:
+            text = await asyncio.to_thread(self.backend.save_checkpoint, directory, ignore_progress)
+        except Exception as exc:
+            self.post_message(msg.Failed("Saving a checkpoint", exc))
+            return
+        self.post_message(msg.Done("checkpoint", text[:1].upper() + text[1:] + "."))
+
+    def action_checkpoints(self) -> None:
+        directory = self._checkpoint_directory()
+        session = self.current_session
+        if directory is not None and session is not None:
+            self.list_checkpoints(directory, session.state == "running")
+
+    @work(exclusive=True, exit_on_error=False, group="checkpoint")
+    async def list_checkpoints(self, directory: Path, running: bool) -> None:
+        try:
+            found = await asyncio.to_thread(self.backend.checkpoints, directory)
+        except Exception as exc:
+            self.post_message(msg.Failed("Listing the checkpoints", exc))
+            return
+        self.post_message(msg.CheckpointsListed(directory, found, running))
+
+    def on_checkpoints_listed(self, message: msg.CheckpointsListed) -> None:
+        directory = message.directory
+
+        def chosen(choice: CheckpointChoice | None) -> None:
+            if choice is None:
+                return
+            if choice.action == "save":
+                self.save_checkpoint(directory)
+                return
+            name = choice.name
+
+            def answered(confirmed: bool | None) -> None:
+                if not confirmed:
+                    return
+                if choice.action == "restore":
+                    self.restore_checkpoint(directory, name)
+                else:
+                    self.remove_checkpoint(directory, name)
+
+            if choice.action == "restore":
+                screen = confirm_restore(name, directory, running=message.running)
+            else:
+                screen = confirm_remove_checkpoint(name, directory)
+            self.push_screen(screen, answered)
+
+        self.push_screen(CheckpointsScreen(directory, message.checkpoints), chosen)
+
+    @work(exclusive=True, exit_on_error=False, group="attach")
+    async def restore_checkpoint(self, directory: Path, name: str) -> None:
+        attached = self.attachment is not None
+        await self._release()  # the VM is shut down: this terminal goes with it
+        progress = self.progress
+        progress.begin(f"Restoring checkpoint {name} of {directory}")
+        self._show("progress")
+        try:
+            was_running = await asyncio.to_thread(
+                self.backend.restore_checkpoint, directory, name, self._progress
+            )
+        except Exception as exc:
+            self._show("idle")
+            self.browser.focus()
+            self.post_message(msg.Failed(f"Restoring checkpoint {name}", exc))
+            return
+        self.post_message(
+            msg.Done(
+                "restore",
+                f"Restored checkpoint {name}; project files on the host are untouched.",
+            )
+        )
+        if was_running or attached:
+            self.attach_directory(directory, startup=False)  # starts it again, as it was
+        else:
+            self._show("idle")
+            self.browser.focus()
+
+    @work(exclusive=True, exit_on_error=False, group="checkpoint")
+    async def remove_checkpoint(self, directory: Path, name: str) -> None:
+        try:
+            await asyncio.to_thread(self.backend.remove_checkpoint, directory, name)
+        except Exception as exc:
+            self.post_message(msg.Failed(f"Removing checkpoint {name}", exc))
+            return
+        self.post_message(msg.Done("checkpoint", f"Removed checkpoint {name}."))

@@ -124,6 +124,23 @@ class Hypervisor(Protocol):
         """The last lines of the serial console log (printable text only), or ``""``."""
         ...
 
+    def suspend(self, session_id: str) -> None:
+        """Pause the running VM's vCPUs (libvirt ``suspend``): the guest stops issuing writes."""
+        ...
+
+    def resume(self, session_id: str) -> None:
+        """Let a paused VM run again (libvirt ``resume``)."""
+        ...
+
+    def snapshot_disk(self, session_id: str, disk: str, name: str) -> None:
+        """Take an internal qcow2 snapshot ``name`` of the running VM's disk file ``disk``, by
+        QEMU itself (the disk only, no memory; see :mod:`.libvirt_disks` for why)."""
+        ...
+
+    def delete_disk_snapshot(self, session_id: str, disk: str, name: str) -> None:
+        """Delete the internal snapshot ``name`` of the running VM's disk file ``disk``."""
+        ...
+
     def define_nwfilter(self, nwfilter_xml: str) -> None:
         """Define (or update) a libvirt nwfilter (network policy)."""
         ...

@@ -10,12 +10,14 @@ steer it with :meth:`FakeHypervisor.set_status`, :meth:`~FakeHypervisor.set_leas
 from __future__ import annotations
 
 import ipaddress
+import os
+import subprocess
 import threading
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from vibebox_core.errors import VMError
+from vibebox_core.errors import QemuError, VMError
 from vibebox_core.hypervisor import names
 from vibebox_core.hypervisor.base import Hypervisor, VMState, VMStatus
 from vibebox_core.hypervisor.domain_xml import (
@@ -38,6 +40,7 @@ class FakeDomain:
     console_log: str | None
     state: VMState = "shut off"
     reason: str = ""
+    paused: bool = False
 
 
 @dataclass
@@ -50,6 +53,10 @@ class FakeNetwork:
     fixed_hosts: dict[str, str] = field(default_factory=dict)  # mac -> ip
     active: bool = False
     leases: dict[str, str] = field(default_factory=dict)  # mac -> ip
+
+
+#: What a paused domain's status says (as the libvirt adapter says for "paused by a user").
+PAUSED_REASON = "paused by a user (`virsh resume` continues it)"
 
 
 class FakeHypervisor:
@@ -167,6 +174,8 @@ class FakeHypervisor:
         dom = self.domains.get(sid)
         if dom is None:
             return VMStatus("missing")
+        if dom.paused:
+            return VMStatus("broken", PAUSED_REASON, dom.name)
         if dom.state == "shut off" and dom.network and dom.network not in self.networks:
             return VMStatus("broken", f"its network {dom.network} is missing", dom.name)
         return VMStatus(dom.state, dom.reason, dom.name)
@@ -325,7 +334,7 @@ class FakeHypervisor:
             self._enter("destroy", session_id)
             dom = self.domains.get(names.canonical_session_id(session_id))
             if dom is not None and dom.state != "shut off":
-                dom.state, dom.reason = "shut off", "destroyed"
+                dom.state, dom.reason, dom.paused = "shut off", "destroyed", False
 
     def stop(self, session_id: str, *, timeout: float = 30.0) -> bool:
         with self._lock:
@@ -338,6 +347,44 @@ class FakeHypervisor:
                 return True
             dom.state, dom.reason = "shut off", "destroyed"
             return False
+
+    def suspend(self, session_id: str) -> None:
+        with self._lock:
+            self._enter("suspend", session_id)
+            dom = self._domain(session_id, "pause the VM")
+            if dom.state != "running":
+                raise VMError(f"could not pause VM {dom.name}: domain is not running")
+            dom.paused = True
+
+    def resume(self, session_id: str) -> None:
+        with self._lock:
+            self._enter("resume", session_id)
+            dom = self._domain(session_id, "resume the VM")
+            if not dom.paused:
+                raise VMError(f"could not resume VM {dom.name}: domain is not paused")
+            dom.paused = False
+
+    def snapshot_disk(self, session_id: str, disk: str, name: str) -> None:
+        """As QEMU would: the snapshot lands in ``disk`` (``qemu-img snapshot -c``) when it is
+        a file; the VM must run (paused or not)."""
+        self._disk_snapshot("snapshot_disk", "-c", session_id, disk, name)
+
+    def delete_disk_snapshot(self, session_id: str, disk: str, name: str) -> None:
+        self._disk_snapshot("delete_disk_snapshot", "-d", session_id, disk, name)
+
+    def _disk_snapshot(self, method: str, flag: str, session_id: str, disk: str, name: str) -> None:
+        with self._lock:
+            self._enter(method, session_id, name)
+            dom = self._domain(session_id, "snapshot the disk")
+            if dom.state != "running":
+                raise VMError(f"could not snapshot the disk of VM {dom.name}: it is not running")
+            if not os.path.isfile(disk):
+                return
+            done = subprocess.run(
+                ["qemu-img", "snapshot", "-q", flag, name, disk], capture_output=True, text=True
+            )
+            if done.returncode != 0:
+                raise QemuError(f"QEMU refused the disk snapshot: {done.stderr.strip()}")
 
     def undefine(self, session_id: str) -> None:
         with self._lock:

@@ -5,7 +5,8 @@ It sends the XML built by :mod:`vibebox_core.hypervisor.domain_xml` and
 ``libvirtError`` into a :class:`~vibebox_core.errors.VMError` whose message and hint a user can
 act on (:mod:`vibebox_core.hypervisor.errors`). The connection lives in
 :mod:`vibebox_core.hypervisor.libvirt_connection`, networks and filters in
-:mod:`vibebox_core.hypervisor.libvirt_networks`; this module holds the domains: their states,
+:mod:`vibebox_core.hypervisor.libvirt_networks`, pausing a VM and its disk's internal snapshots
+in :mod:`vibebox_core.hypervisor.libvirt_disks`; this module holds the domains: their states,
 their definition and their lifecycle.
 
 Every method blocks; callers run them in threads. Removal is tolerant: destroying, shutting
@@ -36,6 +37,7 @@ from vibebox_core.hypervisor.failure import (
     ERR_OPERATION_INVALID,
 )
 from vibebox_core.hypervisor.libvirt_connection import XML_INACTIVE
+from vibebox_core.hypervisor.libvirt_disks import LibvirtDisks
 from vibebox_core.hypervisor.libvirt_networks import LibvirtNetworks
 from vibebox_core.hypervisor.virtiofs import virtiofsd_log_reason
 
@@ -86,7 +88,7 @@ def _status_from(state: int, reason: int, name: str) -> VMStatus:
     return VMStatus("starting", name=name)
 
 
-class LibvirtHypervisor(LibvirtNetworks):
+class LibvirtHypervisor(LibvirtNetworks, LibvirtDisks):
     """:class:`Hypervisor` on libvirt-python. Thread-safe; the connection opens lazily.
 
     Args:

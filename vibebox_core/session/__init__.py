@@ -14,6 +14,8 @@ explaining it.
 - :mod:`.provision`: ``[provision] run`` once in a new session, and on demand
   (``vibebox provision``); :mod:`.provision_record` what ran (and whether the list changed
   since), :mod:`.provision_output` its output, bounded in the log and in the progress.
+- :mod:`.checkpoint`: checkpoints of the guest's disk (``vibebox checkpoint``), internal qcow2
+  snapshots of the instance disk; :mod:`.checkpoint_disk`: their qemu-img side and sizes.
 - :mod:`.explain` (:func:`~.explain.gather`, shared by ``vibebox explain`` and the inspector) and
   :mod:`.explain_text` (its plain text).
 - :mod:`.hypervisors`: one libvirt connection per URI for this process, at the approved URI.

@@ -116,6 +116,30 @@ class InspectorData:
 TerminalOpener = Callable[[int, int], Awaitable[ByteStream]]
 
 
+@dataclass(frozen=True)
+class CheckpointRow:
+    """One checkpoint of a session's guest disk, as the checkpoints dialog shows it.
+
+    Attributes:
+        name: as stored in the disk (shown escaped).
+        created: when it was saved (UTC).
+        size: its data, ready to show (``1.5 MiB``; ``?`` when unknown): the guest's own data on
+            top of the base image in that disk state (see ``vibebox_core.session.checkpoint``).
+    """
+
+    name: str
+    created: datetime
+    size: str
+
+
+@dataclass(frozen=True)
+class CheckpointList:
+    """A session's checkpoints (oldest first) and what its disk file takes on the host."""
+
+    rows: tuple[CheckpointRow, ...]
+    disk_usage: str
+
+
 @dataclass
 class Attachment:
     """A terminal attached to a running session, and the tabs opened next to it.
@@ -215,6 +239,23 @@ class Backend(Protocol):
 
     def recreate(self, session_id: str, progress: ProgressCallback) -> SessionRow:
         """Delete the session and create a fresh one for the same directory (blocking)."""
+        ...
+
+    def checkpoints(self, directory: Path) -> CheckpointList:
+        """The checkpoints of the session of ``directory`` (blocking)."""
+        ...
+
+    def save_checkpoint(self, directory: Path, progress: ProgressCallback) -> str:
+        """Save a checkpoint under a default name; returns the line to show (blocking)."""
+        ...
+
+    def restore_checkpoint(self, directory: Path, name: str, progress: ProgressCallback) -> bool:
+        """Restore checkpoint ``name``; a running VM is stopped first and left off for the
+        dashboard to start again by attaching. Returns True when it was running (blocking)."""
+        ...
+
+    def remove_checkpoint(self, directory: Path, name: str) -> None:
+        """Remove checkpoint ``name`` (blocking)."""
         ...
 
     def inspect(self, directory: Path) -> InspectorData:

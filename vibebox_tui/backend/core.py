@@ -3,7 +3,8 @@
 It only adapts: the decisions are the core's. Starting, attaching and the terminal (a direct
 SSH PTY or the supervisor's relay, port forwards in the background) go through
 :mod:`vibebox_core.session.start`, states through :mod:`vibebox_core.session.status`, delete and
-recreate through :mod:`vibebox_core.session.teardown`, the inspector's data through
+recreate through :mod:`vibebox_core.session.teardown`, checkpoints through
+:mod:`vibebox_core.session.checkpoint`, the inspector's data through
 :func:`vibebox_core.session.explain.gather` (what ``vibebox explain`` shows too). What is the
 dashboard's own is its threads (:mod:`vibebox_tui.backend.io_thread`): an early connection is
 made on an IO thread and its terminal crosses to the app's loop.
@@ -27,11 +28,18 @@ from vibebox_core.index.entry import SessionEntry
 from vibebox_core.index.sessions import SessionIndex
 from vibebox_core.paths import PROJECT_CACHE, PROJECT_CONFIG, ProjectPaths
 from vibebox_core.progress import ProgressCallback, ProgressEvent
-from vibebox_core.session import approve, provision, provision_record, start, teardown
+from vibebox_core.session import approve, checkpoint, provision, provision_record, start, teardown
 from vibebox_core.session.explain import gather
 from vibebox_core.session.status import SessionStatus, list_statuses, session_status
 from vibebox_core.streams import ByteStream
-from vibebox_tui.backend.base import Attachment, InspectorData, MountRow, SessionRow
+from vibebox_tui.backend.base import (
+    Attachment,
+    CheckpointList,
+    CheckpointRow,
+    InspectorData,
+    MountRow,
+    SessionRow,
+)
 from vibebox_tui.backend.io_thread import IOThread, ThreadedStream
 
 #: How the dashboard names itself to the session's supervisor (its log).
@@ -187,6 +195,36 @@ class CoreBackend:
         entry = self._entry(session_id)
         new = asyncio.run(teardown.recreate(entry.project))
         return SessionRow(new.id, new.directory, "shut off", 0, new.last_active)
+
+    def checkpoints(self, directory: Path) -> CheckpointList:
+        project = ProjectPaths.for_directory(directory)
+        found = asyncio.run(checkpoint.list_checkpoints(project, hypervisor=self._hypervisor))
+        rows = (CheckpointRow(c.name, c.created, checkpoint.format_size(c.data)) for c in found)
+        return CheckpointList(tuple(rows), checkpoint.format_size(checkpoint.disk_usage(project)))
+
+    def save_checkpoint(self, directory: Path, progress: ProgressCallback) -> str:
+        project = ProjectPaths.for_directory(directory)
+        saved = asyncio.run(
+            checkpoint.save(project, hypervisor=self._hypervisor, progress=progress)
+        )
+        return saved.describe()
+
+    def restore_checkpoint(self, directory: Path, name: str, progress: ProgressCallback) -> bool:
+        # The dashboard starts the VM again by attaching (its progress view shows the boot).
+        restored = asyncio.run(
+            checkpoint.restore(
+                ProjectPaths.for_directory(directory),
+                name,
+                hypervisor=self._hypervisor,
+                progress=progress,
+                start_again=False,
+            )
+        )
+        return restored.was_running
+
+    def remove_checkpoint(self, directory: Path, name: str) -> None:
+        project = ProjectPaths.for_directory(directory)
+        asyncio.run(checkpoint.remove(project, name, hypervisor=self._hypervisor))
 
     def inspect(self, directory: Path) -> InspectorData:
         project = ProjectPaths.for_directory(directory)

@@ -25,7 +25,14 @@ from vibebox_core.hypervisor.base import VMState
 from vibebox_core.hypervisor.fake import FakeDomain, FakeHypervisor
 from vibebox_core.progress import ProgressCallback, ProgressEvent
 from vibebox_core.streams import MemoryStream
-from vibebox_tui.backend.base import Attachment, InspectorData, MountRow, SessionRow
+from vibebox_tui.backend.base import (
+    Attachment,
+    CheckpointList,
+    CheckpointRow,
+    InspectorData,
+    MountRow,
+    SessionRow,
+)
 
 FIXED_NOW = datetime(2026, 11, 27, 10, 15, tzinfo=UTC)
 GUEST_HOME = "/home/vibecoder"
@@ -165,6 +172,12 @@ class FakeBackend:
         self.approved: list[Path] = []
         #: What the running session's supervisor says about its policy (see set_policy_state).
         self.policy_state: dict[Path, tuple[str, tuple[str, ...]]] = {}
+        #: Each directory's checkpoints, oldest first; restores and removals done.
+        self.checkpoint_rows: dict[Path, list[CheckpointRow]] = {}
+        self.restored: list[tuple[Path, str]] = []
+        self.removed: list[tuple[Path, str]] = []
+        #: Raise this from the checkpoint methods (a test's failure).
+        self.fail_checkpoint: VibeboxError | None = None
 
     # -- the VMs, in the fake hypervisor ------------------------------------------------------
 
@@ -356,6 +369,60 @@ class FakeBackend:
             self._add(new)
         progress(ProgressEvent("deleting session", old.short_id, 0.3, True))
         return new
+
+    def add_checkpoint(self, directory: Path, name: str, size: str = "12.5 MiB") -> None:
+        """Give the session of ``directory`` a checkpoint (saved at the fixed time)."""
+        with self._lock:
+            row = CheckpointRow(name, FIXED_NOW, size)
+            self.checkpoint_rows.setdefault(directory, []).append(row)
+
+    def _checkpoint_session(self, directory: Path) -> SessionRow:
+        if self.fail_checkpoint is not None:
+            raise self.fail_checkpoint
+        session = self._find(directory)
+        if session is None:
+            raise SessionNotFoundError(f"{directory} has no session")
+        return session
+
+    def checkpoints(self, directory: Path) -> CheckpointList:
+        with self._lock:
+            self._checkpoint_session(directory)
+            rows = tuple(self.checkpoint_rows.get(directory, ()))
+            return CheckpointList(rows, "1.4 GiB")
+
+    def save_checkpoint(self, directory: Path, progress: ProgressCallback) -> str:
+        with self._lock:
+            session = self._live(self._checkpoint_session(directory))
+            taken = {row.name for row in self.checkpoint_rows.get(directory, ())}
+            name, n = "ckpt-20261127-101500", 1
+            while name in taken:
+                n += 1
+                name = f"ckpt-20261127-101500-{n}"
+            self.checkpoint_rows.setdefault(directory, []).append(
+                CheckpointRow(name, FIXED_NOW, "3.0 MiB")
+            )
+        if session.state == "running":
+            return f"saved checkpoint {name} (the VM was paused 0.02 s)"
+        return f"saved checkpoint {name} (the VM is off)"
+
+    def restore_checkpoint(self, directory: Path, name: str, progress: ProgressCallback) -> bool:
+        with self._lock:
+            session = self._live(self._checkpoint_session(directory))
+            if name not in {row.name for row in self.checkpoint_rows.get(directory, ())}:
+                raise VibeboxError(f"no checkpoint {name!r} in this session")
+            was_running = session.state == "running"
+            if was_running:
+                self.hypervisor.set_status(session.id, "shut off")
+            self.restored.append((directory, name))
+        progress(ProgressEvent("restoring checkpoint", name, 0.2, True))
+        return was_running
+
+    def remove_checkpoint(self, directory: Path, name: str) -> None:
+        with self._lock:
+            self._checkpoint_session(directory)
+            rows = self.checkpoint_rows.get(directory, [])
+            self.checkpoint_rows[directory] = [row for row in rows if row.name != name]
+            self.removed.append((directory, name))
 
     def inspect(self, directory: Path) -> InspectorData:
         with self._lock:

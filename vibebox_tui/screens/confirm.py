@@ -137,6 +137,33 @@ def confirm_recreate(session: SessionRow, directory: Path) -> ConfirmScreen:
     )
 
 
+def confirm_restore(name: str, directory: Path, *, running: bool) -> ConfirmScreen:
+    """Ask before the guest's disk goes back to checkpoint ``name``."""
+    vm = (
+        "The VM is shut down, restored and started again; this terminal reconnects.\n\n"
+        if running
+        else "The VM is off; it starts from the checkpoint next time.\n\n"
+    )
+    return ConfirmScreen(
+        "Restore this checkpoint?",
+        f"Checkpoint {clean(name, 40)} of {clean(directory)}\n\n"
+        "The guest's disk goes back to it: what the guest wrote to its disk since then is "
+        f"lost. {vm}Project files on the host are not touched (they are not on the guest's "
+        "disk).",
+        confirm_label="Restore",
+    )
+
+
+def confirm_remove_checkpoint(name: str, directory: Path) -> ConfirmScreen:
+    """Ask before removing checkpoint ``name``."""
+    return ConfirmScreen(
+        "Remove this checkpoint?",
+        f"Checkpoint {clean(name, 40)} of {clean(directory)}\n\n"
+        "It can no longer be restored. The guest's current disk and the project files stay.",
+        confirm_label="Remove",
+    )
+
+
 def confirm_approval(directory: Path, diff: Sequence[str], *, first: bool = False) -> ConfirmScreen:
     """Ask before starting with settings that changed since the last approval, or (``first``)
     with a never approved file that asks for more than the defaults.
