@@ -26,7 +26,8 @@ from textual.pilot import Pilot  # noqa: E402
 
 from vibebox_core.errors import VMError  # noqa: E402
 from vibebox_tui.app import VibeboxApp  # noqa: E402
-from vibebox_tui.backend.fake import FakeBackend, demo_sessions, fake_id  # noqa: E402
+from vibebox_tui.backend.demo import demo_sessions, fake_id  # noqa: E402
+from vibebox_tui.backend.fake import FakeBackend  # noqa: E402
 from vibebox_tui.screens import ConfirmScreen, ErrorScreen, HelpScreen  # noqa: E402
 
 SIZE = (120, 34)

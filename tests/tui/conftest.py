@@ -16,7 +16,8 @@ from tui.pilot_wait import DemoApp
 
 from vibebox_tui import app as app_module
 from vibebox_tui.app import VibeboxApp
-from vibebox_tui.backend.fake import FakeBackend, demo_sessions
+from vibebox_tui.backend.demo import demo_sessions
+from vibebox_tui.backend.fake import FakeBackend
 
 
 @pytest.fixture

@@ -21,7 +21,8 @@ from vibebox_core.errors import VMError
 from vibebox_core.progress import ProgressEvent
 from vibebox_tui.app import VibeboxApp
 from vibebox_tui.backend.base import SessionRow
-from vibebox_tui.backend.fake import FakeBackend, fake_id
+from vibebox_tui.backend.demo import fake_id
+from vibebox_tui.backend.fake import FakeBackend
 from vibebox_tui.layout import terminal_area
 from vibebox_tui.screens import ConfirmScreen, ErrorScreen, HelpScreen
 from vibebox_tui.terminal import TerminalView

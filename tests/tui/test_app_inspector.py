@@ -11,7 +11,7 @@ from tui.pilot_wait import (
     wait_for,
 )
 
-from vibebox_tui.backend.fake import demo_sessions, fake_id
+from vibebox_tui.backend.demo import demo_sessions, fake_id
 from vibebox_tui.widgets import Inspector
 
 SIZE = (100, 30)

@@ -15,7 +15,7 @@ from tui.pilot_wait import DemoApp, centre, confirm_armed, until_attached, wait_
 
 from vibebox_core.errors import VibeboxError
 from vibebox_tui.app import VibeboxApp
-from vibebox_tui.backend.fake import demo_sessions, fake_id
+from vibebox_tui.backend.demo import demo_sessions, fake_id
 from vibebox_tui.screens import CheckpointsScreen, ConfirmScreen, ErrorScreen
 from vibebox_tui.widgets import SessionBrowser
 

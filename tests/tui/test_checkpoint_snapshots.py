@@ -13,7 +13,7 @@ import pytest
 from textual.pilot import Pilot
 from tui.pilot_wait import DemoApp, confirm_armed, wait_for
 
-from vibebox_tui.backend.fake import demo_sessions
+from vibebox_tui.backend.demo import demo_sessions
 from vibebox_tui.screens import CheckpointsScreen
 from vibebox_tui.widgets import SessionBrowser
 

@@ -20,7 +20,7 @@ from vibebox_core.progress import ProgressEvent
 from vibebox_core.session import provision_record
 from vibebox_tui.backend.base import InspectorData
 from vibebox_tui.backend.core import CoreBackend
-from vibebox_tui.backend.fake import PROVISION_FAILING, PROVISION_FAILING_NOTICE
+from vibebox_tui.backend.demo import PROVISION_FAILING, PROVISION_FAILING_NOTICE
 from vibebox_tui.widgets import BootProgress
 from vibebox_tui.widgets.inspector import render_inspector
 from vibebox_tui.widgets.progress import OUTPUT_LINES

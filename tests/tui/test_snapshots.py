@@ -17,7 +17,8 @@ from tui.pilot_wait import DemoApp, wait_for
 
 from vibebox_core.errors import VMError
 from vibebox_tui.app import VibeboxApp
-from vibebox_tui.backend.fake import FakeBackend, demo_sessions, fake_id
+from vibebox_tui.backend.demo import demo_sessions, fake_id
+from vibebox_tui.backend.fake import FakeBackend
 from vibebox_tui.screens import ConfirmScreen, ErrorScreen
 from vibebox_tui.widgets import BootProgress, Inspector
 

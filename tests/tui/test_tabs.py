@@ -13,7 +13,8 @@ from vibebox_core.errors import SupervisorError
 from vibebox_core.streams import MemoryStream
 from vibebox_tui.app import VibeboxApp
 from vibebox_tui.backend.base import Attachment
-from vibebox_tui.backend.fake import FakeBackend, demo_sessions, fake_id
+from vibebox_tui.backend.demo import demo_sessions, fake_id
+from vibebox_tui.backend.fake import FakeBackend
 from vibebox_tui.terminal import TerminalView
 from vibebox_tui.widgets import SessionHeader, TerminalTabs
 from vibebox_tui.widgets.tabs import MAX_TABS, TabBar

@@ -13,7 +13,7 @@ from tui.pilot_wait import DemoApp, osc_command, until_attached, wait_for
 from tui.terminal_apps import KeyApp, screen_text
 
 from vibebox_core.streams import MemoryStream
-from vibebox_tui.backend.fake import fake_id
+from vibebox_tui.backend.demo import fake_id
 from vibebox_tui.terminal import FOCUS_OUT_KEY, TerminalView
 from vibebox_tui.terminal.input import Destination, HostInput, RawInput
 

@@ -42,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     # The dashboard's modules are imported here, not at the top: every other command (and
     # `vibebox --help`) imports this module, and must start without loading Textual.
     if getattr(args, "demo", False):
-        from vibebox_tui.backend.fake import FakeBackend, demo_sessions
+        from vibebox_tui.backend.demo import demo_sessions
+        from vibebox_tui.backend.fake import FakeBackend
 
         sessions = demo_sessions()
         backend: Any = FakeBackend(
