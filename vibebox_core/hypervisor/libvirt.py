@@ -259,15 +259,6 @@ class LibvirtHypervisor(LibvirtNetworks, LibvirtDisks):
 
     # ---------------------------------------------------------------- lifecycle
 
-    def _require(self, session_id: str, action: str) -> libvirt.virDomain:
-        dom = self._lookup(session_id)
-        if dom is None:
-            raise VMError(
-                f"cannot {action}: session {session_id} has no VM defined",
-                hint="`vibebox` in the project directory defines it again",
-            )
-        return dom
-
     def start(self, session_id: str) -> None:
         """Start the network if needed, then the domain (no-op if it runs)."""
         dom = self._require(session_id, "start the VM")

@@ -122,6 +122,16 @@ class LibvirtConnection:
                 exc, action=f"look up the VM of session {sid}", uri=self.uri
             ) from exc
 
+    def _require(self, session_id: str, action: str) -> libvirt.virDomain:
+        """The session's domain; a VMError that says how to define it again when there is none."""
+        dom = self._lookup(session_id)
+        if dom is None:
+            raise VMError(
+                f"cannot {action}: session {session_id} has no VM defined",
+                hint="`vibebox` in the project directory defines it again",
+            )
+        return dom
+
     def _network(self, session_id: str) -> libvirt.virNetwork | None:
         return self._network_by_name(names.network_name(session_id))
 

@@ -32,7 +32,7 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
-from vibebox_core.errors import QemuError, VMError
+from vibebox_core.errors import QemuError
 from vibebox_core.hypervisor.libvirt_connection import LibvirtConnection
 
 if TYPE_CHECKING:
@@ -48,36 +48,27 @@ class LibvirtDisks(LibvirtConnection):
     """Pause/resume and internal disk snapshots of running domains (a mixin of
     :class:`~vibebox_core.hypervisor.libvirt.LibvirtHypervisor`)."""
 
-    def _running_domain(self, session_id: str, action: str) -> libvirt.virDomain:
-        dom = self._lookup(session_id)
-        if dom is None:
-            raise VMError(
-                f"cannot {action}: session {session_id} has no VM defined",
-                hint="`vibebox` in the project directory defines it again",
-            )
-        return dom
-
     def suspend(self, session_id: str) -> None:
         """Pause the VM's vCPUs (``virsh suspend``)."""
-        dom = self._running_domain(session_id, "pause the VM")
+        dom = self._require(session_id, "pause the VM")
         with self._errors(f"pause VM {session_id}"):
             dom.suspend()
 
     def resume(self, session_id: str) -> None:
         """Let the paused VM run again (``virsh resume``)."""
-        dom = self._running_domain(session_id, "resume the VM")
+        dom = self._require(session_id, "resume the VM")
         with self._errors(f"resume VM {session_id}"):
             dom.resume()
 
     def snapshot_disk(self, session_id: str, disk: str, name: str) -> None:
         """QMP ``blockdev-snapshot-internal-sync`` on the node of ``disk``."""
-        dom = self._running_domain(session_id, "snapshot the disk")
+        dom = self._require(session_id, "snapshot the disk")
         node = self._disk_node(dom, disk)
         self._qmp(dom, "blockdev-snapshot-internal-sync", {"device": node, "name": name})
 
     def delete_disk_snapshot(self, session_id: str, disk: str, name: str) -> None:
         """QMP ``blockdev-snapshot-delete-internal-sync`` on the node of ``disk``."""
-        dom = self._running_domain(session_id, "delete a disk snapshot")
+        dom = self._require(session_id, "delete a disk snapshot")
         node = self._disk_node(dom, disk)
         self._qmp(dom, "blockdev-snapshot-delete-internal-sync", {"device": node, "name": name})
 
