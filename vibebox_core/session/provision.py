@@ -46,7 +46,7 @@ from vibebox_core.errors import ConfigError, ProvisionError, SSHError, VibeboxEr
 from vibebox_core.fileio import lock_file
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.progress import ProgressCallback, ProgressClock
-from vibebox_core.session.provision_output import BATCH_SECONDS, BoundedLog, OutputLines
+from vibebox_core.session.provision_output import BATCH_SECONDS, BoundedLog, OutputLines, escaped
 from vibebox_core.session.provision_record import (
     Record,
     StepResult,
@@ -109,7 +109,7 @@ async def _pump(
 ) -> None:
     """Copy a step's output to the log and the progress until it ends (EOF)."""
     while chunk := await process.stdout.read(65536):
-        await _write(log, chunk)
+        await _write(log, escaped(chunk))
         lines.feed(chunk)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from vibebox_core.fileio import ProjectFileError, read_bounded, write_atomic
 from vibebox_core.progress import ProgressClock
+from vibebox_core.sanitize import clean
 
 #: ``.vibebox/provision.log`` stays under this many bytes ...
 LOG_LIMIT = 1024 * 1024
@@ -27,6 +28,14 @@ BATCH_SECONDS = 0.1
 BATCH_LINES = 40
 #: A line longer than this is cut into pieces (a guest may print without a newline).
 MAX_LINE = 4096
+
+
+def escaped(chunk: bytes) -> bytes:
+    """A chunk of a step's output as it goes into the log: line breaks kept, every other control
+    character, escape sequence or invalid byte written as its escape (``\\x1b``), so ``cat`` of
+    the log in a host terminal shows what the guest printed instead of running it."""
+    text = chunk.decode("utf-8", errors="surrogateescape").replace("\r\n", "\n")
+    return "\n".join(clean(line, None) for line in text.split("\n")).encode()
 
 
 class BoundedLog:

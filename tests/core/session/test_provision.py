@@ -388,6 +388,12 @@ async def test_a_flood_is_batched_and_counted_and_the_log_keeps_it(
     assert b"\n20000\n" in log and b"\n1\n" in log
 
 
+def test_the_log_holds_the_guest_output_escaped() -> None:
+    """``cat`` of provision.log must not run what the guest printed in a host terminal."""
+    chunk = b"ok\r\nA\x1b]0;pwned\x07B\x1b[2J\rover\xff\n"
+    assert provision_output.escaped(chunk) == b"ok\nA\\x1b]0;pwned\\x07B\\x1b[2J\\rover\\xff\n"
+
+
 def test_the_log_keeps_its_last_mib(tmp_path: Path) -> None:
     path = tmp_path / "provision.log"
     log = provision_output.BoundedLog(path, limit=10_000, keep=6_000)
