@@ -27,7 +27,7 @@ from vibebox_core.paths import ProjectPaths
 When = Literal["live", "next start"]
 
 
-def _sync_index(project: ProjectPaths, values: Mapping[str, Any], session_id: str | None) -> None:
+def sync_index(project: ProjectPaths, values: Mapping[str, Any], session_id: str | None) -> None:
     """Copy the approved values into the session's index entry (the supervisor reads them)."""
     index = SessionIndex()
     entry = index.get(session_id) if session_id else index.find_by_directory(project.root)
@@ -60,7 +60,7 @@ def gate(project: ProjectPaths, session_id: str | None = None) -> Config:
     snapshot = found.snapshot
     if snapshot is None:
         snapshot = write_snapshot(project, found.file_values)
-    _sync_index(project, snapshot.values, session_id)
+    sync_index(project, snapshot.values, session_id)
     return apply_env(config_from_values(project, snapshot.values))
 
 
@@ -95,5 +95,5 @@ def approve(project: ProjectPaths, *, expected: str | None = None) -> When:
     old = found.snapshot.values if found.snapshot is not None else None
     snapshot = write_snapshot(project, found.file_values)
     with contextlib.suppress(VibeboxError):
-        _sync_index(project, snapshot.values, None)
+        sync_index(project, snapshot.values, None)
     return applies(old, snapshot.values)
