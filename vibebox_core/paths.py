@@ -29,6 +29,10 @@ SHARE_GUARD_LAUNCHER = "vibebox-share-launch"  # under BIN_DIR, + "-<digest>": r
 SHARE_GUARD_LIB = "vibebox-share-guard"  # under BIN_DIR, + "-<digest>.so": preloaded into it
 SHARE_WRAPPERS_DIR = "shares"  # under BIN_DIR: one wrapper per share, "<session>-<tag>"
 APPROVED_DIR = "approved"  # one approved snapshot per project, "<key>.json"
+SECRETS_DIR = "secrets"  # one host-only directory per session with secrets: its CA, placeholder key
+SECRET_CA_KEY = "ca.key"  # in a session's secrets directory (0600; never leaves the host)
+SECRET_CA_CERT = "ca.crt"  # ... the CA the guest trusts (copied into the seed)
+SECRET_PLACEHOLDER_KEY = "placeholder.key"  # ... derives the placeholders the guest sees
 
 # Inside one image directory, ``images/<name>/``.
 IMAGE_KERNEL = "vmlinuz"
@@ -107,6 +111,14 @@ def virtiofsd_readonly_path() -> Path:
 def virtiofsd_readwrite_path() -> Path:
     """Return the wrapper libvirt runs (as root) to serve a read-write share, .vibebox/ hidden."""
     return vibebox_home() / BIN_DIR / VIRTIOFSD_READWRITE
+
+
+def session_secrets_dir(session_id: str) -> Path:
+    """Return a session's host-only secrets directory (its TLS CA and placeholder key).
+
+    Under ``$VIBEBOX_HOME``, never in the project: the guest can read and write the project.
+    """
+    return vibebox_home() / SECRETS_DIR / session_id
 
 
 def supervisor_socket_path(session_id: str) -> Path:

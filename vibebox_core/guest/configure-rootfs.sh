@@ -1,7 +1,7 @@
 #!/bin/bash
 # Turn a freshly bootstrapped Debian root file system into a vibebox guest.
 #
-# Run by vibebox_core.imagebuild (its command line comes from imageplan) at build time, on the
+# Run by vibebox_core.images.build (its command line comes from images/plan.py) at build time, on the
 # host, as root (debootstrap) or as root of a user namespace (mmdebstrap --mode=unshare
 # customize hook):
 #     bash configure-rootfs.sh ROOTFS GUEST_DIR MIRROR SUITE

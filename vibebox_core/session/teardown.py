@@ -127,6 +127,9 @@ def _delete_rest(entry: SessionEntry, hv: Hypervisor) -> None:
     with contextlib.suppress(FileNotFoundError):
         paths.supervisor_socket_path(entry.id).unlink()
     guard.remove_wrappers(entry.id)
+    secrets = paths.session_secrets_dir(entry.id)  # its CA key and placeholder key
+    if secrets.is_dir():
+        remove_tree(secrets)
     if project.cache.is_dir():
         try:
             remove_tree(project.cache)

@@ -80,6 +80,36 @@ def test_environment_files_follow_guest_json(
     assert git.exists()
 
 
+def test_session_ca_is_added_replaced_and_removed(
+    setup: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed, bundle, local = tmp_path / "seed", tmp_path / "bundle.crt", tmp_path / "local.crt"
+    seed.mkdir()
+    public = "-----BEGIN CERTIFICATE-----\nPUBLIC\n-----END CERTIFICATE-----\n"
+    bundle.write_text(public)
+    monkeypatch.setattr(setup, "SEED", str(seed))
+    monkeypatch.setattr(setup, "CA_BUNDLE", str(bundle))
+    monkeypatch.setattr(setup, "SESSION_CA", str(local))
+    first = "-----BEGIN CERTIFICATE-----\nFIRST\n-----END CERTIFICATE-----\n"
+    (seed / "ca.crt").write_text(first)
+    setup.trust_session_ca()
+    assert bundle.read_text() == public + setup.CA_BEGIN + first + setup.CA_END
+    assert local.read_text() == first
+    # The next session's CA replaces the old one instead of piling up.
+    second = first.replace("FIRST", "SECOND")
+    (seed / "ca.crt").write_text(second)
+    setup.trust_session_ca()
+    assert bundle.read_text() == public + setup.CA_BEGIN + second + setup.CA_END
+    # A session without secrets has no CA: the guest trusts only the public roots again.
+    (seed / "ca.crt").unlink()
+    setup.trust_session_ca()
+    assert bundle.read_text() == public
+    assert not local.exists()
+    (seed / "ca.crt").write_text("not a certificate")
+    with pytest.raises(ValueError):
+        setup.trust_session_ca()
+
+
 def test_shell_integration_defines_the_four_commands() -> None:
     text = (plan.guest_dir() / "shell.bash").read_text()
     for name in ("new", "exit", "explain", "help"):
