@@ -21,6 +21,7 @@ Hierarchy::
     ├── SSHError                     asyncssh and OS errors, translated by ssh.connect.ssh_error
     ├── SupervisorError
     ├── NetworkPolicyError
+    ├── SecretError                  a secret's value cannot be read on the host (never holds it)
     ├── ProvisionError               a ``[provision] run`` step failed in the guest
     └── CheckpointError              a checkpoint name, or qemu-img/QEMU refused one
 """
@@ -74,6 +75,12 @@ class SupervisorError(VibeboxError):
 
 class NetworkPolicyError(VibeboxError):
     """The network policy is invalid, unapproved, or cannot be enforced."""
+
+
+class SecretError(VibeboxError):
+    """A ``[[secrets]]`` value cannot be read on the host (its variable is unset, its file or
+    command failed) or cannot be sent (a line break, a control character); the message names
+    the secret and its source, never the value."""
 
 
 class ProvisionError(VibeboxError):

@@ -1,4 +1,5 @@
-"""What a config grants the guest (its extra mounts and ``[network]``), as approved data.
+"""What a config grants the guest (its extra mounts, ``[network]`` and ``[[secrets]]``), as
+approved data.
 
 The approvable part of a config has one canonical JSON form (:func:`canonical_policy`) and a
 digest over it (:func:`policy_digest`); the session index keeps both for the approved policy,
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from vibebox_core.config.schema import Config
+from vibebox_core.config.secrets import canonical_secrets
 from vibebox_core.errors import NetworkPolicyError
 from vibebox_core.sanitize import clean
 
@@ -27,11 +29,14 @@ APPROVED_POLICY_KEY = "approved_policy_json"
 def canonical_policy(config: Config) -> dict[str, Any]:
     """Return the approvable part of a config as plain JSON data.
 
-    Covers the extra mounts (the project mount is always the same) and the whole
-    ``[network]`` table. Entries are sorted and de-duplicated (order means nothing); mounts
-    keep their order (a later mount may shadow an earlier one).
+    Covers the extra mounts (the project mount is always the same), the whole ``[network]``
+    table and the ``[[secrets]]`` (``"secrets"``, sorted by name, each one's hosts sorted).
+    Entries are sorted and de-duplicated (order means nothing); mounts keep their order (a
+    later mount may shadow an earlier one). ``"secrets"`` is there only when there is a
+    secret, so a config without any keeps the digest it had before secrets existed (nobody
+    re-approves after an upgrade).
     """
-    return {
+    policy: dict[str, Any] = {
         "version": POLICY_VERSION,
         "mounts": [
             {"host": str(m.host), "guest": m.guest, "read_only": bool(m.read_only)}
@@ -43,6 +48,9 @@ def canonical_policy(config: Config) -> dict[str, Any]:
             "ports": [[p.host_port, p.guest_port] for p in config.network.ports],
         },
     }
+    if config.secrets:
+        policy["secrets"] = canonical_secrets(config.secrets)
+    return policy
 
 
 def canonical_json(policy: Mapping[str, Any]) -> str:
@@ -65,11 +73,39 @@ def _mount_text(mount: Mapping[str, Any]) -> str:
     return f"{mount.get('host')} → {mount.get('guest')} ({access})"
 
 
+def _secret_text(secret: Mapping[str, Any]) -> str:
+    # The whole source is shown: a command: source runs on the host once approved.
+    hosts = ", ".join(str(h) for h in secret.get("hosts", []))
+    return f"from {secret.get('source')} for {hosts}"
+
+
+def _secret_lines(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    def by_name(policy: Mapping[str, Any]) -> dict[Any, Mapping[str, Any]]:
+        items = policy.get("secrets", [])
+        if not isinstance(items, list):
+            return {}
+        return {s.get("name"): s for s in items if isinstance(s, Mapping)}
+
+    old_secrets, new_secrets = by_name(old), by_name(new)
+    lines: list[str] = []
+    for name, secret in new_secrets.items():
+        before = old_secrets.get(name)
+        if before is None:
+            lines.append(f"+ secret {name} {_secret_text(secret)}")
+        elif _secret_text(before) != _secret_text(secret):
+            lines.append(f"~ secret {name}: {_secret_text(before)} is now {_secret_text(secret)}")
+    for name, secret in old_secrets.items():
+        if name not in new_secrets:
+            lines.append(f"- secret {name} {_secret_text(secret)}")
+    return lines
+
+
 def policy_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """Describe, one line each, how ``new`` differs from ``old`` (both canonical policies).
 
     Lines start with ``+`` (added or widened), ``-`` (removed) or ``~`` (changed), e.g.
-    ``"+ network entry: evil.example"``; the approval dialog shows them as they are.
+    ``"+ network entry: evil.example"`` or ``"+ secret TOKEN from env:TOKEN for api.example"``;
+    the approval dialog shows them as they are.
     """
     lines: list[str] = []
     old_mounts = {m.get("guest"): m for m in old.get("mounts", [])}
@@ -100,6 +136,7 @@ def policy_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
         lines.append(f"+ port forward: host 127.0.0.1:{host_port} → guest {guest_port}")
     for host_port, guest_port in (p for p in old_ports if p not in new_ports):
         lines.append(f"- port forward: host 127.0.0.1:{host_port} → guest {guest_port}")
+    lines += _secret_lines(old, new)
     # The rest of an approved snapshot (vibebox_core.config.snapshot): resources, URI, grace.
     for table, keys in _VALUE_KEYS:
         old_table: Mapping[str, Any] = old.get(table, {})
@@ -171,7 +208,7 @@ def check_approval(extra: Mapping[str, Any], config: Config) -> ApprovalCheck:
     return ApprovalCheck("changed", digest, tuple(diff))
 
 
-_POLICY_KEYS = ("version", "mounts", "network")
+_POLICY_KEYS = ("version", "mounts", "network", "secrets")
 
 
 class ExtraWriter(Protocol):
@@ -219,8 +256,8 @@ class PolicyNotApprovedError(NetworkPolicyError):
             )
         else:
             message = (
-                "vibebox.toml changed the session's mounts, network or resources since you "
-                f"approved them (a program in the guest can edit it):\n{lines}"
+                "vibebox.toml changed the session's mounts, network, secrets or resources since "
+                f"you approved them (a program in the guest can edit it):\n{lines}"
             )
         super().__init__(
             message,
@@ -242,10 +279,10 @@ def require_approval(
 ) -> ApprovalCheck:
     """Gate a start on the user's approval of the config's mounts + network.
 
-    The first start of a session approves what it finds only when it adds no mounts and no
-    port forwards (a cloned repository's file is not the user's word); later starts must
-    match the approved digest. :func:`vibebox_core.session.approve.gate` is the full gate (every
-    value, the snapshot outside the project) that starts use.
+    The first start of a session approves what it finds only when it adds no mounts, no
+    port forwards and no secrets (a cloned repository's file is not the user's word); later
+    starts must match the approved digest. :func:`vibebox_core.session.approve.gate` is the
+    full gate (every value, the snapshot outside the project) that starts use.
 
     Args:
         index: the session index (``SessionIndex``).
@@ -260,8 +297,9 @@ def require_approval(
     check = check_approval(index.get(session_id).extra, config)
     if check.status == "new":
         policy = canonical_policy(config)
-        if policy["mounts"] or policy["network"]["ports"]:
-            # Extra mounts or port forwards were never approved: ask, even the first time.
+        if policy["mounts"] or policy["network"]["ports"] or policy.get("secrets"):
+            # Extra mounts, port forwards or secrets were never approved: ask, even the first
+            # time.
             diff = policy_diff({"mounts": [], "network": policy["network"]}, policy)
             raise PolicyNotApprovedError(
                 ApprovalCheck("changed", check.digest, tuple(diff)), project=project, first=True

@@ -1,9 +1,9 @@
 """The project's settings as types: the tables of ``vibebox.toml``, their limits and defaults.
 
 Each table of the file is one frozen dataclass (:class:`BoxConfig`, :class:`NetworkConfig`,
-:class:`SupervisorConfig`, :class:`ProvisionConfig`), gathered in :class:`Config`; a field's
-default is the value a missing key takes. :data:`DEFAULT_CONFIG_TEXT` is the commented file a
-new project gets.
+:class:`SupervisorConfig`, :class:`ProvisionConfig`, one :class:`Secret` per ``[[secrets]]``),
+gathered in :class:`Config`; a field's default is the value a missing key takes.
+:data:`DEFAULT_CONFIG_TEXT` is the commented file a new project gets.
 Reading and checking a file is :mod:`vibebox_core.config.load`; the project directory itself is
 always mounted (read-write, at ``~/<project-name>`` in the guest), and ``[box] mounts`` only
 lists the extra ones (:func:`vibebox_core.config.mounts.all_mounts`).
@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+
+from vibebox_core.config.hostnames import matches
 
 GUEST_USER = "vibecoder"
 GUEST_HOME = "/home/vibecoder"
@@ -36,6 +38,12 @@ PORT_RANGE = (1, 65535)
 #: is guest-writable and each step is recorded and shown on the host: both stay bounded.
 PROVISION_MAX_STEPS = 64
 PROVISION_MAX_CHARS = 4096
+#: ``[[secrets]]``: at most this many secrets, each for at most this many hosts.
+SECRETS_MAX = 16
+SECRET_HOSTS_MAX = 32
+
+SecretSourceKind = Literal["env", "file", "command"]
+SECRET_SOURCE_KINDS: tuple[SecretSourceKind, ...] = ("env", "file", "command")
 
 DEFAULT_CONFIG_TEXT = f"""\
 # vibebox settings for this project. Commit this file; vibebox keeps your comments.
@@ -64,6 +72,13 @@ auto_shutdown_ms = 20000        # grace after the last vibebox detaches, then th
 # Commands run once in a new session (its first start, and after :new), in order, with
 # `bash -lc` as {GUEST_USER} in the project directory; `vibebox provision` runs them again.
 run = []                        # e.g. ["sudo apt-get install -y jq", "pip install --user ruff"]
+
+# Credentials the host keeps (one [[secrets]] table each; they need your approval): the guest
+# sees only a placeholder in $name, and the host puts the real value into requests to `hosts`.
+# [[secrets]]
+# name = "GITHUB_TOKEN"         # the variable in the guest
+# hosts = ["api.github.com"]    # a host and its subdomains
+# source = "env:GITHUB_TOKEN"   # read on the host: env:VAR, file:PATH or command:ARGV (no shell)
 """
 
 
@@ -142,12 +157,45 @@ class ProvisionConfig:
 
 
 @dataclass(frozen=True)
+class Secret:
+    """``[[secrets]]``: a credential the host keeps; the guest holds a placeholder.
+
+    The host reads the value from :attr:`source` when a request needs it
+    (:mod:`vibebox_core.network.secrets`) and sends it only to :attr:`hosts`; the value itself is
+    never part of a config, a snapshot or the index.
+
+    Attributes:
+        name: the guest environment variable that holds the placeholder, e.g. ``GITHUB_TOKEN``.
+        hosts: normalised domain entries (:func:`~vibebox_core.config.hostnames.normalize_entry`);
+            an entry covers the domain and its subdomains, like ``[network]`` entries.
+        source: ``"env:VAR"``, ``"file:PATH"`` or ``"command:ARGV"`` (ARGV split like a shell
+            would, but run without one).
+    """
+
+    name: str
+    hosts: tuple[str, ...]
+    source: str
+
+    @property
+    def source_kind(self) -> SecretSourceKind:
+        """``"env"``, ``"file"`` or ``"command"``: where the host reads the value."""
+        kind = self.source.split(":", 1)[0]
+        return "env" if kind == "env" else "file" if kind == "file" else "command"
+
+    def covers(self, host: str) -> bool:
+        """True when ``host`` (any case, a trailing dot ignored) is one of :attr:`hosts` or
+        a subdomain of one."""
+        return matches(host, self.hosts)
+
+
+@dataclass(frozen=True)
 class Config:
     """A project's validated settings.
 
     Attributes:
         path: the ``vibebox.toml`` they came from (it may not exist when loaded with
             ``create=False``; then every value is the default).
+        secrets: the ``[[secrets]]`` tables, in file order (names unique).
     """
 
     path: Path
@@ -155,6 +203,7 @@ class Config:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     provision: ProvisionConfig = field(default_factory=ProvisionConfig)
+    secrets: tuple[Secret, ...] = ()
 
 
 def default_config_text() -> str:

@@ -6,9 +6,10 @@ they were approved and the pinned directories of the approved mounts
 (:mod:`vibebox_core.share.pins`), so a start can tell a directory swapped after approval. A
 damaged snapshot counts as none. :func:`config_from_values` checks every value again before
 the host uses it; :func:`grants_more` says whether new values give the guest or the VM
-anything the old ones did not. The approved mounts and network are also copied into the
-session index entry, where :func:`read_approved` reads them back. How a project's file is
-compared with its snapshot is :mod:`vibebox_core.config.approval`.
+anything the old ones did not. The approved mounts, network and secrets are also copied into
+the session index entry, where :func:`read_approved` reads them back (the supervisor builds
+its secrets with :func:`~vibebox_core.config.secrets.secrets_from_canonical`). How a project's
+file is compared with its snapshot is :mod:`vibebox_core.config.approval`.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from vibebox_core.config.schema import (
     PortForward,
     SupervisorConfig,
 )
+from vibebox_core.config.secrets import secrets_from_canonical
 from vibebox_core.config.validate import check_libvirt_uri
 from vibebox_core.errors import ConfigError
 from vibebox_core.fileio import ProjectFileError, read_bounded, write_atomic
@@ -64,10 +66,10 @@ _SNAPSHOT_LIMIT = 256 * 1024
 def approved_values(config: Config) -> dict[str, Any]:
     """The approvable values of a config as plain JSON data.
 
-    :func:`~vibebox_core.config.grants.canonical_policy` (the extra mounts and ``[network]``)
-    plus ``box`` (``cpus``, ``memory_mb``, ``disk_gb``, ``accel``, ``libvirt_uri``) and
-    ``supervisor`` (``auto_shutdown_ms``). Load the config with ``env=False``: the
-    ``$VIBEBOX_ACCEL`` override is the host user's, not the file's.
+    :func:`~vibebox_core.config.grants.canonical_policy` (the extra mounts, ``[network]`` and,
+    when there are any, the ``secrets``) plus ``box`` (``cpus``, ``memory_mb``, ``disk_gb``,
+    ``accel``, ``libvirt_uri``) and ``supervisor`` (``auto_shutdown_ms``). Load the config
+    with ``env=False``: the ``$VIBEBOX_ACCEL`` override is the host user's, not the file's.
     """
     values = canonical_policy(config)
     values["box"] = {
@@ -97,9 +99,9 @@ def _int_in(value: Any, bounds: tuple[int, int]) -> int:
 def config_from_values(project: ProjectPaths, values: Mapping[str, Any]) -> Config:
     """Rebuild the :class:`~vibebox_core.config.schema.Config` a snapshot's values describe.
 
-    Every value is checked again (ranges, the URI rule, the mount rules), so a damaged
-    snapshot never drives libvirt. ``$VIBEBOX_ACCEL`` is not applied
-    (:func:`vibebox_core.config.load.apply_env`).
+    Every value is checked again (ranges, the URI rule, the mount rules, the secret rules), so
+    a damaged snapshot never drives libvirt, nor makes the host read or send a secret.
+    ``$VIBEBOX_ACCEL`` is not applied (:func:`vibebox_core.config.load.apply_env`).
 
     Raises:
         ValueError: the values are not a valid approved config.
@@ -143,6 +145,7 @@ def config_from_values(project: ProjectPaths, values: Mapping[str, Any]) -> Conf
         if not isinstance(pair, list) or len(pair) != 2:
             raise ValueError("a bad approved port forward")
         forwards.append(PortForward(_int_in(pair[0], (1, 65535)), _int_in(pair[1], (1, 65535))))
+    secrets = secrets_from_canonical(values)
     return Config(
         path=project.config,
         box=BoxConfig(
@@ -161,7 +164,26 @@ def config_from_values(project: ProjectPaths, values: Mapping[str, Any]) -> Conf
         supervisor=SupervisorConfig(
             auto_shutdown_ms=_int_in(sup.get("auto_shutdown_ms"), AUTO_SHUTDOWN_MS_RANGE)
         ),
+        secrets=secrets,
     )
+
+
+def _secrets_grow(base: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    def by_name(values: Mapping[str, Any]) -> dict[Any, Mapping[str, Any]]:
+        items = values.get("secrets", [])
+        if not isinstance(items, list):
+            return {}
+        return {s.get("name"): s for s in items if isinstance(s, Mapping)}
+
+    old_secrets = by_name(base)
+    for name, secret in by_name(new).items():
+        before = old_secrets.get(name)
+        if before is None or before.get("source") != secret.get("source"):
+            return True
+        if set(secret.get("hosts", [])) - set(before.get("hosts", [])):
+            return True
+    # new holds something that is not a list of secrets: never call that narrowing
+    return "secrets" in new and not isinstance(new.get("secrets"), list)
 
 
 def grants_more(base: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
@@ -171,8 +193,12 @@ def grants_more(base: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     ``base``, a wider network (blocklist from allowlist, a new allowlist entry, a removed
     blocklist entry), more CPUs, memory, disk or shutdown grace, or another libvirt URI or
     accelerator. Narrowing (fewer resources, an allowlist, a blocklist entry) is no grant.
+    A secret not in ``base``, or one with another source or a new host, is a grant too: it
+    makes the host read a value and send it out. Removing a secret or a host is not.
     """
     if any(m not in base.get("mounts", []) for m in new.get("mounts", [])):
+        return True
+    if _secrets_grow(base, new):
         return True
     old_net: Mapping[str, Any] = base.get("network", {})
     new_net: Mapping[str, Any] = new.get("network", {})

@@ -35,8 +35,10 @@ from vibebox_core.config.schema import (
     NetworkConfig,
     PortForward,
     ProvisionConfig,
+    Secret,
     SupervisorConfig,
 )
+from vibebox_core.config.secrets import validate_secrets
 from vibebox_core.errors import ConfigError
 from vibebox_core.paths import ProjectPaths
 
@@ -366,13 +368,18 @@ def validate(project: ProjectPaths, path: Path, text: str, doc: TOMLDocument) ->
     """
     ctx = FileLines(path, text)
     values: dict[str, dict[str, Any]] = {name: {} for name in _SCHEMA}
+    secrets: tuple[Secret, ...] = ()
     for table_name, table in doc.items():
+        if table_name == "secrets":  # an array of tables, one per secret (config.secrets)
+            secrets = validate_secrets(ctx, _plain(table))
+            continue
         if table_name not in _SCHEMA:
             if isinstance(_plain(table), dict):
                 raise ConfigError(
                     f"{path}{at_line(ctx.line_of(table_name))}: unknown table [{table_name}]"
                     f"{_suggest(table_name, _SCHEMA)}",
-                    hint=f"vibebox.toml has the tables {_names(f'[{t}]' for t in _SCHEMA)}",
+                    hint=f"vibebox.toml has the tables {_names(f'[{t}]' for t in _SCHEMA)} "
+                    "and [[secrets]]",
                 )
             raise ConfigError(
                 f"{path}{at_line(top_level_line(ctx, table_name))}: unknown top-level key "
@@ -397,4 +404,11 @@ def validate(project: ProjectPaths, path: Path, text: str, doc: TOMLDocument) ->
     network = NetworkConfig(**values["network"])
     supervisor = SupervisorConfig(**values["supervisor"])
     provision = ProvisionConfig(**values["provision"])
-    return Config(path=path, box=box, network=network, supervisor=supervisor, provision=provision)
+    return Config(
+        path=path,
+        box=box,
+        network=network,
+        supervisor=supervisor,
+        provision=provision,
+        secrets=secrets,
+    )
