@@ -161,6 +161,9 @@ class ApprovalFollower:
     def __init__(self, enforcer: NetworkEnforcer, applied: dict[str, Any] | None = None) -> None:
         self.enforcer = enforcer
         self.applied = applied
+        # One read-and-apply at a time (the 2-s poll and a reload): a read that started
+        # before a newer approval can never be applied after it.
+        self.reading = asyncio.Lock()
         # The mounts the VM was defined with; its mode is the enforcer's, which never changes.
         self._started_mounts = applied.get("mounts") if applied is not None else None
 
@@ -239,15 +242,35 @@ async def follow_approvals(
         on_change: told ``"live"`` or ``"next start"`` for each newly approved policy.
     """
     while True:
+        await follow_once(follower, approved, on_change=on_change)
+        ratelimit.flush_all()  # summaries of finished log windows, even when the flood stopped
+        await asyncio.sleep(interval)
+
+
+async def follow_once(
+    follower: ApprovalFollower,
+    approved: Callable[[], dict[str, Any] | None],
+    *,
+    on_change: Callable[[str], None] | None = None,
+) -> Literal["live", "next start"] | None:
+    """Read the approved canonical policy once and apply it when it is new.
+
+    One round of :func:`follow_approvals`, also run by :meth:`SessionNetwork.reload` (the
+    supervisor's ``reload`` op, after ``vibebox allow``/``block``) so a change applies now
+    rather than at the next poll. Rounds never overlap (:attr:`ApprovalFollower.reading`).
+
+    Returns:
+        What :meth:`ApprovalFollower.update` returned (None: nothing new, or unreadable).
+    """
+    async with follower.reading:
         try:
             data = await asyncio.to_thread(approved)
             outcome = follower.update(data)
         except (VibeboxError, OSError, ValueError):
             outcome = None
-        if outcome is not None and on_change is not None:
-            on_change(outcome)
-        ratelimit.flush_all()  # summaries of finished log windows, even when the flood stopped
-        await asyncio.sleep(interval)
+    if outcome is not None and on_change is not None:
+        on_change(outcome)
+    return outcome
 
 
 #: Until the user approved anything, nothing gets out: an empty allowlist.
@@ -267,11 +290,22 @@ class SessionNetwork:
     enforcer: NetworkEnforcer
     follower: ApprovalFollower
     task: asyncio.Task[None] | None = None
+    #: Reads the approved canonical policy (what :func:`follow_approvals` polls); None: no
+    #: reload (it answers the status as it is).
+    approved: Callable[[], dict[str, Any] | None] | None = None
+    on_change: Callable[[str], None] | None = None
 
     def status(self) -> dict[str, Any]:
         """Fields for the supervisor's ``status`` answer: ``{"policy": ...}``
         (:meth:`ApprovalFollower.status`)."""
         return {"policy": self.follower.status()}
+
+    async def reload(self) -> dict[str, Any]:
+        """Re-read the approved policy now (the supervisor's ``reload`` op); return
+        :meth:`status` once it is applied."""
+        if self.approved is not None:
+            await follow_once(self.follower, self.approved, on_change=self.on_change)
+        return self.status()
 
     async def stop(self) -> None:
         """Stop following approvals and close the proxy and the DNS filter."""
@@ -339,7 +373,9 @@ async def start_session_network(
             if not not_yet or loop.time() >= deadline:
                 raise
             await asyncio.sleep(0.25)  # the bridge's address appears with the network
-    session = SessionNetwork(enforcer, ApprovalFollower(enforcer, current))
+    session = SessionNetwork(
+        enforcer, ApprovalFollower(enforcer, current), approved=approved, on_change=on_change
+    )
     session.task = asyncio.create_task(
         follow_approvals(session.follower, approved, interval=interval, on_change=on_change)
     )

@@ -4,9 +4,9 @@ A vibebox process finds out whether the session's supervisor lives (:func:`probe
 over the UNIX socket and tells a crash's leftovers from no supervisor at all), removes what a
 crashed one left (:func:`clean_stale`), starts a new one (:func:`spawn`, a detached
 ``python -m vibebox_core.supervisor``) and talks to it (:class:`SupervisorConnection`,
-:func:`open_socket`, :func:`status_sync`). Call :func:`spawn` and :func:`clean_stale` holding
-the start/stop lock (:mod:`vibebox_core.supervisor.lock`). The protocol is in
-:mod:`vibebox_core.supervisor.server`.
+:func:`open_socket`, :func:`status_sync`, :func:`reload_sync`). Call :func:`spawn` and
+:func:`clean_stale` holding the start/stop lock (:mod:`vibebox_core.supervisor.lock`). The
+protocol is in :mod:`vibebox_core.supervisor.server`.
 
 Crashes. A supervisor killed with SIGKILL leaves its socket file and pid file behind;
 :func:`probe` sees that the socket does not answer, and :func:`clean_stale` removes both (and
@@ -148,11 +148,22 @@ async def open_socket(
 
 def status_sync(socket_path: Path, *, timeout: float = 2.0) -> dict[str, Any] | None:
     """Ask a supervisor for its status without an event loop; None when nobody answers."""
+    return _ask_sync(socket_path, "status", timeout)
+
+
+def reload_sync(socket_path: Path, *, timeout: float = 5.0) -> dict[str, Any] | None:
+    """Have a supervisor apply the approved policy now (the ``reload`` op), without an event
+    loop; its answer (``{"ok": true, "policy": ...}``), or None when no supervisor answers
+    (none runs: the change applies at the next start) or it could not reload."""
+    return _ask_sync(socket_path, "reload", timeout)
+
+
+def _ask_sync(socket_path: Path, op: str, timeout: float) -> dict[str, Any] | None:
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(timeout)
             sock.connect(str(socket_path))
-            sock.sendall(b'{"op": "status"}\n')
+            sock.sendall((json.dumps({"op": op}) + "\n").encode())
             data = b""
             while not data.endswith(b"\n"):
                 chunk = sock.recv(4096)

@@ -15,6 +15,9 @@ Protocol: line-delimited JSON, one request per line, one answer per request.
   "phase": "running" | "grace" | "stopping"}``, plus what the session's services add: the
   network policy's ``"policy": {"applied": "live" | "next start", "pending": [lines]}``
   (approved changes of mode or mounts that wait for the next start).
+* ``{"op": "reload"}`` -> ``{"ok": true, "policy": {...}}`` (as in ``status``) once the
+  services read the approved policy again and applied it, without waiting for their 2-s poll
+  (``vibebox allow``/``block`` send it after writing an approval).
 * ``{"op": "stop"}`` -> ``{"ok": true, "stopped_cleanly": bool}`` once the VM is off.
 * ``{"op": "pty", "cols": C, "rows": R}`` -> a login shell on the guest, opened on the
   supervisor's own SSH connection and relayed over this socket from then on
@@ -127,6 +130,10 @@ class SessionServices(Protocol):
 
     def status(self) -> dict[str, Any]:
         """Fields added to the ``status`` answer (JSON-able, small)."""
+        ...
+
+    async def reload(self) -> dict[str, Any]:
+        """Apply the approved policy now; return the fields of :meth:`status`."""
         ...
 
     async def stop(self) -> None:
@@ -318,6 +325,8 @@ class Supervisor:
                 len(self._attached),
             )
             return {"ok": True, "attached": len(self._attached)}
+        if op == "reload":
+            return await self._reload()
         if op == "stop":
             await self.request_stop("asked to stop")
             return {"ok": True, "stopped_cleanly": bool(self.stopped_cleanly)}
@@ -351,6 +360,15 @@ class Supervisor:
             phase=phase,
         )
         return answer
+
+    async def _reload(self) -> dict[str, Any]:
+        if self._services is None:
+            return {"ok": False, "error": "the session runs no policy services"}
+        try:
+            return {**await self._services.reload(), "ok": True}
+        except Exception:  # like status: a reload must never break the supervisor
+            log.exception("session services could not reload the approved policy")
+            return {"ok": False, "error": "the session's services could not reload the policy"}
 
     @staticmethod
     async def _send(writer: asyncio.StreamWriter, answer: dict[str, Any]) -> None:
