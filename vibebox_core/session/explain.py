@@ -1,7 +1,8 @@
 """What a session can touch, as data: the model behind ``vibebox explain`` and ``:explain``.
 
 It answers "what does this VM see of my machine?": the mounts (host → guest, read-only or
-read-write, the implicit project mount marked), the network policy and port forwards, where
+read-write, the implicit project mount marked), the network policy and port forwards, the
+secrets the host adds to requests (names, hosts and source kinds, never a value), where
 the project's files live, and, when known, the VM's state and its recent network decisions.
 Callers pass the *enforced* config (:func:`vibebox_core.config.approval.enforced_config`, the
 approved snapshot), never the guest-writable file; a change the file holds that nobody
@@ -24,7 +25,7 @@ from typing import Any
 from vibebox_core import paths
 from vibebox_core.config.approval import Review, review
 from vibebox_core.config.mounts import all_mounts
-from vibebox_core.config.schema import Config, Mount
+from vibebox_core.config.schema import Config, Mount, Secret
 from vibebox_core.errors import VibeboxError
 from vibebox_core.hypervisor.base import Hypervisor
 from vibebox_core.index.entry import SessionEntry
@@ -142,6 +143,33 @@ class NetworkView:
         return {"mode": self.mode, "entries": list(self.entries), "ports": list(self.ports)}
 
 
+@dataclass(frozen=True)
+class SecretView:
+    """An approved ``[[secrets]]`` entry as explain shows it: never its value, and of its
+    source only the kind (a file's path or a command line stays out of what is shown).
+
+    Attributes:
+        name: the guest variable that holds the placeholder.
+        hosts: the domains whose requests carry the value (and their subdomains).
+        source_kind: ``"env"``, ``"file"`` or ``"command"``.
+    """
+
+    name: str
+    hosts: tuple[str, ...]
+    source_kind: str
+
+    @classmethod
+    def of(cls, secret: Secret) -> SecretView:
+        return cls(secret.name, tuple(secret.hosts), secret.source_kind)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "hosts": list(self.hosts), "source_kind": self.source_kind}
+
+    def describe(self) -> str:
+        """``GITHUB_TOKEN  from env, sent to api.github.com``."""
+        return f"{self.name}  from {self.source_kind}, sent to {', '.join(self.hosts)}"
+
+
 @dataclass
 class Explain:
     """Everything ``:explain`` shows for one project.
@@ -151,6 +179,7 @@ class Explain:
         session_id: its session, None before the first start.
         mounts: project mount first, then ``[box] mounts``.
         network: mode, entries, port forwards (``"8080 → 80"``).
+        secrets: the approved ``[[secrets]]`` (name, hosts, source kind; never a value).
         storage: ``vibebox.toml``, ``.vibebox/`` and the global index.
         vm: live VM facts, None when not asked for or unknown.
         recent_network: recent allowed/blocked connections, oldest first.
@@ -179,6 +208,7 @@ class Explain:
     pending_asks: bool = True
     file_problem: str = ""
     provision: provision_record.Status | None = None
+    secrets: tuple[SecretView, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able view (``vibebox explain --json``)."""
@@ -196,6 +226,7 @@ class Explain:
                 for m in self.mounts
             ],
             "network": self.network.to_dict(),
+            "secrets": [secret.to_dict() for secret in self.secrets],
             "storage": [item.to_dict() for item in self.storage],
             "vm": None
             if self.vm is None
@@ -299,6 +330,7 @@ def build_explain(
         pending_asks=review.needs_approval if review is not None else True,
         file_problem=_problem(review.error) if review is not None and review.error else "",
         provision=provision,
+        secrets=tuple(SecretView.of(secret) for secret in config.secrets),
     )
 
 

@@ -37,6 +37,11 @@ def render_text(explain: Explain) -> str:
         out.append(
             "  ports (host loopback → guest, while attached): " + ", ".join(explain.network.ports)
         )
+    if explain.secrets:
+        out.append("")
+        out.append("secrets  (the guest holds a placeholder; the host adds the value)")
+        for secret in explain.secrets:
+            out.append(f"  {secret.describe()}")
     if explain.file_problem:
         out.append("")
         out.append("vibebox.toml is refused; the approved values above apply:")

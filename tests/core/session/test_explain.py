@@ -235,3 +235,51 @@ def test_gather_raises_a_refused_file_only_when_asked(project: ProjectPaths) -> 
     assert shown.review.error is not None and "cpus" in shown.explain.file_problem
     with pytest.raises(ConfigError, match="cpus"):
         gather(project, refuse_unreadable=True)
+
+
+SECRETS = """
+[[secrets]]
+name = "GITHUB_TOKEN"
+hosts = ["api.github.com"]
+source = "command:/home/me/bin/get-token --vault personal"
+
+[[secrets]]
+name = "OPENAI_API_KEY"
+hosts = ["api.openai.com", "openai.example"]
+source = "file:/home/me/.config/openai/key"
+"""
+
+
+def test_approved_secrets_show_name_hosts_and_kind_only(project: ProjectPaths) -> None:
+    from vibebox_core.session import approve
+
+    with project.config.open("a") as f:
+        f.write(SECRETS)
+    approve.approve(project)
+    found = gather(project)
+    explain = found.explain
+    assert [s.to_dict() for s in explain.secrets] == [
+        {"name": "GITHUB_TOKEN", "hosts": ["api.github.com"], "source_kind": "command"},
+        {
+            "name": "OPENAI_API_KEY",
+            "hosts": ["api.openai.com", "openai.example"],
+            "source_kind": "file",
+        },
+    ]
+    text = render_text(explain)
+    assert "GITHUB_TOKEN  from command, sent to api.github.com" in text
+    shown = text + json.dumps(explain.to_dict())
+    # Never where the value comes from beyond its kind: no path, no command line.
+    assert "get-token" not in shown and ".config/openai" not in shown
+
+
+def test_an_unapproved_secret_is_pending_and_not_listed(project: ProjectPaths) -> None:
+    from vibebox_core.session import approve
+
+    approve.approve(project)
+    with project.config.open("a") as f:
+        f.write(SECRETS)
+    explain = gather(project).explain
+    assert explain.secrets == ()
+    assert any("GITHUB_TOKEN" in line for line in explain.pending)
+    assert "secrets  (" not in render_text(explain)
