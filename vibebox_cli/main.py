@@ -26,7 +26,17 @@ from vibebox_core import __version__
 from vibebox_core.errors import VibeboxError
 
 #: The command modules under ``vibebox_cli.commands``, in the order ``--help`` lists them.
-COMMANDS = ("attach", "sessions", "vm", "provision", "checkpoint", "image", "approve", "doctor")
+COMMANDS = (
+    "attach",
+    "sessions",
+    "vm",
+    "provision",
+    "checkpoint",
+    "image",
+    "approve",
+    "steer",
+    "doctor",
+)
 
 #: Set to show the traceback of an unexpected error instead of the one-line message.
 DEBUG_ENV = "VIBEBOX_DEBUG"
