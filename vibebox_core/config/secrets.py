@@ -304,9 +304,10 @@ def validate_secrets(ctx: FileLines, value: Any) -> tuple[Secret, ...]:
         where = f"secrets[{number}]"
         for key in table:
             if key not in SECRET_KEYS:
+                plain = re.fullmatch(r"[A-Za-z0-9_-]{1,64}", str(key))
                 raise ctx.error(
                     where,
-                    shown(str(key)),
+                    str(key) if plain else shown(str(key)),
                     "unknown key",
                     line=_line_of(ctx, number, str(key)),
                     hint="a [[secrets]] table has the keys name, hosts and source",

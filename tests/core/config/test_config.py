@@ -699,6 +699,8 @@ FUZZ_SEEDS = [
     DEFAULT_CONFIG_TEXT,
     '[box]\ncpus = 4\nmounts = ["/tmp:/data:ro"]\n[network]\nmode = "allowlist"\n'
     'entries = ["a.example"]\nports = ["8080:80", 9000]\n[supervisor]\nauto_shutdown_ms = 0\n',
+    '[box]\ncpus = 2\n[[secrets]]\nname = "GH"\nhosts = ["api.github.com"]\nsource = "env:GH"\n'
+    '[[secrets]]\nname = "B"\nhosts = ["b.example"]\nsource = "command:gh auth token"\n',
 ]
 FUZZ_VALUES = [
     "99999999999999999999999999",
