@@ -184,6 +184,10 @@ def _run_command(rest: str, environ: Mapping[str, str] | None, timeout: float) -
             f"{where}: cannot run {clean(argv[0], 200)}: {exc.strerror or exc}",
             hint="install the program, or give its absolute path",
         ) from None
+    except ValueError:  # a NUL in an argument or in the environment
+        raise SecretError(
+            f"{where}: cannot run it: a NUL character in its arguments or environment"
+        ) from None
     try:
         out, err, stopped = _collect(process, timeout)
     finally:
