@@ -126,11 +126,17 @@ def split_authority(authority: str, default_port: int | None) -> tuple[str, int]
     return (str(literal) if literal is not None else host), port
 
 
-async def read_head(reader: asyncio.StreamReader) -> bytes:
+async def read_head(reader: asyncio.StreamReader, prefix: bytes = b"") -> bytes:
     """Read a request head line by line up to its empty line; every line must end in CRLF.
 
     Reading by line (not up to the first CRLFCRLF) refuses a bare-LF head at once instead of
     waiting for a terminator that never comes, and bounds the head's total size.
+
+    Args:
+        reader: the client's stream.
+        prefix: the head's first bytes, already read (a keep-alive connection waits for the
+            next request's first byte under the idle timeout, then reads the rest of its head
+            under the head timeout).
 
     Raises:
         HeadError: 400 for a line without CRLF, 431 for a head over :data:`MAX_HEAD_BYTES`.
@@ -140,6 +146,8 @@ async def read_head(reader: asyncio.StreamReader) -> bytes:
     while True:
         try:
             line = await reader.readuntil(b"\n")
+            if prefix:
+                line, prefix = prefix + line, b""
         except asyncio.LimitOverrunError as exc:
             raise HeadError(431, f"request head larger than {MAX_HEAD_BYTES} bytes") from exc
         head += line

@@ -10,9 +10,15 @@ refused with a status and a one-line reason or connected upstream. The proxy res
 itself, so the guest never needs a route or a resolver of its own; name resolution is injectable so
 tests run on loopback only.
 
-One request per client connection: after the first request head the bytes are relayed as they
-are, to the upstream the policy admitted (exactly what a CONNECT tunnel allows), and the
-upstream is asked to close after its answer.
+A plain HTTP connection carries one request: after its head the bytes are relayed as they are,
+to the upstream the policy admitted (exactly what a CONNECT tunnel allows), and the upstream is
+asked to close after its answer. A ``CONNECT`` is a blind tunnel, except to the hosts one of the
+session's secrets is for: there the proxy terminates TLS with the session's CA and serves the
+guest's HTTP/1.1 requests itself, keep-alive included, putting each secret's value in place of
+its placeholder (:mod:`vibebox_core.network.intercept`). A placeholder never leaves any other
+way: one in a plain HTTP request or in a ``CONNECT`` head is refused (secrets only go over
+HTTPS, to their own hosts). Inside a blind tunnel the proxy sees nothing, placeholders
+included: that is TLS, and a placeholder alone is worth nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import asyncio
 import contextlib
 import ipaddress
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -28,6 +35,12 @@ from vibebox_core.config import hostnames
 from vibebox_core.config.policy import Policy, Verdict
 from vibebox_core.network import addresses, log, ratelimit
 from vibebox_core.network.httphead import MAX_HEAD_BYTES, HeadError, parse_head, read_head
+from vibebox_core.network.intercept import (
+    InterceptedSession,
+    Timeouts,
+    default_upstream_tls,
+    placeholder_refusal,
+)
 from vibebox_core.network.proxytarget import (
     Refusal,
     check_port,
@@ -35,6 +48,8 @@ from vibebox_core.network.proxytarget import (
     http_target,
     refusal_response,
 )
+from vibebox_core.network.secrets import SecretVault
+from vibebox_core.network.tlsca import SessionCA
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 """``async resolver(host, port) -> [ip, ...]``; raises OSError when the name does not resolve."""
@@ -100,7 +115,13 @@ class FilteringProxy:
         http_ports: the only ports a plain ``http://`` request may reach (None: any).
         host_addresses: the host's own addresses, never connected to (default: read from
             ``/proc/net`` every few seconds).
-        connect_timeout, head_timeout, idle_timeout: seconds.
+        connect_timeout, head_timeout, idle_timeout: seconds (inside an intercepted
+            session too).
+        secrets: the session's secrets; with ``ca``, a ``CONNECT`` to a host one of them is
+            for is intercepted, and placeholders are refused everywhere else.
+        ca: the session CA the guest trusts (interception needs it).
+        upstream_tls: how intercepted connections verify the real host (default: OpenSSL's
+            default trust store, so ``SSL_CERT_FILE``/``SSL_CERT_DIR`` apply; ALPN http/1.1).
     """
 
     def __init__(
@@ -117,6 +138,9 @@ class FilteringProxy:
         connect_timeout: float = CONNECT_TIMEOUT,
         head_timeout: float = HEAD_TIMEOUT,
         idle_timeout: float = IDLE_TIMEOUT,
+        secrets: SecretVault | None = None,
+        ca: SessionCA | None = None,
+        upstream_tls: ssl.SSLContext | None = None,
     ) -> None:
         self._policy = policy
         self._active: dict[asyncio.StreamWriter, str] = {}
@@ -130,6 +154,17 @@ class FilteringProxy:
         self.connect_timeout = connect_timeout
         self.head_timeout = head_timeout
         self.idle_timeout = idle_timeout
+        self.secrets = secrets
+        self.ca = ca
+        self._upstream_tls = upstream_tls
+
+    @property
+    def upstream_tls(self) -> ssl.SSLContext:
+        """The client context intercepted connections verify the real host with (made lazily:
+        loading the default trust store takes a moment, and most sessions never need it)."""
+        if self._upstream_tls is None:
+            self._upstream_tls = default_upstream_tls()
+        return self._upstream_tls
 
     @property
     def policy(self) -> Policy:
@@ -207,12 +242,14 @@ class FilteringProxy:
             raise Refusal(403, "this proxy serves only its own session's guest")
         if request.method == "CONNECT":
             host, port = connect_target(request)
+            self._refuse_placeholders(head, host, port, "no secret in a CONNECT request")
             check_port(host, port, self.connect_ports, "CONNECT")
             upstream = await self._admit(host, port)
             first = b"HTTP/1.1 200 Connection established\r\n\r\n"
             target = writer
         else:
             host, port, first = http_target(request)
+            self._refuse_placeholders(head, host, port, "secrets are only sent over HTTPS")
             check_port(host, port, self.http_ports, "plain HTTP")
             upstream = await self._admit(host, port)
             target = upstream[1]
@@ -223,7 +260,31 @@ class FilteringProxy:
         except OSError:
             upstream[1].close()
             raise
+        vault, ca = self.secrets, self.ca
+        if target is writer and vault is not None and ca is not None and vault.for_host(host):
+            # Secrets go to this host: the proxy reads its requests.
+            session = InterceptedSession(
+                host,
+                port,
+                (reader, writer),
+                upstream,
+                ca=ca,
+                upstream_tls=self.upstream_tls,
+                vault=vault,
+                record=lambda verdict, reason: self._log(host, port, Verdict(verdict, reason)),
+                timeouts=Timeouts(self.head_timeout, self.idle_timeout, self.connect_timeout),
+            )
+            await session.run()
+            return
         await self._relay(reader, writer, *upstream)
+
+    def _refuse_placeholders(self, head: bytes, host: str, port: int, what: str) -> None:
+        """Refuse a head outside an intercepted session that holds any placeholder."""
+        if self.secrets is None:
+            return
+        why = placeholder_refusal(self.secrets, head.decode("latin-1"), ())
+        if why is not None:
+            raise Refusal(403, f"{what}: {why}", host, port)
 
     def _forbidden(self, address: str) -> str | None:
         if self.allow_host_local:
@@ -320,6 +381,9 @@ async def start_proxy(
     clients: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None,
     connect_ports: tuple[int, ...] | None = CONNECT_PORTS,
     http_ports: tuple[int, ...] | None = HTTP_PORTS,
+    secrets: SecretVault | None = None,
+    ca: SessionCA | None = None,
+    upstream_tls: ssl.SSLContext | None = None,
 ) -> asyncio.Server:
     """Start a :class:`FilteringProxy` on ``host:port`` and return its server.
 
@@ -333,5 +397,8 @@ async def start_proxy(
         clients=clients,
         connect_ports=connect_ports,
         http_ports=http_ports,
+        secrets=secrets,
+        ca=ca,
+        upstream_tls=upstream_tls,
     )
     return await proxy.start(host, port)
