@@ -41,6 +41,7 @@ from vibebox_core.sanitize import clean
 
 _CHUNK = 64 * 1024
 _REASON_LIMIT = 300
+_GONE = (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.CancelledError)
 
 Record = Callable[[VerdictName, str], None]
 """``record(verdict, reason)``: log one decision of the session that is not a refusal answered
@@ -178,6 +179,10 @@ class InterceptedSession:
             results = await asyncio.gather(requests, responses, return_exceptions=True)
         for result in results:
             if isinstance(result, Refusal):
+                raise result
+        for result in results:
+            # A side that went away ends the session quietly; anything else is a bug to see.
+            if isinstance(result, BaseException) and not isinstance(result, _GONE):
                 raise result
 
     async def _responses(self) -> None:

@@ -346,3 +346,74 @@ async def test_host_without_secrets_stays_a_blind_tunnel(stack: Stack) -> None:
         assert await asyncio.wait_for(reader.read(), 10) == payload
         writer.close()
     assert [(e.host, e.verdict) for e in stack.events()] == [("blind.test", "allowed")]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"4 \r\nWiki\r\n0\r\n\r\n",  # blank after the size
+        b"-4\r\nWiki\r\n0\r\n\r\n",
+        b"4\r\nWikiXX0\r\n\r\n",  # no CRLF after the data
+        b"4\nWiki\r\n0\r\n\r\n",  # bare LF
+        b"0\r\nBad Trailer\r\n\r\n",
+    ],
+)
+async def test_broken_chunked_body_is_refused_400(stack: Stack, body: bytes) -> None:
+    reader, writer = await connect(stack)
+    writer.write(
+        f"POST / HTTP/1.1\r\nHost: api.test:{stack.site.port}\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n".encode()
+        + body
+    )
+    head, _ = await read_response(reader)
+    assert head.startswith("HTTP/1.1 400")
+    assert await at_eof(reader)
+    writer.close()
+    assert stack.events()[-1].verdict == "blocked"
+
+
+async def test_placeholder_in_a_trailer_is_refused(stack: Stack) -> None:
+    reader, writer = await connect(stack)
+    writer.write(
+        f"POST / HTTP/1.1\r\nHost: api.test:{stack.site.port}\r\n"
+        f"Transfer-Encoding: chunked\r\n\r\n0\r\nX-Key: {stack.ph('OTHER_KEY')}\r\n\r\n".encode()
+    )
+    head, body = await read_response(reader)
+    writer.close()
+    assert head.startswith("HTTP/1.1 403") and b"OTHER_KEY" in body
+
+
+async def test_upgrade_is_relayed_blindly_after_its_head(stack: Stack) -> None:
+    reader, writer = await connect(stack)
+    writer.write(
+        request(
+            stack,
+            "/ws",
+            "Upgrade: echo",
+            "Connection: Upgrade",
+            f"Authorization: Bearer {stack.ph('GITHUB_TOKEN')}",
+        )
+    )
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert head.startswith(b"HTTP/1.1 101")
+    frames = b"\x81\x05hello not HTTP at all\r\n\r\n"
+    writer.write(frames)
+    assert await asyncio.wait_for(reader.readexactly(len(frames)), 10) == frames
+    writer.close()
+    assert f"Authorization: Bearer {VALUE}\r\n" in stack.site.heads()[0]
+
+
+async def test_a_policy_change_cuts_an_intercepted_session(stack: Stack) -> None:
+    reader, writer = await connect(stack)
+    writer.write(request(stack, "/before"))
+    await read_response(reader)
+    stack.proxy.policy = Policy("allowlist", ("other.test",))
+    assert await at_eof(reader)
+    writer.close()
+
+
+def test_default_upstream_context_verifies_hosts(tmp_path: Path) -> None:
+    proxy = FilteringProxy(Policy("allowlist", ()), tmp_path / "network.log")
+    context = proxy.upstream_tls
+    assert context is proxy.upstream_tls  # made once
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname

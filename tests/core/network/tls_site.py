@@ -78,6 +78,15 @@ async def start_site(context: ssl.SSLContext | None) -> tuple[asyncio.Server, Si
                     writer.write(b"data: two\n\n")
                     await writer.drain()
                     return
+                if lines[0].split(" ")[1] == "/ws":
+                    writer.write(
+                        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\n"
+                        b"Connection: Upgrade\r\n\r\n"
+                    )
+                    while data := await reader.read(65536):
+                        writer.write(data)
+                        await writer.drain()
+                    return
                 reply = lines[0].encode()
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(reply) + reply)
                 await writer.drain()
