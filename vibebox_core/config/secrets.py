@@ -118,7 +118,8 @@ def check_host(raw: Any) -> str:
 
 
 def check_hosts(value: Any) -> tuple[str, ...]:
-    """Return the normalised, de-duplicated hosts of a secret (file order kept).
+    """Return the normalised hosts of a secret, de-duplicated and sorted (as in the canonical
+    form, so a secret read from the file equals the one rebuilt from its approval).
 
     Raises:
         ValueError: not a non-empty array of at most :data:`SECRET_HOSTS_MAX` domain names.
@@ -127,7 +128,7 @@ def check_hosts(value: Any) -> tuple[str, ...]:
         raise ValueError("expected a non-empty array of domain names, e.g. ['api.github.com']")
     if len(value) > SECRET_HOSTS_MAX:
         raise ValueError(f"{len(value)} hosts; expected at most {SECRET_HOSTS_MAX}")
-    return tuple(dict.fromkeys(check_host(item) for item in value))
+    return tuple(sorted({check_host(item) for item in value}))
 
 
 def command_argv(rest: str) -> list[str]:

@@ -291,6 +291,12 @@ def test_config_from_values_round_trips_and_checks_again(project: ProjectPaths) 
     config = Config(project.config, secrets=(a, Secret("B", ("b.example",), "env:B")))
     values = approved_values(config)
     assert config_from_values(project, values).secrets == config.secrets
+    # A file's secret (hosts in any order, any case) equals the one rebuilt from its approval.
+    write(project, secret_table('"A"', '["Z.example", "a.example", "z.example."]'))
+    from_file = load_config(project)
+    assert from_file.secrets[0].hosts == ("a.example", "z.example")
+    rebuilt = config_from_values(project, approved_values(from_file))
+    assert rebuilt.secrets == from_file.secrets
     assert secrets_from_canonical(values) == config.secrets
     assert secrets_from_canonical(approved_values(Config(project.config))) == ()
     item = values["secrets"][0]
