@@ -88,3 +88,14 @@ async def test_read_head_stops_at_a_bare_lf_and_bounds_the_size() -> None:
     reader = asyncio.StreamReader()
     reader.feed_data(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nBODY")
     assert await read_head(reader) == b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+
+
+async def test_read_head_continues_after_a_prefix() -> None:
+    reader = asyncio.StreamReader()
+    reader.feed_data(b"ET / HTTP/1.1\r\nHost: a\r\n\r\nBODY")
+    assert await read_head(reader, b"G") == b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+    reader = asyncio.StreamReader()
+    reader.feed_data(b"\n")
+    with pytest.raises(HeadError) as refused:
+        await read_head(reader, b"\r")
+    assert refused.value.reason == "empty request"
