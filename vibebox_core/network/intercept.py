@@ -14,9 +14,11 @@ http1`, which refuses ambiguous framing), and responses are relayed upstream->cl
 unbuffered byte stream (server-sent events and long polls arrive as they are sent), so the
 requests of one connection go to the upstream in order over one upstream connection and
 keep-alive works end to end. ``Upgrade`` requests (websockets) and a ``CONNECT`` inside are
-relayed blindly after their head. A refusal is answered once the response in flight has been
-relayed for clients that wait for each answer (as HTTP clients do); a pipelining client may see
-it cut into the previous answer, which is the price of never parsing responses.
+relayed blindly after their head. A refusal is answered at once and ends the connection: a
+client that waits for each answer before its next request (as HTTP clients do) has the previous
+answer whole; a pipelining client may see the refusal cut into it, the price of never parsing
+responses. The guest's TLS starts after the proxy's 200: a client that sends its ClientHello
+before reading that answer fails its handshake (after the head timeout; logged).
 
 Placeholders in a request *body*, or in a blind tunnel to any other host, are not seen (that is
 TLS doing its job); they are only placeholders, so nothing leaks but the placeholder itself.
@@ -48,16 +50,20 @@ Record = Callable[[VerdictName, str], None]
 to the guest (``injected NAME`` entries, a failed TLS handshake with the guest)."""
 
 
-def placeholder_refusal(vault: SecretVault, head: str, allowed: tuple[str, ...]) -> str | None:
+def placeholder_refusal(
+    vault: SecretVault, head: str, allowed: tuple[str, ...] = (), host: str | None = None
+) -> str | None:
     """Why a request head may not be sent, or None; ``allowed`` names the secrets it may carry.
 
     Every placeholder anywhere in ``head`` (request line, header names and values) counts: a
     secret's that is not in ``allowed``, or a placeholder-looking token of no current secret.
+    The reason names the secret (never a value), and ``host`` when given.
     """
     found, unknown = vault.scan(head)
     for secret in found:
         if secret.name not in allowed:
-            return f"the request carries the placeholder of secret {secret.name}"
+            where = f", which is not for {host}" if host is not None else ""
+            return f"the request carries the placeholder of secret {secret.name}{where}"
     if unknown:
         return "the request carries an unknown secret placeholder (vbxph_...)"
     return None
@@ -96,7 +102,8 @@ class InterceptedSession:
         ca: the session CA (its leaf for ``host`` is shown to the guest).
         upstream_tls: the client context for the real host (verifies it).
         vault: the session's secrets.
-        record: logs an allowed request that carried secrets.
+        record: logs a decision that is not a refusal (``injected NAME``, a failed
+            handshake with the guest).
         timeouts: the proxy's head, idle and connect timeouts.
     """
 
@@ -245,11 +252,10 @@ class InterceptedSession:
         """Check, rewrite and send one request with its body; say how the connection goes on."""
         self._check_target(request)
         carried = self._vault.for_host(self.host)
-        why = placeholder_refusal(
-            self._vault, head.decode("latin-1"), tuple(s.name for s in carried)
-        )
+        names = tuple(s.name for s in carried)
+        why = placeholder_refusal(self._vault, head.decode("latin-1"), names, self.host)
         if why is not None:
-            raise self._refusal(403, f"{why}, which is not for {self.host}; it was not sent")
+            raise self._refusal(403, f"{why}; it was not sent")
         try:
             frame = http1.framing(request)
         except HeadError as exc:
@@ -259,12 +265,13 @@ class InterceptedSession:
             mark = self._vault.placeholder_of(secret)
             if any(mark in value for _, value in request.headers):
                 try:
-                    value = await asyncio.to_thread(self._vault.value, secret)
+                    # A file or command source may block: off the event loop.
+                    real = await asyncio.to_thread(self._vault.value, secret)
                 except SecretError as exc:
                     raise self._refusal(
                         502, f"secret {secret.name} is unavailable: {exc.message}"
                     ) from exc
-                injected.append((secret.name, mark, value))
+                injected.append((secret.name, mark, real))
         self._up_writer.write(self._rewrite(request, injected))
         if injected:
             self._record("allowed", "injected " + ", ".join(name for name, _, _ in injected))
@@ -291,7 +298,8 @@ class InterceptedSession:
         return "next"
 
     def _check_trailers(self, trailers: bytes) -> None:
-        why = placeholder_refusal(self._vault, trailers.decode("latin-1"), ())
+        # Trailers are forwarded as they are (nothing is replaced in them): no placeholder.
+        why = placeholder_refusal(self._vault, trailers.decode("latin-1"))
         if why is not None:
             raise self._refusal(403, f"{why} in a trailer; it was not sent")
 

@@ -282,7 +282,7 @@ class FilteringProxy:
         """Refuse a head outside an intercepted session that holds any placeholder."""
         if self.secrets is None:
             return
-        why = placeholder_refusal(self.secrets, head.decode("latin-1"), ())
+        why = placeholder_refusal(self.secrets, head.decode("latin-1"))
         if why is not None:
             raise Refusal(403, f"{what}: {why}", host, port)
 
