@@ -2,7 +2,8 @@
 
 While the VM runs, the session's supervisor keeps a :class:`SessionNetwork`: a
 :class:`NetworkEnforcer` (the filtering proxy and the DNS filter, both on the network's
-gateway) and an :class:`ApprovalFollower` that hands it each policy the user approves
+gateway, the proxy with the session's approved secrets and CA) and an
+:class:`ApprovalFollower` that hands it each policy (and each set of secrets) the user approves
 (:meth:`NetworkEnforcer.set_policy`). How the network itself is defined is
 :mod:`vibebox_core.network.definition`.
 """
@@ -22,11 +23,15 @@ from vibebox_core.config.grants import (
     policy_diff,
 )
 from vibebox_core.config.policy import Policy
+from vibebox_core.config.schema import Secret
+from vibebox_core.config.secrets import secrets_from_canonical
 from vibebox_core.errors import NetworkPolicyError, VibeboxError
 from vibebox_core.network import ratelimit
 from vibebox_core.network.definition import DNS_FILTER_PORT, PROXY_PORT
 from vibebox_core.network.dnsfilter import DnsFilter, Upstream, start_dns_filter
 from vibebox_core.network.proxy import FilteringProxy, Resolver
+from vibebox_core.network.secrets import SecretVault, load_placeholder_key
+from vibebox_core.network.tlsca import SessionCA
 
 
 def change_applies(old: dict[str, Any], new: dict[str, Any]) -> Literal["live", "next start"]:
@@ -34,9 +39,11 @@ def change_applies(old: dict[str, Any], new: dict[str, Any]) -> Literal["live", 
 
     Entries are judged by the running proxy and DNS filter, so a change of entries only is
     applied at once (``"live"``; port forwards follow on the next attach). A change of mode
-    (the network's isolation and nwfilter) or of mounts needs the VM restarted.
+    (the network's isolation and nwfilter) or of mounts needs the VM restarted, and so does a
+    change of secrets for the guest (its placeholders and CA come with the boot; the proxy
+    follows at once, so a removed secret is never sent again).
     """
-    if old.get("mounts") != new.get("mounts"):
+    if old.get("mounts") != new.get("mounts") or old.get("secrets") != new.get("secrets"):
         return "next start"
     if old.get("network", {}).get("mode") != new.get("network", {}).get("mode"):
         return "next start"
@@ -53,6 +60,9 @@ class NetworkEnforcer:
         subnet: the session network; only its guest (and its dnsmasq) are served.
         proxy_port, dns_port: where to listen (0 picks free ports, for tests).
         resolver, upstream: name resolution for the proxy and the DNS filter (tests).
+        secrets: the session's approved secrets (the proxy injects them); None: none.
+        ca: the session CA the guest trusts (the proxy terminates TLS with it for the hosts
+            that carry a secret); None: every HTTPS connection stays a blind tunnel.
     """
 
     def __init__(
@@ -66,12 +76,17 @@ class NetworkEnforcer:
         dns_port: int = DNS_FILTER_PORT,
         resolver: Resolver | None = None,
         upstream: Upstream | None = None,
+        secrets: SecretVault | None = None,
+        ca: SessionCA | None = None,
     ) -> None:
         self.gateway_ip = gateway_ip
         self.clients = ipaddress.IPv4Network(str(subnet)) if subnet is not None else None
         self.proxy_port = proxy_port
         self.dns_port = dns_port
-        self.proxy = FilteringProxy(policy, log_path, resolver=resolver, clients=self.clients)
+        self.secrets = secrets
+        self.proxy = FilteringProxy(
+            policy, log_path, resolver=resolver, clients=self.clients, secrets=secrets, ca=ca
+        )
         self._upstream = upstream
         self._log_path = log_path
         self._server: asyncio.Server | None = None
@@ -166,23 +181,32 @@ class ApprovalFollower:
         self.reading = asyncio.Lock()
         # The mounts the VM was defined with; its mode is the enforcer's, which never changes.
         self._started_mounts = applied.get("mounts") if applied is not None else None
+        # The secrets whose placeholders the guest got at boot.
+        self._started_secrets = applied.get("secrets") if applied is not None else None
 
     @property
     def pending(self) -> list[str]:
         """The approved changes that wait for the next start, as :func:`policy_diff` lines.
 
         Compared with what the VM started with, so approving the old mode or mounts again
-        clears them.
+        clears them. A change of secrets is listed too: the proxy follows it at once (a
+        removed secret is never sent again), but the guest's placeholders are those of its
+        boot.
         """
         if self.applied is None:
             return []
 
-        def restart_part(mode: Any, mounts: Any) -> dict[str, Any]:
-            return {"mounts": mounts or [], "network": {"mode": mode}}
+        def restart_part(mode: Any, mounts: Any, secrets: Any) -> dict[str, Any]:
+            part = {"mounts": mounts or [], "network": {"mode": mode}}
+            return {**part, "secrets": secrets} if secrets else part
 
         return policy_diff(
-            restart_part(self.enforcer.policy.mode, self._started_mounts),
-            restart_part(self.applied.get("network", {}).get("mode"), self.applied.get("mounts")),
+            restart_part(self.enforcer.policy.mode, self._started_mounts, self._started_secrets),
+            restart_part(
+                self.applied.get("network", {}).get("mode"),
+                self.applied.get("mounts"),
+                self.applied.get("secrets"),
+            ),
         )
 
     @property
@@ -212,10 +236,15 @@ class ApprovalFollower:
         if approved is None or approved == self.applied:
             return None
         policy = policy_from_canonical(approved)
+        secrets = secrets_from_canonical(approved)  # both checked before either applies
+        first = self.applied is None
         self.applied = approved
-        if self._started_mounts is None:
-            # Started fail-closed: the VM has the mounts of this first approval.
+        if first:
+            # Started fail-closed: the VM has the mounts and secrets of this first approval.
             self._started_mounts = approved.get("mounts")
+            self._started_secrets = approved.get("secrets")
+        if self.enforcer.secrets is not None:
+            self.enforcer.secrets.update(secrets)
         if policy.mode == self.enforcer.policy.mode:
             self.enforcer.set_policy(policy)
         return "next start" if self.pending else "live"
@@ -317,6 +346,23 @@ class SessionNetwork:
         await self.enforcer.close()
 
 
+async def _session_secrets(
+    current: dict[str, Any] | None, directory: Path | None, ca_trusted: bool
+) -> tuple[SecretVault | None, SessionCA | None]:
+    """The vault of the approved secrets and the CA the guest trusts, for the proxy."""
+    if directory is None:
+        return None, None
+    started: tuple[Secret, ...] = ()
+    if current is not None:
+        with contextlib.suppress(ValueError):  # a bad entry: no secrets (never a wrong one)
+            started = secrets_from_canonical(current)
+    key = await asyncio.to_thread(load_placeholder_key, directory)
+    ca = None
+    if ca_trusted:  # made by the cold start that seeded it; loaded here
+        ca = await asyncio.to_thread(SessionCA.load_or_create, directory, directory.name[:8])
+    return SecretVault(started, key), ca
+
+
 async def start_session_network(
     log_path: Path,
     subnet: str | ipaddress.IPv4Network,
@@ -327,6 +373,8 @@ async def start_session_network(
     bind_timeout: float = 10.0,
     proxy_port: int = PROXY_PORT,
     dns_port: int = DNS_FILTER_PORT,
+    secrets_dir: Path | None = None,
+    ca_trusted: bool = False,
 ) -> SessionNetwork:
     """Start a session's proxy and DNS filter on its gateway, enforcing the approved policy.
 
@@ -342,9 +390,14 @@ async def start_session_network(
         interval: seconds between checks for newly approved policies.
         on_change: told ``"live"`` / ``"next start"`` when an approved change arrives.
         bind_timeout: seconds to retry while the gateway address is not up yet.
+        secrets_dir: the session's host-only secrets directory (its placeholder key and CA,
+            :func:`vibebox_core.paths.session_secrets_dir`); None: no secrets are injected.
+        ca_trusted: this boot's guest trusts the session CA (the seed had it): only then does
+            the proxy terminate TLS for the hosts that carry a secret.
 
     Raises:
         NetworkPolicyError: the services cannot listen on the gateway.
+        VibeboxError: the secrets directory holds a damaged key or CA.
     """
     network = ipaddress.IPv4Network(str(subnet))
     gateway = str(network.network_address + 1)
@@ -358,8 +411,16 @@ async def start_session_network(
             policy = policy_from_canonical(current)
         except ValueError:
             current = None
+    vault, ca = await _session_secrets(current, secrets_dir, ca_trusted)
     enforcer = NetworkEnforcer(
-        policy, log_path, gateway, network, proxy_port=proxy_port, dns_port=dns_port
+        policy,
+        log_path,
+        gateway,
+        network,
+        proxy_port=proxy_port,
+        dns_port=dns_port,
+        secrets=vault,
+        ca=ca,
     )
     loop = asyncio.get_running_loop()
     deadline = loop.time() + bind_timeout

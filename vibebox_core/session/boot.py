@@ -36,6 +36,7 @@ from vibebox_core.network import definition
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.progress import ProgressCallback, ProgressClock
 from vibebox_core.session import approve
+from vibebox_core.session.guest_secrets import guest_secrets
 from vibebox_core.share import guard, pins
 from vibebox_core.ssh import keys
 
@@ -103,8 +104,9 @@ def guest_json(
     }
 
 
-def write_seed(project: ProjectPaths, data: dict[str, Any]) -> None:
-    """Fill ``.vibebox/seed/``: authorized_keys, the host keypair and guest.json."""
+def write_seed(project: ProjectPaths, data: dict[str, Any], ca_pem: bytes | None = None) -> None:
+    """Fill ``.vibebox/seed/``: authorized_keys, the host keypair, guest.json and, for a session
+    with secrets, ``ca.crt`` (the session CA the guest trusts; removed when there is none)."""
     seed = project.seed_dir
     seed.mkdir(mode=0o755, parents=True, exist_ok=True)
     files = {
@@ -113,6 +115,11 @@ def write_seed(project: ProjectPaths, data: dict[str, Any]) -> None:
         "ssh_host_ed25519_key.pub": (project.host_pubkey.read_bytes(), 0o644),
         "guest.json": ((json.dumps(data, indent=2) + "\n").encode(), 0o644),
     }
+    if ca_pem is not None:
+        files["ca.crt"] = (ca_pem, 0o644)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            (seed / "ca.crt").unlink()
     for name, (content, mode) in files.items():
         write_atomic(seed / name, content, mode=mode)
 
@@ -235,7 +242,10 @@ def prepare_and_start(
     clock("checking image", info.name, done=True)
     keys.ensure_keys(project)
     spec, plan = network_plan(config, session_id, hv)
-    write_seed(project, guest_json(config, project, env=plan.guest_env))
+    # Placeholders and the session CA; the proxy's own variables win over any name.
+    secrets = guest_secrets(config, session_id)
+    env = {**secrets.env, **plan.guest_env}
+    write_seed(project, guest_json(config, project, env=env), secrets.ca_pem)
     check_disk_base(project, info.name, info.artifacts["base_disk"].sha256)
     if create_overlay(project.disk, info.base_disk, config.box.disk_gb):
         clock("instance disk", f"{project.disk.name} ({config.box.disk_gb} GB)", done=True)

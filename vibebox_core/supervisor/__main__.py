@@ -64,6 +64,10 @@ async def session_services(
         subnet,
         approved,
         on_change=lambda when: log.info("approved network policy change applies: %s", when),
+        # The session's CA and placeholder key; the proxy terminates TLS for the hosts that
+        # carry a secret only when this boot's guest trusts the CA (the seed had it).
+        secrets_dir=paths.session_secrets_dir(session_id),
+        ca_trusted=(project.seed_dir / "ca.crt").is_file(),
     )
     enforcer = network.enforcer
     log.info(

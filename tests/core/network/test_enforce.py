@@ -18,6 +18,7 @@ from vibebox_core.config.grants import (
 )
 from vibebox_core.config.policy import Policy
 from vibebox_core.config.schema import BoxConfig, Config, Mount, NetworkConfig, NetworkMode
+from vibebox_core.config.secrets import secrets_from_canonical
 from vibebox_core.config.snapshot import read_approved
 from vibebox_core.errors import NetworkPolicyError
 from vibebox_core.network import log
@@ -32,6 +33,8 @@ from vibebox_core.network.enforce import (
     policy_from_canonical,
     start_session_network,
 )
+from vibebox_core.network.secrets import SecretVault, load_placeholder_key, placeholder
+from vibebox_core.network.tlsca import SessionCA
 
 SESSION = "019bf290-cccc-7c23-ba1d-dce7e6d40693"
 
@@ -64,6 +67,9 @@ def test_change_applies() -> None:
     assert change_applies(base, entries) == "live"
     assert change_applies(base, mode) == "next start"
     assert change_applies(base, mounts) == "next start"
+    # The guest's placeholders and CA come with its boot.
+    secret = {"name": "TOKEN", "hosts": ["api.example.com"], "source": "env:T"}
+    assert change_applies(base, {**base, "secrets": [secret]}) == "next start"
 
 
 async def test_enforcer_runs_proxy_and_dns_and_takes_new_policy(tmp_path: Path) -> None:
@@ -249,3 +255,55 @@ async def test_start_session_network_enforces_the_approved_policy(tmp_path: Path
     finally:
         await session.stop()
     assert session.task is None
+
+
+def _with_secrets(canonical: dict[str, Any], *names: str) -> dict[str, Any]:
+    secrets = [{"name": n, "hosts": [f"{n.lower()}.test"], "source": f"env:{n}"} for n in names]
+    return {**canonical, "secrets": secrets} if secrets else canonical
+
+
+def test_follower_hands_approved_secrets_to_the_proxy(tmp_path: Path) -> None:
+    start = _with_secrets(_canon("allowlist", "a.test"), "ONE")
+    vault = SecretVault(secrets_from_canonical(start), b"k" * 32)
+    enforcer = NetworkEnforcer(
+        policy_from_canonical(start), tmp_path / "n.log", "127.0.0.1", secrets=vault
+    )
+    follower = ApprovalFollower(enforcer, start)
+    assert enforcer.proxy.secrets is vault
+    # A new secret reaches the proxy at once, but the guest's placeholder waits for a boot.
+    assert follower.update(_with_secrets(start, "ONE", "TWO")) == "next start"
+    assert [s.name for s in vault.secrets] == ["ONE", "TWO"]
+    assert follower.pending == ["+ secret TWO from env:TWO for two.test"]
+    # Removing one: the proxy never sends it again.
+    assert follower.update(_canon("allowlist", "a.test")) == "next start"
+    assert vault.secrets == ()
+    # A damaged approval changes nothing (neither the policy nor the secrets).
+    bad = {**_canon("allowlist", "z.test"), "secrets": [{"name": "x y"}]}
+    with pytest.raises(ValueError):
+        follower.update(bad)
+    assert vault.secrets == () and enforcer.policy.entries == ("a.test",)
+
+
+async def test_start_session_network_loads_secrets_and_the_trusted_ca(tmp_path: Path) -> None:
+    approved = _with_secrets(_canon("allowlist", "one.test"), "ONE")
+    directory = tmp_path / "secrets"
+    made = SessionCA.load_or_create(directory, "test")  # what the cold start made and seeded
+    for trusted in (False, True):
+        session = await start_session_network(
+            tmp_path / "network.log",
+            "127.0.0.0/8",
+            lambda: approved,
+            proxy_port=0,
+            dns_port=0,
+            secrets_dir=directory,
+            ca_trusted=trusted,
+        )
+        try:
+            vault = session.enforcer.secrets
+            assert vault is not None and [s.name for s in vault.secrets] == ["ONE"]
+            assert vault.guest_env() == {"ONE": placeholder(load_placeholder_key(directory), "ONE")}
+            ca = session.enforcer.proxy.ca
+            # Without a CA in this boot's seed the guest trusts none: every tunnel stays blind.
+            assert (ca is not None and ca.cert_pem == made.cert_pem) if trusted else ca is None
+        finally:
+            await session.stop()

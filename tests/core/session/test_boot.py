@@ -10,10 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from vibebox_core import paths
 from vibebox_core.config.load import load_config
+from vibebox_core.config.schema import Config, Secret
 from vibebox_core.errors import VMError
+from vibebox_core.network.secrets import PLACEHOLDER_RE
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.session import boot
+from vibebox_core.session.guest_secrets import CA_VARIABLES, guest_secrets
 from vibebox_core.ssh import keys
 
 
@@ -58,6 +62,38 @@ def test_write_seed(project: ProjectPaths) -> None:
     assert stat.S_IMODE((seed / "ssh_host_ed25519_key").stat().st_mode) == 0o600
     assert (seed / "authorized_keys").read_bytes() == project.client_pubkey.read_bytes()
     assert json.loads((seed / "guest.json").read_text()) == {"uid": 1000}
+
+
+def test_seed_carries_the_session_ca_only_with_secrets(project: ProjectPaths) -> None:
+    keys.ensure_keys(project)
+    boot.write_seed(project, {}, b"-----BEGIN CERTIFICATE-----\n")
+    assert (project.seed_dir / "ca.crt").read_bytes() == b"-----BEGIN CERTIFICATE-----\n"
+    boot.write_seed(project, {})
+    assert not (project.seed_dir / "ca.crt").exists()
+
+
+def test_guest_gets_placeholders_and_the_ca_never_the_values(tmp_path: Path) -> None:
+    session = "019bf290-cccc-7c23-ba1d-dce7e6d40693"
+    assert guest_secrets(Config(tmp_path / "vibebox.toml"), session).env == {}
+    assert not paths.session_secrets_dir(session).exists()  # no secrets: no CA, no key
+    config = Config(
+        tmp_path / "vibebox.toml",
+        secrets=(
+            Secret("GITHUB_TOKEN", ("api.github.com",), "env:GITHUB_TOKEN"),
+            Secret("API_KEY", ("api.example.com",), "file:~/key"),
+        ),
+    )
+    first = guest_secrets(config, session)
+    tokens = {k: v for k, v in first.env.items() if k not in CA_VARIABLES}
+    assert sorted(tokens) == ["API_KEY", "GITHUB_TOKEN"]
+    assert all(PLACEHOLDER_RE.fullmatch(v) for v in tokens.values())
+    assert first.ca_pem is not None and first.ca_pem.startswith(b"-----BEGIN CERTIFICATE-----")
+    assert first.env["NODE_EXTRA_CA_CERTS"].endswith("vibebox-session.crt")
+    # Stable across boots of the session: the same placeholders, the same CA.
+    assert guest_secrets(config, session) == first
+    directory = paths.session_secrets_dir(session)
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert stat.S_IMODE((directory / paths.SECRET_CA_KEY).stat().st_mode) == 0o600
 
 
 @pytest.mark.skipif(shutil.which("qemu-img") is None, reason="needs qemu-img")
