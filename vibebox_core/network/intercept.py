@@ -251,6 +251,9 @@ class InterceptedSession:
     async def _forward(self, request: Request, head: bytes) -> str:
         """Check, rewrite and send one request with its body; say how the connection goes on."""
         self._check_target(request)
+        if request.method == "TRACE":
+            # TRACE answers with the request as the server received it: the values with it.
+            raise self._refusal(405, "TRACE is not sent to a host that carries secrets")
         carried = self._vault.for_host(self.host)
         names = tuple(s.name for s in carried)
         why = placeholder_refusal(self._vault, head.decode("latin-1"), names, self.host)

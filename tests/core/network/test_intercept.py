@@ -263,6 +263,16 @@ async def test_unavailable_secret_answers_502(stack: Stack) -> None:
     assert stack.events()[-1].verdict == "blocked"
 
 
+async def test_trace_is_refused_as_it_would_echo_the_values(stack: Stack) -> None:
+    reader, writer = await connect(stack)
+    ph = stack.ph("GITHUB_TOKEN")
+    writer.write(request(stack, "/", f"Authorization: Bearer {ph}").replace(b"GET", b"TRACE", 1))
+    head, body = await read_response(reader)
+    writer.close()
+    assert head.startswith("HTTP/1.1 405") and b"TRACE" in body
+    assert stack.site.requests == []
+
+
 async def test_host_header_must_name_the_tunnel_host(stack: Stack) -> None:
     reader, writer = await connect(stack)
     ph = stack.ph("GITHUB_TOKEN")
