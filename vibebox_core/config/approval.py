@@ -3,9 +3,10 @@
 ``vibebox.toml`` lives in the project directory, which the guest can write (as root) and which
 a cloned repository brings along. So nothing in it that changes what the *host* does is taken
 from the file: the libvirt URI, the mounts (resolved host paths), the ``[network]`` mode,
-entries and ports, ``cpus``, ``memory_mb``, ``disk_gb``, ``accel`` and ``auto_shutdown_ms``
-come from the **approved snapshot** (:mod:`vibebox_core.config.snapshot`), kept outside the
-project under ``$VIBEBOX_HOME``. The snapshot holds the approved *values*, so the host runs
+entries and ports, the ``[[secrets]]`` (which host values go to which hosts), ``cpus``,
+``memory_mb``, ``disk_gb``, ``accel`` and ``auto_shutdown_ms`` come from the **approved
+snapshot** (:mod:`vibebox_core.config.snapshot`), kept outside the project under
+``$VIBEBOX_HOME``. The snapshot holds the approved *values*, so the host runs
 from them (starts, status polls, ``vibebox list``, the dashboard, ``vibebox explain``'s
 enforced view) while a change the file holds and nobody approved yet is shown apart
 (:attr:`Review.diff`).
