@@ -417,10 +417,14 @@ def test_guest_edit_of_secrets_is_not_applied_unapproved(box: Box, lab: Lab) -> 
 def test_vibebox_allow_opens_a_blocked_host_live(box: Box, lab: Lab) -> None:
     _, out = box.sh("curl -s -m 30 -o /dev/null -w '%{http_code}' -k https://later.vbx.test/x")
     assert out.strip()[-3:] != "200", out
+    rc, out = box.sh("getent hosts later.vbx.test")
+    assert rc != 0, out  # the allowlist's DNS does not answer it
     done = run_cli(box.project.root, "allow", "later.vbx.test", timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     _, out = box.sh("curl -s -m 30 -o /dev/null -w '%{http_code}' -k https://later.vbx.test/y")
     assert out.strip()[-3:] == "200", out
+    rc, out = box.sh("getent hosts later.vbx.test")
+    assert rc == 0 and LATER_IP in out, out  # and the DNS filter follows at once
     assert "/y" in lab.sites["later.vbx.test"].paths_seen()
     text = (box.project.root / "vibebox.toml").read_text()
     assert "later.vbx.test" in text and "# the sites of this test" in text  # comments kept
