@@ -15,6 +15,7 @@ from textual.message import Message
 
 from vibebox_core.config.grants import PolicyNotApprovedError
 from vibebox_core.progress import ProgressEvent
+from vibebox_core.session.steer import HostChange
 from vibebox_tui.backend.base import Attachment, CheckpointList, InspectorData, SessionRow
 
 
@@ -60,6 +61,14 @@ class CheckpointsListed(Message):
     directory: Path
     checkpoints: CheckpointList
     running: bool
+
+
+@dataclass(eq=False)
+class SteerPlanned(Message):
+    """What allowing or blocking a host of the inspector would change, to confirm first."""
+
+    directory: Path
+    change: HostChange
 
 
 @dataclass(eq=False)

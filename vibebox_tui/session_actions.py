@@ -1,5 +1,6 @@
-"""The dashboard's session actions: attach the terminal, approve, recreate, delete, leave, and
-the checkpoints of the guest's disk (save, restore, remove).
+"""The dashboard's session actions: attach the terminal, approve, recreate, delete, leave, the
+checkpoints of the guest's disk (save, restore, remove), and allowing or blocking a host of the
+inspector's network log (after a confirmation: the user's answer is the approval).
 
 Each action that waits on the backend runs in a worker (a thread for blocking calls, an async
 worker for attaching) and posts its result as a message (:mod:`vibebox_tui.messages`); the
@@ -18,19 +19,21 @@ from textual.widgets import ContentSwitcher
 
 from vibebox_core.config.grants import PolicyNotApprovedError
 from vibebox_core.progress import ProgressEvent, ignore_progress
+from vibebox_core.session.steer import Action, HostChange
 from vibebox_tui import messages as msg
 from vibebox_tui.backend.base import Attachment, SessionRow
 from vibebox_tui.polling import PollingApp
-from vibebox_tui.safe import guest_lines
+from vibebox_tui.safe import clean, guest_lines
 from vibebox_tui.screens.checkpoints import CheckpointChoice, CheckpointsScreen
 from vibebox_tui.screens.confirm import (
     confirm_approval,
     confirm_recreate,
     confirm_remove_checkpoint,
     confirm_restore,
+    confirm_steer,
 )
 from vibebox_tui.terminal import TerminalView
-from vibebox_tui.widgets import SessionBrowser, SessionHeader
+from vibebox_tui.widgets import Inspector, SessionBrowser, SessionHeader
 from vibebox_tui.widgets.tabs import TerminalTabs
 
 
@@ -332,3 +335,43 @@ class SessionActionsApp(PollingApp):
             self.post_message(msg.Failed(f"Removing checkpoint {name}", exc))
             return
         self.post_message(msg.Done("checkpoint", f"Removed checkpoint {name}."))
+
+    # -- steering the network policy from the inspector -------------------------------------
+
+    def on_inspector_steer_requested(self, message: Inspector.SteerRequested) -> None:
+        if self.directory is not None:
+            self.plan_steer(self.directory, message.entry.host, message.action)
+
+    @work(exclusive=True, exit_on_error=False, group="steer")
+    async def plan_steer(self, directory: Path, host: str, action: Action) -> None:
+        try:
+            change = await asyncio.to_thread(self.backend.plan_steer, directory, host, action)
+        except Exception as exc:
+            verb = "Allowing" if action == "allow" else "Blocking"
+            self.post_message(msg.Failed(f"{verb} {clean(host, 80)}", exc, dialog=False))
+            return
+        self.post_message(msg.SteerPlanned(directory, change))
+
+    def on_steer_planned(self, message: msg.SteerPlanned) -> None:
+        change, directory = message.change, message.directory
+        if not change.changed:  # already in that state: say so, nothing to confirm
+            self.notify(clean(f"{change.entry}: {change.describe()}", 300), markup=False)
+            return
+
+        def answered(confirmed: bool | None) -> None:
+            if confirmed:
+                self.apply_steer(directory, change)
+
+        self.push_screen(confirm_steer(change, directory), answered)
+
+    @work(exclusive=True, exit_on_error=False, group="steer")
+    async def apply_steer(self, directory: Path, change: HostChange) -> None:
+        try:
+            result = await asyncio.to_thread(
+                self.backend.steer, directory, [change.entry], change.action
+            )
+        except Exception as exc:
+            verb = "Allowing" if change.action == "allow" else "Blocking"
+            self.post_message(msg.Failed(f"{verb} {change.entry}", exc))
+            return
+        self.post_message(msg.Done("steer", "\n".join(result.lines())))

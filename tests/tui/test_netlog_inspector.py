@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from vibebox_core.config import snapshot
 from vibebox_core.config.load import load_config
 from vibebox_core.index.sessions import SessionIndex
 from vibebox_core.network import log
@@ -36,8 +37,24 @@ def test_inspector_shows_the_latest_decisions_and_notices_new_ones(project: Proj
         log.NetEvent("dns", "evil.example", 53, "blocked", "not in the allowlist (A)"),
     )
     assert backend.fingerprint(project.root) != before  # the inspector refreshes on it
-    lines = backend.inspect(project.root).recent_network
+    rows = backend.inspect(project.root).recent_network
+    lines = [row.line for row in rows]
     assert len(lines) == 2
+    assert [(row.host, row.verdict) for row in rows] == [
+        ("pypi.org", "allowed"),
+        ("evil.example", "blocked"),
+    ]
     # The log's own line: verdict, source, host:port and the reason.
     assert lines[0].split(" ", 1)[1] == "allowed proxy pypi.org:443 (allowlist entry pypi.org)"
     assert lines[1].split(" ", 1)[1] == "blocked dns evil.example:53 (not in the allowlist (A))"
+
+
+def test_the_core_backend_plans_and_steers_through_the_core(project: ProjectPaths) -> None:
+    backend = CoreBackend(project.root)
+    change = backend.plan_steer(project.root, "evil.example", "block")
+    assert change.proposal() == "Block evil.example? adds blocklist entry evil.example"
+    assert snapshot.read_snapshot(project) is None  # planning writes nothing
+    result = backend.steer(project.root, [change.entry], "block")
+    assert result.applies == "next start"  # no supervisor runs
+    assert backend.inspect(project.root).network_entries == ("evil.example",)
+    assert '"evil.example"' in project.config.read_text()

@@ -22,6 +22,7 @@ from typing import Protocol
 from vibebox_core.errors import SupervisorError
 from vibebox_core.index.ids import short_ids
 from vibebox_core.progress import ProgressCallback
+from vibebox_core.session.steer import Action, HostChange, SteerResult
 from vibebox_core.streams import ByteStream
 
 #: Session states the browser knows how to draw (others are shown as they come).
@@ -77,11 +78,37 @@ class MountRow:
 
 
 @dataclass(frozen=True)
+class NetLine:
+    """One network log entry as the inspector lists it (and lets the user steer).
+
+    Attributes:
+        line: the ready-made line (time, verdict, source, host, reason), shown escaped.
+        host: the host the guest asked for, as logged (guest-chosen: shown escaped, and only
+            ever passed to the core's steering, which checks it).
+        verdict: ``"allowed"`` or ``"blocked"``.
+    """
+
+    line: str
+    host: str
+    verdict: str
+
+
+@dataclass(frozen=True)
+class SecretRow:
+    """An approved secret as the inspector shows it: never a value, the source's kind only."""
+
+    name: str
+    hosts: tuple[str, ...]
+    source_kind: str
+
+
+@dataclass(frozen=True)
 class InspectorData:
     """Everything the inspector shows for one session, already turned into display values.
 
     ``storage`` pairs a label with a path relative to the project directory; ``recent_network``
-    holds ready-made lines (newest last), one per allowed or blocked connection.
+    holds the network log's last entries (newest last), one per allowed or blocked connection;
+    ``secrets`` the approved secrets.
     ``policy_applied`` says how the approved network policy reached the running session:
     ``"live"`` (in force now) or ``"next start"`` (``policy_pending`` lists what waits for a
     restart); None when no session runs or nobody knows. ``unapproved`` lists what
@@ -97,7 +124,8 @@ class InspectorData:
     network_mode: str = "blocklist"
     network_entries: tuple[str, ...] = ()
     ports: tuple[str, ...] = ()
-    recent_network: tuple[str, ...] = ()
+    recent_network: tuple[NetLine, ...] = ()
+    secrets: tuple[SecretRow, ...] = ()
     storage: tuple[tuple[str, str], ...] = ()
     vm_state: str | None = None
     ipv4: str | None = None
@@ -256,6 +284,17 @@ class Backend(Protocol):
 
     def remove_checkpoint(self, directory: Path, name: str) -> None:
         """Remove checkpoint ``name`` (blocking)."""
+        ...
+
+    def plan_steer(self, directory: Path, host: str, action: Action) -> HostChange:
+        """What allowing or blocking ``host`` would change in the approved policy, to ask
+        before (blocking; reads, never writes). Raises ``ConfigError`` for a host that cannot
+        be steered (an IP address, not a domain name)."""
+        ...
+
+    def steer(self, directory: Path, hosts: Sequence[str], action: Action) -> SteerResult:
+        """Allow or block ``hosts`` after the user confirmed: the approval, written to
+        ``vibebox.toml`` and the snapshot and applied to a running session (blocking)."""
         ...
 
     def inspect(self, directory: Path) -> InspectorData:

@@ -5,9 +5,10 @@ SSH PTY or the supervisor's relay, port forwards in the background) go through
 :mod:`vibebox_core.session.start`, states through :mod:`vibebox_core.session.status`, delete and
 recreate through :mod:`vibebox_core.session.teardown`, checkpoints through
 :mod:`vibebox_core.session.checkpoint`, the inspector's data through
-:func:`vibebox_core.session.explain.gather` (what ``vibebox explain`` shows too). What is the
-dashboard's own is its threads (:mod:`vibebox_tui.backend.io_thread`): an early connection is
-made on an IO thread and its terminal crosses to the app's loop.
+:func:`vibebox_core.session.explain.gather` (what ``vibebox explain`` shows too), allowing and
+blocking a host from it through :mod:`vibebox_core.session.steer` (as ``vibebox allow/block``).
+What is the dashboard's own is its threads (:mod:`vibebox_tui.backend.io_thread`): an early
+connection is made on an IO thread and its terminal crosses to the app's loop.
 Everything here is either a coroutine (attach) or blocking code the app runs in worker threads;
 every failure is a :class:`~vibebox_core.errors.VibeboxError`.
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,18 @@ from vibebox_core.index.entry import SessionEntry
 from vibebox_core.index.sessions import SessionIndex
 from vibebox_core.paths import PROJECT_CACHE, PROJECT_CONFIG, ProjectPaths
 from vibebox_core.progress import ProgressCallback, ProgressEvent
-from vibebox_core.session import approve, checkpoint, provision, provision_record, start, teardown
+from vibebox_core.session import (
+    approve,
+    checkpoint,
+    provision,
+    provision_record,
+    start,
+    teardown,
+)
+from vibebox_core.session import steer as steering
 from vibebox_core.session.explain import gather
 from vibebox_core.session.status import SessionStatus, list_statuses, session_status
+from vibebox_core.session.steer import Action, HostChange, SteerResult
 from vibebox_core.streams import ByteStream
 from vibebox_tui.backend.base import (
     Attachment,
@@ -38,6 +48,8 @@ from vibebox_tui.backend.base import (
     CheckpointRow,
     InspectorData,
     MountRow,
+    NetLine,
+    SecretRow,
     SessionRow,
 )
 from vibebox_tui.backend.io_thread import IOThread, ThreadedStream
@@ -226,6 +238,13 @@ class CoreBackend:
         project = ProjectPaths.for_directory(directory)
         asyncio.run(checkpoint.remove(project, name, hypervisor=self._hypervisor))
 
+    def plan_steer(self, directory: Path, host: str, action: Action) -> HostChange:
+        (change,) = steering.plan(ProjectPaths.for_directory(directory), [host], action).changes
+        return change
+
+    def steer(self, directory: Path, hosts: Sequence[str], action: Action) -> SteerResult:
+        return steering.steer(ProjectPaths.for_directory(directory), hosts, action)
+
     def inspect(self, directory: Path) -> InspectorData:
         project = ProjectPaths.for_directory(directory)
         storage = tuple(
@@ -250,7 +269,7 @@ class CoreBackend:
                 problem = status.reason
         applied, pending = _policy(status)
         # The log's own lines (with source and reason), not explain's shorter ones.
-        recent = tuple(e.describe() for e in gathered.events)
+        recent = tuple(NetLine(e.describe(), e.host, e.verdict) for e in gathered.events)
         # What is enforced: the approved snapshot, never the guest-writable file; the file's
         # unapproved change is shown apart (InspectorData.unapproved).
         found, config, explain = gathered.review, gathered.config, gathered.explain
@@ -279,6 +298,7 @@ class CoreBackend:
             network_entries=explain.network.entries,
             ports=explain.network.ports,
             recent_network=recent,
+            secrets=tuple(SecretRow(x.name, x.hosts, x.source_kind) for x in explain.secrets),
             storage=(*((i.label, i.path) for i in explain.storage), *storage[2:]),
             vm_state=state or "missing",
             ipv4=ipv4,

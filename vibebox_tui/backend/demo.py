@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from vibebox_core.progress import ProgressEvent
-from vibebox_tui.backend.base import SessionRow
+from vibebox_tui.backend.base import NetLine, SessionRow
 
 FIXED_NOW = datetime(2026, 11, 27, 10, 15, tzinfo=UTC)
 GUEST_HOME = "/home/vibecoder"
@@ -90,3 +90,17 @@ def demo_sessions(root: Path = Path("/home/me/src")) -> list[SessionRow]:
             fake_id(4), root / "dotfiles", "shut off", 0, FIXED_NOW - timedelta(days=2, hours=3)
         ),
     ]
+
+
+def net_line(line: str, *, host: str | None = None, verdict: str | None = None) -> NetLine:
+    """A network log entry from its line: ``host`` and ``verdict`` default to what the line
+    says (``"10:15:03 blocked proxy evil.example:443 (reason)"``: the word after the verdict
+    and the source, its port cut)."""
+    words = line.split()
+    if verdict is None:
+        verdict = next((w for w in words if w in ("allowed", "blocked")), "allowed")
+    if host is None:
+        after = words[words.index(verdict) + 1 :] if verdict in words else words[1:]
+        after = [w for w in after if w not in ("proxy", "dns")] or [""]
+        host = after[0].rsplit(":", 1)[0] if after[0].count(":") == 1 else after[0]
+    return NetLine(line, host, verdict)

@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from vibebox_core.config.grants import ApprovalCheck, PolicyNotApprovedError
 from vibebox_core.errors import SessionNotFoundError, VibeboxError
 from vibebox_core.hypervisor.base import VMState
 from vibebox_core.hypervisor.fake import FakeDomain, FakeHypervisor
 from vibebox_core.progress import ProgressCallback, ProgressEvent
+from vibebox_core.session.steer import Action, HostChange, SteerResult, plan_steer
 from vibebox_core.streams import MemoryStream
 from vibebox_tui.backend.base import (
     Attachment,
@@ -30,6 +31,8 @@ from vibebox_tui.backend.base import (
     CheckpointRow,
     InspectorData,
     MountRow,
+    NetLine,
+    SecretRow,
     SessionRow,
 )
 from vibebox_tui.backend.demo import (
@@ -38,7 +41,11 @@ from vibebox_tui.backend.demo import (
     FIXED_NOW,
     GUEST_HOME,
     fake_id,
+    net_line,
 )
+
+#: The demo project's allowlist (until a test or a steer changes it).
+DEFAULT_ENTRIES = ("pypi.org", "files.pythonhosted.org", "github.com")
 
 
 class FakeBackend:
@@ -92,7 +99,11 @@ class FakeBackend:
         self.config_revision: dict[Path, int] = {}
         self.network_mode: dict[Path, str] = {}
         self.network_entries: dict[Path, tuple[str, ...]] = {}
-        self.network_log: dict[Path, tuple[str, ...]] = {}
+        self.network_log: dict[Path, tuple[NetLine, ...]] = {}
+        #: The approved secrets the inspector shows, per directory.
+        self.secrets: dict[Path, tuple[SecretRow, ...]] = {}
+        #: Every confirmed steer: (directory, hosts, action).
+        self.steered: list[tuple[Path, tuple[str, ...], str]] = []
         self.fail_list = False
         #: Directories whose vibebox.toml changed since approval: the diff lines to show.
         self.unapproved: dict[Path, tuple[str, ...]] = {}
@@ -162,10 +173,17 @@ class FakeBackend:
             else:
                 self.policy_state[directory] = (applied, pending)
 
-    def log_network(self, directory: Path, line: str) -> None:
-        """Append one allowed/blocked line to the session's network log."""
+    def log_network(
+        self, directory: Path, line: str, *, host: str | None = None, verdict: str | None = None
+    ) -> None:
+        """Append one allowed/blocked line to the session's network log.
+
+        ``host`` and ``verdict`` default to what the line says (``"10:15:03 blocked proxy
+        evil.example:443 (reason)"``: the word after the verdict and the source, its port cut).
+        """
+        row = net_line(line, host=host, verdict=verdict)
         with self._lock:
-            self.network_log[directory] = (*self.network_log.get(directory, ()), line)
+            self.network_log[directory] = (*self.network_log.get(directory, ()), row)
 
     def session_for(self, directory: Path) -> SessionRow | None:
         with self._lock:
@@ -351,6 +369,27 @@ class FakeBackend:
             self.checkpoint_rows[directory] = [row for row in rows if row.name != name]
             self.removed.append((directory, name))
 
+    def _network_values(self, directory: Path) -> dict[str, Any]:
+        mode = self.network_mode.get(directory, "allowlist")
+        entries = self.network_entries.get(directory, DEFAULT_ENTRIES)
+        return {"network": {"mode": mode, "entries": list(entries)}}
+
+    def plan_steer(self, directory: Path, host: str, action: Action) -> HostChange:
+        with self._lock:
+            (change,) = plan_steer(self._network_values(directory), [host], action).changes
+        return change
+
+    def steer(self, directory: Path, hosts: Sequence[str], action: Action) -> SteerResult:
+        with self._lock:
+            planned = plan_steer(self._network_values(directory), hosts, action)
+            self.steered.append((directory, tuple(hosts), action))
+            if planned.changed:
+                self.network_entries[directory] = tuple(planned.values["network"]["entries"])
+                self.config_revision[directory] = self.config_revision.get(directory, 0) + 1
+            found = self._find(directory)
+            running = found is not None and self._live(found).state == "running"
+        return SteerResult(planned.changes, "live" if running and planned.changed else "next start")
+
     def inspect(self, directory: Path) -> InspectorData:
         with self._lock:
             found = self._find(directory)
@@ -367,11 +406,10 @@ class FakeBackend:
                     MountRow(str(Path.home() / ".gitconfig"), f"{GUEST_HOME}/.gitconfig", True),
                 ),
                 network_mode=self.network_mode.get(directory, "allowlist"),
-                network_entries=self.network_entries.get(
-                    directory, ("pypi.org", "files.pythonhosted.org", "github.com")
-                ),
+                network_entries=self.network_entries.get(directory, DEFAULT_ENTRIES),
                 ports=("8000 → 8000",),
                 recent_network=self.network_log.get(directory, ()),
+                secrets=self.secrets.get(directory, ()),
                 storage=(
                     ("config", "vibebox.toml"),
                     ("cache", ".vibebox/"),

@@ -22,6 +22,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
+from vibebox_core.session.steer import HostChange
 from vibebox_tui.backend.base import SessionRow
 from vibebox_tui.safe import clean
 
@@ -188,4 +189,21 @@ def confirm_approval(directory: Path, diff: Sequence[str], *, first: bool = Fals
         "Approve the changed settings?",
         what + "Start the session with these settings?",
         confirm_label="Approve",
+    )
+
+
+def confirm_steer(change: HostChange, directory: Path) -> ConfirmScreen:
+    """Ask before allowing or blocking a host from the inspector (``a``/``b`` on an entry).
+
+    The question is one line (``Allow api.example.com? removes blocklist entry example.com
+    (unblocks example.com and all its subdomains)``); the answer is the approval.
+    """
+    verb = "Allow" if change.action == "allow" else "Block"
+    return ConfirmScreen(
+        f"{verb} {clean(change.entry, 80)}?",
+        f"{clean(change.proposal(), 400)}\n\n"
+        f"Your answer is the approval for {clean(directory)}: vibebox.toml (comments kept) and "
+        "the approved settings both change, and a running session applies it at once.\n"
+        "[y] yes  [n] no",
+        confirm_label=verb,
     )

@@ -13,7 +13,7 @@ from vibebox_tui.screens.closable import InfoDialog
 VIBEBOX_COMMANDS: tuple[tuple[str, str], ...] = (
     (":new", "Delete this session and start a fresh one (asks first; the project stays)."),
     (":exit", "Leave vibebox. The VM stays up for the grace period, then shuts down."),
-    (":explain", "Show the inspector: mounts, network policy, storage, VM state."),
+    (":explain", "Show the inspector: mounts, network policy, secrets, storage, VM state."),
     (":help", "Show this list."),
 )
 
@@ -25,6 +25,12 @@ DASHBOARD_KEYS: tuple[tuple[str, str], ...] = (
     ("enter", "In the session list: attach the terminal to the session (starts it)"),
     ("d / delete", "In the session list: delete the session (asks first)"),
     ("i", "Show or hide the inspector"),
+    ("up / down, j / k", "In the inspector (tab to it): select a recent network entry"),
+    (
+        "a / b",
+        "In the inspector: allow / block the selected entry's host (asks first; your answer is "
+        "the approval, written to vibebox.toml and applied to the running session at once)",
+    ),
     ("n", "Recreate this session, like :new (asks first)"),
     ("s / t", "Go to the session list / the terminal"),
     ("o", "New tab: another shell into this session, in a PTY of its own (up to 9)"),

@@ -1,19 +1,29 @@
-"""The inspector (``:explain``): what this session can see and reach, live.
+"""The inspector (``:explain``): what this session can see and reach, live, and where the
+network policy is steered from its log.
 
-It only draws an :class:`~vibebox_tui.backend.base.InspectorData`; the app polls the backend for a
-changed fingerprint (config mtime, VM state, network log) and hands a new one over.
+It draws an :class:`~vibebox_tui.backend.base.InspectorData`; the app polls the backend for a
+changed fingerprint (config mtime, VM state, network log) and hands a new one over. While the
+inspector has the focus (the user moved it there: tab, a click; showing it never takes the
+focus from the terminal), up/down and j/k move a cursor over the recent network entries and
+``a``/``b`` ask to allow or block the entry's host (:class:`Inspector.SteerRequested`); the app
+asks for confirmation and lets the core do it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import VerticalScroll
+from textual.geometry import Region
+from textual.message import Message
 from textual.widgets import Static
 
-from vibebox_tui.backend.base import InspectorData
+from vibebox_tui.backend.base import InspectorData, NetLine
 from vibebox_tui.safe import clean
 from vibebox_tui.widgets.browser import clip, short_directory
 from vibebox_tui.widgets.states import state_style, state_symbol
@@ -29,12 +39,13 @@ def _heading(text: Text, title: str, extra: str = "") -> None:
         text.append(f"  {extra}", style="bold")
 
 
-def render_inspector(data: InspectorData, width: int = 40) -> Text:
+def render_inspector(data: InspectorData, width: int = 40, cursor: int | None = None) -> Text:
     """The inspector's text for ``data``, long paths clipped to ``width`` cells.
 
     Everything in ``data`` may be guest-derived (paths, host names in the network log, the
     project name): each string is escaped with :func:`~vibebox_core.sanitize.clean` and drawn
-    as plain :class:`~rich.text.Text`, never as markup.
+    as plain :class:`~rich.text.Text`, never as markup. ``cursor`` marks one of the shown
+    network entries (an index into :func:`shown_network`).
     """
     text = Text()
     _heading(text, "Session")
@@ -91,12 +102,26 @@ def render_inspector(data: InspectorData, width: int = 40) -> Text:
         for line in data.policy_pending:
             text.append(f"\n    {clean(line)}", style="yellow")
     text.append("\n  recent connections", style="italic")
-    recent = data.recent_network[-RECENT_NETWORK_LINES:]
+    recent = shown_network(data)
     if not recent:
         text.append("\n    none logged yet", style="dim")
-    for line in recent:
-        style = "red" if " blocked " in f" {line} " else "green"
-        text.append(f"\n    {clean(line)}", style=style)
+    for index, row in enumerate(recent):
+        style = "red" if row.verdict == "blocked" else "green"
+        if index == cursor:
+            text.append("\n  ▸ ")
+            text.append(clean(row.line), style=f"{style} reverse")
+        else:
+            text.append(f"\n    {clean(row.line)}", style=style)
+    if cursor is not None and recent:
+        text.append("\n  a allow  b block the selected host", style="dim")
+
+    if data.secrets:
+        _heading(text, "Secrets", "host-held")
+        for secret in data.secrets:
+            text.append(f"\n  {clean(secret.name, 64)}", style="bold")
+            text.append(f"  from {clean(secret.source_kind, 16)}", style="dim")
+            hosts = ", ".join(clean(host, 80) for host in secret.hosts)
+            text.append(f"\n    → {clip(hosts, width - 6)}")
 
     if data.provision:
         _heading(text, "Provisioning")
@@ -113,16 +138,39 @@ def render_inspector(data: InspectorData, width: int = 40) -> Text:
     return text
 
 
+def shown_network(data: InspectorData) -> tuple[NetLine, ...]:
+    """The network entries the inspector lists (the newest :data:`RECENT_NETWORK_LINES`)."""
+    return data.recent_network[-RECENT_NETWORK_LINES:]
+
+
 def short_directory_str(path: str) -> str:
     return short_directory(Path(path))
 
 
 class Inspector(VerticalScroll, can_focus=True):
-    """A scrollable panel showing one session's explain model."""
+    """A scrollable panel showing one session's explain model; its network entries can be
+    selected and their host allowed or blocked."""
+
+    BINDINGS = [
+        Binding("up,k", "move(-1)", "Previous entry", show=False),
+        Binding("down,j", "move(1)", "Next entry", show=False),
+        Binding("a", "steer('allow')", "Allow host"),
+        Binding("b", "steer('block')", "Block host"),
+    ]
+
+    @dataclass(eq=False)
+    class SteerRequested(Message):
+        """The user asked to allow or block ``entry.host`` (the host the guest asked for, not
+        checked yet: the core refuses what cannot be steered)."""
+
+        entry: NetLine
+        action: Literal["allow", "block"]
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.data: InspectorData | None = None
+        #: The selected network entry (an index into shown_network), None: none yet.
+        self.cursor: int | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(Text("Loading…", style="dim"), id="inspector-body")
@@ -131,21 +179,70 @@ class Inspector(VerticalScroll, can_focus=True):
         self.border_title = "Inspector"
 
     def show_data(self, data: InspectorData) -> None:
-        """Draw ``data`` (no-op when unchanged)."""
+        """Draw ``data`` (no-op when unchanged); the selected entry stays selected."""
         if data == self.data:
             return
+        selected = self.selected
         self.data = data
+        rows = shown_network(data)
+        if self.cursor is not None:
+            if selected in rows:
+                self.cursor = rows.index(selected)
+            else:
+                self.cursor = min(self.cursor, len(rows) - 1) if rows else None
         self._redraw()
+
+    @property
+    def selected(self) -> NetLine | None:
+        """The network entry under the cursor."""
+        if self.data is None or self.cursor is None:
+            return None
+        rows = shown_network(self.data)
+        return rows[self.cursor] if 0 <= self.cursor < len(rows) else None
 
     def _redraw(self) -> None:
         if self.data is not None:
             width = self.scrollable_content_region.width or 40
-            self.query_one("#inspector-body", Static).update(render_inspector(self.data, width))
+            cursor = self.cursor if self.has_focus else None
+            body = render_inspector(self.data, width, cursor)
+            self.query_one("#inspector-body", Static).update(body)
+            if cursor is not None:
+                marker = body.plain.find("  ▸ ")
+                self.scroll_to_region(
+                    Region(0, body.plain[:marker].count("\n"), 1, 1), animate=False
+                )
 
     def on_resize(self) -> None:
         self._redraw()
 
+    def on_focus(self) -> None:
+        if self.cursor is None and self.data is not None and shown_network(self.data):
+            self.cursor = len(shown_network(self.data)) - 1  # the newest entry
+        self._redraw()
+
+    def on_blur(self) -> None:
+        self._redraw()
+
+    def action_move(self, step: int) -> None:
+        if self.data is None:
+            return
+        rows = shown_network(self.data)
+        if not rows:
+            return
+        current = len(rows) - 1 if self.cursor is None else self.cursor
+        self.cursor = max(0, min(len(rows) - 1, current + step))
+        self._redraw()
+
+    def action_steer(self, action: str) -> None:
+        entry = self.selected
+        if entry is None:
+            self.notify("No network entry selected", severity="warning", markup=False)
+            return
+        self.post_message(self.SteerRequested(entry, "allow" if action == "allow" else "block"))
+
     @property
     def text(self) -> str:
         """The plain text shown (for tests)."""
-        return render_inspector(self.data).plain if self.data else ""
+        if not self.data:
+            return ""
+        return render_inspector(self.data, cursor=self.cursor if self.has_focus else None).plain
