@@ -26,12 +26,9 @@ from vibebox_core.config.load import load_config
 from vibebox_core.config.schema import Config, NetworkConfig, NetworkMode
 from vibebox_core.hypervisor.fake import FakeDomain, FakeHypervisor
 from vibebox_core.index.sessions import SessionIndex
-from vibebox_core.network.enforce import (
-    ApprovalFollower,
-    NetworkEnforcer,
-    SessionNetwork,
-    policy_from_canonical,
-)
+from vibebox_core.network.enforce import SessionNetwork
+from vibebox_core.network.enforcer import NetworkEnforcer
+from vibebox_core.network.follow import ApprovalFollower, policy_from_canonical
 from vibebox_core.network.log import NetEvent, append
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.progress import ProgressCallback

@@ -2,8 +2,11 @@
 
 - :mod:`.definition`: how the session's libvirt network and domain are defined for the policy
   (isolation, the nwfilter fence, the DNS forwarder, the guest's proxy environment).
-- :mod:`.enforce`: the running proxy and DNS filter of a session, following approvals.
-- :mod:`.proxy` (with :mod:`.proxytarget` and :mod:`.httphead`): the filtering HTTP proxy.
+- :mod:`.enforce`: the running side of a session's policy, built from :mod:`.enforcer` (its
+  proxy and DNS filter) and :mod:`.follow` (the approvals they follow while it runs).
+- :mod:`.proxy` (with :mod:`.proxytarget` and :mod:`.httphead`): the filtering HTTP proxy;
+  :mod:`.intercept` (with :mod:`.http1` and :mod:`.tlsca`) terminates TLS for the hosts that
+  carry secrets, whose values :mod:`.secrets` reads on the host.
 - :mod:`.dnsfilter`: the DNS filter behind dnsmasq.
 - :mod:`.addresses`: the addresses a guest must never reach through the host.
 - :mod:`.log`, :mod:`.ratelimit`, :mod:`.logsummary`: the decision log, its rate-limited

@@ -21,7 +21,7 @@ from vibebox_core.config.schema import Config
 from vibebox_core.config.snapshot import config_from_values, read_approved, write_snapshot
 from vibebox_core.errors import VibeboxError
 from vibebox_core.index.sessions import SessionIndex
-from vibebox_core.network.enforce import change_applies
+from vibebox_core.network.follow import change_applies
 from vibebox_core.paths import ProjectPaths
 
 When = Literal["live", "next start"]

@@ -23,15 +23,13 @@ from vibebox_core.config.snapshot import read_approved
 from vibebox_core.errors import NetworkPolicyError
 from vibebox_core.network import log
 from vibebox_core.network.dnsfilter import RCODE_NXDOMAIN, DnsFilter, Question, build_response
-from vibebox_core.network.enforce import (
-    FAIL_CLOSED,
+from vibebox_core.network.enforce import FAIL_CLOSED, SessionNetwork, start_session_network
+from vibebox_core.network.enforcer import NetworkEnforcer
+from vibebox_core.network.follow import (
     ApprovalFollower,
-    NetworkEnforcer,
-    SessionNetwork,
     change_applies,
     follow_approvals,
     policy_from_canonical,
-    start_session_network,
 )
 from vibebox_core.network.secrets import SecretVault, load_placeholder_key, placeholder
 from vibebox_core.network.tlsca import SessionCA

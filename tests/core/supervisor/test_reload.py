@@ -6,12 +6,9 @@ import asyncio
 from typing import Any
 
 from vibebox_core import paths
-from vibebox_core.network.enforce import (
-    ApprovalFollower,
-    NetworkEnforcer,
-    SessionNetwork,
-    policy_from_canonical,
-)
+from vibebox_core.network.enforce import SessionNetwork
+from vibebox_core.network.enforcer import NetworkEnforcer
+from vibebox_core.network.follow import ApprovalFollower, policy_from_canonical
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.supervisor import client
 from vibebox_core.supervisor.server import SessionServices, Supervisor

@@ -12,12 +12,9 @@ import pytest
 
 from vibebox_core import paths
 from vibebox_core.errors import SupervisorError
-from vibebox_core.network.enforce import (
-    ApprovalFollower,
-    NetworkEnforcer,
-    SessionNetwork,
-    policy_from_canonical,
-)
+from vibebox_core.network.enforce import SessionNetwork
+from vibebox_core.network.enforcer import NetworkEnforcer
+from vibebox_core.network.follow import ApprovalFollower, policy_from_canonical
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.supervisor import client, lock
 from vibebox_core.supervisor.client import SupervisorConnection
