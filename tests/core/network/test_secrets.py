@@ -14,15 +14,15 @@ import pytest
 
 from vibebox_core.config.schema import Secret
 from vibebox_core.errors import SecretError
-from vibebox_core.network import secrets as vault_module
+from vibebox_core.network import sources
 from vibebox_core.network.secrets import (
     PLACEHOLDER_PREFIX,
     PLACEHOLDER_RE,
     SecretVault,
     load_placeholder_key,
     placeholder,
-    read_value,
 )
+from vibebox_core.network.sources import read_value
 
 TOKEN = "ghp_S3cretValue0123456789"
 
@@ -58,7 +58,7 @@ def test_file_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_file_source_refusals(tmp_path: Path) -> None:
     (tmp_path / "token").write_text(TOKEN)
     (tmp_path / "link").symlink_to(tmp_path / "token")
-    (tmp_path / "big").write_bytes(b"a" * (vault_module.VALUE_LIMIT + 1))
+    (tmp_path / "big").write_bytes(b"a" * (sources.VALUE_LIMIT + 1))
     os.mkfifo(tmp_path / "fifo")
     for name, fragment in (
         ("link", "symlink"),
