@@ -6,7 +6,8 @@
   proxy and DNS filter) and :mod:`.follow` (the approvals they follow while it runs).
 - :mod:`.proxy` (with :mod:`.proxytarget` and :mod:`.httphead`): the filtering HTTP proxy;
   :mod:`.intercept` (with :mod:`.http1` and :mod:`.tlsca`) terminates TLS for the hosts that
-  carry secrets, whose values :mod:`.secrets` reads on the host.
+  carry secrets: their placeholders and vault are :mod:`.secrets`, their values are read on
+  the host by :mod:`.sources`.
 - :mod:`.dnsfilter`: the DNS filter behind dnsmasq.
 - :mod:`.addresses`: the addresses a guest must never reach through the host.
 - :mod:`.log`, :mod:`.ratelimit`, :mod:`.logsummary`: the decision log, its rate-limited
