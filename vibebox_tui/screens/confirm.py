@@ -200,7 +200,7 @@ def confirm_steer(change: HostChange, directory: Path) -> ConfirmScreen:
     """
     verb = "Allow" if change.action == "allow" else "Block"
     return ConfirmScreen(
-        f"{verb} {clean(change.entry, 80)}?",
+        f"{verb} this host?",
         f"{clean(change.proposal(), 400)}\n\n"
         f"Your answer is the approval for {clean(directory)}: vibebox.toml (comments kept) and "
         "the approved settings both change, and a running session applies it at once.\n"

@@ -171,6 +171,8 @@ class Inspector(VerticalScroll, can_focus=True):
         self.data: InspectorData | None = None
         #: The selected network entry (an index into shown_network), None: none yet.
         self.cursor: int | None = None
+        # Set by the focus events themselves: has_focus may not say so yet while they run.
+        self._focused = False
 
     def compose(self) -> ComposeResult:
         yield Static(Text("Loading…", style="dim"), id="inspector-body")
@@ -203,7 +205,7 @@ class Inspector(VerticalScroll, can_focus=True):
     def _redraw(self) -> None:
         if self.data is not None:
             width = self.scrollable_content_region.width or 40
-            cursor = self.cursor if self.has_focus else None
+            cursor = self.cursor if self._focused else None
             body = render_inspector(self.data, width, cursor)
             self.query_one("#inspector-body", Static).update(body)
             if cursor is not None:
@@ -216,11 +218,13 @@ class Inspector(VerticalScroll, can_focus=True):
         self._redraw()
 
     def on_focus(self) -> None:
+        self._focused = True
         if self.cursor is None and self.data is not None and shown_network(self.data):
             self.cursor = len(shown_network(self.data)) - 1  # the newest entry
         self._redraw()
 
     def on_blur(self) -> None:
+        self._focused = False
         self._redraw()
 
     def action_move(self, step: int) -> None:
@@ -245,4 +249,4 @@ class Inspector(VerticalScroll, can_focus=True):
         """The plain text shown (for tests)."""
         if not self.data:
             return ""
-        return render_inspector(self.data, cursor=self.cursor if self.has_focus else None).plain
+        return render_inspector(self.data, cursor=self.cursor if self._focused else None).plain
