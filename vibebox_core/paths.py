@@ -67,6 +67,7 @@ CACHE_PROVISION_PENDING = "provision-pending"  # made with a fresh instance disk
 CACHE_PROVISION_RECORD = "provision.json"  # what ran: the list's digest, when, each step's status
 CACHE_PROVISION_LOG = "provision.log"  # the steps' output, the last MiB
 CACHE_PROVISION_LOCK = "provision.lock"  # one vibebox provisions a session at a time
+CACHE_CHECKPOINT_RECORDS = "checkpoints"  # the provision record as each checkpoint saw it
 CACHE_GITIGNORE = ".gitignore"
 
 
@@ -236,6 +237,12 @@ class ProjectPaths:
     @property
     def provision_record(self) -> Path:
         return self.cache / CACHE_PROVISION_RECORD
+
+    @property
+    def checkpoint_records(self) -> Path:
+        """``<name>.json`` (the provision record when checkpoint ``name`` was saved) or
+        ``<name>.none`` (there was none: the disk was not provisioned yet)."""
+        return self.cache / CACHE_CHECKPOINT_RECORDS
 
     @property
     def provision_log(self) -> Path:

@@ -52,7 +52,7 @@ from vibebox_core.hypervisor.base import Hypervisor
 from vibebox_core.index.ids import read_session_id_file
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.progress import ProgressCallback, ProgressClock
-from vibebox_core.session import checkpoint_disk, start, teardown
+from vibebox_core.session import checkpoint_disk, checkpoint_record, start, teardown
 from vibebox_core.session.checkpoint_disk import (
     NAME_MAX,
     Checkpoint,
@@ -294,6 +294,7 @@ def _save_locked(session: _Session, name: str, synced: bool | None) -> Saved:
             checkpoint_disk.qemu_img(
                 ["snapshot", "-q", "-c", name, session.disk], f"save checkpoint {name!r}"
             )
+            checkpoint_record.keep(session.project, name)
             return Saved(name, None, None)
         if state != "running":
             raise _busy(state)
@@ -305,6 +306,7 @@ def _save_locked(session: _Session, name: str, synced: bool | None) -> Saved:
         finally:
             session.hv.resume(sid)
             held = time.monotonic() - paused
+        checkpoint_record.keep(session.project, name)
         return Saved(name, held, synced)
 
 
@@ -362,6 +364,8 @@ def _restore_locked(session: _Session, name: str) -> None:
         checkpoint_disk.qemu_img(
             ["snapshot", "-q", "-a", name, session.disk], f"restore checkpoint {name!r}"
         )
+        # The disk is as it was then: so is whether it was provisioned.
+        checkpoint_record.bring_back(session.project, name, session.session_id)
 
 
 async def remove(project: ProjectPaths, name: str, *, hypervisor: Hypervisor | None = None) -> None:
@@ -386,3 +390,4 @@ def _remove_locked(session: _Session, name: str) -> None:
             session.hv.delete_disk_snapshot(session.session_id, session.disk, name)
         else:
             raise _busy(state)
+        checkpoint_record.forget(session.project, name)

@@ -16,7 +16,7 @@ import pytest
 from vibebox_core.errors import CheckpointError, SessionNotFoundError, VibeboxError
 from vibebox_core.hypervisor.fake import FakeDomain, FakeHypervisor
 from vibebox_core.paths import ProjectPaths
-from vibebox_core.session import checkpoint
+from vibebox_core.session import checkpoint, checkpoint_record
 
 pytestmark = pytest.mark.skipif(
     shutil.which("qemu-img") is None or shutil.which("qemu-io") is None,
@@ -250,3 +250,38 @@ def test_a_vm_in_between_states_is_not_checkpointed(session: ProjectPaths) -> No
         asyncio.run(checkpoint.save(session, "x", hypervisor=hv))
     assert "vibebox list" in caught.value.hint
     assert not any(c[0] == "suspend" for c in hv.calls)
+
+
+def test_restore_brings_back_whether_the_disk_was_provisioned(session: ProjectPaths) -> None:
+    hv = FakeHypervisor()
+    # Saved before provisioning (a fresh disk, due), then provisioned, then saved again.
+    session.provision_pending.write_text(SESSION_ID + "\n")
+    asyncio.run(checkpoint.save(session, "fresh", hypervisor=hv))
+    session.provision_pending.unlink()
+    session.provision_record.write_text('{"version": 1, "state": "done"}\n')
+    asyncio.run(checkpoint.save(session, "provisioned", hypervisor=hv))
+    session.provision_record.write_text('{"version": 1, "state": "failed"}\n')
+
+    asyncio.run(checkpoint.restore(session, "fresh", hypervisor=hv))
+    assert not session.provision_record.exists()  # the disk never ran the list: due again
+    assert session.provision_pending.read_text().strip() == SESSION_ID
+    asyncio.run(checkpoint.restore(session, "provisioned", hypervisor=hv))
+    assert session.provision_record.read_text() == '{"version": 1, "state": "done"}\n'
+    assert not session.provision_pending.exists()
+    asyncio.run(checkpoint.remove(session, "fresh", hypervisor=hv))
+    assert sorted(p.name for p in session.checkpoint_records.iterdir()) == ["provisioned.json"]
+
+
+def test_a_symlinked_records_directory_is_never_written(
+    session: ProjectPaths, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    session.checkpoint_records.symlink_to(elsewhere)  # as a cloned .vibebox/ could ship it
+    session.provision_record.write_text("{}\n")
+    with pytest.raises(VibeboxError, match="symlink"):  # the cache check refuses it first
+        asyncio.run(checkpoint.save(session, "one", hypervisor=FakeHypervisor()))
+    assert list(elsewhere.iterdir()) == []
+    # And the records themselves never follow it, should the cache check let one through.
+    checkpoint_record.keep(session, "two")
+    assert list(elsewhere.iterdir()) == []
