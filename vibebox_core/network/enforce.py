@@ -63,10 +63,11 @@ class SessionNetwork:
 
     async def reload(self) -> dict[str, Any]:
         """Re-read the approved policy now (the supervisor's ``reload`` op); return
-        :meth:`status` once it is applied."""
+        :meth:`status` once it is applied, with the ``"mode"`` in force (approved entries
+        apply at once only while the approved mode is that one)."""
         if self.approved is not None:
             await follow_once(self.follower, self.approved, on_change=self.on_change)
-        return self.status()
+        return {**self.status(), "mode": self.enforcer.policy.mode}
 
     async def stop(self) -> None:
         """Stop following approvals and close the proxy and the DNS filter."""

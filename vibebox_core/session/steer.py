@@ -231,7 +231,8 @@ def steer(project: ProjectPaths, hosts: Sequence[str], action: Action) -> SteerR
     session_id = _session_id(project)
     with contextlib.suppress(VibeboxError):
         sync_index(project, snapshot.values, session_id)
-    return SteerResult(planned.changes, _apply_now(session_id))
+    applies = _apply_now(session_id, str(planned.values["network"].get("mode")))
+    return SteerResult(planned.changes, applies)
 
 
 def _session_id(project: ProjectPaths) -> str | None:
@@ -242,12 +243,16 @@ def _session_id(project: ProjectPaths) -> str | None:
     return entry.id if entry is not None else None
 
 
-def _apply_now(session_id: str | None) -> When:
-    """Ask the session's supervisor to apply the approval now; say whether it did."""
+def _apply_now(session_id: str | None, mode: str) -> When:
+    """Ask the session's supervisor to apply the approval now; say whether it did.
+
+    Entries apply at once while the running session enforces the approved ``mode``; a mode
+    change approved earlier that waits for the next start takes these entries with it (a
+    mounts change that waits does not matter here).
+    """
     if session_id is None:
         return "next start"
     answer = reload_sync(paths.supervisor_socket_path(session_id))
-    policy = answer.get("policy") if answer is not None else None
-    # An entry change applies live while the mode stays; "next start" in the answer means a
-    # mode or mounts change approved earlier still waits, the entries are in force anyway.
-    return "live" if isinstance(policy, Mapping) else "next start"
+    if answer is None or not isinstance(answer.get("policy"), Mapping):
+        return "next start"
+    return "live" if answer.get("mode") == mode else "next start"

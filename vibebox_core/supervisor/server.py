@@ -15,9 +15,10 @@ Protocol: line-delimited JSON, one request per line, one answer per request.
   "phase": "running" | "grace" | "stopping"}``, plus what the session's services add: the
   network policy's ``"policy": {"applied": "live" | "next start", "pending": [lines]}``
   (approved changes of mode or mounts that wait for the next start).
-* ``{"op": "reload"}`` -> ``{"ok": true, "policy": {...}}`` (as in ``status``) once the
-  services read the approved policy again and applied it, without waiting for their 2-s poll
-  (``vibebox allow``/``block`` send it after writing an approval).
+* ``{"op": "reload"}`` -> ``{"ok": true, "policy": {...}, "mode": M}`` (``policy`` as in
+  ``status``, ``mode`` the network mode in force) once the services read the approved policy
+  again and applied it, without waiting for their 2-s poll (``vibebox allow``/``block`` send
+  it after writing an approval).
 * ``{"op": "stop"}`` -> ``{"ok": true, "stopped_cleanly": bool}`` once the VM is off.
 * ``{"op": "pty", "cols": C, "rows": R}`` -> a login shell on the guest, opened on the
   supervisor's own SSH connection and relayed over this socket from then on

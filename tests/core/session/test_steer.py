@@ -21,6 +21,7 @@ from vibebox_core.index.sessions import SessionIndex
 from vibebox_core.network.enforce import start_session_network
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.session import steer
+from vibebox_core.session.approve import sync_index
 from vibebox_core.session.steer import plan_steer
 from vibebox_core.supervisor.server import Supervisor
 
@@ -199,6 +200,14 @@ async def test_a_running_supervisor_applies_the_change_at_once(approved: Project
         assert result.applies == "live"
         assert network.enforcer.policy.decide("api.example.com").allowed
         assert result.lines()[0].endswith("; applied to the running session")
+        # A mode change approved since waits for the next start, and the entries with it.
+        changed = steer.approved_values(approved)
+        changed["network"] = {**changed["network"], "mode": "blocklist", "entries": []}
+        sync_index(approved, write_snapshot(approved, changed).values, entry.id)
+        later = await asyncio.to_thread(steer.steer, approved, ["evil.test"], "block")
+        assert later.applies == "next start"
+        line = "evil.test: added blocklist entry evil.test; applies at the next start"
+        assert later.lines() == [line]
     finally:
         supervisor.request_stop()
         await asyncio.wait_for(served, 5)

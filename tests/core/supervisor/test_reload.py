@@ -68,7 +68,11 @@ async def test_reload_applies_the_approved_policy_before_it_answers(
         approved = policy("a.test", "b.test")  # what the next read returns
         socket_path = paths.supervisor_socket_path(SID)
         answer = await asyncio.to_thread(client.reload_sync, socket_path)
-        assert answer == {"ok": True, "policy": {"applied": "live", "pending": []}}
+        assert answer == {
+            "ok": True,
+            "policy": {"applied": "live", "pending": []},
+            "mode": "allowlist",
+        }
         assert enforcer.policy.decide("b.test").allowed
         assert changes == ["live"]
     finally:
