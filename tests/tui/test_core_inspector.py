@@ -33,7 +33,8 @@ from vibebox_core.network.log import NetEvent, append
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.progress import ProgressCallback
 from vibebox_core.streams import MemoryStream
-from vibebox_core.supervisor.server import HypervisorVM, Supervisor
+from vibebox_core.supervisor.roles import HypervisorVM
+from vibebox_core.supervisor.server import Supervisor
 from vibebox_tui.app import VibeboxApp
 from vibebox_tui.backend.base import Attachment, SessionRow
 from vibebox_tui.backend.core import CoreBackend

@@ -32,7 +32,8 @@ from vibebox_core.hypervisor.libvirt import LibvirtHypervisor
 from vibebox_core.index.sessions import SessionIndex
 from vibebox_core.network.enforce import start_session_network
 from vibebox_core.paths import ProjectPaths
-from vibebox_core.supervisor.server import HypervisorVM, SessionServices, Supervisor
+from vibebox_core.supervisor.roles import HypervisorVM, SessionServices
+from vibebox_core.supervisor.server import Supervisor
 from vibebox_core.supervisor.shared_ssh import SharedSSH
 
 log = logging.getLogger("vibebox.supervisor")

@@ -32,11 +32,9 @@ give one VM. How a vibebox finds, starts and reaches a supervisor is in
 :mod:`vibebox_core.supervisor.client`; how one is built and run, in
 :mod:`vibebox_core.supervisor.__main__`.
 
-Roles. The supervisor sees the VM as a :class:`VMControl`, the shells it relays come from
-:class:`Terminals` and the network policy's proxy and DNS filter are :class:`SessionServices`:
-small role interfaces the composition root fills with the real pieces and the tests with fakes
-(``tests/core/supervisor/``). The services start once the VM runs and stop before it is shut
-down; their :meth:`SessionServices.status` joins the status answer.
+Roles. The supervisor sees the VM, the shells it relays and the network policy's services
+through the role interfaces of :mod:`vibebox_core.supervisor.roles`. The services start once
+the VM runs and stop before it is shut down; their ``status()`` joins the status answer.
 """
 
 from __future__ import annotations
@@ -46,15 +44,12 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from vibebox_core.errors import VibeboxError
-from vibebox_core.hypervisor.base import Hypervisor
-from vibebox_core.streams import ByteStream
 from vibebox_core.supervisor import lock, relay
+from vibebox_core.supervisor.roles import ServicesHook, SessionServices, Terminals, VMControl
 
 log = logging.getLogger("vibebox.supervisor")
 
@@ -65,85 +60,6 @@ POLL_INTERVAL = 2.0
 #: The first attach must come within this many seconds of start-up (the vibebox that started
 #: the supervisor attaches at once; this only matters if it died in between).
 STARTUP_GRACE = 30.0
-
-
-class VMControl(Protocol):
-    """What the supervisor needs from the VM (a Hypervisor bound to one session).
-
-    A role interface: :class:`HypervisorVM` in the supervisor process, a fake VM in the tests.
-    """
-
-    def state(self) -> str:
-        """``running``, ``shut off``, ``missing``, ..."""
-        ...
-
-    def start(self) -> None:
-        """Start the VM (no-op if it runs)."""
-        ...
-
-    def stop(self, timeout: float) -> bool:
-        """ACPI shutdown, forced after ``timeout``; True when the guest stopped by itself."""
-        ...
-
-
-@dataclass
-class HypervisorVM:
-    """:class:`VMControl` over a :class:`~vibebox_core.hypervisor.base.Hypervisor`."""
-
-    hypervisor: Hypervisor
-    session_id: str
-
-    def state(self) -> str:
-        return str(self.hypervisor.state(self.session_id))
-
-    def start(self) -> None:
-        self.hypervisor.start(self.session_id)
-
-    def stop(self, timeout: float) -> bool:
-        return bool(self.hypervisor.stop(self.session_id, timeout=timeout))
-
-
-class Terminals(Protocol):
-    """Opens guest shells for ``pty`` requests.
-
-    A role interface: :class:`vibebox_core.supervisor.shared_ssh.SharedSSH` in the supervisor
-    process, in-memory shells in ``tests/core/supervisor/test_relay.py``.
-    """
-
-    async def open_shell(
-        self, cols: int, rows: int, command_token: str | None = None
-    ) -> ByteStream:
-        """A login shell in a PTY (its vibebox commands signed with ``command_token``,
-        :mod:`vibebox_core.commandtoken`)."""
-        ...
-
-    async def close(self) -> None:
-        """Close the SSH connection (before the VM is shut down)."""
-        ...
-
-
-class SessionServices(Protocol):
-    """The session's host-side services while the VM runs (the network policy's).
-
-    A role interface: :class:`vibebox_core.network.enforce.SessionNetwork` in the supervisor
-    process (started by ``session_services`` in :mod:`vibebox_core.supervisor.__main__`).
-    """
-
-    def status(self) -> dict[str, Any]:
-        """Fields added to the ``status`` answer (JSON-able, small)."""
-        ...
-
-    async def reload(self) -> dict[str, Any]:
-        """Apply the approved policy now; return the fields of :meth:`status`."""
-        ...
-
-    async def stop(self) -> None:
-        """Stop them (before the VM is shut down)."""
-        ...
-
-
-#: A function run when the supervisor is up, returning the services it started (or None).
-ServicesHook = Callable[[], Awaitable[SessionServices | None]]
 
 
 class Supervisor:

@@ -1,6 +1,6 @@
 """The supervisor's one SSH connection to the guest, and the login shells it opens on it.
 
-:class:`SharedSSH` is the supervisor's :class:`~vibebox_core.supervisor.server.Terminals`: the
+:class:`SharedSSH` is the supervisor's :class:`~vibebox_core.supervisor.roles.Terminals`: the
 shells that :mod:`vibebox_core.supervisor.relay` relays to every attached vibebox run on one
 authenticated connection, made on the first request and made again after a drop, so attaching
 costs no key exchange.

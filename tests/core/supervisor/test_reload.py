@@ -11,7 +11,8 @@ from vibebox_core.network.enforcer import NetworkEnforcer
 from vibebox_core.network.follow import ApprovalFollower, policy_from_canonical
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.supervisor import client
-from vibebox_core.supervisor.server import SessionServices, Supervisor
+from vibebox_core.supervisor.roles import SessionServices
+from vibebox_core.supervisor.server import Supervisor
 
 SID = "019bf290-dddd-7c23-ba1d-dce7e6d40693"
 
