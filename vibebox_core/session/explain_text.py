@@ -1,13 +1,13 @@
 """The plain text ``vibebox explain`` prints, from the explain model.
 
-The model (:class:`~vibebox_core.session.explain.Explain`) is gathered in
+The model (:class:`~vibebox_core.session.explain_model.Explain`) is gathered in
 :mod:`vibebox_core.session.explain`; ``--json`` prints its
-:meth:`~vibebox_core.session.explain.Explain.to_dict` instead.
+:meth:`~vibebox_core.session.explain_model.Explain.to_dict` instead.
 """
 
 from __future__ import annotations
 
-from vibebox_core.session.explain import Explain
+from vibebox_core.session.explain_model import Explain
 
 _SOURCES = {
     "approved": "the approved snapshot (vibebox.toml matches it)",

@@ -16,7 +16,8 @@ from vibebox_core.hypervisor.fake import FakeHypervisor
 from vibebox_core.index.sessions import SessionIndex
 from vibebox_core.network.log import NetEvent, append
 from vibebox_core.paths import ProjectPaths
-from vibebox_core.session.explain import NetEventView, VMInfo, build_explain, gather
+from vibebox_core.session.explain import build_explain, gather
+from vibebox_core.session.explain_model import NetEventView, VMInfo
 from vibebox_core.session.explain_text import render_text
 
 
