@@ -19,6 +19,7 @@ Hierarchy::
     │   ├── HostNetworkError         dnsmasq, firewall, subnet collision
     │   └── NwfilterError            the policy's nwfilter is missing or stale
     ├── SSHError                     asyncssh and OS errors, translated by ssh.connect.ssh_error
+    │   └── SSHAuthError             the host key is not the pinned one, or the key was refused
     ├── SupervisorError
     ├── NetworkPolicyError
     ├── SecretError                  a secret's value cannot be read on the host (never holds it)
@@ -67,6 +68,11 @@ class VMError(VibeboxError):
 
 class SSHError(VibeboxError):
     """The guest's SSH server cannot be reached, or its host key is not the pinned one."""
+
+
+class SSHAuthError(SSHError):
+    """Either side refused the other: the guest's host key is not the one pinned, or the guest
+    refused vibebox's key. Waiting for a booting guest cannot help, so nobody retries it."""
 
 
 class SupervisorError(VibeboxError):

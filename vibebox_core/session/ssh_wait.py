@@ -15,7 +15,7 @@ import time
 import asyncssh
 
 from vibebox_core import paths
-from vibebox_core.errors import SSHError, VibeboxError, VMError
+from vibebox_core.errors import SSHAuthError, SSHError, VibeboxError, VMError
 from vibebox_core.hypervisor import accelerator
 from vibebox_core.hypervisor.base import Hypervisor
 from vibebox_core.paths import ProjectPaths
@@ -58,9 +58,9 @@ async def wait_for_ssh(
         if ipv4 is not None:
             try:
                 return ipv4, await connect(project, ipv4)
-            except SSHError as exc:
-                if "refusing" in exc.message or "refused vibebox's key" in exc.message:
-                    raise
+            except SSHAuthError:
+                raise  # another machine answered, or it refused our key: never wait for it
+            except SSHError:
                 ipv4 = None  # still booting, or the address changed: the slow path below
     clock("waiting for the VM's address", "DHCP lease")
     while ipv4 is None:
@@ -79,9 +79,9 @@ async def wait_for_ssh(
 
     try:
         connection = await connect(project, ipv4, deadline=deadline, still_booting=still_booting)
+    except SSHAuthError:
+        raise
     except SSHError as exc:
-        if "refusing" in exc.message or "refused vibebox's key" in exc.message:
-            raise
         await _check_alive(hv, session_id, accel, limit)
         raise await _boot_error(hv, session_id, accel, limit, exc.message) from exc
     return ipv4, connection

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 import asyncssh
 
 from vibebox_core.config.schema import GUEST_USER
-from vibebox_core.errors import SSHError
+from vibebox_core.errors import SSHAuthError, SSHError
 from vibebox_core.paths import ProjectPaths
 
 #: Seconds one connection attempt may take (TCP connect + handshake + auth).
@@ -59,14 +59,14 @@ def _options(project: ProjectPaths, timeout: float) -> asyncssh.SSHClientConnect
 def ssh_error(exc: BaseException, ipv4: str, project: ProjectPaths) -> SSHError:
     """Turn an asyncssh or OS error into an :class:`SSHError` a user can act on."""
     if isinstance(exc, asyncssh.HostKeyNotVerifiable):
-        return SSHError(
+        return SSHAuthError(
             f"refusing to connect to {ipv4}: the guest's SSH host key is not the one pinned in "
             f"{project.known_hosts} ({exc.reason})",
             hint="something other than this session's VM answered, or its key was replaced; "
             "if you re-created the keys on purpose, recreate the session (`:new`)",
         )
     if isinstance(exc, asyncssh.PermissionDenied):
-        return SSHError(
+        return SSHAuthError(
             f"the guest at {ipv4} refused vibebox's key for user {GUEST_USER}",
             hint="the guest setup may have failed: read .vibebox/console.log, then restart the "
             "session (`vibebox stop`, then `vibebox`)",
