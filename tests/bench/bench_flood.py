@@ -15,6 +15,11 @@ visible on tmux's screen (``capture-pane``, polled). Then, while a guest program
 drawn is taken from tmux's control-mode output (the bytes the dashboard, or ssh, wrote);
 p50/p95. Last, the dashboard's resident memory (now and peak).
 
+Each timed ``cat`` also takes the CPU time (user + system, all threads) that every process on
+its path spent meanwhile: the dashboard, the session's supervisor, QEMU (the guest), the tmux
+server and, on the other side, the ``ssh`` client; the medians per ``cat`` show where a
+flood's time goes.
+
 Targets: dashboard / ssh <= 1.2x, echo p95 <= 30 ms, RSS <= 80 MB.
 
     # inside the lab; the session is started (or attached) and kept up meanwhile:
@@ -34,7 +39,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the helpers' import root
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -130,6 +137,55 @@ class Tmux:
                 tail = "\n".join(text.rstrip().splitlines()[-5:])
                 raise SystemExit(f"{name}: {found!r} did not show within {timeout:.0f} s:\n{tail}")
             time.sleep(POLL)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` (all its threads) so far; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def qemu_pid(directory: str) -> int | None:
+    """The QEMU process of the session of ``directory`` (its domain is named after it)."""
+    name = f"guest=vibebox-{Path(directory).name}-".encode()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"qemu-system" in cmdline and name in cmdline:
+                return int(entry.name)
+    return None
+
+
+class CpuMeter:
+    """CPU seconds each watched process spends during a timed section, per side."""
+
+    def __init__(self, pids: dict[str, int | None]) -> None:
+        self.pids = {label: pid for label, pid in pids.items() if pid}
+        self.samples: dict[str, dict[str, list[float]]] = {}
+
+    def measure(self, side: str, run: Callable[..., float], *args: Any) -> float:
+        """``run(*args)``, with the CPU time of every process during it taken for ``side``."""
+        before = {label: cpu_seconds(pid) for label, pid in self.pids.items()}
+        result = run(*args)
+        taken = self.samples.setdefault(side, {})
+        for label, pid in self.pids.items():
+            taken.setdefault(label, []).append(cpu_seconds(pid) - before[label])
+        return result
+
+    def report(self) -> list[str]:
+        lines = []
+        for side, taken in self.samples.items():
+            parts = ", ".join(
+                f"{label} {statistics.median(values):.2f}" for label, values in taken.items()
+            )
+            lines.append(f"  {side:<18}  {parts}")
+        return lines
 
 
 def guest_ssh(directory: str, *extra: str) -> list[str]:
@@ -268,6 +324,16 @@ def main() -> int:
         for name in ("dash", "ssh"):
             tmux.wait_for(name, re.compile(PROMPT.pattern.decode()), 90)
         dash_pid = tmux.pane_pid("dash")
+        supervisor = ProjectPaths.for_directory(directory).supervisor_pid.read_text().split()
+        tmux_server = int(tmux.run("display-message", "-p", "#{pid}").strip())
+        pids: dict[str, int | None] = {
+            "dashboard": dash_pid,
+            "supervisor": int(supervisor[0]) if supervisor else None,
+            "qemu": qemu_pid(directory),
+            "tmux": tmux_server,
+            "ssh": tmux.pane_pid("ssh"),
+        }
+        meter = CpuMeter(pids)
         started = rss(dash_pid)[0]
         # One untimed round each: the file in the guest's page cache, both paths warm.
         time_cat(tmux, "dash", 0, args.timeout)
@@ -277,7 +343,8 @@ def main() -> int:
         for number in range(1, args.rounds + 1):
             order = ("dash", "ssh") if number % 2 else ("ssh", "dash")
             for name in order:
-                seconds = time_cat(tmux, name, number, args.timeout)
+                side = "dashboard in tmux" if name == "dash" else "tmux + OpenSSH"
+                seconds = meter.measure(side, time_cat, tmux, name, number, args.timeout)
                 (dash if name == "dash" else plain).append(seconds)
         latencies = [x * 1000 for x in echo_latency(tmux, "dash", args.presses)]
         plain_echo = [x * 1000 for x in echo_latency(tmux, "ssh", args.presses)]
@@ -296,6 +363,9 @@ def main() -> int:
     print(f"  dashboard in tmux   {med(dash):6.3f} s  ({fmt(f'{x:.3f}' for x in dash)})")
     print(f"  tmux + OpenSSH      {med(plain):6.3f} s  ({fmt(f'{x:.3f}' for x in plain)})")
     print(f"  ratio               {med(dash) / med(plain):6.2f} x   target <= 1.2 x")
+    print("CPU seconds per cat (median), by process:")
+    for line in meter.report():
+        print(line)
     print(f"keystroke echo during a flood ({len(latencies)} keys each):")
     for label, values, target in (
         ("dashboard in tmux", latencies, "   target p95 <= 30 ms"),
