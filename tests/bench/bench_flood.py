@@ -15,11 +15,19 @@ visible on tmux's screen (``capture-pane``, polled). Then, while a guest program
 drawn is taken from tmux's control-mode output (the bytes the dashboard, or ssh, wrote);
 p50/p95. Last, the dashboard's resident memory (now and peak).
 
+Each timed ``cat`` also takes the CPU time (user + system, all threads) that every process on
+its path spent meanwhile: the dashboard, the session's supervisor, QEMU (the guest), the tmux
+server and, on the other side, the ``ssh`` client; the medians per ``cat`` show where a
+flood's time goes. With ``--baseline CHECKOUT`` a third window runs that checkout's dashboard
+(on the same session and supervisor), interleaved with the other two: an old and a new
+dashboard compared under the same load, which on a shared machine varies more between runs
+than the change being measured.
+
 Targets: dashboard / ssh <= 1.2x, echo p95 <= 30 ms, RSS <= 80 MB.
 
     # inside the lab; the session is started (or attached) and kept up meanwhile:
     ip netns exec vbxlab env VIBEBOX_ACCEL=tcg .venv/bin/python tests/bench/bench_flood.py \
-        /tmp/my-project [--rounds 5] [--mb 4] [--presses 60]
+        /tmp/my-project [--rounds 5] [--mb 4] [--presses 60] [--baseline /tmp/old-checkout]
 """
 
 from __future__ import annotations
@@ -34,7 +42,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the helpers' import root
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -130,6 +140,55 @@ class Tmux:
                 tail = "\n".join(text.rstrip().splitlines()[-5:])
                 raise SystemExit(f"{name}: {found!r} did not show within {timeout:.0f} s:\n{tail}")
             time.sleep(POLL)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` (all its threads) so far; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def qemu_pid(directory: str) -> int | None:
+    """The QEMU process of the session of ``directory`` (its domain is named after it)."""
+    name = f"guest=vibebox-{Path(directory).name}-".encode()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"qemu-system" in cmdline and name in cmdline:
+                return int(entry.name)
+    return None
+
+
+class CpuMeter:
+    """CPU seconds each watched process spends during a timed section, per side."""
+
+    def __init__(self, pids: dict[str, int | None]) -> None:
+        self.pids = {label: pid for label, pid in pids.items() if pid}
+        self.samples: dict[str, dict[str, list[float]]] = {}
+
+    def measure(self, side: str, run: Callable[..., float], *args: Any) -> float:
+        """``run(*args)``, with the CPU time of every process during it taken for ``side``."""
+        before = {label: cpu_seconds(pid) for label, pid in self.pids.items()}
+        result = run(*args)
+        taken = self.samples.setdefault(side, {})
+        for label, pid in self.pids.items():
+            taken.setdefault(label, []).append(cpu_seconds(pid) - before[label])
+        return result
+
+    def report(self) -> list[str]:
+        lines = []
+        for side, taken in self.samples.items():
+            parts = ", ".join(
+                f"{label} {statistics.median(values):.2f}" for label, values in taken.items()
+            )
+            lines.append(f"  {side:<18}  {parts}")
+        return lines
 
 
 def guest_ssh(directory: str, *extra: str) -> list[str]:
@@ -241,6 +300,18 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[max(0, int(len(ordered) * fraction + 0.5) - 1)]
 
 
+def start_dashboard(tmux: Tmux, name: str, directory: str, repo: Path) -> None:
+    """Window ``name``: the dashboard of the checkout ``repo`` in ``directory``."""
+    env = {"TERM": "xterm-256color", "COLORTERM": "truecolor", "PYTHONPATH": str(repo)}
+    exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+    code = LAUNCH.format(argv=[])
+    tmux.start(
+        name,
+        f"cd {shlex.quote(directory)} && exec env {exports} "
+        f"{shlex.quote(sys.executable)} -c {shlex.quote(code)}",
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("directory", help="project directory (its session is started and kept up)")
@@ -248,43 +319,65 @@ def main() -> int:
     parser.add_argument("--mb", type=float, default=4.0, help="flood file size in MB")
     parser.add_argument("--presses", type=int, default=60, help="keys timed during the flood")
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another vibebox checkout: its dashboard runs as a third window, interleaved "
+        "(an old and a new dashboard compared under the same load; the supervisor is shared)",
+    )
     args = parser.parse_args()
     directory = str(Path(args.directory).resolve())
+    # (window, label): the dashboards first, then the plain side.
+    sides = [("dash", "dashboard in tmux")]
+    if args.baseline is not None:
+        sides.append(("base", "baseline dashboard"))
+    sides.append(("ssh", "tmux + OpenSSH"))
+    labels = dict(sides)
+    dashboards = [name for name, _ in sides if name != "ssh"]
     holder = start_holder(directory)
     tmux = Tmux()
+    times: dict[str, list[float]] = {name: [] for name, _ in sides}
+    echoes: dict[str, list[float]] = {}
+    memory: dict[str, tuple[float, float, float]] = {}
     try:
         ssh_argv = guest_ssh(directory)
         stage(ssh_argv, args.mb)
-        env = {"TERM": "xterm-256color", "COLORTERM": "truecolor", "PYTHONPATH": str(REPO)}
-        exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-        code = LAUNCH.format(argv=[])
-        tmux.start(
-            "dash",
-            f"cd {shlex.quote(directory)} && exec env {exports} "
-            f"{shlex.quote(sys.executable)} -c {shlex.quote(code)}",
-        )
+        start_dashboard(tmux, "dash", directory, REPO)
+        if args.baseline is not None:
+            start_dashboard(tmux, "base", directory, args.baseline.resolve())
         shell = guest_ssh(directory, "-t")  # what `vibebox shell` runs
         tmux.start("ssh", f"exec env TERM=xterm-256color {shlex.join(shell)}")
-        for name in ("dash", "ssh"):
+        for name, _ in sides:
             tmux.wait_for(name, re.compile(PROMPT.pattern.decode()), 90)
-        dash_pid = tmux.pane_pid("dash")
-        started = rss(dash_pid)[0]
-        # One untimed round each: the file in the guest's page cache, both paths warm.
-        time_cat(tmux, "dash", 0, args.timeout)
-        time_cat(tmux, "ssh", 0, args.timeout)
-        dash: list[float] = []
-        plain: list[float] = []
+        supervisor = ProjectPaths.for_directory(directory).supervisor_pid.read_text().split()
+        tmux_server = int(tmux.run("display-message", "-p", "#{pid}").strip())
+        pids: dict[str, int | None] = {labels[name]: tmux.pane_pid(name) for name in dashboards}
+        pids.update(
+            {
+                "supervisor": int(supervisor[0]) if supervisor else None,
+                "qemu": qemu_pid(directory),
+                "tmux": tmux_server,
+                "ssh": tmux.pane_pid("ssh"),
+            }
+        )
+        meter = CpuMeter(pids)
+        started = {name: rss(tmux.pane_pid(name))[0] for name in dashboards}
+        # One untimed round each: the file in the guest's page cache, every path warm.
+        for name, _ in sides:
+            time_cat(tmux, name, 0, args.timeout)
         for number in range(1, args.rounds + 1):
-            order = ("dash", "ssh") if number % 2 else ("ssh", "dash")
-            for name in order:
-                seconds = time_cat(tmux, name, number, args.timeout)
-                (dash if name == "dash" else plain).append(seconds)
-        latencies = [x * 1000 for x in echo_latency(tmux, "dash", args.presses)]
-        plain_echo = [x * 1000 for x in echo_latency(tmux, "ssh", args.presses)]
-        now, peak = rss(dash_pid)
-        tmux.key("dash", "C-\\")
-        time.sleep(0.2)
-        tmux.type("dash", "q")
+            shift = number % len(sides)
+            for name, label in sides[shift:] + sides[:shift]:
+                seconds = meter.measure(label, time_cat, tmux, name, number, args.timeout)
+                times[name].append(seconds)
+        for name, _ in sides:
+            echoes[name] = [x * 1000 for x in echo_latency(tmux, name, args.presses)]
+        for name in dashboards:
+            now, peak = rss(tmux.pane_pid(name))
+            memory[name] = (started[name], now, peak)
+            tmux.key(name, "C-\\")
+            time.sleep(0.2)
+            tmux.type(name, "q")
     finally:
         tmux.kill()
         assert holder.stdin is not None
@@ -292,25 +385,33 @@ def main() -> int:
         holder.wait(timeout=30)
     med = statistics.median
     fmt = ", ".join
+    plain = med(times["ssh"])
     print(f"{args.mb:.0f} MB coloured cat, {COLS}x{ROWS} tmux windows, {args.rounds} rounds:")
-    print(f"  dashboard in tmux   {med(dash):6.3f} s  ({fmt(f'{x:.3f}' for x in dash)})")
-    print(f"  tmux + OpenSSH      {med(plain):6.3f} s  ({fmt(f'{x:.3f}' for x in plain)})")
-    print(f"  ratio               {med(dash) / med(plain):6.2f} x   target <= 1.2 x")
-    print(f"keystroke echo during a flood ({len(latencies)} keys each):")
-    for label, values, target in (
-        ("dashboard in tmux", latencies, "   target p95 <= 30 ms"),
-        ("tmux + OpenSSH   ", plain_echo, ""),
-    ):
+    for name, label in sides:
+        values = times[name]
+        print(f"  {label:<19} {med(values):6.3f} s  ({fmt(f'{x:.3f}' for x in values)})")
+    for name in dashboards:
+        ratio = med(times[name]) / plain
+        print(f"  ratio {labels[name]:<13} {ratio:6.2f} x   target <= 1.2 x")
+    print("CPU seconds per cat (median), by process:")
+    for line in meter.report():
+        print(line)
+    print(f"keystroke echo during a flood ({args.presses} keys each):")
+    for name, label in sides:
+        values = echoes[name]
+        target = "   target p95 <= 30 ms" if name != "ssh" else ""
         unseen = sum(1 for value in values if value >= 2000)
         print(
-            f"  {label}   p50 {med(values):6.1f} ms, p95 {percentile(values, 0.95):6.1f} ms, "
+            f"  {label:<19} p50 {med(values):6.1f} ms, p95 {percentile(values, 0.95):6.1f} ms, "
             f"max {max(values):6.1f} ms{target}"
             + (f"   ({unseen} not seen within 2 s, counted as 2 s)" if unseen else "")
         )
-    print(
-        f"dashboard RSS: {started:.0f} MB at the first prompt, {now:.0f} MB after the floods, "
-        f"{peak:.0f} MB peak   target <= 80 MB"
-    )
+    for name in dashboards:
+        started_mb, now, peak = memory[name]
+        print(
+            f"{labels[name]} RSS: {started_mb:.0f} MB at the first prompt, {now:.0f} MB after "
+            f"the floods, {peak:.0f} MB peak   target <= 80 MB"
+        )
     return 0
 
 

@@ -21,12 +21,14 @@ TERM_TYPE = "xterm-256color"
 READ_SIZE = 65536
 """Most bytes one :meth:`SSHPtyStream.read` returns; larger reads mean fewer, bigger batches."""
 
-PTY_WINDOW = 256 * 1024
+PTY_WINDOW = 64 * 1024
 """The SSH receive window of a PTY session (asyncssh's default is 2 MiB). During a flood the
 guest sends as far ahead as the window lets it, and what it sent queues in front of the echo of
 a key typed meanwhile -- up to twice the window (asyncssh buffers one window for the reader,
-then stops reading and lets the channel fill another). A quarter of a MiB still covers the
-round trip of a window adjust many times over: a ``cat`` is not slower for it."""
+then stops reading and lets the channel fill another). At 2 MiB and then 256 KiB that queue
+was what kept an echo typed during a flood waiting (``tests/bench/bench_flood.py``); 64 KiB
+still covers the round trip of a window adjust (a millisecond or two on the guest's bridge)
+many times over at the rate a terminal takes output, so a ``cat`` is not slower for it."""
 
 EXIT_WAIT = 5.0
 """Seconds to wait, after the output ended, for the session's exit status."""

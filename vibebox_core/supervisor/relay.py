@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import struct
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -49,6 +50,12 @@ _SIZE = struct.Struct("!HH")
 MAX_FRAME = 1 << 20
 #: Seconds to wait for the supervisor's answer to ``pty`` (it may have to connect first).
 OPEN_TIMEOUT = 20.0
+#: Most output the supervisor queues for one client, in its own buffer and in the socket's
+#: (bytes each). Whatever waits there is output a key's echo queues behind while the client's
+#: terminal is busy with a flood; the client reads ahead on its side anyway, so a deeper queue
+#: here would not make a flood faster, only every echo later (a UNIX socket's default send
+#: buffer alone holds about 200 KB).
+OUTPUT_QUEUE = 32 * 1024
 
 
 class FrameError(Exception):
@@ -252,6 +259,7 @@ async def serve(
             await writer.drain()
         return
     _send_line(writer, {"ok": True})
+    _limit_output_queue(writer)
     output = asyncio.create_task(_pump_output(stream, writer))
     try:
         with contextlib.suppress(OSError, FrameError, VibeboxError):
@@ -270,6 +278,16 @@ async def serve(
             output.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await output
+
+
+def _limit_output_queue(writer: asyncio.StreamWriter) -> None:
+    """Keep at most about :data:`OUTPUT_QUEUE` bytes of output waiting in each of the
+    transport's buffer and the socket's (see there why)."""
+    writer.transport.set_write_buffer_limits(high=OUTPUT_QUEUE)
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, OUTPUT_QUEUE)
 
 
 async def _pump_output(stream: ByteStream, writer: asyncio.StreamWriter) -> None:

@@ -31,12 +31,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-FRAME_INTERVAL = 1 / 30
+FRAME_INTERVAL = 1 / 20
 """Shortest time between two repaints while output keeps coming (seconds)."""
 LONG_FLOOD = 0.5
 """After this long of output without a pause (seconds), frames come further apart..."""
-LONG_FLOOD_INTERVAL = 1 / 15
-"""...this far apart (seconds)."""
+LONG_FLOOD_INTERVAL = 1 / 10
+"""...this far apart (seconds). Every row of a flood's frame is new, so each frame is a full
+render (py-spy on ``tests/bench/bench_flood.py``: the frames took about as much of the
+dashboard's CPU as the parsing at 30 and 15 a second); ten a second still shows text
+scrolling by, which is all the eye gets of a flood."""
 ECHO_WINDOW = 0.25
 """After a key is sent, output is painted at once for this long (seconds)."""
 QUIET = 2 * LONG_FLOOD_INTERVAL
