@@ -48,6 +48,8 @@ _HEADER = struct.Struct("!cI")
 _SIZE = struct.Struct("!HH")
 #: Largest frame accepted (a read of the PTY is at most 64 KiB; this leaves room).
 MAX_FRAME = 1 << 20
+#: Most bytes of terminal data in one frame (a larger write is split).
+DATA_FRAME = 64 * 1024
 #: Seconds to wait for the supervisor's answer to ``pty`` (it may have to connect first).
 OPEN_TIMEOUT = 20.0
 #: Most output the supervisor queues for one client, in its own buffer and in the socket's
@@ -65,6 +67,16 @@ class FrameError(Exception):
 def frame(kind: bytes, payload: bytes = b"") -> bytes:
     """One frame: kind byte, big-endian length, payload."""
     return _HEADER.pack(kind, len(payload)) + payload
+
+
+def data_frames(data: bytes) -> bytes:
+    """``data`` as ``d`` frames of at most :data:`DATA_FRAME` bytes each: a paste or a read of
+    any size crosses the relay (one frame may not exceed :data:`MAX_FRAME`)."""
+    view = memoryview(data)
+    return b"".join(
+        frame(DATA, bytes(view[start : start + DATA_FRAME]))
+        for start in range(0, len(view), DATA_FRAME)
+    )
 
 
 def resize_frame(cols: int, rows: int) -> bytes:
@@ -221,7 +233,7 @@ class RelayPtyStream:
 
     async def write(self, data: bytes) -> None:
         if data:
-            await self._send(frame(DATA, bytes(data)))
+            await self._send(data_frames(bytes(data)))
 
     async def resize(self, cols: int, rows: int) -> None:
         await self._send(resize_frame(cols, rows))
@@ -296,7 +308,7 @@ async def _pump_output(stream: ByteStream, writer: asyncio.StreamWriter) -> None
         lost = ""
         try:
             while data := await stream.read():
-                writer.write(frame(DATA, data))
+                writer.write(data_frames(data))
                 await writer.drain()
         except VibeboxError as exc:
             lost = exc.message

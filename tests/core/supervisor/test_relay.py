@@ -164,6 +164,34 @@ async def test_a_relayed_shell_carries_output_input_and_resizes(
     await wait_until(lambda: shell.closed)
 
 
+async def test_a_flood_and_a_large_paste_cross_the_relay_whole_and_in_order(
+    terminals: tuple[Supervisor, Terminals],
+) -> None:
+    """The supervisor keeps little output queued per client (relay.OUTPUT_QUEUE): a client
+    that stops reading holds the guest back instead, and nothing is lost; reads and writes of
+    any size are split into frames the other side accepts."""
+    sup, shells = terminals
+    stream = await RelayPtyStream.open(sup.socket_path, 80, 24)
+    shell = shells.shells[0]
+    chunks = [bytes([n % 256]) * 16384 for n in range(256)]  # 4 MiB, each chunk its own byte
+    for chunk in chunks:
+        shell.feed(chunk)
+        await asyncio.sleep(0)  # the pump runs between feeds, as it would for a real guest
+    await asyncio.sleep(0.2)  # the client lags behind
+    got = bytearray()
+    while len(got) < 4 * 1024 * 1024:
+        data = await stream.read()
+        assert data
+        got += data
+    assert bytes(got) == b"".join(chunks)
+    # And a paste larger than one frame goes the other way whole.
+    paste = bytes(range(256)) * (12 * 1024)  # 3 MiB
+    await stream.write(paste)
+    await shell.wait_for(lambda: len(shell.written) >= len(paste))
+    assert bytes(shell.written) == paste
+    await stream.close()
+
+
 async def test_the_shells_end_reaches_the_client_with_its_reason(
     terminals: tuple[Supervisor, Terminals],
 ) -> None:
