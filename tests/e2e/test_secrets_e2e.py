@@ -281,6 +281,15 @@ def test_request_to_a_listed_host_carries_the_real_value(box: Box, lab: Lab) -> 
             e.host == "api.secret.vbx.test" and "injected VBX_TOKEN" in e.reason for e in box.log()
         )
     ), [e.reason for e in box.log()]
+    # Python's own TLS trusts the session CA too (the system store, SSL_CERT_FILE).
+    script = (
+        "import json, os, urllib.request as u; "
+        "r = u.Request('https://api.secret.vbx.test/py', "
+        "headers={'Authorization': 'Bearer ' + os.environ['VBX_TOKEN']}); "
+        "print(json.load(u.urlopen(r, timeout=30))['auth'])"
+    )
+    rc, out = box.sh(f"python3 -c {shlex.quote(script)}")
+    assert rc == 0 and out.strip() == _sha(f"Bearer {lab.token}"), out
     # A second secret, from a host file, in another header, to its own host.
     rc, out = _curl(box, "https://other.vbx.test/echo", "x-api-key: $VBX_KEY")
     assert rc == 0 and json.loads(out)["key"] == _sha(lab.key), out
