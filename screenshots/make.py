@@ -26,6 +26,7 @@ from textual.pilot import Pilot  # noqa: E402
 
 from vibebox_core.errors import VMError  # noqa: E402
 from vibebox_tui.app import VibeboxApp  # noqa: E402
+from vibebox_tui.backend.base import SecretRow  # noqa: E402
 from vibebox_tui.backend.demo import demo_sessions, fake_id  # noqa: E402
 from vibebox_tui.backend.fake import FakeBackend  # noqa: E402
 from vibebox_tui.screens import ConfirmScreen, ErrorScreen, HelpScreen  # noqa: E402
@@ -64,7 +65,11 @@ async def attached(app: VibeboxApp, backend: FakeBackend, pilot: Pilot[Any]) -> 
 
 async def inspector(app: VibeboxApp, backend: FakeBackend, pilot: Pilot[Any]) -> None:
     directory = demo_sessions()[0].directory
+    backend.secrets[directory] = (SecretRow("GITHUB_TOKEN", ("api.github.com",), "command"),)
     backend.log_network(directory, "10:15:02 allowed proxy pypi.org:443 (listed)")
+    backend.log_network(
+        directory, "10:15:03 allowed proxy api.github.com:443 (injected GITHUB_TOKEN)"
+    )
     backend.log_network(directory, "10:15:04 blocked dns telemetry.example (not listed)")
     await attached(app, backend, pilot)
     app.action_explain()
