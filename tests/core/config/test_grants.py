@@ -20,7 +20,16 @@ from vibebox_core.config.grants import (
     record_approval,
     require_approval,
 )
-from vibebox_core.config.schema import BoxConfig, Config, Mount, NetworkConfig, PortForward
+from vibebox_core.config.schema import (
+    BoxConfig,
+    Config,
+    Mount,
+    NetworkConfig,
+    PortForward,
+    Secret,
+)
+from vibebox_core.config.secrets import secrets_from_canonical
+from vibebox_core.config.snapshot import read_approved
 from vibebox_core.errors import NetworkPolicyError
 
 
@@ -148,3 +157,19 @@ def test_require_approval_gates_a_changed_policy() -> None:
     assert err.value.check.diff == ("~ mount: /data → /data (ro) is now /data → /data (rw)",)
     record_approval(index, "s1", widened)  # the user said yes
     assert require_approval(index, "s1", widened).status == "approved"
+
+
+def test_the_index_gate_compares_secrets() -> None:
+    index = _Index()
+    plain = Config(Path("vibebox.toml"))
+    with_secret = Config(Path("vibebox.toml"), secrets=(Secret("A", ("a.example",), "env:A"),))
+    with pytest.raises(PolicyNotApprovedError) as first:
+        require_approval(index, "s1", with_secret)
+    assert first.value.check.diff == ("+ secret A from env:A for a.example",)
+    record_approval(index, "s1", plain)
+    check = check_approval(index.extra["s1"], with_secret)
+    assert check.needs_approval and check.diff == ("+ secret A from env:A for a.example",)
+    record_approval(index, "s1", with_secret)
+    assert check_approval(index.extra["s1"], with_secret).status == "approved"
+    stored = read_approved(index.extra["s1"])
+    assert stored is not None and secrets_from_canonical(stored) == with_secret.secrets

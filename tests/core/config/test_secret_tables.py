@@ -10,13 +10,9 @@ import pytest
 
 from vibebox_core.config import approval, snapshot
 from vibebox_core.config.grants import (
-    PolicyNotApprovedError,
     canonical_policy,
-    check_approval,
     policy_diff,
     policy_digest,
-    record_approval,
-    require_approval,
 )
 from vibebox_core.config.load import load_config
 from vibebox_core.config.schema import (
@@ -342,37 +338,3 @@ def test_a_first_start_with_a_secret_asks(project: ProjectPaths) -> None:
     found = approval.review(project)
     assert found.status == "new" and found.needs_approval
     assert "never approved" in found.refusal().message
-
-
-class _Entry:
-    def __init__(self, extra: dict[str, object]) -> None:
-        self.extra = extra
-
-
-class _Index:
-    """The session index as the approval gate of grants.py reads and writes it."""
-
-    def __init__(self) -> None:
-        self.extra: dict[str, dict[str, object]] = {}
-
-    def set_extra(self, session_id: str, key: str, value: object) -> None:
-        self.extra.setdefault(session_id, {})[key] = value
-
-    def get(self, session_id: str) -> _Entry:
-        return _Entry(dict(self.extra.get(session_id, {})))
-
-
-def test_the_index_gate_compares_secrets() -> None:
-    index = _Index()
-    plain = Config(Path("vibebox.toml"))
-    with_secret = Config(Path("vibebox.toml"), secrets=(Secret("A", ("a.example",), "env:A"),))
-    with pytest.raises(PolicyNotApprovedError) as first:
-        require_approval(index, "s1", with_secret)
-    assert first.value.check.diff == ("+ secret A from env:A for a.example",)
-    record_approval(index, "s1", plain)
-    check = check_approval(index.extra["s1"], with_secret)
-    assert check.needs_approval and check.diff == ("+ secret A from env:A for a.example",)
-    record_approval(index, "s1", with_secret)
-    assert check_approval(index.extra["s1"], with_secret).status == "approved"
-    stored = read_approved(index.extra["s1"])
-    assert stored is not None and secrets_from_canonical(stored) == with_secret.secrets
