@@ -83,6 +83,18 @@ def default_upstream_tls() -> ssl.SSLContext:
     return context
 
 
+async def _copy_until_eof(
+    src: asyncio.StreamReader, dst: asyncio.StreamWriter, idle: float
+) -> None:
+    """Copy ``src`` to ``dst`` as it arrives until ``src`` ends (``idle`` seconds per read)."""
+    while True:
+        data = await asyncio.wait_for(src.read(_CHUNK), idle)
+        if not data:
+            return
+        dst.write(data)
+        await dst.drain()
+
+
 @dataclass(frozen=True)
 class Timeouts:
     """Seconds: the whole TLS handshake or a request head, a quiet connection, a connect."""
@@ -194,12 +206,7 @@ class InterceptedSession:
 
     async def _responses(self) -> None:
         """Relay upstream->client as it arrives: never parsed, never buffered."""
-        while True:
-            data = await asyncio.wait_for(self._up_reader.read(_CHUNK), self._timeouts.idle)
-            if not data:
-                return
-            self._writer.write(data)
-            await self._writer.drain()
+        await _copy_until_eof(self._up_reader, self._writer, self._timeouts.idle)
 
     async def _requests(self) -> bool:
         """Forward requests in order; True when the responses should be awaited to the end."""
@@ -218,18 +225,10 @@ class InterceptedSession:
                 raise self._refusal(exc.status, exc.reason) from exc
             ends = await self._forward(request, head)
             if ends == "relay":
-                await self._relay_rest()
+                await _copy_until_eof(self._reader, self._up_writer, timeouts.idle)
                 return True
             if ends == "close":
                 return True
-
-    async def _relay_rest(self) -> None:
-        while True:
-            data = await asyncio.wait_for(self._reader.read(_CHUNK), self._timeouts.idle)
-            if not data:
-                return
-            self._up_writer.write(data)
-            await self._up_writer.drain()
 
     def _check_target(self, request: Request) -> None:
         if request.method == "CONNECT":
