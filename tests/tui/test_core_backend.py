@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from typing import cast
 
 import pytest
+from core.supervisor.fakes import RunningVM
 
 from vibebox_core import paths
 from vibebox_core.config.load import load_config
@@ -123,17 +124,6 @@ class _Shells:
         pass
 
 
-class _VM:
-    def state(self) -> str:
-        return "running"
-
-    def start(self) -> None:
-        pass
-
-    def stop(self, timeout: float) -> bool:
-        return True
-
-
 async def test_tabs_come_from_the_supervisors_relay_and_count_once(
     short_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -146,7 +136,7 @@ async def test_tabs_come_from_the_supervisors_relay_and_count_once(
         entry.id,
         paths.supervisor_socket_path(entry.id),
         directory / PROJECT_CACHE / "supervisor.lock",
-        _VM(),
+        RunningVM(),
         grace=30.0,
         terminals=shells,
     )

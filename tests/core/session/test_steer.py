@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from core.supervisor.fakes import RunningVM
 
 from vibebox_core import paths
 from vibebox_core.config.approval import review
@@ -170,15 +171,6 @@ async def test_a_running_supervisor_applies_the_change_at_once(approved: Project
         approved.network_log, "127.0.0.0/24", read, interval=3600.0, proxy_port=0, dns_port=0
     )
 
-    class VM:
-        def state(self) -> str:
-            return "running"
-
-        def start(self) -> None: ...
-
-        def stop(self, timeout: float) -> bool:
-            return True
-
     async def services() -> Any:
         return network
 
@@ -186,7 +178,7 @@ async def test_a_running_supervisor_applies_the_change_at_once(approved: Project
         entry.id,
         paths.supervisor_socket_path(entry.id),
         approved.supervisor_lock,
-        VM(),
+        RunningVM(),
         grace=60.0,
         services=services,
     )

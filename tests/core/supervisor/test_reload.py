@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from core.supervisor.fakes import RunningVM
+
 from vibebox_core import paths
 from vibebox_core.network.enforce import SessionNetwork
 from vibebox_core.network.enforcer import NetworkEnforcer
@@ -15,16 +17,6 @@ from vibebox_core.supervisor.roles import SessionServices
 from vibebox_core.supervisor.server import Supervisor
 
 SID = "019bf290-dddd-7c23-ba1d-dce7e6d40693"
-
-
-class VM:
-    def state(self) -> str:
-        return "running"
-
-    def start(self) -> None: ...
-
-    def stop(self, timeout: float) -> bool:
-        return True
 
 
 def policy(*entries: str) -> dict[str, Any]:
@@ -39,7 +31,7 @@ async def serve(project: ProjectPaths, services: SessionServices | None) -> Supe
         SID,
         paths.supervisor_socket_path(SID),
         project.supervisor_lock,
-        VM(),
+        RunningVM(),
         grace=60.0,
         services=hook if services is not None else None,
     )
