@@ -169,6 +169,9 @@ class TerminalTabs(Vertical):
             view.display = position == index
         self.refresh_bar()
         self.post_message(self.Switched(self.active))
+        # Once the layout has settled: a tab hidden now may have taken a size meanwhile (a
+        # resize it handled while ``add`` waited) that the shown one never reports again.
+        self.call_after_refresh(self._follow_shown)
 
     async def remove_tab(self, view: TerminalView) -> None:
         """Take ``view`` out (its stream detached, not closed: the caller closes it). The last
@@ -203,11 +206,15 @@ class TerminalTabs(Vertical):
 
     async def on_terminal_view_resized(self, message: TerminalView.Resized) -> None:
         message.stop()
-        if message.terminal is not self.active:
-            return
+        if message.terminal is self.active:
+            await self._follow_shown()
+
+    async def _follow_shown(self) -> None:
+        """Give every tab in the background the shown one's size (and tell their PTYs)."""
+        screen = self.active.emulator.screen
         for view in self.views:
-            if view is not message.terminal:
-                await view.resize_to(message.columns, message.lines)
+            if view is not self.active:
+                await view.resize_to(screen.columns, screen.lines)
 
     def on_tab_bar_selected(self, message: TabBar.Selected) -> None:
         message.stop()
