@@ -47,6 +47,16 @@ class ByteStream(Protocol):
         ...
 
 
+@runtime_checkable
+class ReadsAhead(Protocol):
+    """A :class:`ByteStream` that keeps reading while nobody awaits :meth:`ByteStream.read`
+    (into a buffer of its own), and hands over what it has without waiting."""
+
+    def take_ready(self) -> bytes:
+        """The output read so far and not yet taken (``b""`` if none; never waits)."""
+        ...
+
+
 def command_token(stream: ByteStream) -> str:
     """The token ``stream``'s shell signs vibebox commands with ("" when it has none)."""
     token = getattr(stream, "command_token", "")

@@ -157,6 +157,75 @@ async def test_a_keys_echo_paints_at_once_during_a_flood() -> None:
         assert painted(view) == reference(b"".join([*flood(50), b"tick\r\nmore\r\nx"]))
 
 
+class ReadAheadStream(MemoryStream):
+    """A stream that reads ahead on its own, as the dashboard's IO thread does
+    (:class:`~vibebox_core.streams.ReadsAhead`): output fed meanwhile waits here until it is
+    read or taken."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+        self.takes = 0
+        self._ended = False
+
+    async def read(self) -> bytes:
+        self.reads += 1
+        if self._ended:
+            return b""
+        return await super().read()
+
+    def take_ready(self) -> bytes:
+        self.takes += 1
+        data = bytearray()
+        while not self._queue.empty():
+            chunk = self._queue.get_nowait()
+            if not chunk:
+                self._ended = True  # the end: the next read says so
+                break
+            data += chunk
+        return bytes(data)
+
+
+async def test_a_stream_that_reads_ahead_is_taken_from_once_per_frame_in_a_flood() -> None:
+    stream = ReadAheadStream()
+    app = PaintApp(stream)
+    clock = Clock()
+    async with app.run_test(size=(COLUMNS, LINES)) as pilot:
+        view = app.query_one(PaintProbe)
+        view._pacer = paced(clock)
+        stream.feed(b"first\r\n")
+        await wait_for(pilot, lambda: painted(view)[0] == "first".ljust(COLUMNS))  # at once
+        first, reads = painted(view), stream.reads
+        chunks = flood(100)
+        await feed_apart(stream, chunks)
+        await parsed(pilot, view, "line 00099")
+        assert stream.takes and stream.reads - reads <= 2  # taken in one go, not read 100 times
+        assert painted(view) == first  # the clock stood still: no frame yet
+        clock.now += 0.05
+        final = reference(b"first\r\n" + b"".join(chunks))
+        await wait_for(pilot, lambda: painted(view) == final)
+        stream.feed_eof("gone")
+        await wait_for(pilot, lambda: view.disconnect_reason == "gone")
+
+
+async def test_output_held_for_a_frame_is_parsed_at_once_when_a_key_is_typed() -> None:
+    stream = ReadAheadStream()
+    app = PaintApp(stream)
+    clock = Clock()
+    async with app.run_test(size=(COLUMNS, LINES)) as pilot:
+        view = app.query_one(PaintProbe)
+        # frames 30 s apart: held output waits that long unless a key ends the wait
+        view._pacer = FramePacer(interval=30, echo_window=0.2, clock=clock, render_share=1e9)
+        stream.feed(b"first\r\n")
+        await wait_for(pilot, lambda: painted(view)[0] == "first".ljust(COLUMNS))
+        await feed_apart(stream, flood(100))
+        for _ in range(5):
+            await pilot.pause(0.02)
+        assert not any("line 00099" in row for row in view.emulator.screen.display)  # held
+        await pilot.press("x")
+        await wait_for(pilot, lambda: any("line 00099" in r for r in painted(view)), timeout=5)
+
+
 async def test_the_cursor_paints_where_the_output_left_it() -> None:
     stream = MemoryStream()
     app = PaintApp(stream)

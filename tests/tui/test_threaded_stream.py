@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from vibebox_core.errors import SupervisorError
-from vibebox_core.streams import MemoryStream
+from vibebox_core.streams import MemoryStream, ReadsAhead
 from vibebox_tui.backend.io_thread import GIL_SWITCH, READ_AHEAD, IOThread, ThreadedStream
 
 
@@ -89,6 +89,30 @@ async def test_the_io_side_stops_reading_ahead_until_the_terminal_catches_up(
     while len(got) < count * len(block):
         got += await threaded.read()
     assert got == block * count
+    await threaded.close()
+
+
+async def test_take_ready_hands_over_what_was_read_ahead_without_waiting(io: IOThread) -> None:
+    stream = FrameStream()
+    threaded = ThreadedStream(io, stream)
+    assert isinstance(threaded, ReadsAhead)
+    assert threaded.take_ready() == b""  # nothing read yet, and it does not wait
+    await on_io(io, stream, b"go")
+    assert await threaded.read() == b"go"  # the first read starts the reading ahead
+    block = b"y" * (64 * 1024)
+    count = READ_AHEAD // len(block) + 3
+    await on_io(io, stream, *([block] * count))
+    for _ in range(20):
+        await asyncio.sleep(0.01)
+    assert not stream._queue.empty()  # paused with READ_AHEAD bytes in hand
+    got = threaded.take_ready()
+    assert len(got) >= READ_AHEAD  # all of it at once...
+    for _ in range(500):  # ...and taking it let the IO side read on
+        if len(got) >= count * len(block):
+            break
+        await asyncio.sleep(0.01)
+        got += threaded.take_ready()
+    assert got == block * count and threaded.take_ready() == b""
     await threaded.close()
 
 

@@ -19,7 +19,9 @@ from vibebox_tui.terminal.vt.emulator import (
     TitleEvent,
 )
 from vibebox_tui.terminal.vt.grid import HistoryLine, Line
-from vibebox_tui.terminal.vt.plain import plain_parts
+from vibebox_tui.terminal.vt.history import BlockRow
+from vibebox_tui.terminal.vt.plain import LAZY_ROWS, Flood, feed_block, plain_parts
+from vibebox_tui.terminal.vt.screen import Screen
 from vibebox_tui.terminal.vt.sequences import NOT_PLAIN
 
 
@@ -350,15 +352,28 @@ def test_plain_output_fast_path_draws_exactly_what_the_general_parser_draws(
 
 @pytest.mark.parametrize("columns", [1, 2, 3, 7, 10])
 @pytest.mark.parametrize("limit", [3, 40])
+@pytest.mark.parametrize("lazy", [0, 3, LAZY_ROWS])
 def test_lines_scrolled_off_in_one_chunk_are_exactly_what_the_general_parser_leaves(
-    columns: int, limit: int, monkeypatch: pytest.MonkeyPatch
+    columns: int, limit: int, lazy: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Chunks of many lines, most of which scroll off before the chunk ends (plain.py puts
     those straight into the scrollback, Grid.scroll_in), against the general parser: lines
     as long as the screen is wide (pending wrap) and longer, empty lines, colours that change
     mid-line and at line ends, lone CRs and bare LFs among them, scroll regions, the alternate
-    screen, LNM, wide characters left on the screen, and a scrollback shorter than a chunk."""
+    screen, LNM, wide characters left on the screen, and a scrollback shorter than a chunk;
+    with ``lazy`` rows and more besides a screenful, those that scroll off are kept as the
+    output that drew them (history.py) and read back as cells here."""
     monkeypatch.setattr("vibebox_tui.terminal.vt.grid.SCROLLBACK_LINES", limit)
+    monkeypatch.setattr("vibebox_tui.terminal.vt.plain.LAZY_ROWS", lazy)
+    if lazy < LAZY_ROWS:
+        monkeypatch.setattr("vibebox_tui.terminal.vt.emulator.FLOOD_TEXT", 0)
+    blocks: list[bool] = []
+
+    def counted(screen: Screen, text: str, flood: Flood) -> bool:
+        blocks.append(feed_block(screen, text, flood))
+        return blocks[-1]
+
+    monkeypatch.setattr("vibebox_tui.terminal.vt.emulator.feed_block", counted)
     rnd = random.Random(100 + columns + limit)
     words = ["a", "bc", "x" * columns, "y" * (columns - 1), "z" * (2 * columns + 1), ""]
     sgrs = ["\x1b[31m", "\x1b[0m", "\x1b[44m", "\x1b[1;42m", "\x1b[m", ""]
@@ -374,7 +389,10 @@ def test_lines_scrolled_off_in_one_chunk_are_exactly_what_the_general_parser_lea
     for _ in range(25):
         chunks = [rnd.choice(setups)]
         for _ in range(4):
-            chunks.append("".join(line() + rnd.choice(ends) for _ in range(rnd.randint(1, 30))))
+            # some chunks a pager or `cat` could send: every line ends in CR LF
+            chunk_ends = rnd.choice([ends, ["\r\n"], ["\r\n", "\r\r\n"]])
+            count = rnd.randint(1, 30)
+            chunks.append("".join(line() + rnd.choice(chunk_ends) for _ in range(count)))
             chunks[-1] += line()  # most chunks end inside a line
         chunks.append("\x1b[2b")
         results = []
@@ -387,6 +405,7 @@ def test_lines_scrolled_off_in_one_chunk_are_exactly_what_the_general_parser_lea
             state = (screen.cursor.x, screen.cursor.y, screen.table.attrs[screen.cursor.attr])
             results.append((_cells(emulator), state, screen.scrolled, len(screen.scrollback)))
         assert results[0] == results[1], chunks
+    assert any(blocks) == (lazy < LAZY_ROWS)  # the test reached the block path (or not)
 
 
 @pytest.mark.parametrize("columns", [1, 3, 10])
@@ -440,6 +459,65 @@ def test_rows_scrolled_off_unseen_become_history_rows_and_mark_the_screen() -> N
     assert [line.text for line in history[-3:]] == ["5r  ", "6r  ", "7r  "]
     assert screen.scrolled == 11 and screen.dirty >= {0, 1, 2}
     assert all(isinstance(line, Line) for line in screen.buffer)
+
+
+def test_rows_of_a_flood_are_kept_as_its_output_and_read_back_as_cells(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A chunk of a `cat`: its rows that scroll off unseen stay the output that drew them
+    until read; read, they are the cells the general parser leaves, and a colour set before
+    the chunk holds through it into the rows left on the screen."""
+    ends = ["\r\n", "\r\n", "\r\r\n"]  # CR CR LF: a CR LF file through a PTY
+    lines = "".join(
+        f"{n}\x1b[1m!\x1b[22m{'w' * (n % 23)}{ends[n % 3]}" for n in range(3 * LAZY_ROWS)
+    )
+    # a reset (and the blue again) a third of the way in, a red from two thirds on
+    lines = lines.replace("\r\n64", "\r\n\x1b[0m\x1b[44m64").replace("\r\n128", "\r\n\x1b[31m128")
+    chunk = lines + "end"
+    results = []
+    for fast in (True, False):
+        _general_parser_only(monkeypatch, fast)
+        emulator = Emulator(10, 4)
+        emulator.feed(b"\x1b[4;1H\x1b[44m\r\n")  # the cursor on a fresh bottom row
+        emulator.feed(chunk.encode())
+        history = list(emulator.screen.scrollback)
+        if fast:
+            assert sum(isinstance(row, BlockRow) for row in history) > LAZY_ROWS
+        results.append(_cells(emulator))
+    assert results[0] == results[1]
+    assert rows(emulator)[-1] == "end"
+    table = emulator.screen.table.attrs
+    last = table[emulator.screen.buffer[-1].attrs[0]]
+    assert (last.fg, last.bg) == (1, 4)  # red from the chunk, blue from before it
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        *("", "\x1b[?1049h", "\x1b[1;3r", "\x1b[2;9r", "\x1b[?3h", "\x1b[5A", "\x1b[?7l"),
+        *("\x1b[20h", "\x1b(0", "\x1b[4h", "\x1b[44m\x1b[2J", "\r", "\x1b[H"),
+    ],
+)
+def test_a_floods_first_line_may_change_the_screen_it_scrolls_on(
+    first: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first lines of a flood's chunk are drawn before the rest is scrolled in at once:
+    a mode, a scroll region, the alternate screen, a width or a cursor move among them
+    leaves exactly what the general parser leaves."""
+    lines = "".join(f"{n}\x1b[3{n % 8}m-\x1b[m{'w' * (n % 37)}\r\n" for n in range(3 * LAZY_ROWS))
+    chunk = "a" + first + "b\r\n" + lines + "end"
+    results = []
+    for fast in (True, False):
+        _general_parser_only(monkeypatch, fast)
+        emulator = Emulator(20, 6)
+        emulator.feed(b"\x1b[?40h\x1b[6;1H\r\n")  # DECCOLM allowed; a fresh bottom row
+        emulator.feed(chunk.encode())
+        screen = emulator.screen
+        state = (screen.cursor.x, screen.cursor.y, screen.columns, screen.top, screen.bottom)
+        results.append((_cells(emulator), state, len(screen.scrollback)))
+        if fast and first in ("", "\x1b[1;3r"):  # with a flood to scroll in at once still
+            assert any(isinstance(row, BlockRow) for row in screen.scrollback) == (not first)
+    assert results[0] == results[1]
 
 
 def test_rows_scrolled_off_unseen_keep_attribute_ids_past_16_bits(

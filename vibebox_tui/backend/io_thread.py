@@ -51,9 +51,12 @@ class IOThread:
         return await asyncio.wrap_future(self.submit(coro))
 
 
-READ_AHEAD = 64 * 1024
-"""Bytes the IO thread reads ahead of the terminal before it waits for the terminal to catch up
-(a dozen relay frames per hop; more would only queue output ahead of a key's echo)."""
+READ_AHEAD = 1 << 20
+"""Bytes the IO thread reads ahead of the terminal before it waits for the terminal to catch up.
+During a flood the terminal takes its output once a frame (``take_ready``, a tenth of a second
+at most), so this holds a frame's worth of output at several MB/s; a key typed meanwhile has
+the terminal take and parse what is here at once, so it is not output the echo waits behind
+for longer than that parse."""
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
@@ -100,19 +103,36 @@ class ThreadedStream:
             self._reader = self._io.submit(self._read_ahead(loop))
         while True:
             with self._lock:
-                if self._chunks:
-                    data = b"".join(self._chunks)
-                    self._chunks.clear()
-                    self._size = 0
-                    resume, self._paused = self._paused, False
-                    break
-                if self._ended:
-                    if self._error is not None:
-                        raise self._error
-                    return b""
-                waiter = self._waiter = loop.create_future()
+                data = self._take()
+                if data is None:
+                    if self._ended:
+                        if self._error is not None:
+                            raise self._error
+                        return b""
+                    waiter = self._waiter = loop.create_future()
+            if data is not None:
+                return data
             await waiter
-        if resume:
+
+    def take_ready(self) -> bytes:
+        """What was read ahead and not yet taken, without waiting (``b""`` if nothing): the
+        terminal collects a flood's output this way once a frame, instead of being woken
+        for every read (:class:`~vibebox_core.streams.ReadsAhead`)."""
+        if self._reader is None:
+            return b""
+        with self._lock:
+            data = self._take()
+        return data or b""
+
+    def _take(self) -> bytes | None:
+        """The chunks read ahead, joined (None if there are none); the lock is held."""
+        if not self._chunks:
+            return None
+        data = b"".join(self._chunks)
+        self._chunks.clear()
+        self._size = 0
+        if self._paused:
+            self._paused = False
             self._io.loop.call_soon_threadsafe(self._room.set)
         return data
 

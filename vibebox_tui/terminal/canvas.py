@@ -53,6 +53,8 @@ class TerminalCanvas(Widget):
         self._size_check_pending = False
         self._pacer = FramePacer()
         self._frame_timer: Timer | None = None
+        self._deferred = False
+        """Output waits to be parsed until the frame is due (:class:`TerminalView` sets it)."""
 
     # -- painting ------------------------------------------------------------------------
 
@@ -104,7 +106,8 @@ class TerminalCanvas(Widget):
 
     def _frame_due(self) -> None:
         self._frame_timer = None
-        self._output_changed()
+        if not self._deferred:  # else the output for this frame is parsed first, then painted
+            self._output_changed()
 
     def _refresh_row(self, row: int) -> None:
         self.refresh(Region(0, row, self.size.width, 1))

@@ -29,13 +29,14 @@ modes onto the host terminal; the others keep reading their streams and change n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from textual import events
 from textual.message import Message
 from textual.worker import Worker
 
 from vibebox_core import commandtoken
-from vibebox_core.streams import ByteStream, command_token, end_reason
+from vibebox_core.streams import ByteStream, ReadsAhead, command_token, end_reason
 from vibebox_tui.terminal.canvas import TerminalCanvas
 from vibebox_tui.terminal.input import RawInput, VibeboxDriver
 from vibebox_tui.terminal.keys import (
@@ -56,6 +57,8 @@ slice of 32 KiB takes about 1.5 ms; at 8 KiB the rows each slice leaves on the s
 built as cells only to scroll off in the next one, and the parser ran a quarter slower (the
 emulator 17 against 22 MB/s, the headless widget 15 against 20 MB/s on a 4 MB coloured
 stream, ``tests/bench/bench_terminal.py``'s stream, both in one run)."""
+DEFER_LIMIT = 1 << 20
+"""Most output collected unparsed while the next frame of a flood is not due (bytes)."""
 WHEEL_LINES = 3
 
 
@@ -137,6 +140,7 @@ class TerminalView(TerminalCanvas, can_focus=True):
         self._worker: Worker[None] | None = None
         self._pending_stream = stream
         self._mouse_state = MouseState()
+        self._typed = asyncio.Event()
 
     # -- public API ----------------------------------------------------------------------
 
@@ -197,6 +201,7 @@ class TerminalView(TerminalCanvas, can_focus=True):
         """Write bytes to the guest (as if typed); ignored while disconnected."""
         if self._stream is not None and self.disconnect_reason is None and data:
             self._pacer.typed()  # what the guest echoes paints at once, even in a flood
+            self._typed.set()  # output collected for the next frame is parsed now
             try:
                 await self._stream.write(data)
             except Exception as exc:  # a dropped connection: show it, never a traceback
@@ -241,40 +246,100 @@ class TerminalView(TerminalCanvas, can_focus=True):
                 self._disconnected(str(exc) or type(exc).__name__)
 
     async def _pump(self, stream: ByteStream) -> None:
-        """Read, parse in slices, answer queries, post events, repaint what changed."""
+        """Read, parse in slices, answer queries, post events, repaint what changed.
+
+        While the pacer holds the next frame back (a flood), output is collected rather than
+        parsed, up to :data:`DEFER_LIMIT` bytes, and parsed when the frame is due or a key
+        is typed: a frame's worth of output is parsed in one go -- as long chunks, whose
+        lines mostly scroll off and are kept as the output itself (plain.py's
+        ``find_flood``), where read by read every row was built as cells first. A stream
+        that reads ahead on its own (:class:`ReadsAhead`) is not even asked until then, so
+        the reads of a flood do not wake this loop one by one."""
         reason = ""
-        while True:
-            try:
-                data = await stream.read()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                reason = str(exc) or type(exc).__name__
-                break
-            if stream is not self._stream:
-                return
-            if not data:
-                reason = end_reason(stream)
-                break
-            for start in range(0, len(data), FEED_SLICE):
-                if start:
-                    await asyncio.sleep(0)  # let keys and repaints through
-                    if stream is not self._stream:
+        pending: list[bytes] = []
+        size = 0
+        read: asyncio.Future[bytes] | None = None
+        take_ready = stream.take_ready if isinstance(stream, ReadsAhead) else None
+        try:
+            while True:
+                self._deferred = bool(pending) and self._frame_waits(size)
+                if self._deferred:
+                    if read is None and take_ready is not None:
+                        await self._sleep_until_frame()
+                        more = take_ready()
+                        if more:
+                            pending.append(more)
+                            size += len(more)
+                            continue
+                    else:
+                        if read is None:
+                            read = asyncio.ensure_future(stream.read())
+                        await asyncio.wait((read,), timeout=self._pacer.wait())
+                if pending and (read is None or not read.done()):
+                    if not await self._parse(stream, b"".join(pending)):
                         return
-                emulator = self.emulator
+                    pending.clear()
+                    size = 0
+                    continue
+                if read is None:
+                    read = asyncio.ensure_future(stream.read())
                 try:
-                    emulator.feed(data[start : start + FEED_SLICE])
-                except Exception as exc:  # a parser bug must not freeze the session
-                    self.log.error(f"terminal: could not parse output: {exc!r}")
-                if emulator.replies:
-                    await self.send(emulator.take_replies())
-                if emulator.events:
-                    self._post_events()
-            self._sync_input()
-            self._output_changed()
+                    data = await read
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    reason = str(exc) or type(exc).__name__
+                    break
+                finally:
+                    read = None
+                if stream is not self._stream:
+                    return
+                if not data:
+                    reason = end_reason(stream)
+                    break
+                pending.append(data)
+                size += len(data)
+            if pending and not await self._parse(stream, b"".join(pending)):
+                return
+        finally:
+            self._deferred = False
+            if read is not None:
+                read.cancel()
         if stream is self._stream:
             self._output_changed()
             self._disconnected(reason)
+
+    def _frame_waits(self, size: int) -> bool:
+        """``size`` bytes of output may wait unparsed: the next frame is not due yet."""
+        return size < DEFER_LIMIT and self._pacer.wait() > 0
+
+    async def _sleep_until_frame(self) -> None:
+        """Until the next frame is due, or a key is sent (its echo paints at once)."""
+        self._typed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._typed.wait(), self._pacer.wait())
+
+    async def _parse(self, stream: ByteStream, data: bytes) -> bool:
+        """Feed ``data`` to the emulator in slices, answer, post events, repaint; False if
+        ``stream`` was detached meanwhile."""
+        self._deferred = False
+        for start in range(0, len(data), FEED_SLICE):
+            if start:
+                await asyncio.sleep(0)  # let keys and repaints through
+                if stream is not self._stream:
+                    return False
+            emulator = self.emulator
+            try:
+                emulator.feed(data[start : start + FEED_SLICE])
+            except Exception as exc:  # a parser bug must not freeze the session
+                self.log.error(f"terminal: could not parse output: {exc!r}")
+            if emulator.replies:
+                await self.send(emulator.take_replies())
+            if emulator.events:
+                self._post_events()
+        self._sync_input()
+        self._output_changed()
+        return True
 
     def _post_events(self) -> None:
         for event in self.emulator.take_events():

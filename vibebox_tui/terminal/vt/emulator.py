@@ -18,7 +18,13 @@ import codecs
 import re
 
 from vibebox_tui.terminal.vt.modes import TerminalModes
-from vibebox_tui.terminal.vt.plain import feed_plain, plain_parts
+from vibebox_tui.terminal.vt.plain import (
+    FLOOD_TEXT,
+    feed_block,
+    feed_plain,
+    find_flood,
+    plain_parts,
+)
 from vibebox_tui.terminal.vt.screen import Screen
 from vibebox_tui.terminal.vt.sequences import (
     C0_IN_CSI,
@@ -91,14 +97,37 @@ class Emulator(TerminalModes):
     def feed_text(self, text: str) -> None:
         """Parse already-decoded text that holds no cut sequence at its end.
 
-        A chunk of plain output takes the fast path (plain.py) whole. Any other chunk is
-        parsed token by token, except that its long stretches of plain output still take the
-        fast path: a flood with a status line drawn now and then (a cursor move, an erase)
-        is mostly such stretches. Every stretch and token starts where one of the general
+        A chunk of plain output takes the fast path (plain.py) whole; a long one that scrolls
+        many lines by (a ``cat``) scrolls most of them into the scrollback as the output
+        itself (:func:`~vibebox_tui.terminal.vt.plain.find_flood`). Any other chunk is parsed
+        token by token, except that its long stretches of plain output still take the fast
+        path: a flood with a status line drawn now and then (a cursor move, an erase) is
+        mostly such stretches. Every stretch and token starts where one of the general
         parser's own would, so the cells are the same either way.
         """
         screen = self.screen
-        if not screen.insert and screen.autowrap and self._g[self._shift] == "B":
+        if len(text) >= FLOOD_TEXT and self._plain_modes() and not self.newline_mode:
+            flood = find_flood(screen, text)
+            if flood is not None:
+                # A flood's chunk: its first lines as any output, then the rest scrolled in
+                # at once, most of it kept as the output itself (plain.py, history.py).
+                self._feed_text(text[: flood.head])
+                done = self._plain_modes() and feed_block(screen, text, flood)
+                if done:
+                    self._last = ""
+                self._feed_text(text[flood.last if done else flood.head :])
+                return
+        self._feed_text(text)
+
+    def _plain_modes(self) -> bool:
+        """The modes plain.py models: insert off, autowrap on, the ASCII character set."""
+        screen = self.screen
+        return not screen.insert and screen.autowrap and self._g[self._shift] == "B"
+
+    def _feed_text(self, text: str) -> None:
+        """:meth:`feed_text` without the look for a flood."""
+        screen = self.screen
+        if self._plain_modes():
             parts = plain_parts(text)
             if parts is not None:
                 self._last = feed_plain(screen, parts, self.newline_mode)

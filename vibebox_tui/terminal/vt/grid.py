@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Sequence
 
 from vibebox_tui.terminal.vt.attrs import AttrTable
+from vibebox_tui.terminal.vt.history import BlockRow, HistoryBlock, Row
 from vibebox_tui.terminal.vt.widths import char_width
 
 SCROLLBACK_LINES = 5000
@@ -100,7 +101,7 @@ class HistoryLine:
         return chars if isinstance(chars, str) else "".join(chars)
 
 
-AnyLine = Line | HistoryLine
+AnyLine = Line | HistoryLine | BlockRow
 """A row on the screen or in the scrollback (what the renderer draws)."""
 
 
@@ -128,7 +129,7 @@ class Grid:
         self.main = [Line(columns) for _ in range(lines)]
         self.alt = [Line(columns) for _ in range(lines)]
         self.buffer = self.main
-        self.scrollback: deque[HistoryLine] = deque(maxlen=SCROLLBACK_LINES)
+        self.scrollback: deque[HistoryLine | BlockRow] = deque(maxlen=SCROLLBACK_LINES)
         self.top = 0
         self.bottom = lines - 1
         self.autowrap = True
@@ -192,7 +193,13 @@ class Grid:
             self.dirty.update(range(top, bottom + 1))
             self._dirty_region = (top, bottom)
 
-    def scroll_in(self, rows: list[tuple[str, array[int], bool]], attr: int) -> None:
+    def scroll_in(
+        self,
+        rows: list[Row],
+        attr: int,
+        block: HistoryBlock | None = None,
+        block_rows: int = 0,
+    ) -> None:
         """Put ``rows`` on the fresh bottom row of the scroll region and below it, as drawing
         each from column 0 and ending it with a line feed would, the cursor at the region
         bottom throughout: the rows above scroll up, those that leave the top of the main
@@ -202,10 +209,15 @@ class Grid:
         it wrapped. Rows that scroll off become :class:`HistoryLine` rows at once (no
         :class:`Line` is built and scrolled for them); only those left on the screen become
         :class:`Line` rows. The cursor stays where it is, on the new blank row.
+
+        ``block_rows`` rows come before ``rows``, all of which scroll off (``rows`` holds at
+        least a screenful then): the rows of ``block`` (:mod:`.history`), kept in the
+        scrollback as :class:`BlockRow` rows, or dropped when ``block`` is None.
         """
         top, bottom, buffer = self.top, self.bottom, self.buffer
-        count = len(rows)
-        # S = the rows above the fresh one, then the new rows, then the last blank one
+        count = block_rows + len(rows)
+        # S = the rows above the fresh one, then the block's, then the new rows, then the
+        # last blank one; S[:count] scroll off.
         above = buffer[top:bottom]
         if top == 0 and buffer is self.main:
             scrollback = self.scrollback
@@ -213,14 +225,18 @@ class Grid:
             # only the rows the scrollback can still hold are worth building
             skip = 0 if limit is None else max(0, count - limit)
             scrollback.extend(HistoryLine(line) for line in above[skip:count])
-            first = max(skip - len(above), 0)
-            last = count - len(above)
+            skip -= len(above)
+            if block is not None:
+                stop = min(block_rows, count - len(above))
+                scrollback.extend(BlockRow(block, i) for i in range(max(skip, 0), stop))
+            skip -= block_rows
+            first = max(skip, 0)
+            last = count - len(above) - block_rows
             if last > first:
                 scrollback.extend(HistoryLine.of(*row) for row in rows[first:last])
             self.scrolled += count
-        stay = bottom - top  # rows besides the last blank one
-        kept = above[count:] if count < len(above) else []
-        new = [Line.of(*row) for row in rows[max(0, count - stay) :]]
+        kept = above[count:]
+        new = [Line.of(*row) for row in rows[max(0, len(rows) - (len(above) - len(kept))) :]]
         buffer[top : bottom + 1] = [*kept, *new, Line(self.columns, self.table.bg_only(attr))]
         if self._dirty_region != (top, bottom):
             self.dirty.update(range(top, bottom + 1))

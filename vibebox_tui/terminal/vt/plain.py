@@ -16,6 +16,13 @@ scroll off go straight into the scrollback, and only the rows left on the screen
 of cells. The result is cell for cell what drawing and scrolling them one by one gives (the
 tests compare both against the general parser).
 
+A long chunk of such lines, every one ending in CR LF, on the main screen (a ``cat``) is not
+even split: :func:`find_flood` checks it with a few C-level string operations and counts its
+rows, and :func:`feed_block` draws its first lines and builds only its last screenful; the
+lines between go to the scrollback as the output itself
+(:class:`~vibebox_tui.terminal.vt.history.HistoryBlock`), built into cells if the view is ever
+scrolled back to them. ``tests/bench/bench_terminal.py``'s stream: 38 against 19 MB/s.
+
 A chunk holding anything else (another control or escape sequence, non-ASCII text) takes the
 general path but for its long stretches of plain output, and every chunk does while the
 screen is in a mode this path does not model (insert mode, autowrap off, a non-ASCII
@@ -25,10 +32,22 @@ character set); the emulator checks those (:meth:`Emulator.feed_text
 
 from __future__ import annotations
 
-from array import array
+import re
+from typing import NamedTuple
 
+from vibebox_tui.terminal.vt.history import HistoryBlock, build_rows
 from vibebox_tui.terminal.vt.screen import Screen
 from vibebox_tui.terminal.vt.sequences import PLAIN_SPLIT
+
+LAZY_ROWS = 64
+"""Lines a chunk of a flood must hold, besides the first and the last screenful, and rows
+they must make, before they are kept as a
+:class:`~vibebox_tui.terminal.vt.history.HistoryBlock` (fewer cost less built at once than
+looked through twice)."""
+FLOOD_TEXT = 4096
+"""Characters a chunk must hold to be looked at as a flood (:func:`find_flood`)."""
+# What takes no cell in plain output: SGRs and CRs (before the LF that ends every line).
+_INVISIBLE = re.compile(r"\x1b\[[0-9;]*m|\r")
 
 
 def plain_parts(text: str) -> list[str] | None:
@@ -112,59 +131,129 @@ def _scroll_in(
     Returns:
         Where the caller goes on in ``parts``, and the attribute in effect there.
     """
-    line = screen.buffer[screen.cursor.y]
-    bg = line.attrs[0]
-    blank = line.chars.count(" ") == len(line.chars) and line.attrs.count(bg) == len(line.attrs)
-    if line.wrapped or not blank:
+    if not _on_fresh_row(screen):
         return at, attr  # the line feed moved onto a row with content, not a fresh one
-    columns = screen.columns
-    table = screen.table
-    known = table.sequences
-    sgr = table.sgr_sequence
-    bg_only = table.bg_only
-    # Attributes go into arrays as they are collected (repeating and joining arrays is
-    # copying memory), two bytes a cell unless this chunk could make ids past 16 bits: each
-    # piece makes at most two (its SGR's result and that one's background).
-    typecode = "H" if len(table.attrs) + len(parts) + 2 < 1 << 16 else "I"
-    units: dict[int, array[int]] = {}  # one cell of each attribute
-    unit = units[attr] = array(typecode, (attr,))
-    rows: list[tuple[str, array[int], bool]] = []
-    attrs = array(typecode)
-    taken, taken_attr = at, attr  # the end of the last complete line
-    end = len(parts) - 1
-    while at < end:
-        text = parts[at]
-        delimiter = parts[at + 1]
-        at += 2
-        if text:
-            attrs += unit * len(text)
-        if delimiter[0] == "\x1b":
-            found = known.get((attr, delimiter))
-            attr = sgr(attr, delimiter) if found is None else found
-            found_unit = units.get(attr)
-            if found_unit is None:
-                found_unit = units[attr] = array(typecode, (attr,))
-            unit = found_unit
-            continue
-        if delimiter[-1] != "\n" or not (newline_mode or delimiter[0] == "\r" or not attrs):
-            break
-        row = "".join(parts[taken:at:2])  # the line's texts, without its delimiters
-        width = len(row)
-        if width <= columns:
-            pad = columns - width
-            rows.append((row + " " * pad, attrs + array(typecode, (bg,)) * pad, False))
-        else:
-            for start in range(0, width, columns):
-                stop = start + columns
-                piece = row[start:stop]
-                pad = columns - len(piece)
-                if start:
-                    bg = bg_only(attrs[start])  # a wrap scrolls in the wrapping cell's background
-                cells = attrs[start:stop] + array(typecode, (bg,)) * pad
-                rows.append((piece + " " * pad, cells, stop < width))
-        attrs = array(typecode)
-        bg = bg_only(attr)  # the line feed's new row
-        taken, taken_attr = at, attr
+    bg = screen.buffer[screen.cursor.y].attrs[0]
+    rows, taken, taken_attr = build_rows(
+        screen.table, parts, at, len(parts) - 1, attr, bg, screen.columns, newline_mode
+    )
     if rows:
         screen.scroll_in(rows, taken_attr)
     return taken, taken_attr
+
+
+def _on_fresh_row(screen: Screen) -> bool:
+    """The cursor is at column 0 of a blank row that did not wrap (a line feed's new row)."""
+    line = screen.buffer[screen.cursor.y]
+    bg = line.attrs[0]
+    return (
+        screen.cursor.x == 0
+        and not line.wrapped
+        and line.chars.count(" ") == len(line.chars)
+        and line.attrs.count(bg) == len(line.attrs)
+    )
+
+
+# -- a flood's chunk: most of its rows kept as the output itself -------------------------
+
+
+class Flood(NamedTuple):
+    """Where a chunk of a flood divides (offsets in its text): the lines that bring the
+    cursor onto a fresh bottom row, the lines that scroll off unseen, the last screenful."""
+
+    head: int
+    """End of the first lines: drawn as any output is, they leave the cursor at the bottom."""
+    tail: int
+    """End of the lines kept as a block; the last screenful of lines follows."""
+    last: int
+    """End of the last complete line (what follows is drawn as any output is)."""
+    block: str
+    """The lines between ``head`` and ``tail`` (every line end a CR LF)."""
+    block_rows: int
+    """Rows the block's lines make."""
+    shape: tuple[int, int]
+    """The screen's columns and scroll region bottom the rows were counted for."""
+
+
+def find_flood(screen: Screen, text: str) -> Flood | None:
+    """Where ``text`` divides as a :class:`Flood`, when it is plain output (printable ASCII,
+    SGRs, every line ending in CR LF) whose lines make more than :data:`LAZY_ROWS` rows
+    besides the screenful left on the screen, drawn on the main screen with the scroll
+    region at the top; else None. The caller checks the other modes (plain.py's, no LNM).
+    """
+    cursor, bottom = screen.cursor, screen.bottom
+    if screen.top != 0 or screen.in_alt or cursor.y > bottom or not text.isascii():
+        return None
+    head = 0
+    for _ in range(bottom - cursor.y + 1):  # enough line feeds to reach the bottom and scroll
+        head = text.find("\r\n", head) + 2
+        if head == 1:
+            return None
+    last = text.rfind("\r\n") + 2
+    tail = last - 2
+    for _ in range(bottom):  # the last screenful: a line a row at least
+        tail = text.rfind("\r\n", head, tail)
+        if tail < 0:
+            return None
+    tail += 2
+    block = text[head:tail]
+    if "\r\r" in block:  # CR CR LF: a file with CR LF line ends through a PTY that adds a CR
+        block = block.replace("\r\r\n", "\r\n")  # the same line end to the parser
+    line_ends = block.count("\r\n")
+    if line_ends <= LAZY_ROWS or block.count("\r") != line_ends or block.count("\n") != line_ends:
+        return None  # short, or a lone CR or LF (it overwrites or moves without returning)
+    visible, removed = _INVISIBLE.subn("", block)
+    if removed - line_ends != block.count("\x1b"):
+        return None  # an escape sequence other than an SGR
+    lines = visible.split("\n")
+    lines.pop()  # the block ends with a line end: nothing after it
+    if not "".join(lines).isprintable():
+        return None
+    columns = screen.columns
+    block_rows = sum(1 if width <= columns else -(-width // columns) for width in map(len, lines))
+    if block_rows <= LAZY_ROWS:
+        return None
+    return Flood(head, tail, last, block, block_rows, (columns, bottom))
+
+
+def feed_block(screen: Screen, text: str, flood: Flood) -> bool:
+    """Scroll ``text[flood.head:flood.last]`` in, the lines before ``flood.tail`` as a
+    :class:`~vibebox_tui.terminal.vt.history.HistoryBlock`, after the head was drawn.
+
+    Returns:
+        False (nothing done) unless the screen is still the one :func:`find_flood` measured,
+        the cursor is at column 0 of its fresh bottom row and the last screenful of lines is
+        plain output too: the caller draws the rest then.
+    """
+    cursor = screen.cursor
+    if (screen.columns, screen.bottom) != flood.shape or screen.top != 0 or screen.in_alt:
+        return False  # the head changed the screen the flood was measured for
+    if cursor.y != screen.bottom or not _on_fresh_row(screen):
+        return False
+    parts = plain_parts(text[flood.tail : flood.last])
+    if parts is None or any(_overwrites(end) for end in parts[1::2]):
+        return False  # the last screenful holds another control, a lone CR or LF
+    table = screen.table
+    block = flood.block
+    # The attribute after the block: only its SGRs after the last full reset count.
+    reset = max(block.rfind("\x1b[0m"), block.rfind("\x1b[m"))
+    attr = cursor.attr
+    known, sgr = table.sequences, table.sgr_sequence
+    for delimiter in PLAIN_SPLIT.split(block[max(reset, 0) :])[1::2]:
+        if delimiter[0] == "\x1b":
+            found = known.get((attr, delimiter))
+            attr = sgr(attr, delimiter) if found is None else found
+    bg = screen.buffer[cursor.y].attrs[0]
+    columns = screen.columns
+    rows, _, taken_attr = build_rows(
+        table, parts, 0, len(parts) - 1, attr, table.bg_only(attr), columns, False
+    )
+    history = HistoryBlock(block, cursor.attr, bg, columns, table, False)
+    screen.scroll_in(rows, taken_attr, history, flood.block_rows)
+    cursor.attr = taken_attr
+    return True
+
+
+def _overwrites(delimiter: str) -> bool:
+    """A delimiter of plain output that is a lone CR or LF, not an SGR or CR(s) LF."""
+    return delimiter[0] != "\x1b" and (delimiter[0] != "\r" or delimiter[-1] != "\n")
