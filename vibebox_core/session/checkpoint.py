@@ -45,8 +45,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import asyncssh
-
 from vibebox_core.errors import CheckpointError, SessionNotFoundError, VibeboxError
 from vibebox_core.hypervisor.base import Hypervisor
 from vibebox_core.index.ids import read_session_id_file
@@ -264,6 +262,8 @@ async def save(
 
 async def _sync_guest(project: ProjectPaths) -> bool:
     """``sync`` in the guest (its page cache to the disk); False when that did not happen."""
+    import asyncssh
+
     ipv4 = await asyncio.to_thread(project.recorded_ipv4)
     if ipv4 is None:
         return False

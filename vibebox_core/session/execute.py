@@ -16,8 +16,6 @@ import stat
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
-import asyncssh
-
 from vibebox_core.hypervisor.base import Hypervisor
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.progress import ProgressCallback
@@ -71,6 +69,8 @@ async def run_in_session(
     stdin, stdout and stderr pass through (file objects or descriptors; default this
     process's). Returns the command's exit status (128 + signal when a signal ended it).
     """
+    import asyncssh
+
     command = guest_command(list(argv), cwd=session.guest_project_path)
     originals = [_fd(stdin, 0), _fd(stdout, 1), _fd(stderr, 2)]
     blocking = [_get_blocking(fd) for fd in originals]

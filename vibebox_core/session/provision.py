@@ -39,8 +39,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-
-import asyncssh
+from typing import TYPE_CHECKING, TypeAlias
 
 from vibebox_core.errors import ConfigError, ProvisionError, SSHError, VibeboxError
 from vibebox_core.fileio import lock_file
@@ -61,6 +60,9 @@ from vibebox_core.session.provision_record import (
 )
 from vibebox_core.session.running import RunningSession
 from vibebox_core.ssh.connect import guest_command, ssh_error
+
+if TYPE_CHECKING:
+    import asyncssh
 
 #: The progress step every provisioning event belongs to.
 STEP = "provisioning"
@@ -134,6 +136,8 @@ async def _run_step(
     Raises:
         asyncssh.Error, OSError: the connection failed.
     """
+    import asyncssh
+
     line = guest_command(["bash", "-lc", command], cwd=guest_dir)
     process = await connection.create_process(
         line, stdin=asyncssh.DEVNULL, stderr=asyncssh.STDOUT, encoding=None
@@ -185,6 +189,8 @@ async def run_steps(
         SSHError: the connection failed (the record then says ``interrupted``).
         ProvisionError: the record or the log cannot be written.
     """
+    import asyncssh
+
     total = len(steps)
     record = Record(session_id, "running", steps_digest(steps), total, (), now())
     log = BoundedLog(project.provision_log)
@@ -260,7 +266,7 @@ async def _locked(project: ProjectPaths, clock: ProgressClock) -> tuple[int, boo
             await asyncio.sleep(LOCK_POLL)
 
 
-Connect = Callable[[], Awaitable[asyncssh.SSHClientConnection]]
+Connect: TypeAlias = "Callable[[], Awaitable[asyncssh.SSHClientConnection]]"
 
 
 async def provision(

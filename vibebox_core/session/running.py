@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
-
-import asyncssh
+from typing import TYPE_CHECKING
 
 from vibebox_core import paths
 from vibebox_core.config.schema import Config
@@ -23,6 +22,9 @@ from vibebox_core.session import boot
 from vibebox_core.ssh import forward
 from vibebox_core.ssh.connect import connect
 from vibebox_core.supervisor import client
+
+if TYPE_CHECKING:
+    import asyncssh
 
 
 @dataclass

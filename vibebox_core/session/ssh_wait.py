@@ -11,8 +11,7 @@ import asyncio
 import contextlib
 import os
 import time
-
-import asyncssh
+from typing import TYPE_CHECKING
 
 from vibebox_core import paths
 from vibebox_core.errors import SSHAuthError, SSHError, VibeboxError, VMError
@@ -21,6 +20,9 @@ from vibebox_core.hypervisor.base import Hypervisor
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.progress import ProgressClock
 from vibebox_core.ssh.connect import connect
+
+if TYPE_CHECKING:
+    import asyncssh
 
 #: Seconds a boot may take until SSH answers, by accelerator. Measured here under TCG:
 #: 31-37 s; the bound leaves room for a loaded machine.

@@ -15,12 +15,14 @@ import asyncio
 import shlex
 import time
 from collections.abc import Awaitable, Callable
-
-import asyncssh
+from typing import TYPE_CHECKING
 
 from vibebox_core.config.schema import GUEST_USER
 from vibebox_core.errors import SSHAuthError, SSHError
 from vibebox_core.paths import ProjectPaths
+
+if TYPE_CHECKING:
+    import asyncssh
 
 #: Seconds one connection attempt may take (TCP connect + handshake + auth).
 ATTEMPT_TIMEOUT = 10.0
@@ -31,6 +33,8 @@ MAX_DELAY = 0.25
 
 
 def _options(project: ProjectPaths, timeout: float) -> asyncssh.SSHClientConnectionOptions:
+    import asyncssh
+
     for path in (project.client_key, project.known_hosts):
         if not path.is_file():
             raise SSHError(
@@ -58,6 +62,8 @@ def _options(project: ProjectPaths, timeout: float) -> asyncssh.SSHClientConnect
 
 def ssh_error(exc: BaseException, ipv4: str, project: ProjectPaths) -> SSHError:
     """Turn an asyncssh or OS error into an :class:`SSHError` a user can act on."""
+    import asyncssh
+
     if isinstance(exc, asyncssh.HostKeyNotVerifiable):
         return SSHAuthError(
             f"refusing to connect to {ipv4}: the guest's SSH host key is not the one pinned in "
@@ -99,6 +105,8 @@ async def connect_once(
     Raises:
         SSHError: translated from asyncssh/OS errors.
     """
+    import asyncssh
+
     options = _options(project, timeout)
     try:
         return await asyncssh.connect(ipv4, port, options=options, config=None)
@@ -108,6 +116,8 @@ async def connect_once(
 
 def _retryable(exc: BaseException) -> bool:
     """Errors that mean "the guest is not up yet" (sshd not listening, not routable yet)."""
+    import asyncssh
+
     if isinstance(exc, (asyncssh.HostKeyNotVerifiable, asyncssh.PermissionDenied)):
         return False
     return isinstance(exc, (OSError, asyncssh.Error, TimeoutError))
@@ -138,6 +148,8 @@ async def connect(
         SSHError: at once for a changed host key or a refused client key, else when the
             deadline passes (the last error).
     """
+    import asyncssh
+
     delay = FIRST_DELAY
     while True:
         remaining = attempt_timeout

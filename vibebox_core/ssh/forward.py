@@ -11,13 +11,14 @@ from __future__ import annotations
 import errno
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import asyncssh
+from typing import TYPE_CHECKING, Any
 
 from vibebox_core.config.schema import PortForward
 from vibebox_core.config.snapshot import read_approved
 from vibebox_core.errors import NetworkPolicyError
+
+if TYPE_CHECKING:
+    import asyncssh
 
 FORWARD_HOST = "127.0.0.1"
 
@@ -40,6 +41,8 @@ async def start_port_forwards(
         NetworkPolicyError: a host port is already taken (or cannot be bound); the message
             names the port and the hint says how to resolve it.
     """
+    import asyncssh
+
     listeners: list[asyncssh.SSHListener] = []
     try:
         for port in ports:

@@ -15,12 +15,14 @@ the address.
 from __future__ import annotations
 
 from pathlib import Path
-
-import asyncssh
+from typing import TYPE_CHECKING
 
 from vibebox_core.errors import SSHError
 from vibebox_core.fileio import write_atomic
 from vibebox_core.paths import ProjectPaths
+
+if TYPE_CHECKING:
+    import asyncssh
 
 #: Key algorithm for both the client key and the guest host key.
 KEY_ALGORITHM = "ssh-ed25519"
@@ -28,6 +30,8 @@ KEY_ALGORITHM = "ssh-ed25519"
 
 def _ensure_keypair(private: Path, public: Path, comment: str) -> asyncssh.SSHKey:
     """Load the keypair at ``private``/``public``, making it when missing or damaged."""
+    import asyncssh
+
     if private.exists():
         try:
             key = asyncssh.read_private_key(str(private))

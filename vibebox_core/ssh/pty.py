@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-
-import asyncssh
+from typing import TYPE_CHECKING
 
 from vibebox_core import commandtoken
 from vibebox_core.errors import SSHError
+
+if TYPE_CHECKING:
+    import asyncssh
 
 TERM_TYPE = "xterm-256color"
 """The terminal type announced to the guest; the widget emulates this terminal."""
@@ -75,6 +77,8 @@ class SSHPtyStream:
         Raises:
             SSHError: the server refused the session or the connection is gone.
         """
+        import asyncssh
+
         token = command_token if commandtoken.is_token(command_token) else None
         token = token or commandtoken.new_token()
         try:
@@ -94,6 +98,8 @@ class SSHPtyStream:
         return cls(process, token)
 
     async def read(self) -> bytes:
+        import asyncssh
+
         if self._closed:
             return b""
         try:
@@ -123,6 +129,8 @@ class SSHPtyStream:
             self.end_reason = "Connection lost (the guest did not report an exit status)"
 
     async def write(self, data: bytes) -> None:
+        import asyncssh
+
         if self._closed:
             return
         try:
@@ -131,6 +139,8 @@ class SSHPtyStream:
             raise SSHError(f"Could not send input to the guest: {exc}") from exc
 
     async def resize(self, cols: int, rows: int) -> None:
+        import asyncssh
+
         if self._closed:
             return
         try:
@@ -139,6 +149,8 @@ class SSHPtyStream:
             raise SSHError(f"Could not resize the guest terminal: {exc}") from exc
 
     async def close(self) -> None:
+        import asyncssh
+
         if self._closed:
             return
         self._closed = True

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-
-import asyncssh
+from typing import TYPE_CHECKING
 
 from vibebox_core.errors import SSHError
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.ssh.connect import connect
 from vibebox_core.ssh.pty import SSHPtyStream
 from vibebox_core.streams import ByteStream
+
+if TYPE_CHECKING:
+    import asyncssh
 
 
 class SharedSSH:
