@@ -13,8 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.ssh.keys import ensure_keys
 
@@ -54,12 +52,6 @@ def test_the_dashboard_modules_do_not_import_asyncssh(tmp_path: Path) -> None:
     assert _dashboard_imports(tmp_path)["asyncssh"] is False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="vibebox_core.network.tlsca imports cryptography at import time (vibebox_tui.messages "
-    "-> session.steer -> session.approve -> network.follow -> enforcer -> proxy -> intercept "
-    "-> tlsca); drop this mark once that import is lazy",
-)
 def test_the_dashboard_modules_do_not_import_cryptography(tmp_path: Path) -> None:
     assert _dashboard_imports(tmp_path)["cryptography"] is False
 

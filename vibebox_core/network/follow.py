@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from vibebox_core.config.grants import policy_diff
 from vibebox_core.config.policy import Policy
 from vibebox_core.config.secrets import secrets_from_canonical
 from vibebox_core.errors import VibeboxError
 from vibebox_core.network import ratelimit
-from vibebox_core.network.enforcer import NetworkEnforcer
+
+if TYPE_CHECKING:  # the dashboard asks change_applies(); the proxy's modules stay unloaded
+    from vibebox_core.network.enforcer import NetworkEnforcer
 
 
 def change_applies(old: dict[str, Any], new: dict[str, Any]) -> Literal["live", "next start"]:

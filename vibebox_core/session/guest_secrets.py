@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from vibebox_core import paths
 from vibebox_core.config.schema import Config
 from vibebox_core.network.secrets import load_placeholder_key, placeholder
-from vibebox_core.network.tlsca import SessionCA
 
 #: The system bundle in the guest (vibebox-setup adds the session CA to it at boot).
 GUEST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
@@ -64,6 +63,10 @@ def guest_secrets(config: Config, session_id: str) -> GuestSecrets:
     if not config.secrets:
         return GuestSecrets()
     directory = paths.session_secrets_dir(session_id)
+    # Only a boot makes the CA: a dashboard attaching to a running session never loads the
+    # X.509 code (cryptography, about 12 MB of memory).
+    from vibebox_core.network.tlsca import SessionCA
+
     ca = SessionCA.load_or_create(directory, session_id[:8])
     key = load_placeholder_key(directory)
     env = {secret.name: placeholder(key, secret.name) for secret in config.secrets}
