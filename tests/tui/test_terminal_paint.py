@@ -1,4 +1,4 @@
-"""Painting: a flood is parsed as it arrives and painted in paced frames, never lossy.
+"""Painting: a flood is parsed for its frame and painted in paced frames, never lossy.
 
 The widget's pacer runs on a frozen fake clock here, so "the next frame" only comes when the
 test moves the clock: what is painted before that can only come from the rules being tested

@@ -1,4 +1,4 @@
-"""When the terminal repaints: every byte is parsed as it arrives, frames are paced.
+"""When the terminal repaints (and parses what a flood sent for the frame): frames are paced.
 
 A flood (``cat`` of a big log) arrives as hundreds of reads a second. Repainting after each
 one costs a full Textual frame (every line restyled, composed and written to the host
@@ -10,8 +10,9 @@ widget asks a :class:`FramePacer` instead:
 * while output keeps coming, at most one frame per :data:`FRAME_INTERVAL`, and once a flood
   has gone on for :data:`LONG_FLOOD`, one per :data:`LONG_FLOOD_INTERVAL` (a picture of
   text scrolling by too fast to read is all the eye gets either way); the widget sets a
-  timer for the rest, so the last state is always painted (nothing is dropped: the screen
-  model holds every byte, the pacer only decides how often it is looked at);
+  timer for the rest, so the last state is always painted; meanwhile the widget collects the
+  output and parses it when the frame is due or a key is sent (nothing is dropped: every byte
+  is parsed, the pacer only decides when, and how often the screen is looked at);
 * for :data:`ECHO_WINDOW` after a key was sent, output is painted at once again, so what the
   guest echoes shows without waiting for the next frame of a flood -- except that a key typed
   while nothing scrolled (a command entered at a quiet prompt) has its window end once a
