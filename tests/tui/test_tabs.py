@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from textual import events
 from textual.pilot import Pilot
 from tui.pilot_wait import DemoApp, until_attached, wait_for
 
@@ -81,6 +82,27 @@ async def test_a_new_tab_is_a_terminal_of_its_own_and_takes_the_keyboard(
         await wait_for(pilot, lambda: app.focused is tabs.views[0])
         await pilot.press("ctrl+backslash", "left_square_bracket")
         await wait_for(pilot, lambda: app.focused is tabs.views[1])
+
+
+async def test_keys_typed_right_after_ctrl_backslash_are_the_dashboards(
+    demo_app: DemoApp,
+) -> None:
+    """``ctrl+\\`` then ``1`` as fast as a paste: both reach the terminal before the focus
+    has moved, and the ``1`` still switches tabs instead of reaching the guest."""
+    app, backend = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until_attached(pilot, app)
+        tabs = tabs_of(app)
+        second = await open_tab(pilot, app, backend)
+        await pilot.press("a")
+        await second.wait_for(lambda: bytes(second.written).endswith(b"a"))
+        for key, character in (("ctrl+backslash", "\x1c"), ("1", "1")):
+            app.post_message(events.Key(key, character))  # no wait between them
+        await wait_for(pilot, lambda: app.focused is tabs.views[0])
+        assert tabs.active_index == 0 and bytes(second.written).endswith(b"a")
+        await pilot.press("p", "enter")  # and the keyboard is the shown tab's again
+        first = backend.streams[SID]
+        await first.wait_for(lambda: bytes(first.written).endswith(b"p\r"))
 
 
 async def test_tab_keys_are_the_guests_while_the_terminal_has_the_focus(

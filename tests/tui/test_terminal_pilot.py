@@ -164,6 +164,36 @@ async def test_focus_out_key_leaves_the_terminal() -> None:
         assert bytes(stream.written) == b""
 
 
+class OnlyTerminalApp(App[None]):
+    """A terminal and nothing else to focus."""
+
+    def __init__(self, stream: MemoryStream) -> None:
+        super().__init__()
+        self.stream = stream
+
+    def compose(self) -> ComposeResult:
+        yield TerminalView(self.stream)
+
+
+async def test_keys_right_after_the_focus_out_key_follow_the_focus() -> None:
+    """``ctrl+\\`` and the next keys as fast as a paste reach the terminal before the focus
+    moves: they go where the focus went (the button: not the guest), or to the guest when
+    there is nowhere else to go, in order."""
+    for app_class, expected in ((TermApp, b""), (OnlyTerminalApp, b"xy")):
+        stream = MemoryStream()
+        app = app_class(stream)
+        async with app.run_test(size=(60, 20)) as pilot:
+            term = app.query_one(TerminalView)
+            term.focus()
+            await pilot.pause()
+            for key, character in ((FOCUS_OUT_KEY, "\x1c"), ("x", "x"), ("y", "y")):
+                app.post_message(events.Key(key, character))  # no wait between them
+            for _ in range(10):
+                await pilot.pause(0.02)
+            assert bytes(stream.written) == expected
+            assert (app.focused is term) == (app_class is OnlyTerminalApp)
+
+
 async def test_scrollback_pages_and_returns() -> None:
     stream = MemoryStream()
     app = TermApp(stream)

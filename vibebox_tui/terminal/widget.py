@@ -141,6 +141,8 @@ class TerminalView(TerminalCanvas, can_focus=True):
         self._pending_stream = stream
         self._mouse_state = MouseState()
         self._typed = asyncio.Event()
+        self._leaving = False  # ctrl+\ was typed; the focus has not moved yet
+        self._held: list[events.Key] = []  # keys typed meanwhile (see on_key)
 
     # -- public API ----------------------------------------------------------------------
 
@@ -377,10 +379,17 @@ class TerminalView(TerminalCanvas, can_focus=True):
         if key == FOCUS_OUT_KEY:
             # Let the app's own binding for this key (if any) decide where focus goes; if
             # nothing moved it by the next refresh, move it to the next widget.
+            self._leaving = True
             self.call_after_refresh(self._focus_out_fallback)
             return
         event.stop()
         event.prevent_default()
+        if self._leaving:
+            # Typed right after ctrl+\ (as fast as a paste) and given to this terminal before
+            # the focus moved: a key for the dashboard. It goes there once the focus has left
+            # (on_blur), or to the guest after all if the focus stays (_focus_out_fallback).
+            self._held.append(events.Key(key, event.character))
+            return
         if self.disconnect_reason is not None:
             if key == "enter":
                 self.post_message(self.ReconnectRequested(self))
@@ -396,13 +405,30 @@ class TerminalView(TerminalCanvas, can_focus=True):
             encode_key(key, event.character, app_cursor=self.emulator.app_cursor)
         )
 
-    def _focus_out_fallback(self) -> None:
-        if self.has_focus:
+    async def _focus_out_fallback(self) -> None:
+        # The screen's focus, not has_focus: that one follows only once the Blur is handled.
+        if self.screen.focused is self:
             self.screen.focus_next()
-        if self.has_focus:  # nowhere else to go: the keys stay the guest's
-            driver = self._raw_driver()
-            if driver is not None:
-                driver.resume_raw_input()
+        if self.screen.focused is not self:
+            if self._leaving:
+                self._replay_held_keys()
+            return
+        # Nowhere else to go: the keys stay the guest's, those typed meanwhile too.
+        driver = self._raw_driver()
+        if driver is not None:
+            driver.resume_raw_input()
+        self._leaving = False
+        held, self._held = self._held, []
+        for key in held:
+            await self.on_key(key)
+
+    def _replay_held_keys(self) -> None:
+        """The focus left after ctrl+\\: the keys typed right after it go to the dashboard
+        (to whatever has the focus now), in order."""
+        self._leaving = False
+        held, self._held = self._held, []
+        for key in held:
+            self.app.post_message(key)
 
     # -- raw input (the host terminal's bytes; see vibebox_tui.terminal.input) -----------
 
@@ -515,6 +541,8 @@ class TerminalView(TerminalCanvas, can_focus=True):
             await self.send(b"\x1b[I")
 
     async def on_blur(self, event: events.Blur) -> None:
+        if self._leaving:
+            self._replay_held_keys()
         self._sync_input()
         self._refresh_row(self.emulator.screen.cursor.y)
         if self.emulator.focus_events:
