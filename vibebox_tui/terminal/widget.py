@@ -417,18 +417,20 @@ class TerminalView(TerminalCanvas, can_focus=True):
         driver = self._raw_driver()
         if driver is not None:
             driver.resume_raw_input()
-        self._leaving = False
-        held, self._held = self._held, []
-        for key in held:
+        for key in self._take_held_keys():
             await self.on_key(key)
 
     def _replay_held_keys(self) -> None:
         """The focus left after ctrl+\\: the keys typed right after it go to the dashboard
         (to whatever has the focus now), in order."""
+        for key in self._take_held_keys():
+            self.app.post_message(key)
+
+    def _take_held_keys(self) -> list[events.Key]:
+        """The keys typed since ctrl+\\ (see on_key); the terminal is no longer leaving."""
         self._leaving = False
         held, self._held = self._held, []
-        for key in held:
-            self.app.post_message(key)
+        return held
 
     # -- raw input (the host terminal's bytes; see vibebox_tui.terminal.input) -----------
 

@@ -113,20 +113,18 @@ class HistoryBlock:
         bg: the attribute of the blank row the first one was drawn on.
         columns: the screen's width then.
         table: the attribute table their SGRs resolve through.
-        newline_mode: LNM was set.
+
+    Every line ends in CR LF, so LNM makes no difference to them.
     """
 
-    __slots__ = ("_attr", "_bg", "_columns", "_newline_mode", "_rows", "_table", "_text")
+    __slots__ = ("_attr", "_bg", "_columns", "_rows", "_table", "_text")
 
-    def __init__(
-        self, text: str, attr: int, bg: int, columns: int, table: AttrTable, newline_mode: bool
-    ) -> None:
+    def __init__(self, text: str, attr: int, bg: int, columns: int, table: AttrTable) -> None:
         self._text = text
         self._attr = attr
         self._bg = bg
         self._columns = columns
         self._table = table
-        self._newline_mode = newline_mode
         self._rows: list[Row] | None = None
 
     def rows(self) -> list[Row]:
@@ -142,7 +140,7 @@ class HistoryBlock:
                 self._attr,
                 self._bg,
                 self._columns,
-                self._newline_mode,
+                False,
             )
             self._rows = rows
             self._text = ""

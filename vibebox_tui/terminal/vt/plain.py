@@ -238,17 +238,15 @@ def feed_block(screen: Screen, text: str, flood: Flood) -> bool:
     # The attribute after the block: only its SGRs after the last full reset count.
     reset = max(block.rfind("\x1b[0m"), block.rfind("\x1b[m"))
     attr = cursor.attr
-    known, sgr = table.sequences, table.sgr_sequence
     for delimiter in PLAIN_SPLIT.split(block[max(reset, 0) :])[1::2]:
         if delimiter[0] == "\x1b":
-            found = known.get((attr, delimiter))
-            attr = sgr(attr, delimiter) if found is None else found
+            attr = table.sgr_sequence(attr, delimiter)
     bg = screen.buffer[cursor.y].attrs[0]
     columns = screen.columns
     rows, _, taken_attr = build_rows(
         table, parts, 0, len(parts) - 1, attr, table.bg_only(attr), columns, False
     )
-    history = HistoryBlock(block, cursor.attr, bg, columns, table, False)
+    history = HistoryBlock(block, cursor.attr, bg, columns, table)
     screen.scroll_in(rows, taken_attr, history, flood.block_rows)
     cursor.attr = taken_attr
     return True
