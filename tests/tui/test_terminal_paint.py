@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from textual.app import App, ComposeResult
 from textual.geometry import Region
 from textual.pilot import Pilot
@@ -82,6 +83,35 @@ def flood(count: int) -> list[bytes]:
     ]
 
 
+class ReadAheadStream(MemoryStream):
+    """A stream that reads ahead on its own, as the dashboard's IO thread does
+    (:class:`~vibebox_core.streams.ReadsAhead`): output fed meanwhile waits here until it is
+    read or taken."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+        self.takes = 0
+        self._ended = False
+
+    async def read(self) -> bytes:
+        self.reads += 1
+        if self._ended:
+            return b""
+        return await super().read()
+
+    def take_ready(self) -> bytes:
+        self.takes += 1
+        data = bytearray()
+        while not self._queue.empty():
+            chunk = self._queue.get_nowait()
+            if not chunk:
+                self._ended = True  # the end: the next read says so
+                break
+            data += chunk
+        return bytes(data)
+
+
 async def feed_apart(stream: MemoryStream, chunks: list[bytes]) -> None:
     for chunk in chunks:
         stream.feed(chunk)
@@ -112,8 +142,12 @@ async def test_a_burst_then_idle_paints_the_exact_final_screen() -> None:
         assert all(line.cache is None for line in view.emulator.screen.scrollback)
 
 
-async def test_a_flood_is_painted_at_the_next_frame_not_per_read() -> None:
-    stream = MemoryStream()
+@pytest.mark.parametrize("reads_ahead", [False, True])
+async def test_a_flood_is_painted_at_the_next_frame_not_per_read(reads_ahead: bool) -> None:
+    """Parsed for its frame, painted when the frame is due; from a stream that reads ahead
+    on its own (as the dashboard's IO thread does) the flood is taken in one go, not read by
+    read."""
+    stream = ReadAheadStream() if reads_ahead else MemoryStream()
     app = PaintApp(stream)
     clock = Clock()
     async with app.run_test(size=(COLUMNS, LINES)) as pilot:
@@ -122,15 +156,20 @@ async def test_a_flood_is_painted_at_the_next_frame_not_per_read() -> None:
         stream.feed(b"first\r\n")
         await wait_for(pilot, lambda: painted(view)[0] == "first".ljust(COLUMNS))  # at once
         first = painted(view)
+        reads = stream.reads if isinstance(stream, ReadAheadStream) else 0
         chunks = flood(100)
         await feed_apart(stream, chunks)
         await parsed(pilot, view, "line 00099")  # every read parsed...
+        if isinstance(stream, ReadAheadStream):  # ...taken in one go, not read 100 times
+            assert stream.takes and stream.reads - reads <= 2
         for _ in range(5):
             await pilot.pause(0.02)
         assert painted(view) == first  # ...but the clock stood still: no frame yet
         clock.now += 0.05  # the next frame is due
         final = reference(b"first\r\n" + b"".join(chunks))
         await wait_for(pilot, lambda: painted(view) == final)
+        stream.feed_eof("gone")
+        await wait_for(pilot, lambda: view.disconnect_reason == "gone")
 
 
 async def test_a_keys_echo_paints_at_once_during_a_flood() -> None:
@@ -155,57 +194,6 @@ async def test_a_keys_echo_paints_at_once_during_a_flood() -> None:
         stream.feed(b"x")  # the guest echoes the key
         await wait_for(pilot, lambda: painted(view)[LINES - 1].startswith("x"))
         assert painted(view) == reference(b"".join([*flood(50), b"tick\r\nmore\r\nx"]))
-
-
-class ReadAheadStream(MemoryStream):
-    """A stream that reads ahead on its own, as the dashboard's IO thread does
-    (:class:`~vibebox_core.streams.ReadsAhead`): output fed meanwhile waits here until it is
-    read or taken."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reads = 0
-        self.takes = 0
-        self._ended = False
-
-    async def read(self) -> bytes:
-        self.reads += 1
-        if self._ended:
-            return b""
-        return await super().read()
-
-    def take_ready(self) -> bytes:
-        self.takes += 1
-        data = bytearray()
-        while not self._queue.empty():
-            chunk = self._queue.get_nowait()
-            if not chunk:
-                self._ended = True  # the end: the next read says so
-                break
-            data += chunk
-        return bytes(data)
-
-
-async def test_a_stream_that_reads_ahead_is_taken_from_once_per_frame_in_a_flood() -> None:
-    stream = ReadAheadStream()
-    app = PaintApp(stream)
-    clock = Clock()
-    async with app.run_test(size=(COLUMNS, LINES)) as pilot:
-        view = app.query_one(PaintProbe)
-        view._pacer = paced(clock)
-        stream.feed(b"first\r\n")
-        await wait_for(pilot, lambda: painted(view)[0] == "first".ljust(COLUMNS))  # at once
-        first, reads = painted(view), stream.reads
-        chunks = flood(100)
-        await feed_apart(stream, chunks)
-        await parsed(pilot, view, "line 00099")
-        assert stream.takes and stream.reads - reads <= 2  # taken in one go, not read 100 times
-        assert painted(view) == first  # the clock stood still: no frame yet
-        clock.now += 0.05
-        final = reference(b"first\r\n" + b"".join(chunks))
-        await wait_for(pilot, lambda: painted(view) == final)
-        stream.feed_eof("gone")
-        await wait_for(pilot, lambda: view.disconnect_reason == "gone")
 
 
 async def test_output_held_for_a_frame_is_parsed_at_once_when_a_key_is_typed() -> None:

@@ -164,15 +164,11 @@ async def test_focus_out_key_leaves_the_terminal() -> None:
         assert bytes(stream.written) == b""
 
 
-class OnlyTerminalApp(App[None]):
+class OnlyTerminalApp(TermApp):
     """A terminal and nothing else to focus."""
 
-    def __init__(self, stream: MemoryStream) -> None:
-        super().__init__()
-        self.stream = stream
-
     def compose(self) -> ComposeResult:
-        yield TerminalView(self.stream)
+        yield TerminalView(self.stream, id="term")
 
 
 async def test_keys_right_after_the_focus_out_key_follow_the_focus() -> None:
@@ -184,8 +180,7 @@ async def test_keys_right_after_the_focus_out_key_follow_the_focus() -> None:
         app = app_class(stream)
         async with app.run_test(size=(60, 20)) as pilot:
             term = app.query_one(TerminalView)
-            term.focus()
-            await pilot.pause()
+            assert app.focused is term
             for key, character in ((FOCUS_OUT_KEY, "\x1c"), ("x", "x"), ("y", "y")):
                 app.post_message(events.Key(key, character))  # no wait between them
             for _ in range(10):
