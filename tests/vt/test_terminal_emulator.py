@@ -20,7 +20,7 @@ from vibebox_tui.terminal.vt.emulator import (
 )
 from vibebox_tui.terminal.vt.grid import HistoryLine, Line
 from vibebox_tui.terminal.vt.history import BlockRow
-from vibebox_tui.terminal.vt.plain import LAZY_ROWS, Flood, feed_block, plain_parts
+from vibebox_tui.terminal.vt.plain import LAZY_ROWS, Flood, feed_block, find_flood, plain_parts
 from vibebox_tui.terminal.vt.screen import Screen
 from vibebox_tui.terminal.vt.sequences import NOT_PLAIN
 
@@ -306,6 +306,7 @@ def _general_parser_only(monkeypatch: pytest.MonkeyPatch, fast: bool) -> None:
     monkeypatch.setattr(f"{where}.plain_parts", plain_parts if fast else lambda text: None)
     monkeypatch.setattr(f"{where}.NOT_PLAIN", NOT_PLAIN if fast else re.compile("(?!)"))
     monkeypatch.setattr(f"{where}.PLAIN_STRETCH", PLAIN_STRETCH if fast else 1 << 30)
+    monkeypatch.setattr(f"{where}.find_flood", find_flood if fast else lambda screen, text: None)
 
 
 def _cells(emulator: Emulator) -> list[tuple[str, list[str], list[Attr], bool]]:
@@ -518,6 +519,41 @@ def test_a_floods_first_line_may_change_the_screen_it_scrolls_on(
         if fast and first in ("", "\x1b[1;3r"):  # with a flood to scroll in at once still
             assert any(isinstance(row, BlockRow) for row in screen.scrollback) == (not first)
     assert results[0] == results[1]
+
+
+@pytest.mark.parametrize(
+    "setup",
+    [
+        *("\x1b[2;6r\x1b[6;1H", "\x1b[?1049h\x1b[6;1H"),
+        *("\x1b[?1049h\x1b[2;5r\x1b[5;1H", "\x1b[3;6r\x1b[4;1H"),
+    ],
+)
+def test_a_flood_in_a_lower_scroll_region_or_the_alternate_screen_drops_its_rows_unbuilt(
+    setup: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flood under a status line (a scroll region below the top) or on the alternate
+    screen: the rows that scroll off go nowhere, so they are not built at all; the screen
+    and the scrollback are what the general parser leaves."""
+    blocks: list[bool] = []
+
+    def counted(screen: Screen, text: str, flood: Flood) -> bool:
+        blocks.append(feed_block(screen, text, flood))
+        return blocks[-1]
+
+    monkeypatch.setattr("vibebox_tui.terminal.vt.emulator.feed_block", counted)
+    lines = "".join(f"{n}\x1b[3{n % 8}m-\x1b[m{'w' * (n % 37)}\r\n" for n in range(6 * LAZY_ROWS))
+    results = []
+    for fast in (True, False):
+        _general_parser_only(monkeypatch, fast)
+        emulator = Emulator(20, 6)
+        emulator.feed(b"status\r\nkept\r\n" + setup.encode())
+        emulator.feed((lines + "end").encode())
+        screen = emulator.screen
+        state = (screen.cursor.x, screen.cursor.y, screen.top, screen.bottom, screen.scrolled)
+        results.append((_cells(emulator), state, len(screen.scrollback)))
+    assert blocks == [True]  # the flood path took the chunk (and only with fast)
+    assert results[0] == results[1]
+    assert rows(emulator)[screen.bottom] == "end"
 
 
 def test_rows_scrolled_off_unseen_keep_attribute_ids_past_16_bits(

@@ -16,12 +16,14 @@ scroll off go straight into the scrollback, and only the rows left on the screen
 of cells. The result is cell for cell what drawing and scrolling them one by one gives (the
 tests compare both against the general parser).
 
-A long chunk of such lines, every one ending in CR LF, on the main screen (a ``cat``) is not
-even split: :func:`find_flood` checks it with a few C-level string operations and counts its
-rows, and :func:`feed_block` draws its first lines and builds only its last screenful; the
-lines between go to the scrollback as the output itself
-(:class:`~vibebox_tui.terminal.vt.history.HistoryBlock`), built into cells if the view is ever
-scrolled back to them. ``tests/bench/bench_terminal.py``'s stream: 38 against 19 MB/s.
+A long chunk of such lines, every one ending in CR LF (a ``cat``, or a flood under a status
+line a program keeps above its scroll region), is not even split: :func:`find_flood` checks it
+with a few C-level string operations and counts its rows, and :func:`feed_block` draws its
+first lines and builds only the rows left in the scroll region; the lines between go to the
+scrollback as the output itself (:class:`~vibebox_tui.terminal.vt.history.HistoryBlock`),
+built into cells if the view is ever scrolled back to them, or nowhere when rows scrolled off
+the region are dropped (a region below the top, the alternate screen).
+``tests/bench/bench_terminal.py``'s stream: 38 against 19 MB/s.
 
 A chunk holding anything else (another control or escape sequence, non-ASCII text) takes the
 general path but for its long stretches of plain output, and every chunk does while the
@@ -171,18 +173,19 @@ class Flood(NamedTuple):
     """The lines between ``head`` and ``tail`` (every line end a CR LF)."""
     block_rows: int
     """Rows the block's lines make."""
-    shape: tuple[int, int]
-    """The screen's columns and scroll region bottom the rows were counted for."""
+    shape: tuple[int, int, int, bool]
+    """The screen the rows were counted for: its columns, its scroll region's top and bottom,
+    and whether it is the alternate screen."""
 
 
 def find_flood(screen: Screen, text: str) -> Flood | None:
     """Where ``text`` divides as a :class:`Flood`, when it is plain output (printable ASCII,
     SGRs, every line ending in CR LF) whose lines make more than :data:`LAZY_ROWS` rows
-    besides the screenful left on the screen, drawn on the main screen with the scroll
-    region at the top; else None. The caller checks the other modes (plain.py's, no LNM).
+    besides the region's worth left on the screen, drawn with the cursor in the scroll
+    region; else None. The caller checks the other modes (plain.py's, no LNM).
     """
-    cursor, bottom = screen.cursor, screen.bottom
-    if screen.top != 0 or screen.in_alt or cursor.y > bottom or not text.isascii():
+    cursor, top, bottom = screen.cursor, screen.top, screen.bottom
+    if not top <= cursor.y <= bottom or not text.isascii():
         return None
     head = 0
     for _ in range(bottom - cursor.y + 1):  # enough line feeds to reach the bottom and scroll
@@ -191,7 +194,7 @@ def find_flood(screen: Screen, text: str) -> Flood | None:
             return None
     last = text.rfind("\r\n") + 2
     tail = last - 2
-    for _ in range(bottom):  # the last screenful: a line a row at least
+    for _ in range(bottom - top):  # the region's last rows: a line a row at least
         tail = text.rfind("\r\n", head, tail)
         if tail < 0:
             return None
@@ -213,12 +216,14 @@ def find_flood(screen: Screen, text: str) -> Flood | None:
     block_rows = sum(1 if width <= columns else -(-width // columns) for width in map(len, lines))
     if block_rows <= LAZY_ROWS:
         return None
-    return Flood(head, tail, last, block, block_rows, (columns, bottom))
+    return Flood(head, tail, last, block, block_rows, (columns, top, bottom, screen.in_alt))
 
 
 def feed_block(screen: Screen, text: str, flood: Flood) -> bool:
     """Scroll ``text[flood.head:flood.last]`` in, the lines before ``flood.tail`` as a
-    :class:`~vibebox_tui.terminal.vt.history.HistoryBlock`, after the head was drawn.
+    :class:`~vibebox_tui.terminal.vt.history.HistoryBlock`, after the head was drawn. Where
+    rows scrolled off go nowhere (a scroll region below the top, the alternate screen), the
+    grid drops the block unbuilt.
 
     Returns:
         False (nothing done) unless the screen is still the one :func:`find_flood` measured,
@@ -226,7 +231,7 @@ def feed_block(screen: Screen, text: str, flood: Flood) -> bool:
         plain output too: the caller draws the rest then.
     """
     cursor = screen.cursor
-    if (screen.columns, screen.bottom) != flood.shape or screen.top != 0 or screen.in_alt:
+    if (screen.columns, screen.top, screen.bottom, screen.in_alt) != flood.shape:
         return False  # the head changed the screen the flood was measured for
     if cursor.y != screen.bottom or not _on_fresh_row(screen):
         return False
