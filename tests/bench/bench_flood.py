@@ -262,9 +262,12 @@ def echo_latency(tmux: Tmux, name: str, presses: int) -> list[float]:
             for line in lines:
                 match = _OUTPUT.match(line)
                 if match:
-                    seen = (seen + _OCTAL.sub(b"", match.group(1)))[-4096:]
-            if marker is not None and marker in seen:
-                return time.monotonic()
+                    # The marker is looked for in each write as it comes (with the end of the
+                    # one before, which may hold its start): a frame longer than what is kept
+                    # would push a marker near its start out before it was looked at.
+                    seen = seen[-32:] + _OCTAL.sub(b"", match.group(1))
+                    if marker is not None and marker in seen:
+                        return time.monotonic()
 
     try:
         drain(time.monotonic() + 0.5, None)
