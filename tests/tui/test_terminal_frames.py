@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from vibebox_tui.terminal.frames import ECHO_WINDOW, FRAME_INTERVAL, LONG_FLOOD_INTERVAL, FramePacer
+from vibebox_tui.terminal.frames import (
+    ECHO_WINDOW,
+    FRAME_INTERVAL,
+    IDLE_GAP,
+    LONG_FLOOD_INTERVAL,
+    FramePacer,
+)
 
 
 class Clock:
@@ -13,13 +19,19 @@ class Clock:
         return self.now
 
 
+def output(pacer: FramePacer) -> float:
+    """Output just came: seconds until it may be painted (0: now)."""
+    pacer.arrived()
+    return pacer.wait()
+
+
 def test_output_after_a_quiet_spell_paints_at_once() -> None:
     clock = Clock()
     pacer = FramePacer(interval=0.05, echo_window=0.2, clock=clock)
-    assert pacer.wait() == 0.0  # nothing painted yet
+    assert output(pacer) == 0.0  # nothing painted yet
     pacer.painted()
     clock.now += 0.05
-    assert pacer.wait() == 0.0  # a frame's time has passed
+    assert output(pacer) == 0.0  # a frame's time has passed
 
 
 def test_output_during_a_flood_waits_for_the_next_frame() -> None:
@@ -27,11 +39,11 @@ def test_output_during_a_flood_waits_for_the_next_frame() -> None:
     pacer = FramePacer(interval=0.05, echo_window=0.2, clock=clock)
     pacer.painted()
     clock.now += 0.01
-    assert abs(pacer.wait() - 0.04) < 1e-9  # the rest of the frame
+    assert abs(output(pacer) - 0.04) < 1e-9  # the rest of the frame
     clock.now += 0.03
-    assert abs(pacer.wait() - 0.01) < 1e-9
+    assert abs(output(pacer) - 0.01) < 1e-9
     clock.now += 0.01
-    assert pacer.wait() == 0.0
+    assert output(pacer) == 0.0
 
 
 def test_after_a_key_output_paints_at_once_for_the_echo_window() -> None:
@@ -40,14 +52,14 @@ def test_after_a_key_output_paints_at_once_for_the_echo_window() -> None:
     pacer.painted()
     pacer.typed()
     clock.now += 0.001
-    assert pacer.wait() == 0.0  # the echo: no waiting for the flood's next frame
+    assert output(pacer) == 0.0  # the echo: no waiting for the flood's next frame
     pacer.painted()
     clock.now += 0.1
-    assert pacer.wait() == 0.0  # still inside the window
+    assert output(pacer) == 0.0  # still inside the window
     clock.now += 0.11
     pacer.painted()
     clock.now += 0.01
-    assert pacer.wait() > 0.0  # the window is over: paced again
+    assert output(pacer) > 0.0  # the window is over: paced again
 
 
 def test_a_key_at_a_quiet_prompt_paints_its_echo_then_the_flood_it_starts_is_paced() -> None:
@@ -58,15 +70,15 @@ def test_a_key_at_a_quiet_prompt_paints_its_echo_then_the_flood_it_starts_is_pac
     pacer.typed()  # Enter on `cat big.log`, nothing scrolling
     clock.now += 0.001
     pacer.scrolled(1, 24)  # the echo of Enter
-    assert pacer.wait() == 0.0
+    assert output(pacer) == 0.0
     pacer.painted()
     clock.now += 0.001
     pacer.scrolled(30, 24)  # the first read of the flood
-    assert pacer.wait() == 0.0  # still the echo window: this frame is painted at once...
+    assert output(pacer) == 0.0  # still the echo window: this frame is painted at once...
     pacer.painted()
     clock.now += 0.001
     pacer.scrolled(30, 24)
-    assert pacer.wait() > 0.0  # ...and the rest of the flood waits for its frames
+    assert output(pacer) > 0.0  # ...and the rest of the flood waits for its frames
 
 
 def test_a_key_typed_while_output_scrolls_keeps_its_whole_echo_window() -> None:
@@ -79,13 +91,13 @@ def test_a_key_typed_while_output_scrolls_keeps_its_whole_echo_window() -> None:
     for _ in range(5):
         clock.now += 0.01
         pacer.scrolled(40, 24)
-        assert pacer.wait() == 0.0
+        assert output(pacer) == 0.0
         pacer.painted()
     clock.now += 0.16
     pacer.scrolled(40, 24)
     pacer.painted()
     clock.now += 0.01
-    assert pacer.wait() > 0.0  # the window is over
+    assert output(pacer) > 0.0  # the window is over
 
 
 def test_defaults_pace_below_the_display_rate_and_keep_the_echo_window() -> None:
@@ -100,14 +112,14 @@ def test_slow_rendering_spaces_the_frames_of_a_flood() -> None:
         pacer.rendered(0.001)  # a quick frame: the interval stands
     pacer.painted()
     clock.now += 0.01
-    assert abs(pacer.wait() - 0.04) < 1e-3
+    assert abs(output(pacer) - 0.04) < 1e-3
     for _ in range(30):
         pacer.rendered(0.02)  # a busy machine: 20 ms of rendering a frame
     pacer.painted()
     clock.now += 0.01
-    assert abs(pacer.wait() - 0.19) < 0.01  # 0.2 s apart keeps rendering at a tenth
+    assert abs(output(pacer) - 0.19) < 0.01  # 0.2 s apart keeps rendering at a tenth
     pacer.typed()
-    assert pacer.wait() == 0.0  # an echo still paints at once
+    assert output(pacer) == 0.0  # an echo still paints at once
 
 
 def test_a_long_flood_gets_fewer_frames_until_it_pauses() -> None:
@@ -116,14 +128,33 @@ def test_a_long_flood_gets_fewer_frames_until_it_pauses() -> None:
     pacer.painted()
     for _ in range(13):  # 0.43 s of frames back to back
         clock.now += 1 / 30
-        assert pacer.wait() < 1e-9
+        assert output(pacer) < 1e-9
         pacer.painted()
     clock.now += 0.04
-    assert pacer.wait() == 0.0  # still 30 a second
+    assert output(pacer) == 0.0  # still 30 a second
     pacer.painted()
     clock.now += 0.04
-    assert abs(pacer.wait() - (LONG_FLOOD_INTERVAL - 0.04)) < 1e-9  # past LONG_FLOOD: 15
+    assert abs(output(pacer) - (LONG_FLOOD_INTERVAL - 0.04)) < 1e-9  # past LONG_FLOOD: 15
     clock.now += 1.0  # a pause ends the flood
     pacer.painted()
     clock.now += 1 / 30
-    assert pacer.wait() < 1e-9  # 30 a second again
+    assert output(pacer) < 1e-9  # 30 a second again
+
+
+def test_output_that_stops_during_a_flood_is_painted_without_waiting_for_the_frame() -> None:
+    clock = Clock()
+    pacer = FramePacer(interval=0.1, echo_window=0.2, clock=clock)
+    pacer.painted()
+    for _ in range(5):  # reads a few milliseconds apart: each waits for the frame
+        clock.now += IDLE_GAP / 3
+        assert output(pacer) > 0.0
+    assert pacer.look_again() == IDLE_GAP  # the widget looks again this soon...
+    clock.now += IDLE_GAP / 2
+    assert pacer.wait() > 0.0  # ...nothing came yet, but not for long enough
+    clock.now += IDLE_GAP / 2 + 1e-6
+    assert pacer.wait() == 0.0  # the output paused: what came is painted now
+    pacer.painted()
+    clock.now += IDLE_GAP / 3
+    assert output(pacer) > 0.0  # more: paced again, as the flood goes on
+    clock.now += 0.1
+    assert pacer.look_again() == 0.0  # the frame is due

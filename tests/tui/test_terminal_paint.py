@@ -19,7 +19,7 @@ from tui.pilot_wait import wait_for
 
 from vibebox_core.streams import MemoryStream
 from vibebox_tui.terminal import TerminalView
-from vibebox_tui.terminal.frames import FramePacer
+from vibebox_tui.terminal.frames import IDLE_GAP, FramePacer
 from vibebox_tui.terminal.vt.emulator import Emulator
 
 COLUMNS, LINES = 60, 12
@@ -172,6 +172,31 @@ async def test_a_flood_is_painted_at_the_next_frame_not_per_read(reads_ahead: bo
         await wait_for(pilot, lambda: view.disconnect_reason == "gone")
 
 
+@pytest.mark.parametrize("reads_ahead", [False, True])
+async def test_output_that_stops_is_painted_without_waiting_for_the_next_frame(
+    reads_ahead: bool,
+) -> None:
+    """The end of a flood (the prompt after a ``cat``) shows once no more output came for
+    IDLE_GAP, though the next frame is half a minute away."""
+    stream = ReadAheadStream() if reads_ahead else MemoryStream()
+    app = PaintApp(stream)
+    clock = Clock()
+    async with app.run_test(size=(COLUMNS, LINES)) as pilot:
+        view = app.query_one(PaintProbe)
+        view._pacer = FramePacer(interval=30, echo_window=0.2, clock=clock, render_share=1e9)
+        stream.feed(b"first\r\n")
+        await wait_for(pilot, lambda: painted(view)[0] == "first".ljust(COLUMNS))
+        first = painted(view)
+        chunks = [*flood(100), b"$ "]
+        await feed_apart(stream, chunks)
+        for _ in range(5):
+            await pilot.pause(0.02)
+        assert painted(view) == first  # the clock stood still: held for the frame
+        clock.now += 1.5 * IDLE_GAP  # no more output for that long
+        final = reference(b"first\r\n" + b"".join(chunks))
+        await wait_for(pilot, lambda: painted(view) == final)
+
+
 async def test_a_keys_echo_paints_at_once_during_a_flood() -> None:
     stream = MemoryStream()
     app = PaintApp(stream)
@@ -196,7 +221,7 @@ async def test_a_keys_echo_paints_at_once_during_a_flood() -> None:
         assert painted(view) == reference(b"".join([*flood(50), b"tick\r\nmore\r\nx"]))
 
 
-async def test_output_held_for_a_frame_is_parsed_at_once_when_a_key_is_typed() -> None:
+async def test_output_held_for_a_frame_is_painted_at_once_when_a_key_is_typed() -> None:
     stream = ReadAheadStream()
     app = PaintApp(stream)
     clock = Clock()
@@ -209,7 +234,7 @@ async def test_output_held_for_a_frame_is_parsed_at_once_when_a_key_is_typed() -
         await feed_apart(stream, flood(100))
         for _ in range(5):
             await pilot.pause(0.02)
-        assert not any("line 00099" in row for row in view.emulator.screen.display)  # held
+        assert not any("line 00099" in row for row in painted(view))  # held for the frame
         await pilot.press("x")
         await wait_for(pilot, lambda: any("line 00099" in r for r in painted(view)), timeout=5)
 

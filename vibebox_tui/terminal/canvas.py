@@ -83,7 +83,7 @@ class TerminalCanvas(Widget):
         wait = self._pacer.wait()
         if wait > 0:  # output keeps coming: it shows in the next frame (see frames.py)
             if self._frame_timer is None:
-                self._frame_timer = self.set_timer(wait, self._frame_due)
+                self._frame_timer = self.set_timer(self._pacer.look_again(), self._frame_due)
             return
         if self._frame_timer is not None:
             self._frame_timer.stop()

@@ -13,6 +13,10 @@ widget asks a :class:`FramePacer` instead:
   timer for the rest, so the last state is always painted; meanwhile the widget collects the
   output and parses it when the frame is due or a key is sent (nothing is dropped: every byte
   is parsed, the pacer only decides when, and how often the screen is looked at);
+* output that stops for :data:`IDLE_GAP` is painted without waiting for the frame (the
+  widget tells the pacer when output comes, :meth:`FramePacer.arrived`, and looks again that
+  soon): the end of a flood, the prompt after a ``cat``, shows at once rather than up to a
+  frame later;
 * for :data:`ECHO_WINDOW` after a key was sent, output is painted at once again, so what the
   guest echoes shows without waiting for the next frame of a flood -- except that a key typed
   while nothing scrolled (a command entered at a quiet prompt) has its window end once a
@@ -43,6 +47,10 @@ dashboard's CPU as the parsing at 30 and 15 a second); ten a second still shows 
 scrolling by, which is all the eye gets of a flood."""
 ECHO_WINDOW = 0.25
 """After a key is sent, output is painted at once for this long (seconds)."""
+IDLE_GAP = 0.015
+"""No output for this long (seconds) while a frame is held back: the output paused, and what
+came is painted now. A flood's reads come a millisecond or two apart; a frame held for a tenth
+of a second kept the prompt after a ``cat`` waiting for up to that long."""
 QUIET = 2 * LONG_FLOOD_INTERVAL
 """No rows scrolled for this long before a key (seconds): it was typed at a quiet prompt."""
 RENDER_SHARE = 0.1
@@ -79,6 +87,7 @@ class FramePacer:
         self._key_in_flood = True  # the last key came while output scrolled
         self._scrolled_since_key = 0
         self._lines = 0  # the screen's height, as last reported
+        self._arrived_at = float("-inf")  # when output last came
 
     def typed(self) -> None:
         """A key (or paste) was just sent to the guest: its echo should show at once."""
@@ -94,16 +103,26 @@ class FramePacer:
             self._scrolled_since_key += rows
             self._lines = lines
 
+    def arrived(self) -> None:
+        """Output just came (painted at the next frame, or once no more comes for
+        :data:`IDLE_GAP`)."""
+        self._arrived_at = self.clock()
+
     def wait(self) -> float:
         """Seconds until the next frame may be painted; 0 means paint now."""
         now = self.clock()
-        if now - self._typed_at < self.echo_window:
+        if now - self._typed_at < self.echo_window or now - self._arrived_at >= IDLE_GAP:
             return 0.0
         interval = self.interval
         if now - self._flood_since >= LONG_FLOOD:
             interval = max(interval, LONG_FLOOD_INTERVAL)
         interval = max(interval, self._render_cost / self.render_share)
         return max(0.0, self._painted_at + interval - now)
+
+    def look_again(self) -> float:
+        """Seconds until output held back for a frame is looked at again: when the frame is
+        due, or once :data:`IDLE_GAP` is over (if no more output came by then, it paused)."""
+        return min(self.wait(), IDLE_GAP)
 
     def rendered(self, seconds: float) -> None:
         """Rendering a full frame's lines just took ``seconds``."""

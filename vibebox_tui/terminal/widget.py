@@ -270,13 +270,14 @@ class TerminalView(TerminalCanvas, can_focus=True):
                         await self._sleep_until_frame()
                         more = take_ready()
                         if more:
+                            self._pacer.arrived()
                             pending.append(more)
                             size += len(more)
                             continue
                     else:
                         if read is None:
                             read = asyncio.ensure_future(stream.read())
-                        await asyncio.wait((read,), timeout=self._pacer.wait())
+                        await asyncio.wait((read,), timeout=self._pacer.look_again())
                 if pending and (read is None or not read.done()):
                     if not await self._parse(stream, b"".join(pending)):
                         return
@@ -299,6 +300,7 @@ class TerminalView(TerminalCanvas, can_focus=True):
                 if not data:
                     reason = end_reason(stream)
                     break
+                self._pacer.arrived()
                 pending.append(data)
                 size += len(data)
             if pending and not await self._parse(stream, b"".join(pending)):
@@ -316,10 +318,12 @@ class TerminalView(TerminalCanvas, can_focus=True):
         return size < DEFER_LIMIT and self._pacer.wait() > 0
 
     async def _sleep_until_frame(self) -> None:
-        """Until the next frame is due, or a key is sent (its echo paints at once)."""
+        """Until it is time to look at the held output again (the frame is due, or the
+        output may have paused: :meth:`FramePacer.look_again`), or a key is sent (its echo
+        paints at once)."""
         self._typed.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._typed.wait(), self._pacer.wait())
+            await asyncio.wait_for(self._typed.wait(), self._pacer.look_again())
 
     async def _parse(self, stream: ByteStream, data: bytes) -> bool:
         """Feed ``data`` to the emulator in slices, answer, post events, repaint; False if
