@@ -58,6 +58,8 @@ OPEN_TIMEOUT = 20.0
 #: here would not make a flood faster, only every echo later (a UNIX socket's default send
 #: buffer alone holds about 200 KB).
 OUTPUT_QUEUE = 32 * 1024
+#: Most bytes the client takes from its socket at once (whole frames are handed on).
+READ_CHUNK = 256 * 1024
 
 
 class FrameError(Exception):
@@ -140,6 +142,7 @@ class RelayPtyStream:
         self.command_token = command_token
         self._writer = writer
         self._ended = False
+        self._buffer = bytearray()  # received, not yet a whole frame
         self.exit_status: int | None = None
         self.exit_signal: str | None = None
         self.end_reason = ""
@@ -186,25 +189,59 @@ class RelayPtyStream:
         return cls(reader, writer, token)
 
     async def read(self) -> bytes:
+        """The output that has come: the payloads of every whole ``d`` frame received so far
+        (at least one; a flood's frames queue up while the reader is busy, and are taken in
+        one read rather than one each), or ``b""`` at the end.
+
+        Raises:
+            SupervisorError: the connection broke, or carried something not of this protocol.
+        """
         while not self._ended:
             try:
-                got = await read_frame(self._reader)
+                data = self._take_frames()
+                if data or self._ended:
+                    return data
+                chunk = await self._reader.read(READ_CHUNK)
+                if not chunk and self._buffer:
+                    raise FrameError("the stream ended inside a frame")
             except (FrameError, OSError) as exc:
                 self._end(f"Connection to the session's supervisor lost: {exc}")
                 raise SupervisorError(f"the terminal relay broke: {exc}") from exc
-            if got is None:
+            if not chunk:
                 self._end("Connection to the session's supervisor lost (it stopped)")
                 return b""
-            kind, payload = got
-            if kind == DATA:
-                if payload:
-                    return payload
-            elif kind == END:
-                self._end_from(payload)
-                return b""
+            self._buffer += chunk
         return b""
 
-    def _end_from(self, payload: bytes) -> None:
+    def _take_frames(self) -> bytes:
+        """The ``d`` payloads of the whole frames in the buffer, joined; an ``x`` frame ends
+        the stream (what follows it is ignored), other kinds are skipped.
+
+        Raises:
+            FrameError: a frame larger than :data:`MAX_FRAME`.
+        """
+        buffer = self._buffer
+        size = _HEADER.size
+        payloads: list[bytearray] = []
+        at = 0
+        while len(buffer) - at >= size:
+            kind, length = _HEADER.unpack_from(buffer, at)
+            if length > MAX_FRAME:
+                raise FrameError(f"a frame of {length} bytes is larger than {MAX_FRAME}")
+            end = at + size + length
+            if end > len(buffer):
+                break
+            payload = buffer[at + size : end]
+            at = end
+            if kind == DATA:
+                payloads.append(payload)
+            elif kind == END:
+                self._end_from(payload)
+                break
+        del buffer[:at]
+        return b"".join(payloads)
+
+    def _end_from(self, payload: bytes | bytearray) -> None:
         try:
             info = json.loads(payload)
         except ValueError:

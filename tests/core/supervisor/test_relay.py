@@ -8,9 +8,11 @@ the guest shell is a :class:`~vibebox_core.streams.MemoryStream`. The real SSH s
 from __future__ import annotations
 
 import asyncio
+import json
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -51,6 +53,26 @@ async def test_a_cut_or_oversized_frame_is_an_error() -> None:
         await relay.read_frame(reader_of(b"d" + (relay.MAX_FRAME + 1).to_bytes(4, "big")))
     with pytest.raises(relay.FrameError):
         relay.parse_size(b"\x00")
+
+
+async def test_the_client_takes_every_whole_frame_that_came_in_one_read() -> None:
+    """A flood's frames that queued up while the terminal was busy come out of one read
+    (not one read each); a frame of an unknown kind is skipped, the end frame ends it."""
+    frames = b"".join(relay.frame(relay.DATA, b"%d," % n) for n in range(300))
+    end = {"status": 3, "signal": None, "reason": "Session exited with status 3"}
+    data = frames + relay.frame(b"?", b"skipped") + relay.frame(relay.DATA, b"last")
+    data += relay.frame(relay.END, json.dumps(end).encode()) + relay.frame(relay.DATA, b"late")
+    reader = reader_of(data[:-7], eof=False)  # the last frame cut short, for now
+    stream = RelayPtyStream(reader, cast(asyncio.StreamWriter, None))
+    assert await stream.read() == b"".join(b"%d," % n for n in range(300)) + b"last"
+    assert stream.exit_status == 3 and stream.end_reason == end["reason"]
+    assert await stream.read() == b""  # the end frame ended it: the frame after is ignored
+    cut = RelayPtyStream(reader_of(relay.frame(relay.DATA, b"hello")[:-2]), stream._writer)
+    with pytest.raises(SupervisorError, match="inside a frame"):
+        await cut.read()
+    huge = b"d" + (relay.MAX_FRAME + 1).to_bytes(4, "big")
+    with pytest.raises(SupervisorError, match="larger than"):
+        await RelayPtyStream(reader_of(huge, eof=False), stream._writer).read()
 
 
 def test_sizes_are_clamped_to_what_a_pty_takes() -> None:
