@@ -20,6 +20,7 @@ from vibebox_core.fileio import write_atomic
 from vibebox_core.hypervisor.names import sanitise_project_name
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.sanitize import clean
+from vibebox_core.ssh.connect import CIPHERS
 
 
 def host_alias(project: ProjectPaths) -> str:
@@ -33,9 +34,11 @@ def host_alias(project: ProjectPaths) -> str:
 #: the connection, so agent, X11, port and socket forwarding, tunnels and the SSH agent are
 #: off; the key is vibebox's own and the host key the pinned one, checked strictly and never
 #: learnt or updated; no command runs on the host (LocalCommand, ProxyCommand,
-#: KnownHostsCommand, keysign).
+#: KnownHostsCommand, keysign). The ciphers are the dashboard's own (AES-GCM first,
+#: :data:`vibebox_core.ssh.connect.CIPHERS`).
 OPENSSH_OPTIONS: tuple[tuple[str, str], ...] = (
     ("Port", "22"),
+    ("Ciphers", ",".join(CIPHERS)),
     ("User", GUEST_USER),
     ("IdentitiesOnly", "yes"),
     ("IdentityAgent", "none"),

@@ -134,6 +134,15 @@ def test_missing_keys_are_explained(project: ProjectPaths) -> None:
     assert "vibebox" in info.value.hint
 
 
+async def test_the_connection_prefers_aes_gcm(project: ProjectPaths, server: int) -> None:
+    """The cipher asyncssh runs cheapest (connect.CIPHERS): a server that offers every one
+    of OpenSSH's defaults gets AES-GCM, as a guest's sshd does."""
+    conn = await connect.connect(project, "127.0.0.1", port=server)
+    async with conn:
+        assert conn.get_extra_info("send_cipher") == "aes128-gcm@openssh.com"
+        assert conn.get_extra_info("recv_cipher") == "aes128-gcm@openssh.com"
+
+
 async def test_asyncssh_connections_ignore_the_users_ssh_config(
     project: ProjectPaths, hostile_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -14,6 +14,7 @@ import pytest
 from vibebox_core.errors import SSHError
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.ssh import openssh
+from vibebox_core.ssh.connect import CIPHERS
 
 
 def _mode(path: Path) -> int:
@@ -81,6 +82,7 @@ def test_the_config_is_read_back_exactly_for_any_project_path(
     # OpenSSH shows IdentityFile before its %-expansion, the known-hosts file after it.
     assert got["identityfile"] == [str(project.client_key).replace("%", "%%")]
     assert got["userknownhostsfile"] == [str(project.known_hosts)]
+    assert got["ciphers"] == [",".join(CIPHERS)]  # the dashboard's own, AES-GCM first
     assert_locked_down(got)
 
 
