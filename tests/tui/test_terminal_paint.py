@@ -21,6 +21,7 @@ from vibebox_core.streams import MemoryStream
 from vibebox_tui.terminal import TerminalView
 from vibebox_tui.terminal.frames import IDLE_GAP, FramePacer
 from vibebox_tui.terminal.vt.emulator import Emulator
+from vibebox_tui.terminal.widget import FEED_SLICE, FLOOD_SLICE
 
 COLUMNS, LINES = 60, 12
 
@@ -195,6 +196,34 @@ async def test_output_that_stops_is_painted_without_waiting_for_the_next_frame(
         clock.now += 1.5 * IDLE_GAP  # no more output for that long
         final = reference(b"first\r\n" + b"".join(chunks))
         await wait_for(pilot, lambda: painted(view) == final)
+
+
+async def test_a_flood_is_parsed_in_longer_slices_once_the_flood_path_takes_them() -> None:
+    """A slice the flood path took whole (plain.py) is followed by longer ones: each slice
+    builds the rows it leaves on the screen, so fewer slices build fewer rows that scroll
+    off unseen; anything else goes back to short slices (keys wait at most one)."""
+    stream = MemoryStream()
+    app = PaintApp(stream)
+    async with app.run_test(size=(COLUMNS, LINES)) as pilot:
+        view = app.query_one(PaintProbe)
+        sizes: list[int] = []
+        feed = view.emulator.feed
+
+        def counted(data: bytes) -> None:
+            sizes.append(len(data))
+            feed(data)
+
+        view.emulator.feed = counted  # type: ignore[method-assign]
+        lines = b"".join(flood(12000))  # about 700 KB of coloured lines in one read
+        tail = b"\x1b[H\x1b[2Jcleared\r\n" * 20000  # then output the flood path leaves
+        stream.feed(lines + tail)
+        await parsed(pilot, view, "cleared")
+        await wait_for(pilot, lambda: sum(sizes) == len(lines + tail))
+        assert sizes[0] == FEED_SLICE and FLOOD_SLICE in sizes  # longer once a flood's
+        assert sizes.index(FLOOD_SLICE) == 1
+        last = max(at for at, size in enumerate(sizes) if size == FLOOD_SLICE)
+        assert sizes[last + 1 :] and set(sizes[last + 1 : -1]) == {FEED_SLICE}  # short again
+        assert view.emulator.screen.display == reference(lines + tail)
 
 
 async def test_a_keys_echo_paints_at_once_during_a_flood() -> None:

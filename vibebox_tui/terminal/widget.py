@@ -57,6 +57,10 @@ slice of 32 KiB takes about 1.5 ms; at 8 KiB the rows each slice leaves on the s
 built as cells only to scroll off in the next one, and the parser ran a quarter slower (the
 emulator 17 against 22 MB/s, the headless widget 15 against 20 MB/s on a 4 MB coloured
 stream, ``tests/bench/bench_terminal.py``'s stream, both in one run)."""
+FLOOD_SLICE = 256 * 1024
+"""Bytes parsed before yielding once the slice before was a flood's, taken whole by the flood
+path (plain.py's ``find_flood``): that path builds only the rows left on the screen, for each
+slice, so fewer, longer slices build fewer rows that scroll off in the next one."""
 DEFER_LIMIT = 1 << 20
 """Most output collected unparsed while the next frame of a flood is not due (bytes)."""
 WHEEL_LINES = 3
@@ -329,16 +333,19 @@ class TerminalView(TerminalCanvas, can_focus=True):
         """Feed ``data`` to the emulator in slices, answer, post events, repaint; False if
         ``stream`` was detached meanwhile."""
         self._deferred = False
-        for start in range(0, len(data), FEED_SLICE):
+        start, step = 0, FEED_SLICE
+        while start < len(data):
             if start:
                 await asyncio.sleep(0)  # let keys and repaints through
                 if stream is not self._stream:
                     return False
             emulator = self.emulator
             try:
-                emulator.feed(data[start : start + FEED_SLICE])
+                emulator.feed(data[start : start + step])
             except Exception as exc:  # a parser bug must not freeze the session
                 self.log.error(f"terminal: could not parse output: {exc!r}")
+            start += step
+            step = FLOOD_SLICE if emulator.flooded else FEED_SLICE
             if emulator.replies:
                 await self.send(emulator.take_replies())
             if emulator.events:

@@ -70,6 +70,8 @@ class Emulator(TerminalModes):
         self.replies: list[bytes] = []
         self.events: list[Event] = []
         self.title = ""
+        self.flooded = False
+        """The last chunk fed was a flood's, taken whole by the flood path (plain.py)."""
         self._reset_modes()
 
     # -- feeding -------------------------------------------------------------------------
@@ -106,6 +108,7 @@ class Emulator(TerminalModes):
         parser's own would, so the cells are the same either way.
         """
         screen = self.screen
+        self.flooded = False
         if len(text) >= FLOOD_TEXT and self._plain_modes() and not self.newline_mode:
             flood = find_flood(screen, text)
             if flood is not None:
@@ -115,6 +118,7 @@ class Emulator(TerminalModes):
                 done = self._plain_modes() and feed_block(screen, text, flood)
                 if done:
                     self._last = ""
+                    self.flooded = True
                 self._feed_text(text[flood.last if done else flood.head :])
                 return
         self._feed_text(text)
