@@ -48,8 +48,8 @@ they must make, before they are kept as a
 looked through twice)."""
 FLOOD_TEXT = 4096
 """Characters a chunk must hold to be looked at as a flood (:func:`find_flood`)."""
-# What takes no cell in plain output: SGRs and CRs (before the LF that ends every line).
-_INVISIBLE = re.compile(r"\x1b\[[0-9;]*m|\r")
+# An SGR (it takes no cell); a pattern with a literal start, which re finds fast.
+_SGR = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def plain_parts(text: str) -> list[str] | None:
@@ -205,8 +205,9 @@ def find_flood(screen: Screen, text: str) -> Flood | None:
     line_ends = block.count("\r\n")
     if line_ends <= LAZY_ROWS or block.count("\r") != line_ends or block.count("\n") != line_ends:
         return None  # short, or a lone CR or LF (it overwrites or moves without returning)
-    visible, removed = _INVISIBLE.subn("", block)
-    if removed - line_ends != block.count("\x1b"):
+    # Every CR is one of the CR LFs counted: without them and the SGRs, what takes cells.
+    visible, sgrs = _SGR.subn("", block.replace("\r\n", "\n"))
+    if sgrs != block.count("\x1b"):
         return None  # an escape sequence other than an SGR
     lines = visible.split("\n")
     lines.pop()  # the block ends with a line end: nothing after it
