@@ -255,10 +255,12 @@ class TerminalView(TerminalCanvas, can_focus=True):
         """Read, parse in slices, answer queries, post events, repaint what changed.
 
         While the pacer holds the next frame back (a flood), output is collected rather than
-        parsed, up to :data:`DEFER_LIMIT` bytes, and parsed when the frame is due or a key
-        is typed: a frame's worth of output is parsed in one go -- as long chunks, whose
-        lines mostly scroll off and are kept as the output itself (plain.py's
-        ``find_flood``), where read by read every row was built as cells first. A stream
+        parsed, up to :data:`DEFER_LIMIT` bytes, and parsed when the frame is due, a key is
+        typed or no more came for :data:`~vibebox_tui.terminal.frames.IDLE_GAP` (the
+        output paused: painted then too): a frame's worth of output is parsed in one go --
+        as long chunks, whose lines mostly scroll off and are kept as the output itself
+        (plain.py's ``find_flood``), where read by read every row was built as cells first,
+        in longer slices once the flood path takes one (:data:`FLOOD_SLICE`). A stream
         that reads ahead on its own (:class:`ReadsAhead`) is not even asked until then, so
         the reads of a flood do not wake this loop one by one."""
         reason = ""
