@@ -124,6 +124,18 @@ async def parsed(pilot: Pilot[Any], view: PaintProbe, text: str) -> None:
     await wait_for(pilot, lambda: any(text in row for row in view.emulator.screen.display))
 
 
+async def first_line_with_frames_apart(
+    pilot: Pilot[Any], app: PaintApp, stream: MemoryStream, clock: Clock
+) -> tuple[PaintProbe, list[str]]:
+    """The app's view with frames 30 s apart on ``clock``, once a first line (output after a
+    quiet spell) was painted at once; and what was painted then."""
+    view = app.query_one(PaintProbe)
+    view._pacer = FramePacer(interval=30, echo_window=0.2, clock=clock, render_share=1e9)
+    stream.feed(b"first\r\n")
+    await wait_for(pilot, lambda: painted(view)[0] == "first".ljust(COLUMNS))
+    return view, painted(view)
+
+
 async def test_a_burst_then_idle_paints_the_exact_final_screen() -> None:
     stream = MemoryStream()
     app = PaintApp(stream)
@@ -183,11 +195,7 @@ async def test_output_that_stops_is_painted_without_waiting_for_the_next_frame(
     app = PaintApp(stream)
     clock = Clock()
     async with app.run_test(size=(COLUMNS, LINES)) as pilot:
-        view = app.query_one(PaintProbe)
-        view._pacer = FramePacer(interval=30, echo_window=0.2, clock=clock, render_share=1e9)
-        stream.feed(b"first\r\n")
-        await wait_for(pilot, lambda: painted(view)[0] == "first".ljust(COLUMNS))
-        first = painted(view)
+        view, first = await first_line_with_frames_apart(pilot, app, stream, clock)
         chunks = [*flood(100), b"$ "]
         await feed_apart(stream, chunks)
         for _ in range(5):
@@ -255,11 +263,8 @@ async def test_output_held_for_a_frame_is_painted_at_once_when_a_key_is_typed() 
     app = PaintApp(stream)
     clock = Clock()
     async with app.run_test(size=(COLUMNS, LINES)) as pilot:
-        view = app.query_one(PaintProbe)
-        # frames 30 s apart: held output waits that long unless a key ends the wait
-        view._pacer = FramePacer(interval=30, echo_window=0.2, clock=clock, render_share=1e9)
-        stream.feed(b"first\r\n")
-        await wait_for(pilot, lambda: painted(view)[0] == "first".ljust(COLUMNS))
+        # held output waits for its frame, 30 s away, unless a key ends the wait
+        view, _ = await first_line_with_frames_apart(pilot, app, stream, clock)
         await feed_apart(stream, flood(100))
         for _ in range(5):
             await pilot.pause(0.02)
