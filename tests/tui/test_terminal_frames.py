@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from vibebox_tui.terminal.frames import (
+    ECHO_INTERVAL,
     ECHO_WINDOW,
     FRAME_INTERVAL,
     IDLE_GAP,
@@ -52,6 +53,8 @@ def test_after_a_key_output_paints_at_once_for_the_echo_window() -> None:
     pacer.painted()
     pacer.typed()
     clock.now += 0.001
+    assert 0.0 < output(pacer) <= ECHO_INTERVAL  # a frame was just painted: not at every read
+    clock.now += ECHO_INTERVAL
     assert output(pacer) == 0.0  # the echo: no waiting for the flood's next frame
     pacer.painted()
     clock.now += 0.1
@@ -72,7 +75,7 @@ def test_a_key_at_a_quiet_prompt_paints_its_echo_then_the_flood_it_starts_is_pac
     pacer.scrolled(1, 24)  # the echo of Enter
     assert output(pacer) == 0.0
     pacer.painted()
-    clock.now += 0.001
+    clock.now += ECHO_INTERVAL
     pacer.scrolled(30, 24)  # the first read of the flood
     assert output(pacer) == 0.0  # still the echo window: this frame is painted at once...
     pacer.painted()
@@ -98,6 +101,19 @@ def test_a_key_typed_while_output_scrolls_keeps_its_whole_echo_window() -> None:
     pacer.painted()
     clock.now += 0.01
     assert output(pacer) > 0.0  # the window is over
+
+
+def test_in_an_echo_window_output_that_only_streams_by_keeps_the_floods_pace() -> None:
+    clock = Clock()
+    pacer = FramePacer(interval=0.05, echo_window=0.2, clock=clock)
+    pacer.painted()
+    pacer.typed()
+    clock.now += 0.01
+    pacer.arrived()
+    assert abs(pacer.wait(in_place=False) - 0.04) < 1e-9  # a flood's rows: its next frame
+    assert abs(pacer.look_again(in_place=False) - IDLE_GAP) < 1e-9
+    assert pacer.wait(in_place=True) == 0.0  # the echo drawn in place: now
+    assert pacer.look_again(in_place=True) == 0.0
 
 
 def test_defaults_pace_below_the_display_rate_and_keep_the_echo_window() -> None:

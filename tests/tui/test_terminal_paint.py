@@ -19,7 +19,7 @@ from tui.pilot_wait import wait_for
 
 from vibebox_core.streams import MemoryStream
 from vibebox_tui.terminal import TerminalView
-from vibebox_tui.terminal.frames import IDLE_GAP, FramePacer
+from vibebox_tui.terminal.frames import ECHO_INTERVAL, IDLE_GAP, FramePacer
 from vibebox_tui.terminal.vt.emulator import Emulator
 from vibebox_tui.terminal.widget import FEED_SLICE, FLOOD_SLICE
 
@@ -251,26 +251,37 @@ async def test_a_keys_echo_paints_at_once_during_a_flood() -> None:
         for _ in range(5):
             await pilot.pause(0.02)
         assert not any("more" in row for row in painted(view))
+        clock.now += ECHO_INTERVAL  # the flood's next frame is still 0.04 s away
         await pilot.press("x")
         await stream.wait_for(lambda: stream.written.endswith(b"x"))
+        clock.now += ECHO_INTERVAL  # a round trip later (the key painted "more" at once)
         stream.feed(b"x")  # the guest echoes the key
         await wait_for(pilot, lambda: painted(view)[LINES - 1].startswith("x"))
         assert painted(view) == reference(b"".join([*flood(50), b"tick\r\nmore\r\nx"]))
 
 
-async def test_output_held_for_a_frame_is_painted_at_once_when_a_key_is_typed() -> None:
+async def test_output_held_for_a_frame_is_parsed_when_a_key_is_typed_and_its_echo_paints() -> None:
     stream = ReadAheadStream()
     app = PaintApp(stream)
     clock = Clock()
     async with app.run_test(size=(COLUMNS, LINES)) as pilot:
         # held output waits for its frame, 30 s away, unless a key ends the wait
         view, _ = await first_line_with_frames_apart(pilot, app, stream, clock)
-        await feed_apart(stream, flood(100))
+        # a status line on row 1, a flood below it (as bench_flood.py's echo program draws)
+        await feed_apart(stream, [b"\x1b[2;%dr\x1b[%d;1H" % (LINES, LINES), *flood(100)])
         for _ in range(5):
             await pilot.pause(0.02)
         assert not any("line 00099" in row for row in painted(view))  # held for the frame
         await pilot.press("x")
-        await wait_for(pilot, lambda: any("line 00099" in r for r in painted(view)), timeout=5)
+        # parsed at once (an echo could be in it), but a flood streaming by keeps its frame
+        await parsed(pilot, view, "line 00099")
+        for _ in range(5):
+            await pilot.pause(0.02)
+        assert not any("line 00099" in row for row in painted(view))
+        clock.now += ECHO_INTERVAL
+        stream.feed(b"\x1b7\x1b[1;1H\x1b[2Kkey x\x1b8")  # the echo, drawn in place on row 1
+        await wait_for(pilot, lambda: painted(view)[0].startswith("key x"), timeout=5)
+        assert any("line 00099" in row for row in painted(view))  # the frame showed it all
 
 
 async def test_the_cursor_paints_where_the_output_left_it() -> None:

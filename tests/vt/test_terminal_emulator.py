@@ -95,6 +95,31 @@ def test_full_screen_scroll_feeds_scrollback() -> None:
     assert rows(emulator) == ["8", "9", ""]
 
 
+def in_place_after(setup: bytes, output: bytes, lines: int = 5) -> bool:
+    """Whether ``output``, after ``setup`` was painted, changed the screen in place."""
+    emulator = term(setup, lines=lines)
+    emulator.screen.clean()
+    emulator.feed(output)
+    return emulator.screen.changed_in_place()
+
+
+@pytest.mark.parametrize("flood_path", [False, True])
+def test_a_flood_streaming_by_is_told_from_what_is_drawn_in_place(flood_path: bool) -> None:
+    many = b"".join(b"line %d\r\n" % i for i in range(200 if flood_path else 12))
+    status = b"\x1b[2;5r\x1b[5;1H"  # a status line on row 1, output below it
+    # streaming by: a screenful or more through the region
+    assert not in_place_after(b"$ ", many)
+    assert not in_place_after(status, many)
+    assert not in_place_after(b"\x1b[?1049h", many)
+    # drawn in place: an echo, a few lines, a status line, a new picture, nothing scrolled
+    assert in_place_after(b"$ ", b"x")
+    assert in_place_after(b"$ ", b"\r\n$ ")  # less than a screenful scrolled (less, vim)
+    assert in_place_after(status, many + b"\x1b7\x1b[1;1HECHO-1\x1b8")
+    assert in_place_after(b"$ ", many + b"\x1b[?1049h")
+    assert in_place_after(b"$ ", b"\x1b[2L")  # insert lines: a program's redraw
+    assert not in_place_after(b"$ ", b"")  # nothing changed
+
+
 def test_insert_delete_chars_and_lines() -> None:
     emulator = term("abcdef\x1b[1;3H\x1b[2@XY", columns=8)
     assert rows(emulator)[0] == "abXYcdef"

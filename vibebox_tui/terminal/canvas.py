@@ -80,10 +80,13 @@ class TerminalCanvas(Widget):
             if now - self._sync_since < SYNC_TIMEOUT:
                 return
         self._sync_since = None
-        wait = self._pacer.wait()
+        in_place = screen.changed_in_place()
+        wait = self._pacer.wait(in_place)
         if wait > 0:  # output keeps coming: it shows in the next frame (see frames.py)
             if self._frame_timer is None:
-                self._frame_timer = self.set_timer(self._pacer.look_again(), self._frame_due)
+                self._frame_timer = self.set_timer(
+                    self._pacer.look_again(in_place), self._frame_due
+                )
             return
         if self._frame_timer is not None:
             self._frame_timer.stop()

@@ -17,13 +17,18 @@ widget asks a :class:`FramePacer` instead:
   widget tells the pacer when output comes, :meth:`FramePacer.arrived`, and looks again that
   soon): the end of a flood, the prompt after a ``cat``, shows at once rather than up to a
   frame later;
-* for :data:`ECHO_WINDOW` after a key was sent, output is painted at once again, so what the
-  guest echoes shows without waiting for the next frame of a flood -- except that a key typed
-  while nothing scrolled (a command entered at a quiet prompt) has its window end once a
-  frame has shown a screenful scrolled by since the key: the echo was in that frame, what
-  follows is the flood the command started (``cat`` of a big file), paced like any other. A
-  key typed while output scrolls keeps its whole window, since its echo may come after much
-  output that was already on its way;
+* for :data:`ECHO_WINDOW` after a key was sent, output is parsed at once, and what changed the
+  screen in place (an echo at the cursor, a status line, a redraw, a scroll by less than a
+  screenful: anything but a flood streaming through the scroll region,
+  :meth:`~vibebox_tui.terminal.vt.grid.Grid.changed_in_place`) is painted at once, at most
+  one frame per :data:`ECHO_INTERVAL`, so what the guest echoes shows without waiting for the
+  next frame of a flood. The flood itself keeps its pace: painted at every read for the whole
+  window, its frames took the CPU the guest and the echo needed (``tests/bench/bench_flood.py``).
+  A key typed while nothing scrolled (a command entered at a quiet prompt) has its window end
+  once a frame has shown a screenful scrolled by since the key: the echo was in that frame,
+  what follows is the flood the command started (``cat`` of a big file). A key typed while
+  output scrolls keeps its whole window, since its echo may come after much output that was
+  already on its way;
 * on a machine too busy to render a frame quickly (the widget reports how long its lines
   took, :meth:`FramePacer.rendered`), frames are spaced further apart so rendering stays
   under :data:`RENDER_SHARE` of the time and the parser keeps up with the guest.
@@ -46,7 +51,11 @@ render (py-spy on ``tests/bench/bench_flood.py``: the frames took about as much 
 dashboard's CPU as the parsing at 30 and 15 a second); ten a second still shows text
 scrolling by, which is all the eye gets of a flood."""
 ECHO_WINDOW = 0.25
-"""After a key is sent, output is painted at once for this long (seconds)."""
+"""After a key is sent, output that changes the screen in place is painted at once for this
+long (seconds)."""
+ECHO_INTERVAL = 1 / 120
+"""Shortest time between two frames painted at once in an echo window (seconds): a program
+redrawing in place without pause (a progress bar, a clock) is not painted at every read."""
 IDLE_GAP = 0.015
 """No output for this long (seconds) while a frame is held back: the output paused, and what
 came is painted now. A flood's reads come a millisecond or two apart; a frame held for a tenth
@@ -108,21 +117,28 @@ class FramePacer:
         :data:`IDLE_GAP`)."""
         self._arrived_at = self.clock()
 
-    def wait(self) -> float:
-        """Seconds until the next frame may be painted; 0 means paint now."""
+    def wait(self, in_place: bool = True) -> float:
+        """Seconds until the next frame may be painted; 0 means paint now.
+
+        Args:
+            in_place: the output changed the screen in place, not only streamed through the
+                scroll region (see the module's docstring); the output not yet parsed may.
+        """
         now = self.clock()
-        if now - self._typed_at < self.echo_window or now - self._arrived_at >= IDLE_GAP:
+        if now - self._arrived_at >= IDLE_GAP:
             return 0.0
+        if now - self._typed_at < self.echo_window and in_place:
+            return max(0.0, self._painted_at + ECHO_INTERVAL - now)
         interval = self.interval
         if now - self._flood_since >= LONG_FLOOD:
             interval = max(interval, LONG_FLOOD_INTERVAL)
         interval = max(interval, self._render_cost / self.render_share)
         return max(0.0, self._painted_at + interval - now)
 
-    def look_again(self) -> float:
+    def look_again(self, in_place: bool = True) -> float:
         """Seconds until output held back for a frame is looked at again: when the frame is
         due, or once :data:`IDLE_GAP` is over (if no more output came by then, it paused)."""
-        return min(self.wait(), IDLE_GAP)
+        return min(self.wait(in_place), IDLE_GAP)
 
     def rendered(self, seconds: float) -> None:
         """Rendering a full frame's lines just took ``seconds``."""

@@ -141,6 +141,8 @@ class Grid:
         # next ones need not again (a flood scrolls tens of thousands of times between two
         # looks). Only :meth:`clean` empties ``dirty``, and it forgets this.
         self._dirty_region: tuple[int, int] | None = None
+        self._redrawn = False  # every row was touched at once since clean (touch_all)
+        self._streamed = 0  # rows line feeds scrolled through a region since clean
         self.scrolled = 0  # lines scrolled into scrollback since the renderer last looked
 
     # -- helpers -----------------------------------------------------------------------
@@ -158,11 +160,28 @@ class Grid:
 
     def touch_all(self) -> None:
         self.dirty.update(range(self.lines))
+        self._redrawn = True  # a new picture (the other buffer, a resize): drawn in place
 
     def clean(self) -> None:
         """The renderer has seen every row in :attr:`dirty`: start collecting anew."""
         self.dirty.clear()
         self._dirty_region = None
+        self._redrawn = False
+        self._streamed = 0
+
+    def changed_in_place(self) -> bool:
+        """Rows changed since :meth:`clean`, and not only by a flood streaming through the
+        scroll region (a screenful or more of text written at its bottom and scrolled up by
+        line feeds): a row outside the region that scrolled, or any row when less than a
+        screenful scrolled -- what a program draws in answer to a key (an echo, a status
+        line, a redraw, a scroll by a line or a page)."""
+        if not self.dirty:
+            return False
+        region = self._dirty_region
+        if region is None or self._redrawn or self._streamed < self.lines:
+            return True
+        top, bottom = region
+        return any(y < top or y > bottom for y in self.dirty)
 
     @property
     def display(self) -> list[str]:
@@ -189,6 +208,7 @@ class Grid:
         if top == 0 and buffer is self.main:
             self.scrollback.append(HistoryLine(line))
             self.scrolled += 1
+        self._streamed += 1
         if self._dirty_region != (top, bottom):
             self.dirty.update(range(top, bottom + 1))
             self._dirty_region = (top, bottom)
@@ -238,6 +258,7 @@ class Grid:
         kept = above[count:]
         new = [Line.of(*row) for row in rows[max(0, len(rows) - (len(above) - len(kept))) :]]
         buffer[top : bottom + 1] = [*kept, *new, Line(self.columns, self.table.bg_only(attr))]
+        self._streamed += count
         if self._dirty_region != (top, bottom):
             self.dirty.update(range(top, bottom + 1))
             self._dirty_region = (top, bottom)
