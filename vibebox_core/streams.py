@@ -57,6 +57,16 @@ class ReadsAhead(Protocol):
         ...
 
 
+@runtime_checkable
+class WritesSoon(Protocol):
+    """A :class:`ByteStream` that can be written from any thread without waiting (the write
+    is queued behind the ones already asked for, in order)."""
+
+    def write_soon(self, data: bytes) -> None:
+        """Queue ``data`` to be written; never waits, callable from any thread."""
+        ...
+
+
 def command_token(stream: ByteStream) -> str:
     """The token ``stream``'s shell signs vibebox commands with ("" when it has none)."""
     token = getattr(stream, "command_token", "")

@@ -59,6 +59,12 @@ the terminal take and parse what is here at once, so it is not output the echo w
 for longer than that parse."""
 
 
+def _retrieve(future: concurrent.futures.Future[None]) -> None:
+    """Take a write's error off its future (else it is logged as never retrieved)."""
+    if not future.cancelled():
+        future.exception()
+
+
 def _wake(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
@@ -166,6 +172,13 @@ class ThreadedStream:
 
     async def write(self, data: bytes) -> None:
         await self._io.call(self._stream.write(data))
+
+    def write_soon(self, data: bytes) -> None:
+        """Write ``data`` on the IO loop without waiting, from any thread, in order with
+        :meth:`write` (:class:`~vibebox_core.streams.WritesSoon`): the dashboard's input
+        thread sends typed keys so. A failed write is not raised here: the connection is
+        lost, and the read side ends with the reason."""
+        self._io.submit(self._stream.write(data)).add_done_callback(_retrieve)
 
     async def resize(self, cols: int, rows: int) -> None:
         await self._io.call(self._stream.resize(cols, rows))

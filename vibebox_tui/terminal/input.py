@@ -43,7 +43,9 @@ from __future__ import annotations
 import os
 import re
 import selectors
+import threading
 from codecs import getincrementaldecoder
+from collections.abc import Callable
 from typing import Literal, Protocol
 
 from textual import constants
@@ -248,9 +250,16 @@ class RawInput(Message, bubble=False):
             ``("focus", bytes)`` the host window's focus report.
     """
 
-    def __init__(self, chunks: list[Chunk]) -> None:
+    def __init__(self, chunks: list[Chunk], done: Callable[[], None] | None = None) -> None:
         super().__init__()
         self.chunks = chunks
+        self._done = done
+
+    def handled(self) -> None:
+        """The terminal has sent what it had to (the driver may send the next keys itself)."""
+        done, self._done = self._done, None
+        if done is not None:
+            done()
 
 
 class RawInputTarget(Protocol):
@@ -258,6 +267,13 @@ class RawInputTarget(Protocol):
 
     def accepts_raw_input(self) -> bool:
         """True while keys typed now are the guest's (called from the input thread)."""
+        ...
+
+    def send_keys_now(self, data: bytes) -> bool:
+        """Send typed ``data`` to the guest from the input thread, without waiting for the
+        app's loop (busy painting a flood, it would keep the key for a frame); False if these
+        keys need the app (the widget's own keys, a scrolled-back view, a mode that changes
+        them), which then gets them as a :class:`RawInput`."""
         ...
 
     def post_message(self, message: Message) -> bool: ...
@@ -274,6 +290,11 @@ class VibeboxDriver(LinuxDriver):
         self.raw_target: RawInputTarget | None = None
         self._left = False  # ctrl+\ was typed: no raw keys until the terminal is focused again
         self._host_modes = (False, False)
+        # RawInput messages posted and not yet handled, and to whom: while there are any, keys
+        # go the same way, behind them, never past them (send_keys_now).
+        self._posted = 0
+        self._posted_to: RawInputTarget | None = None
+        self._posted_lock = threading.Lock()
 
     def resume_raw_input(self) -> None:
         """The terminal has the focus (again): keys typed from now on are the guest's."""
@@ -344,9 +365,27 @@ class VibeboxDriver(LinuxDriver):
             selector.close()
 
     def _give_raw(self, chunks: list[Chunk]) -> None:
+        """Typed keys straight to the guest when the terminal can take them so, the rest (and
+        anything behind a message not yet handled) as a :class:`RawInput` message."""
         target = self.raw_target
-        if target is not None:
-            target.post_message(RawInput(chunks))
+        if target is None:
+            return
+        with self._posted_lock:
+            if self._posted_to is not target:
+                self._posted_to, self._posted = target, 0
+            if (
+                not self._posted
+                and all(destination == "keys" for destination, _ in chunks)
+                and target.send_keys_now(b"".join(data for _, data in chunks))
+            ):
+                return
+            self._posted += 1
+        target.post_message(RawInput(chunks, done=lambda: self._handled(target)))
+
+    def _handled(self, target: RawInputTarget) -> None:
+        with self._posted_lock:
+            if self._posted_to is target and self._posted:
+                self._posted -= 1
 
 
 def dashboard_driver(default: type[Driver]) -> type[Driver]:

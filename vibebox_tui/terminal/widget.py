@@ -36,7 +36,7 @@ from textual.message import Message
 from textual.worker import Worker
 
 from vibebox_core import commandtoken
-from vibebox_core.streams import ByteStream, ReadsAhead, command_token, end_reason
+from vibebox_core.streams import ByteStream, ReadsAhead, WritesSoon, command_token, end_reason
 from vibebox_tui.terminal.canvas import TerminalCanvas
 from vibebox_tui.terminal.input import RawInput, VibeboxDriver
 from vibebox_tui.terminal.keys import (
@@ -467,7 +467,40 @@ class TerminalView(TerminalCanvas, can_focus=True):
         emulator = self.emulator
         driver.mirror_modes(active and emulator.app_cursor, active and emulator.app_keypad)
 
+    def send_keys_now(self, data: bytes) -> bool:
+        """From the driver's input thread: typed ``data`` straight to the guest when nothing
+        here changes it (see :class:`~vibebox_tui.terminal.input.RawInputTarget`); the app's
+        loop then only starts the echo's window (:class:`_KeysSent`)."""
+        stream = self._stream
+        if (
+            not isinstance(stream, WritesSoon)
+            or self._leaving
+            or self.history_offset
+            or self.emulator.newline_mode
+            or not self.accepts_raw_input()
+        ):
+            return False
+        if not self.emulator.screen.in_alt and any(seq in data for seq in _SCROLLBACK_BYTES):
+            return False
+        stream.write_soon(data)
+        self.post_message(self._KeysSent())
+        return True
+
+    class _KeysSent(Message, bubble=False):
+        """The input thread sent keys to the guest (:meth:`TerminalView.send_keys_now`)."""
+
+    def _on_terminal_view__keys_sent(self, message: _KeysSent) -> None:
+        message.stop()
+        self._pacer.typed()  # as send() does: the echo paints at once, even in a flood
+        self._typed.set()
+
     async def _on_raw_input(self, message: RawInput) -> None:
+        try:
+            await self._handle_raw_input(message)
+        finally:
+            message.handled()
+
+    async def _handle_raw_input(self, message: RawInput) -> None:
         message.stop()
         for destination, data in message.chunks:
             if self.disconnect_reason is not None or self._stream is None:
