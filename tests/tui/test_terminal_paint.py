@@ -260,7 +260,7 @@ async def test_a_keys_echo_paints_at_once_during_a_flood() -> None:
         assert painted(view) == reference(b"".join([*flood(50), b"tick\r\nmore\r\nx"]))
 
 
-async def test_output_held_for_a_frame_is_parsed_when_a_key_is_typed_and_its_echo_paints() -> None:
+async def test_held_output_is_parsed_on_a_key_and_an_echo_beside_the_flood_paints_alone() -> None:
     stream = ReadAheadStream()
     app = PaintApp(stream)
     clock = Clock()
@@ -280,8 +280,14 @@ async def test_output_held_for_a_frame_is_parsed_when_a_key_is_typed_and_its_ech
         assert not any("line 00099" in row for row in painted(view))
         clock.now += ECHO_INTERVAL
         stream.feed(b"\x1b7\x1b[1;1H\x1b[2Kkey x\x1b8")  # the echo, drawn in place on row 1
+        # painted alone, at once: a row, not the whole screen; the flood's rows at its frame
         await wait_for(pilot, lambda: painted(view)[0].startswith("key x"), timeout=5)
-        assert any("line 00099" in row for row in painted(view))  # the frame showed it all
+        for _ in range(5):
+            await pilot.pause(0.02)
+        assert not any("line 00099" in row for row in painted(view))
+        clock.now += 30
+        await wait_for(pilot, lambda: any("line 00099" in r for r in painted(view)), timeout=5)
+        assert painted(view) == view.emulator.screen.display
 
 
 async def test_the_cursor_paints_where_the_output_left_it() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from itertools import islice
+from typing import Self
 
 from rich.segment import Segment
 from rich.style import Style
@@ -55,6 +56,10 @@ class TerminalCanvas(Widget):
         self._frame_timer: Timer | None = None
         self._deferred = False
         """Output waits to be parsed until the frame is due (:class:`TerminalView` sets it)."""
+        self._shown: dict[int, Strip] = {}  # the strip each row was last rendered as
+        self._rows_held: set[int] = set()
+        """Rows whose changes wait for a flood's frame while an echo beside it is painted
+        alone: rendered as they were (Textual asks a widget for all its rows on any paint)."""
 
     # -- painting ------------------------------------------------------------------------
 
@@ -99,7 +104,22 @@ class TerminalCanvas(Widget):
             self._cursor = cursor
         if not dirty:
             return
+        region = screen.streamed_region() if in_place else None
+        if region is not None and not self.history_offset and self._pacer.wait(False) > 0:
+            # An echo (a status line) outside the region a flood streams through: painted now
+            # on its own -- a row or two, not the whole screen -- and the flood's rows at
+            # their frame.
+            top, bottom = region
+            rows = {y for y in dirty if y < top or y > bottom}
+            self._pacer.echoed()
+            screen.seen(rows)
+            self._rows_held = set(screen.dirty)
+            for row in rows:
+                self._refresh_row(row)
+            self._frame_timer = self.set_timer(self._pacer.look_again(False), self._frame_due)
+            return
         self._pacer.painted()
+        self._rows_held.clear()
         if self.history_offset or len(dirty) > screen.lines // 2:
             self.refresh()
         else:
@@ -164,7 +184,26 @@ class TerminalCanvas(Widget):
             and not (styles.has_rule("hatch") and styles.hatch != "none")
         )
 
+    def refresh(
+        self, *regions: Region, repaint: bool = True, layout: bool = False, recompose: bool = False
+    ) -> Self:
+        if not regions:
+            self._rows_held.clear()  # everything is painted as it is now
+        else:
+            for region in regions:
+                self._rows_held.difference_update(region.line_range)
+        return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
+
     def render_line(self, y: int) -> Strip:
+        if y in self._rows_held:
+            shown = self._shown.get(y)
+            if shown is not None and shown.cell_length == self.size.width:
+                return shown
+        strip = self._render_row(y)
+        self._shown[y] = strip
+        return strip
+
+    def _render_row(self, y: int) -> Strip:
         width = self.size.width
         renderer = self._renderer
         screen = self.emulator.screen

@@ -97,6 +97,7 @@ class FramePacer:
         self._scrolled_since_key = 0
         self._lines = 0  # the screen's height, as last reported
         self._arrived_at = float("-inf")  # when output last came
+        self._echoed_at = float("-inf")  # when rows drawn in place were last painted alone
 
     def typed(self) -> None:
         """A key (or paste) was just sent to the guest: its echo should show at once."""
@@ -128,7 +129,7 @@ class FramePacer:
         if now - self._arrived_at >= IDLE_GAP:
             return 0.0
         if now - self._typed_at < self.echo_window and in_place:
-            return max(0.0, self._painted_at + ECHO_INTERVAL - now)
+            return max(0.0, max(self._painted_at, self._echoed_at) + ECHO_INTERVAL - now)
         interval = self.interval
         if now - self._flood_since >= LONG_FLOOD:
             interval = max(interval, LONG_FLOOD_INTERVAL)
@@ -143,6 +144,11 @@ class FramePacer:
     def rendered(self, seconds: float) -> None:
         """Rendering a full frame's lines just took ``seconds``."""
         self._render_cost = 0.7 * self._render_cost + 0.3 * seconds
+
+    def echoed(self) -> None:
+        """Only the rows drawn in place were just painted, ahead of a flood's frame (which
+        keeps its time): the next such paint waits :data:`ECHO_INTERVAL`."""
+        self._echoed_at = self.clock()
 
     def painted(self) -> None:
         """A frame was just requested."""

@@ -177,11 +177,23 @@ class Grid:
         line, a redraw, a scroll by a line or a page)."""
         if not self.dirty:
             return False
-        region = self._dirty_region
-        if region is None or self._redrawn or self._streamed < self.lines:
+        region = self.streamed_region()
+        if region is None:
             return True
         top, bottom = region
         return any(y < top or y > bottom for y in self.dirty)
+
+    def streamed_region(self) -> tuple[int, int] | None:
+        """The scroll region (top, bottom) a flood streamed through since :meth:`clean` (a
+        screenful or more of line feeds), or None; see :meth:`changed_in_place`."""
+        if self._redrawn or self._streamed < self.lines:
+            return None
+        return self._dirty_region
+
+    def seen(self, rows: set[int]) -> None:
+        """The renderer has seen ``rows`` ahead of the others (an echo outside a flood's
+        region, painted before the flood's frame): the rest stay in :attr:`dirty`."""
+        self.dirty.difference_update(rows)
 
     @property
     def display(self) -> list[str]:
