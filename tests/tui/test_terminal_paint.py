@@ -234,6 +234,28 @@ async def test_a_flood_is_parsed_in_longer_slices_once_the_flood_path_takes_them
         assert view.emulator.screen.display == reference(lines + tail)
 
 
+async def test_after_a_key_output_is_parsed_as_it_comes_even_right_after_a_frame() -> None:
+    stream = ReadAheadStream()
+    app = PaintApp(stream)
+    clock = Clock()
+    async with app.run_test(size=(COLUMNS, LINES)) as pilot:
+        view, _ = await first_line_with_frames_apart(pilot, app, stream, clock)
+        await pilot.press("x")
+        await stream.wait_for(lambda: stream.written.endswith(b"x"))
+        clock.now += ECHO_INTERVAL
+        stream.feed(b"x")  # the echo, painted at once
+        await wait_for(pilot, lambda: painted(view)[1].startswith("x"))
+        # the clock stands still: the next in-place frame is ECHO_INTERVAL away, yet what
+        # comes is parsed at once (an echo in it is looked for), held only for painting
+        takes = stream.takes
+        stream.feed(b"y")
+        await parsed(pilot, view, "xy")
+        assert stream.takes == takes  # read as it came, not collected for a frame
+        assert not painted(view)[1].startswith("xy")
+        clock.now += ECHO_INTERVAL
+        await wait_for(pilot, lambda: painted(view)[1].startswith("xy"))
+
+
 async def test_a_keys_echo_paints_at_once_during_a_flood() -> None:
     stream = MemoryStream()
     app = PaintApp(stream)

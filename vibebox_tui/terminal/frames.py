@@ -128,13 +128,18 @@ class FramePacer:
         now = self.clock()
         if now - self._arrived_at >= IDLE_GAP:
             return 0.0
-        if now - self._typed_at < self.echo_window and in_place:
+        if in_place and self.in_echo_window():
             return max(0.0, max(self._painted_at, self._echoed_at) + ECHO_INTERVAL - now)
         interval = self.interval
         if now - self._flood_since >= LONG_FLOOD:
             interval = max(interval, LONG_FLOOD_INTERVAL)
         interval = max(interval, self._render_cost / self.render_share)
         return max(0.0, self._painted_at + interval - now)
+
+    def in_echo_window(self) -> bool:
+        """A key was sent less than :data:`ECHO_WINDOW` ago: output is parsed as it comes
+        (its echo may be in it), whenever its frame is painted."""
+        return self.clock() - self._typed_at < self.echo_window
 
     def look_again(self, in_place: bool = True) -> float:
         """Seconds until output held back for a frame is looked at again: when the frame is

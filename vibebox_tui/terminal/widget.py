@@ -320,8 +320,10 @@ class TerminalView(TerminalCanvas, can_focus=True):
             self._disconnected(reason)
 
     def _frame_waits(self, size: int) -> bool:
-        """``size`` bytes of output may wait unparsed: the next frame is not due yet."""
-        return size < DEFER_LIMIT and self._pacer.wait() > 0
+        """``size`` bytes of output may wait unparsed: the next frame is not due yet, and no
+        key was just sent (an echo in the output is looked for at once)."""
+        pacer = self._pacer
+        return size < DEFER_LIMIT and not pacer.in_echo_window() and pacer.wait() > 0
 
     async def _sleep_until_frame(self) -> None:
         """Until it is time to look at the held output again (the frame is due, or the
