@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+from typing import Any
+
+from data.keytable import GROUPS, KeyCase
 from textual.app import App, ComposeResult
 from textual.widgets import Button
 
 from vibebox_core.streams import MemoryStream
 from vibebox_tui.terminal import TerminalView
+from vibebox_tui.terminal.input import Chunk, HostInput
 
 
 class TermApp(App[None]):
@@ -45,6 +50,30 @@ def screen_text(term: TerminalView) -> str:
 
 def rendered_row(term: TerminalView, y: int) -> str:
     return term.render_line(y).text
+
+
+# -- the key table (tests/data/keytable.py) ----------------------------------------------------
+
+
+async def in_key_group(pilot: Any, stream: MemoryStream, term: TerminalView, group: str) -> None:
+    """The guest puts the terminal in ``group``'s modes; back once it shows its prompt."""
+    stream.feed(b"".join(b"%d\r\n" % i for i in range(40)) + GROUPS[group].encode() + b"$ ")
+    while not screen_text(term).rstrip().endswith("$"):
+        await pilot.pause()
+
+
+async def written_after(stream: MemoryStream, before: int, expected: bytes) -> bytes:
+    """What the terminal wrote after the first ``before`` bytes, once as long as ``expected``
+    (or after 2 s)."""
+    with contextlib.suppress(TimeoutError):  # fewer bytes came: the comparison says so
+        await stream.wait_for(lambda: len(stream.written) - before >= len(expected), timeout=2)
+    return bytes(stream.written[before:])
+
+
+def raw_chunks(case: KeyCase) -> list[Chunk]:
+    """The chunks the dashboard's driver gives the terminal for ``case``'s host bytes."""
+    host = HostInput()
+    return [c for c in host.feed(case.host_bytes, True) + host.flush() if c[0] != "app"]
 
 
 class KeyApp(TermApp, inherit_bindings=False):

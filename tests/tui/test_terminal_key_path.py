@@ -7,17 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from data.keytable import GROUPS, KEY_TABLE
 from tui.pilot_wait import wait_for
-from tui.terminal_apps import KeyApp, screen_text
+from tui.terminal_apps import KeyApp, in_key_group, raw_chunks, written_after
 
 from vibebox_core.streams import MemoryStream
 from vibebox_tui.terminal import TerminalView
-from vibebox_tui.terminal.input import Chunk, HostInput, RawInput, VibeboxDriver
+from vibebox_tui.terminal.input import Chunk, RawInput, VibeboxDriver
 
 
 class SoonStream(MemoryStream):
@@ -51,10 +50,6 @@ class SoonApp(KeyApp):
         yield CountingView(self.stream)
 
 
-def written_up_to(stream: MemoryStream, size: int) -> Callable[[], bool]:
-    return lambda: len(stream.written) >= size
-
-
 def from_input_thread(driver: VibeboxDriver, chunks: list[Chunk]) -> None:
     """Give ``chunks`` the way the driver's input thread does: from a thread of its own."""
     thread = threading.Thread(target=driver._give_raw, args=(chunks,))
@@ -62,13 +57,16 @@ def from_input_thread(driver: VibeboxDriver, chunks: list[Chunk]) -> None:
     thread.join()
 
 
-async def started(pilot: Any, app: SoonApp, stream: SoonStream) -> tuple[CountingView, Any]:
+async def started(
+    pilot: Any, app: SoonApp, stream: SoonStream, group: str = "normal"
+) -> tuple[CountingView, Any]:
+    """The app's view at a prompt, in the modes of the key table's ``group``, and a driver
+    giving it raw input."""
     stream.loop = asyncio.get_running_loop()
     view = app.query_one(CountingView)
     driver = VibeboxDriver(app)  # never started: only its hand-over of raw input is used
     driver.raw_target = view
-    stream.feed(b"".join(b"%d\r\n" % i for i in range(40)) + b"$ ")
-    await wait_for(pilot, lambda: screen_text(view).rstrip().endswith("$"))
+    await in_key_group(pilot, stream, view, group)
     return view, driver
 
 
@@ -93,21 +91,16 @@ async def test_key_table_through_the_input_threads_short_way(group: str) -> None
     stream = SoonStream()
     app = SoonApp(stream)
     async with app.run_test(size=(60, 20)) as pilot:
-        view, driver = await started(pilot, app, stream)
-        stream.feed(GROUPS[group].encode())
-        await pilot.pause()
+        view, driver = await started(pilot, app, stream, group)
         failures = []
         for case in (c for c in KEY_TABLE if c.group == group):
-            host = HostInput()
-            chunks = [c for c in host.feed(case.host_bytes, True) + host.flush() if c[0] != "app"]
+            chunks = raw_chunks(case)
             before = len(stream.written)
             if chunks:
                 from_input_thread(driver, chunks)
             for _ in range(3):
                 await pilot.pause()
-            if case.guest:
-                await stream.wait_for(written_up_to(stream, before + len(case.guest)))
-            got = bytes(stream.written[before:])
+            got = await written_after(stream, before, case.guest)
             if got != case.guest:
                 failures.append((case.name, case.guest, got))
             view.scroll_lines(-view.history_offset)

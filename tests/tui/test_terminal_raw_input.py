@@ -3,19 +3,16 @@
 
 from __future__ import annotations
 
-import contextlib
-from typing import Any
-
 import pytest
-from data.keytable import GROUPS, KEY_TABLE, KeyCase
+from data.keytable import GROUPS, KEY_TABLE
 from textual.widgets import Button
 from tui.pilot_wait import DemoApp, osc_command, until_attached, wait_for
-from tui.terminal_apps import KeyApp, screen_text
+from tui.terminal_apps import KeyApp, in_key_group, raw_chunks, screen_text, written_after
 
 from vibebox_core.streams import MemoryStream
 from vibebox_tui.backend.demo import fake_id
 from vibebox_tui.terminal import FOCUS_OUT_KEY, TerminalView
-from vibebox_tui.terminal.input import Destination, HostInput, RawInput
+from vibebox_tui.terminal.input import RawInput
 
 #: The dashboard's size in its Pilot tests (tests/tui/test_app.py).
 DASHBOARD_SIZE = (100, 30)
@@ -24,38 +21,21 @@ DASHBOARD_SIZE = (100, 30)
 # -- the key table (tests/data/keytable.py), through a running app ----------------------------
 
 
-async def _in_group(pilot: Any, stream: MemoryStream, term: TerminalView, group: str) -> None:
-    stream.feed(b"".join(b"%d\r\n" % i for i in range(40)) + GROUPS[group].encode() + b"$ ")
-    while not screen_text(term).rstrip().endswith("$"):
-        await pilot.pause()
-
-
-async def _written_after(stream: MemoryStream, before: int, expected: bytes) -> bytes:
-    with contextlib.suppress(TimeoutError):  # fewer bytes came: the comparison says so
-        await stream.wait_for(lambda: len(stream.written) - before >= len(expected), timeout=2)
-    return bytes(stream.written[before:])
-
-
 @pytest.mark.parametrize("group", list(GROUPS))
 async def test_key_table_as_textual_key_events(group: str) -> None:
     stream = MemoryStream()
     app = KeyApp(stream)
     async with app.run_test(size=(60, 20)) as pilot:
         term = app.query_one(TerminalView)
-        await _in_group(pilot, stream, term, group)
+        await in_key_group(pilot, stream, term, group)
         failures = []
         for case in (c for c in KEY_TABLE if c.group == group and c.keys):
             before = len(stream.written)
             await pilot.press(*case.keys)
-            got = await _written_after(stream, before, case.guest)
+            got = await written_after(stream, before, case.guest)
             if got != case.guest:
                 failures.append((case.name, case.guest, got))
         assert not failures
-
-
-def _raw_chunks(case: KeyCase) -> list[tuple[Destination, bytes]]:
-    host = HostInput()
-    return [c for c in host.feed(case.host_bytes, True) + host.flush() if c[0] != "app"]
 
 
 @pytest.mark.parametrize("group", list(GROUPS))
@@ -66,15 +46,15 @@ async def test_key_table_as_the_host_terminal_s_bytes(group: str) -> None:
     app = KeyApp(stream)
     async with app.run_test(size=(60, 20)) as pilot:
         term = app.query_one(TerminalView)
-        await _in_group(pilot, stream, term, group)
+        await in_key_group(pilot, stream, term, group)
         failures = []
         for case in (c for c in KEY_TABLE if c.group == group):
             before = len(stream.written)
-            chunks = _raw_chunks(case)
+            chunks = raw_chunks(case)
             if chunks:
                 term.post_message(RawInput(chunks))
             await pilot.pause()
-            got = await _written_after(stream, before, case.guest)
+            got = await written_after(stream, before, case.guest)
             if got != case.guest:
                 failures.append((case.name, case.guest, got))
             term.scroll_lines(-term.history_offset)
