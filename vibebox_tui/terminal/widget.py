@@ -206,8 +206,7 @@ class TerminalView(TerminalCanvas, can_focus=True):
     async def send(self, data: bytes) -> None:
         """Write bytes to the guest (as if typed); ignored while disconnected."""
         if self._stream is not None and self.disconnect_reason is None and data:
-            self._pacer.typed()  # what the guest echoes paints at once, even in a flood
-            self._typed.set()  # output collected for the next frame is parsed now
+            self._echo_expected()
             try:
                 await self._stream.write(data)
             except Exception as exc:  # a dropped connection: show it, never a traceback
@@ -493,7 +492,12 @@ class TerminalView(TerminalCanvas, can_focus=True):
 
     def _on_terminal_view__keys_sent(self, message: _KeysSent) -> None:
         message.stop()
-        self._pacer.typed()  # as send() does: the echo paints at once, even in a flood
+        self._echo_expected()
+
+    def _echo_expected(self) -> None:
+        """Keys went to the guest: what it echoes paints at once, even in a flood, and the
+        output collected for the next frame is parsed now."""
+        self._pacer.typed()
         self._typed.set()
 
     async def _on_raw_input(self, message: RawInput) -> None:
