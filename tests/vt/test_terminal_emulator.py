@@ -22,7 +22,7 @@ from vibebox_tui.terminal.vt.grid import HistoryLine, Line
 from vibebox_tui.terminal.vt.history import BlockRow
 from vibebox_tui.terminal.vt.plain import LAZY_ROWS, Flood, feed_block, find_flood, plain_parts
 from vibebox_tui.terminal.vt.screen import Screen
-from vibebox_tui.terminal.vt.sequences import NOT_PLAIN
+from vibebox_tui.terminal.vt.sequences import NOT_PLAIN_CHAR, NOT_PLAIN_ESCAPE
 
 
 def term(data: bytes | str, columns: int = 20, lines: int = 5) -> Emulator:
@@ -328,8 +328,9 @@ def _general_parser_only(monkeypatch: pytest.MonkeyPatch, fast: bool) -> None:
     """With ``fast`` False, every chunk goes through the general parser whole, as before
     the fast paths of plain output (plain.py) existed."""
     where = "vibebox_tui.terminal.vt.emulator"
-    monkeypatch.setattr(f"{where}.plain_parts", plain_parts if fast else lambda text: None)
-    monkeypatch.setattr(f"{where}.NOT_PLAIN", NOT_PLAIN if fast else re.compile("(?!)"))
+    for name, pattern in ("NOT_PLAIN_CHAR", NOT_PLAIN_CHAR), ("NOT_PLAIN_ESCAPE", NOT_PLAIN_ESCAPE):
+        # matching everywhere: no character is plain output
+        monkeypatch.setattr(f"{where}.{name}", pattern if fast else re.compile(""))
     monkeypatch.setattr(f"{where}.PLAIN_STRETCH", PLAIN_STRETCH if fast else 1 << 30)
     monkeypatch.setattr(f"{where}.find_flood", find_flood if fast else lambda screen, text: None)
 
@@ -542,7 +543,8 @@ def test_a_floods_first_line_may_change_the_screen_it_scrolls_on(
         state = (screen.cursor.x, screen.cursor.y, screen.columns, screen.top, screen.bottom)
         results.append((_cells(emulator), state, len(screen.scrollback)))
         if fast and first in ("", "\x1b[1;3r"):  # with a flood to scroll in at once still
-            assert any(isinstance(row, BlockRow) for row in screen.scrollback) == (not first)
+            # (after a sequence, the plain lines that follow it are a flood's stretch)
+            assert any(isinstance(row, BlockRow) for row in screen.scrollback)
     assert results[0] == results[1]
 
 
@@ -579,6 +581,43 @@ def test_a_flood_in_a_lower_scroll_region_or_the_alternate_screen_drops_its_rows
     assert blocks == [True]  # the flood path took the chunk (and only with fast)
     assert results[0] == results[1]
     assert rows(emulator)[screen.bottom] == "end"
+
+
+@pytest.mark.parametrize("setup", ["\x1b[6;1H\r\n", "\x1b[2;6r\x1b[6;1H"])
+def test_a_flood_under_a_status_line_drawn_in_place_takes_the_flood_path_between_updates(
+    setup: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flood with a status line drawn in place every so often (a build's progress line;
+    bench_flood.py's echo: DECSC, CUP, EL, the text, DECRC), on the main screen and under a
+    status line above a scroll region: the plain lines between two updates are scrolled in at
+    once, and the screen, the cursor and the scrollback are what the general parser leaves."""
+    blocks: list[bool] = []
+
+    def counted(screen: Screen, text: str, flood: Flood) -> bool:
+        blocks.append(feed_block(screen, text, flood))
+        return blocks[-1]
+
+    monkeypatch.setattr("vibebox_tui.terminal.vt.emulator.feed_block", counted)
+    lines = [f"{n}\x1b[3{n % 8}m-\x1b[m{'w' * (n % 37)}\r\n" for n in range(40 * LAZY_ROWS)]
+    for n in range(0, len(lines), 4 * LAZY_ROWS):  # an update every 7 KB or so
+        lines[n] = f"\x1b7\x1b[1;1H\x1b[2Kstatus {n}\x1b8" + lines[n]
+    text = "".join(lines) + "end"
+    size = 1 << 14  # the chunks a PTY hands over, cut anywhere
+    chunks = [text[i : i + size] for i in range(0, len(text), size)]
+    results = []
+    for fast in (True, False):
+        _general_parser_only(monkeypatch, fast)
+        emulator = Emulator(20, 6)
+        emulator.feed(setup.encode())
+        for chunk in chunks:
+            emulator.feed(chunk.encode())
+        screen = emulator.screen
+        state = (screen.cursor.x, screen.cursor.y, screen.table.attrs[screen.cursor.attr])
+        results.append((_cells(emulator), state, len(screen.scrollback)))
+    assert blocks.count(True) > len(chunks)  # several stretches of a chunk each, not one
+    assert results[0] == results[1]
+    if "r" in setup:  # above the scroll region the status line stays
+        assert rows(emulator)[0].startswith(f"status {len(lines) - 4 * LAZY_ROWS}")
 
 
 def test_rows_scrolled_off_unseen_keep_attribute_ids_past_16_bits(

@@ -23,7 +23,6 @@ from vibebox_tui.terminal.vt.plain import (
     feed_block,
     feed_plain,
     find_flood,
-    plain_parts,
 )
 from vibebox_tui.terminal.vt.screen import Screen
 from vibebox_tui.terminal.vt.sequences import (
@@ -33,7 +32,8 @@ from vibebox_tui.terminal.vt.sequences import (
     CHARSETS,
     CSI_BODY,
     MAX_PENDING,
-    NOT_PLAIN,
+    NOT_PLAIN_CHAR,
+    NOT_PLAIN_ESCAPE,
     PARTIAL,
     PLAIN_SPLIT,
     STRING_OPEN,
@@ -71,7 +71,7 @@ class Emulator(TerminalModes):
         self.events: list[Event] = []
         self.title = ""
         self.flooded = False
-        """The last chunk fed was a flood's, taken whole by the flood path (plain.py)."""
+        """The last chunk fed held a flood's lines, taken by the flood path (plain.py)."""
         self._reset_modes()
 
     # -- feeding -------------------------------------------------------------------------
@@ -103,25 +103,44 @@ class Emulator(TerminalModes):
         many lines by (a ``cat``) scrolls most of them into the scrollback as the output
         itself (:func:`~vibebox_tui.terminal.vt.plain.find_flood`). Any other chunk is parsed
         token by token, except that its long stretches of plain output still take the fast
-        path: a flood with a status line drawn now and then (a cursor move, an erase) is
-        mostly such stretches. Every stretch and token starts where one of the general
-        parser's own would, so the cells are the same either way.
+        path, a stretch long enough to be a flood's the flood path too: a flood with a status
+        line drawn now and then (a cursor move, an erase; a build's progress line, the echo
+        of ``bench_flood.py``) is mostly such stretches. Every stretch and token starts where
+        one of the general parser's own would, so the cells are the same either way.
         """
-        screen = self.screen
         self.flooded = False
-        if len(text) >= FLOOD_TEXT and self._plain_modes() and not self.newline_mode:
-            flood = find_flood(screen, text)
-            if flood is not None:
-                # A flood's chunk: its first lines as any output, then the rest scrolled in
-                # at once, most of it kept as the output itself (plain.py, history.py).
-                self._feed_text(text[: flood.head])
-                done = self._plain_modes() and feed_block(screen, text, flood)
-                if done:
-                    self._last = ""
-                    self.flooded = True
-                self._feed_text(text[flood.last if done else flood.head :])
-                return
-        self._feed_text(text)
+        # An escape that is no CSI (DECSC, DECRC: a status line drawn in place) makes the chunk
+        # no flood's whole. Two counts tell it for far less than find_flood's own checks; a
+        # regular expression that finds every escape but an SGR costs a pure flood a tenth of
+        # its parse (an SGR every 20-odd characters).
+        if text.count("\x1b") != text.count("\x1b[") or not self._feed_flood(text):
+            self._feed_text(text)
+
+    def _feed_flood(self, text: str) -> bool:
+        """Take ``text`` by the flood path when it is a flood's (see :meth:`feed_text`);
+        False (nothing done) when it is not."""
+        if len(text) < FLOOD_TEXT:
+            return False
+        taken = False
+        for _ in range(2):  # a head that changes the screen: the rest measured on the new one
+            if not self._plain_modes() or self.newline_mode:
+                break
+            flood = find_flood(self.screen, text)
+            if flood is None:
+                break
+            # A flood's chunk: its first lines as any output, then the rest scrolled in at
+            # once, most of it kept as the output itself (plain.py, history.py).
+            self._feed_text(text[: flood.head])
+            taken = True
+            if self._plain_modes() and feed_block(self.screen, text, flood):
+                self._last = ""
+                self.flooded = True
+                self._feed_text(text[flood.last :])
+                return True
+            text = text[flood.head :]
+        if taken:
+            self._feed_text(text)
+        return taken
 
     def _plain_modes(self) -> bool:
         """The modes plain.py models: insert off, autowrap on, the ASCII character set."""
@@ -131,28 +150,33 @@ class Emulator(TerminalModes):
     def _feed_text(self, text: str) -> None:
         """:meth:`feed_text` without the look for a flood."""
         screen = self.screen
-        if self._plain_modes():
-            parts = plain_parts(text)
-            if parts is not None:
-                self._last = feed_plain(screen, parts, self.newline_mode)
-                return
         pos = 0
         end = len(text)
         credit = PLAIN_CREDIT
+        char = escape = -1  # where the next of each stops plain output (end: nowhere), once found
         while pos < end:
             if credit <= 0 or screen.insert or not screen.autowrap or self._g[self._shift] != "B":
                 # few plain stretches, or a mode the fast path does not model: token by token
                 self._parse(text, pos, end)
                 return
-            found = NOT_PLAIN.search(text, pos)
-            stop = end if found is None else found.start()
+            if char < pos:
+                found = NOT_PLAIN_CHAR.search(text, pos)
+                char = end if found is None else found.start()
+            if escape < pos:
+                found = NOT_PLAIN_ESCAPE.search(text, pos)
+                escape = end if found is None else found.start()
+            stop = min(char, escape)
+            if stop == end and pos == 0:  # plain output, all of it: the fast path, however short
+                self._last = feed_plain(screen, PLAIN_SPLIT.split(text), self.newline_mode)
+                return
             if stop - pos >= PLAIN_STRETCH:
-                parts = PLAIN_SPLIT.split(text[pos:stop])
-                self._last = feed_plain(screen, parts, self.newline_mode)
+                stretch = text[pos:stop]
+                if not self._feed_flood(stretch):
+                    self._last = feed_plain(screen, PLAIN_SPLIT.split(stretch), self.newline_mode)
                 credit += (stop - pos) // PLAIN_STRETCH
             elif stop > pos:
                 self._parse(text, pos, stop)
-            if found is None:
+            if stop == end:
                 return
             credit -= 1
             match = TOKEN.match(text, stop)
