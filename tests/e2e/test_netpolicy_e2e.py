@@ -44,6 +44,7 @@ from e2e.netlab import (
     wait_until,
 )
 
+from vibebox_core import paths
 from vibebox_core.config.edit import set_value
 from vibebox_core.config.grants import PolicyNotApprovedError, record_approval
 from vibebox_core.config.load import load_config
@@ -57,6 +58,7 @@ from vibebox_core.session import teardown
 from vibebox_core.session.running import RunningSession
 from vibebox_core.session.start import ensure_running
 from vibebox_core.ssh.forward import start_port_forwards
+from vibebox_core.supervisor.client import SupervisorConnection
 
 pytestmark = pytest.mark.e2e
 
@@ -432,6 +434,63 @@ def test_forwarded_port_reaches_a_server_in_the_guest(boxes: Boxes) -> None:
         # A second forward of the same host port is a clear error, not a crash.
         with pytest.raises(NetworkPolicyError, match=f"127.0.0.1:{FORWARD_PORT} is already in use"):
             box.loop.run(start_port_forwards(box.connection, [PortForward(FORWARD_PORT, 8080)]))
+    finally:
+        box.loop.loop.call_soon_threadsafe(server.terminate)
+
+
+def test_the_dashboards_forwards_are_held_by_the_supervisor_while_it_is_attached(
+    boxes: Boxes,
+) -> None:
+    """A dashboard holds no SSH connection: the session's supervisor forwards the approved
+    ports on its own, while the connection that asked (the dashboard's attachment) is open,
+    and lets the port go when it closes."""
+    box = boxes.allow
+    assert box.session.forwards is not None
+    box.session.forwards.close()  # this process's own forward (the test above) lets go first
+
+    async def serve() -> asyncssh.SSHClientProcess[str]:
+        return await box.connection.create_process(
+            "exec python3 -m http.server 8080 --bind 127.0.0.1 --directory /tmp/www"
+        )
+
+    async def attach() -> SupervisorConnection:
+        attachment = await SupervisorConnection.open(
+            paths.supervisor_socket_path(box.session.session_id)
+        )
+        await attachment.attach("e2e dashboard")
+        return attachment
+
+    def fetch() -> bytes:
+        url = f"http://127.0.0.1:{FORWARD_PORT}/"
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            body: bytes = pool.submit(
+                lambda: urllib.request.urlopen(url, timeout=20).read()
+            ).result(30)
+        return body
+
+    rc, out = box.sh("mkdir -p /tmp/www && echo forwarded-ok > /tmp/www/index.html")
+    assert rc == 0, out
+    server = box.loop.run(serve())
+    try:
+        rc, out = box.sh(
+            "for i in $(seq 100); do curl -s -m 2 --noproxy '*' http://127.0.0.1:8080/ && exit 0;"
+            " sleep 0.1; done; exit 1"
+        )
+        assert rc == 0, out
+        attachment = box.loop.run(attach())
+        try:
+            assert box.loop.run(attachment.forward_ports()) == []
+            assert fetch() == b"forwarded-ok\n"
+        finally:
+            box.loop.run(attachment.close())
+        deadline = time.monotonic() + 10
+        while True:  # the supervisor closes the listener once the connection is gone
+            try:
+                socket.create_connection(("127.0.0.1", FORWARD_PORT), timeout=1).close()
+            except OSError:
+                break
+            assert time.monotonic() < deadline, "the forward outlived the attachment"
+            time.sleep(0.1)
     finally:
         box.loop.loop.call_soon_threadsafe(server.terminate)
 

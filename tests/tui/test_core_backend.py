@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from typing import cast
 
 import pytest
-from core.supervisor.fakes import RunningVM
+from core.supervisor.fakes import RunningVM, Terminals
 
 from vibebox_core import paths
 from vibebox_core.config.load import load_config
@@ -108,22 +108,6 @@ def test_prestart_without_a_project_does_nothing() -> None:
     assert backend._early is None
 
 
-class _Shells:
-    """The supervisor's shells for ``pty`` requests: in-memory PTYs."""
-
-    def __init__(self) -> None:
-        self.shells: list[MemoryStream] = []
-
-    async def open_shell(
-        self, cols: int, rows: int, command_token: str | None = None
-    ) -> MemoryStream:
-        self.shells.append(MemoryStream())
-        return self.shells[-1]
-
-    async def close(self) -> None:
-        pass
-
-
 async def test_tabs_come_from_the_supervisors_relay_and_count_once(
     short_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -131,7 +115,7 @@ async def test_tabs_come_from_the_supervisors_relay_and_count_once(
     directory = short_home / "webshop"
     (directory / PROJECT_CACHE).mkdir(parents=True)
     entry = SessionIndex().ensure(directory)
-    shells = _Shells()
+    shells = Terminals()
     sup = Supervisor(
         entry.id,
         paths.supervisor_socket_path(entry.id),

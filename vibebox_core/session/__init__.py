@@ -8,7 +8,6 @@ explaining it.
   :mod:`.guest_secrets` what the guest gets for its ``[[secrets]]`` (placeholders, the CA).
 - :mod:`.approve`: approving ``vibebox.toml`` and the start gate on it; :mod:`.steer`:
   ``vibebox allow``/``block`` (and the inspector's keys), an approval of one entry.
-- :mod:`.ssh_wait`: waiting for the guest's SSH within the boot timeout.
 - :mod:`.running`: the session this process is attached to (:class:`~.running.RunningSession`).
 - :mod:`.status`: the live state ``vibebox list`` and the session browser show.
 - :mod:`.teardown`: stop, delete, recreate.

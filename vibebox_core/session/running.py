@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from vibebox_core import paths
 from vibebox_core.config.schema import Config
+from vibebox_core.errors import NetworkPolicyError
 from vibebox_core.index.entry import SessionEntry
 from vibebox_core.index.sessions import SessionIndex
 from vibebox_core.paths import ProjectPaths
@@ -86,17 +87,23 @@ class RunningSession:
     async def open_forwards(self, progress: ProgressCallback | None = None) -> None:
         """Forward the approved ``[network] ports`` (host loopback -> guest) while attached.
 
-        Connects first when this process has no SSH connection yet, and only when there is
-        something to forward. Each port that cannot be forwarded is reported to ``progress``
-        (step ``port forwarding``) and kept in :attr:`forwards`.
+        Without an SSH connection of this process's own, the supervisor forwards them on its
+        connection, while this process stays attached (and shares them with every other one
+        that asked); else they ride this process's connection. Each port that cannot be
+        forwarded is reported to ``progress`` (step ``port forwarding``).
         """
         extra = await asyncio.to_thread(lambda: SessionIndex().get(self.session_id).extra)
         ports = forward.approved_ports(extra, self.config.network.ports)
         if not ports:
             return
-        self.forwards = await forward.open_port_forwards(await self.ssh(), ports)
+        problems: list[NetworkPolicyError]
+        if self.connection is None and self.attachment is not None:
+            problems = await self.attachment.forward_ports()
+        else:
+            self.forwards = await forward.open_port_forwards(await self.ssh(), ports)
+            problems = self.forwards.problems
         clock = ProgressClock(progress)
-        for problem in self.forwards.problems:
+        for problem in problems:
             clock("port forwarding", f"{problem.message} ({problem.hint})", done=True)
 
     async def close(self) -> None:

@@ -4,7 +4,7 @@ The CLI and the dashboard start sessions and attach to them through this module.
 pieces together: the project's config and the session index, the cold-start preparation
 (:mod:`vibebox_core.session.boot`), the libvirt domain (through a
 :class:`~vibebox_core.hypervisor.base.Hypervisor`), SSH
-(:mod:`vibebox_core.session.ssh_wait`), and the per-session supervisor that keeps the reference
+(:mod:`vibebox_core.ssh.wait`), and the per-session supervisor that keeps the reference
 count. The attached session is a :class:`~vibebox_core.session.running.RunningSession`.
 Statuses are in :mod:`vibebox_core.session.status`, teardown (stop, delete, recreate) in
 :mod:`vibebox_core.session.teardown`, running a command in the guest in
@@ -20,19 +20,20 @@ Start-up, in order (:func:`ensure_running`):
    lock through all this is what makes two ``vibebox`` started at once in one directory share
    one VM.
 2. Outside the lock: wait for the DHCP lease, then for SSH with the pinned host key
-   (:func:`vibebox_core.session.ssh_wait.wait_for_ssh`). A lease alone proves nothing (it may be
+   (:func:`vibebox_core.ssh.wait.wait_for_ssh`; the dashboard has the supervisor wait, so the
+   connection is the supervisor's). A lease alone proves nothing (it may be
    left from the previous boot), so only SSH counts. A boot that never answers within
-   :func:`~vibebox_core.session.ssh_wait.boot_timeout` stops with a :class:`VMError` quoting the
+   :func:`~vibebox_core.ssh.wait.boot_timeout` stops with a :class:`VMError` quoting the
    end of the console log and naming ``accel``.
 
 The attachment (a connection to the supervisor) is made *before* waiting for SSH, so a short
 ``auto_shutdown_ms`` can never shut a VM down while somebody waits for it to boot.
 
-The dashboard's terminal (:func:`open_shell`) is decided here too: a session this call booted
-was waited for over this process's own SSH connection, which then carries the shell; on a
-session that already ran the shell comes from its supervisor, over the supervisor's one SSH
-connection (no key exchange of our own). The approved port forwards then open in the
-background.
+The dashboard's terminal (:func:`open_shell`) comes from the session's supervisor, over the
+supervisor's one SSH connection (no key exchange of our own), whether this call booted the VM
+(the supervisor waited for its SSH) or it already ran; so do the approved port forwards,
+which then open in the background. The dashboard loads no SSH library (asyncssh and
+cryptography are about 15 MB of memory) unless a new session's ``[provision]`` list runs.
 
 Blocking work (libvirt, files, qemu-img) runs in threads (``asyncio.to_thread``).
 """
@@ -64,8 +65,8 @@ from vibebox_core.progress import ProgressCallback, ProgressClock, ProgressEvent
 from vibebox_core.session import boot, provision
 from vibebox_core.session.hypervisors import shared_hypervisor
 from vibebox_core.session.running import RunningSession
-from vibebox_core.session.ssh_wait import wait_for_ssh
 from vibebox_core.ssh.pty import SSHPtyStream
+from vibebox_core.ssh.wait import wait_for_ssh
 from vibebox_core.streams import ByteStream
 from vibebox_core.supervisor import lock, relay
 from vibebox_core.supervisor.client import (
@@ -196,26 +197,50 @@ async def ensure_running(
         progress: called with a :class:`~vibebox_core.progress.ProgressEvent` per step.
         hypervisor: a hypervisor to use (default: libvirt at the config's ``libvirt_uri``).
         client: how this process names itself to the supervisor (its log).
-        connect: False to skip this process's own SSH connection when the session already
-            ran (the dashboard gets its terminal from the supervisor, :func:`open_terminal`);
-            a session this call boots is always waited for over SSH. Port forwards are then
-            left to :meth:`RunningSession.open_forwards`.
+        connect: False for no SSH connection of this process's own: a session that already
+            ran is attached to as it is, a session this call boots is waited for by its
+            supervisor (which then holds the connection the dashboard's terminal and forwards
+            come from, :func:`open_terminal`). Port forwards are then left to
+            :meth:`RunningSession.open_forwards`.
 
     Returns:
         The attached session; close it to detach.
 
     Raises:
         VibeboxError: config, index, image, VM, SSH or supervisor problems, each with a hint.
-            A boot without SSH within :func:`~vibebox_core.session.ssh_wait.boot_timeout` is
+            A boot without SSH within :func:`~vibebox_core.ssh.wait.boot_timeout` is
             a :class:`VMError` quoting the console log and naming ``accel``.
     """
+    try:
+        return await _ensure_running(project, progress, hypervisor, client, connect)
+    except _SupervisorLost:
+        # The supervisor went away while it waited for the guest's SSH (it was killed): a new
+        # one is started (the VM runs on) and waits for it, once.
+        return await _ensure_running(project, progress, hypervisor, client, connect, booting=True)
+
+
+class _SupervisorLost(SupervisorError):
+    """The supervisor went away while it waited for the guest's SSH for this process."""
+
+
+async def _ensure_running(
+    project: ProjectPaths,
+    progress: ProgressCallback | None,
+    hypervisor: Hypervisor | None,
+    client: str,
+    connect: bool,
+    *,
+    booting: bool = False,
+) -> RunningSession:
+    """:func:`ensure_running`; ``booting``: an earlier try booted the VM, and its SSH is still
+    to be waited for."""
     clock = ProgressClock(progress)
     timings: dict[str, float] = {}
     config, entry = await asyncio.to_thread(_load, project)
     session_id = entry.id
     hv = hypervisor or shared_hypervisor(config.box.libvirt_uri)
     socket_path = paths.supervisor_socket_path(session_id)
-    booted = False
+    booted = booting
     accel: str = config.box.accel
     attachment: SupervisorConnection | None = None
     for attempt in range(ATTACH_ATTEMPTS):
@@ -259,8 +284,22 @@ async def ensure_running(
         running = RunningSession(project, entry, config, known, None, attachment, booted, timings)
         clock("attached", known, done=True)
         return running
+    connection = None
     try:
-        ipv4, connection = await wait_for_ssh(project, session_id, hv, clock, accel, booted)
+        if connect:
+            ipv4, connection = await wait_for_ssh(project, session_id, hv, clock, accel, booted)
+        else:
+            # The supervisor waits for the guest's SSH and keeps that connection: the shell
+            # and the forwards come from it, and this process loads no SSH library.
+            since = time.monotonic() - clock.elapsed
+            try:
+                ipv4 = await attachment.wait_for_ssh(
+                    booted=booted, accel=accel, progress=continued(progress, since)
+                )
+            except SupervisorError as exc:
+                if booting:
+                    raise
+                raise _SupervisorLost(exc.message, hint=exc.hint) from exc
     except BaseException:
         await attachment.close()
         raise
@@ -387,11 +426,10 @@ async def open_shell(
     """Start (if needed) and attach to the session, then open a login shell in a PTY.
 
     A new session is provisioned first (its output to ``progress``; :attr:`Shell.provisioned`
-    says how it went). On a running session the shell comes from its supervisor
-    (:func:`open_terminal`), over the supervisor's one SSH connection (no key exchange of our
-    own); a session this call booted was waited for over our own connection, which then carries
-    the shell. Port forwards follow
-    in the background; a failure to open them is reported to ``progress``, never raised.
+    says how it went). The shell comes from the session's supervisor (:func:`open_terminal`),
+    over its one SSH connection (no key exchange of our own; on a session this call booted,
+    the supervisor waited for that connection); so do the port forwards, in the background: a
+    failure to open them is reported to ``progress``, never raised.
 
     Raises:
         VibeboxError: as :func:`ensure_running`, or the shell could not be opened.

@@ -87,10 +87,11 @@ def close_port_forwards(listeners: Sequence[asyncssh.SSHListener]) -> None:
 
 @dataclass
 class PortForwards:
-    """The forwards of one attached vibebox: what is open and what could not be.
+    """Forwards held open: what is open and what could not be.
 
-    A second vibebox attached to the same session finds the ports taken by the first one;
-    that is reported in :attr:`problems`, never fatal.
+    The dashboard's are held by the session's supervisor, shared by every dashboard attached
+    (:mod:`vibebox_core.supervisor.server`); a port another program holds is reported in
+    :attr:`problems`, never fatal.
 
     Attributes:
         listeners: the open listeners.

@@ -108,7 +108,7 @@ async def _serve(project: ProjectPaths, session_id: str, uri: str, grace_ms: int
         grace=grace_ms / 1000.0,
         pid_path=project.supervisor_pid,
         services=lambda: session_services(project, session_id, hypervisor),
-        terminals=SharedSSH(project),
+        terminals=SharedSSH(project, session_id, hypervisor),
     )
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

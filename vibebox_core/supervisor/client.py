@@ -31,8 +31,16 @@ from pathlib import Path
 from typing import Any, Self
 
 from vibebox_core import paths
-from vibebox_core.errors import SupervisorError
+from vibebox_core.errors import (
+    NetworkPolicyError,
+    SSHAuthError,
+    SSHError,
+    SupervisorError,
+    VibeboxError,
+    VMError,
+)
 from vibebox_core.paths import ProjectPaths
+from vibebox_core.progress import ProgressCallback, ProgressEvent
 
 log = logging.getLogger("vibebox.supervisor")
 
@@ -71,27 +79,35 @@ class SupervisorConnection:
         """
         return cls(*await open_socket(socket_path, timeout=timeout))
 
-    async def request(self, op: str, *, timeout: float = REQUEST_TIMEOUT, **fields: Any) -> Any:
-        """Send one request and return the answer (a dict with ``ok``)."""
+    async def request(
+        self,
+        op: str,
+        *,
+        timeout: float = REQUEST_TIMEOUT,
+        progress: ProgressCallback | None = None,
+        **fields: Any,
+    ) -> Any:
+        """Send one request and return the answer (a dict with ``ok``).
+
+        A long request (``ssh``) may send progress lines first (``{"progress": {...}}``):
+        each goes to ``progress`` as a :class:`~vibebox_core.progress.ProgressEvent`, and
+        ``timeout`` is how long the supervisor may stay silent between two lines.
+        """
         try:
             self._writer.write((json.dumps({"op": op, **fields}) + "\n").encode())
             await self._writer.drain()
-            line = await asyncio.wait_for(self._reader.readline(), timeout)
+            while True:
+                line = await asyncio.wait_for(self._reader.readline(), timeout)
+                answer = _decode(line, op)
+                event = answer.get("progress")
+                if event is None:
+                    return answer
+                if progress is not None and isinstance(event, dict):
+                    progress(_progress_event(event))
         except (TimeoutError, OSError) as exc:
             raise SupervisorError(
                 f"the supervisor did not answer {op!r}: {exc}", hint=_GONE_HINT
             ) from exc
-        if not line:
-            raise SupervisorError(
-                f"the supervisor closed the connection (during {op!r})", hint=_GONE_HINT
-            )
-        try:
-            answer = json.loads(line)
-        except ValueError as exc:
-            raise SupervisorError(f"the supervisor sent a bad answer to {op!r}") from exc
-        if not isinstance(answer, dict):
-            raise SupervisorError(f"the supervisor sent a bad answer to {op!r}")
-        return answer
 
     async def attach(self, client: str = "vibebox") -> int:
         """Count this connection; return the new count.
@@ -104,6 +120,52 @@ class SupervisorConnection:
             raise SupervisorError(f"cannot attach: {answer.get('error', 'refused')}")
         self.attached = True
         return int(answer.get("attached", 0))
+
+    async def wait_for_ssh(
+        self, *, booted: bool, accel: str, progress: ProgressCallback | None = None
+    ) -> str:
+        """Have the supervisor wait until the guest answers SSH with its pinned host key (the
+        connection it then shares); the guest's address.
+
+        The steps go to ``progress`` as the supervisor takes them. This process loads no SSH
+        library for it: the dashboard's terminal and forwards come from the supervisor too.
+
+        Raises:
+            VMError: the VM stopped or gave no SSH within the boot timeout (its console log
+                quoted), as :func:`~vibebox_core.ssh.wait.wait_for_ssh` raises it.
+            SSHAuthError: the guest's host key is not the pinned one, or it refused our key.
+            SSHError, SupervisorError: the guest or the supervisor cannot be reached.
+        """
+        answer = await self.request(
+            "ssh",
+            booted=booted,
+            accel=accel,
+            progress=progress,
+            timeout=_SSH_SILENCE,
+        )
+        if not answer.get("ok"):
+            raise _guest_error(answer)
+        ipv4 = answer.get("ipv4")
+        if not isinstance(ipv4, str) or not ipv4:
+            raise SupervisorError("the supervisor sent a bad answer to 'ssh'")
+        return ipv4
+
+    async def forward_ports(self) -> list[NetworkPolicyError]:
+        """Have the supervisor forward the approved ``[network] ports`` (host loopback ->
+        guest) while this connection is open; the ports it could not forward.
+
+        Raises:
+            SSHError, SupervisorError: the guest or the supervisor cannot be reached.
+        """
+        answer = await self.request("forward", timeout=_SSH_SILENCE)
+        if not answer.get("ok"):
+            raise _guest_error(answer)
+        problems = answer.get("problems")
+        return [
+            NetworkPolicyError(str(item.get("message", "")), hint=str(item.get("hint", "")))
+            for item in (problems if isinstance(problems, list) else [])
+            if isinstance(item, dict)
+        ]
 
     async def status(self) -> dict[str, Any]:
         """The supervisor's status (``attached``, ``phase``, ``pid``...)."""
@@ -127,6 +189,58 @@ class SupervisorConnection:
         self._writer.close()
         with contextlib.suppress(Exception):
             await self._writer.wait_closed()
+
+
+#: Seconds the supervisor may stay silent during ``ssh`` or ``forward``: at most the longest
+#: boot timeout (:data:`vibebox_core.ssh.wait.BOOT_TIMEOUT`, which it enforces) and
+#: a margin.
+_SSH_SILENCE = 330.0
+
+#: The errors a supervisor reports by ``kind`` (anything else is a SupervisorError).
+_KINDS: dict[str, type[VibeboxError]] = {
+    "vm": VMError,
+    "ssh": SSHError,
+    "ssh-auth": SSHAuthError,
+    "network": NetworkPolicyError,
+}
+
+
+def error_kind(exc: VibeboxError) -> str:
+    """The ``kind`` an error is sent as (the most specific class of :data:`_KINDS`)."""
+    for kind, cls in reversed(_KINDS.items()):
+        if isinstance(exc, cls):
+            return kind
+    return "supervisor"
+
+
+def _guest_error(answer: dict[str, Any]) -> VibeboxError:
+    cls = _KINDS.get(str(answer.get("kind")), SupervisorError)
+    message = str(answer.get("error") or "the supervisor refused")
+    return cls(message, hint=str(answer.get("hint") or ""))
+
+
+def _decode(line: bytes, op: str) -> dict[str, Any]:
+    if not line:
+        raise SupervisorError(
+            f"the supervisor closed the connection (during {op!r})", hint=_GONE_HINT
+        )
+    try:
+        answer = json.loads(line)
+    except ValueError as exc:
+        raise SupervisorError(f"the supervisor sent a bad answer to {op!r}") from exc
+    if not isinstance(answer, dict):
+        raise SupervisorError(f"the supervisor sent a bad answer to {op!r}")
+    return answer
+
+
+def _progress_event(fields: dict[str, Any]) -> ProgressEvent:
+    elapsed = fields.get("elapsed")
+    return ProgressEvent(
+        str(fields.get("step", "")),
+        str(fields.get("detail", "")),
+        float(elapsed) if isinstance(elapsed, int | float) else 0.0,
+        bool(fields.get("done")),
+    )
 
 
 async def open_socket(

@@ -1,19 +1,22 @@
 """The supervisor's roles: what it needs from the VM, the shells it relays and the services.
 
 :class:`~vibebox_core.supervisor.server.Supervisor` sees the VM as a :class:`VMControl`, the
-shells it relays come from :class:`Terminals` and the session's host-side services (the
-network policy's proxy and DNS filter) are :class:`SessionServices`: small role interfaces the
+guest's SSH (a boot's wait, the shells it relays, the port forwards) as :class:`Terminals`, and
+the session's host-side services (the network policy's proxy and DNS filter) are
+:class:`SessionServices`: small role interfaces the
 composition root (:mod:`vibebox_core.supervisor.__main__`) fills with the real pieces and the
 tests (``tests/core/supervisor/``) with fakes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from vibebox_core.errors import VibeboxError
 from vibebox_core.hypervisor.base import Hypervisor
+from vibebox_core.progress import ProgressCallback
 from vibebox_core.streams import ByteStream
 
 
@@ -53,18 +56,44 @@ class HypervisorVM:
         return bool(self.hypervisor.stop(self.session_id, timeout=timeout))
 
 
+class Forwarded(Protocol):
+    """Port forwards held open (``[network] ports``): which could not be opened, and closing."""
+
+    @property
+    def problems(self) -> Sequence[VibeboxError]: ...
+
+    def close(self) -> None: ...
+
+
 class Terminals(Protocol):
-    """Opens guest shells for ``pty`` requests.
+    """The supervisor's way into the guest: it waits for a boot's SSH, opens the shells of
+    ``pty`` requests and the approved port forwards.
 
     A role interface: :class:`vibebox_core.supervisor.shared_ssh.SharedSSH` in the supervisor
     process, in-memory shells in ``tests/core/supervisor/test_relay.py``.
     """
+
+    async def wait_for_ssh(self, *, booted: bool, accel: str, progress: ProgressCallback) -> str:
+        """Wait until the guest answers SSH (the connection then shared); its address.
+
+        Raises:
+            VibeboxError: the boot failed (:func:`vibebox_core.ssh.wait.wait_for_ssh`).
+        """
+        ...
 
     async def open_shell(
         self, cols: int, rows: int, command_token: str | None = None
     ) -> ByteStream:
         """A login shell in a PTY (its vibebox commands signed with ``command_token``,
         :mod:`vibebox_core.commandtoken`)."""
+        ...
+
+    async def open_forwards(self) -> Forwarded:
+        """Forward the approved ``[network] ports`` (host loopback -> guest).
+
+        Raises:
+            VibeboxError: the guest cannot be reached.
+        """
         ...
 
     async def close(self) -> None:

@@ -24,6 +24,17 @@ Protocol: line-delimited JSON, one request per line, one answer per request.
   supervisor's own SSH connection and relayed over this socket from then on
   (:mod:`vibebox_core.supervisor.relay` has the framing). Attaching this way costs no key
   exchange.
+* ``{"op": "ssh", "booted": bool, "accel": "tcg" | "kvm"}`` -> progress lines
+  ``{"progress": {"step": ..., "detail": ..., "elapsed": s, "done": bool}}``, then
+  ``{"ok": true, "ipv4": A}`` once the guest answers SSH with its pinned host key (the
+  supervisor's connection from then on), or ``{"ok": false, "error", "hint", "kind"}`` (``kind``:
+  ``vm``, ``ssh``, ``ssh-auth``, ...: the error's class, :func:`~vibebox_core.supervisor.client.
+  error_kind`). A vibebox that booted the VM has the supervisor wait for its SSH, so it needs
+  no SSH connection (nor SSH library) of its own.
+* ``{"op": "forward"}`` -> ``{"ok": true, "problems": [{"message", "hint"}]}``: the approved
+  ``[network] ports`` are forwarded (host loopback -> guest) on the supervisor's connection
+  while this connection, or another one that asked, stays open; ``problems`` are the ports
+  that could not be.
 
 Races. Starting and stopping are serialised by the start/stop lock
 (:mod:`vibebox_core.supervisor.lock`): the supervisor takes it before shutting down and,
@@ -48,8 +59,16 @@ from pathlib import Path
 from typing import Any
 
 from vibebox_core.errors import VibeboxError
+from vibebox_core.progress import ProgressEvent
 from vibebox_core.supervisor import lock, relay
-from vibebox_core.supervisor.roles import ServicesHook, SessionServices, Terminals, VMControl
+from vibebox_core.supervisor.client import error_kind
+from vibebox_core.supervisor.roles import (
+    Forwarded,
+    ServicesHook,
+    SessionServices,
+    Terminals,
+    VMControl,
+)
 
 log = logging.getLogger("vibebox.supervisor")
 
@@ -119,6 +138,12 @@ class Supervisor:
         # second thread would wait forever for the file lock the first one keeps to exit.
         self._shutdown_guard = asyncio.Lock()
         self._services: SessionServices | None = None
+        # The port forwards, opened for the first connection that asks and closed when the
+        # last one that asked is gone (two dashboards share them, rather than the second
+        # finding its ports taken by the first).
+        self._forwards: Forwarded | None = None
+        self._forward_holders: set[asyncio.StreamWriter] = set()
+        self._forward_lock = asyncio.Lock()
 
     @property
     def attached(self) -> int:
@@ -220,6 +245,7 @@ class Supervisor:
             pass
         finally:
             self._clients.discard(writer)
+            self._release_forwards(writer)
             self._detach(writer)
             with contextlib.suppress(Exception):
                 writer.close()
@@ -247,7 +273,69 @@ class Supervisor:
         if op == "stop":
             await self.request_stop("asked to stop")
             return {"ok": True, "stopped_cleanly": bool(self.stopped_cleanly)}
+        if op == "ssh":
+            return await self._wait_for_ssh(request, writer)
+        if op == "forward":
+            return await self._forward(writer)
         return {"ok": False, "error": f"unknown op {op!r}"}
+
+    def _guest(self, *phases: str) -> Terminals | dict[str, Any]:
+        """The way into the guest, or the refusal to answer when there is none (now)."""
+        terminals = self.terminals
+        if terminals is None or self.phase not in phases:
+            why = "has no SSH to the guest" if terminals is None else f"is {self.phase}"
+            return {"ok": False, "error": f"the session's supervisor {why}", "kind": "supervisor"}
+        return terminals
+
+    async def _wait_for_ssh(
+        self, request: dict[str, Any], writer: asyncio.StreamWriter
+    ) -> dict[str, Any]:
+        terminals = self._guest("starting", "running")
+        if isinstance(terminals, dict):
+            return terminals
+        accel = "kvm" if request.get("accel") == "kvm" else "tcg"
+
+        def progress(event: ProgressEvent) -> None:
+            line = {"step": event.step, "detail": event.detail, "done": event.done}
+            line["elapsed"] = round(event.elapsed, 3)
+            with contextlib.suppress(ConnectionError, OSError, RuntimeError):
+                writer.write((json.dumps({"progress": line}) + "\n").encode())
+
+        try:
+            ipv4 = await terminals.wait_for_ssh(
+                booted=request.get("booted") is True, accel=accel, progress=progress
+            )
+        except VibeboxError as exc:
+            log.info("the guest's SSH did not answer: %s", exc.message)
+            return _refusal(exc)
+        return {"ok": True, "ipv4": ipv4}
+
+    async def _forward(self, writer: asyncio.StreamWriter) -> dict[str, Any]:
+        terminals = self._guest("running")
+        if isinstance(terminals, dict):
+            return terminals
+        async with self._forward_lock:
+            if self._forwards is None:
+                try:
+                    self._forwards = await terminals.open_forwards()
+                except VibeboxError as exc:
+                    return _refusal(exc)
+            self._forward_holders.add(writer)
+            problems = [{"message": p.message, "hint": p.hint} for p in self._forwards.problems]
+        if writer.is_closing():  # it left while the forwards opened
+            self._release_forwards(writer)
+        return {"ok": True, "problems": problems}
+
+    def _release_forwards(self, writer: asyncio.StreamWriter) -> None:
+        self._forward_holders.discard(writer)
+        if not self._forward_holders:
+            self._close_forwards()
+
+    def _close_forwards(self) -> None:
+        forwards, self._forwards = self._forwards, None
+        if forwards is not None:
+            forwards.close()
+            log.info("port forwards closed")
 
     async def _relay(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: dict[str, Any]
@@ -335,6 +423,8 @@ class Supervisor:
                 await self._services.stop()
             except Exception:
                 log.exception("stopping session services failed")
+        self._forward_holders.clear()
+        self._close_forwards()
         if self.terminals is not None:
             with contextlib.suppress(Exception):
                 await self.terminals.close()  # the relayed shells end before the VM does
@@ -363,3 +453,8 @@ class Supervisor:
             with contextlib.suppress(FileNotFoundError):
                 self.pid_path.unlink()
         self._done.set()
+
+
+def _refusal(exc: VibeboxError) -> dict[str, Any]:
+    """The answer that carries ``exc`` to the client (raised there as the same class)."""
+    return {"ok": False, "error": exc.message, "hint": exc.hint, "kind": error_kind(exc)}

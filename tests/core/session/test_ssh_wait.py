@@ -1,4 +1,5 @@
-"""Waiting for SSH: the boot timeout and the error that quotes the console."""
+"""Waiting for SSH (vibebox_core.ssh.wait, on the session fixtures): the boot timeout and the
+error that quotes the console."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from vibebox_core.hypervisor.fake import FakeHypervisor
 from vibebox_core.index.entry import SessionEntry
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.progress import ProgressClock
-from vibebox_core.session import ssh_wait
+from vibebox_core.ssh import wait as ssh_wait
 from vibebox_core.ssh.connect import ssh_error
 
 

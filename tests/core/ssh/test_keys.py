@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import asyncssh
@@ -42,3 +45,62 @@ def test_ensure_keys_replaces_a_damaged_key(project: ProjectPaths) -> None:
     keys.ensure_keys(project)
     key = asyncssh.read_private_key(str(project.host_key))
     assert project.known_hosts.read_bytes().split()[2] == key.export_public_key().split()[1]
+
+
+def _with_body(data: bytes) -> bytes:
+    encoded = base64.b64encode(data)
+    lines = [encoded[i : i + 70] for i in range(0, len(encoded), 70)]
+    return b"\n".join([keys._BEGIN, *lines, keys._END]) + b"\n"
+
+
+def test_an_intact_pair_is_read_without_an_ssh_library(project: ProjectPaths) -> None:
+    """What the cold start reads every boot: asyncssh's own key passes the field-by-field
+    check (so ``ensure_keys`` imports no asyncssh then, which a fresh process shows)."""
+    keys.ensure_keys(project)
+    line = keys.intact_public_key(project.host_key, project.host_pubkey)
+    assert line is not None
+    key = asyncssh.read_private_key(str(project.host_key))
+    assert line.split() == key.export_public_key("openssh").split()[:2]
+    code = (
+        "import sys; from vibebox_core.paths import ProjectPaths; "
+        "from vibebox_core.ssh import keys; "
+        f"keys.ensure_keys(ProjectPaths.for_directory({str(project.root)!r})); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('asyncssh', 'cryptography')))"
+    )
+    root = Path(__file__).resolve().parents[3]
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"
+
+
+def test_a_pair_that_does_not_match_is_read_by_asyncssh_or_made_anew(
+    project: ProjectPaths,
+) -> None:
+    keys.ensure_keys(project)
+    good = project.host_key.read_bytes()
+    data = base64.b64decode(b"".join(good.strip().split(b"\n")[1:-1]))
+    other = asyncssh.generate_private_key("ssh-ed25519")
+    pub_at = data.index(b"ssh-ed25519")  # the container's public key, then the private one
+    last = data.rindex(b"ssh-ed25519")
+    damaged: dict[str, bytes] = {
+        "another key's .pub": good,
+        "cut short": good[: len(good) // 2],
+        "not base64": good.replace(b"A", b"*", 1),
+        "the secret's public half changed": data[:-40] + bytes([data[-40] ^ 1]) + data[-39:],
+        "check numbers differ": data[: last - 8] + b"\0\0\0\1\0\0\0\2" + data[last - 4 :],
+        "an encrypted key": data.replace(b"\0\0\0\4none", b"\0\0\0\x0aaes256-ctr", 1),
+        "junk after the container": data + b"x",
+        "a changed container key": data[: pub_at + 20] + b"\xff" + data[pub_at + 21 :],
+    }
+    for what, body in damaged.items():
+        if what == "another key's .pub":
+            project.host_pubkey.write_bytes(other.export_public_key("openssh"))
+        else:
+            project.host_key.write_bytes(body if body.startswith(b"-----") else _with_body(body))
+        assert keys.intact_public_key(project.host_key, project.host_pubkey) is None, what
+        keys.ensure_keys(project)  # asyncssh reads it (or makes a new key): a pair again
+        assert keys.intact_public_key(project.host_key, project.host_pubkey) is not None, what
+        project.host_key.write_bytes(good)
+        keys.ensure_keys(project)
+    assert project.host_key.read_bytes() == good

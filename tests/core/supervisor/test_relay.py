@@ -15,16 +15,14 @@ from pathlib import Path
 from typing import cast
 
 import pytest
+from core.supervisor.fakes import Terminals, serving, wait_until
 
-from vibebox_core import commandtoken, paths
+from vibebox_core import commandtoken
 from vibebox_core.errors import SSHError, SupervisorError
-from vibebox_core.streams import MemoryStream
 from vibebox_core.supervisor import client, relay
 from vibebox_core.supervisor.client import SupervisorConnection
 from vibebox_core.supervisor.relay import RelayPtyStream
 from vibebox_core.supervisor.server import Supervisor
-
-SID = "019bf290-dddd-7c23-ba1d-dce7e6d40693"
 
 
 def reader_of(data: bytes, eof: bool = True) -> asyncio.StreamReader:
@@ -80,83 +78,11 @@ def test_sizes_are_clamped_to_what_a_pty_takes() -> None:
     assert relay.parse_size(payload) == (1, 65535)
 
 
-class Terminals:
-    """Shells for ``pty`` requests: MemoryStreams the test drives."""
-
-    def __init__(self, fail: str = "") -> None:
-        self.fail = fail
-        self.shells: list[MemoryStream] = []
-        self.sizes: list[tuple[int, int]] = []
-        self.tokens: list[str | None] = []
-        self.closed = False
-
-    async def open_shell(
-        self, cols: int, rows: int, command_token: str | None = None
-    ) -> MemoryStream:
-        if self.fail:
-            raise SSHError(self.fail, hint="a hint")
-        self.sizes.append((cols, rows))
-        self.tokens.append(command_token)
-        shell = MemoryStream()
-        self.shells.append(shell)
-        return shell
-
-    async def close(self) -> None:
-        self.closed = True
-        for shell in self.shells:
-            shell.feed_eof("Connection lost: closed by the supervisor")
-
-
-class FakeVM:
-    running = True
-
-    def state(self) -> str:
-        return "running" if self.running else "shut off"
-
-    def start(self) -> None:
-        self.running = True
-
-    def stop(self, timeout: float) -> bool:
-        self.running = False
-        return True
-
-
-async def serving(short_home: Path, terminals: Terminals | None) -> AsyncIterator[Supervisor]:
-    root = short_home / "proj" / paths.PROJECT_CACHE
-    root.mkdir(parents=True)
-    sup = Supervisor(
-        SID,
-        paths.supervisor_socket_path(SID),
-        root / "supervisor.lock",
-        FakeVM(),
-        grace=30.0,
-        startup_grace=30.0,
-        shutdown_timeout=1.0,
-        terminals=terminals,
-    )
-    task = asyncio.create_task(sup.run())
-    while sup.phase != "running":
-        await asyncio.sleep(0.01)
-    try:
-        yield sup
-    finally:
-        sup.request_stop("test over")
-        await asyncio.wait_for(task, 10)
-
-
 @pytest.fixture
 async def terminals(short_home: Path) -> AsyncIterator[tuple[Supervisor, Terminals]]:
     shells = Terminals()
     async for sup in serving(short_home, shells):
         yield sup, shells
-
-
-async def wait_until(condition: object, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not condition():  # type: ignore[operator]
-        assert loop.time() < end, "timed out"
-        await asyncio.sleep(0.01)
 
 
 async def test_a_relayed_shell_carries_output_input_and_resizes(
