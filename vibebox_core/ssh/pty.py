@@ -23,14 +23,19 @@ TERM_TYPE = "xterm-256color"
 READ_SIZE = 65536
 """Most bytes one :meth:`SSHPtyStream.read` returns; larger reads mean fewer, bigger batches."""
 
-PTY_WINDOW = 64 * 1024
+PTY_WINDOW = 256 * 1024
 """The SSH receive window of a PTY session (asyncssh's default is 2 MiB). During a flood the
 guest sends as far ahead as the window lets it, and what it sent queues in front of the echo of
-a key typed meanwhile -- up to twice the window (asyncssh buffers one window for the reader,
-then stops reading and lets the channel fill another). At 2 MiB and then 256 KiB that queue
-was what kept an echo typed during a flood waiting (``tests/bench/bench_flood.py``); 64 KiB
-still covers the round trip of a window adjust (a millisecond or two on the guest's bridge)
-many times over at the rate a terminal takes output, so a ``cat`` is not slower for it."""
+a key typed meanwhile (and of the prompt after a ``ctrl+c``) when the terminal takes output
+slower than the guest makes it: up to twice the window (asyncssh buffers one window for the
+reader, then stops reading and lets the channel fill another). A small window costs the guest,
+though: at 64 KiB its sshd waits for a window adjust every 32 KiB, and a 4 MB ``cat`` took the
+guest (QEMU) about 0.2-0.4 CPU-seconds more than at 2 MiB, on a machine where the guest and the
+terminal share two cores. Side by side in one run of ``tests/bench/bench_flood.py`` (two
+dashboards, one window each): 64 KiB against 2 MiB, the ``cat`` 1.21x against 1.15x tmux +
+OpenSSH, the echo during a flood p50 45 against 47 ms; 256 KiB against 2 MiB, 1.12x against
+1.08x, p50 46 against 50 ms. So 256 KiB: most of the big window's speed, an eighth of its
+queue."""
 
 EXIT_WAIT = 5.0
 """Seconds to wait, after the output ended, for the session's exit status."""
