@@ -296,8 +296,12 @@ class Supervisor:
         accel = "kvm" if request.get("accel") == "kvm" else "tcg"
 
         def progress(event: ProgressEvent) -> None:
-            line = {"step": event.step, "detail": event.detail, "done": event.done}
-            line["elapsed"] = round(event.elapsed, 3)
+            line = {
+                "step": event.step,
+                "detail": event.detail,
+                "elapsed": round(event.elapsed, 3),
+                "done": event.done,
+            }
             with contextlib.suppress(ConnectionError, OSError, RuntimeError):
                 writer.write((json.dumps({"progress": line}) + "\n").encode())
 

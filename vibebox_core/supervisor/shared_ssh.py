@@ -64,15 +64,17 @@ class SharedSSH:
     async def wait_for_ssh(self, *, booted: bool, accel: str, progress: ProgressCallback) -> str:
         """Wait for the lease, then for SSH with the pinned key, within the boot timeout
         (:func:`vibebox_core.ssh.wait.wait_for_ssh`); that connection is then the shared one.
-        Shells asked for meanwhile wait for it."""
+        Shells asked for meanwhile wait for it. A connection already open (the shells of
+        other vibebox run on it) is kept: its address is the answer."""
         async with self._lock:
+            if self._conn is not None and not self._conn.is_closed():
+                peer = self._conn.get_extra_info("peername")
+                if peer:
+                    return str(peer[0])
             clock = ProgressClock(progress)
-            ipv4, conn = await wait.wait_for_ssh(
+            ipv4, self._conn = await wait.wait_for_ssh(
                 self.project, self.session_id, self.hypervisor, clock, accel, booted
             )
-            old, self._conn = self._conn, conn
-        if old is not None and old is not conn:
-            old.close()
         return ipv4
 
     async def open_shell(
