@@ -67,6 +67,19 @@ class Tmux:
     def kill(self) -> None:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
 
+    def dashboard_pid(self) -> int:
+        """The dashboard's process: the window's shell's child that runs ``vibebox_cli``."""
+        shell = self.run("display-message", "-p", "-t", "main", "#{pane_pid}").strip()
+        for entry in Path("/proc").iterdir():
+            try:
+                parent = (entry / "stat").read_text().rpartition(")")[2].split()[1]
+                cmdline = (entry / "cmdline").read_bytes()
+            except (OSError, IndexError):
+                continue
+            if b"vibebox_cli" in cmdline and shell in (parent, entry.name):
+                return int(entry.name)
+        raise AssertionError(f"no dashboard process under the window's shell {shell}")
+
 
 def domain_state(session_id: str) -> str:
     out = subprocess.run(

@@ -59,6 +59,11 @@ def test_dashboard_on_a_real_session(
         )
         session_id = project.session_id.read_text().strip()
         assert domain_state(session_id) == "running"
+        # It made the keys and booted the VM, and its supervisor waited for the guest's SSH:
+        # the dashboard holds no SSH connection and loaded no SSH library (asyncssh would have
+        # brought cryptography's native module, about 15 MB of its memory with it).
+        maps = Path(f"/proc/{tmux.dashboard_pid()}/maps").read_text()
+        assert "cryptography" not in maps
 
         marker = f"dash-e2e-{os.getpid()}"
         tmux.type(f"echo {marker}-$((6*7))")

@@ -15,6 +15,10 @@ the address.
 from __future__ import annotations
 
 import base64
+import os
+import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 
 from vibebox_core.errors import SSHError
@@ -27,13 +31,18 @@ KEY_ALGORITHM = "ssh-ed25519"
 
 def _ensure_keypair(private: Path, public: Path, comment: str) -> bytes:
     """The public key (OpenSSH form) of the keypair at ``private``/``public``, made when missing
-    or damaged. An intact pair is read without an SSH library (:func:`intact_public_key`): a
-    dashboard that boots the VM loads none (about 15 MB of its memory)."""
+    or damaged. An intact pair is read without an SSH library (:func:`intact_public_key`), and
+    a new one is made by ``ssh-keygen`` when there is one: a dashboard that boots the VM loads
+    none (about 15 MB of its memory)."""
     line = intact_public_key(private, public)
     if line is not None:
         if private.stat().st_mode & 0o077:
             private.chmod(0o600)
         return line
+    if not private.exists():
+        fresh = _keygen(private, public, comment)
+        if fresh is not None:
+            return fresh
     import asyncssh
 
     if private.exists():
@@ -61,6 +70,34 @@ def _ensure_keypair(private: Path, public: Path, comment: str) -> bytes:
     made: bytes = key.export_public_key("openssh")
     write_atomic(public, made)
     return made
+
+
+def _keygen(private: Path, public: Path, comment: str) -> bytes | None:
+    """A new keypair made by OpenSSH's ``ssh-keygen`` (no SSH library loaded here); None when
+    there is no ``ssh-keygen`` or it failed (asyncssh makes the key then).
+
+    Made in a fresh directory beside ``private`` (so ``ssh-keygen`` never asks to overwrite)
+    and moved into place, private half first, once it reads back as an intact pair.
+    """
+    program = shutil.which("ssh-keygen")
+    if program is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix=".keygen-", dir=private.parent) as scratch:
+        key, pub = Path(scratch) / "key", Path(scratch) / "key.pub"
+        argv = [program, "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(key)]
+        try:
+            done = subprocess.run(
+                argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=30, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        line = intact_public_key(key, pub) if done.returncode == 0 else None
+        if line is None:
+            return None
+        key.chmod(0o600)
+        os.replace(key, private)
+        os.replace(pub, public)
+    return line
 
 
 _BEGIN = b"-----BEGIN OPENSSH PRIVATE KEY-----"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import shutil
 import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import asyncssh
+import pytest
 
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.ssh import keys
@@ -53,14 +55,25 @@ def _with_body(data: bytes) -> bytes:
     return b"\n".join([keys._BEGIN, *lines, keys._END]) + b"\n"
 
 
-def test_an_intact_pair_is_read_without_an_ssh_library(project: ProjectPaths) -> None:
-    """What the cold start reads every boot: asyncssh's own key passes the field-by-field
-    check (so ``ensure_keys`` imports no asyncssh then, which a fresh process shows)."""
+def test_a_pair_asyncssh_made_passes_the_quick_read(
+    project: ProjectPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without ``ssh-keygen`` asyncssh makes the keys; the field-by-field read takes them."""
+    monkeypatch.setattr(shutil, "which", lambda name: None)
     keys.ensure_keys(project)
     line = keys.intact_public_key(project.host_key, project.host_pubkey)
     assert line is not None
     key = asyncssh.read_private_key(str(project.host_key))
     assert line.split() == key.export_public_key("openssh").split()[:2]
+    assert _mode(project.host_key) == 0o600
+
+
+@pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs OpenSSH's ssh-keygen")
+def test_a_cold_start_makes_and_reads_its_keys_without_an_ssh_library(
+    project: ProjectPaths,
+) -> None:
+    """What a dashboard's cold start does with the keys: made by ``ssh-keygen`` the first
+    time, read field by field after; a fresh process shows neither loads asyncssh."""
     code = (
         "import sys; from vibebox_core.paths import ProjectPaths; "
         "from vibebox_core.ssh import keys; "
@@ -68,10 +81,18 @@ def test_an_intact_pair_is_read_without_an_ssh_library(project: ProjectPaths) ->
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('asyncssh', 'cryptography')))"
     )
     root = Path(__file__).resolve().parents[3]
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
-    )
-    assert done.stdout.strip() == "[]"
+    for _ in ("made", "read"):
+        done = subprocess.run(
+            [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+        )
+        assert done.stdout.strip() == "[]"
+    pub = project.client_pubkey.read_bytes().split()
+    assert pub[0] == b"ssh-ed25519" and b" ".join(pub[2:]) == f"vibebox@{project.name}".encode()
+    assert _mode(project.client_key) == 0o600 and _mode(project.host_key) == 0o600
+    assert [p.name for p in project.cache.iterdir() if p.name.startswith(".keygen-")] == []
+    # asyncssh reads what ssh-keygen made as the same key.
+    key = asyncssh.read_private_key(str(project.host_key))
+    assert project.known_hosts.read_bytes().split()[2] == key.export_public_key().split()[1]
 
 
 def test_a_pair_that_does_not_match_is_read_by_asyncssh_or_made_anew(
