@@ -403,13 +403,15 @@ def test_start_with_an_unapproved_mount_is_refused(boxes: Boxes) -> None:
 # port forwarding ---------------------------------------------------------------------------
 
 
-def test_forwarded_port_reaches_a_server_in_the_guest(boxes: Boxes) -> None:
-    box = boxes.allow
+@contextlib.contextmanager
+def _www_served(box: Box) -> Iterator[None]:
+    """An HTTP server on the guest's 127.0.0.1:8080 serving ``forwarded-ok``, up (curl in the
+    guest got the page) for the ``with`` block; held open over the box's SSH and stopped at
+    its end."""
     rc, out = box.sh("mkdir -p /tmp/www && echo forwarded-ok > /tmp/www/index.html")
     assert rc == 0, out
 
     async def serve() -> asyncssh.SSHClientProcess[str]:
-        # Held open by this test over SSH, stopped when the test ends.
         return await box.connection.create_process(
             "exec python3 -m http.server 8080 --bind 127.0.0.1 --directory /tmp/www"
         )
@@ -421,21 +423,30 @@ def test_forwarded_port_reaches_a_server_in_the_guest(boxes: Boxes) -> None:
             " sleep 0.1; done; exit 1"
         )
         assert rc == 0, out
+        yield
+    finally:
+        box.loop.loop.call_soon_threadsafe(server.terminate)
+
+
+def _fetch_forwarded() -> bytes:
+    """The page at the host end of the approved forward (from a thread: the box's loop runs
+    the forward)."""
+    url = f"http://127.0.0.1:{FORWARD_PORT}/"
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        body: bytes = pool.submit(lambda: urllib.request.urlopen(url, timeout=20).read()).result(30)
+    return body
+
+
+def test_forwarded_port_reaches_a_server_in_the_guest(boxes: Boxes) -> None:
+    box = boxes.allow
+    with _www_served(box):
         # ensure_running opened the approved forward while attached: host 18437 -> guest 8080.
         forwards = box.session.forwards
         assert forwards is not None and forwards.ports == [FORWARD_PORT], forwards
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            body = pool.submit(
-                lambda: urllib.request.urlopen(
-                    f"http://127.0.0.1:{FORWARD_PORT}/", timeout=20
-                ).read()
-            ).result(30)
-        assert body == b"forwarded-ok\n"
+        assert _fetch_forwarded() == b"forwarded-ok\n"
         # A second forward of the same host port is a clear error, not a crash.
         with pytest.raises(NetworkPolicyError, match=f"127.0.0.1:{FORWARD_PORT} is already in use"):
             box.loop.run(start_port_forwards(box.connection, [PortForward(FORWARD_PORT, 8080)]))
-    finally:
-        box.loop.loop.call_soon_threadsafe(server.terminate)
 
 
 def test_the_dashboards_forwards_are_held_by_the_supervisor_while_it_is_attached(
@@ -448,11 +459,6 @@ def test_the_dashboards_forwards_are_held_by_the_supervisor_while_it_is_attached
     assert box.session.forwards is not None
     box.session.forwards.close()  # this process's own forward (the test above) lets go first
 
-    async def serve() -> asyncssh.SSHClientProcess[str]:
-        return await box.connection.create_process(
-            "exec python3 -m http.server 8080 --bind 127.0.0.1 --directory /tmp/www"
-        )
-
     async def attach() -> SupervisorConnection:
         attachment = await SupervisorConnection.open(
             paths.supervisor_socket_path(box.session.session_id)
@@ -460,27 +466,11 @@ def test_the_dashboards_forwards_are_held_by_the_supervisor_while_it_is_attached
         await attachment.attach("e2e dashboard")
         return attachment
 
-    def fetch() -> bytes:
-        url = f"http://127.0.0.1:{FORWARD_PORT}/"
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            body: bytes = pool.submit(
-                lambda: urllib.request.urlopen(url, timeout=20).read()
-            ).result(30)
-        return body
-
-    rc, out = box.sh("mkdir -p /tmp/www && echo forwarded-ok > /tmp/www/index.html")
-    assert rc == 0, out
-    server = box.loop.run(serve())
-    try:
-        rc, out = box.sh(
-            "for i in $(seq 100); do curl -s -m 2 --noproxy '*' http://127.0.0.1:8080/ && exit 0;"
-            " sleep 0.1; done; exit 1"
-        )
-        assert rc == 0, out
+    with _www_served(box):
         attachment = box.loop.run(attach())
         try:
             assert box.loop.run(attachment.forward_ports()) == []
-            assert fetch() == b"forwarded-ok\n"
+            assert _fetch_forwarded() == b"forwarded-ok\n"
         finally:
             box.loop.run(attachment.close())
         deadline = time.monotonic() + 10
@@ -491,8 +481,6 @@ def test_the_dashboards_forwards_are_held_by_the_supervisor_while_it_is_attached
                 break
             assert time.monotonic() < deadline, "the forward outlived the attachment"
             time.sleep(0.1)
-    finally:
-        box.loop.loop.call_soon_threadsafe(server.terminate)
 
 
 # nwfilter redefinition -----------------------------------------------------------------------
