@@ -13,7 +13,11 @@ of ``bench_terminal.py``) is copied to the guest's ``/tmp`` once. Each round typ
 visible on tmux's screen (``capture-pane``, polled). Then, while a guest program floods rows
 2..N with the same file, keys are sent to each window and the time until its echo on row 1 is
 drawn is taken from tmux's control-mode output (the bytes the dashboard, or ssh, wrote),
-the sides taking turns in blocks; p50/p95. Last, the dashboard's resident memory (now and peak).
+the sides taking turns in blocks; p50/p95. A fourth echo side has no terminal at all: the same
+program through ``ssh -tt`` whose output this script reads and throws away, so what it measures
+is the guest's own part of an echo (the key's echo queued in the guest's PTY behind the flood,
+sshd under TCG): the floor under every terminal's number. Last, the dashboard's resident memory
+(now and peak).
 
 Each timed ``cat`` also takes the CPU time (user + system, all threads) that every process on
 its path spent meanwhile: the dashboard, the session's supervisor, QEMU (the guest), the tmux
@@ -69,6 +73,8 @@ POLL = 0.02
 """Seconds between two looks at a window's screen (the same for both sides)."""
 ECHO_BLOCKS = 3
 """The keys timed during a flood go to the sides in this many interleaved blocks."""
+FLOOR = "floor"
+"""The echo side with no terminal: ``ssh -tt`` read by the benchmark (:func:`echo_floor`)."""
 
 # Runs in the guest: floods rows 2..N with the file (as fast as the PTY takes it) and, for
 # every key read, draws "ECHO-<count>" on row 1 at once; "!" ends it.
@@ -236,26 +242,26 @@ _OUTPUT = re.compile(rb"^%output %\d+ (.*)$")
 _OCTAL = re.compile(rb"\\([0-7]{3})")
 
 
-def echo_latency(tmux: Tmux, name: str, presses: int) -> list[float]:
-    """Keys typed while the guest floods; seconds until window ``name`` draws each echo."""
-    tmux.type(name, f"python3 {GUEST_ECHO} {GUEST_FILE}")
-    tmux.key(name, "Enter")
-    time.sleep(3.0)  # the flood is under way
-    control = subprocess.Popen(
-        tmux.argv("-C", "attach", "-t", name),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
-    assert control.stdin is not None and control.stdout is not None
-    out = control.stdout.fileno()
+def time_echoes(
+    send: Callable[[bytes], None],
+    out: int,
+    written: Callable[[bytes], list[bytes]],
+    presses: int,
+    settle: float = 0.5,
+) -> list[float]:
+    """Send ``x`` ``presses`` times; seconds until each key's echo shows in what ``out`` gives.
+
+    ``written`` turns what was read from ``out`` into the bytes the side wrote (whole pieces,
+    in order); ``send`` types one key. ``out`` is read for ``settle`` seconds before the first
+    key; ``!`` ends the flood afterwards.
+    """
     os.set_blocking(out, False)
-    buffer = b""
     seen = b""
     rnd = random.Random(11)
     latencies: list[float] = []
 
     def drain(until: float, marker: bytes | None) -> float | None:
-        nonlocal buffer, seen
+        nonlocal seen
         while True:
             now = time.monotonic()
             if now >= until:
@@ -266,36 +272,94 @@ def echo_latency(tmux: Tmux, name: str, presses: int) -> list[float]:
             chunk = os.read(out, 1 << 20)
             if not chunk:
                 return None
-            buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
-            for line in lines:
-                match = _OUTPUT.match(line)
-                if match:
-                    # The marker is looked for in each write as it comes (with the end of the
-                    # one before, which may hold its start): a frame longer than what is kept
-                    # would push a marker near its start out before it was looked at.
-                    seen = seen[-32:] + _OCTAL.sub(b"", match.group(1))
-                    if marker is not None and marker in seen:
-                        return time.monotonic()
+            for piece in written(chunk):
+                # The marker is looked for in each write as it comes (with the end of the one
+                # before, which may hold its start): a frame longer than what is kept would
+                # push a marker near its start out before it was looked at.
+                seen = seen[-32:] + piece
+                if marker is not None and marker in seen:
+                    return time.monotonic()
+
+    drain(time.monotonic() + settle, None)
+    for number in range(1, presses + 1):
+        seen = b""
+        marker = b"ECHO-%05d" % number
+        send(b"x")
+        sent = time.monotonic()
+        shown = drain(sent + 2.0, marker)
+        latencies.append((shown if shown is not None else sent + 2.0) - sent)
+        drain(time.monotonic() + rnd.uniform(0.05, 0.15), None)
+    send(b"!")
+    drain(time.monotonic() + 0.5, None)
+    return latencies
+
+
+def echo_latency(tmux: Tmux, name: str, presses: int) -> list[float]:
+    """Keys typed while the guest floods; seconds until window ``name`` draws each echo.
+
+    What the window wrote comes from tmux's control mode (``%output`` lines).
+    """
+    tmux.type(name, f"python3 {GUEST_ECHO} {GUEST_FILE}")
+    tmux.key(name, "Enter")
+    time.sleep(3.0)  # the flood is under way
+    control = subprocess.Popen(
+        tmux.argv("-C", "attach", "-t", name),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert control.stdin is not None and control.stdout is not None
+    stdin = control.stdin
+    buffer = b""
+
+    def send(key: bytes) -> None:
+        stdin.write(f"send-keys -t {name} -l {key.decode()}\n".encode())
+        stdin.flush()
+
+    def written(chunk: bytes) -> list[bytes]:
+        nonlocal buffer
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        matches = (_OUTPUT.match(line) for line in lines)
+        return [_OCTAL.sub(b"", match.group(1)) for match in matches if match]
 
     try:
-        drain(time.monotonic() + 0.5, None)
-        for number in range(1, presses + 1):
-            seen = b""
-            marker = b"ECHO-%05d" % number
-            control.stdin.write(f"send-keys -t {name} -l x\n".encode())
-            control.stdin.flush()
-            sent = time.monotonic()
-            shown = drain(sent + 2.0, marker)
-            latencies.append((shown if shown is not None else sent + 2.0) - sent)
-            drain(time.monotonic() + rnd.uniform(0.05, 0.15), None)
-        control.stdin.write(f"send-keys -t {name} -l !\n".encode())
-        control.stdin.flush()
-        drain(time.monotonic() + 0.5, None)
+        return time_echoes(send, control.stdout.fileno(), written, presses)
     finally:
-        control.stdin.close()
+        stdin.close()
         control.wait(timeout=10)
-    return latencies
+
+
+def echo_floor(directory: str, presses: int) -> list[float]:
+    """The same keys and flood with no terminal at all: OpenSSH's output read by this script.
+
+    ``ssh -tt`` with pipes on both ends: the guest program still writes to a PTY (120x40),
+    its bytes come through sshd, the network and the ssh client, and nothing parses or draws
+    them. What is left is the guest's own part of an echo (its PTY full of flood ahead of the
+    key's echo, sshd under TCG): a floor no terminal on this machine can go under.
+    """
+    remote = f"stty cols {COLS} rows {ROWS} && exec python3 {GUEST_ECHO} {GUEST_FILE}"
+    child = subprocess.Popen(
+        [*guest_ssh(directory, "-tt"), remote],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert child.stdin is not None and child.stdout is not None
+    stdin = child.stdin
+
+    def send(key: bytes) -> None:
+        stdin.write(key)
+        stdin.flush()
+
+    try:  # read for 3 s first: the flood under way, as on the other sides
+        return time_echoes(send, child.stdout.fileno(), lambda chunk: [chunk], presses, 3.0)
+    finally:
+        stdin.close()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
 
 
 def rss(pid: int) -> tuple[float, float]:
@@ -407,12 +471,17 @@ def main() -> int:
                 times[name].append(seconds)
         # The keys too go to the sides in turn, a block each (the flood restarted for each),
         # so a slow spell of the machine falls on every side alike.
+        # The floor (no terminal) takes its turn among them.
+        turns = [name for name, _ in sides] + [FLOOR]
         blocks = max(1, min(ECHO_BLOCKS, args.presses))
         for block in range(blocks):
             presses = args.presses // blocks + (block < args.presses % blocks)
-            shift = block % len(sides)
-            for name, _ in sides[shift:] + sides[:shift]:
-                found = echo_latency(tmux, name, presses)
+            shift = block % len(turns)
+            for name in turns[shift:] + turns[:shift]:
+                if name == FLOOR:
+                    found = echo_floor(directory, presses)
+                else:
+                    found = echo_latency(tmux, name, presses)
                 echoes.setdefault(name, []).extend(x * 1000 for x in found)
         for name in dashboards:
             now, peak = rss(tmux.pane_pid(name))
@@ -439,9 +508,9 @@ def main() -> int:
     for line in meter.report():
         print(line)
     print(f"keystroke echo during a flood ({args.presses} keys each):")
-    for name, label in sides:
+    for name, label in [*sides, (FLOOR, "no terminal (floor)")]:
         values = echoes[name]
-        target = "   target p95 <= 30 ms" if name != "ssh" else ""
+        target = "   target p95 <= 30 ms" if name in dashboards else ""
         unseen = sum(1 for value in values if value >= 2000)
         print(
             f"  {label:<19} p50 {med(values):6.1f} ms, p95 {percentile(values, 0.95):6.1f} ms, "
