@@ -13,10 +13,11 @@ of ``bench_terminal.py``) is copied to the guest's ``/tmp`` once. Each round typ
 visible on tmux's screen (``capture-pane``, polled). Then, while a guest program floods rows
 2..N with the same file, keys are sent to each window and the time until its echo on row 1 is
 drawn is taken from tmux's control-mode output (the bytes the dashboard, or ssh, wrote),
-the sides taking turns in blocks; p50/p95. A fourth echo side has no terminal at all: the same
+the sides taking turns in blocks; p50/p95. One more echo side has no terminal at all: the same
 program through ``ssh -tt`` whose output this script reads and throws away, so what it measures
-is the guest's own part of an echo (the key's echo queued in the guest's PTY behind the flood,
-sshd under TCG): the floor under every terminal's number. Last, the dashboard's resident memory
+is the guest's own part of an echo (sshd under TCG, the network, the ssh client; a terminal
+that takes output slower than the guest makes it adds the flood that queues up in front of the
+echo meanwhile): the floor under every terminal's number. Last, the dashboard's resident memory
 (now and peak).
 
 Each timed ``cat`` also takes the CPU time (user + system, all threads) that every process on
@@ -334,8 +335,8 @@ def echo_floor(directory: str, presses: int) -> list[float]:
 
     ``ssh -tt`` with pipes on both ends: the guest program still writes to a PTY (120x40),
     its bytes come through sshd, the network and the ssh client, and nothing parses or draws
-    them. What is left is the guest's own part of an echo (its PTY full of flood ahead of the
-    key's echo, sshd under TCG): a floor no terminal on this machine can go under.
+    them. What is left is the guest's own part of an echo (the guest program, its PTY and sshd
+    under TCG): a floor no terminal on this machine can go under.
     """
     remote = f"stty cols {COLS} rows {ROWS} && exec python3 {GUEST_ECHO} {GUEST_FILE}"
     child = subprocess.Popen(
