@@ -295,6 +295,19 @@ def test_damaged_index_is_never_overwritten(index: SessionIndex, projects: list[
     assert not (projects[1] / ".vibebox").exists()
 
 
+def test_a_key_set_twice_in_the_index_is_damage(index: SessionIndex, projects: list[Path]) -> None:
+    # tomlkit reports a key set twice as KeyAlreadyPresent (< 0.15.3) or ParseError (0.15.3+).
+    index.create(projects[0])
+    text = index.path.read_text()
+    line = next(x for x in text.splitlines() if x.startswith("directory"))
+    damaged = text.replace(line, f"{line}\n{line}", 1).encode()
+    index.path.write_bytes(damaged)
+    with pytest.raises(SessionIndexError, match="already exists") as caught:
+        index.entries()
+    assert str(index.path) in str(caught.value) and caught.value.hint
+    assert index.path.read_bytes() == damaged
+
+
 def test_no_temp_files_are_left_and_stale_ones_go(
     index: SessionIndex, projects: list[Path]
 ) -> None:

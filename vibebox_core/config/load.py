@@ -92,6 +92,20 @@ def read_text(path: Path) -> str:
         ) from None
 
 
+_DUPLICATE = re.compile(r'Key "(.*)" already exists')
+
+
+def _set_twice(path: Path, text: str, message: str, line: int | None) -> ConfigError:
+    """The error for a key set twice, from tomlkit's ``message`` (``line``: where it said)."""
+    match = _DUPLICATE.search(message)
+    key = match.group(1) if match else ""
+    found = duplicate_line(text, key) if key else None
+    return ConfigError(
+        f"{path}{at_line(found or line)}: the key {key!r} is set twice; expected each key once",
+        hint="remove one of the two lines",
+    )
+
+
 def parse_document(path: Path, text: str) -> TOMLDocument:
     """Parse ``text`` (read from ``path``) as a tomlkit document, comments kept.
 
@@ -102,6 +116,8 @@ def parse_document(path: Path, text: str) -> TOMLDocument:
         doc = tomlkit.parse(text)
     except ParseError as exc:
         reason = str(exc).split(" at line ")[0]
+        if _DUPLICATE.search(reason):  # tomlkit >= 0.15.3 reports a key set twice this way
+            raise _set_twice(path, text, reason, exc.line) from None
         if "\\x00" in reason or "\x00" in reason:
             reason = "the file ends in the middle of a value"
         raise ConfigError(
@@ -109,13 +125,7 @@ def parse_document(path: Path, text: str) -> TOMLDocument:
             hint="fix the syntax (see https://toml.io), or delete the file to get the defaults",
         ) from None
     except KeyAlreadyPresent as exc:
-        match = re.search(r'Key "(.*)" already exists', str(exc))
-        key = match.group(1) if match else ""
-        line = duplicate_line(text, key) if key else None
-        raise ConfigError(
-            f"{path}{at_line(line)}: the key {key!r} is set twice; expected each key once",
-            hint="remove one of the two lines",
-        ) from None
+        raise _set_twice(path, text, str(exc), None) from None
     except (TOMLKitError, ValueError, TypeError, IndexError, KeyError, RecursionError) as exc:
         # tomlkit raises more than ParseError for some malformed documents.
         raise ConfigError(

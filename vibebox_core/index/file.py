@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import tomlkit
-from tomlkit.exceptions import ParseError
+from tomlkit.exceptions import KeyAlreadyPresent, ParseError
 
 from vibebox_core.errors import SessionIndexError
 from vibebox_core.fileio import write_atomic
@@ -77,10 +77,12 @@ def read_index(path: Path) -> list[SessionEntry]:
         raise _damaged(path, data[: exc.start].count(b"\n") + 1, "not UTF-8 text") from None
     try:
         doc = tomlkit.parse(text).unwrap()
-    except ParseError as exc:
-        raise _damaged(
-            path, exc.line, f"not valid TOML ({str(exc).split(' at line ')[0]})"
-        ) from None
+    except (
+        ParseError,
+        KeyAlreadyPresent,
+    ) as exc:  # tomlkit < 0.15.3: a key set twice is the latter
+        line = exc.line if isinstance(exc, ParseError) else None
+        raise _damaged(path, line, f"not valid TOML ({str(exc).split(' at line ')[0]})") from None
     lines = _Lines(text)
     unknown = [key for key in doc if key != "sessions"]
     if unknown:
