@@ -77,10 +77,8 @@ def read_index(path: Path) -> list[SessionEntry]:
         raise _damaged(path, data[: exc.start].count(b"\n") + 1, "not UTF-8 text") from None
     try:
         doc = tomlkit.parse(text).unwrap()
-    except (
-        ParseError,
-        KeyAlreadyPresent,
-    ) as exc:  # tomlkit < 0.15.3: a key set twice is the latter
+    # tomlkit before 0.15.3 raises KeyAlreadyPresent for a key set twice, later ParseError.
+    except (ParseError, KeyAlreadyPresent) as exc:
         line = exc.line if isinstance(exc, ParseError) else None
         raise _damaged(path, line, f"not valid TOML ({str(exc).split(' at line ')[0]})") from None
     lines = _Lines(text)
