@@ -113,6 +113,11 @@ class HostNetworkError(VMError):
     """The session network cannot be set up on the host (dnsmasq, firewall, subnet collision)."""
 
 
+class SubnetInUseError(HostNetworkError):
+    """The session network's subnet is taken by another interface on the host (a network
+    started meanwhile by another vibebox, or an interface libvirt does not know)."""
+
+
 class NwfilterError(VMError):
     """The network policy's libvirt nwfilter is missing, stale or unsupported."""
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from vibebox_core.errors import VMError
+from vibebox_core.errors import SubnetInUseError, VMError
 from vibebox_core.hypervisor import accelerator, access, domain_xml, names, network_xml, virtiofs
 from vibebox_core.hypervisor.libvirt import LibvirtHypervisor
 from vibebox_core.hypervisor.nwfilter import FenceSpec, nwfilter_uuid, nwfilter_xml
@@ -184,6 +184,36 @@ def test_networks_get_distinct_subnets_and_come_up(
     hv.undefine_network(a)
     assert net_a.name not in virsh("net-list", "--all", "--name").split()
     hv.undefine_network(a)  # tolerant
+
+
+
+def test_a_subnet_some_interface_has_is_not_picked_and_a_taken_one_is_refused(
+    hv: LibvirtHypervisor, sessions: list[str]
+) -> None:
+    """libvirt refuses a network on a subnet any interface routes (a bridge left behind, a
+    network another vibebox started since the pick): the pick skips the host's routes, and a
+    start that lost the race raises SubnetInUseError, which the cold start retries."""
+    a, b = new_session(sessions), new_session(sessions)
+    wanted = network_xml.pick_subnet(a, hv.used_subnets(exclude_session=a))
+    leftover = "vbxe2eleft0"
+    subprocess.run(["ip", "link", "add", leftover, "type", "bridge"], check=True)
+    try:
+        subprocess.run(["ip", "addr", "add", f"{wanted[1]}/24", "dev", leftover], check=True)
+        subprocess.run(["ip", "link", "set", leftover, "up"], check=True)
+        assert wanted in hv.used_subnets()
+        net_a = network_xml.NetworkSpec.for_session(a, hv.used_subnets(exclude_session=a))
+        assert net_a.subnet != wanted
+        hv.define_network(network_xml.network_xml(net_a))
+        hv.start_network(a)
+        # b picked a's subnet before a's network came up (two starts at once).
+        net_b = network_xml.NetworkSpec.for_session(b, (), current=net_a.subnet)
+        assert net_b.subnet == net_a.subnet
+        hv.define_network(network_xml.network_xml(net_b))
+        with pytest.raises(SubnetInUseError, match="already in use"):
+            hv.start_network(b)
+        assert net_a.subnet in hv.used_subnets(exclude_session=b)
+    finally:
+        subprocess.run(["ip", "link", "del", leftover], check=False)
 
 
 def test_domain_define_shows_in_virsh_and_undefines(

@@ -21,6 +21,7 @@ from vibebox_core.errors import (
     NwfilterError,
     QemuError,
     StorageAccessError,
+    SubnetInUseError,
     VirtiofsdError,
     VMError,
 )
@@ -137,7 +138,7 @@ def _firewall(f: LibvirtFailure) -> VMError:
 
 
 def _subnet(f: LibvirtFailure) -> VMError:
-    return HostNetworkError(
+    return SubnetInUseError(
         f.base,
         hint="the session network's subnet collides with another interface on the host; "
         f"delete the session network (`vibebox delete` or `virsh -c {f.uri} net-undefine NAME`) "

@@ -17,7 +17,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from vibebox_core.errors import QemuError, VMError
+from vibebox_core.errors import QemuError, SubnetInUseError, VMError
 from vibebox_core.hypervisor import names
 from vibebox_core.hypervisor.base import Hypervisor, VMState, VMStatus
 from vibebox_core.hypervisor.domain_xml import (
@@ -90,6 +90,9 @@ class FakeHypervisor:
         self.networks: dict[str, FakeNetwork] = {}
         self.nwfilters: dict[str, str] = {}
         self.consoles: dict[str, str] = {}
+        #: Interfaces on the host that are no network of this hypervisor (a bridge left
+        #: behind): their subnets are used, and no network starts on one.
+        self.interfaces: dict[str, ipaddress.IPv4Network] = {}
         self.calls: list[tuple[str, ...]] = []
         self.closed = False
         self._failures: dict[str, list[VMError]] = {}
@@ -194,7 +197,8 @@ class FakeHypervisor:
         with self._lock:
             self._enter("used_subnets")
             skip = names.network_name(exclude_session) if exclude_session else None
-            return {s for net in self.networks.values() if net.name != skip for s in net.subnets}
+            used = {s for net in self.networks.values() if net.name != skip for s in net.subnets}
+            return used | set(self.interfaces.values())
 
     def network_subnet(self, session_id: str) -> ipaddress.IPv4Network | None:
         with self._lock:
@@ -251,6 +255,21 @@ class FakeHypervisor:
                 raise VMError(f"the network {name} of session {session_id} is not defined")
             if restart:
                 net.leases.clear()
+            if not net.active:
+                # libvirt's check: no other interface (an active network's bridge) has the subnet.
+                taken = dict(self.interfaces)
+                taken.update(
+                    (other.name, subnet)
+                    for other in self.networks.values()
+                    if other.active and other is not net
+                    for subnet in other.subnets
+                )
+                for interface, subnet in taken.items():
+                    if subnet in net.subnets:
+                        raise SubnetInUseError(
+                            f"could not start network {name}: internal error: Network is "
+                            f"already in use by interface {interface}"
+                        )
             net.active = True
 
     def define_domain(self, domain_xml: str) -> None:

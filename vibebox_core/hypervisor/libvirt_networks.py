@@ -20,17 +20,35 @@ from vibebox_core.hypervisor.failure import (
     ERR_OPERATION_INVALID,
 )
 from vibebox_core.hypervisor.libvirt_connection import XML_INACTIVE, LibvirtConnection
-from vibebox_core.hypervisor.network_xml import parse_network_subnets
+from vibebox_core.hypervisor.network_xml import SUBNET_PREFIX, parse_network_subnets, parse_routes
+
+ROUTES = "/proc/net/route"
+"""The host's IPv4 routes: libvirt refuses to start a network whose subnet one of them has."""
 
 
 class LibvirtNetworks(LibvirtConnection):
     """Networks and network filters over a :class:`LibvirtConnection`; missing ones are fine."""
 
     def used_subnets(self, *, exclude_session: str | None = None) -> set[ipaddress.IPv4Network]:
-        """IPv4 subnets of every libvirt network (active or not), minus one session's own."""
+        """IPv4 subnets of every libvirt network (active or not) and, on this host, of every
+        interface's route (no broader than a session's network: an interface libvirt does
+        not know, say a bridge left behind, makes libvirt refuse that subnet too), minus one
+        session's own."""
         conn = self._connection()
         skip = names.network_name(exclude_session) if exclude_session else None
         used: set[ipaddress.IPv4Network] = set()
+        if self.uri.startswith("qemu:///"):
+            own = names.bridge_name(exclude_session) if exclude_session else None
+            try:
+                with open(ROUTES, encoding="ascii", errors="replace") as table:
+                    routes = parse_routes(table.read())
+            except OSError:
+                routes = []
+            used.update(
+                network
+                for interface, network in routes
+                if interface != own and network.prefixlen >= SUBNET_PREFIX
+            )
         with self._errors("list networks"):
             networks = conn.listAllNetworks(0)
         for net in networks:

@@ -18,6 +18,8 @@ from vibebox_core.hypervisor import names
 
 #: Private range the per-session /24 networks are carved from.
 SUBNET_POOL = ipaddress.IPv4Network("10.213.0.0/16")
+#: Prefix length of a session's network.
+SUBNET_PREFIX = 24
 #: Hostname the DHCP host entry hands out (the guest sets the same one itself).
 GUEST_HOSTNAME = "vibebox"
 
@@ -29,7 +31,7 @@ def pick_subnet(
     used: Iterable[ipaddress.IPv4Network],
     *,
     pool: ipaddress.IPv4Network = SUBNET_POOL,
-    prefix: int = 24,
+    prefix: int = SUBNET_PREFIX,
 ) -> ipaddress.IPv4Network:
     """Pick the session's subnet: a /``prefix`` of ``pool`` that overlaps nothing in ``used``.
 
@@ -206,3 +208,27 @@ def parse_network_subnets(xml: str) -> list[ipaddress.IPv4Network]:
         except ValueError:
             continue
     return found
+
+
+def parse_routes(table: str) -> list[tuple[str, ipaddress.IPv4Network]]:
+    """``(interface, network)`` of every IPv4 route in ``table``, the text of
+    ``/proc/net/route`` (addresses and masks in hex, in the host's byte order, which is
+    little-endian on every host vibebox runs on); the default route (mask 0) is left out, and
+    so is a line that does not parse."""
+    routes: list[tuple[str, ipaddress.IPv4Network]] = []
+    for line in table.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 8:
+            continue
+        try:
+            destination = int(fields[1], 16).to_bytes(4, "little")
+            mask = int(fields[7], 16).to_bytes(4, "little")
+            network = ipaddress.IPv4Network(
+                (ipaddress.IPv4Address(destination), str(ipaddress.IPv4Address(mask))),
+                strict=False,
+            )
+        except (ValueError, OverflowError):
+            continue
+        if network.prefixlen:
+            routes.append((fields[0], network))
+    return routes

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import ipaddress
 import json
 import os
 import shutil
@@ -28,7 +29,7 @@ from vibebox_core.config import snapshot
 from vibebox_core.config.mounts import all_mounts
 from vibebox_core.config.policy import Policy
 from vibebox_core.config.schema import GUEST_USER, Config
-from vibebox_core.errors import VMError
+from vibebox_core.errors import SubnetInUseError, VMError
 from vibebox_core.fileio import write_atomic
 from vibebox_core.hypervisor import accelerator, access, domain_xml, names, network_xml, virtiofs
 from vibebox_core.hypervisor.base import Hypervisor
@@ -50,6 +51,9 @@ EXTRA_TAG_PREFIX = "vibebox-m"
 GUEST_HOSTNAME = "vibebox"
 #: uid/gid the guest user gets when the host user is root.
 ROOT_FALLBACK_ID = 1000
+#: Subnets tried for the session's network before its start fails (each one libvirt refused
+#: as in use is not tried again).
+SUBNET_ATTEMPTS = 4
 
 
 def guest_ids(uid: int | None = None, gid: int | None = None) -> tuple[int, int]:
@@ -287,20 +291,35 @@ def prepare_and_start(
         nwfilter=plan.nwfilter,
     )
     clock("defining VM", name)
-    if plan.nwfilter_xml is not None:
-        hv.define_nwfilter(plan.nwfilter_xml)
-    net_xml = network_xml.network_xml(spec)
-    try:
-        changed = project.network_def.read_text() != net_xml
-    except OSError:
-        changed = True
-    hv.define(domain_xml.domain_xml(domain), net_xml)
-    if plan.nwfilter is None:  # a filter left unreferenced (every mode has one today)
-        hv.undefine_nwfilter(names.nwfilter_name(session_id))
-    # The VM is off: when the network's definition changed (policy mode, DNS, subnet),
-    # re-create it so isolation and DNS follow the approved policy. Unchanged, it is kept:
-    # re-creating costs ~0.5 s of every cold start.
-    hv.start_network(session_id, restart=changed)
+    taken: set[ipaddress.IPv4Network] = set()
+    while True:
+        if plan.nwfilter_xml is not None:
+            hv.define_nwfilter(plan.nwfilter_xml)
+        net_xml = network_xml.network_xml(spec)
+        try:
+            changed = project.network_def.read_text() != net_xml
+        except OSError:
+            changed = True
+        hv.define(domain_xml.domain_xml(domain), net_xml)
+        if plan.nwfilter is None:  # a filter left unreferenced (every mode has one today)
+            hv.undefine_nwfilter(names.nwfilter_name(session_id))
+        # The VM is off: when the network's definition changed (policy mode, DNS, subnet),
+        # re-create it so isolation and DNS follow the approved policy. Unchanged, it is kept:
+        # re-creating costs ~0.5 s of every cold start.
+        try:
+            hv.start_network(session_id, restart=changed)
+        except SubnetInUseError:
+            # Another vibebox started a network on the subnet since it was picked (two
+            # sessions starting at once), or an interface has it that is no libvirt network:
+            # the next free one, and the guest's seed pointed at its gateway.
+            taken.add(spec.subnet)
+            if len(taken) >= SUBNET_ATTEMPTS:
+                raise
+            spec, plan = network_plan(config, session_id, hv, taken)
+            env = {**secrets.env, **plan.guest_env}
+            write_seed(project, guest_json(config, project, env=env), secrets.ca_pem)
+            continue
+        break
     write_atomic(project.network_def, net_xml.encode())
     clock("starting VM", f"{name} (accel={accel})")
     hv.start(session_id)
@@ -308,9 +327,13 @@ def prepare_and_start(
 
 
 def network_plan(
-    config: Config, session_id: str, hv: Hypervisor
+    config: Config,
+    session_id: str,
+    hv: Hypervisor,
+    taken: set[ipaddress.IPv4Network] | frozenset[ipaddress.IPv4Network] = frozenset(),
 ) -> tuple[network_xml.NetworkSpec, definition.NetworkPlan]:
-    """The session network for the (approved) network policy, and how the guest is pointed.
+    """The session network for the (approved) network policy, and how the guest is pointed;
+    its subnet is none of ``taken`` (subnets libvirt refused, in use on the host).
 
     Both modes: an nwfilter that lets the guest open only DHCP, DNS and the proxy on its
     gateway on the host (``vibebox_core.hypervisor.nwfilter``); allowlist: an isolated network;
@@ -319,7 +342,7 @@ def network_plan(
     """
     spec = network_xml.NetworkSpec.for_session(
         session_id,
-        hv.used_subnets(exclude_session=session_id),
+        hv.used_subnets(exclude_session=session_id) | taken,
         current=hv.network_subnet(session_id),
     )
     policy = Policy.from_network(config.network)

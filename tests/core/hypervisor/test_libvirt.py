@@ -7,6 +7,7 @@ the real stack.
 
 from __future__ import annotations
 
+import ipaddress
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from vibebox_core.errors import VMError
-from vibebox_core.hypervisor import domain_xml, names, network_xml
+from vibebox_core.hypervisor import domain_xml, libvirt_networks, names, network_xml
 from vibebox_core.hypervisor.base import Hypervisor
 from vibebox_core.hypervisor.console import read_console_tail
 from vibebox_core.hypervisor.errors import libvirt_error
@@ -254,3 +255,29 @@ def test_read_console_tail(tmp_path: Path) -> None:
         "login: \ufffd",
     ]
     assert "\x1b" not in tail
+
+
+def test_used_subnets_hold_the_hosts_routes(
+    hv: LibvirtHypervisor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On this host (a ``qemu:///`` URI) an interface's route counts as used: libvirt refuses
+    a network on its subnet, whether or not it is a libvirt network. Routes broader than a
+    session's /24 (a VPN's 10.0.0.0/8) and the session's own bridge do not."""
+    sid = str(uuid.uuid4())
+    own = network_xml.pick_subnet(sid, ())
+    table = tmp_path / "route"
+    table.write_text(
+        "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
+        "vbxleftover1\t0007D50A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n"
+        "tun0\t0000000A\t00000000\t0001\t0\t0\t0\t000000FF\t0\t0\t0\n"
+        f"{names.bridge_name(sid)}\t{int(own.network_address).to_bytes(4, 'little').hex()}"
+        "\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n"
+    )
+    monkeypatch.setattr(libvirt_networks, "ROUTES", str(table))
+    networks = hv.used_subnets()  # the test driver's own network; not this host's routes
+    monkeypatch.setattr(hv, "uri", URI)  # the connection to the test driver stays open
+    leftover = ipaddress.IPv4Network("10.213.7.0/24")
+    assert hv.used_subnets(exclude_session=sid) == networks | {leftover}
+    assert hv.used_subnets() == networks | {leftover, own}
+    table.unlink()
+    assert hv.used_subnets() == networks  # no table to read: only libvirt's networks

@@ -23,6 +23,7 @@ from vibebox_core.errors import (
     NwfilterError,
     QemuError,
     StorageAccessError,
+    SubnetInUseError,
     VirtiofsdError,
     VMError,
 )
@@ -147,7 +148,7 @@ def translate(label: str, action: str = "start VM vibebox-p-0192abcd") -> VMErro
         ("missing-kernel", StorageAccessError, "storage", "vmlinuz is missing", "image build"),
         ("perm-disk", StorageAccessError, "storage", "disk.qcow2", "setfacl -m u:libvirt-qemu:x"),
         ("bad-disk", QemuError, "qemu", "QEMU refused it", "/var/log/libvirt/qemu/"),
-        ("busy-network", HostNetworkError, "subnet", "already in use", "free subnet"),
+        ("busy-network", SubnetInUseError, "subnet", "already in use", "free subnet"),
         ("missing-nwfilter", NwfilterError, "nwfilter", "vibebox-nope-filter", "vibebox stop"),
         ("filter-uuid", NwfilterError, "nwfilter", "already exists", "nwfilter-undefine"),
         ("name-clash", VMError, "definition", "already exists", "undefine vbxh-probe-561cdc54"),

@@ -138,3 +138,23 @@ def test_network_xml_refuses_long_bridge_and_bad_mac() -> None:
         network_xml.network_xml(
             network_xml.NetworkSpec(**{**spec.__dict__, "mac": "52:54:00:zz:00:00"})
         )
+
+
+ROUTE_TABLE = (
+    "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
+    "eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n"
+    "eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n"
+    "vbxleftover1\t0007D50A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n"
+    "tun0\t0000000A\t00000000\t0001\t0\t0\t0\t000000FF\t0\t0\t0\n"
+    "garbage line\n"
+    "bad\tZZZZ\t0\t0\t0\t0\t0\t00FFFFFF\n"
+)
+
+
+def test_parse_routes_reads_the_kernels_table() -> None:
+    assert network_xml.parse_routes(ROUTE_TABLE) == [
+        ("eth0", ipaddress.IPv4Network("192.0.2.0/24")),
+        ("vbxleftover1", ipaddress.IPv4Network("10.213.7.0/24")),
+        ("tun0", ipaddress.IPv4Network("10.0.0.0/8")),
+    ]
+    assert network_xml.parse_routes("") == []

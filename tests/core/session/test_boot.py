@@ -7,17 +7,23 @@ import shutil
 import stat
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from vibebox_core import paths
 from vibebox_core.config.load import load_config
 from vibebox_core.config.schema import Config, Secret
-from vibebox_core.errors import VMError
+from vibebox_core.errors import SubnetInUseError, VMError
+from vibebox_core.hypervisor import names, network_xml, virtiofs
+from vibebox_core.hypervisor.fake import FakeHypervisor
+from vibebox_core.index.sessions import SessionIndex
 from vibebox_core.network.secrets import PLACEHOLDER_RE
 from vibebox_core.paths import ProjectPaths
+from vibebox_core.progress import ProgressClock
 from vibebox_core.session import boot
 from vibebox_core.session.guest_secrets import CA_VARIABLES, guest_secrets
+from vibebox_core.share import guard
 from vibebox_core.ssh import keys
 
 
@@ -129,3 +135,68 @@ def test_a_disk_made_on_another_base_build_is_refused(project: ProjectPaths) -> 
     with pytest.raises(VMError, match="was rebuilt") as info:
         boot.check_disk_base(project, "debian-12", "b" * 64)
     assert "recreate the session" in info.value.hint
+
+
+def _cold_start_without_a_vm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """:func:`boot.prepare_and_start` with the image, the disk, the shares and QEMU's access
+    stood in for: what is left is the seed, the definitions and the starts (on a fake)."""
+    from vibebox_core.images import build
+
+    image = Path("/images/debian-12")
+    info = SimpleNamespace(
+        name="debian-12",
+        kernel=image / "vmlinuz",
+        initrd=image / "initrd.img",
+        base_disk=image / "disk.qcow2",
+        cmdline="console=ttyS0",
+        artifacts={"base_disk": SimpleNamespace(sha256="0" * 64)},
+    )
+    monkeypatch.setattr(build, "ensure_image", lambda **_: info)
+    monkeypatch.setattr(boot, "check_disk_base", lambda *_: None)
+    monkeypatch.setattr(boot, "create_overlay", lambda *_: False)
+    monkeypatch.setattr(guard, "guard_shares", lambda *_: [])
+    monkeypatch.setattr(virtiofs, "install_readonly_virtiofsd", lambda: None)
+    monkeypatch.setattr(boot, "check_qemu_access", lambda _files: None)
+
+
+def test_a_subnet_taken_since_it_was_picked_gives_way_to_the_next_free_one(
+    project: ProjectPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two sessions starting at once can pick the same free subnet; libvirt then refuses to
+    start the second network. That start picks the next free subnet and points the guest's
+    seed at its gateway, instead of failing."""
+    _cold_start_without_a_vm(monkeypatch)
+    sid = SessionIndex().ensure(project.root).id
+    hv = FakeHypervisor()
+    picked = network_xml.pick_subnet(sid, ())
+    define_network = hv.define_network
+
+    def define_then_taken(xml: str) -> None:
+        define_network(xml)
+        # Another vibebox's network comes up on the subnet between the pick and the start.
+        hv.interfaces.setdefault("vbxanother000", picked)
+
+    monkeypatch.setattr(hv, "define_network", define_then_taken)
+    boot.prepare_and_start(project, load_config(project), sid, hv, ProgressClock(None), None)
+
+    subnet = hv.network_subnet(sid)
+    assert subnet is not None and subnet != picked
+    assert hv.state(sid) == "running"
+    env = json.loads((project.seed_dir / "guest.json").read_text())["env"]
+    assert f"http://{subnet.network_address + 1}:" in env["HTTP_PROXY"]
+    assert project.network_def.read_text() == hv.networks[names.network_name(sid)].xml
+
+
+def test_a_subnet_refused_every_time_fails_the_start(
+    project: ProjectPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _cold_start_without_a_vm(monkeypatch)
+    sid = SessionIndex().ensure(project.root).id
+    hv = FakeHypervisor()
+    refused = SubnetInUseError("could not start network x: Network is already in use", hint="h")
+    hv.fail("start_network", refused, times=boot.SUBNET_ATTEMPTS)
+    with pytest.raises(SubnetInUseError):
+        boot.prepare_and_start(project, load_config(project), sid, hv, ProgressClock(None), None)
+    assert hv.state(sid) == "shut off"
+    assert [call[0] for call in hv.calls].count("start_network") == boot.SUBNET_ATTEMPTS
+    assert not project.network_def.exists()
