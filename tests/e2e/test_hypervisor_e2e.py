@@ -186,7 +186,6 @@ def test_networks_get_distinct_subnets_and_come_up(
     hv.undefine_network(a)  # tolerant
 
 
-
 def test_a_subnet_some_interface_has_is_not_picked_and_a_taken_one_is_refused(
     hv: LibvirtHypervisor, sessions: list[str]
 ) -> None:
