@@ -28,6 +28,13 @@ flood's time goes. With ``--baseline CHECKOUT`` a third window runs that checkou
 dashboard compared under the same load, which on a shared machine varies more between runs
 than the change being measured.
 
+With ``--trace`` every dashboard's echoes are also timed hop by hop (the session is stopped
+first and comes up traced): when its input thread sent the key, when the supervisor wrote it
+to the guest and read the echo back, when the dashboard's IO thread had it, the parser took
+it, and the frame drawing it was written (:mod:`bench.echo_trace.sitecustomize`, which
+changes nothing in vibebox; it wraps the functions on those hops from outside): where an
+echo's time goes, the guest or this side.
+
 Targets: dashboard / ssh <= 1.2x, echo p95 <= 30 ms, RSS <= 80 MB.
 
 The session is up before the dashboards start, and the memory printed is that of a dashboard
@@ -39,7 +46,7 @@ prompt). Every dashboard's terminal comes through the supervisor's relay.
     # inside the lab; the session is started (or attached) and kept up meanwhile:
     ip netns exec vbxlab env VIBEBOX_ACCEL=tcg .venv/bin/python tests/bench/bench_flood.py \
         /tmp/my-project [--rounds 5] [--mb 4] [--presses 60] [--baseline /tmp/old-checkout] \
-        [--cold]
+        [--cold] [--trace]
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -63,6 +71,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench.bench_dashboard import LAUNCH, PROMPT, REPO, start_holder
 from bench.bench_terminal import make_stream
+from bench.echo_trace import sitecustomize as echo_trace
 
 from vibebox_core.paths import ProjectPaths
 from vibebox_core.ssh import openssh
@@ -76,6 +85,8 @@ ECHO_BLOCKS = 3
 """The keys timed during a flood go to the sides in this many interleaved blocks."""
 FLOOR = "floor"
 """The echo side with no terminal: ``ssh -tt`` read by the benchmark (:func:`echo_floor`)."""
+TRACE_DIR = Path(echo_trace.__file__).parent
+"""Put first on ``PYTHONPATH`` with ``--trace``: its ``sitecustomize`` times every hop."""
 
 # Runs in the guest: floods rows 2..N with the file (as fast as the PTY takes it) and, for
 # every key read, draws "ECHO-<count>" on row 1 at once; "!" ends it.
@@ -249,20 +260,23 @@ def time_echoes(
     written: Callable[[bytes], list[bytes]],
     presses: int,
     settle: float = 0.5,
+    ahead: list[int] | None = None,
 ) -> list[float]:
     """Send ``x`` ``presses`` times; seconds until each key's echo shows in what ``out`` gives.
 
     ``written`` turns what was read from ``out`` into the bytes the side wrote (whole pieces,
     in order); ``send`` types one key. ``out`` is read for ``settle`` seconds before the first
-    key; ``!`` ends the flood afterwards.
+    key; ``!`` ends the flood afterwards. ``ahead`` gets, for each echo seen, how many bytes
+    came between the key and its echo.
     """
     os.set_blocking(out, False)
     seen = b""
+    passed = 0  # bytes looked through since the key
     rnd = random.Random(11)
     latencies: list[float] = []
 
     def drain(until: float, marker: bytes | None) -> float | None:
-        nonlocal seen
+        nonlocal seen, passed
         while True:
             now = time.monotonic()
             if now >= until:
@@ -277,17 +291,25 @@ def time_echoes(
                 # The marker is looked for in each write as it comes (with the end of the one
                 # before, which may hold its start): a frame longer than what is kept would
                 # push a marker near its start out before it was looked at.
+                kept = len(seen[-32:])
                 seen = seen[-32:] + piece
                 if marker is not None and marker in seen:
+                    if ahead is not None:
+                        ahead.append(passed + seen.index(marker) - kept)
                     return time.monotonic()
+                passed += len(piece)
 
     drain(time.monotonic() + settle, None)
     for number in range(1, presses + 1):
         seen = b""
+        passed = 0
         marker = b"ECHO-%05d" % number
+        echo_trace.note("send", marker)
         send(b"x")
         sent = time.monotonic()
         shown = drain(sent + 2.0, marker)
+        if shown is not None:
+            echo_trace.note("seen", marker)
         latencies.append((shown if shown is not None else sent + 2.0) - sent)
         drain(time.monotonic() + rnd.uniform(0.05, 0.15), None)
     send(b"!")
@@ -330,7 +352,7 @@ def echo_latency(tmux: Tmux, name: str, presses: int) -> list[float]:
         control.wait(timeout=10)
 
 
-def echo_floor(directory: str, presses: int) -> list[float]:
+def echo_floor(directory: str, presses: int, ahead: list[int] | None = None) -> list[float]:
     """The same keys and flood with no terminal at all: OpenSSH's output read by this script.
 
     ``ssh -tt`` with pipes on both ends: the guest program still writes to a PTY (120x40),
@@ -353,7 +375,7 @@ def echo_floor(directory: str, presses: int) -> list[float]:
         stdin.flush()
 
     try:  # read for 3 s first: the flood under way, as on the other sides
-        return time_echoes(send, child.stdout.fileno(), lambda chunk: [chunk], presses, 3.0)
+        return time_echoes(send, child.stdout.fileno(), lambda chunk: [chunk], presses, 3.0, ahead)
     finally:
         stdin.close()
         try:
@@ -377,9 +399,14 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[max(0, int(len(ordered) * fraction + 0.5) - 1)]
 
 
-def start_dashboard(tmux: Tmux, name: str, directory: str, repo: Path) -> None:
-    """Window ``name``: the dashboard of the checkout ``repo`` in ``directory``."""
+def start_dashboard(
+    tmux: Tmux, name: str, directory: str, repo: Path, trace: str | None = None
+) -> None:
+    """Window ``name``: the dashboard of the checkout ``repo`` in ``directory``; with
+    ``trace``, its hops go to that file (:mod:`bench.echo_trace.sitecustomize`)."""
     env = {"TERM": "xterm-256color", "COLORTERM": "truecolor", "PYTHONPATH": str(repo)}
+    if trace is not None:
+        env.update({"PYTHONPATH": f"{TRACE_DIR}{os.pathsep}{repo}", echo_trace.ENV: trace})
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     code = LAUNCH.format(argv=[])
     tmux.start(
@@ -415,10 +442,25 @@ def main() -> int:
         help="stop the session first: the dashboard boots the VM (its memory is that of a "
         "dashboard that did)",
     )
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="also time each echo at every hop (input thread, supervisor, IO thread, parser, "
+        "frame written): the session is stopped first, so its supervisor starts traced",
+    )
     args = parser.parse_args()
     directory = str(Path(args.directory).resolve())
-    if args.cold:
+    trace: str | None = None
+    if args.cold or args.trace:
         stop_session(directory)
+    if args.trace:
+        trace = str(Path(tempfile.mkdtemp(prefix="vbx-echo-trace-")) / "hops")
+        echo_trace.open_trace(trace)
+        # The holder starts the session's supervisor, which keeps this environment.
+        os.environ[echo_trace.ENV] = trace
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(TRACE_DIR), os.environ.get("PYTHONPATH", "")) if p
+        )
     # (window, label): the dashboards first, then the plain side.
     sides = [("dash", "dashboard in tmux")]
     if args.baseline is not None:
@@ -428,7 +470,7 @@ def main() -> int:
     dashboards = [name for name, _ in sides if name != "ssh"]
     tmux = Tmux()
     if args.cold:  # the dashboard boots the VM, before anything else attaches
-        start_dashboard(tmux, "dash", directory, REPO)
+        start_dashboard(tmux, "dash", directory, REPO, trace)
         try:
             tmux.wait_for("dash", re.compile(PROMPT.pattern.decode()), 300)
         except BaseException:
@@ -437,14 +479,15 @@ def main() -> int:
     holder = start_holder(directory)
     times: dict[str, list[float]] = {name: [] for name, _ in sides}
     echoes: dict[str, list[float]] = {}
+    floor_ahead: list[int] = []  # bytes between a key and its echo, no terminal
     memory: dict[str, tuple[float, float, float]] = {}
     try:
         ssh_argv = guest_ssh(directory)
         stage(ssh_argv, args.mb)
         if not args.cold:
-            start_dashboard(tmux, "dash", directory, REPO)
+            start_dashboard(tmux, "dash", directory, REPO, trace)
         if args.baseline is not None:
-            start_dashboard(tmux, "base", directory, args.baseline.resolve())
+            start_dashboard(tmux, "base", directory, args.baseline.resolve(), trace)
         shell = guest_ssh(directory, "-t")  # what `vibebox shell` runs
         tmux.start("ssh", f"exec env TERM=xterm-256color {shlex.join(shell)}")
         for name, _ in sides:
@@ -479,8 +522,9 @@ def main() -> int:
             presses = args.presses // blocks + (block < args.presses % blocks)
             shift = block % len(turns)
             for name in turns[shift:] + turns[:shift]:
+                echo_trace.note("side", name.encode())
                 if name == FLOOR:
-                    found = echo_floor(directory, presses)
+                    found = echo_floor(directory, presses, floor_ahead)
                 else:
                     found = echo_latency(tmux, name, presses)
                 echoes.setdefault(name, []).extend(x * 1000 for x in found)
@@ -518,6 +562,31 @@ def main() -> int:
             f"max {max(values):6.1f} ms{target}"
             + (f"   ({unseen} not seen within 2 s, counted as 2 s)" if unseen else "")
         )
+    if trace is not None:
+        for name in dashboards:
+            print(f"{labels[name]}: each echo's delay after its key, hop by hop ({trace}):")
+            traced = echo_trace.echoes(trace, name)
+            for hop in echo_trace.HOPS:
+                values = [echo.delays[hop] for echo in traced if hop in echo.delays]
+                if values:
+                    print(
+                        f"  {hop:<8} p50 {med(values):6.1f} ms, p95 "
+                        f"{percentile(values, 0.95):6.1f} ms  ({len(values)} echoes)"
+                    )
+            ahead = [echo.ahead / 1000 for echo in traced if echo.ahead is not None]
+            if ahead:
+                print(
+                    f"  output the supervisor read between the key and its echo: p50 "
+                    f"{med(ahead):.1f} KB, p95 {percentile(ahead, 0.95):.1f} KB"
+                )
+            else:
+                print("  (no supervisor hops: the supervisor was not started by this run)")
+        if floor_ahead:
+            kb = [value / 1000 for value in floor_ahead]
+            print(
+                f"no terminal (floor): output between the key and its echo: p50 {med(kb):.1f} "
+                f"KB, p95 {percentile(kb, 0.95):.1f} KB"
+            )
     for name in dashboards:
         started_mb, now, peak = memory[name]
         how = "booted the VM itself" if args.cold and name == "dash" else "attached to it running"
