@@ -64,7 +64,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the helpers' import root
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -81,6 +81,7 @@ GUEST_FILE = "/tmp/vbx-flood.txt"
 GUEST_ECHO = "/tmp/vbx-echo.py"
 POLL = 0.02
 """Seconds between two looks at a window's screen (the same for both sides)."""
+T = TypeVar("T")
 ECHO_BLOCKS = 3
 """The keys timed during a flood go to the sides in this many interleaved blocks."""
 FLOOR = "floor"
@@ -198,22 +199,31 @@ class CpuMeter:
     def __init__(self, pids: dict[str, int | None]) -> None:
         self.pids = {label: pid for label, pid in pids.items() if pid}
         self.samples: dict[str, dict[str, list[float]]] = {}
+        self.walls: dict[str, float] = {}  # seconds the sections of each side took
 
-    def measure(self, side: str, run: Callable[..., float], *args: Any) -> float:
+    def measure(self, side: str, run: Callable[..., T], *args: Any) -> T:
         """``run(*args)``, with the CPU time of every process during it taken for ``side``."""
         before = {label: cpu_seconds(pid) for label, pid in self.pids.items()}
+        start = time.monotonic()
         result = run(*args)
+        self.walls[side] = self.walls.get(side, 0.0) + time.monotonic() - start
         taken = self.samples.setdefault(side, {})
         for label, pid in self.pids.items():
             taken.setdefault(label, []).append(cpu_seconds(pid) - before[label])
         return result
 
     def report(self) -> list[str]:
+        """Per side, each process's median CPU seconds per section."""
+        return self._lines(lambda side, values: statistics.median(values))
+
+    def report_cores(self) -> list[str]:
+        """Per side, the cores each process kept busy over all its sections (CPU / wall)."""
+        return self._lines(lambda side, values: sum(values) / max(self.walls[side], 1e-9))
+
+    def _lines(self, value: Callable[[str, list[float]], float]) -> list[str]:
         lines = []
         for side, taken in self.samples.items():
-            parts = ", ".join(
-                f"{label} {statistics.median(values):.2f}" for label, values in taken.items()
-            )
+            parts = ", ".join(f"{label} {value(side, v):.2f}" for label, v in taken.items())
             lines.append(f"  {side:<18}  {parts}")
         return lines
 
@@ -504,6 +514,7 @@ def main() -> int:
             }
         )
         meter = CpuMeter(pids)
+        echo_meter = CpuMeter(pids)
         started = {name: rss(tmux.pane_pid(name))[0] for name in dashboards}
         # One untimed round each: the file in the guest's page cache, every path warm.
         for name, _ in sides:
@@ -523,10 +534,11 @@ def main() -> int:
             shift = block % len(turns)
             for name in turns[shift:] + turns[:shift]:
                 echo_trace.note("side", name.encode())
+                label = labels.get(name, "no terminal (floor)")
                 if name == FLOOR:
-                    found = echo_floor(directory, presses, floor_ahead)
+                    found = echo_meter.measure(label, echo_floor, directory, presses, floor_ahead)
                 else:
-                    found = echo_latency(tmux, name, presses)
+                    found = echo_meter.measure(label, echo_latency, tmux, name, presses)
                 echoes.setdefault(name, []).extend(x * 1000 for x in found)
         for name in dashboards:
             now, peak = rss(tmux.pane_pid(name))
@@ -551,6 +563,9 @@ def main() -> int:
         print(f"  ratio {labels[name]:<13} {ratio:6.2f} x   target <= 1.2 x")
     print("CPU seconds per cat (median), by process:")
     for line in meter.report():
+        print(line)
+    print("CPU cores busy while the keys were timed (CPU seconds / wall seconds), by process:")
+    for line in echo_meter.report_cores():
         print(line)
     print(f"keystroke echo during a flood ({args.presses} keys each):")
     for name, label in [*sides, (FLOOR, "no terminal (floor)")]:

@@ -312,6 +312,34 @@ async def test_held_output_is_parsed_on_a_key_and_an_echo_beside_the_flood_paint
         assert painted(view) == view.emulator.screen.display
 
 
+async def test_after_a_key_a_flood_streaming_by_waits_for_its_frame_but_not_an_echo() -> None:
+    """In a key's echo window output is parsed as it comes, but for plain output while a
+    flood streams by (plain.py's ``plain_flow``): it cannot be the echo, and parsed read by
+    read it took the dashboard's CPU from the guest. The echo behind it is parsed at once,
+    with the flood held before it, and painted alone."""
+    stream = ReadAheadStream()
+    app = PaintApp(stream)
+    clock = Clock()
+    async with app.run_test(size=(COLUMNS, LINES)) as pilot:
+        view, _ = await first_line_with_frames_apart(pilot, app, stream, clock)
+        await feed_apart(stream, [b"\x1b[2;%dr\x1b[%d;1H" % (LINES, LINES), *flood(100)])
+        await pilot.press("x")  # the held flood is parsed: a screenful streamed through
+        await parsed(pilot, view, "line 00099")
+        cut = [part for chunk in flood(200)[100:] for part in (chunk[:7], chunk[7:])]
+        await feed_apart(stream, cut)  # reads cut inside SGRs, as a PTY's are
+        for _ in range(5):
+            await pilot.pause(0.02)
+        assert not any("line 00199" in row for row in view.emulator.screen.display)  # held
+        clock.now += ECHO_INTERVAL
+        stream.feed(b"\x1b7\x1b[1;1H\x1b[2Kkey x\x1b8")  # the echo, drawn in place on row 1
+        await wait_for(pilot, lambda: painted(view)[0].startswith("key x"), timeout=5)
+        assert any("line 00199" in row for row in view.emulator.screen.display)
+        assert not any("line 00199" in row for row in painted(view))  # the flood: its frame
+        clock.now += 30
+        await wait_for(pilot, lambda: any("line 00199" in r for r in painted(view)), timeout=5)
+        assert painted(view) == view.emulator.screen.display
+
+
 async def test_the_cursor_paints_where_the_output_left_it() -> None:
     stream = MemoryStream()
     app = PaintApp(stream)

@@ -20,7 +20,14 @@ from vibebox_tui.terminal.vt.emulator import (
 )
 from vibebox_tui.terminal.vt.grid import HistoryLine, Line
 from vibebox_tui.terminal.vt.history import BlockRow
-from vibebox_tui.terminal.vt.plain import LAZY_ROWS, Flood, feed_block, find_flood, plain_parts
+from vibebox_tui.terminal.vt.plain import (
+    LAZY_ROWS,
+    Flood,
+    feed_block,
+    find_flood,
+    plain_flow,
+    plain_parts,
+)
 from vibebox_tui.terminal.vt.screen import Screen
 from vibebox_tui.terminal.vt.sequences import NOT_PLAIN_CHAR, NOT_PLAIN_ESCAPE
 
@@ -375,6 +382,45 @@ def test_plain_output_fast_path_draws_exactly_what_the_general_parser_draws(
     assert plain_parts("a\x1b[1mb\r\r\nc") == ["a", "\x1b[1m", "b", "\r\r\n", "c"]
     assert plain_parts("a\tb") is None and plain_parts("\x1b[Ha") is None
     assert plain_parts("é") is None
+
+
+def _flows(chunks: list[bytes]) -> bool:
+    held, plain = b"", True
+    for chunk in chunks:
+        flows, held = plain_flow(chunk, held)
+        plain = plain and flows
+    return plain
+
+
+@pytest.mark.parametrize(
+    ("output", "plain"),
+    [
+        (b"\x1b[32mINFO\x1b[0m line 1 \x1b[38;2;1;2;3mrgb\x1b[m\r\nline 2\r\n", True),
+        (b"half a line, then more", True),  # text on the cursor's row
+        (b"\x1b7\x1b[1;1H\x1b[2Kecho\x1b8", False),  # drawn in place: an echo
+        (b"50%\r60%", False),  # a lone CR goes back over the line
+        (b"a\nb", False),  # a lone LF moves down without returning
+        (b"ab\x08 \x08", False),  # bash erasing a character
+        (b"\x1b[2J", False),
+        (b"\x1b]0;title\x07", False),
+        ("caf\u00e9\r\n".encode(), False),  # not ASCII: widths, charsets
+        (b"tab\there", False),
+    ],
+)
+def test_plain_flow_tells_a_flood_streaming_by_from_output_drawn_in_place(
+    output: bytes, plain: bool
+) -> None:
+    """Cut anywhere, as reads are, the verdict is that of the whole output."""
+    assert _flows([output]) is plain
+    for cut in range(1, len(output)):
+        assert _flows([output[:cut], output[cut:]]) is plain, cut
+
+
+def test_plain_flow_carries_what_a_read_cut_to_the_next() -> None:
+    assert plain_flow(b"line\r") == (True, b"\r")
+    assert plain_flow(b"\nmore", b"\r") == (True, b"")
+    assert plain_flow(b"x\x1b[38;5") == (True, b"\x1b[38;5")
+    assert plain_flow(b"1;1H", b"\x1b[") == (False, b"")  # a cursor move after all
 
 
 @pytest.mark.parametrize("columns", [1, 2, 3, 7, 10])

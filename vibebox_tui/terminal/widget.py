@@ -48,6 +48,7 @@ from vibebox_tui.terminal.keys import (
 )
 from vibebox_tui.terminal.mouse import MouseKind, MouseState
 from vibebox_tui.terminal.vt.emulator import BellEvent, CommandEvent, Emulator, TitleEvent
+from vibebox_tui.terminal.vt.plain import plain_flow
 
 # The scrollback keys as the host terminal's bytes (xterm's shift+PgUp / shift+PgDn).
 _SCROLLBACK_BYTES = {b"\x1b[5;2~": 1, b"\x1b[6;2~": -1}
@@ -261,33 +262,47 @@ class TerminalView(TerminalCanvas, can_focus=True):
         (plain.py's ``find_flood``), where read by read every row was built as cells first,
         in longer slices once the flood path takes one (:data:`FLOOD_SLICE`). A stream
         that reads ahead on its own (:class:`ReadsAhead`) is not even asked until then, so
-        the reads of a flood do not wake this loop one by one."""
+        the reads of a flood do not wake this loop one by one. In a key's echo window every
+        read is parsed as it comes (the echo may be in it), but for plain output while a
+        flood streams by (:meth:`_streams_by`), held for the frame all the same."""
         reason = ""
         pending: list[bytes] = []
         size = 0
+        plain = True  # all of pending is plain output streaming by (plain_flow)
+        held = b""  # the end of the last read, checked with the next one (plain_flow)
         read: asyncio.Future[bytes] | None = None
         take_ready = stream.take_ready if isinstance(stream, ReadsAhead) else None
         try:
             while True:
-                self._deferred = bool(pending) and self._frame_waits(size)
+                self._deferred = bool(pending) and self._frame_waits(size, plain)
                 if self._deferred:
-                    if read is None and take_ready is not None:
+                    # In an echo window every read is looked at as it comes (an echo may be
+                    # in it); else the held output is collected once the frame is due.
+                    echo = self._pacer.in_echo_window()
+                    if read is None and take_ready is not None and not echo:
                         await self._sleep_until_frame()
                         more = take_ready()
                         if more:
                             self._pacer.arrived()
                             pending.append(more)
                             size += len(more)
+                            flows, held = plain_flow(more, held)
+                            plain = plain and flows
                             continue
                     else:
                         if read is None:
                             read = asyncio.ensure_future(stream.read())
-                        await asyncio.wait((read,), timeout=self._pacer.look_again())
+                        streams_by = echo and plain  # a flood's output after a key
+                        look = self._pacer.look_again(not streams_by)
+                        await asyncio.wait((read,), timeout=look)
+                        if streams_by and not read.done():
+                            continue  # held until the pacer says the frame is due
                 if pending and (read is None or not read.done()):
                     if not await self._parse(stream, b"".join(pending)):
                         return
                     pending.clear()
                     size = 0
+                    plain = True
                     continue
                 if read is None:
                     read = asyncio.ensure_future(stream.read())
@@ -308,6 +323,8 @@ class TerminalView(TerminalCanvas, can_focus=True):
                 self._pacer.arrived()
                 pending.append(data)
                 size += len(data)
+                flows, held = plain_flow(data, held)
+                plain = plain and flows
             if pending and not await self._parse(stream, b"".join(pending)):
                 return
         finally:
@@ -318,11 +335,28 @@ class TerminalView(TerminalCanvas, can_focus=True):
             self._output_changed()
             self._disconnected(reason)
 
-    def _frame_waits(self, size: int) -> bool:
+    def _frame_waits(self, size: int, plain: bool) -> bool:
         """``size`` bytes of output may wait unparsed: the next frame is not due yet, and no
-        key was just sent (an echo in the output is looked for at once)."""
+        key was just sent (an echo in the output is looked for at once) unless the output is
+        ``plain`` (:func:`plain_flow`) and a flood streams by (:meth:`_streams_by`)."""
         pacer = self._pacer
-        return size < DEFER_LIMIT and not pacer.in_echo_window() and pacer.wait() > 0
+        if size >= DEFER_LIMIT:
+            return False
+        if pacer.in_echo_window():
+            return plain and self._streams_by() and pacer.wait(False) > 0
+        return pacer.wait() > 0
+
+    def _streams_by(self) -> bool:
+        """Plain output (:func:`plain_flow`) that comes now only streams through the scroll
+        region: a screenful or more streamed through it since the last frame, and the cursor
+        is in it. Such output's rows are painted at the flood's frame, even in an echo window
+        (the canvas's rule, ``Grid.changed_in_place``), so it need not be parsed at once
+        either: parsed read by read, a flood's reads are too short for the parser's fast path,
+        and with a key every tenth of a second they doubled the dashboard's CPU, which it
+        took from the guest (``tests/bench/bench_flood.py``)."""
+        screen = self.emulator.screen
+        region = screen.streamed_region()
+        return region is not None and region[0] <= screen.cursor.y <= region[1]
 
     async def _sleep_until_frame(self) -> None:
         """Until it is time to look at the held output again (the frame is due, or the

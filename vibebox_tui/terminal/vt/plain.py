@@ -50,6 +50,37 @@ FLOOD_TEXT = 4096
 """Characters a chunk must hold to be looked at as a flood (:func:`find_flood`)."""
 # An SGR (it takes no cell); a pattern with a literal start, which re finds fast.
 _SGR = re.compile(r"\x1b\[[0-9;]*m")
+_NOT_SGR = re.compile(rb"\x1b(?!\[[0-9;]*m)")  # an escape that does not begin an SGR
+# What a read may end in that the next one completes: an escape sequence begun, a CR (its LF).
+_CUT = re.compile(rb"(?:\x1b(?:\[[0-9;]*)?|\r)\Z")
+CUT_LONGEST = 32
+"""Most bytes :func:`plain_flow` looks back for a cut SGR (a longer one is not plain output)."""
+_PLAIN_BYTES = bytes(range(0x20, 0x7F)) + b"\r\n\x1b"
+
+
+def plain_flow(data: bytes, held: bytes = b"") -> tuple[bool, bytes]:
+    """Whether output read as ``data`` (not yet decoded), after ``held``, is plain output as a
+    flood streams it: printable ASCII and SGRs, every CR followed by an LF and every LF
+    preceded by a CR. Drawn, it changes nothing in place but the rows the lines land on: no
+    cursor movement, no lone CR going back over a line, no erase, no other control. The
+    terminal holds such output for a flood's frame even just after a key (``TerminalView``):
+    it is not that key's echo drawn in place.
+
+    Reads end anywhere, so the check is carried from one to the next: the second value is
+    what to pass as ``held`` with the next read (an escape sequence or a CR LF the read cut).
+    """
+    text = held + data if held else data
+    cut = _CUT.search(text, max(0, len(text) - CUT_LONGEST))
+    if cut is not None:
+        text, held = text[: cut.start()], text[cut.start() :]
+    else:
+        held = b""
+    if text.translate(None, _PLAIN_BYTES):
+        return False, held  # another control, or not ASCII
+    ends = text.count(b"\r\n")
+    if text.count(b"\r") != ends or text.count(b"\n") != ends:
+        return False, held
+    return _NOT_SGR.search(text) is None, held
 
 
 def plain_parts(text: str) -> list[str] | None:
