@@ -352,7 +352,7 @@ class TerminalView(TerminalCanvas, can_focus=True):
         is in it. Such output's rows are painted at the flood's frame, even in an echo window
         (the canvas's rule, ``Grid.changed_in_place``), so it need not be parsed at once
         either: parsed read by read, a flood's reads are too short for the parser's fast path,
-        and with a key every tenth of a second they doubled the dashboard's CPU, which it
+        and with a key every 0.12 s they doubled the dashboard's CPU, which it
         took from the guest (``tests/bench/bench_flood.py``)."""
         screen = self.emulator.screen
         region = screen.streamed_region()
