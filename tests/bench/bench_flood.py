@@ -427,10 +427,22 @@ def start_dashboard(
 
 
 def stop_session(directory: str) -> None:
-    """``vibebox stop`` in ``directory`` (the VM shut down, the supervisor gone)."""
+    """``vibebox stop`` in ``directory`` (the VM shut down, the supervisor gone); a directory
+    with no session yet has nothing to stop."""
     argv = [sys.executable, "-m", "vibebox_cli.main", "stop"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    subprocess.run(argv, cwd=directory, env=env, check=True, timeout=180, stdout=subprocess.DEVNULL)
+    done = subprocess.run(
+        argv,
+        cwd=directory,
+        env=env,
+        timeout=180,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    if done.returncode and "has no session" not in done.stderr:
+        sys.stderr.write(done.stderr)
+        raise subprocess.CalledProcessError(done.returncode, argv)
 
 
 def main() -> int:
