@@ -21,7 +21,7 @@ from vibebox_core.streams import MemoryStream
 from vibebox_tui.terminal import TerminalView
 from vibebox_tui.terminal.frames import ECHO_INTERVAL, IDLE_GAP, FramePacer
 from vibebox_tui.terminal.vt.emulator import Emulator
-from vibebox_tui.terminal.widget import FEED_SLICE, FLOOD_SLICE
+from vibebox_tui.terminal.widget import ECHO_HOLD, FEED_SLICE, FLOOD_SLICE
 
 COLUMNS, LINES = 60, 12
 
@@ -338,6 +338,40 @@ async def test_after_a_key_a_flood_streaming_by_waits_for_its_frame_but_not_an_e
         clock.now += 30
         await wait_for(pilot, lambda: any("line 00199" in r for r in painted(view)), timeout=5)
         assert painted(view) == view.emulator.screen.display
+
+
+async def test_after_a_key_a_flood_streaming_by_is_held_only_up_to_the_echo_hold() -> None:
+    """Held plain output is parsed before the echo behind it: past ``ECHO_HOLD`` bytes it is
+    parsed as it comes, so an echo never waits for a whole frame's worth of a flood, and it is
+    still painted at the flood's frame."""
+    stream = ReadAheadStream()
+    app = PaintApp(stream)
+    clock = Clock()
+    async with app.run_test(size=(COLUMNS, LINES)) as pilot:
+        view, _ = await first_line_with_frames_apart(pilot, app, stream, clock)
+        await feed_apart(stream, [b"\x1b[2;%dr\x1b[%d;1H" % (LINES, LINES), *flood(100)])
+        await pilot.press("x")
+        await parsed(pilot, view, "line 00099")
+        per_line = len(flood(1)[0])
+        more = flood(100 + 2 * ECHO_HOLD // per_line)[100:]
+        await feed_apart(stream, more)
+        last = len(more) + 99
+        # Parsed up to a hold's worth before the last line (the rest may still be held)...
+        await wait_for(
+            pilot, lambda: numbered(view.emulator.screen.display) >= last - ECHO_HOLD // per_line
+        )
+        # ...and not painted before the flood's frame.
+        assert numbered(painted(view)) <= 99
+        clock.now += 30
+        stream.feed(b"\x1b7\x1b[1;1H\x1b[2Kkey x\x1b8")
+        await wait_for(pilot, lambda: painted(view)[0].startswith("key x"), timeout=5)
+        await wait_for(pilot, lambda: painted(view) == view.emulator.screen.display, timeout=5)
+        assert numbered(painted(view)) == last
+
+
+def numbered(rows: list[str]) -> int:
+    """The highest line number of :func:`flood` among ``rows`` (-1: none)."""
+    return max((int(row.split()[2]) for row in rows if row.startswith("INFO line ")), default=-1)
 
 
 async def test_the_cursor_paints_where_the_output_left_it() -> None:

@@ -18,8 +18,8 @@ widget asks a :class:`FramePacer` instead:
   soon): the end of a flood, the prompt after a ``cat``, shows at once rather than up to a
   frame later;
 * for :data:`ECHO_WINDOW` after a key was sent, output is parsed at once (but for plain
-  output once a flood streams by: it cannot be an echo drawn in place, see
-  ``TerminalView._streams_by``), and what changed the
+  output once a flood streams by, up to ``widget.ECHO_HOLD`` bytes: it cannot be an echo
+  drawn in place, see ``TerminalView._streams_by``), and what changed the
   screen in place (an echo at the cursor, a status line, a redraw, a scroll by less than a
   screenful: anything but a flood streaming through the scroll region,
   :meth:`~vibebox_tui.terminal.vt.grid.Grid.changed_in_place`) is painted at once, at most

@@ -64,6 +64,10 @@ path (plain.py's ``find_flood``): that path builds only the rows left on the scr
 slice, so fewer, longer slices build fewer rows that scroll off in the next one."""
 DEFER_LIMIT = 1 << 20
 """Most output collected unparsed while the next frame of a flood is not due (bytes)."""
+ECHO_HOLD = 64 * 1024
+"""Most plain output streaming by (:meth:`TerminalView._streams_by`) held unparsed in a key's
+echo window (bytes): all of it is parsed before the echo behind it, and a frame's worth of a
+flood (a tenth of a second, a few hundred KB) took up to tens of milliseconds."""
 WHEEL_LINES = 3
 
 
@@ -264,7 +268,8 @@ class TerminalView(TerminalCanvas, can_focus=True):
         that reads ahead on its own (:class:`ReadsAhead`) is not even asked until then, so
         the reads of a flood do not wake this loop one by one. In a key's echo window every
         read is parsed as it comes (the echo may be in it), but for plain output while a
-        flood streams by (:meth:`_streams_by`), held for the frame all the same."""
+        flood streams by (:meth:`_streams_by`), held for the frame all the same, up to
+        :data:`ECHO_HOLD` bytes."""
         reason = ""
         pending: list[bytes] = []
         size = 0
@@ -338,12 +343,13 @@ class TerminalView(TerminalCanvas, can_focus=True):
     def _frame_waits(self, size: int, plain: bool) -> bool:
         """``size`` bytes of output may wait unparsed: the next frame is not due yet, and no
         key was just sent (an echo in the output is looked for at once) unless the output is
-        ``plain`` (:func:`plain_flow`) and a flood streams by (:meth:`_streams_by`)."""
+        ``plain`` (:func:`plain_flow`), a flood streams by (:meth:`_streams_by`) and less than
+        :data:`ECHO_HOLD` waits."""
         pacer = self._pacer
         if size >= DEFER_LIMIT:
             return False
         if pacer.in_echo_window():
-            return plain and self._streams_by() and pacer.wait(False) > 0
+            return plain and size < ECHO_HOLD and self._streams_by() and pacer.wait(False) > 0
         return pacer.wait() > 0
 
     def _streams_by(self) -> bool:
